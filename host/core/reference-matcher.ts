@@ -1,0 +1,164 @@
+// The pure-TypeScript reference matcher: the same decisions as the Wasm core,
+// written for clarity, not speed. It scans routes linearly as Envoy does. The
+// property tests use it as the oracle for the core and the benchmark as the
+// baseline the core must beat.
+
+import { RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST, type Decision, type RouteRequest } from "./decision.js";
+import { clusterEndpointStarts, lowerAscii, type Condition, type MatchEntry, type RouteTable, type StringMatch } from "./route-table.js";
+
+export class ReferenceMatcher {
+  private readonly exactDomains = new Map<string, number>();
+  private readonly wildcards: { suffix: string; vhost: number }[] = [];
+  private readonly endpointStarts: number[];
+
+  constructor(
+    private readonly table: RouteTable,
+    /** Requests in flight per global endpoint index, as the host keeps them. */
+    private readonly active: ArrayLike<number>,
+  ) {
+    table.virtualHosts.forEach((vh, index) => {
+      for (const domain of vh.domains) {
+        if (domain.startsWith("*")) this.wildcards.push({ suffix: domain.slice(1), vhost: index });
+        else if (!this.exactDomains.has(domain)) this.exactDomains.set(domain, index);
+      }
+    });
+    // Longest suffix first; Array.prototype.sort is stable, so earlier hosts win ties.
+    this.wildcards.sort((a, b) => utf8Length(b.suffix) - utf8Length(a.suffix));
+    this.endpointStarts = clusterEndpointStarts(table);
+  }
+
+  decide(req: RouteRequest, random: number, out: Decision): number {
+    out.vhost = out.entry = out.route = out.dest = out.cluster = out.endpoint = -1;
+    out.code = this.decideInto(req, random >>> 0, out);
+    return out.code;
+  }
+
+  private decideInto(req: RouteRequest, random: number, out: Decision): number {
+    const vhost = this.findVirtualHost(req.authority);
+    if (vhost < 0) return RC_NO_VHOST;
+    out.vhost = vhost;
+    const vh = this.table.virtualHosts[vhost]!;
+    let entry = -1;
+    for (let i = vh.entryStart; i < vh.entryStart + vh.entryCount; i++) {
+      if (entryMatches(this.table.entries[i]!, req)) {
+        entry = i;
+        break;
+      }
+    }
+    if (entry < 0) return RC_NO_ROUTE;
+    out.entry = entry;
+    const routeIndex = this.table.entries[entry]!.route;
+    out.route = routeIndex;
+
+    const dests = this.table.routes[routeIndex]!.destinations;
+    let destOffset = 0;
+    if (dests.length > 1) {
+      let total = 0;
+      for (const d of dests) total += d.weight;
+      const point = scale(random, total);
+      let cumulative = 0;
+      destOffset = dests.length - 1;
+      for (let i = 0; i < dests.length; i++) {
+        cumulative += dests[i]!.weight;
+        if (point < cumulative) {
+          destOffset = i;
+          break;
+        }
+      }
+    }
+    out.dest = this.destinationBase(routeIndex) + destOffset;
+    const cluster = dests[destOffset]!.cluster;
+    if (cluster < 0) return RC_NO_CLUSTER;
+    out.cluster = cluster;
+    const c = this.table.clusters[cluster]!;
+    if (c.passthrough) return routeIndex;
+    if (c.endpointCount === 0) return RC_NO_ENDPOINT;
+    out.endpoint = this.endpointStarts[cluster]! + pickLeastRequest(this.active, this.endpointStarts[cluster]!, c.endpointCount, random);
+    return routeIndex;
+  }
+
+  private destinationBase(routeIndex: number): number {
+    let base = 0;
+    for (let i = 0; i < routeIndex; i++) base += this.table.routes[i]!.destinations.length;
+    return base;
+  }
+
+  private findVirtualHost(authority: string | undefined): number {
+    if (authority === undefined) return -1;
+    const lower = lowerAscii(authority);
+    const exact = this.exactDomains.get(lower);
+    if (exact !== undefined) return exact;
+    for (const w of this.wildcards) {
+      if (lower.length > w.suffix.length && lower.endsWith(w.suffix)) return w.vhost;
+    }
+    return -1;
+  }
+}
+
+function utf8Length(s: string): number {
+  return Buffer.byteLength(s, "utf8");
+}
+
+function entryMatches(e: MatchEntry, req: RouteRequest): boolean {
+  if (e.uri) {
+    const path = e.uri.ignoreCase ? lowerAscii(req.path) : req.path;
+    const want = e.uri.ignoreCase ? lowerAscii(e.uri.value) : e.uri.value;
+    if (!stringMatches(e.uri, path, want)) return false;
+  }
+  if (e.method && !stringMatches(e.method, req.method, e.method.value)) return false;
+  if (e.authority && (req.authority === undefined || !stringMatches(e.authority, req.authority, e.authority.value))) return false;
+  if (e.scheme && !stringMatches(e.scheme, req.scheme, e.scheme.value)) return false;
+  return e.conditions.every((c) => conditionMatches(c, req));
+}
+
+function stringMatches(m: { kind: StringMatch["kind"] | "present" }, actual: string, want: string): boolean {
+  return m.kind === "exact" ? actual === want : actual.startsWith(want);
+}
+
+function conditionMatches(c: Condition, req: RouteRequest): boolean {
+  const value = c.source === "header" ? req.header(c.name) : queryParam(req.query, c.name);
+  let matched: boolean;
+  if (c.kind === "present") matched = value !== undefined;
+  else if (value === undefined) matched = c.invert ? stringMatches(c, "", c.value) : false;
+  else matched = stringMatches(c, value, c.value);
+  return c.invert ? !matched : matched;
+}
+
+/** The first `name` or `name=value` in the raw query string; no percent-decoding, as Envoy. */
+export function queryParam(query: string | undefined, name: string): string | undefined {
+  if (query === undefined) return undefined;
+  for (const part of query.split("&")) {
+    const eq = part.indexOf("=");
+    const key = eq < 0 ? part : part.slice(0, eq);
+    if (key === name) return eq < 0 ? "" : part.slice(eq + 1);
+  }
+  return undefined;
+}
+
+// ── The core's arithmetic, reproduced exactly (assembly/select.ts) ─────────────
+
+/** floor(random * n / 2^32) without losing precision past 2^53. */
+export function scale(random: number, n: number): number {
+  const hi = (random >>> 16) * n;
+  const lo = (random & 0xffff) * n;
+  return Math.floor((hi + Math.floor(lo / 65536)) / 65536);
+}
+
+export function remix(x: number): number {
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x85ebca6b);
+  x ^= x >>> 13;
+  x = Math.imul(x, 0xc2b2ae35);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** Offset within the cluster of the endpoint power-of-two-choices picks. */
+export function pickLeastRequest(active: ArrayLike<number>, start: number, count: number, random: number): number {
+  if (count === 1) return 0;
+  const r1 = remix(random);
+  const a = scale(r1, count);
+  let b = scale(remix(r1), count - 1);
+  if (b >= a) b++;
+  return active[start + b]! < active[start + a]! ? b : a;
+}

@@ -1,0 +1,137 @@
+// Loads the Wasm route core and binds one instance to one route table.
+//
+// One instance per snapshot: the table image, the request area and the
+// in-flight counters live in that instance's linear memory, sized once here and
+// never grown afterwards, so the typed-array views below stay valid.
+
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { instantiateSync } from "@assemblyscript/loader";
+import * as L from "../../assembly/layout.js";
+import type { Decision } from "./decision.js";
+import { encodeImage } from "./image.js";
+import type { RouteTable } from "./route-table.js";
+
+interface CoreExports {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+  init(image: number, request: number, out: number): number;
+  route(random: number): number;
+}
+
+let compiled: WebAssembly.Module | undefined;
+
+/** The compiled module, built by `npm run build:wasm` (part of install and pretest). */
+function coreModule(): WebAssembly.Module {
+  if (!compiled) {
+    const path = fileURLToPath(new URL("build/route-core.wasm", findPackageRoot()));
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = new Uint8Array(readFileSync(path));
+    } catch (err) {
+      throw new Error(`route core not built: ${path} is missing (run 'npm run build'): ${(err as Error).message}`);
+    }
+    compiled = new WebAssembly.Module(bytes);
+  }
+  return compiled;
+}
+
+/** The package root, whether running from host/ (vitest) or dist/host/ (compiled). */
+function findPackageRoot(): URL {
+  const here = new URL(".", import.meta.url);
+  return here.pathname.includes("/dist/") ? new URL("../../../", here) : new URL("../../", here);
+}
+
+const PAGE = 65536;
+const REQUEST_AREA_BYTES = L.SLOT_COUNT_MAX * L.SLOT_SIZE + L.REQUEST_BYTES;
+
+export class RouteCore {
+  private readonly exports: CoreExports;
+  /** Slot table of the request area: [offset, length] pairs as i32. */
+  private readonly slots: Int32Array;
+  /** Bytes of the request area after the slot table, as a Buffer for allocation-free utf8 writes. */
+  private readonly bytes: Buffer;
+  private readonly bytesAt: number;
+  private readonly out: Int32Array;
+  /** Requests in flight per global endpoint index; the core reads it for LEAST_REQUEST. */
+  readonly active: Int32Array;
+  private cursor = 0;
+  private readonly headerSlots: number;
+
+  constructor(table: RouteTable) {
+    const instance = instantiateSync(coreModule(), {});
+    this.exports = instance.exports as unknown as CoreExports;
+    const memory = this.exports.memory;
+    const imageAt = (this.exports.heapBase() + 15) & ~15;
+    const { bytes: image, activeOffset } = encodeImage(table, imageAt);
+    const requestAt = (imageAt + image.length + 15) & ~15;
+    const outAt = requestAt + REQUEST_AREA_BYTES;
+    const end = outAt + L.OUT_SIZE;
+    const needPages = Math.ceil(end / PAGE) - memory.buffer.byteLength / PAGE;
+    if (needPages > 0) memory.grow(needPages);
+    const buffer = memory.buffer;
+    new Uint8Array(buffer, imageAt, image.length).set(image);
+    if (this.exports.init(imageAt, requestAt, outAt) !== 0) throw new Error("internal: route core rejected the table image");
+    this.slots = new Int32Array(buffer, requestAt, L.SLOT_COUNT_MAX * 2);
+    this.bytesAt = requestAt + L.SLOT_COUNT_MAX * L.SLOT_SIZE;
+    this.bytes = Buffer.from(buffer, this.bytesAt, L.REQUEST_BYTES);
+    this.out = new Int32Array(buffer, outAt, L.OUT_SIZE / 4);
+    this.active = new Int32Array(buffer, imageAt + activeOffset, table.clusters.reduce((n, c) => n + c.endpointCount, 0));
+    this.headerSlots = table.headerNames.length;
+  }
+
+  // ── HOT PATH — change with care: called for every request, no allocation. ──
+
+  /** Starts a request: every slot absent, the byte area empty. */
+  begin(): void {
+    const slots = this.slots;
+    const n = (L.SLOT_FIRST_HEADER + this.headerSlots) * 2;
+    for (let i = 1; i < n; i += 2) slots[i] = -1;
+    this.cursor = 0;
+  }
+
+  /** Copies one field into the request area. Returns false when the area is full (answer 431). */
+  set(slot: number, value: string): boolean {
+    const room = L.REQUEST_BYTES - this.cursor;
+    // A UTF-16 unit encodes to at most 3 bytes; beyond that, measure before writing.
+    if (value.length * 3 > room && Buffer.byteLength(value) > room) return false;
+    const written = this.bytes.write(value, this.cursor, room, "utf8");
+    this.slots[slot * 2] = this.bytesAt + this.cursor;
+    this.slots[slot * 2 + 1] = written;
+    this.cursor += written;
+    return true;
+  }
+
+  /** Runs the decision. Returns the route index (>= 0) or an RC_* code; details via the getters. */
+  route(random: number): number {
+    return this.exports.route(random >>> 0);
+  }
+
+  get vhost(): number {
+    return this.out[L.OUT_VHOST / 4]!;
+  }
+  get entry(): number {
+    return this.out[L.OUT_ENTRY / 4]!;
+  }
+  get dest(): number {
+    return this.out[L.OUT_DEST / 4]!;
+  }
+  get cluster(): number {
+    return this.out[L.OUT_CLUSTER / 4]!;
+  }
+  get endpoint(): number {
+    return this.out[L.OUT_ENDPOINT / 4]!;
+  }
+
+  /** Copies the last decision out (tests, explain; not the hot path). */
+  readDecision(code: number, into: Decision): Decision {
+    into.code = code;
+    into.vhost = this.vhost;
+    into.entry = this.entry;
+    into.route = this.out[L.OUT_ROUTE / 4]!;
+    into.dest = this.dest;
+    into.cluster = this.cluster;
+    into.endpoint = this.endpoint;
+    return into;
+  }
+}

@@ -1,0 +1,79 @@
+// The compiled routing table in its semantic form: what the route core decides on.
+//
+// host/config/compile.ts produces it from the Istio model; host/core/image.ts
+// lays it out as bytes for the Wasm core; host/core/reference-matcher.ts reads it
+// directly. Indices everywhere, so decisions are integers on both sides.
+
+export type StringMatchKind = "exact" | "prefix";
+export type ConditionKind = StringMatchKind | "present";
+
+export interface StringMatch {
+  kind: StringMatchKind;
+  value: string;
+}
+
+export interface UriMatch extends StringMatch {
+  ignoreCase: boolean;
+}
+
+/** A header (`headers`, `withoutHeaders`) or query-parameter condition of one match block. */
+export interface Condition {
+  source: "header" | "query";
+  /** Lower-case header name, or the query parameter name as written. */
+  name: string;
+  kind: ConditionKind;
+  value: string;
+  /** withoutHeaders: the result is inverted and a missing header counts as empty. */
+  invert: boolean;
+}
+
+/** One HTTPMatchRequest of a route (a route without `match` has one entry matching all). */
+export interface MatchEntry {
+  route: number;
+  uri?: UriMatch;
+  method?: StringMatch;
+  authority?: StringMatch;
+  scheme?: StringMatch;
+  conditions: Condition[];
+}
+
+export interface VirtualHostTable {
+  name: string;
+  /** Lower-case domains; "*.example.com" is a wildcard, anything else exact (may carry ":port"). */
+  domains: string[];
+  /** This host's entries are entries[entryStart .. entryStart + entryCount), in match order. */
+  entryStart: number;
+  entryCount: number;
+}
+
+export interface WeightedDestination {
+  /** Index into clusters, or -1 when the destination names a cluster that does not exist (503 NC). */
+  cluster: number;
+  weight: number;
+}
+
+export interface RouteTable {
+  virtualHosts: VirtualHostTable[];
+  entries: MatchEntry[];
+  routes: { destinations: WeightedDestination[] }[];
+  /** Endpoints of cluster i are the global endpoints [start_i, start_i + endpointCount). */
+  clusters: { endpointCount: number; passthrough: boolean }[];
+  /** Header names referenced by conditions; name i is written to request slot SLOT_FIRST_HEADER + i. */
+  headerNames: string[];
+}
+
+/** ASCII-only lower-casing, the same as the core's (String.toLowerCase also folds non-ASCII). */
+export function lowerAscii(s: string): string {
+  return s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
+}
+
+export function clusterEndpointStarts(table: RouteTable): number[] {
+  const starts: number[] = [];
+  let next = 0;
+  for (const c of table.clusters) {
+    starts.push(next);
+    next += c.endpointCount;
+  }
+  starts.push(next);
+  return starts;
+}

@@ -1,0 +1,59 @@
+// The Wasm route core and the pure-TypeScript reference matcher must make the
+// same decision for every table and request.
+
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import * as L from "../../assembly/layout.js";
+import { emptyDecision } from "../../host/core/decision.js";
+import { ReferenceMatcher } from "../../host/core/reference-matcher.js";
+import { RouteCore } from "../../host/core/route-core.js";
+import { writeRequest } from "../../host/core/request-fields.js";
+import { routeRequest, routeTable } from "../support/tables.js";
+
+describe("route core vs reference matcher", () => {
+  it("agrees on random tables, requests and in-flight counts", () => {
+    fc.assert(
+      fc.property(routeTable, fc.array(routeRequest, { minLength: 1, maxLength: 8 }), fc.array(fc.nat(5), { maxLength: 16 }), fc.nat(), (table, requests, load, random) => {
+        const core = new RouteCore(table);
+        load.forEach((n, i) => {
+          if (i < core.active.length) core.active[i] = n;
+        });
+        const reference = new ReferenceMatcher(table, core.active);
+        requests.forEach((req, i) => {
+          const r = (random + i * 0x9e3779b9) >>> 0;
+          expect(writeRequest(core, table.headerNames, req)).toBe(true);
+          const fromCore = core.readDecision(core.route(r), emptyDecision());
+          const fromReference = emptyDecision();
+          reference.decide(req, r, fromReference);
+          expect(fromCore).toEqual(fromReference);
+        });
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it("reports no virtual host, no route, missing cluster and no endpoint with distinct codes", () => {
+    const table = {
+      virtualHosts: [{ name: "v", domains: ["svc"], entryStart: 0, entryCount: 3 }],
+      entries: [
+        { route: 0, uri: { kind: "exact" as const, value: "/missing", ignoreCase: false }, conditions: [] },
+        { route: 1, uri: { kind: "exact" as const, value: "/empty", ignoreCase: false }, conditions: [] },
+        { route: 2, uri: { kind: "prefix" as const, value: "/ok", ignoreCase: false }, conditions: [] },
+      ],
+      routes: [{ destinations: [{ cluster: -1, weight: 1 }] }, { destinations: [{ cluster: 0, weight: 1 }] }, { destinations: [{ cluster: 1, weight: 1 }] }],
+      clusters: [{ endpointCount: 0, passthrough: false }, { endpointCount: 2, passthrough: false }],
+      headerNames: [],
+    };
+    const core = new RouteCore(table);
+    const decide = (authority: string, path: string): number => {
+      writeRequest(core, [], { method: "GET", authority, path, query: undefined, scheme: "http", header: () => undefined });
+      return core.route(7);
+    };
+    expect(decide("other", "/ok")).toBe(L.RC_NO_VHOST);
+    expect(decide("svc", "/nope")).toBe(L.RC_NO_ROUTE);
+    expect(decide("svc", "/missing")).toBe(L.RC_NO_CLUSTER);
+    expect(decide("svc", "/empty")).toBe(L.RC_NO_ENDPOINT);
+    expect(decide("SVC", "/ok/x")).toBe(2);
+    expect([0, 1]).toContain(core.endpoint);
+  });
+});
