@@ -269,3 +269,15 @@ function findQueryParam(key: u32, keyLen: u32): void {
     start = amp + 1;
   }
 }
+
+/**
+ * Picks an endpoint of `cluster` again (a retry after a connection failure):
+ * the same LEAST_REQUEST choice as route(), with a fresh random value.
+ * Returns a global endpoint index, or RC_NO_ENDPOINT.
+ */
+export function pickEndpoint(cluster: i32, random: u32): i32 {
+  const c = header(H_CLUSTERS) + <u32>cluster * CL_SIZE;
+  const count = load<u32>(c + CL_EP_COUNT);
+  if (count == 0) return RC_NO_ENDPOINT;
+  return pickLeastRequest(header(H_ACTIVE), load<u32>(c + CL_EP_START), count, random);
+}

@@ -17,6 +17,7 @@ interface CoreExports {
   heapBase(): number;
   init(image: number, request: number, out: number): number;
   route(random: number): number;
+  pickEndpoint(cluster: number, random: number): number;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -105,6 +106,11 @@ export class RouteCore {
   /** Runs the decision. Returns the route index (>= 0) or an RC_* code; details via the getters. */
   route(random: number): number {
     return this.exports.route(random >>> 0);
+  }
+
+  /** Another LEAST_REQUEST pick in `cluster` (retries); a global endpoint index or RC_NO_ENDPOINT. */
+  pickEndpoint(cluster: number, random: number): number {
+    return this.exports.pickEndpoint(cluster, random >>> 0);
   }
 
   get vhost(): number {

@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+// The instio command line.
+
+import { parseArgs } from "node:util";
+import { loadConfigPath, requireConfig } from "./config/load.js";
+import { formatDiagnostic } from "./config/diagnostics.js";
+import { logDiagnostics } from "./config/watch.js";
+import { explain } from "./core/explain.js";
+import { startProxy } from "./proxy/server.js";
+import { runQuickstart } from "./quickstart.js";
+
+const HELP = `instio: a service-mesh sidecar proxy configured with Istio YAML
+
+Usage:
+  instio proxy --config PATH          serve PATH (a YAML file or directory); reloads on change
+  instio validate PATH                check PATH; lists every error, exits 1 if any
+  instio explain --config PATH 'METHOD URL' [-H 'name: value' ...]
+                                      show the route decision for one request
+  instio quickstart                   demo upstreams + the quickstart mesh (npm start)
+  instio --help
+
+Examples:
+  instio validate examples/quickstart
+  instio proxy --config examples/quickstart
+  instio explain --config examples/quickstart 'GET http://reviews:9080/reviews/1' -H 'end-user: jason'
+  HTTP_PROXY=http://127.0.0.1:15001 curl http://reviews:9080/   (needs engine: node, see README)
+`;
+
+function fail(message: string): never {
+  process.stderr.write(`instio: ${message}\n`);
+  process.exit(2);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+    case "-h":
+    case "--help":
+    case "help":
+      process.stdout.write(HELP);
+      return 0;
+    case "validate": {
+      const path = rest[0] ?? fail("validate needs a PATH");
+      const result = loadConfigPath(path);
+      for (const d of result.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
+      const errors = result.diagnostics.filter((d) => d.severity === "error").length;
+      if (errors > 0 || !result.config) {
+        process.stderr.write(`${path}: ${errors} error(s)\n`);
+        return 1;
+      }
+      const c = result.config;
+      process.stdout.write(`${path}: valid (${c.virtualHosts.length} virtual hosts, ${c.routes.length} routes, ${c.clusters.length} clusters)\n`);
+      return 0;
+    }
+    case "explain": {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { config: { type: "string", short: "c" }, header: { type: "string", short: "H", multiple: true } } });
+      if (!values.config) fail("explain needs --config PATH");
+      const [spec] = positionals;
+      if (!spec) fail("explain needs a request such as 'GET http://reviews:9080/path'");
+      const m = /^\s*([A-Za-z]+)\s+(\S+)\s*$/.exec(spec) ?? fail(`cannot read request "${spec}"; expected 'METHOD URL'`);
+      let url: URL;
+      try {
+        url = new URL(m[2]!);
+      } catch {
+        return fail(`"${m[2]}" is not an absolute URL`);
+      }
+      const headers = new Map<string, string>();
+      for (const h of values.header ?? []) {
+        const i = h.indexOf(":");
+        if (i <= 0) fail(`header "${h}" must be 'name: value'`);
+        headers.set(h.slice(0, i).trim().toLowerCase(), h.slice(i + 1).trim());
+      }
+      const result = loadConfigPath(values.config);
+      const config = requireConfig(result);
+      const req = {
+        method: m[1]!.toUpperCase(),
+        authority: headers.get("host") ?? url.host,
+        path: url.pathname,
+        query: url.search ? url.search.slice(1) : undefined,
+        scheme: url.protocol.slice(0, -1),
+        header: (name: string) => headers.get(name),
+      };
+      process.stdout.write(explain(config, req) + "\n");
+      return 0;
+    }
+    case "proxy": {
+      const { values } = parseArgs({ args: rest, options: { config: { type: "string", short: "c" } } });
+      if (!values.config) fail("proxy needs --config PATH");
+      const result = loadConfigPath(values.config);
+      logDiagnostics(result.diagnostics, (l) => process.stderr.write(`${l}\n`));
+      const proxy = await startProxy({ config: requireConfig(result), configPath: values.config });
+      process.stderr.write(
+        `instio: outbound ${proxy.outbound.address}:${proxy.outbound.port} (${proxy.outbound.engine})` +
+          (proxy.inbound ? `, inbound ${proxy.inbound.address}:${proxy.inbound.port} (${proxy.inbound.engine})` : "") +
+          `, admin ${proxy.admin.address}:${proxy.admin.port}, config version ${proxy.holder.current.version}\n`,
+      );
+      const stop = (): void => void proxy.close().then(() => process.exit(0));
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      return -1; // keep running
+    }
+    case "quickstart":
+      await runQuickstart();
+      return -1;
+    default:
+      return fail(`unknown command "${command}"; see instio --help`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: Error) => {
+    process.stderr.write(`instio: ${err.message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,279 @@
+// Model → compiled config: the route table for the core, plus what the host needs
+// to act on a decision (cluster endpoints, route and virtual host names).
+// Runs once per config version, off the hot path.
+
+import { SLOT_COUNT_MAX, SLOT_FIRST_HEADER } from "../../assembly/layout.js";
+import type { MatchEntry, RouteTable, WeightedDestination } from "../core/route-table.js";
+import type { ConfigDiagnostic, Location } from "./diagnostics.js";
+import { hostMatches, mostSpecific, virtualHostDomains } from "./hosts.js";
+import type { ConfigModel, DestinationModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
+
+export interface ClusterEndpoint {
+  address: string;
+  port: number;
+  labels: Record<string, string>;
+}
+
+export interface ClusterInfo {
+  /** Envoy's name: outbound|port|subset|host. */
+  name: string;
+  host: string;
+  port: number;
+  subset: string | undefined;
+  /** Resolution NONE: forwarded to the requested authority instead of to endpoints. */
+  passthrough: boolean;
+  endpoints: ClusterEndpoint[];
+}
+
+export interface RouteInfo {
+  /** Envoy route name: the HTTPRoute name (with the match name, per entry), or "default". */
+  name: string;
+  virtualService: string | undefined;
+  source: Location | undefined;
+}
+
+export interface EntryInfo {
+  /** `route.match` as Istio names Envoy routes; the route name when the match has none. */
+  name: string;
+  source: Location | undefined;
+}
+
+export interface VirtualHostInfo {
+  name: string;
+  domains: string[];
+  port: number;
+}
+
+export interface CompiledConfig {
+  settings: Settings;
+  table: RouteTable;
+  clusters: ClusterInfo[];
+  routes: RouteInfo[];
+  entries: EntryInfo[];
+  virtualHosts: VirtualHostInfo[];
+  diagnostics: ConfigDiagnostic[];
+}
+
+const DEFAULT_HTTP_PORT = 80;
+
+function visibleTo(meta: ResourceMeta, namespace: string): boolean {
+  if (meta.exportTo.length === 0) return true;
+  return meta.exportTo.some((e) => e === "*" || e === namespace || (e === "." && meta.namespace === namespace));
+}
+
+function labelsMatch(selector: Record<string, string>, labels: Record<string, string>): boolean {
+  return Object.entries(selector).every(([k, v]) => labels[k] === v);
+}
+
+function isCatchAll(e: MatchEntry): boolean {
+  const uriAll = !e.uri || (e.uri.kind === "prefix" && e.uri.value === "/");
+  return uriAll && !e.method && !e.authority && !e.scheme && e.conditions.length === 0;
+}
+
+class Compiler {
+  private readonly table: RouteTable = { virtualHosts: [], entries: [], routes: [], clusters: [], headerNames: [] };
+  private readonly clusters: ClusterInfo[] = [];
+  private readonly clusterIndex = new Map<string, number>();
+  private readonly routes: RouteInfo[] = [];
+  private readonly entries: EntryInfo[] = [];
+  private readonly vhosts: VirtualHostInfo[] = [];
+  readonly diagnostics: ConfigDiagnostic[] = [];
+  private readonly services: ServiceModel[];
+  private readonly virtualServices: VirtualServiceModel[];
+  private readonly destinationRules: DestinationRuleModel[];
+
+  constructor(private readonly model: ConfigModel) {
+    const ns = model.settings.namespace;
+    this.services = [];
+    const seenHosts = new Map<string, ServiceModel>();
+    for (const se of model.services.filter((s) => visibleTo(s, ns))) {
+      const hosts = se.hosts.filter((h) => {
+        const first = seenHosts.get(h);
+        if (first && first !== se) {
+          this.warn(se.source, `host ${h} is already defined by ServiceEntry ${first.namespace}/${first.name}; this one is ignored for it`);
+          return false;
+        }
+        seenHosts.set(h, se);
+        return true;
+      });
+      if (hosts.length > 0) this.services.push({ ...se, hosts, endpoints: this.endpointsOf(se) });
+    }
+    this.virtualServices = model.virtualServices.filter((v) => visibleTo(v, ns));
+    this.destinationRules = model.destinationRules.filter((d) => visibleTo(d, ns));
+  }
+
+  private warn(source: Location | undefined, message: string): void {
+    this.diagnostics.push({ ...(source ?? { file: "<config>", line: 1, column: 1 }), path: "", message, severity: "warning" });
+  }
+  private error(source: Location | undefined, message: string): void {
+    this.diagnostics.push({ ...(source ?? { file: "<config>", line: 1, column: 1 }), path: "", message, severity: "error" });
+  }
+
+  private endpointsOf(se: ServiceModel): WorkloadEndpoint[] {
+    if (!se.workloadSelector) return se.endpoints;
+    return this.model.workloadEntries
+      .filter((we) => we.namespace === se.namespace && labelsMatch(se.workloadSelector!, we.endpoint.labels))
+      .map((we) => we.endpoint);
+  }
+
+  compile(): CompiledConfig {
+    const coveredVsHosts = new Set<string>();
+    for (const service of this.services) {
+      for (const host of service.hosts) {
+        const defaultPort = service.ports.find((p) => p.number === DEFAULT_HTTP_PORT) ?? service.ports[0];
+        for (const port of service.ports) {
+          const vs = this.virtualServiceFor(host);
+          if (vs) vs.hosts.filter((h) => hostMatches(h, host)).forEach((h) => coveredVsHosts.add(h));
+          const domains = virtualHostDomains(host, port.number, this.model.settings.namespace).filter((d) => port === defaultPort || d.includes(":"));
+          for (const a of service.addresses) {
+            if (a.includes("/")) continue; // a CIDR is not an authority
+            domains.push(`${a}:${port.number}`);
+            if (port === defaultPort) domains.push(a);
+          }
+          this.addVirtualHost(`${host}:${port.number}`, domains, port.number, vs, { host, port });
+        }
+      }
+    }
+    // VirtualService hosts that name no service still get a virtual host, as Istio builds one on the listener port.
+    for (const vs of this.virtualServices) {
+      for (const host of vs.hosts) {
+        if (coveredVsHosts.has(host)) continue;
+        coveredVsHosts.add(host);
+        this.addVirtualHost(`${host}:${DEFAULT_HTTP_PORT}`, [host, `${host}:${DEFAULT_HTTP_PORT}`], DEFAULT_HTTP_PORT, vs, undefined);
+      }
+    }
+    if (this.table.headerNames.length > SLOT_COUNT_MAX - SLOT_FIRST_HEADER) {
+      this.error(undefined, `routes reference ${this.table.headerNames.length} distinct headers; at most ${SLOT_COUNT_MAX - SLOT_FIRST_HEADER} are supported`);
+    }
+    return {
+      settings: this.model.settings,
+      table: this.table,
+      clusters: this.clusters,
+      routes: this.routes,
+      entries: this.entries,
+      virtualHosts: this.vhosts,
+      diagnostics: this.diagnostics,
+    };
+  }
+
+  /** The VirtualService whose hosts cover `host` most specifically (first in file order on a tie). */
+  private virtualServiceFor(host: string): VirtualServiceModel | undefined {
+    let best: VirtualServiceModel | undefined;
+    let bestScore = -1;
+    for (const vs of this.virtualServices) {
+      const h = mostSpecific(host, vs.hosts, (x) => x);
+      if (h === undefined) continue;
+      const score = h === host ? Number.MAX_SAFE_INTEGER : h.length;
+      if (score > bestScore) {
+        best = vs;
+        bestScore = score;
+      }
+    }
+    return best;
+  }
+
+  private addVirtualHost(name: string, domains: string[], port: number, vs: VirtualServiceModel | undefined, service: { host: string; port: ServicePort } | undefined): void {
+    const entryStart = this.table.entries.length;
+    if (vs) {
+      for (const route of vs.http) {
+        const matches = this.applicableMatches(route, port);
+        if (matches === undefined) continue;
+        const routeIndex = this.addRoute(route, port, `${vs.namespace}/${vs.name}`);
+        const routeName = route.name ?? "";
+        const newEntries: MatchEntry[] = matches.length === 0 ? [{ route: routeIndex, conditions: [] }] : matches.map((m) => this.entryOf(m, routeIndex));
+        let catchAll = false;
+        newEntries.forEach((e, i) => {
+          this.table.entries.push(e);
+          const matchName = matches[i]?.name;
+          this.entries.push({ name: matchName && routeName ? `${routeName}.${matchName}` : matchName || routeName, source: route.source });
+          catchAll ||= isCatchAll(e);
+        });
+        // Istio stops emitting routes after a catch-all: nothing after it could ever match.
+        if (catchAll) break;
+      }
+    } else if (service) {
+      const cluster = this.clusterFor({ host: service.host, subset: undefined, port: service.port.number, weight: 1, source: undefined }, port);
+      this.table.routes.push({ destinations: [{ cluster, weight: 1 }] });
+      this.routes.push({ name: "default", virtualService: undefined, source: undefined });
+      this.table.entries.push({ route: this.table.routes.length - 1, uri: { kind: "prefix", value: "/", ignoreCase: false }, conditions: [] });
+      this.entries.push({ name: "default", source: undefined });
+    }
+    this.table.virtualHosts.push({ name, domains, entryStart, entryCount: this.table.entries.length - entryStart });
+    this.vhosts.push({ name, domains, port });
+  }
+
+  /** The route's match blocks that apply on this port and to this workload; undefined drops the route. */
+  private applicableMatches(route: HttpRouteModel, port: number): MatchModel[] | undefined {
+    if (route.matches.length === 0) return [];
+    const s = this.model.settings;
+    const kept = route.matches.filter(
+      (m) =>
+        (m.port === undefined || m.port === port) &&
+        (m.sourceLabels === undefined || labelsMatch(m.sourceLabels, s.labels)) &&
+        (m.sourceNamespace === undefined || m.sourceNamespace === s.namespace),
+    );
+    return kept.length === 0 ? undefined : kept;
+  }
+
+  private entryOf(m: MatchModel, route: number): MatchEntry {
+    for (const c of m.conditions) {
+      if (c.source === "header" && !this.table.headerNames.includes(c.name)) this.table.headerNames.push(c.name);
+    }
+    return { route, uri: m.uri, method: m.method, authority: m.authority, scheme: m.scheme, conditions: m.conditions };
+  }
+
+  private addRoute(route: HttpRouteModel, port: number, virtualService: string): number {
+    const destinations: WeightedDestination[] = route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight }));
+    this.table.routes.push({ destinations });
+    this.routes.push({ name: route.name ?? "", virtualService, source: route.source });
+    return this.table.routes.length - 1;
+  }
+
+  /** The ServiceEntry defining `host`: an exact host first, else the most specific wildcard host. */
+  private serviceFor(host: string): ServiceModel | undefined {
+    const candidates = this.services.flatMap((s) => s.hosts.map((h) => ({ s, h })));
+    return mostSpecific(host, candidates, (c) => c.h)?.s;
+  }
+
+  /** The cluster a destination names, created on first use; -1 when it cannot exist (503 NC at run time). */
+  private clusterFor(d: DestinationModel, listenerPort: number): number {
+    const service = this.serviceFor(d.host);
+    if (!service) {
+      this.warn(d.source, `destination host ${d.host} is not defined by any ServiceEntry: requests routed there get 503 (NC)`);
+      return -1;
+    }
+    const port = d.port !== undefined ? service.ports.find((p) => p.number === d.port) : service.ports.length === 1 ? service.ports[0] : service.ports.find((p) => p.number === listenerPort);
+    if (!port) {
+      this.warn(d.source, `destination ${d.host}: ${d.port !== undefined ? `port ${d.port} is not a port of the service` : "the service has several ports; set destination.port"}: requests routed there get 503 (NC)`);
+      return -1;
+    }
+    let selector: Record<string, string> = {};
+    if (d.subset !== undefined) {
+      const dr = mostSpecific(d.host, this.destinationRules, (r) => r.host);
+      const subset = dr?.subsets.find((s) => s.name === d.subset);
+      if (!subset) {
+        this.warn(d.source, `subset "${d.subset}" of ${d.host} is not defined in any DestinationRule: requests routed there get 503 (NC)`);
+        return -1;
+      }
+      selector = subset.labels;
+    }
+    const name = `outbound|${port.number}|${d.subset ?? ""}|${d.host}`;
+    const known = this.clusterIndex.get(name);
+    if (known !== undefined) return known;
+    const passthrough = service.resolution === "NONE";
+    const endpoints = passthrough
+      ? []
+      : service.endpoints
+          .filter((ep) => labelsMatch(selector, ep.labels))
+          .map((ep) => ({ address: ep.address, port: ep.ports[port.name] ?? port.targetPort ?? port.number, labels: ep.labels }));
+    const index = this.clusters.length;
+    this.clusters.push({ name, host: d.host, port: port.number, subset: d.subset, passthrough, endpoints });
+    this.table.clusters.push({ endpointCount: endpoints.length, passthrough });
+    this.clusterIndex.set(name, index);
+    return index;
+  }
+}
+
+export function compile(model: ConfigModel): CompiledConfig {
+  return new Compiler(model).compile();
+}

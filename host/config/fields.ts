@@ -1,0 +1,126 @@
+// Typed reads of untrusted YAML values that report, rather than throw, what is wrong.
+
+import type { DiagnosticSink, FieldPath, SourceDocument } from "./source.js";
+
+export type Obj = Record<string, unknown>;
+
+export class FieldReader {
+  constructor(
+    readonly sink: DiagnosticSink,
+    readonly doc: SourceDocument,
+  ) {}
+
+  error(path: FieldPath, message: string): void {
+    this.sink.error(this.doc, path, message);
+  }
+  warn(path: FieldPath, message: string): void {
+    this.sink.warn(this.doc, path, message);
+  }
+
+  /**
+   * Reads an object and checks its keys: unknown keys are errors (Istio's CRD
+   * schemas reject them too), and keys instio knows but does not implement yet
+   * are errors that say so, rather than being silently ignored.
+   */
+  object(value: unknown, path: FieldPath, known: readonly string[], notYet: Readonly<Record<string, string>> = {}): Obj | undefined {
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== "object" || Array.isArray(value)) {
+      this.error(path, `must be an object, got ${describe(value)}`);
+      return undefined;
+    }
+    const obj = value as Obj;
+    for (const key of Object.keys(obj)) {
+      if (key in notYet) this.error([...path, key], `not supported yet: ${notYet[key]}`);
+      else if (!known.includes(key)) this.error([...path, key], `unknown field "${key}"`);
+    }
+    return obj;
+  }
+
+  string(value: unknown, path: FieldPath, required = false): string | undefined {
+    if (value === undefined || value === null) {
+      if (required) this.error(path, "is required");
+      return undefined;
+    }
+    if (typeof value !== "string") {
+      this.error(path, `must be a string, got ${describe(value)}`);
+      return undefined;
+    }
+    if (required && value === "") this.error(path, "must not be empty");
+    return value;
+  }
+
+  integer(value: unknown, path: FieldPath, min: number, max: number, required = false): number | undefined {
+    if (value === undefined || value === null) {
+      if (required) this.error(path, "is required");
+      return undefined;
+    }
+    if (typeof value !== "number" || !Number.isInteger(value)) {
+      this.error(path, `must be an integer, got ${describe(value)}`);
+      return undefined;
+    }
+    if (value < min || value > max) {
+      this.error(path, `must be between ${min} and ${max}, got ${value}`);
+      return undefined;
+    }
+    return value;
+  }
+
+  boolean(value: unknown, path: FieldPath): boolean | undefined {
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== "boolean") {
+      this.error(path, `must be true or false, got ${describe(value)}`);
+      return undefined;
+    }
+    return value;
+  }
+
+  list(value: unknown, path: FieldPath): unknown[] {
+    if (value === undefined || value === null) return [];
+    if (!Array.isArray(value)) {
+      this.error(path, `must be a list, got ${describe(value)}`);
+      return [];
+    }
+    return value;
+  }
+
+  stringList(value: unknown, path: FieldPath): string[] {
+    const out: string[] = [];
+    this.list(value, path).forEach((v, i) => {
+      const s = this.string(v, [...path, i], true);
+      if (s !== undefined) out.push(s);
+    });
+    return out;
+  }
+
+  stringMap(value: unknown, path: FieldPath): Record<string, string> {
+    const out: Record<string, string> = {};
+    const obj = this.object(value, path, Object.keys((value as Obj | null) ?? {}));
+    if (!obj) return out;
+    for (const [k, v] of Object.entries(obj)) {
+      const s = this.string(v, [...path, k]);
+      if (s !== undefined) out[k] = s;
+    }
+    return out;
+  }
+
+  oneOf<T extends string>(value: unknown, path: FieldPath, allowed: readonly T[], notYet: readonly string[] = []): T | undefined {
+    const s = this.string(value, path);
+    if (s === undefined) return undefined;
+    if (notYet.includes(s)) {
+      this.error(path, `not supported yet: ${s}`);
+      return undefined;
+    }
+    if (!(allowed as readonly string[]).includes(s)) {
+      this.error(path, `must be one of ${[...allowed, ...notYet].join(", ")}, got "${s}"`);
+      return undefined;
+    }
+    return s as T;
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "an object";
+  return `${typeof value} ${JSON.stringify(value)}`;
+}

@@ -1,0 +1,371 @@
+// Istio networking resources (v1alpha3, v1beta1, v1) → validated model.
+//
+// Fields instio does not implement yet are rejected with a message that says so:
+// a config that loads behaves as Istio would, or it does not load.
+
+import { isIP } from "node:net";
+import type { Condition, StringMatch, UriMatch } from "../core/route-table.js";
+import { FieldReader, type Obj } from "./fields.js";
+import { resolveHost } from "./hosts.js";
+import type {
+  ConfigModel, DestinationModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel,
+  ServicePort, VirtualServiceModel, WorkloadEndpoint, WorkloadEntryModel,
+} from "./model.js";
+import { defaultSettings, readSettings, SETTINGS_API_VERSION, SETTINGS_KIND } from "./settings.js";
+import type { DiagnosticSink, FieldPath, SourceDocument } from "./source.js";
+
+const ISTIO_GROUP = "networking.istio.io/";
+const ISTIO_VERSIONS = ["v1alpha3", "v1beta1", "v1"];
+const LATER_KINDS: Record<string, string> = {
+  Gateway: "Gateway resources (ingress mode) arrive with TLS termination",
+  Sidecar: "the Sidecar resource arrives with exportTo/egress scoping",
+  EnvoyFilter: "instio is not Envoy; EnvoyFilter patches cannot apply",
+  ProxyConfig: "ProxyConfig is not read; use the instio settings document",
+  WorkloadGroup: "WorkloadGroup is not read",
+};
+const ISSUE_ROUTE_BEHAVIOUR = "redirects, rewrites, retries, timeouts, faults, mirroring, CORS and header manipulation are the next milestone";
+const NOT_YET_HTTP_ROUTE: Record<string, string> = Object.fromEntries(
+  ["redirect", "directResponse", "delegate", "rewrite", "timeout", "retries", "fault", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent", "corsPolicy", "headers"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
+);
+
+/** Reads every document into the model; all problems go to `sink`. */
+export function readModel(docs: SourceDocument[], sink: DiagnosticSink): ConfigModel {
+  const model: ConfigModel = { settings: defaultSettings(), services: [], workloadEntries: [], virtualServices: [], destinationRules: [] };
+  let settingsSeen: SourceDocument | undefined;
+  for (const doc of docs) {
+    const r = new FieldReader(sink, doc);
+    const top = r.object(doc.value, [], ["apiVersion", "kind", "metadata", "spec", "status"]);
+    if (!top) continue;
+    const apiVersion = r.string(top.apiVersion, ["apiVersion"], true);
+    const kind = r.string(top.kind, ["kind"], true);
+    if (apiVersion === undefined || kind === undefined) continue;
+    if (apiVersion === SETTINGS_API_VERSION && kind === SETTINGS_KIND) {
+      if (settingsSeen) {
+        r.error(["kind"], `a second ${SETTINGS_KIND} document; the first is at ${settingsSeen.file}:${settingsSeen.locate([]).line}`);
+        continue;
+      }
+      settingsSeen = doc;
+      model.settings = readSettings(r, top);
+      continue;
+    }
+    if (!apiVersion.startsWith(ISTIO_GROUP)) {
+      r.warn(["apiVersion"], `ignored: ${apiVersion} ${kind} is not an Istio networking resource or instio settings`);
+      continue;
+    }
+    if (!ISTIO_VERSIONS.includes(apiVersion.slice(ISTIO_GROUP.length))) {
+      r.error(["apiVersion"], `unknown version; expected ${ISTIO_VERSIONS.map((v) => ISTIO_GROUP + v).join(", ")}`);
+      continue;
+    }
+    switch (kind) {
+      case "VirtualService": {
+        const vs = readVirtualService(r, top);
+        if (vs) model.virtualServices.push(vs);
+        break;
+      }
+      case "DestinationRule": {
+        const dr = readDestinationRule(r, top);
+        if (dr) model.destinationRules.push(dr);
+        break;
+      }
+      case "ServiceEntry": {
+        const se = readServiceEntry(r, top);
+        if (se) model.services.push(se);
+        break;
+      }
+      case "WorkloadEntry": {
+        const we = readWorkloadEntry(r, top);
+        if (we) model.workloadEntries.push(we);
+        break;
+      }
+      default:
+        r.error(["kind"], LATER_KINDS[kind] ? `${kind} is not supported yet: ${LATER_KINDS[kind]}` : `unknown kind "${kind}" in ${apiVersion}`);
+    }
+  }
+  return model;
+}
+
+function readMeta(r: FieldReader, top: Obj, kind: string, spec: Obj): ResourceMeta {
+  const meta = r.object(top.metadata, ["metadata"], ["name", "namespace", "labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp"]) ?? {};
+  const name = r.string(meta.name, ["metadata", "name"], true) ?? "";
+  const namespace = r.string(meta.namespace, ["metadata", "namespace"]) || "default";
+  return { kind, name, namespace, exportTo: r.stringList(spec.exportTo, ["spec", "exportTo"]), source: r.doc.locate([]) };
+}
+
+// ── VirtualService ──────────────────────────────────────────────────────────
+
+function readVirtualService(r: FieldReader, top: Obj): VirtualServiceModel | undefined {
+  const spec = r.object(top.spec, ["spec"], ["hosts", "gateways", "http", "exportTo"], {
+    tls: "TLS (SNI) routes arrive with TCP/TLS proxying",
+    tcp: "TCP routes arrive with TCP/TLS proxying",
+  });
+  if (!spec) {
+    r.error(["spec"], "is required");
+    return undefined;
+  }
+  const meta = readMeta(r, top, "VirtualService", spec);
+  const hosts = r.stringList(spec.hosts, ["spec", "hosts"]);
+  if (hosts.length === 0) r.error(["spec", "hosts"], "at least one host is required (delegate VirtualServices are not supported yet)");
+  hosts.forEach((h, i) => {
+    if (h === "*") r.error(["spec", "hosts", i], `"*" is only valid for gateways`);
+  });
+  checkGateways(r, spec.gateways, ["spec", "gateways"]);
+  const http = r.list(spec.http, ["spec", "http"]).map((route, i) => readHttpRoute(r, route, ["spec", "http", i], meta.namespace));
+  return { ...meta, hosts: hosts.map((h) => resolveHost(h, meta.namespace)), http: http.filter((h): h is HttpRouteModel => h !== undefined) };
+}
+
+function checkGateways(r: FieldReader, value: unknown, path: FieldPath): void {
+  r.stringList(value, path).forEach((g, i) => {
+    if (g !== "mesh") r.error([...path, i], `gateway "${g}": only "mesh" (sidecars) is supported yet; Gateway resources arrive with ingress mode`);
+  });
+}
+
+function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespace: string): HttpRouteModel | undefined {
+  const route = r.object(value, path, ["name", "match", "route"], NOT_YET_HTTP_ROUTE);
+  if (!route) return undefined;
+  const name = r.string(route.name, [...path, "name"]);
+  const matches = r.list(route.match, [...path, "match"]).map((m, i) => readMatch(r, m, [...path, "match", i]));
+  const dests = r.list(route.route, [...path, "route"]).map((d, i) => readDestinationWeight(r, d, [...path, "route", i], namespace));
+  if (dests.length === 0) r.error([...path, "route"], "a route needs at least one destination");
+  const valid = dests.filter((d): d is DestinationModel => d !== undefined);
+  if (valid.length > 1 && valid.every((d) => d.weight === 0)) r.error([...path, "route"], "total destination weight must be greater than 0");
+  // One destination takes all traffic; with several, weight 0 means none (Istio drops it).
+  const destinations = valid.length === 1 ? [{ ...valid[0]!, weight: 1 }] : valid.filter((d) => d.weight > 0);
+  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, source: r.doc.locate(path) };
+}
+
+function readMatch(r: FieldReader, value: unknown, path: FieldPath): MatchModel | undefined {
+  const m = r.object(
+    value,
+    path,
+    ["name", "uri", "scheme", "method", "authority", "headers", "withoutHeaders", "queryParams", "ignoreUriCase", "port", "sourceLabels", "sourceNamespace", "gateways"],
+    { statPrefix: "per-route stats arrive with telemetry" },
+  );
+  if (!m) return undefined;
+  checkGateways(r, m.gateways, [...path, "gateways"]);
+  const uriMatch = readStringMatch(r, m.uri, [...path, "uri"]);
+  const ignoreCase = r.boolean(m.ignoreUriCase, [...path, "ignoreUriCase"]) ?? false;
+  const uri: UriMatch | undefined = uriMatch ? { ...uriMatch, ignoreCase } : undefined;
+  const conditions: Condition[] = [];
+  readHeaderConditions(r, m.headers, [...path, "headers"], false, conditions);
+  readHeaderConditions(r, m.withoutHeaders, [...path, "withoutHeaders"], true, conditions);
+  const query = r.object(m.queryParams, [...path, "queryParams"], Object.keys((m.queryParams as Obj | null) ?? {})) ?? {};
+  for (const [name, v] of Object.entries(query)) {
+    const c = readConditionMatch(r, v, [...path, "queryParams", name]);
+    if (c) conditions.push({ source: "query", name, kind: c.kind, value: c.value, invert: false });
+  }
+  return {
+    name: r.string(m.name, [...path, "name"]),
+    uri,
+    method: readStringMatch(r, m.method, [...path, "method"]),
+    authority: readStringMatch(r, m.authority, [...path, "authority"]),
+    scheme: readStringMatch(r, m.scheme, [...path, "scheme"]),
+    conditions,
+    port: r.integer(m.port, [...path, "port"], 1, 65535),
+    ...readSourceSelectors(r, m, path),
+  };
+}
+
+function readSourceSelectors(r: FieldReader, m: Obj, path: FieldPath): { sourceLabels?: Record<string, string>; sourceNamespace?: string } {
+  const out: { sourceLabels?: Record<string, string>; sourceNamespace?: string } = {};
+  if (m.sourceLabels !== undefined) out.sourceLabels = r.stringMap(m.sourceLabels, [...path, "sourceLabels"]);
+  const ns = r.string(m.sourceNamespace, [...path, "sourceNamespace"]);
+  if (ns !== undefined) out.sourceNamespace = ns;
+  return out;
+}
+
+const SPECIAL_HEADER_KEYS = ["uri", "scheme", "method", "authority"];
+
+function readHeaderConditions(r: FieldReader, value: unknown, path: FieldPath, invert: boolean, out: Condition[]): void {
+  const headers = r.object(value, path, Object.keys((value as Obj | null) ?? {}));
+  if (!headers) return;
+  for (const [name, v] of Object.entries(headers)) {
+    const p = [...path, name];
+    if (name.startsWith("@request.auth.claims")) {
+      r.error(p, "JWT claim matches are not supported yet (no request authentication)");
+      continue;
+    }
+    if (name !== name.toLowerCase() || !/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) {
+      r.error(p, `header name must be lower-case and a valid HTTP token, got "${name}"`);
+      continue;
+    }
+    if (SPECIAL_HEADER_KEYS.includes(name)) {
+      r.warn(p, `ignored: Istio ignores "${name}" as a header match key; use match.${name}`);
+      continue;
+    }
+    if (v === null || v === undefined) {
+      r.error(p, `header match ${name} cannot be null`);
+      continue;
+    }
+    const c = readConditionMatch(r, v, p);
+    if (c) out.push({ source: "header", name, kind: c.kind, value: c.value, invert });
+  }
+}
+
+/** A StringMatch where `{}` means "present". */
+function readConditionMatch(r: FieldReader, value: unknown, path: FieldPath): { kind: Condition["kind"]; value: string } | undefined {
+  if (value !== null && typeof value === "object" && !Array.isArray(value) && Object.keys(value).length === 0) return { kind: "present", value: "" };
+  return readStringMatch(r, value, path);
+}
+
+function readStringMatch(r: FieldReader, value: unknown, path: FieldPath): StringMatch | undefined {
+  const m = r.object(value, path, ["exact", "prefix"], { regex: "regex matching arrives with the linear-time regex engine in the route core" });
+  if (!m) return undefined;
+  const keys = Object.keys(m).filter((k) => k === "exact" || k === "prefix");
+  if (keys.length !== 1) {
+    if (!("regex" in m)) r.error(path, "exactly one of exact, prefix or regex is required");
+    return undefined;
+  }
+  const kind = keys[0] as "exact" | "prefix";
+  const s = r.string(m[kind], [...path, kind]);
+  return s === undefined ? undefined : { kind, value: s };
+}
+
+function readDestinationWeight(r: FieldReader, value: unknown, path: FieldPath, namespace: string): DestinationModel | undefined {
+  const d = r.object(value, path, ["destination", "weight"], { headers: ISSUE_ROUTE_BEHAVIOUR });
+  if (!d) return undefined;
+  const dest = r.object(d.destination, [...path, "destination"], ["host", "subset", "port"]);
+  if (!dest) {
+    r.error([...path, "destination"], "is required");
+    return undefined;
+  }
+  const host = r.string(dest.host, [...path, "destination", "host"], true);
+  const port = r.object(dest.port, [...path, "destination", "port"], ["number"]);
+  const weight = r.integer(d.weight, [...path, "weight"], 0, 2 ** 31 - 1) ?? 0;
+  if (!host) return undefined;
+  return {
+    host: resolveHost(host, namespace),
+    subset: r.string(dest.subset, [...path, "destination", "subset"]) || undefined,
+    port: port ? r.integer(port.number, [...path, "destination", "port", "number"], 1, 65535, true) : undefined,
+    weight,
+    source: r.doc.locate(path),
+  };
+}
+
+// ── DestinationRule ─────────────────────────────────────────────────────────
+
+function readDestinationRule(r: FieldReader, top: Obj): DestinationRuleModel | undefined {
+  const spec = r.object(top.spec, ["spec"], ["host", "subsets", "exportTo"], {
+    trafficPolicy: "load balancing, connection pools, outlier detection and TLS arrive with the resilience milestone",
+    workloadSelector: "DestinationRule workloadSelector is not supported yet",
+  });
+  if (!spec) {
+    r.error(["spec"], "is required");
+    return undefined;
+  }
+  const meta = readMeta(r, top, "DestinationRule", spec);
+  const host = r.string(spec.host, ["spec", "host"], true);
+  const names = new Set<string>();
+  const subsets = r.list(spec.subsets, ["spec", "subsets"]).flatMap((s, i) => {
+    const p: FieldPath = ["spec", "subsets", i];
+    const subset = r.object(s, p, ["name", "labels"], { trafficPolicy: "subset traffic policies arrive with the resilience milestone" });
+    if (!subset) return [];
+    const name = r.string(subset.name, [...p, "name"], true);
+    if (!name) return [];
+    if (names.has(name)) r.error([...p, "name"], `duplicate subset "${name}"`);
+    names.add(name);
+    return [{ name, labels: r.stringMap(subset.labels, [...p, "labels"]) }];
+  });
+  if (!host) return undefined;
+  return { ...meta, host: resolveHost(host, meta.namespace), subsets };
+}
+
+// ── ServiceEntry and WorkloadEntry ──────────────────────────────────────────
+
+const PROTOCOLS_HTTP = ["HTTP", ""];
+const PROTOCOLS_LATER: Record<string, string> = {
+  HTTP2: "HTTP/2 upstreams arrive with the protocols milestone",
+  GRPC: "gRPC upstreams arrive with the protocols milestone",
+  "GRPC-WEB": "gRPC-Web arrives with the protocols milestone",
+  HTTPS: "TLS passthrough arrives with the protocols milestone",
+  TLS: "TLS passthrough arrives with the protocols milestone",
+  TCP: "TCP proxying arrives with the protocols milestone",
+  MONGO: "TCP proxying arrives with the protocols milestone",
+};
+
+function readServiceEntry(r: FieldReader, top: Obj): ServiceModel | undefined {
+  const spec = r.object(top.spec, ["spec"], ["hosts", "addresses", "ports", "location", "resolution", "endpoints", "workloadSelector", "exportTo"], {
+    subjectAltNames: "SAN verification arrives with TLS origination",
+  });
+  if (!spec) {
+    r.error(["spec"], "is required");
+    return undefined;
+  }
+  const meta = readMeta(r, top, "ServiceEntry", spec);
+  const hosts = r.stringList(spec.hosts, ["spec", "hosts"]).map((h) => h.toLowerCase());
+  if (hosts.length === 0) r.error(["spec", "hosts"], "at least one host is required");
+  hosts.forEach((h, i) => {
+    if (h === "*") r.error(["spec", "hosts", i], `"*" is not allowed in a ServiceEntry`);
+  });
+  const addresses = r.stringList(spec.addresses, ["spec", "addresses"]);
+  r.oneOf(spec.location, ["spec", "location"], ["MESH_EXTERNAL", "MESH_INTERNAL"]);
+  const resolution = r.oneOf(spec.resolution, ["spec", "resolution"], ["STATIC", "NONE"], ["DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"]) ?? "NONE";
+  const seenPorts = new Set<number>();
+  const ports: ServicePort[] = r.list(spec.ports, ["spec", "ports"]).flatMap((p, i) => {
+    const path: FieldPath = ["spec", "ports", i];
+    const port = r.object(p, path, ["number", "protocol", "name", "targetPort"]);
+    if (!port) return [];
+    const number = r.integer(port.number, [...path, "number"], 1, 65535, true);
+    const name = r.string(port.name, [...path, "name"], true) ?? "";
+    const protocol = (r.string(port.protocol, [...path, "protocol"]) ?? "").toUpperCase();
+    if (PROTOCOLS_LATER[protocol]) r.error([...path, "protocol"], `not supported yet: ${protocol}: ${PROTOCOLS_LATER[protocol]}`);
+    else if (!PROTOCOLS_HTTP.includes(protocol)) r.error([...path, "protocol"], `unknown protocol "${protocol}"`);
+    const targetPort = r.integer(port.targetPort, [...path, "targetPort"], 1, 65535);
+    if (number === undefined) return [];
+    if (seenPorts.has(number)) r.error([...path, "number"], `port ${number} is declared twice`);
+    seenPorts.add(number);
+    return [{ number, name, protocol, targetPort }];
+  });
+  if (ports.length === 0) r.error(["spec", "ports"], "at least one port is required");
+  const selector = r.object(spec.workloadSelector, ["spec", "workloadSelector"], ["labels"]);
+  const endpoints = r.list(spec.endpoints, ["spec", "endpoints"]).flatMap((e, i) => {
+    const ep = readWorkloadEndpoint(r, e, ["spec", "endpoints", i], resolution);
+    return ep ? [ep] : [];
+  });
+  if (selector && spec.endpoints !== undefined) r.error(["spec", "workloadSelector"], "only one of endpoints or workloadSelector may be set");
+  if (resolution === "NONE" && (endpoints.length > 0 || selector)) r.error(["spec", "resolution"], "resolution NONE takes no endpoints (traffic goes to the requested address)");
+  return {
+    ...meta,
+    hosts,
+    addresses,
+    ports,
+    resolution,
+    endpoints,
+    workloadSelector: selector ? r.stringMap(selector.labels, ["spec", "workloadSelector", "labels"]) : undefined,
+  };
+}
+
+function readWorkloadEndpoint(r: FieldReader, value: unknown, path: FieldPath, resolution: string): WorkloadEndpoint | undefined {
+  const e = r.object(value, path, ["address", "ports", "labels", "network", "locality", "serviceAccount"], {
+    weight: "endpoint weights arrive with load balancing in the route core",
+  });
+  if (!e) return undefined;
+  const address = r.string(e.address, [...path, "address"], true);
+  const portsObj = r.object(e.ports, [...path, "ports"], Object.keys((e.ports as Obj | null) ?? {})) ?? {};
+  const ports: Record<string, number> = {};
+  for (const [name, v] of Object.entries(portsObj)) {
+    const n = r.integer(v, [...path, "ports", name], 1, 65535);
+    if (n !== undefined) ports[name] = n;
+  }
+  const labels = r.stringMap(e.labels, [...path, "labels"]);
+  if (!address) return undefined;
+  if (address.startsWith("unix://")) {
+    r.error([...path, "address"], "unix domain socket endpoints are not supported yet");
+    return undefined;
+  }
+  if (resolution === "STATIC" && isIP(address) === 0) {
+    r.error([...path, "address"], `resolution STATIC needs an IP address, got "${address}" (DNS resolution is not supported yet)`);
+    return undefined;
+  }
+  return { address, ports, labels };
+}
+
+function readWorkloadEntry(r: FieldReader, top: Obj): WorkloadEntryModel | undefined {
+  const spec = top.spec;
+  if (!spec) {
+    r.error(["spec"], "is required");
+    return undefined;
+  }
+  const meta = readMeta(r, top, "WorkloadEntry", (spec as Obj) ?? {});
+  const endpoint = readWorkloadEndpoint(r, spec, ["spec"], "STATIC");
+  return endpoint ? { ...meta, endpoint } : undefined;
+}

@@ -1,0 +1,37 @@
+// parse → validate → compile, for a path on disk or for embedded text.
+
+import { compile, type CompiledConfig } from "./compile.js";
+import { ConfigError, type ConfigDiagnostic } from "./diagnostics.js";
+import { readModel } from "./istio.js";
+import { DiagnosticSink, parseSource, readSources, type SourceDocument } from "./source.js";
+
+export interface LoadResult {
+  config: CompiledConfig | undefined;
+  /** Every error and warning, in file order; config is undefined when any is an error. */
+  diagnostics: ConfigDiagnostic[];
+}
+
+function build(docs: SourceDocument[], sink: DiagnosticSink): LoadResult {
+  const model = readModel(docs, sink);
+  if (sink.hasErrors) return { config: undefined, diagnostics: sink.diagnostics };
+  const config = compile(model);
+  const diagnostics = [...sink.diagnostics, ...config.diagnostics];
+  if (diagnostics.some((d) => d.severity === "error")) return { config: undefined, diagnostics };
+  return { config, diagnostics };
+}
+
+export function loadConfigPath(path: string): LoadResult {
+  const sink = new DiagnosticSink();
+  return build(readSources(path, sink), sink);
+}
+
+export function loadConfigText(name: string, text: string): LoadResult {
+  const sink = new DiagnosticSink();
+  return build(parseSource(name, text, sink), sink);
+}
+
+/** The compiled config, or a ConfigError listing every error. */
+export function requireConfig(result: LoadResult): CompiledConfig {
+  if (!result.config) throw new ConfigError(result.diagnostics);
+  return result.config;
+}

@@ -1,0 +1,118 @@
+// The validated config model: Istio resources with host names resolved, defaults
+// applied and every field checked. compile.ts turns it into a snapshot.
+
+import type { Location } from "./diagnostics.js";
+import type { StringMatch, UriMatch, Condition } from "../core/route-table.js";
+
+export type OutboundTrafficPolicy = "ALLOW_ANY" | "REGISTRY_ONLY";
+export type ListenerEngine = "uws" | "node";
+
+export interface ListenerSettings {
+  address: string;
+  port: number;
+  engine: ListenerEngine;
+}
+
+export interface Settings {
+  /** The proxy's own namespace: short names resolve against each resource's namespace, alt domains against this one. */
+  namespace: string;
+  /** The proxy's workload labels, for `match.sourceLabels`. */
+  labels: Record<string, string>;
+  outboundTrafficPolicy: OutboundTrafficPolicy;
+  outbound: ListenerSettings;
+  /** Present when an application port is configured: inbound traffic is forwarded there. */
+  inbound: (ListenerSettings & { appAddress: string; appPort: number }) | undefined;
+  admin: { address: string; port: number };
+  source: Location | undefined;
+}
+
+export interface ResourceMeta {
+  kind: string;
+  name: string;
+  namespace: string;
+  exportTo: string[];
+  source: Location;
+}
+
+export interface ServicePort {
+  number: number;
+  name: string;
+  /** Upper-case Istio protocol; "" when unset (treated as HTTP/1.1). */
+  protocol: string;
+  targetPort: number | undefined;
+}
+
+export interface WorkloadEndpoint {
+  address: string;
+  /** Port overrides by service port name. */
+  ports: Record<string, number>;
+  labels: Record<string, string>;
+}
+
+export interface ServiceModel extends ResourceMeta {
+  /** Hosts as written (ServiceEntry hosts are not namespace-qualified by Istio). */
+  hosts: string[];
+  addresses: string[];
+  ports: ServicePort[];
+  resolution: "STATIC" | "NONE";
+  endpoints: WorkloadEndpoint[];
+  /** workloadSelector labels: endpoints come from matching WorkloadEntries in the same namespace. */
+  workloadSelector: Record<string, string> | undefined;
+}
+
+export interface WorkloadEntryModel extends ResourceMeta {
+  endpoint: WorkloadEndpoint;
+}
+
+export interface DestinationModel {
+  /** Fully qualified (short names resolved against the VirtualService's namespace). */
+  host: string;
+  subset: string | undefined;
+  port: number | undefined;
+  weight: number;
+  source: Location | undefined;
+}
+
+export interface MatchModel {
+  name: string | undefined;
+  uri: UriMatch | undefined;
+  method: StringMatch | undefined;
+  authority: StringMatch | undefined;
+  scheme: StringMatch | undefined;
+  conditions: Condition[];
+  port: number | undefined;
+  /** Build-time selectors (Istio applies them when generating a proxy's config, not per request). */
+  sourceLabels?: Record<string, string>;
+  sourceNamespace?: string;
+}
+
+export interface HttpRouteModel {
+  name: string | undefined;
+  /** Empty: the route matches every request. */
+  matches: MatchModel[];
+  destinations: DestinationModel[];
+  source: Location;
+}
+
+export interface VirtualServiceModel extends ResourceMeta {
+  hosts: string[];
+  http: HttpRouteModel[];
+}
+
+export interface SubsetModel {
+  name: string;
+  labels: Record<string, string>;
+}
+
+export interface DestinationRuleModel extends ResourceMeta {
+  host: string;
+  subsets: SubsetModel[];
+}
+
+export interface ConfigModel {
+  settings: Settings;
+  services: ServiceModel[];
+  workloadEntries: WorkloadEntryModel[];
+  virtualServices: VirtualServiceModel[];
+  destinationRules: DestinationRuleModel[];
+}

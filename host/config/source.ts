@@ -1,0 +1,109 @@
+// Reads a config file or directory of multi-document YAML, keeping positions so
+// that every later error can name file:line:column.
+
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { LineCounter, parseAllDocuments, isNode, type Document } from "yaml";
+import { formatPath, type ConfigDiagnostic, type Location } from "./diagnostics.js";
+
+export type FieldPath = (string | number)[];
+
+/** One YAML document with what is needed to point at any field in it. */
+export class SourceDocument {
+  constructor(
+    readonly file: string,
+    readonly index: number,
+    private readonly doc: Document,
+    private readonly lines: LineCounter,
+    readonly value: unknown,
+  ) {}
+
+  /** The position of the field at `path`, or of its nearest present ancestor. */
+  locate(path: FieldPath): Location {
+    for (let n = path.length; n >= 0; n--) {
+      const node = n === 0 ? this.doc.contents : this.doc.getIn(path.slice(0, n), true);
+      if (isNode(node) && node.range) {
+        const pos = this.lines.linePos(node.range[0]);
+        return { file: this.file, line: pos.line, column: pos.col };
+      }
+    }
+    return { file: this.file, line: 1, column: 1 };
+  }
+}
+
+/** Collects diagnostics against one document. */
+export class DiagnosticSink {
+  readonly diagnostics: ConfigDiagnostic[] = [];
+  error(doc: SourceDocument, path: FieldPath, message: string): void {
+    this.diagnostics.push({ ...doc.locate(path), path: formatPath(path), message, severity: "error" });
+  }
+  warn(doc: SourceDocument, path: FieldPath, message: string): void {
+    this.diagnostics.push({ ...doc.locate(path), path: formatPath(path), message, severity: "warning" });
+  }
+  get hasErrors(): boolean {
+    return this.diagnostics.some((d) => d.severity === "error");
+  }
+}
+
+const YAML_FILE = /\.(ya?ml)$/i;
+
+/** Lists the YAML files at `path` (a file, or a directory read recursively in name order). */
+export function listConfigFiles(path: string): string[] {
+  const st = statSync(path);
+  if (!st.isDirectory()) return [path];
+  const out: string[] = [];
+  for (const name of readdirSync(path).sort()) {
+    if (name.startsWith(".")) continue;
+    const full = join(path, name);
+    if (statSync(full).isDirectory()) out.push(...listConfigFiles(full));
+    else if (YAML_FILE.test(name)) out.push(full);
+  }
+  return out;
+}
+
+/** Parses one file's text into documents; syntax errors become diagnostics. */
+export function parseSource(file: string, text: string, sink: DiagnosticSink): SourceDocument[] {
+  const lines = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const list = Array.isArray(docs) ? docs : [];
+  const out: SourceDocument[] = [];
+  list.forEach((doc, index) => {
+    const src = new SourceDocument(file, index, doc, lines, undefined);
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) {
+        const pos = lines.linePos(e.pos[0]);
+        sink.diagnostics.push({ file, line: pos.line, column: pos.col, path: "", message: `YAML: ${e.message.split("\n")[0]}`, severity: "error" });
+      }
+      return;
+    }
+    const value: unknown = doc.toJS();
+    if (value === null || value === undefined) return; // an empty document between '---' separators
+    out.push(new SourceDocument(file, index, doc, lines, value));
+  });
+  return out;
+}
+
+export function readSources(path: string, sink: DiagnosticSink): SourceDocument[] {
+  const docs: SourceDocument[] = [];
+  let files: string[];
+  try {
+    files = listConfigFiles(path);
+  } catch (err) {
+    sink.diagnostics.push({ file: path, line: 1, column: 1, path: "", message: `cannot read config: ${(err as Error).message}`, severity: "error" });
+    return docs;
+  }
+  if (files.length === 0) {
+    sink.diagnostics.push({ file: path, line: 1, column: 1, path: "", message: "no .yaml or .yml files found", severity: "error" });
+  }
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      sink.diagnostics.push({ file, line: 1, column: 1, path: "", message: `cannot read: ${(err as Error).message}`, severity: "error" });
+      continue;
+    }
+    docs.push(...parseSource(file, text, sink));
+  }
+  return docs;
+}

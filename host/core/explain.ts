@@ -1,0 +1,102 @@
+// `instio explain`: the decision the Wasm core makes for one request, and why
+// each earlier route did not match. Off the hot path; reads like the reference.
+
+import type { CompiledConfig } from "../config/compile.js";
+import { emptyDecision, RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST, type RouteRequest } from "./decision.js";
+import { queryParam } from "./reference-matcher.js";
+import { writeRequest } from "./request-fields.js";
+import { RouteCore } from "./route-core.js";
+import { lowerAscii, type Condition, type MatchEntry, type StringMatch } from "./route-table.js";
+
+function describeMatch(field: string, m: StringMatch): string {
+  return `${field} ${m.kind} "${m.value}"`;
+}
+
+/** Why `entry` does not match `req`, or undefined when it matches. */
+function mismatch(e: MatchEntry, req: RouteRequest): string | undefined {
+  const test = (m: { kind: string; value: string }, v: string | undefined): boolean => v !== undefined && (m.kind === "exact" ? v === m.value : v.startsWith(m.value));
+  if (e.uri) {
+    const path = e.uri.ignoreCase ? lowerAscii(req.path) : req.path;
+    const want = e.uri.ignoreCase ? lowerAscii(e.uri.value) : e.uri.value;
+    if (!test({ kind: e.uri.kind, value: want }, path)) return `${describeMatch("uri", e.uri)}${e.uri.ignoreCase ? " (ignoring case)" : ""} does not match "${req.path}"`;
+  }
+  if (e.method && !test(e.method, req.method)) return `${describeMatch("method", e.method)} does not match "${req.method}"`;
+  if (e.authority && !test(e.authority, req.authority)) return `${describeMatch("authority", e.authority)} does not match "${req.authority ?? ""}"`;
+  if (e.scheme && !test(e.scheme, req.scheme)) return `${describeMatch("scheme", e.scheme)} does not match "${req.scheme}"`;
+  for (const c of e.conditions) {
+    const why = conditionMismatch(c, req);
+    if (why) return why;
+  }
+  return undefined;
+}
+
+function conditionMismatch(c: Condition, req: RouteRequest): string | undefined {
+  const value = c.source === "header" ? req.header(c.name) : queryParam(req.query, c.name);
+  const what = c.source === "header" ? `header ${c.name}` : `query parameter ${c.name}`;
+  const shown = value === undefined ? "absent" : `"${value}"`;
+  let matched: boolean;
+  if (c.kind === "present") matched = value !== undefined;
+  else {
+    const v = value ?? (c.invert ? "" : undefined);
+    matched = v !== undefined && (c.kind === "exact" ? v === c.value : v.startsWith(c.value));
+  }
+  if (c.invert ? !matched : matched) return undefined;
+  const rule = c.kind === "present" ? "present" : `${c.kind} "${c.value}"`;
+  return c.invert ? `withoutHeaders: ${what} is ${rule} (${shown})` : `${what} ${rule}: is ${shown}`;
+}
+
+export function explain(config: CompiledConfig, req: RouteRequest, random = (Math.random() * 2 ** 32) >>> 0): string {
+  const core = new RouteCore(config.table);
+  writeRequest(core, config.table.headerNames, req);
+  const d = core.readDecision(core.route(random), emptyDecision());
+  const lines: string[] = [];
+  lines.push(`request: ${req.method} authority=${req.authority ?? "(none)"} path=${req.path}${req.query !== undefined ? ` query=${req.query}` : ""}`);
+  if (d.code === RC_NO_VHOST) {
+    lines.push(`virtual host: none matches "${req.authority ?? ""}"`);
+    lines.push(config.settings.outboundTrafficPolicy === "REGISTRY_ONLY"
+      ? "decision: 502 (block_all: outboundTrafficPolicy REGISTRY_ONLY, cluster BlackHoleCluster)"
+      : `decision: forward to ${req.authority} as requested (allow_any: outboundTrafficPolicy ALLOW_ANY, cluster PassthroughCluster)`);
+    return lines.join("\n");
+  }
+  const vh = config.table.virtualHosts[d.vhost]!;
+  lines.push(`virtual host: ${vh.name} (domains: ${vh.domains.join(", ")})`);
+  for (let i = vh.entryStart; i < vh.entryStart + vh.entryCount; i++) {
+    const info = config.entries[i]!;
+    const route = config.routes[config.table.entries[i]!.route]!;
+    const label = `route ${i - vh.entryStart} "${info.name || "(unnamed)"}"${route.virtualService ? ` of VirtualService ${route.virtualService}` : ""}${info.source ? ` (${info.source.file}:${info.source.line})` : ""}`;
+    if (i === d.entry) {
+      lines.push(`  ✓ ${label}: matches`);
+      break;
+    }
+    lines.push(`  ✗ ${label}: ${mismatch(config.table.entries[i]!, req) ?? "matches"}`);
+  }
+  if (d.code === RC_NO_ROUTE) {
+    lines.push("decision: 404 NR (no route matched)");
+    return lines.join("\n");
+  }
+  const dests = config.table.routes[d.route]!.destinations;
+  const total = dests.reduce((n, x) => n + x.weight, 0);
+  if (dests.length > 1) {
+    lines.push(`weighted destinations: ${dests.map((x) => `${config.clusters[x.cluster]?.name ?? "(missing)"} ${((100 * x.weight) / total).toFixed(1)}%`).join(", ")}`);
+  }
+  if (d.code === RC_NO_CLUSTER) {
+    lines.push("decision: 503 NC (the destination's cluster does not exist: unknown host, port or subset)");
+    return lines.join("\n");
+  }
+  const cluster = config.clusters[d.cluster]!;
+  lines.push(`destination: ${cluster.host} port ${cluster.port}${cluster.subset ? ` subset ${cluster.subset}` : ""} (cluster ${cluster.name})`);
+  if (d.code === RC_NO_ENDPOINT) {
+    lines.push("decision: 503 UH no healthy upstream (the cluster has no endpoints)");
+    return lines.join("\n");
+  }
+  if (cluster.passthrough) {
+    lines.push(`decision: forward to ${req.authority} (resolution NONE: the requested address)`);
+    return lines.join("\n");
+  }
+  let start = 0;
+  for (let i = 0; i < d.cluster; i++) start += config.clusters[i]!.endpoints.length;
+  const ep = cluster.endpoints[d.endpoint - start]!;
+  lines.push(`endpoint: ${ep.address}:${ep.port} ${JSON.stringify(ep.labels)} (LEAST_REQUEST among ${cluster.endpoints.length})`);
+  lines.push(`decision: forward to ${ep.address}:${ep.port}`);
+  return lines.join("\n");
+}

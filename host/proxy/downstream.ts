@@ -1,0 +1,44 @@
+// What a listener hands the pipeline for one request, whichever engine accepted it
+// (uWebSockets.js or node:http): one pipeline, several front doors.
+
+import type { Readable } from "node:stream";
+
+export interface Downstream {
+  /** Upper-case method. */
+  readonly method: string;
+  /** Host header (or the authority of an absolute-form request); undefined when missing. */
+  readonly authority: string | undefined;
+  /** Path without the query string, as received (no decoding). */
+  readonly path: string;
+  /** Bytes after '?', undefined when the target has none. */
+  readonly query: string | undefined;
+  /** Flat [name, value, ...] with lower-case names, in arrival order. */
+  readonly headers: string[];
+  readonly remoteAddress: string;
+  /** The request declares a body (content-length > 0 or chunked). */
+  readonly hasBody: boolean;
+  /** "http" or "https": the listener's scheme, for x-forwarded-proto and scheme matches. */
+  readonly scheme: string;
+
+  /** Starts reading the request body; reading pauses whenever the stream's buffer is full. */
+  body(): Readable;
+
+  /**
+   * Starts the response. `contentLength` < 0 means unknown (chunked). `bodyless`
+   * responses (HEAD, 204, 304) carry no body; their content-length is reported as is.
+   */
+  sendHead(status: number, headers: string[], contentLength: number, bodyless: boolean): void;
+  /** Writes body bytes; false means the client is slow: wait for the exchange's onDownstreamWritable(). */
+  sendChunk(chunk: Buffer): boolean;
+  sendEnd(): void;
+  /** Sends a complete small response (local replies). */
+  sendLocal(status: number, headers: string[], body: string): void;
+  /** Drops the connection (an upstream reset after the response started). */
+  reset(): void;
+}
+
+/** What a Downstream calls back into. */
+export interface DownstreamEvents {
+  onDownstreamAborted(): void;
+  onDownstreamWritable(): void;
+}

@@ -1,0 +1,130 @@
+// The node:http front door: the fallback when the uWS binary cannot load, and the
+// engine for listeners that must answer absolute-form (HTTP_PROXY) requests and
+// malformed requests the way Envoy does (400, 431), which this uWS build cannot.
+
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import type { Readable } from "node:stream";
+import type { Downstream, DownstreamEvents } from "./downstream.js";
+import type { Listener, RequestHandler } from "./listener.js";
+
+/** Envoy's default max_request_headers_kb is 60. */
+const MAX_HEADER_BYTES = 60 * 1024;
+
+class NodeDownstream implements Downstream {
+  readonly method: string;
+  readonly authority: string | undefined;
+  readonly path: string;
+  readonly query: string | undefined;
+  readonly headers: string[];
+  readonly remoteAddress: string;
+  readonly hasBody: boolean;
+  readonly scheme = "http";
+  events: DownstreamEvents | undefined;
+  private done = false;
+
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+  ) {
+    this.method = req.method ?? "GET";
+    let target = req.url ?? "/";
+    let authority = req.headers.host;
+    // Absolute-form (RFC 9112 §3.2.2), as sent to an HTTP proxy: the target's authority wins over Host.
+    if (!target.startsWith("/")) {
+      const m = /^https?:\/\/([^/?#]*)(.*)$/i.exec(target);
+      if (m) {
+        authority = m[1];
+        target = m[2] || "/";
+        if (target.startsWith("?")) target = `/${target}`;
+      }
+    }
+    const q = target.indexOf("?");
+    this.path = q < 0 ? target : target.slice(0, q);
+    this.query = q < 0 ? undefined : target.slice(q + 1);
+    this.authority = authority || undefined;
+    const raw = req.rawHeaders;
+    const headers: string[] = [];
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!.toLowerCase();
+      headers.push(name, name === "host" && this.authority !== undefined ? this.authority : raw[i + 1]!);
+    }
+    this.headers = headers;
+    const cl = req.headers["content-length"];
+    this.hasBody = (cl !== undefined && cl !== "0") || req.headers["transfer-encoding"] !== undefined;
+    this.remoteAddress = req.socket.remoteAddress ?? "";
+    res.on("close", () => {
+      if (!res.writableFinished) this.events?.onDownstreamAborted();
+    });
+    res.on("drain", () => this.events?.onDownstreamWritable());
+  }
+
+  body(): Readable {
+    return this.req;
+  }
+
+  sendHead(status: number, headers: string[], contentLength: number, bodyless: boolean): void {
+    if (this.res.destroyed) return;
+    const out = contentLength >= 0 ? [...headers, "content-length", String(contentLength)] : headers;
+    this.res.writeHead(status, out);
+    if (bodyless) {
+      this.done = true;
+      this.res.end();
+    }
+  }
+
+  sendChunk(chunk: Buffer): boolean {
+    if (this.done || this.res.destroyed) return true;
+    return this.res.write(chunk);
+  }
+
+  sendEnd(): void {
+    if (this.done || this.res.destroyed) return;
+    this.done = true;
+    this.res.end();
+  }
+
+  sendLocal(status: number, headers: string[], body: string): void {
+    if (this.done || this.res.destroyed) return;
+    this.done = true;
+    this.res.writeHead(status, [...headers, "content-length", String(Buffer.byteLength(body))]);
+    this.res.end(body);
+  }
+
+  reset(): void {
+    this.done = true;
+    this.res.destroy();
+  }
+}
+
+export function listenNode(address: string, port: number, handler: RequestHandler): Promise<Listener> {
+  const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => {
+    const ds = new NodeDownstream(req, res);
+    ds.events = handler(ds);
+  });
+  // node:http parses with llhttp; its errors map to Envoy's codec replies.
+  server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable) return;
+    const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+    const status = tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request";
+    const body = tooLarge ? "Request Header Fields Too Large" : "Bad Request";
+    socket.end(`HTTP/1.1 ${status}\r\ncontent-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`);
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, address, () => {
+      server.off("error", reject);
+      const addr = server.address();
+      resolve({
+        engine: "node",
+        address,
+        port: typeof addr === "object" && addr ? addr.port : port,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeIdleConnections();
+          }),
+      });
+    });
+  });
+}

@@ -1,0 +1,254 @@
+// The uWebSockets.js front door (the fast one).
+//
+// uWS hands out its request object only during the handler call, so everything
+// the pipeline needs is read there, synchronously. Writes from later callbacks
+// are corked, as uWS requires, so headers and body leave in one syscall.
+//
+// Known limits of this uWS build (20.30): it closes the connection without a
+// response on malformed requests and on absolute-form targets
+// ("GET http://host/ HTTP/1.1"). Use engine "node" on a listener that must
+// answer those (explicit HTTP_PROXY clients); see README.
+
+import { Readable } from "node:stream";
+import { createRequire } from "node:module";
+import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from "uWebSockets.js";
+import type { Downstream, DownstreamEvents } from "./downstream.js";
+import type { Listener, RequestHandler } from "./listener.js";
+
+const require = createRequire(import.meta.url);
+
+type UwsModule = typeof import("uWebSockets.js");
+
+/** Loads the native uWS binary; undefined (with the reason) when it cannot run here. */
+export function loadUws(): { uws: UwsModule | undefined; reason: string } {
+  // Envoy accepts 60 KiB of request headers; uWS reads its limit from the environment at load.
+  process.env.UWS_HTTP_MAX_HEADERS_SIZE ??= String(60 * 1024);
+  const warn = console.warn;
+  let warned = "";
+  console.warn = (...args: unknown[]) => {
+    warned += args.join(" ");
+  };
+  try {
+    const uws = require("uWebSockets.js") as UwsModule;
+    // The package silently swaps in a slow JS imitation when the binary fails; that is not uWS.
+    if (typeof (uws as { SSLApp?: unknown }).SSLApp !== "function") return { uws: undefined, reason: warned.trim() || "native binary missing" };
+    return { uws, reason: "" };
+  } catch (err) {
+    return { uws: undefined, reason: (err as Error).message };
+  } finally {
+    console.warn = warn;
+  }
+}
+
+const METHODS: Record<string, string> = { get: "GET", post: "POST", put: "PUT", delete: "DELETE", head: "HEAD", options: "OPTIONS", patch: "PATCH", connect: "CONNECT", trace: "TRACE" };
+
+const STATUS_TEXT: Record<number, string> = {
+  200: "200 OK", 201: "201 Created", 202: "202 Accepted", 204: "204 No Content", 206: "206 Partial Content",
+  301: "301 Moved Permanently", 302: "302 Found", 304: "304 Not Modified", 307: "307 Temporary Redirect", 308: "308 Permanent Redirect",
+  400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found", 405: "405 Method Not Allowed",
+  408: "408 Request Timeout", 409: "409 Conflict", 413: "413 Payload Too Large", 429: "429 Too Many Requests", 431: "431 Request Header Fields Too Large",
+  500: "500 Internal Server Error", 502: "502 Bad Gateway", 503: "503 Service Unavailable", 504: "504 Gateway Timeout",
+};
+
+function statusLine(status: number): string {
+  return STATUS_TEXT[status] ?? String(status);
+}
+
+// Filled by collectHeader during req.forEach: a module-level target avoids a closure per request.
+let collecting: string[] = [];
+function collectHeader(name: string, value: string): void {
+  collecting.push(name, value);
+}
+
+class UwsDownstream implements Downstream {
+  readonly method: string;
+  readonly authority: string | undefined;
+  readonly path: string;
+  readonly query: string | undefined;
+  readonly headers: string[];
+  readonly remoteAddress: string;
+  readonly hasBody: boolean;
+  events: DownstreamEvents | undefined;
+  private aborted = false;
+  private done = false;
+  private stream: Readable | undefined;
+  private contentLength = -1;
+  // A chunk uWS could not take whole when the length is known (tryEnd): retried from onWritable.
+  private pending: Buffer | undefined;
+  private pendingOffset = 0;
+  private headStatus = 0;
+  private headHeaders: string[] = [];
+  private bodyless = false;
+
+  constructor(
+    private readonly res: HttpResponse,
+    req: HttpRequest,
+    readonly scheme: string,
+  ) {
+    const m = req.getMethod();
+    this.method = METHODS[m] ?? m.toUpperCase();
+    this.path = req.getUrl();
+    this.query = req.getQuery();
+    collecting = [];
+    req.forEach(collectHeader);
+    this.headers = collecting;
+    this.authority = req.getHeader("host") || undefined;
+    const cl = req.getHeader("content-length");
+    this.hasBody = (cl !== "" && cl !== "0") || req.getHeader("transfer-encoding") !== "";
+    this.remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
+    res.onAborted(() => {
+      this.aborted = true;
+      this.stream?.destroy();
+      this.events?.onDownstreamAborted();
+    });
+  }
+
+  body(): Readable {
+    const res = this.res;
+    const stream = new Readable({ read: () => res.resume() });
+    this.stream = stream;
+    res.onData((chunk, isLast) => {
+      // uWS reuses the chunk's memory after this callback: copy it.
+      if (chunk.byteLength > 0 && !stream.push(Buffer.from(chunk.slice(0)))) res.pause();
+      if (isLast) stream.push(null);
+    });
+    return stream;
+  }
+
+  sendHead(status: number, headers: string[], contentLength: number, bodyless: boolean): void {
+    if (this.aborted) return;
+    this.contentLength = contentLength;
+    this.headStatus = status;
+    this.headHeaders = headers;
+    this.bodyless = bodyless;
+    if (bodyless) {
+      this.res.cork(this.writeBodylessHead);
+      this.done = true;
+      return;
+    }
+    // Headers are written with the first chunk (or the end), in one corked write.
+  }
+
+  private readonly writeHead = (): void => {
+    const res = this.res;
+    res.writeStatus(statusLine(this.headStatus));
+    const h = this.headHeaders;
+    for (let i = 0; i < h.length; i += 2) res.writeHeader(h[i]!, h[i + 1]!);
+    this.headStatus = 0;
+  };
+
+  private readonly writeBodylessHead = (): void => {
+    this.writeHead();
+    if (this.contentLength >= 0 && this.bodyless) this.res.endWithoutBody(this.contentLength);
+    else this.res.endWithoutBody();
+  };
+
+  private chunk: Buffer | undefined;
+  private wrote = true;
+  private readonly writeChunk = (): void => {
+    if (this.headStatus !== 0) this.writeHead();
+    const chunk = this.chunk!;
+    if (this.contentLength >= 0) {
+      const offset = this.res.getWriteOffset();
+      const [ok, done] = this.res.tryEnd(chunk, this.contentLength);
+      if (done) this.done = true;
+      else if (!ok) {
+        this.pending = chunk;
+        this.pendingOffset = offset;
+        this.res.onWritable(this.retryPending);
+      }
+      this.wrote = ok || done;
+    } else {
+      this.wrote = this.res.write(chunk);
+      if (!this.wrote) this.res.onWritable(this.writable);
+    }
+  };
+
+  private readonly retryPending = (offset: number): boolean => {
+    const pending = this.pending;
+    if (!pending) return true;
+    const [ok, done] = this.res.tryEnd(pending.subarray(offset - this.pendingOffset), this.contentLength);
+    if (done) this.done = true;
+    if (ok || done) {
+      this.pending = undefined;
+      this.events?.onDownstreamWritable();
+    }
+    return ok;
+  };
+
+  private readonly writable = (): boolean => {
+    this.events?.onDownstreamWritable();
+    return true;
+  };
+
+  sendChunk(chunk: Buffer): boolean {
+    if (this.aborted || this.done) return true;
+    this.chunk = chunk;
+    this.res.cork(this.writeChunk);
+    this.chunk = undefined;
+    return this.wrote;
+  }
+
+  private readonly writeEnd = (): void => {
+    if (this.headStatus !== 0) this.writeHead();
+    if (this.contentLength > 0 && !this.done) {
+      // The upstream sent less than its content-length: the response cannot be completed.
+      this.res.close();
+      return;
+    }
+    this.res.end();
+  };
+
+  sendEnd(): void {
+    if (this.aborted || this.done) return;
+    this.done = true;
+    this.res.cork(this.writeEnd);
+  }
+
+  sendLocal(status: number, headers: string[], body: string): void {
+    if (this.aborted || this.done) return;
+    this.done = true;
+    this.headStatus = status;
+    this.headHeaders = headers;
+    this.localBody = body;
+    this.res.cork(this.writeLocal);
+  }
+
+  private localBody = "";
+  private readonly writeLocal = (): void => {
+    this.writeHead();
+    this.res.end(this.localBody);
+  };
+
+  reset(): void {
+    if (this.aborted || this.done) return;
+    this.done = true;
+    this.res.close();
+  }
+}
+
+export function listenUws(uws: UwsModule, address: string, port: number, handler: RequestHandler): Promise<Listener> {
+  const app: TemplatedApp = uws.App();
+  const onRequest = (res: HttpResponse, req: HttpRequest): void => {
+    const ds = new UwsDownstream(res, req, "http");
+    ds.events = handler(ds);
+  };
+  app.any("/*", onRequest);
+  return new Promise((resolve, reject) => {
+    app.listen(address, port, (socket: us_listen_socket | false) => {
+      if (!socket) {
+        reject(new Error(`cannot listen on ${address}:${port} (uWebSockets.js)`));
+        return;
+      }
+      resolve({
+        engine: "uws",
+        address,
+        port: uws.us_socket_local_port(socket),
+        close: async () => {
+          uws.us_listen_socket_close(socket);
+          (app as { close?: () => void }).close?.();
+        },
+      });
+    });
+  });
+}

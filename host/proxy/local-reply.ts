@@ -1,0 +1,33 @@
+// Envoy's local replies as Istio users see them: status, response flag, body.
+// Bodies are byte-for-byte Envoy's, so runbooks and tests written against
+// Envoy keep working.
+
+export interface LocalReply {
+  status: number;
+  /** Envoy response flag for logs and metrics. */
+  flag: string;
+  body: string;
+  /** Envoy's response code details, e.g. route_not_found. */
+  details: string;
+}
+
+export const NO_ROUTE: LocalReply = { status: 404, flag: "NR", body: "", details: "route_not_found" };
+export const NO_CLUSTER: LocalReply = { status: 503, flag: "NC", body: "", details: "cluster_not_found" };
+export const NO_HEALTHY_UPSTREAM: LocalReply = { status: 503, flag: "UH", body: "no healthy upstream", details: "no_healthy_upstream" };
+/** Istio's block_all virtual host under REGISTRY_ONLY: a direct response, so no flag. */
+export const BLOCKED_BY_REGISTRY_ONLY: LocalReply = { status: 502, flag: "-", body: "", details: "direct_response" };
+export const BAD_REQUEST: LocalReply = { status: 400, flag: "DPE", body: "Bad Request", details: "http1.codec_error" };
+export const HEADERS_TOO_LARGE: LocalReply = { status: 431, flag: "DPE", body: "Request Header Fields Too Large", details: "http1.headers_too_large" };
+
+const RESET_PREFIX = "upstream connect error or disconnect/reset before headers. ";
+
+/** The upstream failed before response headers: connection failure (UF) or termination (UC). */
+export function upstreamReset(kind: "connection failure" | "connection termination", transportFailure: string | undefined, retried: boolean): LocalReply {
+  const reason = `${retried ? "retried and the latest " : ""}reset reason: ${kind}${transportFailure ? `, transport failure reason: ${transportFailure}` : ""}`;
+  return {
+    status: 503,
+    flag: kind === "connection failure" ? "UF" : "UC",
+    body: RESET_PREFIX + reason,
+    details: `upstream_reset_before_response_started{${kind.replace(" ", "_")}}`,
+  };
+}

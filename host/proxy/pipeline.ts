@@ -1,0 +1,374 @@
+// The request pipeline. Every request runs these phases, in this order
+// (docs/phases.md has the chart):
+//
+//   1. decode    the listener reads method, authority, path, query and headers
+//                into a Downstream (listener-uws.ts, listener-node.ts)
+//   2. route     the referenced fields are copied into the Wasm request area and
+//                one core call returns route, destination, cluster and endpoint
+//   3. filters   (none yet: faults, CORS, rewrites and header edits come here)
+//   4. upstream  the request goes to the chosen endpoint through a pooled
+//                keep-alive connection; bodies stream both ways with backpressure
+//   5. respond   upstream headers and body, or an Envoy-compatible local reply
+//
+// HOT PATH — change with care: phases 2, 4 and 5 run for every request. No
+// closures are created per request here; the Exchange object is the undici
+// handler and the listener's event sink.
+
+import { randomUUID } from "node:crypto";
+import type { Dispatcher } from "undici";
+import { SLOT_AUTHORITY, SLOT_FIRST_HEADER, SLOT_METHOD, SLOT_PATH, SLOT_QUERY, SLOT_SCHEME } from "../../assembly/layout.js";
+import { RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST } from "../core/decision.js";
+import type { Downstream, DownstreamEvents } from "./downstream.js";
+import { connectionListed, isHopByHop, isListenerOwnedResponseHeader } from "./headers.js";
+import * as Reply from "./local-reply.js";
+import type { Snapshot, SnapshotHolder } from "./snapshot.js";
+
+/** Istio's default retry policy retries connection failures twice (attempts = 3). */
+const DEFAULT_MAX_ATTEMPTS = 3;
+/** Envoy's retry backoff: fully jittered exponential from 25 ms, capped at 250 ms. */
+const BACKOFF_BASE_MS = 25;
+const BACKOFF_MAX_MS = 250;
+/** Envoy's host_selection_retry_max_attempts in Istio's default policy. */
+const HOST_SELECTION_ATTEMPTS = 5;
+
+export interface PipelineOptions {
+  holder: SnapshotHolder;
+  dispatcher: Dispatcher;
+  /** Called once per finished request with what the access log and stats need. */
+  onComplete?: (ex: Exchange) => void;
+}
+
+function random32(): number {
+  return (Math.random() * 0x100000000) >>> 0;
+}
+
+function headerValue(headers: string[], name: string): string | undefined {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) return headers[i + 1];
+  return undefined;
+}
+
+/** Phase 2: copies the referenced fields into the core and decides. Returns the route code, or 431 as -431. */
+function route(snapshot: Snapshot, ds: Downstream): number {
+  const core = snapshot.core;
+  core.begin();
+  if (!core.set(SLOT_METHOD, ds.method)) return -431;
+  if (ds.authority !== undefined && !core.set(SLOT_AUTHORITY, ds.authority)) return -431;
+  if (!core.set(SLOT_PATH, ds.path)) return -431;
+  if (ds.query !== undefined && !core.set(SLOT_QUERY, ds.query)) return -431;
+  if (!core.set(SLOT_SCHEME, ds.scheme)) return -431;
+  const names = snapshot.headerNames;
+  for (let i = 0; i < names.length; i++) {
+    const v = headerValue(ds.headers, names[i]!);
+    if (v !== undefined && !core.set(SLOT_FIRST_HEADER + i, v)) return -431;
+  }
+  return core.route(random32());
+}
+
+/** Entry point from the listeners: runs the phases for one request. */
+export function handleRequest(options: PipelineOptions, ds: Downstream): Exchange {
+  const snapshot = options.holder.current;
+  const ex = new Exchange(options, snapshot, ds);
+  if (ds.authority === undefined || ds.authority === "") {
+    ex.localReply(Reply.BAD_REQUEST);
+    return ex;
+  }
+  const code = route(snapshot, ds);
+  const core = snapshot.core;
+  ex.routeIndex = code;
+  ex.vhost = core.vhost;
+  ex.cluster = core.cluster;
+  if (code >= 0) {
+    const cluster = snapshot.config.clusters[ex.cluster]!;
+    ex.clusterName = cluster.name;
+    if (cluster.passthrough) ex.forward(-1, passthroughOrigin(ds.authority, cluster.port));
+    else ex.forward(core.endpoint, "");
+    return ex;
+  }
+  switch (code) {
+    case RC_NO_VHOST:
+      if (snapshot.config.settings.outboundTrafficPolicy === "REGISTRY_ONLY") {
+        ex.clusterName = "BlackHoleCluster";
+        ex.localReply(Reply.BLOCKED_BY_REGISTRY_ONLY);
+      } else {
+        ex.clusterName = "PassthroughCluster";
+        ex.forward(-1, passthroughOrigin(ds.authority, 80));
+      }
+      break;
+    case RC_NO_ROUTE:
+      ex.localReply(Reply.NO_ROUTE);
+      break;
+    case RC_NO_CLUSTER:
+      ex.localReply(Reply.NO_CLUSTER);
+      break;
+    case RC_NO_ENDPOINT:
+      ex.clusterName = snapshot.config.clusters[ex.cluster]?.name ?? "";
+      ex.localReply(Reply.NO_HEALTHY_UPSTREAM);
+      break;
+    default:
+      ex.localReply(Reply.HEADERS_TOO_LARGE);
+  }
+  return ex;
+}
+
+/** Original-destination forwarding: the authority names the upstream (port defaulted). */
+function passthroughOrigin(authority: string, defaultPort: number): string {
+  const bracket = authority.lastIndexOf("]");
+  const colon = authority.lastIndexOf(":");
+  return colon > bracket ? `http://${authority}` : `http://${authority}:${defaultPort}`;
+}
+
+/** One request in flight: the undici handler for its upstream attempt and the listener's event sink. */
+export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
+  readonly startedAt = performance.now();
+  routeIndex = RC_NO_ROUTE;
+  vhost = -1;
+  cluster = -1;
+  clusterName = "";
+  endpoint = -1;
+  upstreamHost = "";
+  status = 0;
+  flag = "-";
+  details = "";
+  bytesSent = 0;
+  attempts = 0;
+  private origin = "";
+  private controller: Dispatcher.DispatchController | undefined;
+  private responseStarted = false;
+  private finished = false;
+  private downstreamAborted = false;
+  private tried = 0; // bitmask of cluster endpoint offsets already tried (first 32)
+
+  constructor(
+    private readonly options: PipelineOptions,
+    readonly snapshot: Snapshot,
+    readonly ds: Downstream,
+  ) {}
+
+  // ── phase 4: upstream ────────────────────────────────────────────────────
+
+  /** Sends the request to global endpoint `endpoint`, or to `origin` when passthrough (endpoint -1). */
+  forward(endpoint: number, origin: string): void {
+    this.attempts++;
+    this.endpoint = endpoint;
+    if (endpoint >= 0) {
+      const ep = this.snapshot.endpoints[endpoint]!;
+      this.origin = ep.origin;
+      this.upstreamHost = ep.hostPort;
+      this.snapshot.core.active[endpoint]!++;
+      const offset = endpoint - this.clusterStart();
+      if (offset < 32) this.tried |= 1 << offset;
+    } else {
+      this.origin = origin;
+      this.upstreamHost = origin.slice("http://".length);
+    }
+    let opts: Dispatcher.DispatchOptions;
+    try {
+      opts = {
+        origin: this.origin,
+        method: this.ds.method as Dispatcher.HttpMethod,
+        path: this.ds.query === undefined ? this.ds.path : `${this.ds.path}?${this.ds.query}`,
+        headers: this.upstreamHeaders(),
+        body: this.ds.hasBody ? this.ds.body() : null,
+        headersTimeout: 0,
+        bodyTimeout: 0,
+      };
+    } catch {
+      this.release();
+      this.localReply(Reply.BAD_REQUEST);
+      return;
+    }
+    try {
+      this.options.dispatcher.dispatch(opts, this);
+    } catch (err) {
+      // An origin undici cannot parse (a passthrough authority such as "a b") is the client's error.
+      this.release();
+      this.details = (err as Error).message;
+      this.localReply(Reply.BAD_REQUEST);
+    }
+  }
+
+  private clusterStart(): number {
+    let start = 0;
+    const clusters = this.snapshot.config.clusters;
+    for (let i = 0; i < this.cluster; i++) start += clusters[i]!.endpoints.length;
+    return start;
+  }
+
+  private upstreamHeaders(): string[] {
+    const h = this.ds.headers;
+    const out: string[] = [];
+    const listed = connectionListed(headerValue(h, "connection"));
+    let forwardedFor: string | undefined;
+    let hasProto = false;
+    let hasRequestId = false;
+    for (let i = 0; i < h.length; i += 2) {
+      const name = h[i]!;
+      const value = h[i + 1]!;
+      if (isHopByHop(name)) {
+        // "te: trailers" is end-to-end in practice (gRPC relies on it).
+        if (name === "te" && value.toLowerCase() === "trailers") out.push(name, value);
+        continue;
+      }
+      if (listed?.has(name)) continue;
+      if (name === "x-forwarded-for") {
+        forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
+        continue;
+      }
+      if (name === "x-envoy-attempt-count") continue;
+      if (name === "x-forwarded-proto") hasProto = true;
+      else if (name === "x-request-id") hasRequestId = true;
+      out.push(name, value);
+    }
+    const client = this.ds.remoteAddress;
+    out.push("x-forwarded-for", forwardedFor === undefined ? client : `${forwardedFor}, ${client}`);
+    if (!hasProto) out.push("x-forwarded-proto", this.ds.scheme);
+    if (!hasRequestId) out.push("x-request-id", randomUUID());
+    out.push("x-envoy-attempt-count", String(this.attempts));
+    return out;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.downstreamAborted) controller.abort(new Error("downstream aborted"));
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200 || this.downstreamAborted) return; // 1xx interim responses are not relayed
+    this.responseStarted = true;
+    this.status = statusCode;
+    const out: string[] = [];
+    let contentLength = -1;
+    const listed = connectionListed(headers.connection as string | undefined);
+    for (const name in headers) {
+      const value = headers[name];
+      if (value === undefined) continue;
+      if (name === "content-length") {
+        contentLength = Number(value);
+        continue;
+      }
+      if (isListenerOwnedResponseHeader(name) || listed?.has(name)) continue;
+      if (typeof value === "string") out.push(name, value);
+      else for (const v of value) out.push(name, v);
+    }
+    out.push("x-envoy-upstream-service-time", String(Math.round(performance.now() - this.startedAt)));
+    const bodyless = this.ds.method === "HEAD" || statusCode === 204 || statusCode === 304;
+    this.ds.sendHead(statusCode, out, contentLength, bodyless);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.downstreamAborted) return;
+    this.bytesSent += chunk.length;
+    if (!this.ds.sendChunk(chunk)) controller.pause();
+  }
+
+  onResponseEnd(): void {
+    if (!this.downstreamAborted) this.ds.sendEnd();
+    this.complete();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.release();
+    if (this.downstreamAborted) {
+      this.flag = "DC";
+      this.complete();
+      return;
+    }
+    if (this.responseStarted) {
+      // Too late for a local reply: the client sees the reset, as with Envoy.
+      this.flag = "UR";
+      this.ds.reset();
+      this.complete();
+      return;
+    }
+    const connectFailure = isConnectFailure(err);
+    if (connectFailure && this.mayRetry()) {
+      const delay = Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * (2 ** this.attempts - 1));
+      setTimeout(retryExchange, delay, this);
+      return;
+    }
+    this.localReply(Reply.upstreamReset(connectFailure ? "connection failure" : "connection termination", transportFailure(err), this.attempts > 1));
+  }
+
+  /** Istio's default policy: connect-failure retried twice; a streamed body cannot be replayed. */
+  private mayRetry(): boolean {
+    return this.attempts < DEFAULT_MAX_ATTEMPTS && !this.ds.hasBody && this.endpoint >= 0;
+  }
+
+  /** A retry: prefer an endpoint not tried yet (Envoy's previous_hosts predicate). */
+  retry(): void {
+    if (this.downstreamAborted) {
+      this.complete();
+      return;
+    }
+    const core = this.snapshot.core;
+    const start = this.clusterStart();
+    let next = -1;
+    for (let i = 0; i < HOST_SELECTION_ATTEMPTS; i++) {
+      next = core.pickEndpoint(this.cluster, random32());
+      const offset = next - start;
+      if (next < 0 || offset >= 32 || (this.tried & (1 << offset)) === 0) break;
+    }
+    if (next < 0) {
+      this.localReply(Reply.NO_HEALTHY_UPSTREAM);
+      return;
+    }
+    this.forward(next, "");
+  }
+
+  // ── phase 5: respond ─────────────────────────────────────────────────────
+
+  localReply(reply: Reply.LocalReply): void {
+    this.status = reply.status;
+    this.flag = reply.flag;
+    this.details = reply.details;
+    if (!this.downstreamAborted) {
+      const headers = reply.body ? ["content-type", "text/plain"] : [];
+      this.ds.sendLocal(reply.status, headers, reply.body);
+      this.bytesSent = Buffer.byteLength(reply.body);
+    }
+    this.complete();
+  }
+
+  onDownstreamAborted(): void {
+    this.downstreamAborted = true;
+    this.controller?.abort(new Error("downstream aborted"));
+  }
+
+  onDownstreamWritable(): void {
+    this.controller?.resume();
+  }
+
+  /** Gives back the endpoint's in-flight slot (once per attempt). */
+  private release(): void {
+    if (this.endpoint >= 0) {
+      this.snapshot.core.active[this.endpoint]!--;
+      this.endpoint = -1;
+    }
+  }
+
+  private complete(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.release();
+    this.options.onComplete?.(this);
+  }
+}
+
+function retryExchange(ex: Exchange): void {
+  ex.retry();
+}
+
+const CONNECT_ERRORS = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT", "EADDRNOTAVAIL"]);
+
+function isConnectFailure(err: Error): boolean {
+  const code = (err as { code?: string }).code;
+  return code !== undefined && CONNECT_ERRORS.has(code);
+}
+
+/** Envoy's transport failure reason, e.g. "delayed connect error: 111" for a refused connection. */
+function transportFailure(err: Error): string | undefined {
+  const code = (err as { code?: string }).code;
+  if (code === "ECONNREFUSED") return "delayed connect error: 111";
+  if (code === "UND_ERR_CONNECT_TIMEOUT") return "connect timeout";
+  return code;
+}

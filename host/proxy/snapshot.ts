@@ -1,0 +1,54 @@
+// One immutable Snapshot per config version: the compiled config, its Wasm route
+// core and the per-endpoint runtime objects. A reload builds a new Snapshot and
+// swaps one reference; requests keep the Snapshot they started with.
+
+import type { ClusterInfo, CompiledConfig } from "../config/compile.js";
+import { RouteCore } from "../core/route-core.js";
+
+export interface EndpointRuntime {
+  /** undici origin, e.g. "http://10.0.0.1:9080". */
+  origin: string;
+  /** "address:port" as Envoy prints an upstream host. */
+  hostPort: string;
+  cluster: ClusterInfo;
+}
+
+export class Snapshot {
+  readonly core: RouteCore;
+  readonly endpoints: EndpointRuntime[];
+  readonly headerNames: readonly string[];
+  readonly createdAt = new Date();
+
+  constructor(
+    readonly version: number,
+    readonly config: CompiledConfig,
+  ) {
+    this.core = new RouteCore(config.table);
+    this.headerNames = config.table.headerNames;
+    this.endpoints = config.clusters.flatMap((cluster) =>
+      cluster.endpoints.map((ep) => {
+        const host = ep.address.includes(":") ? `[${ep.address}]` : ep.address;
+        return { origin: `http://${host}:${ep.port}`, hostPort: `${host}:${ep.port}`, cluster };
+      }),
+    );
+  }
+}
+
+/** The current snapshot, swapped atomically by reloads. */
+export class SnapshotHolder {
+  private nextVersion = 1;
+  constructor(public current: Snapshot) {}
+
+  static initial(config: CompiledConfig): SnapshotHolder {
+    const holder = new SnapshotHolder(new Snapshot(1, config));
+    holder.nextVersion = 2;
+    return holder;
+  }
+
+  /** Builds and installs a snapshot for `config`; the old one serves until this returns. */
+  swap(config: CompiledConfig): Snapshot {
+    const next = new Snapshot(this.nextVersion++, config);
+    this.current = next;
+    return next;
+  }
+}
