@@ -68,7 +68,6 @@ export function parseSource(file: string, text: string, sink: DiagnosticSink): S
   const list = Array.isArray(docs) ? docs : [];
   const out: SourceDocument[] = [];
   list.forEach((doc, index) => {
-    const src = new SourceDocument(file, index, doc, lines, undefined);
     if (doc.errors.length > 0) {
       for (const e of doc.errors) {
         const pos = lines.linePos(e.pos[0]);

@@ -137,6 +137,7 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   private finished = false;
   private downstreamAborted = false;
   private tried = 0; // bitmask of cluster endpoint offsets already tried (first 32)
+  private balanced = false; // sent to a cluster endpoint chosen by the core (not passthrough)
 
   constructor(
     private readonly options: PipelineOptions,
@@ -150,6 +151,7 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   forward(endpoint: number, origin: string): void {
     this.attempts++;
     this.endpoint = endpoint;
+    this.balanced = endpoint >= 0;
     if (endpoint >= 0) {
       const ep = this.snapshot.endpoints[endpoint]!;
       this.origin = ep.origin;
@@ -291,7 +293,7 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
 
   /** Istio's default policy: connect-failure retried twice; a streamed body cannot be replayed. */
   private mayRetry(): boolean {
-    return this.attempts < DEFAULT_MAX_ATTEMPTS && !this.ds.hasBody && this.endpoint >= 0;
+    return this.attempts < DEFAULT_MAX_ATTEMPTS && !this.ds.hasBody && this.balanced;
   }
 
   /** A retry: prefer an endpoint not tried yet (Envoy's previous_hosts predicate). */

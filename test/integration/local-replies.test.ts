@@ -1,0 +1,179 @@
+// Envoy-compatible local replies over real sockets: NR, UH, UF, NC, REGISTRY_ONLY,
+// and the codec errors (400, 431) that never reach an upstream.
+
+import { connect } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { get, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { closedPort, startUpstream, type Upstream } from "../support/upstream.js";
+
+function mesh(engine: "uws" | "node", up: Upstream, dead: number, policy: string): string {
+  return `${settingsYaml(engine, `  outboundTrafficPolicy: {mode: ${policy}}`)}---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: svc}
+spec:
+  hosts: [svc.default.svc.cluster.local]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: ${up.port}}, labels: {version: v1}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: dead}
+spec:
+  hosts: [dead.default.svc.cluster.local]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: ${dead}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: half}
+spec:
+  hosts: [half.default.svc.cluster.local]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: ${dead}}}
+  - {address: 127.0.0.1, ports: {http: ${up.port}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc}
+spec:
+  host: svc
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v9, labels: {version: v9}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc}
+spec:
+  hosts: [svc]
+  http:
+  - match: [{uri: {exact: /nobody}}]
+    route: [{destination: {host: svc, subset: v9}}]
+  - match: [{uri: {exact: /nosubset}}]
+    route: [{destination: {host: svc, subset: v404}}]
+  - match: [{uri: {prefix: /api}}]
+    route: [{destination: {host: svc, subset: v1}}]
+`;
+}
+
+function rawExchange(port: number, raw: string): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect(port, "127.0.0.1", () => s.write(raw));
+    let data = "";
+    s.on("data", (c) => (data += c.toString("latin1")));
+    s.on("close", () => resolve(data));
+    s.on("error", () => resolve(data));
+    setTimeout(() => s.destroy(), 1500);
+  });
+}
+
+describe.each(["uws", "node"] as const)("local replies on the %s listener", (engine) => {
+  let up: Upstream;
+  let p: TestProxy;
+
+  beforeAll(async () => {
+    up = await startUpstream("svc");
+    p = await startTestProxy(mesh(engine, up, await closedPort(), "ALLOW_ANY"));
+  });
+  afterAll(async () => {
+    await p.close();
+    await up.close();
+  });
+
+  it("404 with an empty body when no route matches (NR)", async () => {
+    const r = await get(p.url, "svc", "/other");
+    expect(r.status).toBe(404);
+    expect(r.text).toBe("");
+  });
+
+  it("503 no healthy upstream when the subset has no endpoints (UH)", async () => {
+    const r = await get(p.url, "svc", "/nobody");
+    expect(r.status).toBe(503);
+    expect(r.text).toBe("no healthy upstream");
+  });
+
+  it("503 with an empty body when the subset is defined nowhere (NC)", async () => {
+    const r = await get(p.url, "svc", "/nosubset");
+    expect(r.status).toBe(503);
+    expect(r.text).toBe("");
+  });
+
+  it("503 upstream connect error after Istio's default retries when nothing listens (UF)", async () => {
+    const r = await get(p.url, "dead", "/");
+    expect(r.status).toBe(503);
+    expect(r.text).toBe("upstream connect error or disconnect/reset before headers. retried and the latest reset reason: connection failure, transport failure reason: delayed connect error: 111");
+  });
+
+  it("retries a connection failure on another endpoint (Istio's default connect-failure retry)", async () => {
+    for (let i = 0; i < 30; i++) {
+      const r = await get(p.url, "half", "/");
+      expect(r.status).toBe(200);
+    }
+  });
+
+  it("400 for a request without Host, and nothing reaches the upstream", async () => {
+    const before = up.received.length;
+    const reply = await rawExchange(p.proxy.outbound.port, "GET /api HTTP/1.1\r\n\r\n");
+    if (engine === "node") expect(reply).toMatch(/^HTTP\/1\.1 400/);
+    else expect(reply).not.toMatch(/^HTTP\/1\.1 2/); // uWS 20.30 closes the connection instead
+    expect(up.received.length).toBe(before);
+  });
+
+  it("400 for a malformed request line, and nothing reaches the upstream", async () => {
+    const before = up.received.length;
+    const reply = await rawExchange(p.proxy.outbound.port, "GARBAGE\r\n\r\n");
+    if (engine === "node") expect(reply).toMatch(/^HTTP\/1\.1 400/);
+    else expect(reply).toBe("");
+    expect(up.received.length).toBe(before);
+  });
+
+  it("431 for headers beyond Envoy's 60 KiB, and nothing reaches the upstream", async () => {
+    const before = up.received.length;
+    const reply = await rawExchange(p.proxy.outbound.port, `GET /api HTTP/1.1\r\nHost: svc\r\nx-big: ${"a".repeat(70 * 1024)}\r\n\r\n`);
+    if (engine === "node") expect(reply).toMatch(/^HTTP\/1\.1 431/);
+    else expect(reply).not.toMatch(/^HTTP\/1\.1 2/);
+    expect(up.received.length).toBe(before);
+  });
+
+  it("accepts large headers within the limit", async () => {
+    const r = await get(p.url, "svc", "/api", { "x-big": "b".repeat(30 * 1024) });
+    expect(r.status).toBe(200);
+  });
+});
+
+describe("REGISTRY_ONLY", () => {
+  it("answers 502 for hosts outside the registry and still routes known ones", async () => {
+    const up = await startUpstream("svc");
+    const p = await startTestProxy(mesh("uws", up, await closedPort(), "REGISTRY_ONLY"));
+    try {
+      const blocked = await get(p.url, `127.0.0.1:${up.port}`, "/");
+      expect(blocked.status).toBe(502);
+      expect(up.received.length).toBe(0);
+      expect((await get(p.url, "svc", "/api")).status).toBe(200);
+    } finally {
+      await p.close();
+      await up.close();
+    }
+  });
+});
+
+describe("absolute-form requests (HTTP_PROXY clients)", () => {
+  it("are routed by the target's authority on the node engine", async () => {
+    const up = await startUpstream("svc");
+    const p = await startTestProxy(mesh("node", up, await closedPort(), "ALLOW_ANY"));
+    try {
+      const reply = await rawExchange(p.proxy.outbound.port, "GET http://svc.default:80/api/x?y=1 HTTP/1.1\r\nHost: svc.default:80\r\nConnection: close\r\n\r\n");
+      expect(reply).toMatch(/^HTTP\/1\.1 200/);
+      expect(up.received.at(-1)!.url).toBe("/api/x?y=1");
+    } finally {
+      await p.close();
+      await up.close();
+    }
+  });
+});

@@ -1,0 +1,60 @@
+// Runs instio in-process on port 0 against a config written to a temp directory.
+
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { request } from "undici";
+import { loadConfigPath, requireConfig } from "../../host/config/load.js";
+import type { ListenerEngine } from "../../host/config/model.js";
+import { startProxy, type RunningProxy } from "../../host/proxy/server.js";
+
+export interface TestProxy {
+  proxy: RunningProxy;
+  dir: string;
+  url: string;
+  logs: string[];
+  write(yaml: string): void;
+  close(): Promise<void>;
+}
+
+export function settingsYaml(engine: ListenerEngine, extra = ""): string {
+  return `apiVersion: instio.dev/v1alpha1
+kind: ProxySettings
+metadata: {name: test}
+spec:
+  namespace: default
+  listeners:
+    outbound: {address: 127.0.0.1, port: 0, engine: ${engine}}
+  admin: {address: 127.0.0.1, port: 0}
+${extra ? `${extra}\n` : ""}`;
+}
+
+export async function startTestProxy(yaml: string, options: { watch?: boolean } = {}): Promise<TestProxy> {
+  const dir = mkdtempSync(join(tmpdir(), "instio-test-"));
+  const file = join(dir, "mesh.yaml");
+  writeFileSync(file, yaml);
+  const logs: string[] = [];
+  const proxy = await startProxy({ config: requireConfig(loadConfigPath(dir)), configPath: options.watch ? dir : undefined, log: (l) => logs.push(l) });
+  return {
+    proxy,
+    dir,
+    url: `http://127.0.0.1:${proxy.outbound.port}`,
+    logs,
+    write: (text) => writeFileSync(file, text),
+    close: () => proxy.close(),
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  json: () => { name: string; url: string; headers: Record<string, string>; bodyBytes: number; method: string };
+}
+
+/** One request through the proxy with a given Host header. */
+export async function get(proxyUrl: string, host: string, path = "/", headers: Record<string, string> = {}, method = "GET"): Promise<Reply> {
+  const res = await request(`${proxyUrl}${path}`, { method: method as "GET", headers: { host, ...headers } });
+  const text = await res.body.text();
+  return { status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) };
+}

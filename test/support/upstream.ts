@@ -1,0 +1,92 @@
+// A fake upstream on a real socket that reports what it received.
+
+import { createHash } from "node:crypto";
+import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+
+export interface Received {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  bodyBytes: number;
+  bodySha256: string;
+}
+
+export interface Upstream {
+  name: string;
+  port: number;
+  received: Received[];
+  close(): Promise<void>;
+}
+
+/**
+ * Answers every request with JSON {name, method, url, headers, bodyBytes, bodySha256},
+ * having read the body in a streaming way (never whole). Special paths:
+ *   /download/N  streams N bytes of a repeating pattern with content-length
+ *   /chunked/N   the same without content-length (chunked)
+ *   /status/N    answers with status N
+ */
+export async function startUpstream(name: string): Promise<Upstream> {
+  const received: Received[] = [];
+  const server: Server = createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
+    const hash = createHash("sha256");
+    let bytes = 0;
+    req.on("data", (c: Buffer) => {
+      bytes += c.length;
+      hash.update(c);
+    });
+    req.on("end", () => {
+      const r: Received = { method: req.method!, url: req.url!, headers: req.headers, bodyBytes: bytes, bodySha256: hash.digest("hex") };
+      received.push(r);
+      const download = /^\/(download|chunked)\/(\d+)/.exec(req.url!);
+      if (download) {
+        streamPattern(res, Number(download[2]), download[1] === "download");
+        return;
+      }
+      const status = /^\/status\/(\d+)/.exec(req.url!);
+      const body = JSON.stringify({ name, ...r }) + "\n";
+      res.writeHead(status ? Number(status[1]) : 200, { "content-type": "application/json", "content-length": Buffer.byteLength(body), "x-upstream": name, connection: "keep-alive", "keep-alive": "timeout=30" });
+      res.end(req.method === "HEAD" ? undefined : body);
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    name,
+    port: (server.address() as AddressInfo).port,
+    received,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+const PATTERN = Buffer.alloc(64 * 1024, "0123456789abcdef");
+
+function streamPattern(res: import("node:http").ServerResponse, total: number, withLength: boolean): void {
+  res.writeHead(200, withLength ? { "content-length": total, "content-type": "application/octet-stream" } : { "content-type": "application/octet-stream" });
+  let sent = 0;
+  const pump = (): void => {
+    while (sent < total) {
+      const n = Math.min(PATTERN.length, total - sent);
+      sent += n;
+      if (!res.write(n === PATTERN.length ? PATTERN : PATTERN.subarray(0, n))) {
+        res.once("drain", pump);
+        return;
+      }
+    }
+    res.end();
+  };
+  pump();
+}
+
+/** A port on loopback where nothing listens (for connection failures). */
+export async function closedPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
