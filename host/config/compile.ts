@@ -103,7 +103,10 @@ class Compiler {
   }
 
   private warn(source: Location | undefined, message: string): void {
-    this.diagnostics.push({ ...(source ?? { file: "<config>", line: 1, column: 1 }), path: "", message, severity: "warning" });
+    const at = source ?? { file: "<config>", line: 1, column: 1 };
+    // A route compiled for several ports would otherwise say the same thing once per port.
+    if (this.diagnostics.some((d) => d.message === message && d.file === at.file && d.line === at.line)) return;
+    this.diagnostics.push({ ...at, path: "", message, severity: "warning" });
   }
   private error(source: Location | undefined, message: string): void {
     this.diagnostics.push({ ...(source ?? { file: "<config>", line: 1, column: 1 }), path: "", message, severity: "error" });

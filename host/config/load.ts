@@ -11,11 +11,18 @@ export interface LoadResult {
   diagnostics: ConfigDiagnostic[];
 }
 
+/** Diagnostics in reading order: files as loaded, then line and column within each file. */
+function ordered(diagnostics: ConfigDiagnostic[]): ConfigDiagnostic[] {
+  const fileOrder = new Map<string, number>();
+  for (const d of diagnostics) if (!fileOrder.has(d.file)) fileOrder.set(d.file, fileOrder.size);
+  return [...diagnostics].sort((a, b) => fileOrder.get(a.file)! - fileOrder.get(b.file)! || a.line - b.line || a.column - b.column);
+}
+
 function build(docs: SourceDocument[], sink: DiagnosticSink): LoadResult {
   const model = readModel(docs, sink);
-  if (sink.hasErrors) return { config: undefined, diagnostics: sink.diagnostics };
+  if (sink.hasErrors) return { config: undefined, diagnostics: ordered(sink.diagnostics) };
   const config = compile(model);
-  const diagnostics = [...sink.diagnostics, ...config.diagnostics];
+  const diagnostics = ordered([...sink.diagnostics, ...config.diagnostics]);
   if (diagnostics.some((d) => d.severity === "error")) return { config: undefined, diagnostics };
   return { config, diagnostics };
 }

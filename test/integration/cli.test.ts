@@ -1,0 +1,88 @@
+// The command line as a user runs it: validate, explain, proxy (with inbound).
+
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { request } from "undici";
+import { describe, expect, it } from "vitest";
+import { QUICKSTART_CONFIG } from "../../host/quickstart.js";
+import { CLI, startChildProxy } from "../support/child-proxy.js";
+import { startUpstream } from "../support/upstream.js";
+
+function run(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function tempConfig(text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), "instio-cli-"));
+  writeFileSync(join(dir, "a.yaml"), text);
+  return dir;
+}
+
+describe("instio CLI", () => {
+  it("--help lists the commands with examples", () => {
+    const r = run("--help");
+    expect(r.status).toBe(0);
+    for (const c of ["proxy --config", "validate", "explain", "quickstart", "Examples:"]) expect(r.stdout).toContain(c);
+  });
+
+  it("validate accepts the quickstart and rejects a bad file with every error and exit 1", () => {
+    expect(run("validate", QUICKSTART_CONFIG).status).toBe(0);
+    const dir = tempConfig(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: x}
+spec:
+  host: reviews
+  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+  subsets: [{name: v1}, {name: v1}]
+`);
+    const r = run("validate", dir);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("a.yaml:6:18: error: spec.trafficPolicy: not supported yet");
+    expect(r.stderr).toContain('a.yaml:7:32: error: spec.subsets[1].name: duplicate subset "v1"');
+    expect(r.stderr).toContain("2 error(s)");
+  });
+
+  it("explain shows the virtual host, why earlier routes failed, and the chosen endpoint", () => {
+    const r = run("explain", "--config", QUICKSTART_CONFIG, "GET http://reviews:9080/reviews/1", "-H", "end-user: mike");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("virtual host: reviews.default.svc.cluster.local:9080");
+    expect(r.stdout).toContain('✗ route 0 "jason" of VirtualService default/reviews');
+    expect(r.stdout).toContain('header end-user exact "jason": is "mike"');
+    expect(r.stdout).toContain('✓ route 1 "canary"');
+    expect(r.stdout).toMatch(/decision: forward to 127\.0\.0\.1:1908[13]/);
+    const blocked = run("explain", "--config", QUICKSTART_CONFIG, "GET http://example.com/");
+    expect(blocked.stdout).toContain("decision: 502 (block_all");
+  });
+
+  it("proxy forwards the inbound listener to the local application port", async () => {
+    const app = await startUpstream("app");
+    const dir = tempConfig(`apiVersion: instio.dev/v1alpha1
+kind: ProxySettings
+metadata: {name: s}
+spec:
+  listeners:
+    outbound: {address: 127.0.0.1, port: 0}
+    inbound: {address: 127.0.0.1, port: 0, appPort: ${app.port}}
+  admin: {address: 127.0.0.1, port: 0}
+`);
+    const proxy = await startChildProxy(dir);
+    try {
+      const m = /inbound 127\.0\.0\.1:(\d+)/.exec(proxy.stderr());
+      expect(m).not.toBeNull();
+      const res = await request(`http://127.0.0.1:${m![1]}/hello`, { headers: { host: "productpage:9080" } });
+      const body = (await res.body.json()) as { name: string; url: string; headers: Record<string, string> };
+      expect(body.name).toBe("app");
+      expect(body.url).toBe("/hello");
+      expect(body.headers.host).toBe("productpage:9080");
+      const ready = await request(`http://127.0.0.1:${proxy.adminPort}/ready`);
+      expect(ready.statusCode).toBe(200);
+      await ready.body.text();
+    } finally {
+      await proxy.stop();
+      await app.close();
+    }
+  });
+});

@@ -1,0 +1,120 @@
+// Hot reload while traffic flows: every request succeeds, good configs take
+// effect, bad ones are rejected with file:line and the last good one keeps serving.
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { get, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { startUpstream, type Upstream } from "../support/upstream.js";
+
+function mesh(a: Upstream, b: Upstream, subset: "a" | "b"): string {
+  return `${settingsYaml("uws")}---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: svc}
+spec:
+  hosts: [svc.default.svc.cluster.local]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: ${a.port}}, labels: {v: a}}
+  - {address: 127.0.0.1, ports: {http: ${b.port}}, labels: {v: b}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc}
+spec:
+  host: svc
+  subsets: [{name: a, labels: {v: a}}, {name: b, labels: {v: b}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc}
+spec:
+  hosts: [svc]
+  http:
+  - route: [{destination: {host: svc, subset: ${subset}}}]
+`;
+}
+
+const BAD = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc}
+spec:
+  hosts: [svc]
+  http:
+  - route:
+    - destination: {host: svc}
+      weight: -5
+`;
+
+async function waitFor(cond: () => boolean, what: string): Promise<void> {
+  const until = Date.now() + 5000;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe("config reload", () => {
+  let a: Upstream;
+  let b: Upstream;
+  let p: TestProxy;
+
+  beforeAll(async () => {
+    a = await startUpstream("a");
+    b = await startUpstream("b");
+    p = await startTestProxy(mesh(a, b, "a"), { watch: true });
+  });
+  afterAll(async () => {
+    await p.close();
+    await a.close();
+    await b.close();
+  });
+
+  it("loses no request while the config changes 30 times under load", async () => {
+    let running = true;
+    let ok = 0;
+    const failures: string[] = [];
+    const worker = async (): Promise<void> => {
+      while (running) {
+        try {
+          const r = await get(p.url, "svc", "/");
+          if (r.status === 200) ok++;
+          else failures.push(`${r.status} ${r.text}`);
+        } catch (err) {
+          failures.push(String(err));
+        }
+      }
+    };
+    const workers = Array.from({ length: 8 }, worker);
+    for (let i = 0; i < 30; i++) {
+      const version = p.proxy.holder.current.version;
+      if (i % 5 === 4) {
+        const rejected = p.proxy.stats.reloadsRejected;
+        p.write(BAD);
+        await waitFor(() => p.proxy.stats.reloadsRejected > rejected, "the bad config to be rejected");
+      } else {
+        p.write(mesh(a, b, i % 2 === 0 ? "b" : "a"));
+        await waitFor(() => p.proxy.holder.current.version > version, `reload ${i}`);
+      }
+    }
+    running = false;
+    await Promise.all(workers);
+    expect(failures).toEqual([]);
+    expect(ok).toBeGreaterThan(100);
+    expect(p.proxy.stats.reloadsApplied).toBe(24);
+    expect(p.proxy.stats.reloadsRejected).toBe(6);
+  }, 60_000);
+
+  it("keeps serving the last good config after a bad one and logs file:line:column and field", async () => {
+    const version = p.proxy.holder.current.version;
+    p.write(mesh(a, b, "b"));
+    await waitFor(() => p.proxy.holder.current.version > version, "the good config");
+    expect((await get(p.url, "svc")).json().name).toBe("b");
+    const rejected = p.proxy.stats.reloadsRejected;
+    p.write(BAD);
+    await waitFor(() => p.proxy.stats.reloadsRejected > rejected, "the rejection");
+    expect((await get(p.url, "svc")).json().name).toBe("b");
+    expect(p.logs.join("\n")).toMatch(/mesh\.yaml:9:15: error: spec\.http\[0\]\.route\[0\]\.weight: must be between 0 and 2147483647, got -5/);
+    expect(p.logs.join("\n")).toMatch(/rejected, still serving version/);
+  });
+});

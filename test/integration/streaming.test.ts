@@ -1,0 +1,78 @@
+// 1 GiB through the proxy in each direction, streamed with backpressure: the
+// proxy process's peak memory must stay far below the body size.
+
+import { createHash } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { request } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { settingsYaml } from "../support/proxy.js";
+import { startChildProxy, type ChildProxy } from "../support/child-proxy.js";
+import { startUpstream, type Upstream } from "../support/upstream.js";
+
+const GiB = 1024 * 1024 * 1024;
+/** The proxy may hold buffers and pools, never a body: far below 1 GiB. */
+const MAX_PEAK_RSS = 200 * 1024 * 1024;
+
+async function* pattern(total: number, hash: ReturnType<typeof createHash>): AsyncGenerator<Buffer> {
+  const chunk = Buffer.alloc(256 * 1024);
+  for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 31) & 0xff;
+  for (let sent = 0; sent < total; sent += chunk.length) {
+    const c = total - sent >= chunk.length ? chunk : chunk.subarray(0, total - sent);
+    hash.update(c);
+    yield c;
+  }
+}
+
+describe.each(["uws", "node"] as const)("streaming bodies on the %s listener", (engine) => {
+  let up: Upstream;
+  let proxy: ChildProxy;
+  let url: string;
+
+  beforeAll(async () => {
+    up = await startUpstream("big");
+    const dir = mkdtempSync(join(tmpdir(), "instio-stream-"));
+    writeFileSync(join(dir, "mesh.yaml"), `${settingsYaml(engine)}---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: big}
+spec:
+  hosts: [big.default.svc.cluster.local]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: ${up.port}}}]
+`);
+    proxy = await startChildProxy(dir);
+    url = `http://127.0.0.1:${proxy.outboundPort}`;
+  });
+  afterAll(async () => {
+    await proxy.stop();
+    await up.close();
+  });
+
+  it("uploads 1 GiB (chunked) intact with bounded proxy memory", async () => {
+    const hash = createHash("sha256");
+    const res = await request(`${url}/upload`, { method: "POST", headers: { host: "big" }, body: Readable.from(pattern(GiB, hash)) });
+    const got = (await res.body.json()) as { bodyBytes: number; bodySha256: string };
+    expect(res.statusCode).toBe(200);
+    expect(got.bodyBytes).toBe(GiB);
+    expect(got.bodySha256).toBe(hash.digest("hex"));
+    console.log(`${engine}: proxy peak RSS after a 1 GiB upload: ${(proxy.peakRss() / 2 ** 20).toFixed(0)} MiB`);
+    expect(proxy.peakRss()).toBeLessThan(MAX_PEAK_RSS);
+  }, 120_000);
+
+  it("downloads 1 GiB with content-length, and 64 MiB chunked, with bounded proxy memory", async () => {
+    for (const [path, size, length] of [[`/download/${GiB}`, GiB, true], [`/chunked/${64 * 1024 * 1024}`, 64 * 1024 * 1024, false]] as const) {
+      const res = await request(`${url}${path}`, { headers: { host: "big" } });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers["content-length"]).toBe(length ? String(size) : undefined);
+      let bytes = 0;
+      for await (const c of res.body) bytes += (c as Buffer).length;
+      expect(bytes).toBe(size);
+    }
+    console.log(`${engine}: proxy peak RSS after the downloads: ${(proxy.peakRss() / 2 ** 20).toFixed(0)} MiB`);
+    expect(proxy.peakRss()).toBeLessThan(MAX_PEAK_RSS);
+  }, 120_000);
+});

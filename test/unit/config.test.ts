@@ -1,0 +1,200 @@
+// Config adapters and compiler: Istio semantics, and errors that say where and why.
+
+import { describe, expect, it } from "vitest";
+import { formatDiagnostic } from "../../host/config/diagnostics.js";
+import { resolveHost, virtualHostDomains } from "../../host/config/hosts.js";
+import { loadConfigText } from "../../host/config/load.js";
+
+const SE = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  ports: [{number: 9080, name: http, protocol: HTTP}, {number: 9443, name: admin, targetPort: 10443}]
+  resolution: STATIC
+  endpoints:
+  - {address: 10.0.0.1, labels: {version: v1}}
+  - {address: 10.0.0.2, ports: {http: 8080}, labels: {version: v2}}
+`;
+
+function errors(text: string): string[] {
+  return loadConfigText("mesh.yaml", text).diagnostics.filter((d) => d.severity === "error").map(formatDiagnostic);
+}
+
+describe("host names", () => {
+  it("resolves short names against the resource's namespace, as Istio", () => {
+    expect(resolveHost("reviews", "prod")).toBe("reviews.prod.svc.cluster.local");
+    expect(resolveHost("reviews.prod", "default")).toBe("reviews.prod");
+    expect(resolveHost("*.example.com", "default")).toBe("*.example.com");
+    expect(resolveHost("10.1.2.3", "default")).toBe("10.1.2.3");
+  });
+
+  it("generates the short authority forms only for the proxy's own namespace", () => {
+    expect(virtualHostDomains("reviews.default.svc.cluster.local", 9080, "default")).toEqual([
+      "reviews.default.svc.cluster.local", "reviews.default.svc.cluster.local:9080", "reviews.default.svc", "reviews.default.svc:9080",
+      "reviews.default", "reviews.default:9080", "reviews", "reviews:9080",
+    ]);
+    expect(virtualHostDomains("reviews.prod.svc.cluster.local", 9080, "default")).not.toContain("reviews");
+    expect(virtualHostDomains("api.example.com", 443, "default")).toEqual(["api.example.com", "api.example.com:443"]);
+  });
+});
+
+describe("validation errors", () => {
+  it("names file, line, column and field path, and reports every error in the file", () => {
+    const errs = errors(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - uri: {regex: "^/a.*"}
+      headers:
+        End-User: {exact: jason}
+    route:
+    - destination: {host: reviews}
+      weight: -1
+    timeout: 3s
+  - route: []
+    retries: {attempts: 3}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec: {}
+`);
+    expect(errs).toEqual([
+      "mesh.yaml:8:20: error: spec.http[0].match[0].uri.regex: not supported yet: regex matching arrives with the linear-time regex engine in the route core",
+      'mesh.yaml:10:19: error: spec.http[0].match[0].headers.End-User: header name must be lower-case and a valid HTTP token, got "End-User"',
+      "mesh.yaml:13:15: error: spec.http[0].route[0].weight: must be between 0 and 2147483647, got -1",
+      "mesh.yaml:14:14: error: spec.http[0].timeout: not supported yet: redirects, rewrites, retries, timeouts, faults, mirroring, CORS and header manipulation are the next milestone",
+      "mesh.yaml:15:12: error: spec.http[1].route: a route needs at least one destination",
+      "mesh.yaml:16:14: error: spec.http[1].retries: not supported yet: redirects, rewrites, retries, timeouts, faults, mirroring, CORS and header manipulation are the next milestone",
+      "mesh.yaml:19:7: error: kind: Gateway is not supported yet: Gateway resources (ingress mode) arrive with TLS termination",
+    ]);
+  });
+
+  it("rejects unknown fields, DNS resolution (not yet) and non-IP STATIC endpoints", () => {
+    const errs = errors(`apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: ext}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 80, name: http, protocl: HTTP}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: st}
+spec:
+  hosts: [st.example.com]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints: [{address: st.internal}]
+`);
+    expect(errs).toEqual([
+      'mesh.yaml:6:45: error: spec.ports[0].protocl: unknown field "protocl"',
+      "mesh.yaml:7:15: error: spec.resolution: not supported yet: DNS",
+      'mesh.yaml:16:25: error: spec.endpoints[0].address: resolution STATIC needs an IP address, got "st.internal" (DNS resolution is not supported yet)',
+    ]);
+  });
+
+  it("reports YAML syntax errors with their position", () => {
+    expect(errors("kind: [unclosed\n")[0]).toMatch(/^mesh\.yaml:\d+:\d+: error: YAML: /);
+  });
+
+  it("warns about, and skips, resources that are not Istio networking", () => {
+    const r = loadConfigText("mesh.yaml", `apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n---\n${SE}`);
+    expect(r.config).toBeDefined();
+    expect(r.diagnostics.map(formatDiagnostic)).toEqual(["mesh.yaml:1:13: warning: apiVersion: ignored: apps/v1 Deployment is not an Istio networking resource or instio settings"]);
+  });
+
+  it("rejects a total weight of 0 across several destinations", () => {
+    expect(errors(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {destination: {host: a}, weight: 0}
+    - {destination: {host: b}, weight: 0}
+`)).toEqual(["mesh.yaml:8:5: error: spec.http[0].route: total destination weight must be greater than 0"]);
+  });
+});
+
+describe("compile", () => {
+  const compile = (text: string) => {
+    const r = loadConfigText("mesh.yaml", text);
+    if (!r.config) throw new Error(r.diagnostics.map(formatDiagnostic).join("\n"));
+    return r.config;
+  };
+
+  it("builds one virtual host per service port; bare names go to port 80 or the first port", () => {
+    const c = compile(SE);
+    expect(c.virtualHosts.map((v) => v.name)).toEqual(["reviews.default.svc.cluster.local:9080", "reviews.default.svc.cluster.local:9443"]);
+    expect(c.virtualHosts[0]!.domains).toContain("reviews");
+    expect(c.virtualHosts[1]!.domains).not.toContain("reviews");
+    expect(c.virtualHosts[1]!.domains).toContain("reviews:9443");
+  });
+
+  it("takes endpoint ports from the endpoint, then targetPort, then the service port", () => {
+    const c = compile(SE);
+    expect(c.clusters.map((cl) => [cl.name, cl.endpoints.map((e) => `${e.address}:${e.port}`)])).toEqual([
+      ["outbound|9080||reviews.default.svc.cluster.local", ["10.0.0.1:9080", "10.0.0.2:8080"]],
+      ["outbound|9443||reviews.default.svc.cluster.local", ["10.0.0.1:10443", "10.0.0.2:10443"]],
+    ]);
+  });
+
+  it("drops routes after a catch-all and applies match.port and sourceLabels at build time", () => {
+    const c = compile(`${SE}---
+apiVersion: instio.dev/v1alpha1
+kind: ProxySettings
+metadata: {name: s}
+spec: {labels: {app: productpage}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{sourceLabels: {app: ratings}}]
+    route: [{destination: {host: reviews, port: {number: 9080}}}]
+  - match: [{port: 9443, uri: {prefix: /admin}}]
+    route: [{destination: {host: reviews, port: {number: 9443}}}]
+  - name: all
+    route: [{destination: {host: reviews, port: {number: 9080}}}]
+  - name: never
+    route: [{destination: {host: reviews, port: {number: 9080}}}]
+`);
+    const names = (vh: number) => {
+      const v = c.table.virtualHosts[vh]!;
+      return c.entries.slice(v.entryStart, v.entryStart + v.entryCount).map((e) => e.name);
+    };
+    expect(names(0)).toEqual(["all"]);
+    expect(names(1)).toEqual(["", "all"]);
+  });
+
+  it("warns that unknown destinations and subsets give 503 NC", () => {
+    const r = loadConfigText("mesh.yaml", `${SE}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: nowhere}, weight: 1}, {destination: {host: reviews, subset: v7, port: {number: 9080}}, weight: 1}]
+`);
+    expect(r.config).toBeDefined();
+    expect(r.diagnostics.map((d) => d.message)).toEqual([
+      "destination host nowhere.default.svc.cluster.local is not defined by any ServiceEntry: requests routed there get 503 (NC)",
+      'subset "v7" of reviews.default.svc.cluster.local is not defined in any DestinationRule: requests routed there get 503 (NC)',
+    ]);
+  });
+
+  it("honours exportTo: a resource exported to another namespace is invisible here", () => {
+    const c = compile(SE.replace("resolution: STATIC", "resolution: STATIC\n  exportTo: [prod]"));
+    expect(c.virtualHosts).toEqual([]);
+  });
+});
