@@ -16,11 +16,60 @@ const FNV_PRIME: u32 = 0x01000193;
   return c - 65 < 26 ? c | 32 : c;
 }
 
-/** FNV-1a over the ASCII-lower-cased bytes: domains match case-insensitively. */
-export function hashLower(at: u32, n: u32): u32 {
-  let h = FNV_OFFSET;
-  for (let i: u32 = 0; i < n; i++) h = fnvStep(h, lowerAscii(<u32>load<u8>(at + i)));
+const M1: u32 = 0xcc9e2d51;
+const M2: u32 = 0x1b873593;
+
+@inline function murmurMix(h: u32, k: u32): u32 {
+  k *= M1;
+  k = rotl<u32>(k, 15);
+  k *= M2;
+  h ^= k;
+  h = rotl<u32>(h, 13);
+  return h * 5 + 0xe6546b64;
+}
+
+@inline function murmurFinish(h: u32, k: u32, n: u32): u32 {
+  k *= M1;
+  k = rotl<u32>(k, 15);
+  k *= M2;
+  h ^= k ^ n;
+  h ^= h >> 16;
+  h *= 0x85ebca6b;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35;
+  h ^= h >> 16;
   return h;
+}
+
+/** ASCII lower-casing of four bytes at once (SWAR); bytes >= 0x80 must be absent. */
+@inline function lowerWord(w: u32): u32 {
+  const upper = (w + 0x3f3f3f3f) & ~(w + 0x25252525) & 0x80808080;
+  return w | (upper >> 2);
+}
+
+@inline function lowerBytes(w: u32): u32 {
+  if ((w & 0x80808080) == 0) return lowerWord(w);
+  return lowerAscii(w & 0xff) | (lowerAscii((w >> 8) & 0xff) << 8) | (lowerAscii((w >> 16) & 0xff) << 16) | (lowerAscii(w >> 24) << 24);
+}
+
+/** murmur3_32 (seed 0) of n bytes, four at a time: the whole-string hash for exact keys. */
+export function hashWords(at: u32, n: u32): u32 {
+  let h: u32 = 0;
+  const words = n & ~3;
+  for (let i: u32 = 0; i < words; i += 4) h = murmurMix(h, load<u32>(at + i));
+  let k: u32 = 0;
+  for (let i = n - 1; i >= words && i != 0xffffffff; i--) k = (k << 8) | <u32>load<u8>(at + i);
+  return murmurFinish(h, k, n);
+}
+
+/** hashWords of the ASCII-lower-cased bytes: domains and ignoreUriCase exact paths. */
+export function hashWordsLower(at: u32, n: u32): u32 {
+  let h: u32 = 0;
+  const words = n & ~3;
+  for (let i: u32 = 0; i < words; i += 4) h = murmurMix(h, lowerBytes(load<u32>(at + i)));
+  let k: u32 = 0;
+  for (let i = n - 1; i >= words && i != 0xffffffff; i--) k = (k << 8) | lowerAscii(<u32>load<u8>(at + i));
+  return murmurFinish(h, k, n);
 }
 
 /** Distinguishes path-index keys of different kinds that share bytes. */

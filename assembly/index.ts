@@ -13,7 +13,7 @@ import {
   H_ENTRIES, H_ROUTES, H_DESTS, H_CLUSTERS, H_ACTIVE,
   DS_HASH, DS_STR, DS_LEN, DS_VHOST, DS_SIZE, EMPTY_SLOT, WC_STR, WC_LEN, WC_VHOST, WC_SIZE,
   VH_UNINDEXED, VH_UNINDEXED_COUNT, VH_PATH_TABLE, VH_PATH_MASK, VH_PREFIX_LENS, VH_FLAGS, VH_SIZE,
-  VHF_CASE_INSENSITIVE, MAX_INDEXED_PREFIX,
+  VHF_CASE_INSENSITIVE, VH_MAX_PREFIX,
   PS_HASH, PS_KIND, PS_STR, PS_LEN, PS_LIST, PS_COUNT, PS_SIZE, PK_EXACT, PK_PREFIX, PK_EXACT_CI, PK_PREFIX_CI,
   E_ROUTE, E_URI_KIND, E_URI_CI, E_URI_STR, E_URI_LEN, E_METHOD_KIND, E_METHOD_STR, E_METHOD_LEN,
   E_AUTH_KIND, E_AUTH_STR, E_AUTH_LEN, E_SCHEME_KIND, E_SCHEME_STR, E_SCHEME_LEN, E_COND_COUNT, E_CONDS, E_SIZE,
@@ -25,7 +25,7 @@ import {
   OUT_VHOST, OUT_ENTRY, OUT_ROUTE, OUT_DEST, OUT_CLUSTER, OUT_ENDPOINT,
   RC_NO_VHOST, RC_NO_ROUTE, RC_NO_CLUSTER, RC_NO_ENDPOINT,
 } from "./layout";
-import { fnvStart, fnvStep, lowerAscii, hashLower, bytesEqual, bytesEqualLower, stringMatches, pathKeySalt } from "./bytes";
+import { fnvStart, fnvStep, lowerAscii, hashWords, hashWordsLower, bytesEqual, bytesEqualLower, stringMatches, pathKeySalt } from "./bytes";
 import { pickWeighted, pickLeastRequest } from "./select";
 
 let image: u32 = 0;
@@ -103,7 +103,7 @@ function findVirtualHost(): i32 {
   if (len < 0) return -1;
   const at = slotOffset(SLOT_AUTHORITY);
   const n = <u32>len;
-  const hash = hashLower(at, n);
+  const hash = hashWordsLower(at, n);
   const table = header(H_DOMAIN_TABLE);
   const mask = header(H_DOMAIN_MASK);
   let slot = hash & mask;
@@ -144,19 +144,20 @@ function findEntry(vh: u32): i32 {
   if (plen < 0) return best;
   const path = slotOffset(SLOT_PATH);
   const n = <u32>plen;
+  // Prefix keys: extend the hash byte by byte, probing at every length some key has.
+  const scan = min(n, load<u32>(vh + VH_MAX_PREFIX));
   let h = fnvStart();
   let hci = fnvStart();
-  for (let i: u32 = 0; i < n; i++) {
+  for (let i: u32 = 0; i < scan; i++) {
     const c = <u32>load<u8>(path + i);
     h = fnvStep(h, c);
     if (ci) hci = fnvStep(hci, lowerAscii(c));
     const len = i + 1;
-    if (len > <u32>MAX_INDEXED_PREFIX) continue;
     if (bitSet(bitmap, len)) best = probe(table, mask, PK_PREFIX, h, path, len, best);
     if (ci && bitSet(bitmap + 128, len)) best = probe(table, mask, PK_PREFIX_CI, hci, path, len, best);
   }
-  best = probe(table, mask, PK_EXACT, h, path, n, best);
-  if (ci) best = probe(table, mask, PK_EXACT_CI, hci, path, n, best);
+  best = probe(table, mask, PK_EXACT, hashWords(path, n), path, n, best);
+  if (ci) best = probe(table, mask, PK_EXACT_CI, hashWordsLower(path, n), path, n, best);
   return best;
 }
 

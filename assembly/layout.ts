@@ -48,12 +48,16 @@ export const VH_PATH_TABLE = 8; //    path index hash table (PS slots)
 export const VH_PATH_MASK = 12;
 export const VH_PREFIX_LENS = 16; //  bitmap, bit n set = some prefix key has length n
 export const VH_FLAGS = 20; //         VHF_* bits
-export const VH_SIZE = 24;
+export const VH_MAX_PREFIX = 24; //    longest indexed prefix key: the prefix scan stops there
+export const VH_SIZE = 28;
 export const VHF_CASE_INSENSITIVE = 1; // some indexed key ignores URI case
 export const MAX_INDEXED_PREFIX = 1023; // longer prefixes go to the unindexed list
 export const PREFIX_BITMAP_BYTES = 256; // two bitmaps of 1024 bits: case-sensitive, then case-insensitive
 
 // ── Path index slot: (kind, key) → sorted list of entry indices ─────────────
+// Exact keys are hashed with murmur3_32 over the whole path (hashWords), prefix
+// keys with FNV-1a, which the core extends one byte at a time while it scans the
+// path for prefix lengths. Domains use murmur3_32 over lower-cased bytes.
 export const PS_HASH = 0;
 export const PS_KIND = 4; //  PK_* below
 export const PS_STR = 8;

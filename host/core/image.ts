@@ -13,6 +13,31 @@ export function fnv1a(bytes: Uint8Array): number {
   return h;
 }
 
+function rotl(x: number, r: number): number {
+  return ((x << r) | (x >>> (32 - r))) >>> 0;
+}
+
+/** murmur3_32 with seed 0, as assembly/bytes.ts hashWords computes it. */
+export function murmur3(bytes: Uint8Array): number {
+  const n = bytes.length;
+  const words = n & ~3;
+  let h = 0;
+  const mixK = (k: number): number => Math.imul(rotl(Math.imul(k, 0xcc9e2d51), 15), 0x1b873593) >>> 0;
+  for (let i = 0; i < words; i += 4) {
+    const k = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
+    h = (Math.imul(rotl((h ^ mixK(k)) >>> 0, 13), 5) + 0xe6546b64) >>> 0;
+  }
+  let k = 0;
+  for (let i = n - 1; i >= words; i--) k = ((k << 8) | bytes[i]!) >>> 0;
+  h = (h ^ mixK(k) ^ n) >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b) >>> 0;
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35) >>> 0;
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
 function pathKeySalt(kind: number): number {
   return Math.imul(kind, 0x9e3779b1) >>> 0;
 }
@@ -171,7 +196,7 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
   for (let s = 0; s < domainSlots; s++) put(domainTableAt + s * L.DS_SIZE + L.DS_LEN, L.EMPTY_SLOT);
   const domainTaken = new Uint8Array(domainSlots);
   for (const { domain, vhost } of exactDomains) {
-    const hash = fnv1a(Buffer.from(domain));
+    const hash = murmur3(Buffer.from(domain));
     let slot = hash & (domainSlots - 1);
     while (domainTaken[slot]) slot = (slot + 1) & (domainSlots - 1);
     domainTaken[slot] = 1;
@@ -198,11 +223,13 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
     if (plan.slots === 0) return;
     const bits = new Uint8Array(L.PREFIX_BITMAP_BYTES);
     let flags = 0;
+    let maxPrefix = 0;
     for (let s = 0; s < plan.slots; s++) put(plan.tableAt + s * L.PS_SIZE + L.PS_LEN, L.EMPTY_SLOT);
     const taken = new Uint8Array(plan.slots);
     plan.keys.forEach((k, i) => {
       const bytes = Buffer.from(k.key);
-      const hash = (fnv1a(bytes) ^ pathKeySalt(k.kind)) >>> 0;
+      const exact = k.kind === L.PK_EXACT || k.kind === L.PK_EXACT_CI;
+      const hash = ((exact ? murmur3(bytes) : fnv1a(bytes)) ^ pathKeySalt(k.kind)) >>> 0;
       let slot = hash & (plan.slots - 1);
       while (taken[slot]) slot = (slot + 1) & (plan.slots - 1);
       taken[slot] = 1;
@@ -217,9 +244,11 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
       if (k.kind === L.PK_PREFIX || k.kind === L.PK_PREFIX_CI) {
         const n = bytes.length + (k.kind === L.PK_PREFIX_CI ? 1024 : 0);
         bits[n >> 3]! |= 1 << (n & 7);
+        maxPrefix = Math.max(maxPrefix, bytes.length);
       }
     });
     put(at + L.VH_FLAGS, flags);
+    put(at + L.VH_MAX_PREFIX, maxPrefix);
     bitmaps.push({ at: plan.bitmapAt, bits });
   });
 

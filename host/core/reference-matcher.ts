@@ -10,6 +10,8 @@ export class ReferenceMatcher {
   private readonly exactDomains = new Map<string, number>();
   private readonly wildcards: { suffix: string; vhost: number }[] = [];
   private readonly endpointStarts: number[];
+  /** Global index of each route's first destination. */
+  private readonly destinationStarts: number[] = [];
 
   constructor(
     private readonly table: RouteTable,
@@ -25,6 +27,11 @@ export class ReferenceMatcher {
     // Longest suffix first; Array.prototype.sort is stable, so earlier hosts win ties.
     this.wildcards.sort((a, b) => utf8Length(b.suffix) - utf8Length(a.suffix));
     this.endpointStarts = clusterEndpointStarts(table);
+    let next = 0;
+    for (const r of table.routes) {
+      this.destinationStarts.push(next);
+      next += r.destinations.length;
+    }
   }
 
   decide(req: RouteRequest, random: number, out: Decision): number {
@@ -66,7 +73,7 @@ export class ReferenceMatcher {
         }
       }
     }
-    out.dest = this.destinationBase(routeIndex) + destOffset;
+    out.dest = this.destinationStarts[routeIndex]! + destOffset;
     const cluster = dests[destOffset]!.cluster;
     if (cluster < 0) return RC_NO_CLUSTER;
     out.cluster = cluster;
@@ -75,12 +82,6 @@ export class ReferenceMatcher {
     if (c.endpointCount === 0) return RC_NO_ENDPOINT;
     out.endpoint = this.endpointStarts[cluster]! + pickLeastRequest(this.active, this.endpointStarts[cluster]!, c.endpointCount, random);
     return routeIndex;
-  }
-
-  private destinationBase(routeIndex: number): number {
-    let base = 0;
-    for (let i = 0; i < routeIndex; i++) base += this.table.routes[i]!.destinations.length;
-    return base;
   }
 
   private findVirtualHost(authority: string | undefined): number {

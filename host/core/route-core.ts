@@ -50,7 +50,7 @@ export class RouteCore {
   private readonly exports: CoreExports;
   /** Slot table of the request area: [offset, length] pairs as i32. */
   private readonly slots: Int32Array;
-  /** Bytes of the request area after the slot table, as a Buffer for allocation-free utf8 writes. */
+  /** Bytes of the request area after the slot table (a Buffer: allocation-free utf8 writes for non-ASCII). */
   private readonly bytes: Buffer;
   private readonly bytesAt: number;
   private readonly out: Int32Array;
@@ -60,7 +60,9 @@ export class RouteCore {
   private readonly headerSlots: number;
 
   constructor(table: RouteTable) {
-    const instance = instantiateSync(coreModule(), {});
+    // The loader's demangled exports wrap every function in a rest-args closure
+    // (an allocation per call); the hot path calls the raw instance exports.
+    const { instance } = instantiateSync(coreModule(), {});
     this.exports = instance.exports as unknown as CoreExports;
     const memory = this.exports.memory;
     const imageAt = (this.exports.heapBase() + 15) & ~15;
@@ -91,11 +93,33 @@ export class RouteCore {
     this.cursor = 0;
   }
 
-  /** Copies one field into the request area. Returns false when the area is full (answer 431). */
+  /**
+   * Copies one field into the request area. Returns false when the area is full
+   * (the caller answers 431). ASCII, which is nearly every method, authority,
+   * path and header value, is copied by a JIT-compiled loop: a call into
+   * Buffer's C++ encoder costs more than the copy itself.
+   */
   set(slot: number, value: string): boolean {
+    const n = value.length;
+    // Past a couple of dozen characters one C++ encoder call beats the JS loop.
+    if (n > 24) return this.setUtf8(slot, value);
+    const at = this.cursor;
+    if (at + n > L.REQUEST_BYTES) return false;
+    const bytes = this.bytes;
+    for (let i = 0; i < n; i++) {
+      const c = value.charCodeAt(i);
+      if (c >= 0x80) return this.setUtf8(slot, value);
+      bytes[at + i] = c;
+    }
+    this.slots[slot * 2] = this.bytesAt + at;
+    this.slots[slot * 2 + 1] = n;
+    this.cursor = at + n;
+    return true;
+  }
+
+  private setUtf8(slot: number, value: string): boolean {
     const room = L.REQUEST_BYTES - this.cursor;
-    // A UTF-16 unit encodes to at most 3 bytes; beyond that, measure before writing.
-    if (value.length * 3 > room && Buffer.byteLength(value) > room) return false;
+    if (Buffer.byteLength(value) > room) return false;
     const written = this.bytes.write(value, this.cursor, room, "utf8");
     this.slots[slot * 2] = this.bytesAt + this.cursor;
     this.slots[slot * 2 + 1] = written;

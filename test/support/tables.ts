@@ -6,7 +6,12 @@ import type { RouteRequest } from "../../host/core/decision.js";
 import type { Condition, MatchEntry, RouteTable, StringMatch } from "../../host/core/route-table.js";
 
 const pathChars = fc.constantFrom("/", "a", "b", "A", "é");
-const pathString = fc.array(pathChars, { maxLength: 6 }).map((cs) => cs.join(""));
+// Mostly short paths (collisions), sometimes long ones (word-at-a-time hashing, the bulk copy path).
+const pathString = fc.oneof(
+  { weight: 4, arbitrary: fc.array(pathChars, { maxLength: 6 }).map((cs) => cs.join("")) },
+  { weight: 1, arbitrary: fc.array(pathChars, { minLength: 20, maxLength: 40 }).map((cs) => cs.join("")) },
+  { weight: 1, arbitrary: fc.constantFrom("/api/v1/reviews/", "/api/v1/reviews/123", "/API/v1/Reviews/123?x", "/api/v1/reviews/123/comments/4567") },
+);
 const valueString = fc.constantFrom("", "v", "va", "vb", "V", "jason", "j");
 const headerNames = ["x-a", "x-b", "end-user"];
 const queryNames = ["q", "r"];
