@@ -15,6 +15,33 @@ const ENDPOINTS: Record<string, string> = {
   "/config_dump": "the active snapshot and its version, as JSON",
 };
 
+/** The active snapshot: settings, virtual hosts with their routes in match order, clusters. */
+function configDump(ctx: AdminContext): object {
+  const s = ctx.holder.current;
+  const { table, entries, routes, clusters, virtualHosts, settings } = s.config;
+  return {
+    version: s.version,
+    loadedAt: s.createdAt.toISOString(),
+    reloads: ctx.stats,
+    settings,
+    virtualHosts: virtualHosts.map((vh, v) => {
+      const { entryStart, entryCount } = table.virtualHosts[v]!;
+      const vhostRoutes = [];
+      for (let i = entryStart; i < entryStart + entryCount; i++) {
+        const entry = table.entries[i]!;
+        vhostRoutes.push({
+          name: entries[i]!.name,
+          virtualService: routes[entry.route]!.virtualService,
+          match: { ...entry, route: undefined },
+          destinations: table.routes[entry.route]!.destinations.map((d) => ({ cluster: clusters[d.cluster]?.name ?? "(missing: 503 NC)", weight: d.weight })),
+        });
+      }
+      return { ...vh, routes: vhostRoutes };
+    }),
+    clusters,
+  };
+}
+
 export function startAdmin(address: string, port: number, ctx: AdminContext): Promise<Listener> {
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
@@ -25,21 +52,7 @@ export function startAdmin(address: string, port: number, ctx: AdminContext): Pr
     if (path === "/ready") {
       res.writeHead(200, { "content-type": "text/plain" }).end("LIVE\n");
     } else if (path === "/config_dump") {
-      const s = ctx.holder.current;
-      const dump = {
-        version: s.version,
-        loadedAt: s.createdAt.toISOString(),
-        reloads: ctx.stats,
-        settings: s.config.settings,
-        virtualHosts: s.config.virtualHosts.map((vh, i) => ({
-          ...vh,
-          routes: s.config.table.entries
-            .slice(s.config.table.virtualHosts[i]!.entryStart, s.config.table.virtualHosts[i]!.entryStart + s.config.table.virtualHosts[i]!.entryCount)
-            .map((e, j) => ({ name: s.config.entries[s.config.table.virtualHosts[i]!.entryStart + j]!.name, match: e, destinations: s.config.table.routes[e.route]!.destinations.map((d) => ({ cluster: s.config.clusters[d.cluster]?.name ?? "(missing: 503 NC)", weight: d.weight })) })),
-        })),
-        clusters: s.config.clusters,
-      };
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(dump, null, 2));
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(configDump(ctx), null, 2));
     } else if (path === "/") {
       res.writeHead(200, { "content-type": "text/plain" }).end(Object.entries(ENDPOINTS).map(([p, d]) => `${p}: ${d}`).join("\n") + "\n");
     } else {

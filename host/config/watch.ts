@@ -57,13 +57,19 @@ export class ConfigWatcher {
     const d = digest(this.path);
     if (d === this.lastDigest) return false;
     this.lastDigest = d;
-    const result = loadConfigPath(this.path);
-    if (!result.config) {
-      this.events.rejected(result.diagnostics);
+    try {
+      const result = loadConfigPath(this.path);
+      if (!result.config) {
+        this.events.rejected(result.diagnostics);
+        return false;
+      }
+      this.events.applied(result.config, result.diagnostics);
+      return true;
+    } catch (err) {
+      // A bug in loading or compiling must not take down a proxy that is serving.
+      this.events.rejected([{ file: this.path, line: 1, column: 1, path: "", message: `internal error while loading: ${(err as Error).stack ?? String(err)}`, severity: "error" }]);
       return false;
     }
-    this.events.applied(result.config, result.diagnostics);
-    return true;
   }
 
   stop(): void {

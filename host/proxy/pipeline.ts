@@ -34,6 +34,8 @@ const HOST_SELECTION_ATTEMPTS = 5;
 export interface PipelineOptions {
   holder: SnapshotHolder;
   dispatcher: Dispatcher;
+  /** Ports this proxy listens on: passthrough to one of them on a local address would loop forever. */
+  selfPorts: Set<number>;
   /** Called once per finished request with what the access log and stats need. */
   onComplete?: (ex: Exchange) => void;
 }
@@ -80,7 +82,7 @@ export function handleRequest(options: PipelineOptions, ds: Downstream): Exchang
   if (code >= 0) {
     const cluster = snapshot.config.clusters[ex.cluster]!;
     ex.clusterName = cluster.name;
-    if (cluster.passthrough) ex.forward(-1, passthroughOrigin(ds.authority, cluster.port));
+    if (cluster.passthrough) forwardPassthrough(options, ex, ds.authority, cluster.port);
     else ex.forward(core.endpoint, "");
     return ex;
   }
@@ -91,7 +93,7 @@ export function handleRequest(options: PipelineOptions, ds: Downstream): Exchang
         ex.localReply(Reply.BLOCKED_BY_REGISTRY_ONLY);
       } else {
         ex.clusterName = "PassthroughCluster";
-        ex.forward(-1, passthroughOrigin(ds.authority, 80));
+        forwardPassthrough(options, ex, ds.authority, 80);
       }
       break;
     case RC_NO_ROUTE:
@@ -110,11 +112,24 @@ export function handleRequest(options: PipelineOptions, ds: Downstream): Exchang
   return ex;
 }
 
-/** Original-destination forwarding: the authority names the upstream (port defaulted). */
-function passthroughOrigin(authority: string, defaultPort: number): string {
+const LOCAL_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|0\.0\.0\.0|\[::\])$/i;
+
+/**
+ * Original-destination forwarding: the authority names the upstream (port
+ * defaulted). Envoy relies on iptables to keep its own traffic out of its
+ * listener; without that, a Host naming this proxy would forward to itself
+ * forever, so that is refused.
+ */
+function forwardPassthrough(options: PipelineOptions, ex: Exchange, authority: string, defaultPort: number): void {
   const bracket = authority.lastIndexOf("]");
   const colon = authority.lastIndexOf(":");
-  return colon > bracket ? `http://${authority}` : `http://${authority}:${defaultPort}`;
+  const host = colon > bracket ? authority.slice(0, colon) : authority;
+  const port = colon > bracket ? Number(authority.slice(colon + 1)) : defaultPort;
+  if (options.selfPorts.has(port) && LOCAL_HOST.test(host)) {
+    ex.localReply(Reply.PASSTHROUGH_LOOP);
+    return;
+  }
+  ex.forward(-1, `http://${host}:${port}`);
 }
 
 /** One request in flight: the undici handler for its upstream attempt and the listener's event sink. */
@@ -157,7 +172,7 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
       this.origin = ep.origin;
       this.upstreamHost = ep.hostPort;
       this.snapshot.core.active[endpoint]!++;
-      const offset = endpoint - this.clusterStart();
+      const offset = endpoint - this.snapshot.clusterEndpointStart[this.cluster]!;
       if (offset < 32) this.tried |= 1 << offset;
     } else {
       this.origin = origin;
@@ -187,13 +202,6 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
       this.details = (err as Error).message;
       this.localReply(Reply.BAD_REQUEST);
     }
-  }
-
-  private clusterStart(): number {
-    let start = 0;
-    const clusters = this.snapshot.config.clusters;
-    for (let i = 0; i < this.cluster; i++) start += clusters[i]!.endpoints.length;
-    return start;
   }
 
   private upstreamHeaders(): string[] {
@@ -303,7 +311,7 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
       return;
     }
     const core = this.snapshot.core;
-    const start = this.clusterStart();
+    const start = this.snapshot.clusterEndpointStart[this.cluster]!;
     let next = -1;
     for (let i = 0; i < HOST_SELECTION_ATTEMPTS; i++) {
       next = core.pickEndpoint(this.cluster, random32());

@@ -58,10 +58,11 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     headersTimeout: 0,
     bodyTimeout: 0,
   });
-  const pipeline: PipelineOptions = { holder, dispatcher, onComplete: options.onComplete };
+  const pipeline: PipelineOptions = { holder, dispatcher, selfPorts: new Set(), onComplete: options.onComplete };
   const settings = options.config.settings;
 
   const outbound = await listen(settings.outbound, (ds) => handleRequest(pipeline, ds), log);
+  pipeline.selfPorts.add(outbound.port);
   let inbound: Listener | undefined;
   if (settings.inbound) {
     const app = settings.inbound;
@@ -76,6 +77,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       ex.forward(-1, origin);
       return ex;
     }, log);
+    pipeline.selfPorts.add(inbound.port);
   }
 
   const stats = { reloadsApplied: 0, reloadsRejected: 0 };
@@ -101,6 +103,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     watcher.start();
   }
   const admin = await startAdmin(settings.admin.address, settings.admin.port, { holder, stats });
+  pipeline.selfPorts.add(admin.port);
 
   return {
     holder,

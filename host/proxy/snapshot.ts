@@ -4,6 +4,7 @@
 
 import type { ClusterInfo, CompiledConfig } from "../config/compile.js";
 import { RouteCore } from "../core/route-core.js";
+import { clusterEndpointStarts } from "../core/route-table.js";
 
 export interface EndpointRuntime {
   /** undici origin, e.g. "http://10.0.0.1:9080". */
@@ -16,6 +17,8 @@ export interface EndpointRuntime {
 export class Snapshot {
   readonly core: RouteCore;
   readonly endpoints: EndpointRuntime[];
+  /** Global index of each cluster's first endpoint (the core numbers endpoints globally). */
+  readonly clusterEndpointStart: readonly number[];
   readonly headerNames: readonly string[];
   readonly createdAt = new Date();
 
@@ -25,6 +28,7 @@ export class Snapshot {
   ) {
     this.core = new RouteCore(config.table);
     this.headerNames = config.table.headerNames;
+    this.clusterEndpointStart = clusterEndpointStarts(config.table);
     this.endpoints = config.clusters.flatMap((cluster) =>
       cluster.endpoints.map((ep) => {
         const host = ep.address.includes(":") ? `[${ep.address}]` : ep.address;

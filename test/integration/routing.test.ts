@@ -144,6 +144,12 @@ describe.each(["uws", "node"] as const)("routing on the %s listener", (engine) =
     expect((await get(p.url, `127.0.0.1:${ups.plain!.port}`, "/direct")).json().name).toBe("plain");
   });
 
+  it("refuses a passthrough to its own listener instead of looping", async () => {
+    const r = await get(p.url, `127.0.0.1:${p.proxy.outbound.port}`, "/loop");
+    expect(r.status).toBe(502);
+    expect((await get(p.url, `localhost:${p.proxy.admin.port}`, "/ready")).status).toBe(502);
+  });
+
   it("preserves Host, strips hop-by-hop headers and adds Envoy's forwarding headers", async () => {
     const r = JSON.parse(await rawGet(p.proxy.outbound.port, "/hdr?q=1", { host: "reviews:9080", "end-user": "jason", "x-custom": "yes", connection: "keep-alive, x-drop", "x-drop": "1", "keep-alive": "timeout=5", "x-forwarded-for": "10.1.1.1" }));
     expect(r.url).toBe("/hdr?q=1");
