@@ -3,41 +3,14 @@
 
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { get, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
 import { closedPort, startUpstream, type Upstream } from "../support/upstream.js";
 
 function mesh(engine: "uws" | "node", up: Upstream, dead: number, policy: string): string {
   return `${settingsYaml(engine, `  outboundTrafficPolicy: {mode: ${policy}}`)}---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: svc}
-spec:
-  hosts: [svc.default.svc.cluster.local]
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints:
-  - {address: 127.0.0.1, ports: {http: ${up.port}}, labels: {version: v1}}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: dead}
-spec:
-  hosts: [dead.default.svc.cluster.local]
-  ports: [{number: 80, name: http}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: ${dead}}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: half}
-spec:
-  hosts: [half.default.svc.cluster.local]
-  ports: [{number: 80, name: http}]
-  resolution: STATIC
-  endpoints:
-  - {address: 127.0.0.1, ports: {http: ${dead}}}
-  - {address: 127.0.0.1, ports: {http: ${up.port}}}
----
+${serviceEntryYaml("svc", [{ port: up.port, labels: { version: "v1" } }])}---
+${serviceEntryYaml("dead", [{ port: dead }])}---
+${serviceEntryYaml("half", [{ port: dead }, { port: up.port }])}---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: svc}

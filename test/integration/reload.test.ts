@@ -2,22 +2,12 @@
 // effect, bad ones are rejected with file:line and the last good one keeps serving.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { get, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
 
 function mesh(a: Upstream, b: Upstream, subset: "a" | "b"): string {
   return `${settingsYaml("uws")}---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: svc}
-spec:
-  hosts: [svc.default.svc.cluster.local]
-  ports: [{number: 80, name: http}]
-  resolution: STATIC
-  endpoints:
-  - {address: 127.0.0.1, ports: {http: ${a.port}}, labels: {v: a}}
-  - {address: 127.0.0.1, ports: {http: ${b.port}}, labels: {v: b}}
----
+${serviceEntryYaml("svc", [{ port: a.port, labels: { v: "a" } }, { port: b.port, labels: { v: "b" } }])}---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: svc}

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { settingsYaml } from "../support/proxy.js";
+import { serviceEntryYaml, settingsYaml } from "../support/proxy.js";
 import { startChildProxy, type ChildProxy } from "../support/child-proxy.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
 
@@ -34,16 +34,7 @@ describe.each(["uws", "node"] as const)("streaming bodies on the %s listener", (
   beforeAll(async () => {
     up = await startUpstream("big");
     const dir = mkdtempSync(join(tmpdir(), "instio-stream-"));
-    writeFileSync(join(dir, "mesh.yaml"), `${settingsYaml(engine)}---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: big}
-spec:
-  hosts: [big.default.svc.cluster.local]
-  ports: [{number: 80, name: http}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: ${up.port}}}]
-`);
+    writeFileSync(join(dir, "mesh.yaml"), `${settingsYaml(engine)}---\n${serviceEntryYaml("big", [{ port: up.port }])}`);
     proxy = await startChildProxy(dir);
     url = `http://127.0.0.1:${proxy.outboundPort}`;
   });

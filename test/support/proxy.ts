@@ -29,6 +29,24 @@ spec:
 ${extra ? `${extra}\n` : ""}`;
 }
 
+/**
+ * A STATIC ServiceEntry `<name>.default.svc.cluster.local` on port 80 whose
+ * endpoints are loopback ports, each with optional labels.
+ */
+export function serviceEntryYaml(name: string, endpoints: { port: number; labels?: Record<string, string> }[]): string {
+  const eps = endpoints.map((e) => `  - {address: 127.0.0.1, ports: {http: ${e.port}}${e.labels ? `, labels: {${Object.entries(e.labels).map(([k, v]) => `${k}: ${v}`).join(", ")}}` : ""}}`).join("\n");
+  return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ${name}}
+spec:
+  hosts: [${name}.default.svc.cluster.local]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints:
+${eps}
+`;
+}
+
 export async function startTestProxy(yaml: string, options: { watch?: boolean } = {}): Promise<TestProxy> {
   const dir = mkdtempSync(join(tmpdir(), "instio-test-"));
   const file = join(dir, "mesh.yaml");
