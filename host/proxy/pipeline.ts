@@ -49,19 +49,22 @@ function headerValue(headers: string[], name: string): string | undefined {
   return undefined;
 }
 
-/** Phase 2: copies the referenced fields into the core and decides. Returns the route code, or 431 as -431. */
+/** route()'s answer when the request's fields do not fit the core's request area. */
+const FIELDS_TOO_LARGE = -431;
+
+/** Phase 2: copies the referenced fields into the core and decides. Returns the route code or FIELDS_TOO_LARGE. */
 function route(snapshot: Snapshot, ds: Downstream): number {
   const core = snapshot.core;
   core.begin();
-  if (!core.set(SLOT_METHOD, ds.method)) return -431;
-  if (ds.authority !== undefined && !core.set(SLOT_AUTHORITY, ds.authority)) return -431;
-  if (!core.set(SLOT_PATH, ds.path)) return -431;
-  if (ds.query !== undefined && !core.set(SLOT_QUERY, ds.query)) return -431;
-  if (!core.set(SLOT_SCHEME, ds.scheme)) return -431;
+  if (!core.set(SLOT_METHOD, ds.method)) return FIELDS_TOO_LARGE;
+  if (ds.authority !== undefined && !core.set(SLOT_AUTHORITY, ds.authority)) return FIELDS_TOO_LARGE;
+  if (!core.set(SLOT_PATH, ds.path)) return FIELDS_TOO_LARGE;
+  if (ds.query !== undefined && !core.set(SLOT_QUERY, ds.query)) return FIELDS_TOO_LARGE;
+  if (!core.set(SLOT_SCHEME, ds.scheme)) return FIELDS_TOO_LARGE;
   const names = snapshot.headerNames;
   for (let i = 0; i < names.length; i++) {
     const v = headerValue(ds.headers, names[i]!);
-    if (v !== undefined && !core.set(SLOT_FIRST_HEADER + i, v)) return -431;
+    if (v !== undefined && !core.set(SLOT_FIRST_HEADER + i, v)) return FIELDS_TOO_LARGE;
   }
   return core.route(random32());
 }
@@ -106,8 +109,11 @@ export function handleRequest(options: PipelineOptions, ds: Downstream): Exchang
       ex.clusterName = snapshot.config.clusters[ex.cluster]?.name ?? "";
       ex.localReply(Reply.NO_HEALTHY_UPSTREAM);
       break;
-    default:
+    case FIELDS_TOO_LARGE:
       ex.localReply(Reply.HEADERS_TOO_LARGE);
+      break;
+    default:
+      throw new Error(`internal: route core returned unknown code ${code}`);
   }
   return ex;
 }
