@@ -89,15 +89,15 @@ async function main(argv: string[]): Promise<number> {
       if (!values.config) fail("proxy needs --config PATH");
       const result = loadConfigPath(values.config);
       logDiagnostics(result.diagnostics, (l) => process.stderr.write(`${l}\n`));
-      const proxy = await startProxy({ config: requireConfig(result), configPath: values.config });
+      const proxy = await startProxy({ config: requireConfig(result), configPath: values.config, onExit: (code) => process.exit(code) });
       process.stderr.write(
         `instio: outbound ${proxy.outbound.address}:${proxy.outbound.port} (${proxy.outbound.engine})` +
           (proxy.inbound ? `, inbound ${proxy.inbound.address}:${proxy.inbound.port} (${proxy.inbound.engine})` : "") +
           `, admin ${proxy.admin.address}:${proxy.admin.port}, config version ${proxy.holder.current.version}\n`,
       );
-      const stop = (): void => void proxy.close().then(() => process.exit(0));
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
+      // SIGTERM drains as Istio's agent does; Ctrl-C quits at once; a second signal always quits.
+      process.on("SIGTERM", () => void proxy.lifecycle.terminate());
+      process.on("SIGINT", () => void proxy.lifecycle.quit());
       return -1; // keep running
     }
     case "quickstart":

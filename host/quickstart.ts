@@ -35,7 +35,14 @@ export async function runQuickstart(): Promise<void> {
   const servers = await Promise.all(DEMO_SERVICES.map((s) => startDemoService(s.service, s.version, s.port)));
   const result = loadConfigPath(QUICKSTART_CONFIG);
   logDiagnostics(result.diagnostics, (l) => console.error(l));
-  const proxy = await startProxy({ config: requireConfig(result), configPath: QUICKSTART_CONFIG });
+  const proxy = await startProxy({
+    config: requireConfig(result),
+    configPath: QUICKSTART_CONFIG,
+    onExit: (code) => {
+      for (const s of servers) s.close();
+      process.exit(code);
+    },
+  });
   const out = `http://${proxy.outbound.address}:${proxy.outbound.port}`;
   console.log(`instio quickstart: outbound listener ${out} (${proxy.outbound.engine}), admin http://${proxy.admin.address}:${proxy.admin.port}`);
   console.log(`config: ${QUICKSTART_CONFIG} (edit it: the proxy reloads on save)`);
@@ -46,12 +53,8 @@ export async function runQuickstart(): Promise<void> {
   console.log(`  for i in $(seq 20); do curl -s -H 'Host: reviews' ${out}/; done | sort | uniq -c`);
   console.log(`  curl -si -H 'Host: example.com' ${out}/                                  # 502: REGISTRY_ONLY`);
   console.log(`  node dist/host/cli.js explain --config examples/quickstart 'GET http://reviews:9080/reviews/1' -H 'end-user: jason'`);
+  console.log(`  curl -s http://127.0.0.1:15090/stats/prometheus | grep istio_requests_total`);
   console.log("\nCtrl-C to stop.");
-  const stop = async (): Promise<void> => {
-    await proxy.close();
-    for (const s of servers) s.close();
-    process.exit(0);
-  };
-  process.once("SIGINT", () => void stop());
-  process.once("SIGTERM", () => void stop());
+  process.on("SIGINT", () => void proxy.lifecycle.quit());
+  process.on("SIGTERM", () => void proxy.lifecycle.terminate());
 }

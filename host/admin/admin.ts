@@ -1,19 +1,26 @@
-// The admin listener (default 127.0.0.1:15000). This first cut serves readiness
-// and the active config; Envoy's full admin surface is its own milestone.
+// Envoy's admin interface (default 127.0.0.1:15000) and Istio's agent ports
+// (15020 merged metrics and health, 15090 Envoy metrics, 15021 readiness).
 
-import { createServer } from "node:http";
+import type { Agent } from "undici";
+import type { Logger, LogLevel } from "../log.js";
+import { LOG_LEVELS } from "../log.js";
+import type { Lifecycle } from "../proxy/lifecycle.js";
 import type { Listener } from "../proxy/listener.js";
 import type { SnapshotHolder } from "../proxy/snapshot.js";
+import type { Telemetry } from "../telemetry/telemetry.js";
+import { isLocal, send, serveEndpoints, type Route } from "./http-endpoint.js";
+
+export const VERSION = "0.1.0";
 
 export interface AdminContext {
   holder: SnapshotHolder;
-  stats: { reloadsApplied: number; reloadsRejected: number };
+  telemetry: Telemetry;
+  lifecycle: Lifecycle;
+  logger: Logger;
+  dispatcher: Agent;
+  listeners: () => { name: string; address: string; port: number; engine: string }[];
+  reloads: { applied: number; rejected: number };
 }
-
-const ENDPOINTS: Record<string, string> = {
-  "/ready": "200 LIVE when the proxy is serving",
-  "/config_dump": "the active snapshot and its version, as JSON",
-};
 
 /** The active snapshot: settings, virtual hosts with their routes in match order, clusters. */
 function configDump(ctx: AdminContext): object {
@@ -22,7 +29,7 @@ function configDump(ctx: AdminContext): object {
   return {
     version: s.version,
     loadedAt: s.createdAt.toISOString(),
-    reloads: ctx.stats,
+    reloads: ctx.reloads,
     settings,
     virtualHosts: virtualHosts.map((vh, v) => {
       const { entryStart, entryCount } = table.virtualHosts[v]!;
@@ -42,36 +49,171 @@ function configDump(ctx: AdminContext): object {
   };
 }
 
+interface HostStatus {
+  address: string;
+  rq_active: number;
+  rq_total: number;
+  cx_active: number;
+  health_flags: string;
+  weight: number;
+}
+
+/** Clusters, their endpoints and per-endpoint counters, as Envoy's /clusters. */
+function clusterStatus(ctx: AdminContext): { name: string; hosts: HostStatus[] }[] {
+  const s = ctx.holder.current;
+  const pools = ctx.dispatcher.stats;
+  return s.config.clusters.map((c, i) => ({
+    name: c.name,
+    hosts: c.endpoints.map((_, j) => {
+      const global = s.clusterEndpointStart[i]! + j;
+      const ep = s.endpoints[global]!;
+      const pool = pools[ep.origin] as { connected?: number | boolean } | undefined;
+      return {
+        address: ep.hostPort,
+        rq_active: s.core.active[global]!,
+        rq_total: s.stats?.endpointRequests[global] ?? 0,
+        cx_active: typeof pool?.connected === "number" ? pool.connected : pool?.connected ? 1 : 0,
+        health_flags: "healthy",
+        weight: 1,
+      };
+    }),
+  }));
+}
+
+function clustersText(ctx: AdminContext): string {
+  const lines: string[] = [];
+  for (const c of clusterStatus(ctx)) {
+    lines.push(`${c.name}::observability_name::${c.name}`);
+    for (const h of c.hosts) {
+      for (const key of ["cx_active", "rq_active", "rq_total", "health_flags", "weight"] as const) lines.push(`${c.name}::${h.address}::${key}::${h[key]}`);
+    }
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Envoy's /stats text: one `name{labels}: value` line per counter and gauge series, histogram counts and sums. */
+async function statsText(ctx: AdminContext, filter: RegExp | undefined, usedOnly: boolean): Promise<{ name: string; value: number }[]> {
+  const out: { name: string; value: number }[] = [];
+  for (const metric of await ctx.telemetry.metrics.registry.getMetricsAsJSON()) {
+    for (const v of metric.values as { value: number; labels: Record<string, string | number>; metricName?: string }[]) {
+      const base = v.metricName ?? metric.name;
+      if (String(metric.type) === "histogram" && base.endsWith("_bucket")) continue;
+      const labels = Object.entries(v.labels).map(([k, x]) => `${k}="${x}"`).join(",");
+      const name = labels ? `${base}{${labels}}` : base;
+      if (filter && !filter.test(name)) continue;
+      if (usedOnly && v.value === 0) continue;
+      out.push({ name, value: v.value });
+    }
+  }
+  return out;
+}
+
+async function prometheus(ctx: AdminContext): Promise<string> {
+  return ctx.telemetry.metrics.registry.metrics();
+}
+
+export function adminRoutes(ctx: AdminContext): Record<string, Route> {
+  const ok = (res: Parameters<Route["handle"]>[1]): void => send(res, 200, "OK\n");
+  return {
+    "/ready": { method: "GET", help: "server state: 200 LIVE, 503 while draining", handle: (_q, res) => send(res, ctx.lifecycle.ready ? 200 : 503, `${ctx.lifecycle.state}\n`) },
+    "/stats": {
+      method: "GET",
+      help: "statistics (?filter=regex, ?usedonly, ?format=json|prometheus)",
+      handle: async (_q, res, query) => {
+        if (query.get("format") === "prometheus") return send(res, 200, await prometheus(ctx), ctx.telemetry.metrics.registry.contentType);
+        let filter: RegExp | undefined;
+        try {
+          filter = query.has("filter") ? new RegExp(query.get("filter")!) : undefined;
+        } catch (err) {
+          return send(res, 400, `Invalid regex: ${(err as Error).message}\n`);
+        }
+        const stats = await statsText(ctx, filter, query.has("usedonly"));
+        if (query.get("format") === "json") return send(res, 200, JSON.stringify({ stats }, null, 2), "application/json");
+        send(res, 200, stats.map((s) => `${s.name}: ${s.value}`).join("\n") + "\n");
+      },
+    },
+    "/stats/prometheus": { method: "GET", help: "statistics in Prometheus text format", handle: async (_q, res) => send(res, 200, await prometheus(ctx), ctx.telemetry.metrics.registry.contentType) },
+    "/config_dump": { method: "GET", help: "the active snapshot and its version, as JSON", handle: (_q, res) => send(res, 200, JSON.stringify(configDump(ctx), null, 2), "application/json") },
+    "/clusters": {
+      method: "GET",
+      help: "clusters, endpoints, health and counters (?format=json)",
+      handle: (_q, res, query) => (query.get("format") === "json" ? send(res, 200, JSON.stringify({ cluster_statuses: clusterStatus(ctx) }, null, 2), "application/json") : send(res, 200, clustersText(ctx))),
+    },
+    "/listeners": { method: "GET", help: "listeners and their addresses", handle: (_q, res) => send(res, 200, ctx.listeners().map((l) => `${l.name}::${l.address}:${l.port} (${l.engine})`).join("\n") + "\n") },
+    "/server_info": {
+      method: "GET",
+      help: "version, state, uptime, options",
+      handle: (_q, res) => {
+        const s = ctx.holder.current.config.settings;
+        const uptime = `${Math.floor((Date.now() - ctx.lifecycle.startedAt) / 1000)}s`;
+        const info = {
+          version: `instio/${VERSION}/node-${process.version}`,
+          state: ctx.lifecycle.state,
+          uptime_current_epoch: uptime,
+          uptime_all_epochs: uptime,
+          config_version: ctx.holder.current.version,
+          command_line_options: { drain_time_s: s.drain.durationMs / 1000, exit_on_zero_active_connections: s.drain.exitOnZeroActiveConnections, log_level: ctx.logger.level },
+          node: { id: `sidecar~${s.workload.name}.${s.namespace}`, cluster: s.workload.cluster },
+        };
+        send(res, 200, JSON.stringify(info, null, 2), "application/json");
+      },
+    },
+    "/quitquitquit": {
+      method: "POST",
+      help: "exit cleanly",
+      handle: (_q, res) => {
+        res.on("finish", () => void ctx.lifecycle.quit());
+        ok(res);
+      },
+    },
+    "/healthcheck/fail": { method: "POST", help: "fail readiness (server state DRAINING)", handle: (_q, res) => (ctx.lifecycle.failHealthCheck(true), ok(res)) },
+    "/healthcheck/ok": { method: "POST", help: "restore readiness", handle: (_q, res) => (ctx.lifecycle.failHealthCheck(false), ok(res)) },
+    "/drain_listeners": {
+      method: "POST",
+      help: "drain listeners (?graceful, ?inboundonly)",
+      handle: (_q, res, query) => {
+        ctx.lifecycle.drainListeners({ graceful: query.has("graceful"), inboundOnly: query.has("inboundonly") });
+        ok(res);
+      },
+    },
+    "/logging": {
+      method: "POST",
+      help: "show or set the log level (?level=trace|debug|info|warning|error|critical|off)",
+      handle: (_q, res, query) => {
+        const level = query.get("level");
+        if (level !== null) {
+          if (!(LOG_LEVELS as readonly string[]).includes(level)) return send(res, 400, `error: unknown logger level "${level}"; levels: ${LOG_LEVELS.join(", ")}\n`);
+          ctx.logger.setLevel(level as LogLevel);
+        }
+        send(res, 200, `active loggers:\n  instio: ${ctx.logger.level}\n`);
+      },
+    },
+  };
+}
+
 export function startAdmin(address: string, port: number, ctx: AdminContext): Promise<Listener> {
-  const server = createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      res.writeHead(405, { "content-type": "text/plain" }).end("method not allowed\n");
-      return;
-    }
-    if (path === "/ready") {
-      res.writeHead(200, { "content-type": "text/plain" }).end("LIVE\n");
-    } else if (path === "/config_dump") {
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(configDump(ctx), null, 2));
-    } else if (path === "/") {
-      res.writeHead(200, { "content-type": "text/plain" }).end(Object.entries(ENDPOINTS).map(([p, d]) => `${p}: ${d}`).join("\n") + "\n");
-    } else {
-      res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
-    }
-  });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, address, () => {
-      const a = server.address();
-      resolve({
-        engine: "node",
-        address,
-        port: typeof a === "object" && a ? a.port : port,
-        close: () => new Promise<void>((done) => {
-          server.close(() => done());
-          server.closeAllConnections();
-        }),
-      });
-    });
-  });
+  return serveEndpoints(address, port, adminRoutes(ctx), "admin commands are:");
+}
+
+/** Istio's agent ports; mutations only from this machine, as pilot-agent. */
+export async function startAgentPorts(ctx: AdminContext): Promise<Listener[]> {
+  const agent = ctx.holder.current.config.settings.agent;
+  if (!agent) return [];
+  const healthz: Route = { method: "GET", help: "200 when ready, 503 while starting or draining", handle: (_q, res) => send(res, ctx.lifecycle.ready ? 200 : 503, ctx.lifecycle.ready ? "" : `${ctx.lifecycle.state}\n`) };
+  const metrics: Route = { method: "GET", help: "proxy metrics in Prometheus text format", handle: async (_q, res) => send(res, 200, await prometheus(ctx), ctx.telemetry.metrics.registry.contentType) };
+  const localOnly = (action: () => void): Route["handle"] => (req, res) => {
+    if (!isLocal(req)) return send(res, 403, "only allowed from localhost\n");
+    res.on("finish", action);
+    send(res, 200, "");
+  };
+  return Promise.all([
+    serveEndpoints(agent.address, agent.statusPort, {
+      "/stats/prometheus": metrics,
+      "/healthz/ready": healthz,
+      "/quitquitquit": { method: "POST", help: "exit now", handle: localOnly(() => void ctx.lifecycle.quit()) },
+      "/drain": { method: "POST", help: "start draining (native sidecar preStop)", handle: localOnly(() => ctx.lifecycle.startDrain()) },
+    }, "istio agent (status port):"),
+    serveEndpoints(agent.address, agent.prometheusPort, { "/stats/prometheus": metrics }, "envoy prometheus port:"),
+    serveEndpoints(agent.address, agent.healthPort, { "/healthz/ready": healthz }, "health port:"),
+  ]);
 }

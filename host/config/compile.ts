@@ -18,6 +18,8 @@ export interface ClusterInfo {
   /** Envoy's name: outbound|port|subset|host. */
   name: string;
   host: string;
+  /** Namespace of the ServiceEntry that defines the host. */
+  serviceNamespace: string;
   port: number;
   subset: string | undefined;
   /** Resolution NONE: forwarded to the requested authority instead of to endpoints. */
@@ -40,6 +42,9 @@ export interface EntryInfo {
 
 export interface VirtualHostInfo {
   name: string;
+  /** The service host (or VirtualService host) the virtual host serves, and its namespace. */
+  host: string;
+  namespace: string;
   domains: string[];
   port: number;
 }
@@ -133,7 +138,7 @@ class Compiler {
             domains.push(`${a}:${port.number}`);
             if (port === defaultPort) domains.push(a);
           }
-          this.addVirtualHost(`${host}:${port.number}`, domains, port.number, vs, { host, port });
+          this.addVirtualHost({ name: `${host}:${port.number}`, host, namespace: service.namespace, domains, port: port.number }, vs, { host, port });
         }
       }
     }
@@ -142,7 +147,7 @@ class Compiler {
       for (const host of vs.hosts) {
         if (coveredVsHosts.has(host)) continue;
         coveredVsHosts.add(host);
-        this.addVirtualHost(`${host}:${DEFAULT_HTTP_PORT}`, [host, `${host}:${DEFAULT_HTTP_PORT}`], DEFAULT_HTTP_PORT, vs, undefined);
+        this.addVirtualHost({ name: `${host}:${DEFAULT_HTTP_PORT}`, host, namespace: vs.namespace, domains: [host, `${host}:${DEFAULT_HTTP_PORT}`], port: DEFAULT_HTTP_PORT }, vs, undefined);
       }
     }
     if (this.table.headerNames.length > SLOT_COUNT_MAX - SLOT_FIRST_HEADER) {
@@ -175,7 +180,8 @@ class Compiler {
     return best;
   }
 
-  private addVirtualHost(name: string, domains: string[], port: number, vs: VirtualServiceModel | undefined, service: { host: string; port: ServicePort } | undefined): void {
+  private addVirtualHost(info: VirtualHostInfo, vs: VirtualServiceModel | undefined, service: { host: string; port: ServicePort } | undefined): void {
+    const { name, domains, port } = info;
     const entryStart = this.table.entries.length;
     if (vs) {
       for (const route of vs.http) {
@@ -202,7 +208,7 @@ class Compiler {
       this.entries.push({ name: "default", source: undefined });
     }
     this.table.virtualHosts.push({ name, domains, entryStart, entryCount: this.table.entries.length - entryStart });
-    this.vhosts.push({ name, domains, port });
+    this.vhosts.push(info);
   }
 
   /** The route's match blocks that apply on this port and to this workload; undefined drops the route. */
@@ -270,7 +276,7 @@ class Compiler {
           .filter((ep) => labelsMatch(selector, ep.labels))
           .map((ep) => ({ address: ep.address, port: ep.ports[port.name] ?? port.targetPort ?? port.number, labels: ep.labels }));
     const index = this.clusters.length;
-    this.clusters.push({ name, host: d.host, port: port.number, subset: d.subset, passthrough, endpoints });
+    this.clusters.push({ name, host: d.host, serviceNamespace: service.namespace, port: port.number, subset: d.subset, passthrough, endpoints });
     this.table.clusters.push({ endpointCount: endpoints.length, passthrough });
     this.clusterIndex.set(name, index);
     return index;

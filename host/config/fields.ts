@@ -103,6 +103,23 @@ export class FieldReader {
     return out;
   }
 
+  /** A protobuf Duration as Istio writes it: "5s", "250ms", "1.5s", "1m", "1h". Returns milliseconds. */
+  duration(value: unknown, path: FieldPath, minMs = 0): number | undefined {
+    const s = this.string(value, path);
+    if (s === undefined) return undefined;
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(s);
+    if (!m) {
+      this.error(path, `must be a duration such as "5s" or "250ms", got "${s}"`);
+      return undefined;
+    }
+    const ms = Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
+    if (ms < minMs) {
+      this.error(path, `must be at least ${minMs}ms, got "${s}"`);
+      return undefined;
+    }
+    return ms;
+  }
+
   oneOf<T extends string>(value: unknown, path: FieldPath, allowed: readonly T[], notYet: readonly string[] = []): T | undefined {
     const s = this.string(value, path);
     if (s === undefined) return undefined;

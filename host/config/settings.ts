@@ -11,6 +11,10 @@
 //       outbound: {address: 127.0.0.1, port: 15001, engine: uws}
 //       inbound:  {address: 0.0.0.0, port: 15006, appPort: 9080}
 //     admin: {address: 127.0.0.1, port: 15000}
+//     workload: {name: productpage-v1, cluster: Kubernetes}
+//     agent: {address: 0.0.0.0, statusPort: 15020, prometheusPort: 15090, healthPort: 15021}  # enabled: false to turn off
+//     accessLog: {path: /dev/stdout, format: TEXT}
+//     drain: {duration: 5s, exitOnZeroActiveConnections: false}
 
 import { isIP } from "node:net";
 import type { FieldReader, Obj } from "./fields.js";
@@ -27,6 +31,10 @@ export function defaultSettings(): Settings {
     outbound: { address: "127.0.0.1", port: 15001, engine: "uws" },
     inbound: undefined,
     admin: { address: "127.0.0.1", port: 15000 },
+    workload: { name: "unknown", cluster: "Kubernetes" },
+    agent: { address: "0.0.0.0", statusPort: 15020, prometheusPort: 15090, healthPort: 15021 },
+    accessLog: undefined,
+    drain: { durationMs: 5000, exitOnZeroActiveConnections: false },
     source: undefined,
   };
 }
@@ -35,7 +43,7 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
   const s = defaultSettings();
   s.source = r.doc.locate([]);
   r.object(top.metadata, ["metadata"], ["name", "namespace", "labels", "annotations"]);
-  const spec = r.object(top.spec, ["spec"], ["namespace", "labels", "outboundTrafficPolicy", "listeners", "admin"]);
+  const spec = r.object(top.spec, ["spec"], ["namespace", "labels", "outboundTrafficPolicy", "listeners", "admin", "workload", "agent", "accessLog", "drain"]);
   if (!spec) return s;
   s.namespace = r.string(spec.namespace, ["spec", "namespace"]) || s.namespace;
   s.labels = r.stringMap(spec.labels, ["spec", "labels"]);
@@ -57,6 +65,37 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
     s.admin = {
       address: address(r, admin.address, ["spec", "admin", "address"]) ?? s.admin.address,
       port: r.integer(admin.port, ["spec", "admin", "port"], 0, 65535) ?? s.admin.port,
+    };
+  }
+  const workload = r.object(spec.workload, ["spec", "workload"], ["name", "cluster"]);
+  if (workload) {
+    s.workload = {
+      name: r.string(workload.name, ["spec", "workload", "name"]) || s.workload.name,
+      cluster: r.string(workload.cluster, ["spec", "workload", "cluster"]) || s.workload.cluster,
+    };
+  }
+  const agent = r.object(spec.agent, ["spec", "agent"], ["enabled", "address", "statusPort", "prometheusPort", "healthPort"]);
+  if (agent && r.boolean(agent.enabled, ["spec", "agent", "enabled"]) === false) s.agent = undefined;
+  else if (agent) {
+    const port = (key: string, fallback: number): number => r.integer(agent[key], ["spec", "agent", key], 0, 65535) ?? fallback;
+    s.agent = {
+      address: address(r, agent.address, ["spec", "agent", "address"]) ?? "0.0.0.0",
+      statusPort: port("statusPort", 15020),
+      prometheusPort: port("prometheusPort", 15090),
+      healthPort: port("healthPort", 15021),
+    };
+  }
+  const log = r.object(spec.accessLog, ["spec", "accessLog"], ["path", "format"]);
+  if (log) {
+    const path = r.string(log.path, ["spec", "accessLog", "path"], true);
+    const format = r.oneOf<"TEXT" | "JSON">(log.format, ["spec", "accessLog", "format"], ["TEXT", "JSON"]) ?? "TEXT";
+    if (path) s.accessLog = { path, format };
+  }
+  const drain = r.object(spec.drain, ["spec", "drain"], ["duration", "exitOnZeroActiveConnections"]);
+  if (drain) {
+    s.drain = {
+      durationMs: r.duration(drain.duration, ["spec", "drain", "duration"]) ?? s.drain.durationMs,
+      exitOnZeroActiveConnections: r.boolean(drain.exitOnZeroActiveConnections, ["spec", "drain", "exitOnZeroActiveConnections"]) ?? false,
     };
   }
   return s;

@@ -19,6 +19,10 @@ export interface Downstream {
   readonly hasBody: boolean;
   /** "http" or "https": the listener's scheme, for x-forwarded-proto and scheme matches. */
   readonly scheme: string;
+  /** Request body bytes read so far. */
+  readonly bodyBytes: number;
+  /** "address:port" the request arrived on, and the client's address, for access logs. */
+  readonly localAddress: string;
 
   /** Starts reading the request body; reading pauses whenever the stream's buffer is full. */
   body(): Readable;

@@ -4,7 +4,7 @@
 
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import type { Readable } from "node:stream";
+import { pipeline, Transform, type Readable } from "node:stream";
 import type { Downstream, DownstreamEvents } from "./downstream.js";
 import type { Listener, RequestHandler } from "./listener.js";
 
@@ -20,6 +20,8 @@ class NodeDownstream implements Downstream {
   readonly remoteAddress: string;
   readonly hasBody: boolean;
   readonly scheme = "http";
+  readonly localAddress: string;
+  bodyBytes = 0;
   events: DownstreamEvents | undefined;
   private done = false;
 
@@ -53,6 +55,7 @@ class NodeDownstream implements Downstream {
     const cl = req.headers["content-length"];
     this.hasBody = (cl !== undefined && cl !== "0") || req.headers["transfer-encoding"] !== undefined;
     this.remoteAddress = req.socket.remoteAddress ?? "";
+    this.localAddress = `${req.socket.localAddress ?? ""}:${req.socket.localPort ?? 0}`;
     res.on("close", () => {
       if (!res.writableFinished) this.events?.onDownstreamAborted();
     });
@@ -60,7 +63,15 @@ class NodeDownstream implements Downstream {
   }
 
   body(): Readable {
-    return this.req;
+    // Counted on the way through: a second "data" listener on req would start
+    // the flow before undici reads, and lose what arrived in between.
+    const counted = new Transform({
+      transform: (chunk: Buffer, _encoding, done) => {
+        this.bodyBytes += chunk.length;
+        done(null, chunk);
+      },
+    });
+    return pipeline(this.req, counted, () => {});
   }
 
   sendHead(status: number, headers: string[], contentLength: number, bodyless: boolean): void {
@@ -119,6 +130,9 @@ export function listenNode(address: string, port: number, handler: RequestHandle
         engine: "node",
         address,
         port: typeof addr === "object" && addr ? addr.port : port,
+        stopAccepting: () => {
+          if (server.listening) server.close();
+        },
         close: () =>
           new Promise<void>((done) => {
             server.close(() => done());

@@ -68,6 +68,7 @@ class UwsDownstream implements Downstream {
   readonly headers: string[];
   readonly remoteAddress: string;
   readonly hasBody: boolean;
+  bodyBytes = 0;
   events: DownstreamEvents | undefined;
   private aborted = false;
   private done = false;
@@ -79,11 +80,14 @@ class UwsDownstream implements Downstream {
   private headStatus = 0;
   private headHeaders: string[] = [];
   private bodyless = false;
+  /** The response says "connection: close" (draining): uWS closes only when told at end(). */
+  private closeAfter = false;
 
   constructor(
     private readonly res: HttpResponse,
     req: HttpRequest,
     readonly scheme: string,
+    readonly localAddress: string,
   ) {
     const m = req.getMethod();
     this.method = METHODS[m] ?? m.toUpperCase();
@@ -109,6 +113,7 @@ class UwsDownstream implements Downstream {
     this.stream = stream;
     res.onData((chunk, isLast) => {
       // uWS reuses the chunk's memory after this callback: copy it.
+      this.bodyBytes += chunk.byteLength;
       if (chunk.byteLength > 0 && !stream.push(Buffer.from(chunk.slice(0)))) res.pause();
       if (isLast) stream.push(null);
     });
@@ -133,14 +138,27 @@ class UwsDownstream implements Downstream {
     const res = this.res;
     res.writeStatus(statusLine(this.headStatus));
     const h = this.headHeaders;
-    for (let i = 0; i < h.length; i += 2) res.writeHeader(h[i]!, h[i + 1]!);
+    for (let i = 0; i < h.length; i += 2) {
+      // uWS writes its own Connection header when end() is told to close; a
+      // response streamed with tryEnd (known length) cannot be closed that way,
+      // so there the header itself tells the client.
+      if (h[i] === "connection" && !this.streamsWithTryEnd()) {
+        this.closeAfter = h[i + 1] === "close";
+        continue;
+      }
+      res.writeHeader(h[i]!, h[i + 1]!);
+    }
     this.headStatus = 0;
   };
 
+  private streamsWithTryEnd(): boolean {
+    return this.contentLength >= 0 && !this.bodyless && !this.local;
+  }
+
   private readonly writeBodylessHead = (): void => {
     this.writeHead();
-    if (this.contentLength >= 0 && this.bodyless) this.res.endWithoutBody(this.contentLength);
-    else this.res.endWithoutBody();
+    if (this.contentLength >= 0) this.res.endWithoutBody(this.contentLength, this.closeAfter);
+    else this.res.endWithoutBody(undefined, this.closeAfter);
   };
 
   private chunk: Buffer | undefined;
@@ -196,7 +214,7 @@ class UwsDownstream implements Downstream {
       this.res.close();
       return;
     }
-    this.res.end();
+    this.res.end(undefined, this.closeAfter);
   };
 
   sendEnd(): void {
@@ -208,6 +226,7 @@ class UwsDownstream implements Downstream {
   sendLocal(status: number, headers: string[], body: string): void {
     if (this.aborted || this.done) return;
     this.done = true;
+    this.local = true;
     this.headStatus = status;
     this.headHeaders = headers;
     this.localBody = body;
@@ -215,9 +234,10 @@ class UwsDownstream implements Downstream {
   }
 
   private localBody = "";
+  private local = false;
   private readonly writeLocal = (): void => {
     this.writeHead();
-    this.res.end(this.localBody);
+    this.res.end(this.localBody, this.closeAfter);
   };
 
   reset(): void {
@@ -229,8 +249,9 @@ class UwsDownstream implements Downstream {
 
 export function listenUws(uws: UwsModule, address: string, port: number, handler: RequestHandler): Promise<Listener> {
   const app: TemplatedApp = uws.App();
+  let local = `${address}:${port}`;
   const onRequest = (res: HttpResponse, req: HttpRequest): void => {
-    const ds = new UwsDownstream(res, req, "http");
+    const ds = new UwsDownstream(res, req, "http", local);
     ds.events = handler(ds);
   };
   app.any("/*", onRequest);
@@ -240,12 +261,20 @@ export function listenUws(uws: UwsModule, address: string, port: number, handler
         reject(new Error(`cannot listen on ${address}:${port} (uWebSockets.js)`));
         return;
       }
+      const bound = uws.us_socket_local_port(socket);
+      local = `${address}:${bound}`;
+      let accepting = true;
+      const stopAccepting = (): void => {
+        if (accepting) uws.us_listen_socket_close(socket);
+        accepting = false;
+      };
       resolve({
         engine: "uws",
         address,
-        port: uws.us_socket_local_port(socket),
+        port: bound,
+        stopAccepting,
         close: async () => {
-          uws.us_listen_socket_close(socket);
+          stopAccepting();
           (app as { close?: () => void }).close?.();
         },
       });

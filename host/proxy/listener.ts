@@ -9,5 +9,7 @@ export interface Listener {
   engine: "uws" | "node";
   address: string;
   port: number;
+  /** Stops accepting connections; open connections keep being served (draining). */
+  stopAccepting(): void;
   close(): Promise<void>;
 }

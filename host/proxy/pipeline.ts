@@ -36,8 +36,23 @@ export interface PipelineOptions {
   dispatcher: Dispatcher;
   /** Ports this proxy listens on: passthrough to one of them on a local address would loop forever. */
   selfPorts: Set<number>;
-  /** Called once per finished request with what the access log and stats need. */
-  onComplete?: (ex: Exchange) => void;
+  /** Telemetry: told of every attempt, retry and completed request. */
+  observer: ExchangeObserver;
+}
+
+/** What happens to requests, for stats and the access log. One implementation: host/telemetry. */
+export interface ExchangeObserver {
+  attempt(ex: Exchange): void;
+  connectFailure(ex: Exchange): void;
+  retry(ex: Exchange): void;
+  complete(ex: Exchange): void;
+}
+
+/** Per listener: requests in flight and whether it is draining (responses then carry Connection: close). */
+export interface ListenerRuntime {
+  readonly direction: "outbound" | "inbound";
+  inFlight: number;
+  draining: boolean;
 }
 
 function random32(): number {
@@ -69,10 +84,10 @@ function route(snapshot: Snapshot, ds: Downstream): number {
   return core.route(random32());
 }
 
-/** Entry point from the listeners: runs the phases for one request. */
-export function handleRequest(options: PipelineOptions, ds: Downstream): Exchange {
+/** Entry point from the outbound listener: runs the phases for one request. */
+export function handleRequest(options: PipelineOptions, listener: ListenerRuntime, ds: Downstream): Exchange {
   const snapshot = options.holder.current;
-  const ex = new Exchange(options, snapshot, ds);
+  const ex = new Exchange(options, listener, snapshot, ds);
   if (ds.authority === undefined || ds.authority === "") {
     ex.localReply(Reply.BAD_REQUEST);
     return ex;
@@ -81,6 +96,7 @@ export function handleRequest(options: PipelineOptions, ds: Downstream): Exchang
   const core = snapshot.core;
   ex.routeIndex = code;
   ex.vhost = core.vhost;
+  ex.entry = core.entry;
   ex.cluster = core.cluster;
   if (code >= 0) {
     const cluster = snapshot.config.clusters[ex.cluster]!;
@@ -141,16 +157,28 @@ function forwardPassthrough(options: PipelineOptions, ex: Exchange, authority: s
 /** One request in flight: the undici handler for its upstream attempt and the listener's event sink. */
 export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   readonly startedAt = performance.now();
+  readonly startTime = Date.now();
   routeIndex = RC_NO_ROUTE;
   vhost = -1;
+  entry = -1;
   cluster = -1;
   clusterName = "";
-  endpoint = -1;
+  /** Endpoint holding an in-flight slot right now (-1 between attempts). */
+  private endpoint = -1;
+  /** The last endpoint tried, for stats and logs (-1: none, or passthrough). */
+  upstreamEndpoint = -1;
   upstreamHost = "";
   status = 0;
   flag = "-";
   details = "";
+  transportFailure = "";
+  /** x-request-id as sent upstream (the client's, or the one generated here). */
+  requestId = "";
+  /** Milliseconds until upstream response headers; -1 when there were none. */
+  serviceTimeMs = -1;
+  /** Response body bytes and header bytes sent downstream. */
   bytesSent = 0;
+  headerBytesSent = 0;
   attempts = 0;
   private origin = "";
   private controller: Dispatcher.DispatchController | undefined;
@@ -162,9 +190,12 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
 
   constructor(
     private readonly options: PipelineOptions,
+    readonly listener: ListenerRuntime,
     readonly snapshot: Snapshot,
     readonly ds: Downstream,
-  ) {}
+  ) {
+    listener.inFlight++;
+  }
 
   // ── phase 4: upstream ────────────────────────────────────────────────────
 
@@ -172,6 +203,7 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   forward(endpoint: number, origin: string): void {
     this.attempts++;
     this.endpoint = endpoint;
+    this.upstreamEndpoint = endpoint;
     this.balanced = endpoint >= 0;
     if (endpoint >= 0) {
       const ep = this.snapshot.endpoints[endpoint]!;
@@ -200,6 +232,7 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
       this.localReply(Reply.BAD_REQUEST);
       return;
     }
+    this.options.observer.attempt(this);
     try {
       this.options.dispatcher.dispatch(opts, this);
     } catch (err) {
@@ -232,13 +265,19 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
       }
       if (name === "x-envoy-attempt-count") continue;
       if (name === "x-forwarded-proto") hasProto = true;
-      else if (name === "x-request-id") hasRequestId = true;
+      else if (name === "x-request-id") {
+        hasRequestId = true;
+        this.requestId = value;
+      }
       out.push(name, value);
     }
     const client = this.ds.remoteAddress;
     out.push("x-forwarded-for", forwardedFor === undefined ? client : `${forwardedFor}, ${client}`);
     if (!hasProto) out.push("x-forwarded-proto", this.ds.scheme);
-    if (!hasRequestId) out.push("x-request-id", randomUUID());
+    if (!hasRequestId) {
+      this.requestId = randomUUID();
+      out.push("x-request-id", this.requestId);
+    }
     out.push("x-envoy-attempt-count", String(this.attempts));
     return out;
   }
@@ -266,7 +305,10 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
       if (typeof value === "string") out.push(name, value);
       else for (const v of value) out.push(name, v);
     }
-    out.push("x-envoy-upstream-service-time", String(Math.round(performance.now() - this.startedAt)));
+    this.serviceTimeMs = Math.round(performance.now() - this.startedAt);
+    out.push("x-envoy-upstream-service-time", String(this.serviceTimeMs));
+    if (this.listener.draining) out.push("connection", "close");
+    this.headerBytesSent = headerWireBytes(out);
     const bodyless = this.ds.method === "HEAD" || statusCode === 204 || statusCode === 304;
     this.ds.sendHead(statusCode, out, contentLength, bodyless);
   }
@@ -297,12 +339,15 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
       return;
     }
     const connectFailure = isConnectFailure(err);
+    this.transportFailure = transportFailure(err) ?? "";
+    if (connectFailure) this.options.observer.connectFailure(this);
     if (connectFailure && this.mayRetry()) {
+      this.options.observer.retry(this);
       const delay = Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * (2 ** this.attempts - 1));
       setTimeout(retryExchange, delay, this);
       return;
     }
-    this.localReply(Reply.upstreamReset(connectFailure ? "connection failure" : "connection termination", transportFailure(err), this.attempts > 1));
+    this.localReply(Reply.upstreamReset(connectFailure ? "connection failure" : "connection termination", this.transportFailure || undefined, this.attempts > 1));
   }
 
   /** Istio's default policy: connect-failure retried twice; a streamed body cannot be replayed. */
@@ -339,8 +384,10 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
     this.details = reply.details;
     if (!this.downstreamAborted) {
       const headers = reply.body ? ["content-type", "text/plain"] : [];
+      if (this.listener.draining) headers.push("connection", "close");
       this.ds.sendLocal(reply.status, headers, reply.body);
       this.bytesSent = Buffer.byteLength(reply.body);
+      this.headerBytesSent = headerWireBytes(headers);
     }
     this.complete();
   }
@@ -366,8 +413,20 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
     if (this.finished) return;
     this.finished = true;
     this.release();
-    this.options.onComplete?.(this);
+    this.listener.inFlight--;
+    this.options.observer.complete(this);
   }
+}
+
+/**
+ * Bytes of a response head as sent: status line, the headers given, framing
+ * (content-length or transfer-encoding) and the blank line. Date and server
+ * headers the listener adds are left out.
+ */
+function headerWireBytes(headers: string[]): number {
+  let n = "HTTP/1.1 200 OK\r\n".length + "content-length: 0000\r\n".length + 2;
+  for (let i = 0; i < headers.length; i += 2) n += headers[i]!.length + headers[i + 1]!.length + 4;
+  return n;
 }
 
 function retryExchange(ex: Exchange): void {

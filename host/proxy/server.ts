@@ -1,16 +1,20 @@
-// Starts a proxy: listeners, upstream connection pools, admin, config reload.
+// Starts a proxy: listeners, upstream connection pools, telemetry, admin and
+// agent ports, config reload and the shutdown lifecycle.
 
 import { Agent } from "undici";
+import { startAdmin, startAgentPorts, type AdminContext } from "../admin/admin.js";
 import type { CompiledConfig } from "../config/compile.js";
-import { ConfigWatcher, logDiagnostics } from "../config/watch.js";
-import { startAdmin } from "../admin/admin.js";
 import type { ListenerSettings } from "../config/model.js";
+import { ConfigWatcher, logDiagnostics } from "../config/watch.js";
+import { Logger } from "../log.js";
+import { Telemetry } from "../telemetry/telemetry.js";
 import type { Downstream } from "./downstream.js";
+import { Lifecycle } from "./lifecycle.js";
 import type { Listener, RequestHandler } from "./listener.js";
 import { listenNode } from "./listener-node.js";
 import { listenUws, loadUws } from "./listener-uws.js";
-import { Exchange, handleRequest, type PipelineOptions } from "./pipeline.js";
-import { SnapshotHolder } from "./snapshot.js";
+import { Exchange, handleRequest, type ListenerRuntime, type PipelineOptions } from "./pipeline.js";
+import { SnapshotHolder, type Snapshot } from "./snapshot.js";
 
 /** Istio's mesh-wide connectTimeout default. */
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -21,9 +25,10 @@ export interface ProxyOptions {
   config: CompiledConfig;
   /** Watched for changes when given. */
   configPath?: string;
+  /** Where the proxy's own log lines go (stderr by default). */
   log?: (line: string) => void;
-  /** Called after each request (tests, access log). */
-  onComplete?: (ex: Exchange) => void;
+  /** Called after a shutdown has closed everything (the CLI ends the process here). */
+  onExit?: (code: number) => void;
 }
 
 export interface RunningProxy {
@@ -31,26 +36,36 @@ export interface RunningProxy {
   outbound: Listener;
   inbound: Listener | undefined;
   admin: Listener;
+  agentPorts: Listener[];
   watcher: ConfigWatcher | undefined;
+  telemetry: Telemetry;
+  lifecycle: Lifecycle;
   stats: { reloadsApplied: number; reloadsRejected: number };
+  /** Closes every listener and pool now (no drain). */
   close(): Promise<void>;
 }
 
-async function listen(settings: ListenerSettings, handler: RequestHandler, log: (line: string) => void): Promise<Listener> {
+async function listen(settings: ListenerSettings, handler: RequestHandler, logger: Logger): Promise<Listener> {
   if (settings.engine === "uws") {
     const { uws, reason } = loadUws();
     if (uws) return listenUws(uws, settings.address, settings.port, handler);
-    log("WARNING ***********************************************************************");
-    log(`WARNING uWebSockets.js cannot load here (${reason});`);
-    log("WARNING falling back to node:http for this listener: expect lower throughput.");
-    log("WARNING ***********************************************************************");
+    logger.warn("WARNING ***********************************************************************");
+    logger.warn(`WARNING uWebSockets.js cannot load here (${reason});`);
+    logger.warn("WARNING falling back to node:http for this listener: expect lower throughput.");
+    logger.warn("WARNING ***********************************************************************");
   }
   return listenNode(settings.address, settings.port, handler);
 }
 
 export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
-  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const holder = SnapshotHolder.initial(options.config);
+  const logger = new Logger("info", options.log);
+  const settings = options.config.settings;
+  const outboundRuntime: ListenerRuntime = { direction: "outbound", inFlight: 0, draining: false };
+  const inboundRuntime: ListenerRuntime = { direction: "inbound", inFlight: 0, draining: false };
+  const runtimes = settings.inbound ? [outboundRuntime, inboundRuntime] : [outboundRuntime];
+  // The telemetry reads the serving snapshot for its gauges; the holder binds each new snapshot's stats.
+  const telemetry = new Telemetry(settings, () => current.current, runtimes);
+  const current: SnapshotHolder = new SnapshotHolder(options.config, (s: Snapshot) => telemetry.bind(s));
   const dispatcher = new Agent({
     connect: { timeout: CONNECT_TIMEOUT_MS },
     keepAliveTimeout: 60_000,
@@ -58,10 +73,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     headersTimeout: 0,
     bodyTimeout: 0,
   });
-  const pipeline: PipelineOptions = { holder, dispatcher, selfPorts: new Set(), onComplete: options.onComplete };
-  const settings = options.config.settings;
+  const pipeline: PipelineOptions = { holder: current, dispatcher, selfPorts: new Set(), observer: telemetry };
 
-  const outbound = await listen(settings.outbound, (ds) => handleRequest(pipeline, ds), log);
+  const outbound = await listen(settings.outbound, (ds) => handleRequest(pipeline, outboundRuntime, ds), logger);
   pipeline.selfPorts.add(outbound.port);
   let inbound: Listener | undefined;
   if (settings.inbound) {
@@ -71,53 +85,70 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     const clusterName = `inbound|${app.appPort}||`;
     // Istio's inbound route is a catch-all to the local application.
     inbound = await listen(app, (ds: Downstream) => {
-      const ex = new Exchange(pipeline, holder.current, ds);
+      const ex = new Exchange(pipeline, inboundRuntime, current.current, ds);
       ex.clusterName = clusterName;
       ex.routeIndex = 0;
       ex.forward(-1, origin);
       return ex;
-    }, log);
+    }, logger);
     pipeline.selfPorts.add(inbound.port);
   }
 
   const stats = { reloadsApplied: 0, reloadsRejected: 0 };
+  const log = (line: string): void => logger.info(line);
   let watcher: ConfigWatcher | undefined;
   if (options.configPath) {
     watcher = new ConfigWatcher(options.configPath, {
       applied: (config, diagnostics) => {
         logDiagnostics(diagnostics, log);
-        const before = holder.current.config.settings;
-        const s = holder.swap(config);
+        const before = current.current.config.settings;
+        const s = current.swap(config);
         stats.reloadsApplied++;
-        if (JSON.stringify(before.outbound) !== JSON.stringify(config.settings.outbound) || JSON.stringify(before.inbound) !== JSON.stringify(config.settings.inbound) || JSON.stringify(before.admin) !== JSON.stringify(config.settings.admin)) {
-          log("config: listener and admin addresses changed; they apply after a restart");
+        telemetry.metrics.configReloads.inc({ result: "applied" });
+        const changed = (a: unknown, b: unknown): boolean => JSON.stringify(a) !== JSON.stringify(b);
+        if (changed(before.outbound, config.settings.outbound) || changed(before.inbound, config.settings.inbound) || changed(before.admin, config.settings.admin) || changed(before.agent, config.settings.agent)) {
+          logger.warn("config: listener, admin and agent addresses changed; they apply after a restart");
         }
         log(`config: version ${s.version} applied (${config.virtualHosts.length} virtual hosts, ${config.routes.length} routes, ${config.clusters.length} clusters)`);
       },
       rejected: (diagnostics) => {
         stats.reloadsRejected++;
-        logDiagnostics(diagnostics, log);
-        log(`config: rejected, still serving version ${holder.current.version}`);
+        telemetry.metrics.configReloads.inc({ result: "rejected" });
+        logDiagnostics(diagnostics, (line) => logger.error(line));
+        logger.error(`config: rejected, still serving version ${current.current.version}`);
       },
     });
     watcher.start();
   }
-  const admin = await startAdmin(settings.admin.address, settings.admin.port, { holder, stats });
-  pipeline.selfPorts.add(admin.port);
 
-  return {
-    holder,
-    outbound,
-    inbound,
-    admin,
-    watcher,
-    stats,
-    async close() {
-      watcher?.stop();
-      await outbound.close();
-      await inbound?.close();
-      await admin.close();
-      await dispatcher.close();
-    },
+  let closed = false;
+  const closeAll = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    watcher?.stop();
+    await Promise.all([outbound.close(), inbound?.close(), admin.close(), ...agentPorts.map((l) => l.close())]);
+    await dispatcher.close();
   };
+  const managed = [{ runtime: outboundRuntime, listener: outbound }, ...(inbound ? [{ runtime: inboundRuntime, listener: inbound }] : [])];
+  const lifecycle = new Lifecycle(managed, settings, logger, async (code) => {
+    await closeAll();
+    options.onExit?.(code);
+  });
+  const ctx: AdminContext = {
+    holder: current,
+    telemetry,
+    lifecycle,
+    logger,
+    dispatcher,
+    reloads: { get applied() { return stats.reloadsApplied; }, get rejected() { return stats.reloadsRejected; } },
+    listeners: () => [
+      { name: "outbound", address: outbound.address, port: outbound.port, engine: outbound.engine },
+      ...(inbound ? [{ name: "inbound", address: inbound.address, port: inbound.port, engine: inbound.engine }] : []),
+    ],
+  };
+  const admin = await startAdmin(settings.admin.address, settings.admin.port, ctx);
+  const agentPorts = await startAgentPorts(ctx);
+  for (const l of [admin, ...agentPorts]) pipeline.selfPorts.add(l.port);
+
+  return { holder: current, outbound, inbound, admin, agentPorts, watcher, telemetry, lifecycle, stats, close: closeAll };
 }

@@ -5,6 +5,7 @@
 import type { ClusterInfo, CompiledConfig } from "../config/compile.js";
 import { RouteCore } from "../core/route-core.js";
 import { clusterEndpointStarts } from "../core/route-table.js";
+import type { SnapshotStats } from "../telemetry/telemetry.js";
 
 export interface EndpointRuntime {
   /** undici origin, e.g. "http://10.0.0.1:9080". */
@@ -21,6 +22,8 @@ export class Snapshot {
   readonly clusterEndpointStart: readonly number[];
   readonly headerNames: readonly string[];
   readonly createdAt = new Date();
+  /** Metric children bound for this snapshot (set by Telemetry.bind before it serves). */
+  stats: SnapshotStats | undefined;
 
   constructor(
     readonly version: number,
@@ -41,17 +44,22 @@ export class Snapshot {
 /** The current snapshot, swapped atomically by reloads. */
 export class SnapshotHolder {
   private nextVersion = 1;
-  constructor(public current: Snapshot) {}
 
-  static initial(config: CompiledConfig): SnapshotHolder {
-    const holder = new SnapshotHolder(new Snapshot(1, config));
-    holder.nextVersion = 2;
-    return holder;
+  /** `prepare` runs on every new snapshot before it serves (binding its metric children). */
+  constructor(
+    config: CompiledConfig,
+    private readonly prepare: (s: Snapshot) => void = () => {},
+  ) {
+    this.current = new Snapshot(this.nextVersion++, config);
+    prepare(this.current);
   }
+
+  current: Snapshot;
 
   /** Builds and installs a snapshot for `config`; the old one serves until this returns. */
   swap(config: CompiledConfig): Snapshot {
     const next = new Snapshot(this.nextVersion++, config);
+    this.prepare(next);
     this.current = next;
     return next;
   }

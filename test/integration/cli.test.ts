@@ -67,6 +67,7 @@ spec:
     outbound: {address: 127.0.0.1, port: 0}
     inbound: {address: 127.0.0.1, port: 0, appPort: ${app.port}}
   admin: {address: 127.0.0.1, port: 0}
+  agent: {address: 127.0.0.1, statusPort: 0, prometheusPort: 0, healthPort: 0}
 `);
     const proxy = await startChildProxy(dir);
     try {

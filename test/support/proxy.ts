@@ -26,6 +26,7 @@ spec:
   listeners:
     outbound: {address: 127.0.0.1, port: 0, engine: ${engine}}
   admin: {address: 127.0.0.1, port: 0}
+  agent: {address: 127.0.0.1, statusPort: 0, prometheusPort: 0, healthPort: 0}
 ${extra ? `${extra}\n` : ""}`;
 }
 

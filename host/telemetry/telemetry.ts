@@ -1,0 +1,175 @@
+// The pipeline's observer: Istio metrics, Envoy cluster stats and the access log.
+// Metric children are bound per snapshot (SnapshotStats), so a request only
+// indexes arrays and two small maps.
+
+import type { CompiledConfig } from "../config/compile.js";
+import type { Settings } from "../config/model.js";
+import type { Exchange, ExchangeObserver, ListenerRuntime } from "../proxy/pipeline.js";
+import type { Snapshot } from "../proxy/snapshot.js";
+import { AccessLog } from "./access-log.js";
+import { ProxyMetrics, RequestStats, type PeerLabels } from "./metrics.js";
+
+const UNKNOWN = "unknown";
+
+function shortServiceName(host: string): string {
+  const k8s = /^([^.]+)\.[^.]+\.svc\.cluster\.local$/.exec(host);
+  return k8s ? k8s[1]! : host;
+}
+
+/** Labels describing a workload from its labels, with Istio's fallbacks. */
+function workloadLabels(labels: Record<string, string>, workload: string): { app: string; version: string; canonicalService: string; canonicalRevision: string } {
+  return {
+    app: labels.app ?? UNKNOWN,
+    version: labels.version ?? UNKNOWN,
+    canonicalService: labels["service.istio.io/canonical-name"] ?? labels["app.kubernetes.io/name"] ?? labels.app ?? workload,
+    canonicalRevision: labels["service.istio.io/canonical-revision"] ?? labels["app.kubernetes.io/version"] ?? labels.version ?? "latest",
+  };
+}
+
+interface ClusterCounters {
+  rq: { inc(): void };
+  retry: { inc(): void };
+  connectFail: { inc(): void };
+}
+
+/** Everything one snapshot's requests record into. */
+export class SnapshotStats {
+  readonly byEndpoint: RequestStats[];
+  readonly byCluster: RequestStats[];
+  readonly byVhost: RequestStats[];
+  readonly passthrough: RequestStats;
+  readonly blackhole: RequestStats;
+  readonly inbound: RequestStats;
+  readonly unrouted: RequestStats;
+  readonly clusterCounters: ClusterCounters[];
+  /** Upstream attempts per global endpoint index (admin /clusters rq_total). */
+  readonly endpointRequests: Float64Array;
+
+  constructor(metrics: ProxyMetrics, config: CompiledConfig, endpointsOf: (cluster: number) => { labels: Record<string, string> }[]) {
+    const s = config.settings;
+    const self = workloadLabels(s.labels, s.workload.name);
+    const source: Pick<PeerLabels, `source_${string}` & keyof PeerLabels> = {
+      source_workload: s.workload.name,
+      source_workload_namespace: s.namespace,
+      source_principal: UNKNOWN,
+      source_app: self.app,
+      source_version: self.version,
+      source_canonical_service: self.canonicalService,
+      source_canonical_revision: self.canonicalRevision,
+      source_cluster: s.workload.cluster,
+    };
+    const destination = (service: string, serviceName: string, namespace: string, labels: Record<string, string> | undefined): PeerLabels => {
+      const w = labels ? workloadLabels(labels, UNKNOWN) : undefined;
+      return {
+        reporter: "source",
+        ...source,
+        destination_workload: UNKNOWN,
+        destination_workload_namespace: labels ? namespace : UNKNOWN,
+        destination_principal: UNKNOWN,
+        destination_app: w?.app ?? UNKNOWN,
+        destination_version: w?.version ?? UNKNOWN,
+        destination_service: service,
+        destination_service_name: serviceName,
+        destination_service_namespace: namespace,
+        destination_canonical_service: w && w.canonicalService !== UNKNOWN ? w.canonicalService : UNKNOWN,
+        destination_canonical_revision: w?.canonicalRevision ?? "latest",
+        destination_cluster: labels ? s.workload.cluster : UNKNOWN,
+        request_protocol: "http",
+        grpc_response_status: "",
+        connection_security_policy: UNKNOWN,
+      };
+    };
+    this.byEndpoint = [];
+    this.byCluster = config.clusters.map((c, i) => {
+      for (const ep of endpointsOf(i)) this.byEndpoint.push(new RequestStats(metrics, destination(c.host, shortServiceName(c.host), c.serviceNamespace, ep.labels)));
+      return new RequestStats(metrics, destination(c.host, shortServiceName(c.host), c.serviceNamespace, undefined));
+    });
+    this.byVhost = config.virtualHosts.map((v) => new RequestStats(metrics, destination(v.host, shortServiceName(v.host), v.namespace, undefined)));
+    this.passthrough = new RequestStats(metrics, destination(UNKNOWN, "PassthroughCluster", UNKNOWN, undefined));
+    this.blackhole = new RequestStats(metrics, destination(UNKNOWN, "BlackHoleCluster", UNKNOWN, undefined));
+    this.unrouted = new RequestStats(metrics, destination(UNKNOWN, UNKNOWN, UNKNOWN, undefined));
+    // Inbound: this workload is the destination; without peer metadata exchange the source is unknown.
+    const inboundLabels: PeerLabels = {
+      reporter: "destination",
+      source_workload: UNKNOWN, source_workload_namespace: UNKNOWN, source_principal: UNKNOWN, source_app: UNKNOWN, source_version: UNKNOWN,
+      source_canonical_service: UNKNOWN, source_canonical_revision: "latest", source_cluster: UNKNOWN,
+      destination_workload: s.workload.name, destination_workload_namespace: s.namespace, destination_principal: UNKNOWN,
+      destination_app: self.app, destination_version: self.version, destination_service: UNKNOWN,
+      destination_service_name: "InboundPassthroughClusterIpv4", destination_service_namespace: s.namespace,
+      destination_canonical_service: self.canonicalService, destination_canonical_revision: self.canonicalRevision, destination_cluster: s.workload.cluster,
+      request_protocol: "http", grpc_response_status: "", connection_security_policy: "none",
+    };
+    this.inbound = new RequestStats(metrics, inboundLabels);
+    this.endpointRequests = new Float64Array(this.byEndpoint.length);
+    this.clusterCounters = config.clusters.map((c) => ({
+      rq: metrics.upstreamRq.labels(c.name),
+      retry: metrics.upstreamRqRetry.labels(c.name),
+      connectFail: metrics.upstreamCxConnectFail.labels(c.name),
+    }));
+  }
+
+  /** The stats a finished request belongs to. */
+  select(ex: Exchange): RequestStats {
+    if (ex.listener.direction === "inbound") return this.inbound;
+    if (ex.upstreamEndpoint >= 0) return this.byEndpoint[ex.upstreamEndpoint]!;
+    if (ex.cluster >= 0) return this.byCluster[ex.cluster]!;
+    if (ex.clusterName === "PassthroughCluster") return this.passthrough;
+    if (ex.clusterName === "BlackHoleCluster") return this.blackhole;
+    if (ex.vhost >= 0) return this.byVhost[ex.vhost]!;
+    return this.unrouted;
+  }
+}
+
+/** Approximate wire bytes of the request: request line, headers, blank line, body. */
+function requestWireBytes(ex: Exchange): number {
+  const ds = ex.ds;
+  let n = ds.method.length + ds.path.length + (ds.query === undefined ? 0 : ds.query.length + 1) + 12;
+  const h = ds.headers;
+  for (let i = 0; i < h.length; i++) n += h[i]!.length + 2;
+  return n + 2 + ds.bodyBytes;
+}
+
+export class Telemetry implements ExchangeObserver {
+  readonly metrics: ProxyMetrics;
+  private readonly accessLog: AccessLog | undefined;
+
+  constructor(settings: Settings, serving: () => Snapshot, listeners: ListenerRuntime[]) {
+    this.accessLog = settings.accessLog ? new AccessLog(settings.accessLog.path, settings.accessLog.format) : undefined;
+    this.metrics = new ProxyMetrics({
+      configVersion: () => serving().version,
+      clusters: () => {
+        const s = serving();
+        return s.config.clusters.map((c, i) => {
+          let active = 0;
+          for (let e = s.clusterEndpointStart[i]!; e < s.clusterEndpointStart[i + 1]!; e++) active += s.core.active[e]!;
+          // No health checking or outlier detection yet: every endpoint is healthy.
+          return { name: c.name, endpoints: c.endpoints.length, healthy: c.endpoints.length, active, ejected: 0 };
+        });
+      },
+      listeners: () => listeners.map((l) => ({ name: l.direction, inFlight: l.inFlight })),
+    });
+  }
+
+  /** Binds a snapshot's metric children; called when the snapshot is built, off the hot path. */
+  bind(snapshot: Snapshot): void {
+    snapshot.stats = new SnapshotStats(this.metrics, snapshot.config, (i) => snapshot.config.clusters[i]!.endpoints);
+  }
+
+  // HOT PATH — change with care: the four hooks below run per request or attempt.
+  attempt(ex: Exchange): void {
+    const stats = ex.snapshot.stats!;
+    if (ex.cluster >= 0) stats.clusterCounters[ex.cluster]!.rq.inc();
+    if (ex.upstreamEndpoint >= 0) stats.endpointRequests[ex.upstreamEndpoint]!++;
+  }
+  connectFailure(ex: Exchange): void {
+    if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.connectFail.inc();
+  }
+  retry(ex: Exchange): void {
+    if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.retry.inc();
+  }
+  complete(ex: Exchange): void {
+    const duration = performance.now() - ex.startedAt;
+    ex.snapshot.stats!.select(ex).record(ex.status, ex.flag, duration, requestWireBytes(ex), ex.headerBytesSent + ex.bytesSent);
+    this.accessLog?.write(ex);
+  }
+}
