@@ -172,8 +172,9 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   flag = "-";
   details = "";
   transportFailure = "";
-  /** x-request-id as sent upstream (the client's, or the one generated here). */
+  /** x-request-id and x-forwarded-for as sent upstream (for the access log). */
   requestId = "";
+  forwardedFor = "";
   /** Milliseconds until upstream response headers; -1 when there were none. */
   serviceTimeMs = -1;
   /** Response body bytes and header bytes sent downstream. */
@@ -272,7 +273,8 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
       out.push(name, value);
     }
     const client = this.ds.remoteAddress;
-    out.push("x-forwarded-for", forwardedFor === undefined ? client : `${forwardedFor}, ${client}`);
+    this.forwardedFor = forwardedFor === undefined ? client : `${forwardedFor}, ${client}`;
+    out.push("x-forwarded-for", this.forwardedFor);
     if (!hasProto) out.push("x-forwarded-proto", this.ds.scheme);
     if (!hasRequestId) {
       this.requestId = randomUUID();

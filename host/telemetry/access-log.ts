@@ -27,7 +27,7 @@ export function accessLogFields(ex: Exchange): Record<string, string | number | 
     bytes_sent: ex.bytesSent,
     duration: Math.round(performance.now() - ex.startedAt),
     upstream_service_time: ex.serviceTimeMs >= 0 ? ex.serviceTimeMs : undefined,
-    x_forwarded_for: header(ex, "x-forwarded-for"),
+    x_forwarded_for: ex.forwardedFor || header(ex, "x-forwarded-for"),
     user_agent: header(ex, "user-agent"),
     request_id: ex.requestId || undefined,
     authority: ex.ds.authority,

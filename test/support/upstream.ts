@@ -25,6 +25,7 @@ export interface Upstream {
  *   /download/N  streams N bytes of a repeating pattern with content-length
  *   /chunked/N   the same without content-length (chunked)
  *   /status/N    answers with status N
+ *   /delay/N     answers after N milliseconds
  */
 export async function startUpstream(name: string): Promise<Upstream> {
   const received: Received[] = [];
@@ -44,9 +45,14 @@ export async function startUpstream(name: string): Promise<Upstream> {
         return;
       }
       const status = /^\/status\/(\d+)/.exec(req.url!);
+      const delay = /^\/delay\/(\d+)/.exec(req.url!);
       const body = JSON.stringify({ name, ...r }) + "\n";
-      res.writeHead(status ? Number(status[1]) : 200, { "content-type": "application/json", "content-length": Buffer.byteLength(body), "x-upstream": name, connection: "keep-alive", "keep-alive": "timeout=30" });
-      res.end(req.method === "HEAD" ? undefined : body);
+      const reply = (): void => {
+        res.writeHead(status ? Number(status[1]) : 200, { "content-type": "application/json", "content-length": Buffer.byteLength(body), "x-upstream": name, connection: "keep-alive", "keep-alive": "timeout=30" });
+        res.end(req.method === "HEAD" ? undefined : body);
+      };
+      if (delay) setTimeout(reply, Number(delay[1]));
+      else reply();
     });
   });
   server.keepAliveTimeout = 30_000;
