@@ -1,7 +1,7 @@
 // Envoy's admin interface (default 127.0.0.1:15000) and Istio's agent ports
 // (15020 merged metrics and health, 15090 Envoy metrics, 15021 readiness).
 
-import type { Agent } from "undici";
+import { request as undiciRequest, type Agent } from "undici";
 import type { Logger, LogLevel } from "../log.js";
 import { LOG_LEVELS } from "../log.js";
 import type { Lifecycle } from "../proxy/lifecycle.js";
@@ -206,9 +206,28 @@ export async function startAgentPorts(ctx: AdminContext): Promise<Listener[]> {
     res.on("finish", action);
     send(res, 200, "");
   };
+  // 15020 merges the application's own metrics, as pilot-agent does for prometheus.io annotations.
+  const merged: Route = {
+    method: "GET",
+    help: "proxy metrics merged with the application's",
+    handle: async (_q, res) => {
+      const own = await prometheus(ctx);
+      const app = agent.appMetrics;
+      if (!app) return send(res, 200, own, ctx.telemetry.metrics.registry.contentType);
+      let appText = "";
+      try {
+        const r = await undiciRequest(`http://127.0.0.1:${app.port}${app.path}`, { headersTimeout: 5000, bodyTimeout: 5000 });
+        appText = await r.body.text();
+        if (r.statusCode !== 200) appText = "";
+      } catch (err) {
+        ctx.logger.warn(`agent: application metrics at 127.0.0.1:${app.port}${app.path} unavailable: ${(err as Error).message}`);
+      }
+      send(res, 200, appText ? `${own}\n${appText.endsWith("\n") ? appText : `${appText}\n`}` : own, ctx.telemetry.metrics.registry.contentType);
+    },
+  };
   return Promise.all([
     serveEndpoints(agent.address, agent.statusPort, {
-      "/stats/prometheus": metrics,
+      "/stats/prometheus": merged,
       "/healthz/ready": healthz,
       "/quitquitquit": { method: "POST", help: "exit now", handle: localOnly(() => void ctx.lifecycle.quit()) },
       "/drain": { method: "POST", help: "start draining (native sidecar preStop)", handle: localOnly(() => ctx.lifecycle.startDrain()) },

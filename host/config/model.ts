@@ -26,7 +26,7 @@ export interface Settings {
   /** Workload identity for Istio's metric labels (source_* outbound, destination_* inbound). */
   workload: { name: string; cluster: string };
   /** Istio's agent ports: merged metrics (15020), Envoy metrics (15090), health (15021); 0 picks a free port; undefined when disabled. */
-  agent: { address: string; statusPort: number; prometheusPort: number; healthPort: number } | undefined;
+  agent: { address: string; statusPort: number; prometheusPort: number; healthPort: number; appMetrics: { port: number; path: string } | undefined } | undefined;
   /** Off unless a path is given ("/dev/stdout" as Istio's accessLogFile). */
   accessLog: { path: string; format: "TEXT" | "JSON" } | undefined;
   /** SIGTERM handling, as Istio's terminationDrainDuration and EXIT_ON_ZERO_ACTIVE_CONNECTIONS. */

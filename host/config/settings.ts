@@ -12,7 +12,8 @@
 //       inbound:  {address: 0.0.0.0, port: 15006, appPort: 9080}
 //     admin: {address: 127.0.0.1, port: 15000}
 //     workload: {name: productpage-v1, cluster: Kubernetes}
-//     agent: {address: 0.0.0.0, statusPort: 15020, prometheusPort: 15090, healthPort: 15021}  # enabled: false to turn off
+//     agent: {address: 0.0.0.0, statusPort: 15020, prometheusPort: 15090, healthPort: 15021,  # enabled: false to turn off
+//             appMetrics: {port: 9090, path: /metrics}}                                     # merged into 15020
 //     accessLog: {path: /dev/stdout, format: TEXT}
 //     drain: {duration: 5s, exitOnZeroActiveConnections: false}
 
@@ -32,7 +33,7 @@ export function defaultSettings(): Settings {
     inbound: undefined,
     admin: { address: "127.0.0.1", port: 15000 },
     workload: { name: "unknown", cluster: "Kubernetes" },
-    agent: { address: "0.0.0.0", statusPort: 15020, prometheusPort: 15090, healthPort: 15021 },
+    agent: { address: "0.0.0.0", statusPort: 15020, prometheusPort: 15090, healthPort: 15021, appMetrics: undefined },
     accessLog: undefined,
     drain: { durationMs: 5000, exitOnZeroActiveConnections: false },
     source: undefined,
@@ -74,7 +75,7 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
       cluster: r.string(workload.cluster, ["spec", "workload", "cluster"]) || s.workload.cluster,
     };
   }
-  const agent = r.object(spec.agent, ["spec", "agent"], ["enabled", "address", "statusPort", "prometheusPort", "healthPort"]);
+  const agent = r.object(spec.agent, ["spec", "agent"], ["enabled", "address", "statusPort", "prometheusPort", "healthPort", "appMetrics"]);
   if (agent && r.boolean(agent.enabled, ["spec", "agent", "enabled"]) === false) s.agent = undefined;
   else if (agent) {
     const port = (key: string, fallback: number): number => r.integer(agent[key], ["spec", "agent", key], 0, 65535) ?? fallback;
@@ -83,7 +84,16 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
       statusPort: port("statusPort", 15020),
       prometheusPort: port("prometheusPort", 15090),
       healthPort: port("healthPort", 15021),
+      appMetrics: undefined,
     };
+    // Istio's prometheus.io/port and /path annotations: the app's metrics merged into 15020.
+    const app = r.object(agent.appMetrics, ["spec", "agent", "appMetrics"], ["port", "path"]);
+    if (app) {
+      const appPort = r.integer(app.port, ["spec", "agent", "appMetrics", "port"], 1, 65535, true);
+      const path = r.string(app.path, ["spec", "agent", "appMetrics", "path"]) ?? "/metrics";
+      if (!path.startsWith("/")) r.error(["spec", "agent", "appMetrics", "path"], `must start with "/", got "${path}"`);
+      else if (appPort !== undefined) s.agent.appMetrics = { port: appPort, path };
+    }
   }
   const log = r.object(spec.accessLog, ["spec", "accessLog"], ["path", "format"]);
   if (log) {

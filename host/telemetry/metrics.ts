@@ -5,7 +5,8 @@
 // kept in a small per-snapshot table, so recording a request is two Map lookups
 // and four updates: no label objects, no string building per request.
 
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { CounterFamily, HistogramFamily, type CounterSeries, type HistogramSeries } from "./series.js";
 
 /** Envoy's default histogram buckets, which Istio's metrics use (ms for durations, bytes for sizes). */
 export const ENVOY_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
@@ -26,10 +27,10 @@ export type IstioLabel = (typeof ISTIO_LABELS)[number];
 export type PeerLabels = Omit<Record<IstioLabel, string>, "response_code" | "response_flags">;
 
 interface Children {
-  requests: { inc(): void };
-  duration: { observe(v: number): void };
-  requestBytes: { observe(v: number): void };
-  responseBytes: { observe(v: number): void };
+  requests: CounterSeries;
+  duration: HistogramSeries;
+  requestBytes: HistogramSeries;
+  responseBytes: HistogramSeries;
 }
 
 /** What gauges read at scrape time, from the serving snapshot and listeners. */
@@ -41,16 +42,16 @@ export interface GaugeSources {
 
 export class ProxyMetrics {
   readonly registry = new Registry();
-  readonly requestsTotal: Counter<IstioLabel>;
-  readonly duration: Histogram<IstioLabel>;
-  readonly requestBytes: Histogram<IstioLabel>;
-  readonly responseBytes: Histogram<IstioLabel>;
+  readonly requestsTotal: CounterFamily;
+  readonly duration: HistogramFamily;
+  readonly requestBytes: HistogramFamily;
+  readonly responseBytes: HistogramFamily;
   // Envoy cluster statistics (as Istio exposes them: envoy_cluster_*{cluster_name}).
-  readonly upstreamRq: Counter<"cluster_name">;
-  readonly upstreamRqRetry: Counter<"cluster_name">;
-  readonly upstreamCxConnectFail: Counter<"cluster_name">;
-  readonly upstreamRqTimeout: Counter<"cluster_name">;
-  readonly upstreamRqPendingOverflow: Counter<"cluster_name">;
+  readonly upstreamRq: CounterFamily;
+  readonly upstreamRqRetry: CounterFamily;
+  readonly upstreamCxConnectFail: CounterFamily;
+  readonly upstreamRqTimeout: CounterFamily;
+  readonly upstreamRqPendingOverflow: CounterFamily;
   readonly upstreamRqActive: Gauge<"cluster_name">;
   readonly membershipHealthy: Gauge<"cluster_name">;
   readonly membershipTotal: Gauge<"cluster_name">;
@@ -61,12 +62,12 @@ export class ProxyMetrics {
 
   constructor(sources: GaugeSources) {
     const r = [this.registry];
-    const labelNames = [...ISTIO_LABELS];
-    this.requestsTotal = new Counter({ name: "istio_requests_total", help: "Requests, as Istio's standard metric", labelNames, registers: r });
-    this.duration = new Histogram({ name: "istio_request_duration_milliseconds", help: "Request duration in milliseconds", labelNames, buckets: ENVOY_BUCKETS, registers: r });
-    this.requestBytes = new Histogram({ name: "istio_request_bytes", help: "Request size in bytes (downstream wire bytes received)", labelNames, buckets: ENVOY_BUCKETS, registers: r });
-    this.responseBytes = new Histogram({ name: "istio_response_bytes", help: "Response size in bytes (downstream wire bytes sent)", labelNames, buckets: ENVOY_BUCKETS, registers: r });
-    const cluster = (name: string, help: string) => new Counter({ name, help, labelNames: ["cluster_name"], registers: r });
+    const reg = this.registry;
+    this.requestsTotal = new CounterFamily(reg, "istio_requests_total", "Requests, as Istio's standard metric");
+    this.duration = new HistogramFamily(reg, "istio_request_duration_milliseconds", "Request duration in milliseconds", ENVOY_BUCKETS);
+    this.requestBytes = new HistogramFamily(reg, "istio_request_bytes", "Request size in bytes (downstream wire bytes received)", ENVOY_BUCKETS);
+    this.responseBytes = new HistogramFamily(reg, "istio_response_bytes", "Response size in bytes (downstream wire bytes sent)", ENVOY_BUCKETS);
+    const cluster = (name: string, help: string) => new CounterFamily(reg, name, help);
     this.upstreamRq = cluster("envoy_cluster_upstream_rq_total", "Upstream requests, per cluster (every attempt)");
     this.upstreamRqRetry = cluster("envoy_cluster_upstream_rq_retry", "Upstream request retries, per cluster");
     this.upstreamCxConnectFail = cluster("envoy_cluster_upstream_cx_connect_fail", "Upstream connection failures, per cluster");
@@ -111,7 +112,7 @@ export class ProxyMetrics {
   }
 }
 
-/** One destination's Istio metric children: peer labels fixed, code and flag resolved once each. */
+/** One destination's Istio metric series: peer labels fixed, code and flag resolved once each. */
 export class RequestStats {
   private readonly byCode = new Map<number, Map<string, Children>>();
 
@@ -136,10 +137,10 @@ export class RequestStats {
     const labels: Record<IstioLabel, string> = { ...this.peer, response_code: String(code), response_flags: flag };
     const m = this.metrics;
     return {
-      requests: m.requestsTotal.labels(labels),
-      duration: m.duration.labels(labels),
-      requestBytes: m.requestBytes.labels(labels),
-      responseBytes: m.responseBytes.labels(labels),
+      requests: m.requestsTotal.bind(labels),
+      duration: m.duration.bind(labels),
+      requestBytes: m.requestBytes.bind(labels),
+      responseBytes: m.responseBytes.bind(labels),
     };
   }
 }

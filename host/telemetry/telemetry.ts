@@ -8,6 +8,7 @@ import type { Exchange, ExchangeObserver, ListenerRuntime } from "../proxy/pipel
 import type { Snapshot } from "../proxy/snapshot.js";
 import { AccessLog } from "./access-log.js";
 import { ProxyMetrics, RequestStats, type PeerLabels } from "./metrics.js";
+import type { CounterSeries } from "./series.js";
 
 const UNKNOWN = "unknown";
 
@@ -27,9 +28,9 @@ function workloadLabels(labels: Record<string, string>, workload: string): { app
 }
 
 interface ClusterCounters {
-  rq: { inc(): void };
-  retry: { inc(): void };
-  connectFail: { inc(): void };
+  rq: CounterSeries;
+  retry: CounterSeries;
+  connectFail: CounterSeries;
 }
 
 /** Everything one snapshot's requests record into. */
@@ -101,11 +102,13 @@ export class SnapshotStats {
     };
     this.inbound = new RequestStats(metrics, inboundLabels);
     this.endpointRequests = new Float64Array(this.byEndpoint.length);
-    this.clusterCounters = config.clusters.map((c) => ({
-      rq: metrics.upstreamRq.labels(c.name),
-      retry: metrics.upstreamRqRetry.labels(c.name),
-      connectFail: metrics.upstreamCxConnectFail.labels(c.name),
-    }));
+    this.clusterCounters = config.clusters.map((c) => {
+      const labels = { cluster_name: c.name };
+      // Bound now so that every cluster shows its series, at 0 until something happens.
+      metrics.upstreamRqTimeout.bind(labels);
+      metrics.upstreamRqPendingOverflow.bind(labels);
+      return { rq: metrics.upstreamRq.bind(labels), retry: metrics.upstreamRqRetry.bind(labels), connectFail: metrics.upstreamCxConnectFail.bind(labels) };
+    });
   }
 
   /** The stats a finished request belongs to. */

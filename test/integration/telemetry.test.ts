@@ -35,7 +35,9 @@ describe("telemetry and admin", () => {
   accessLog: {path: ${logFile}, format: JSON}
   listeners:
     outbound: {address: 127.0.0.1, port: 0}
-    inbound: {address: 127.0.0.1, port: 0, appPort: ${app.port}}`).replace(/  listeners:\n    outbound: \{address: 127.0.0.1, port: 0, engine: uws\}\n/, "")}---
+    inbound: {address: 127.0.0.1, port: 0, appPort: ${app.port}}`)
+      .replace(/  listeners:\n    outbound: \{address: 127.0.0.1, port: 0, engine: uws\}\n/, "")
+      .replace("healthPort: 0}", `healthPort: 0, appMetrics: {port: ${app.port}, path: /metrics}}`)}---
 ${serviceEntryYaml("reviews", [{ port: v1.port, labels: { app: "reviews", version: "v1" } }, { port: v2.port, labels: { app: "reviews", version: "v2" } }])}---
 ${serviceEntryYaml("dead", [{ port: dead }])}---
 apiVersion: networking.istio.io/v1
@@ -113,11 +115,12 @@ spec:
     expect(m.sum("instio_config_version")).toBe(1);
   });
 
-  it("serves the same metrics on the agent ports 15090 and 15020, and readiness on 15021", async () => {
+  it("serves the metrics on 15090, merged with the application's on 15020, and readiness on 15021", async () => {
     const [status, prom, health] = p.proxy.agentPorts;
     for (const l of [status!, prom!]) {
       const m = parseExposition((await fetchText(`http://127.0.0.1:${l.port}/stats/prometheus`)).text);
       expect(m.sum("istio_requests_total", { destination_version: "v2" })).toBe(3);
+      expect(m.sum("app_custom_total")).toBe(l === status ? 7 : 0);
     }
     expect((await fetchText(`http://127.0.0.1:${health!.port}/healthz/ready`)).status).toBe(200);
     expect((await fetchText(`http://127.0.0.1:${status!.port}/healthz/ready`)).status).toBe(200);

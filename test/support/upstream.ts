@@ -26,6 +26,7 @@ export interface Upstream {
  *   /chunked/N   the same without content-length (chunked)
  *   /status/N    answers with status N
  *   /delay/N     answers after N milliseconds
+ *   /metrics     an application's own Prometheus metrics (app_custom_total 7)
  */
 export async function startUpstream(name: string): Promise<Upstream> {
   const received: Received[] = [];
@@ -39,6 +40,10 @@ export async function startUpstream(name: string): Promise<Upstream> {
     req.on("end", () => {
       const r: Received = { method: req.method!, url: req.url!, headers: req.headers, bodyBytes: bytes, bodySha256: hash.digest("hex") };
       received.push(r);
+      if (req.url === "/metrics") {
+        res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end("# HELP app_custom_total An application counter.\n# TYPE app_custom_total counter\napp_custom_total 7\n");
+        return;
+      }
       const download = /^\/(download|chunked)\/(\d+)/.exec(req.url!);
       if (download) {
         streamPattern(res, Number(download[2]), download[1] === "download");
