@@ -163,35 +163,59 @@ class UwsDownstream implements Downstream {
 
   private chunk: Buffer | undefined;
   private wrote = true;
+  /** Chunks that arrived while one was still partly unwritten (undici may deliver after pause()). */
+  private queue: Buffer[] = [];
+  /** The upstream finished while bytes were still queued: end once they are out. */
+  private endRequested = false;
+
   private readonly writeChunk = (): void => {
     if (this.headStatus !== 0) this.writeHead();
     const chunk = this.chunk!;
-    if (this.contentLength >= 0) {
-      const offset = this.res.getWriteOffset();
-      const [ok, done] = this.res.tryEnd(chunk, this.contentLength);
-      if (done) this.done = true;
-      else if (!ok) {
-        this.pending = chunk;
-        this.pendingOffset = offset;
-        this.res.onWritable(this.retryPending);
-      }
-      this.wrote = ok || done;
-    } else {
+    if (this.contentLength >= 0) this.wrote = this.tryEndChunk(chunk);
+    else {
       this.wrote = this.res.write(chunk);
       if (!this.wrote) this.res.onWritable(this.writable);
     }
   };
 
+  /**
+   * Known length: tryEnd writes what the socket takes now and nothing more; the
+   * rest of the chunk is retried from onWritable. Returns false when some of it
+   * had to wait.
+   */
+  private tryEndChunk(chunk: Buffer): boolean {
+    const offset = this.res.getWriteOffset();
+    const [ok, done] = this.res.tryEnd(chunk, this.contentLength);
+    if (done) {
+      this.done = true;
+      return true;
+    }
+    if (ok) return true;
+    this.pending = chunk;
+    this.pendingOffset = offset;
+    this.res.onWritable(this.retryPending);
+    return false;
+  }
+
   private readonly retryPending = (offset: number): boolean => {
     const pending = this.pending;
     if (!pending) return true;
     const [ok, done] = this.res.tryEnd(pending.subarray(offset - this.pendingOffset), this.contentLength);
-    if (done) this.done = true;
-    if (ok || done) {
+    if (done) {
+      this.done = true;
       this.pending = undefined;
-      this.events?.onDownstreamWritable();
+      this.queue.length = 0;
+      return true;
     }
-    return ok;
+    if (!ok) return false;
+    this.pending = undefined;
+    while (this.queue.length > 0) {
+      if (!this.tryEndChunk(this.queue.shift()!)) return false; // waits for the next writable event
+      if (this.done) return true;
+    }
+    if (this.endRequested) this.finish();
+    else this.events?.onDownstreamWritable();
+    return true;
   };
 
   private readonly writable = (): boolean => {
@@ -201,6 +225,10 @@ class UwsDownstream implements Downstream {
 
   sendChunk(chunk: Buffer): boolean {
     if (this.aborted || this.done) return true;
+    if (this.pending) {
+      this.queue.push(chunk);
+      return false;
+    }
     this.chunk = chunk;
     this.res.cork(this.writeChunk);
     this.chunk = undefined;
@@ -209,18 +237,23 @@ class UwsDownstream implements Downstream {
 
   private readonly writeEnd = (): void => {
     if (this.headStatus !== 0) this.writeHead();
-    if (this.contentLength > 0 && !this.done) {
-      // The upstream sent less than its content-length: the response cannot be completed.
+    if (this.contentLength > 0) {
+      // Still open with a known length: the upstream sent less than it announced.
       this.res.close();
       return;
     }
     this.res.end(undefined, this.closeAfter);
   };
 
-  sendEnd(): void {
+  private finish(): void {
     if (this.aborted || this.done) return;
     this.done = true;
     this.res.cork(this.writeEnd);
+  }
+
+  sendEnd(): void {
+    if (this.pending) this.endRequested = true;
+    else this.finish();
   }
 
   sendLocal(status: number, headers: string[], body: string): void {

@@ -66,4 +66,26 @@ describe.each(["uws", "node"] as const)("streaming bodies on the %s listener", (
     console.log(`${engine}: proxy peak RSS after the downloads: ${(proxy.peakRss() / 2 ** 20).toFixed(0)} MiB`);
     expect(proxy.peakRss()).toBeLessThan(MAX_PEAK_RSS);
   }, 120_000);
+
+  it("delivers every byte to a slow reader, in order, whether the length is known or not", async () => {
+    const size = 16 * 1024 * 1024 + 123;
+    for (const path of [`/download/${size}`, `/chunked/${size}`, "/download/0"]) {
+      const expected = Number(path.split("/")[2]);
+      const res = await request(`${url}${path}`, { headers: { host: "big" } });
+      const hash = createHash("sha256");
+      let bytes = 0;
+      let n = 0;
+      for await (const c of res.body) {
+        hash.update(c as Buffer);
+        bytes += (c as Buffer).length;
+        // Stall now and then, so the proxy meets backpressure and must hold chunks back.
+        if (++n % 16 === 0) await new Promise((r) => setTimeout(r, 2));
+      }
+      expect(bytes).toBe(expected);
+      const want = createHash("sha256");
+      const pattern = Buffer.alloc(64 * 1024, "0123456789abcdef");
+      for (let sent = 0; sent < expected; sent += pattern.length) want.update(pattern.subarray(0, Math.min(pattern.length, expected - sent)));
+      expect(hash.digest("hex")).toBe(want.digest("hex"));
+    }
+  }, 60_000);
 });
