@@ -1,0 +1,410 @@
+// Whole-proxy benchmark: wrk against the upstream directly and through instio,
+// nginx, HAProxy and a Node proxy, in alternating runs on this machine.
+//
+//   npm run bench:proxy           (installs wrk, nginx-light, haproxy from Debian when missing)
+//
+// Layout on a 2-core machine: the proxy under test is pinned to CPU 0; the
+// upstream (nginx serving static files) and wrk share CPU 1. Every peer gets
+// one worker/thread (instio is one Node thread), the same upstream, payloads,
+// connection counts and durations. Results: bench/results/proxy.json and a
+// Markdown table on stdout.
+
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { chmodSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir, cpus } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { request } from "undici";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const UPSTREAM_PORT = 18080;
+const DURATION_S = Number(process.env.BENCH_DURATION ?? 8);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
+const MODERATE_CONNECTIONS = 4;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const PAYLOADS = [
+  { name: "small (256 B)", path: "/small" },
+  { name: "64 KiB", path: "/big" },
+];
+const TWO_CPUS = cpus().length >= 2;
+
+function has(cmd: string): boolean {
+  try {
+    execFileSync("which", [cmd], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** wrk, nginx and HAProxy come from Debian's packages, installed here when missing. */
+function ensureTools(): void {
+  if (has("wrk") && has("nginx") && has("haproxy")) return;
+  if (process.getuid?.() !== 0) throw new Error("wrk, nginx and haproxy are needed: apt-get install -y wrk nginx-light haproxy");
+  console.log("installing wrk, nginx-light, haproxy from Debian's packages ...");
+  try {
+    execFileSync("apt-get", ["install", "-y", "wrk", "nginx-light", "haproxy"], { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+  } catch {
+    execFileSync("apt-get", ["update"], { stdio: "inherit" });
+    execFileSync("apt-get", ["install", "-y", "wrk", "nginx-light", "haproxy"], { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+  }
+}
+
+function pinned(cpu: number, cmd: string, args: string[]): [string, string[]] {
+  return TWO_CPUS && has("taskset") ? ["taskset", ["-c", String(cpu), cmd, ...args]] : [cmd, args];
+}
+
+function start(cpu: number, cmd: string, args: string[]): ChildProcess {
+  const [c, a] = pinned(cpu, cmd, args);
+  const child = spawn(c, a, { stdio: ["ignore", "ignore", "pipe"] });
+  child.stderr!.on("data", (d: Buffer) => {
+    const s = d.toString();
+    if (/error|emerg|alert|Error/.test(s)) process.stderr.write(`[${cmd}] ${s}`);
+  });
+  return child;
+}
+
+async function waitForPort(port: number, path = "/small", host = "bench"): Promise<void> {
+  const until = Date.now() + 10_000;
+  while (Date.now() < until) {
+    try {
+      // undici's request, not fetch: fetch drops a Host header.
+      const res = await request(`http://127.0.0.1:${port}${path}`, { headers: { host } });
+      await res.body.arrayBuffer();
+      if (res.statusCode === 200) return;
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing answers on port ${port}`);
+}
+
+/** Every process in the tree rooted at `pid` (nginx and HAProxy fork workers). */
+function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(name));
+      children.set(ppid, list);
+    } catch {
+      /* exited */
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number): void => {
+    out.push(p);
+    for (const c of children.get(p) ?? []) walk(c);
+  };
+  walk(pid);
+  return out;
+}
+
+/** CPU seconds (user + system) used so far by the tree. */
+function cpuSeconds(pid: number): number {
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      /* exited */
+    }
+  }
+  return ticks / 100;
+}
+
+/** Peak resident memory of the tree, MiB (sum of each process's VmHWM). */
+function peakRssMiB(pid: number): number {
+  let kb = 0;
+  for (const p of processTree(pid)) {
+    try {
+      kb += Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, "utf8"))![1]);
+    } catch {
+      /* exited */
+    }
+  }
+  return kb / 1024;
+}
+
+/** Kills a whole tree: an nginx worker outlives a killed master and keeps the port. */
+function killTree(c: ChildProcess): void {
+  if (c.pid === undefined) return;
+  for (const p of processTree(c.pid).reverse()) {
+    try {
+      process.kill(p, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+interface WrkResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  requests: number;
+  errors: number;
+}
+
+function toMs(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
+  if (!m) return NaN;
+  return Number(m[1]) * (m[2] === "us" ? 0.001 : m[2] === "ms" ? 1 : 1000);
+}
+
+function wrk(port: number, path: string, connections: number, seconds: number): WrkResult {
+  const [c, a] = pinned(1, "wrk", ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-H", "Host: bench", `http://127.0.0.1:${port}${path}`]);
+  const out = execFileSync(c, a, { encoding: "utf8" });
+  const num = (re: RegExp): number => Number(re.exec(out)?.[1] ?? NaN);
+  const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const non2xx = num(/Non-2xx or 3xx responses: (\d+)/);
+  return {
+    rps: num(/Requests\/sec:\s+([\d.]+)/),
+    p50: toMs(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? ""),
+    p99: toMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? ""),
+    requests: num(/(\d+) requests in/),
+    errors: (errors ? errors.slice(1).reduce((n, x) => n + Number(x), 0) : 0) + (Number.isNaN(non2xx) ? 0 : non2xx),
+  };
+}
+
+// ── Peers ────────────────────────────────────────────────────────────────────
+
+function upstreamConfig(dir: string): string {
+  mkdirSync(join(dir, "www"), { recursive: true });
+  writeFileSync(join(dir, "www", "small"), "x".repeat(255) + "\n");
+  writeFileSync(join(dir, "www", "big"), Buffer.alloc(64 * 1024, "abcdefghijklmnop"));
+  const conf = join(dir, "upstream.conf");
+  writeFileSync(conf, `worker_processes 1; daemon off; pid ${dir}/upstream.pid; error_log stderr error;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s; default_type application/octet-stream;
+  server { listen 127.0.0.1:${UPSTREAM_PORT}; root ${dir}/www; location / { } } }
+`);
+  return conf;
+}
+
+interface Peer {
+  name: string;
+  port: number;
+  start(dir: string): ChildProcess;
+}
+
+const instioSettings = (port: number) => `apiVersion: instio.dev/v1alpha1
+kind: ProxySettings
+metadata: {name: bench}
+spec:
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+  listeners: {outbound: {address: 127.0.0.1, port: ${port}}}
+  admin: {address: 127.0.0.1, port: 0}
+  agent: {enabled: false}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: bench}
+spec:
+  hosts: [bench.default.svc.cluster.local]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: ${UPSTREAM_PORT}}, labels: {version: v1}}]
+`;
+
+/** A few hundred services, each with header routes and a weighted canary, in front of the bench service. */
+function realisticMesh(count: number): string {
+  let y = "";
+  for (let i = 0; i < count; i++) {
+    y += `---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: svc${i}}
+spec:
+  hosts: [svc${i}.default.svc.cluster.local]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: ${UPSTREAM_PORT}}, labels: {version: v1}}, {address: 127.0.0.1, ports: {http: ${UPSTREAM_PORT}}, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc${i}}
+spec: {host: svc${i}, subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc${i}}
+spec:
+  hosts: [svc${i}]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: svc${i}, subset: v2}}]
+  - match: [{uri: {prefix: /api/v2}}]
+    route: [{destination: {host: svc${i}, subset: v2}}]
+  - route: [{destination: {host: svc${i}, subset: v1}, weight: 90}, {destination: {host: svc${i}, subset: v2}, weight: 10}]
+`;
+  }
+  return y + `---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: bench}
+spec: {host: bench, subsets: [{name: v1, labels: {version: v1}}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bench}
+spec:
+  hosts: [bench]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: bench, subset: v1}}]
+  - route: [{destination: {host: bench, subset: v1}, weight: 100}]
+`;
+}
+
+function instioPeer(name: string, port: number, extra: string): Peer {
+  return {
+    name,
+    port,
+    start(dir) {
+      const d = join(dir, name.replace(/\W+/g, "-"));
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, "mesh.yaml"), instioSettings(port) + extra);
+      return start(0, process.execPath, [join(ROOT, "dist/host/cli.js"), "proxy", "--config", d]);
+    },
+  };
+}
+
+const PEERS: Peer[] = [
+  instioPeer("instio", 18001, ""),
+  instioPeer("instio (300 VirtualServices)", 18005, realisticMesh(300)),
+  {
+    name: "nginx",
+    port: 18002,
+    start(dir) {
+      const conf = join(dir, "nginx-proxy.conf");
+      writeFileSync(conf, `worker_processes 1; daemon off; pid ${dir}/nginx-proxy.pid; error_log stderr error;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
+  upstream u { server 127.0.0.1:${UPSTREAM_PORT}; keepalive 128; }
+  server { listen 127.0.0.1:18002; location / { proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; } } }
+`);
+      return start(0, "nginx", ["-c", conf, "-e", "stderr"]);
+    },
+  },
+  {
+    name: "HAProxy",
+    port: 18003,
+    start(dir) {
+      const conf = join(dir, "haproxy.cfg");
+      writeFileSync(conf, `global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend f
+  bind 127.0.0.1:18003
+  default_backend b
+backend b
+  server s1 127.0.0.1:${UPSTREAM_PORT}
+`);
+      return start(0, "haproxy", ["-f", conf, "-db"]);
+    },
+  },
+  {
+    name: "node http-proxy",
+    port: 18004,
+    start() {
+      return start(0, process.execPath, [join(ROOT, "dist/bench/peers/node-proxy.js"), "18004", `http://127.0.0.1:${UPSTREAM_PORT}`]);
+    },
+  },
+];
+
+interface Row {
+  target: string;
+  payload: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  cpuPer1000: number | undefined;
+  peakRssMiB: number | undefined;
+  moderateP50: number;
+  moderateP99: number;
+  errors: number;
+}
+
+async function main(): Promise<void> {
+  ensureTools();
+  const dir = mkdtempSync(join(tmpdir(), "instio-bench-"));
+  chmodSync(dir, 0o755); // nginx workers run as www-data
+  const upstream = start(1, "nginx", ["-c", upstreamConfig(dir), "-e", "stderr"]);
+  const running: ChildProcess[] = [upstream];
+  const stopAll = (): void => running.forEach(killTree);
+  process.on("exit", stopAll);
+  try {
+    await waitForPort(UPSTREAM_PORT);
+    const rows: Row[] = [];
+    for (const payload of PAYLOADS) {
+      const targets: (Peer | undefined)[] = [undefined, ...PEERS]; // undefined: the upstream directly
+      const best = new Map<string, Row>();
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const peer of targets) {
+          // One peer runs at a time: idle peers on the same CPU would still take wake-ups.
+          const child = peer?.start(dir);
+          if (child) running.push(child);
+          const port = peer?.port ?? UPSTREAM_PORT;
+          const name = peer?.name ?? "direct (no proxy)";
+          try {
+            await waitForPort(port);
+            wrk(port, payload.path, CONNECTIONS, 2); // warm-up: JIT, pools
+            const cpuBefore = child ? cpuSeconds(child.pid!) : 0;
+            const r = wrk(port, payload.path, CONNECTIONS, DURATION_S);
+            const cpu = child ? cpuSeconds(child.pid!) - cpuBefore : undefined;
+            const m = wrk(port, payload.path, MODERATE_CONNECTIONS, 4);
+            const row: Row = {
+              target: name,
+              payload: payload.name,
+              rps: r.rps,
+              p50: r.p50,
+              p99: r.p99,
+              cpuPer1000: cpu === undefined ? undefined : (cpu / r.requests) * 1000,
+              peakRssMiB: child ? peakRssMiB(child.pid!) : undefined,
+              moderateP50: m.p50,
+              moderateP99: m.p99,
+              errors: r.errors + m.errors,
+            };
+            const prev = best.get(name);
+            if (!prev || row.rps > prev.rps) best.set(name, row);
+            console.error(`${payload.name} round ${round + 1}: ${name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms, moderate p99 ${m.p99} ms`);
+          } finally {
+            if (child) {
+              killTree(child);
+              await new Promise((r) => setTimeout(r, 300));
+            }
+          }
+        }
+      }
+      rows.push(...best.values());
+    }
+    const direct = (payload: string) => rows.find((r) => r.payload === payload && r.target.startsWith("direct"))!;
+    console.log(`\nwhole proxy: wrk -t1 -c${CONNECTIONS} -d${DURATION_S}s (best of ${ROUNDS} alternating rounds); "moderate" = -c${MODERATE_CONNECTIONS}\n`);
+    console.log("| payload | target | req/s | p50 | p99 | moderate p99 | added p99 (moderate) | CPU s / 1000 req | peak RSS |");
+    console.log("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (const r of rows) {
+      const d = direct(r.payload);
+      const added = r === d ? "—" : `${(r.moderateP99 - d.moderateP99).toFixed(2)} ms`;
+      console.log(`| ${r.payload} | ${r.target} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(2)} ms | ${r.p99.toFixed(2)} ms | ${r.moderateP99.toFixed(2)} ms | ${added} | ${r.cpuPer1000 === undefined ? "—" : r.cpuPer1000.toFixed(3)} | ${r.peakRssMiB === undefined ? "—" : `${r.peakRssMiB.toFixed(0)} MiB`} |${r.errors ? ` errors: ${r.errors}` : ""}`);
+    }
+    mkdirSync(join(ROOT, "bench/results"), { recursive: true });
+    writeFileSync(join(ROOT, "bench/results/proxy.json"), JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, connections: CONNECTIONS, durationS: DURATION_S, rows }, null, 2) + "\n");
+  } finally {
+    stopAll();
+  }
+}
+
+await main();
