@@ -22,6 +22,7 @@ const DURATION_S = Number(process.env.BENCH_DURATION ?? 8);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
 const MODERATE_CONNECTIONS = 4;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const STEADY_S = 10;
 const PAYLOADS = [
   { name: "small (256 B)", path: "/small" },
   { name: "64 KiB", path: "/big" },
@@ -391,6 +392,26 @@ async function main(): Promise<void> {
       }
       rows.push(...best.values());
     }
+    // Istio's published sidecar figure is per 1 000 req/s: hold that rate and read the resident memory.
+    const steady: { target: string; rssMiB: number; peakRssMiB: number; cpuPercent: number }[] = [];
+    for (const peer of PEERS) {
+      const child = peer.start(dir);
+      running.push(child);
+      try {
+        await waitForPort(peer.port);
+        const cpuBefore = cpuSeconds(child.pid!);
+        const [c, a] = pinned(1, process.execPath, [join(ROOT, "node_modules/autocannon/autocannon.js"), "-R", "1000", "-c", "16", "-d", String(STEADY_S), "-H", "Host=bench", "--json", `http://127.0.0.1:${peer.port}/small`]);
+        execFileSync(c, a, { stdio: ["ignore", "ignore", "ignore"] });
+        const cpu = cpuSeconds(child.pid!) - cpuBefore;
+        let rss = 0;
+        for (const p of processTree(child.pid!)) rss += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, "utf8"))?.[1] ?? 0);
+        steady.push({ target: peer.name, rssMiB: rss / 1024, peakRssMiB: peakRssMiB(child.pid!), cpuPercent: (100 * cpu) / STEADY_S });
+        console.error(`1000 req/s: ${peer.name}: RSS ${(rss / 1024).toFixed(0)} MiB`);
+      } finally {
+        killTree(child);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    }
     const direct = (payload: string) => rows.find((r) => r.payload === payload && r.target.startsWith("direct"))!;
     console.log(`\nwhole proxy: wrk -t1 -c${CONNECTIONS} -d${DURATION_S}s (best of ${ROUNDS} alternating rounds); "moderate" = -c${MODERATE_CONNECTIONS}\n`);
     console.log("| payload | target | req/s | p50 | p99 | moderate p99 | added p99 (moderate) | CPU s / 1000 req | peak RSS |");
@@ -400,8 +421,12 @@ async function main(): Promise<void> {
       const added = r === d ? "—" : `${(r.moderateP99 - d.moderateP99).toFixed(2)} ms`;
       console.log(`| ${r.payload} | ${r.target} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(2)} ms | ${r.p99.toFixed(2)} ms | ${r.moderateP99.toFixed(2)} ms | ${added} | ${r.cpuPer1000 === undefined ? "—" : r.cpuPer1000.toFixed(3)} | ${r.peakRssMiB === undefined ? "—" : `${r.peakRssMiB.toFixed(0)} MiB`} |${r.errors ? ` errors: ${r.errors}` : ""}`);
     }
+    console.log(`\nat a steady 1 000 req/s (small payload, autocannon -R 1000 -c 16 -d ${STEADY_S}):\n`);
+    console.log("| target | RSS | peak RSS | CPU |");
+    console.log("|---|---:|---:|---:|");
+    for (const r of steady) console.log(`| ${r.target} | ${r.rssMiB.toFixed(0)} MiB | ${r.peakRssMiB.toFixed(0)} MiB | ${r.cpuPercent.toFixed(0)}% of a core |`);
     mkdirSync(join(ROOT, "bench/results"), { recursive: true });
-    writeFileSync(join(ROOT, "bench/results/proxy.json"), JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, connections: CONNECTIONS, durationS: DURATION_S, rows }, null, 2) + "\n");
+    writeFileSync(join(ROOT, "bench/results/proxy.json"), JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, connections: CONNECTIONS, durationS: DURATION_S, rows, steady }, null, 2) + "\n");
   } finally {
     stopAll();
   }

@@ -58,6 +58,10 @@ export class RouteCore {
   readonly active: Int32Array;
   private cursor = 0;
   private readonly headerSlots: number;
+  /** Whether any route matches on these fields; the others are not copied per request. */
+  readonly readsMethod: boolean;
+  readonly readsScheme: boolean;
+  readonly readsQuery: boolean;
 
   constructor(table: RouteTable) {
     // The loader's demangled exports wrap every function in a rest-args closure
@@ -81,6 +85,9 @@ export class RouteCore {
     this.out = new Int32Array(buffer, outAt, L.OUT_SIZE / 4);
     this.active = new Int32Array(buffer, imageAt + activeOffset, table.clusters.reduce((n, c) => n + c.endpointCount, 0));
     this.headerSlots = table.headerNames.length;
+    this.readsMethod = table.entries.some((e) => e.method !== undefined);
+    this.readsScheme = table.entries.some((e) => e.scheme !== undefined);
+    this.readsQuery = table.entries.some((e) => e.conditions.some((c) => c.source === "query"));
   }
 
   // ── HOT PATH — change with care: called for every request, no allocation. ──

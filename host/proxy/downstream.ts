@@ -24,6 +24,9 @@ export interface Downstream {
   /** "address:port" the request arrived on, and the client's address, for access logs. */
   readonly localAddress: string;
 
+  /** The first value of a (lower-case) header; undefined when absent. Lets the route core read a Downstream. */
+  header(name: string): string | undefined;
+
   /** Starts reading the request body; reading pauses whenever the stream's buffer is full. */
   body(): Readable;
 
@@ -45,4 +48,10 @@ export interface Downstream {
 export interface DownstreamEvents {
   onDownstreamAborted(): void;
   onDownstreamWritable(): void;
+}
+
+/** The first value of `name` in a flat [name, value, ...] list. */
+export function headerValue(headers: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) return headers[i + 1];
+  return undefined;
 }

@@ -5,7 +5,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { pipeline, Transform, type Readable } from "node:stream";
-import type { Downstream, DownstreamEvents } from "./downstream.js";
+import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
 import type { Listener, RequestHandler } from "./listener.js";
 
 /** Envoy's default max_request_headers_kb is 60. */
@@ -60,6 +60,10 @@ class NodeDownstream implements Downstream {
       if (!res.writableFinished) this.events?.onDownstreamAborted();
     });
     res.on("drain", () => this.events?.onDownstreamWritable());
+  }
+
+  header(name: string): string | undefined {
+    return headerValue(this.headers, name);
   }
 
   body(): Readable {

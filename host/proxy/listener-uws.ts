@@ -12,7 +12,7 @@
 import { Readable } from "node:stream";
 import { createRequire } from "node:module";
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from "uWebSockets.js";
-import type { Downstream, DownstreamEvents } from "./downstream.js";
+import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
 import type { Listener, RequestHandler } from "./listener.js";
 
 const require = createRequire(import.meta.url);
@@ -113,6 +113,10 @@ class UwsDownstream implements Downstream {
       this.stream?.destroy();
       this.events?.onDownstreamAborted();
     });
+  }
+
+  header(name: string): string | undefined {
+    return headerValue(this.headers, name);
   }
 
   body(): Readable {

@@ -16,9 +16,9 @@
 
 import { randomUUID } from "node:crypto";
 import type { Dispatcher } from "undici";
-import { SLOT_AUTHORITY, SLOT_FIRST_HEADER, SLOT_METHOD, SLOT_PATH, SLOT_QUERY, SLOT_SCHEME } from "../../assembly/layout.js";
+import { writeRequest } from "../core/request-fields.js";
 import { RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST } from "../core/decision.js";
-import type { Downstream, DownstreamEvents } from "./downstream.js";
+import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
 import { connectionListed, isHopByHop, isListenerOwnedResponseHeader } from "./headers.js";
 import * as Reply from "./local-reply.js";
 import type { Snapshot, SnapshotHolder } from "./snapshot.js";
@@ -59,29 +59,13 @@ function random32(): number {
   return (Math.random() * 0x100000000) >>> 0;
 }
 
-function headerValue(headers: string[], name: string): string | undefined {
-  for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) return headers[i + 1];
-  return undefined;
-}
-
 /** route()'s answer when the request's fields do not fit the core's request area. */
 const FIELDS_TOO_LARGE = -431;
 
 /** Phase 2: copies the referenced fields into the core and decides. Returns the route code or FIELDS_TOO_LARGE. */
 function route(snapshot: Snapshot, ds: Downstream): number {
-  const core = snapshot.core;
-  core.begin();
-  if (!core.set(SLOT_METHOD, ds.method)) return FIELDS_TOO_LARGE;
-  if (ds.authority !== undefined && !core.set(SLOT_AUTHORITY, ds.authority)) return FIELDS_TOO_LARGE;
-  if (!core.set(SLOT_PATH, ds.path)) return FIELDS_TOO_LARGE;
-  if (ds.query !== undefined && !core.set(SLOT_QUERY, ds.query)) return FIELDS_TOO_LARGE;
-  if (!core.set(SLOT_SCHEME, ds.scheme)) return FIELDS_TOO_LARGE;
-  const names = snapshot.headerNames;
-  for (let i = 0; i < names.length; i++) {
-    const v = headerValue(ds.headers, names[i]!);
-    if (v !== undefined && !core.set(SLOT_FIRST_HEADER + i, v)) return FIELDS_TOO_LARGE;
-  }
-  return core.route(random32());
+  if (!writeRequest(snapshot.core, snapshot.headerNames, ds)) return FIELDS_TOO_LARGE;
+  return snapshot.core.route(random32());
 }
 
 /** Entry point from the outbound listener: runs the phases for one request. */

@@ -4,12 +4,6 @@
 import { createWriteStream, type WriteStream } from "node:fs";
 import type { Exchange } from "../proxy/pipeline.js";
 
-function header(ex: Exchange, name: string): string | undefined {
-  const h = ex.ds.headers;
-  for (let i = 0; i < h.length; i += 2) if (h[i] === name) return h[i + 1];
-  return undefined;
-}
-
 /** The fields of Istio's access log, in its JSON key names; undefined prints as "-". */
 export function accessLogFields(ex: Exchange): Record<string, string | number | undefined> {
   const path = ex.ds.query === undefined ? ex.ds.path : `${ex.ds.path}?${ex.ds.query}`;
@@ -27,8 +21,8 @@ export function accessLogFields(ex: Exchange): Record<string, string | number | 
     bytes_sent: ex.bytesSent,
     duration: Math.round(performance.now() - ex.startedAt),
     upstream_service_time: ex.serviceTimeMs >= 0 ? ex.serviceTimeMs : undefined,
-    x_forwarded_for: ex.forwardedFor || header(ex, "x-forwarded-for"),
-    user_agent: header(ex, "user-agent"),
+    x_forwarded_for: ex.forwardedFor || ex.ds.header("x-forwarded-for"),
+    user_agent: ex.ds.header("user-agent"),
     request_id: ex.requestId || undefined,
     authority: ex.ds.authority,
     upstream_host: ex.upstreamHost || undefined,
