@@ -3,6 +3,7 @@
 
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Listener } from "../proxy/listener.js";
+import { listenServer } from "../proxy/listener-node.js";
 
 export interface Route {
   /** Mutating endpoints take POST only; Envoy answers a GET to them with 400. */
@@ -42,24 +43,5 @@ export function serveEndpoints(address: string, port: number, routes: Record<str
       if (!res.headersSent) send(res, 500, `${err.message}\n`);
     });
   });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, address, () => {
-      server.off("error", reject);
-      const a = server.address();
-      resolve({
-        engine: "node",
-        address,
-        port: typeof a === "object" && a ? a.port : port,
-        stopAccepting: () => {
-          if (server.listening) server.close();
-        },
-        close: () =>
-          new Promise<void>((done) => {
-            server.close(() => done());
-            server.closeAllConnections();
-          }),
-      });
-    });
-  });
+  return listenServer(server, address, port, "all");
 }

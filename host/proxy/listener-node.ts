@@ -2,7 +2,7 @@
 // engine for listeners that must answer absolute-form (HTTP_PROXY) requests and
 // malformed requests the way Envoy does (400, 431), which this uWS build cannot.
 
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { pipeline, Transform, type Readable } from "node:stream";
 import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
@@ -125,22 +125,31 @@ export function listenNode(address: string, port: number, handler: RequestHandle
     const body = tooLarge ? "Request Header Fields Too Large" : "Bad Request";
     socket.end(`HTTP/1.1 ${status}\r\ncontent-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`);
   });
+  return listenServer(server, address, port, "idle");
+}
+
+/**
+ * Binds a node:http server and wraps it as a Listener. `close` ends idle
+ * connections (a proxy lets requests in flight finish) or all of them (admin).
+ */
+export function listenServer(server: Server, address: string, port: number, closing: "idle" | "all"): Promise<Listener> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, address, () => {
       server.off("error", reject);
-      const addr = server.address();
+      const bound = server.address();
       resolve({
         engine: "node",
         address,
-        port: typeof addr === "object" && addr ? addr.port : port,
+        port: typeof bound === "object" && bound ? bound.port : port,
         stopAccepting: () => {
           if (server.listening) server.close();
         },
         close: () =>
           new Promise<void>((done) => {
             server.close(() => done());
-            server.closeIdleConnections();
+            if (closing === "all") server.closeAllConnections();
+            else server.closeIdleConnections();
           }),
       });
     });
