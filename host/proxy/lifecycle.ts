@@ -13,7 +13,7 @@ import type { Logger } from "../log.js";
 import type { Listener } from "./listener.js";
 import type { ListenerRuntime } from "./pipeline.js";
 
-export type ServerState = "LIVE" | "DRAINING";
+export type ServerState = "PRE_INITIALIZING" | "LIVE" | "DRAINING";
 
 export interface ManagedListener {
   runtime: ListenerRuntime;
@@ -23,6 +23,7 @@ export interface ManagedListener {
 const POLL_MS = 50;
 
 export class Lifecycle {
+  private initializing = true;
   private terminating = false;
   private healthCheckFailed = false;
   private draining = false;
@@ -36,9 +37,20 @@ export class Lifecycle {
     private readonly exit: (code: number) => Promise<void>,
   ) {}
 
-  /** Envoy's server state: DRAINING after /healthcheck/fail, /drain or SIGTERM. */
+  /** Envoy's server state: PRE_INITIALIZING until every listener is up; DRAINING after /healthcheck/fail, /drain or SIGTERM. */
   get state(): ServerState {
-    return this.healthCheckFailed || this.draining || this.terminating ? "DRAINING" : "LIVE";
+    if (this.healthCheckFailed || this.draining || this.terminating) return "DRAINING";
+    return this.initializing ? "PRE_INITIALIZING" : "LIVE";
+  }
+
+  /** A listener is up; it drains with the others. */
+  add(listener: ManagedListener): void {
+    this.listeners.push(listener);
+  }
+
+  /** Every listener is up: readiness may pass. */
+  markLive(): void {
+    this.initializing = false;
   }
 
   get ready(): boolean {

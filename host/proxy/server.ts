@@ -75,28 +75,56 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   });
   const pipeline: PipelineOptions = { holder: current, dispatcher, selfPorts: new Set(), observer: telemetry };
 
-  const outbound = await listen(settings.outbound, (ds) => handleRequest(pipeline, outboundRuntime, ds), logger);
+  // Admin and agent ports come up first, so that readiness answers 503 (PRE_INITIALIZING) until the listeners are bound.
+  const bound: { outbound?: Listener; inbound?: Listener } = {};
+  let watcher: ConfigWatcher | undefined;
+  const stats = { reloadsApplied: 0, reloadsRejected: 0 };
+  let closed = false;
+  const closeAll = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    watcher?.stop();
+    await Promise.all([bound.outbound?.close(), bound.inbound?.close(), admin.close(), ...agentPorts.map((l) => l.close())]);
+    await dispatcher.close();
+  };
+  const lifecycle = new Lifecycle([], settings, logger, async (code) => {
+    await closeAll();
+    options.onExit?.(code);
+  });
+  const ctx: AdminContext = {
+    holder: current,
+    telemetry,
+    lifecycle,
+    logger,
+    dispatcher,
+    reloads: { get applied() { return stats.reloadsApplied; }, get rejected() { return stats.reloadsRejected; } },
+    listeners: () => Object.entries(bound).map(([name, l]) => ({ name, address: l.address, port: l.port, engine: l.engine })),
+  };
+  const admin = await startAdmin(settings.admin.address, settings.admin.port, ctx);
+  const agentPorts = await startAgentPorts(ctx);
+  for (const l of [admin, ...agentPorts]) pipeline.selfPorts.add(l.port);
+
+  const outbound = (bound.outbound = await listen(settings.outbound, (ds) => handleRequest(pipeline, outboundRuntime, ds), logger));
   pipeline.selfPorts.add(outbound.port);
-  let inbound: Listener | undefined;
+  lifecycle.add({ runtime: outboundRuntime, listener: outbound });
   if (settings.inbound) {
     const app = settings.inbound;
     const host = app.appAddress.includes(":") ? `[${app.appAddress}]` : app.appAddress;
     const origin = `http://${host}:${app.appPort}`;
     const clusterName = `inbound|${app.appPort}||`;
     // Istio's inbound route is a catch-all to the local application.
-    inbound = await listen(app, (ds: Downstream) => {
+    const inbound = (bound.inbound = await listen(app, (ds: Downstream) => {
       const ex = new Exchange(pipeline, inboundRuntime, current.current, ds);
       ex.clusterName = clusterName;
       ex.routeIndex = 0;
       ex.forward(-1, origin);
       return ex;
-    }, logger);
+    }, logger));
     pipeline.selfPorts.add(inbound.port);
+    lifecycle.add({ runtime: inboundRuntime, listener: inbound });
   }
 
-  const stats = { reloadsApplied: 0, reloadsRejected: 0 };
   const log = (line: string): void => logger.info(line);
-  let watcher: ConfigWatcher | undefined;
   if (options.configPath) {
     watcher = new ConfigWatcher(options.configPath, {
       applied: (config, diagnostics) => {
@@ -120,35 +148,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     });
     watcher.start();
   }
+  lifecycle.markLive();
 
-  let closed = false;
-  const closeAll = async (): Promise<void> => {
-    if (closed) return;
-    closed = true;
-    watcher?.stop();
-    await Promise.all([outbound.close(), inbound?.close(), admin.close(), ...agentPorts.map((l) => l.close())]);
-    await dispatcher.close();
-  };
-  const managed = [{ runtime: outboundRuntime, listener: outbound }, ...(inbound ? [{ runtime: inboundRuntime, listener: inbound }] : [])];
-  const lifecycle = new Lifecycle(managed, settings, logger, async (code) => {
-    await closeAll();
-    options.onExit?.(code);
-  });
-  const ctx: AdminContext = {
-    holder: current,
-    telemetry,
-    lifecycle,
-    logger,
-    dispatcher,
-    reloads: { get applied() { return stats.reloadsApplied; }, get rejected() { return stats.reloadsRejected; } },
-    listeners: () => [
-      { name: "outbound", address: outbound.address, port: outbound.port, engine: outbound.engine },
-      ...(inbound ? [{ name: "inbound", address: inbound.address, port: inbound.port, engine: inbound.engine }] : []),
-    ],
-  };
-  const admin = await startAdmin(settings.admin.address, settings.admin.port, ctx);
-  const agentPorts = await startAgentPorts(ctx);
-  for (const l of [admin, ...agentPorts]) pipeline.selfPorts.add(l.port);
-
-  return { holder: current, outbound, inbound, admin, agentPorts, watcher, telemetry, lifecycle, stats, close: closeAll };
+  return { holder: current, outbound, inbound: bound.inbound, admin, agentPorts, watcher, telemetry, lifecycle, stats, close: closeAll };
 }

@@ -16,10 +16,24 @@ function setup(exitOnZeroActiveConnections: boolean) {
   const lc = new Lifecycle([{ runtime, listener: listener("outbound") }, { runtime: inbound, listener: listener("inbound") }], settings, new Logger("off"), async (code) => {
     exitCode = code;
   });
+  lc.markLive();
   return { runtime, inbound, stopped, lc, exitCode: () => exitCode };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("Lifecycle state", () => {
+  it("is PRE_INITIALIZING, and not ready, until every listener is up", () => {
+    const lc = new Lifecycle([], defaultSettings(), new Logger("off"), async () => {});
+    expect(lc.state).toBe("PRE_INITIALIZING");
+    expect(lc.ready).toBe(false);
+    lc.markLive();
+    expect(lc.state).toBe("LIVE");
+    expect(lc.ready).toBe(true);
+    lc.failHealthCheck(true);
+    expect(lc.state).toBe("DRAINING");
+  });
+});
 
 describe("Lifecycle.terminate", () => {
   it("drains inbound at once, stops accepting after the drain duration, exits when nothing is in flight", async () => {
