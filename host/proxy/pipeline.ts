@@ -38,6 +38,8 @@ export interface PipelineOptions {
   selfPorts: Set<number>;
   /** Telemetry: told of every attempt, retry and completed request. */
   observer: ExchangeObserver;
+  /** A bug surfaced while handling a request: the request got a 500; this logs and counts it. */
+  onInternalError(err: Error): void;
 }
 
 /** What happens to requests, for stats and the access log. One implementation: host/telemetry. */
@@ -70,11 +72,22 @@ function route(snapshot: Snapshot, ds: Downstream): number {
 
 /** Entry point from the outbound listener: runs the phases for one request. */
 export function handleRequest(options: PipelineOptions, listener: ListenerRuntime, ds: Downstream): Exchange {
-  const snapshot = options.holder.current;
-  const ex = new Exchange(options, listener, snapshot, ds);
+  const ex = new Exchange(options, listener, options.holder.current, ds);
+  try {
+    runPhases(options, ex, ds);
+  } catch (err) {
+    // A bug must not take the proxy down with it: this request fails, loudly, and the rest go on.
+    options.onInternalError(err as Error);
+    ex.localReply(Reply.INTERNAL_ERROR);
+  }
+  return ex;
+}
+
+function runPhases(options: PipelineOptions, ex: Exchange, ds: Downstream): void {
+  const snapshot = ex.snapshot;
   if (ds.authority === undefined || ds.authority === "") {
     ex.localReply(Reply.BAD_REQUEST);
-    return ex;
+    return;
   }
   const code = route(snapshot, ds);
   const core = snapshot.core;
@@ -87,7 +100,7 @@ export function handleRequest(options: PipelineOptions, listener: ListenerRuntim
     ex.clusterName = cluster.name;
     if (cluster.passthrough) forwardPassthrough(options, ex, ds.authority, cluster.port);
     else ex.forward(core.endpoint, "");
-    return ex;
+    return;
   }
   switch (code) {
     case RC_NO_VHOST:
@@ -115,7 +128,6 @@ export function handleRequest(options: PipelineOptions, listener: ListenerRuntim
     default:
       throw new Error(`internal: route core returned unknown code ${code}`);
   }
-  return ex;
 }
 
 const LOCAL_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|0\.0\.0\.0|\[::\])$/i;

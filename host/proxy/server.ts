@@ -73,7 +73,16 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     headersTimeout: 0,
     bodyTimeout: 0,
   });
-  const pipeline: PipelineOptions = { holder: current, dispatcher, selfPorts: new Set(), observer: telemetry };
+  const pipeline: PipelineOptions = {
+    holder: current,
+    dispatcher,
+    selfPorts: new Set(),
+    observer: telemetry,
+    onInternalError: (err) => {
+      telemetry.metrics.internalErrors.inc();
+      logger.error(`internal error while handling a request (answered 500): ${err.stack ?? err.message}`);
+    },
+  };
 
   // Admin and agent ports come up first, so that readiness answers 503 (PRE_INITIALIZING) until the listeners are bound.
   const bound: { outbound?: Listener; inbound?: Listener } = {};

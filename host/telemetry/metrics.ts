@@ -57,6 +57,7 @@ export class ProxyMetrics {
   readonly membershipTotal: Gauge<"cluster_name">;
   readonly outlierEjectionsActive: Gauge<"cluster_name">;
   readonly configReloads: Counter<"result">;
+  readonly internalErrors: Counter;
   readonly configVersion: Gauge;
   readonly downstreamRqActive: Gauge<"listener">;
 
@@ -91,6 +92,7 @@ export class ProxyMetrics {
     this.membershipTotal = gauge("envoy_cluster_membership_total", "Endpoints, per cluster", (c) => c.endpoints);
     this.outlierEjectionsActive = gauge("envoy_cluster_outlier_detection_ejections_active", "Endpoints ejected by outlier detection, per cluster", (c) => c.ejected);
     this.configReloads = new Counter({ name: "instio_config_reloads_total", help: "Config reloads by result (applied, rejected)", labelNames: ["result"], registers: r });
+    this.internalErrors = new Counter({ name: "instio_internal_errors_total", help: "Requests answered 500 because of a bug in the proxy (each one is logged)", registers: r });
     this.configVersion = new Gauge({
       name: "instio_config_version",
       help: "Version of the config being served",

@@ -150,3 +150,29 @@ describe("absolute-form requests (HTTP_PROXY clients)", () => {
     }
   });
 });
+
+describe("a bug while handling a request", () => {
+  it("answers that request 500, logs and counts it, and keeps serving", async () => {
+    const up = await startUpstream("svc");
+    const p = await startTestProxy(mesh("uws", up, await closedPort(), "ALLOW_ANY"));
+    try {
+      const core = p.proxy.holder.current.core;
+      const route = core.route.bind(core);
+      core.route = () => {
+        throw new Error("boom");
+      };
+      const r = await get(p.url, "svc", "/api");
+      expect(r.status).toBe(500);
+      expect(r.text).toBe("internal error");
+      core.route = route;
+      expect((await get(p.url, "svc", "/api")).status).toBe(200);
+      expect(p.logs.join("\n")).toMatch(/internal error while handling a request \(answered 500\): Error: boom/);
+      const metrics = await p.proxy.telemetry.metrics.registry.getSingleMetricAsString("instio_internal_errors_total");
+      expect(metrics).toMatch(/^instio_internal_errors_total 1$/m);
+      expect(p.proxy.lifecycle.inFlight).toBe(0);
+    } finally {
+      await p.close();
+      await up.close();
+    }
+  });
+});
