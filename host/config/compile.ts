@@ -31,6 +31,8 @@ export interface RouteInfo {
   /** Envoy route name: the HTTPRoute name (with the match name, per entry), or "default". */
   name: string;
   virtualService: string | undefined;
+  /** Route timeout in ms, all attempts included; 0 = none. */
+  timeoutMs: number;
   source: Location | undefined;
 }
 
@@ -203,7 +205,7 @@ class Compiler {
     } else if (service) {
       const cluster = this.clusterFor({ host: service.host, subset: undefined, port: service.port.number, weight: 1, source: undefined }, port);
       this.table.routes.push({ destinations: [{ cluster, weight: 1 }] });
-      this.routes.push({ name: "default", virtualService: undefined, source: undefined });
+      this.routes.push({ name: "default", virtualService: undefined, timeoutMs: 0, source: undefined });
       this.table.entries.push({ route: this.table.routes.length - 1, uri: { kind: "prefix", value: "/", ignoreCase: false }, conditions: [] });
       this.entries.push({ name: "default", source: undefined });
     }
@@ -234,7 +236,7 @@ class Compiler {
   private addRoute(route: HttpRouteModel, port: number, virtualService: string): number {
     const destinations: WeightedDestination[] = route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight }));
     this.table.routes.push({ destinations });
-    this.routes.push({ name: route.name ?? "", virtualService, source: route.source });
+    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, source: route.source });
     return this.table.routes.length - 1;
   }
 

@@ -23,9 +23,9 @@ const LATER_KINDS: Record<string, string> = {
   ProxyConfig: "ProxyConfig is not read; use the instio settings document",
   WorkloadGroup: "WorkloadGroup is not read",
 };
-const ISSUE_ROUTE_BEHAVIOUR = "redirects, rewrites, retries, timeouts, faults, mirroring, CORS and header manipulation are the next milestone";
+const ISSUE_ROUTE_BEHAVIOUR = "redirects, rewrites, retries, faults, mirroring, CORS and header manipulation are the next milestone";
 const NOT_YET_HTTP_ROUTE: Record<string, string> = Object.fromEntries(
-  ["redirect", "directResponse", "delegate", "rewrite", "timeout", "retries", "fault", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent", "corsPolicy", "headers"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
+  ["redirect", "directResponse", "delegate", "rewrite", "retries", "fault", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent", "corsPolicy", "headers"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
 );
 
 /** Reads every document into the model; all problems go to `sink`. */
@@ -120,7 +120,7 @@ function checkGateways(r: FieldReader, value: unknown, path: FieldPath): void {
 }
 
 function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespace: string): HttpRouteModel | undefined {
-  const route = r.object(value, path, ["name", "match", "route"], NOT_YET_HTTP_ROUTE);
+  const route = r.object(value, path, ["name", "match", "route", "timeout"], NOT_YET_HTTP_ROUTE);
   if (!route) return undefined;
   const name = r.string(route.name, [...path, "name"]);
   const matches = r.list(route.match, [...path, "match"]).map((m, i) => readMatch(r, m, [...path, "match", i]));
@@ -130,7 +130,10 @@ function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespac
   if (valid.length > 1 && valid.every((d) => d.weight === 0)) r.error([...path, "route"], "total destination weight must be greater than 0");
   // One destination takes all traffic; with several, weight 0 means none (Istio drops it).
   const destinations = valid.length === 1 ? [{ ...valid[0]!, weight: 1 }] : valid.filter((d) => d.weight > 0);
-  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, source: r.doc.locate(path) };
+  // Istio: unset means no timeout (Envoy's 15 s default is turned off); "0s" also disables it.
+  const timeoutMs = r.duration(route.timeout, [...path, "timeout"]) ?? 0;
+  if (timeoutMs > 0 && timeoutMs < 1) r.error([...path, "timeout"], "must be at least 1ms");
+  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, source: r.doc.locate(path) };
 }
 
 function readMatch(r: FieldReader, value: unknown, path: FieldPath): MatchModel | undefined {

@@ -99,6 +99,8 @@ export interface HttpRouteModel {
   /** Empty: the route matches every request. */
   matches: MatchModel[];
   destinations: DestinationModel[];
+  /** Route timeout in ms covering all attempts; 0 = none (Istio's default). */
+  timeoutMs: number;
   source: Location;
 }
 

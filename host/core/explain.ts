@@ -74,6 +74,8 @@ export function explain(config: CompiledConfig, req: RouteRequest, random = (Mat
     lines.push("decision: 404 NR (no route matched)");
     return lines.join("\n");
   }
+  const timeout = config.routes[d.route]!.timeoutMs;
+  lines.push(`timeout: ${timeout > 0 ? `${timeout} ms for the whole request, retries included (504 UT)` : "none (Istio's default)"}`);
   const dests = config.table.routes[d.route]!.destinations;
   const total = dests.reduce((n, x) => n + x.weight, 0);
   if (dests.length > 1) {

@@ -18,6 +18,8 @@ export const NO_HEALTHY_UPSTREAM: LocalReply = { status: 503, flag: "UH", body: 
 export const BLOCKED_BY_REGISTRY_ONLY: LocalReply = { status: 502, flag: "-", body: "", details: "direct_response" };
 /** Passthrough to this proxy's own listener: refused instead of looping (see pipeline.ts). */
 export const PASSTHROUGH_LOOP: LocalReply = { status: 502, flag: "-", body: "", details: "passthrough_to_self" };
+/** The route timeout (all attempts) ran out before the upstream's response headers. */
+export const UPSTREAM_TIMEOUT: LocalReply = { status: 504, flag: "UT", body: "upstream request timeout", details: "upstream_response_timeout" };
 /** A bug in the proxy surfaced on this request (logged and counted as instio_internal_errors_total). */
 export const INTERNAL_ERROR: LocalReply = { status: 500, flag: "-", body: "internal error", details: "internal_error" };
 export const BAD_REQUEST: LocalReply = { status: 400, flag: "DPE", body: "Bad Request", details: "http1.codec_error" };

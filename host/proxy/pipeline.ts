@@ -47,6 +47,7 @@ export interface ExchangeObserver {
   attempt(ex: Exchange): void;
   connectFailure(ex: Exchange): void;
   retry(ex: Exchange): void;
+  timeout(ex: Exchange): void;
   complete(ex: Exchange): void;
 }
 
@@ -183,6 +184,7 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   private finished = false;
   private downstreamAborted = false;
   private tried = 0; // bitmask of cluster endpoint offsets already tried (first 32)
+  private routeTimer: NodeJS.Timeout | undefined;
   private balanced = false; // sent to a cluster endpoint chosen by the core (not passthrough)
 
   constructor(
@@ -215,12 +217,18 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
     }
     let opts: Dispatcher.DispatchOptions;
     try {
+      const body = this.ds.hasBody ? this.ds.body() : null;
+      // Envoy's route timeout runs from the end of the request to the end of the response, across attempts.
+      if (this.attempts === 1) {
+        if (body) body.once("end", () => this.startRouteTimeout());
+        else this.startRouteTimeout();
+      }
       opts = {
         origin: this.origin,
         method: this.ds.method as Dispatcher.HttpMethod,
         path: this.ds.query === undefined ? this.ds.path : `${this.ds.path}?${this.ds.query}`,
         headers: this.upstreamHeaders(),
-        body: this.ds.hasBody ? this.ds.body() : null,
+        body,
         headersTimeout: 0,
         bodyTimeout: 0,
       };
@@ -280,13 +288,36 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
     return out;
   }
 
+  private startRouteTimeout(): void {
+    const ms = this.routeIndex >= 0 ? this.snapshot.config.routes[this.routeIndex]!.timeoutMs : 0;
+    if (ms > 0 && !this.finished) this.routeTimer = setTimeout(routeTimeout, ms, this);
+  }
+
+  /** The route timeout ran out: 504 UT before the response started, a reset after (as Envoy). */
+  onRouteTimeout(): void {
+    this.routeTimer = undefined;
+    if (this.finished) return;
+    this.options.observer.timeout(this);
+    if (this.responseStarted) {
+      this.flag = "UT";
+      this.details = "upstream_response_timeout";
+      this.ds.reset();
+      this.complete();
+    } else {
+      this.localReply(Reply.UPSTREAM_TIMEOUT);
+    }
+    // After the reply: aborting calls onResponseError at once, which must find the exchange finished.
+    this.controller?.abort(new Error("upstream request timeout"));
+  }
+
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
     if (this.downstreamAborted) controller.abort(new Error("downstream aborted"));
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    if (statusCode < 200 || this.downstreamAborted) return; // 1xx interim responses are not relayed
+    // 1xx interim responses are not relayed; after a local reply (route timeout) nothing is.
+    if (statusCode < 200 || this.downstreamAborted || this.finished) return;
     this.responseStarted = true;
     this.status = statusCode;
     const out: string[] = [];
@@ -312,18 +343,19 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.downstreamAborted) return;
+    if (this.downstreamAborted || this.finished) return;
     this.bytesSent += chunk.length;
     if (!this.ds.sendChunk(chunk)) controller.pause();
   }
 
   onResponseEnd(): void {
-    if (!this.downstreamAborted) this.ds.sendEnd();
+    if (!this.downstreamAborted && !this.finished) this.ds.sendEnd();
     this.complete();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     this.release();
+    if (this.finished) return; // answered already (route timeout)
     if (this.downstreamAborted) {
       this.flag = "DC";
       this.complete();
@@ -355,6 +387,7 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
 
   /** A retry: prefer an endpoint not tried yet (Envoy's previous_hosts predicate). */
   retry(): void {
+    if (this.finished) return; // the route timeout ran out during the backoff
     if (this.downstreamAborted) {
       this.complete();
       return;
@@ -410,6 +443,7 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   private complete(): void {
     if (this.finished) return;
     this.finished = true;
+    clearTimeout(this.routeTimer);
     this.release();
     this.listener.inFlight--;
     this.options.observer.complete(this);
@@ -425,6 +459,10 @@ function headerWireBytes(headers: string[]): number {
   let n = "HTTP/1.1 200 OK\r\n".length + "content-length: 0000\r\n".length + 2;
   for (let i = 0; i < headers.length; i += 2) n += headers[i]!.length + headers[i + 1]!.length + 4;
   return n;
+}
+
+function routeTimeout(ex: Exchange): void {
+  ex.onRouteTimeout();
 }
 
 function retryExchange(ex: Exchange): void {

@@ -125,7 +125,6 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     const inbound = (bound.inbound = await listen(app, (ds: Downstream) => {
       const ex = new Exchange(pipeline, inboundRuntime, current.current, ds);
       ex.clusterName = clusterName;
-      ex.routeIndex = 0;
       ex.forward(-1, origin);
       return ex;
     }, logger));

@@ -31,6 +31,7 @@ interface ClusterCounters {
   rq: CounterSeries;
   retry: CounterSeries;
   connectFail: CounterSeries;
+  timeout: CounterSeries;
 }
 
 /** Everything one snapshot's requests record into. */
@@ -105,9 +106,13 @@ export class SnapshotStats {
     this.clusterCounters = config.clusters.map((c) => {
       const labels = { cluster_name: c.name };
       // Bound now so that every cluster shows its series, at 0 until something happens.
-      metrics.upstreamRqTimeout.bind(labels);
       metrics.upstreamRqPendingOverflow.bind(labels);
-      return { rq: metrics.upstreamRq.bind(labels), retry: metrics.upstreamRqRetry.bind(labels), connectFail: metrics.upstreamCxConnectFail.bind(labels) };
+      return {
+        rq: metrics.upstreamRq.bind(labels),
+        retry: metrics.upstreamRqRetry.bind(labels),
+        connectFail: metrics.upstreamCxConnectFail.bind(labels),
+        timeout: metrics.upstreamRqTimeout.bind(labels),
+      };
     });
   }
 
@@ -169,6 +174,9 @@ export class Telemetry implements ExchangeObserver {
   }
   retry(ex: Exchange): void {
     if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.retry.inc();
+  }
+  timeout(ex: Exchange): void {
+    if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.timeout.inc();
   }
   complete(ex: Exchange): void {
     const duration = performance.now() - ex.startedAt;

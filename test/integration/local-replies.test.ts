@@ -176,3 +176,36 @@ describe("a bug while handling a request", () => {
     }
   });
 });
+
+describe("route timeout (Istio's request timeouts task)", () => {
+  it.each(["uws", "node"] as const)("answers 504 UT after 0.5 s against a 2 s upstream, on %s, and counts it", async (engine) => {
+    const up = await startUpstream("slow");
+    const p = await startTestProxy(`${settingsYaml(engine)}---
+${serviceEntryYaml("ratings", [{ port: up.port }])}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - route: [{destination: {host: ratings}}]
+    timeout: 0.5s
+`);
+    try {
+      const started = Date.now();
+      const slow = await get(p.url, "ratings", "/delay/2000");
+      const took = Date.now() - started;
+      expect(slow.status).toBe(504);
+      expect(slow.text).toBe("upstream request timeout");
+      expect(took).toBeGreaterThanOrEqual(480);
+      expect(took).toBeLessThan(1900);
+      expect((await get(p.url, "ratings", "/delay/50")).status).toBe(200);
+      const m = await p.proxy.telemetry.metrics.registry.getSingleMetricAsString("envoy_cluster_upstream_rq_timeout");
+      expect(m).toContain('envoy_cluster_upstream_rq_timeout{cluster_name="outbound|80||ratings.default.svc.cluster.local"} 1');
+      expect(p.proxy.lifecycle.inFlight).toBe(0);
+    } finally {
+      await p.close();
+      await up.close();
+    }
+  });
+});

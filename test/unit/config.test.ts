@@ -54,7 +54,7 @@ spec:
     route:
     - destination: {host: reviews}
       weight: -1
-    timeout: 3s
+    timeout: 3 seconds
   - route: []
     retries: {attempts: 3}
 ---
@@ -67,9 +67,9 @@ spec: {}
       "mesh.yaml:8:20: error: spec.http[0].match[0].uri.regex: not supported yet: regex matching arrives with the linear-time regex engine in the route core",
       'mesh.yaml:10:19: error: spec.http[0].match[0].headers.End-User: header name must be lower-case and a valid HTTP token, got "End-User"',
       "mesh.yaml:13:15: error: spec.http[0].route[0].weight: must be between 0 and 2147483647, got -1",
-      "mesh.yaml:14:14: error: spec.http[0].timeout: not supported yet: redirects, rewrites, retries, timeouts, faults, mirroring, CORS and header manipulation are the next milestone",
+      'mesh.yaml:14:14: error: spec.http[0].timeout: must be a duration such as "5s" or "250ms", got "3 seconds"',
       "mesh.yaml:15:12: error: spec.http[1].route: a route needs at least one destination",
-      "mesh.yaml:16:14: error: spec.http[1].retries: not supported yet: redirects, rewrites, retries, timeouts, faults, mirroring, CORS and header manipulation are the next milestone",
+      "mesh.yaml:16:14: error: spec.http[1].retries: not supported yet: redirects, rewrites, retries, faults, mirroring, CORS and header manipulation are the next milestone",
       "mesh.yaml:19:7: error: kind: Gateway is not supported yet: Gateway resources (ingress mode) arrive with TLS termination",
     ]);
   });
