@@ -6,7 +6,7 @@ import { SLOT_COUNT_MAX, SLOT_FIRST_HEADER } from "../../assembly/layout.js";
 import type { MatchEntry, RouteTable, WeightedDestination } from "../core/route-table.js";
 import type { ConfigDiagnostic, Location } from "./diagnostics.js";
 import { hostMatches, mostSpecific, virtualHostDomains } from "./hosts.js";
-import type { ConfigModel, DestinationModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
+import type { ConfigModel, DestinationModel, HeadersModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
 
 export interface ClusterEndpoint {
   address: string;
@@ -33,6 +33,8 @@ export interface RouteInfo {
   virtualService: string | undefined;
   /** Route timeout in ms, all attempts included; 0 = none. */
   timeoutMs: number;
+  /** Route-level header operations; applied after the destination's, as Envoy does. */
+  headers: HeadersModel | undefined;
   source: Location | undefined;
 }
 
@@ -54,6 +56,8 @@ export interface VirtualHostInfo {
 export interface CompiledConfig {
   settings: Settings;
   table: RouteTable;
+  /** Per global destination index (the core's decision): that destination's header operations. */
+  destinations: { headers: HeadersModel | undefined }[];
   clusters: ClusterInfo[];
   routes: RouteInfo[];
   entries: EntryInfo[];
@@ -82,6 +86,7 @@ class Compiler {
   private readonly clusters: ClusterInfo[] = [];
   private readonly clusterIndex = new Map<string, number>();
   private readonly routes: RouteInfo[] = [];
+  private readonly destinations: { headers: HeadersModel | undefined }[] = [];
   private readonly entries: EntryInfo[] = [];
   private readonly vhosts: VirtualHostInfo[] = [];
   readonly diagnostics: ConfigDiagnostic[] = [];
@@ -158,6 +163,7 @@ class Compiler {
     return {
       settings: this.model.settings,
       table: this.table,
+      destinations: this.destinations,
       clusters: this.clusters,
       routes: this.routes,
       entries: this.entries,
@@ -203,9 +209,10 @@ class Compiler {
         if (catchAll) break;
       }
     } else if (service) {
-      const cluster = this.clusterFor({ host: service.host, subset: undefined, port: service.port.number, weight: 1, source: undefined }, port);
+      const cluster = this.clusterFor({ host: service.host, subset: undefined, port: service.port.number, weight: 1, headers: undefined, source: undefined }, port);
       this.table.routes.push({ destinations: [{ cluster, weight: 1 }] });
-      this.routes.push({ name: "default", virtualService: undefined, timeoutMs: 0, source: undefined });
+      this.destinations.push({ headers: undefined });
+      this.routes.push({ name: "default", virtualService: undefined, timeoutMs: 0, headers: undefined, source: undefined });
       this.table.entries.push({ route: this.table.routes.length - 1, uri: { kind: "prefix", value: "/", ignoreCase: false }, conditions: [] });
       this.entries.push({ name: "default", source: undefined });
     }
@@ -236,7 +243,8 @@ class Compiler {
   private addRoute(route: HttpRouteModel, port: number, virtualService: string): number {
     const destinations: WeightedDestination[] = route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight }));
     this.table.routes.push({ destinations });
-    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, source: route.source });
+    for (const d of route.destinations) this.destinations.push({ headers: d.headers });
+    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, headers: route.headers, source: route.source });
     return this.table.routes.length - 1;
   }
 

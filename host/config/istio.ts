@@ -8,7 +8,7 @@ import type { Condition, StringMatch, UriMatch } from "../core/route-table.js";
 import { FieldReader, type Obj } from "./fields.js";
 import { resolveHost } from "./hosts.js";
 import type {
-  ConfigModel, DestinationModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel,
+  ConfigModel, DestinationModel, DestinationRuleModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel,
   ServicePort, VirtualServiceModel, WorkloadEndpoint, WorkloadEntryModel,
 } from "./model.js";
 import { defaultSettings, readSettings, SETTINGS_API_VERSION, SETTINGS_KIND } from "./settings.js";
@@ -23,9 +23,9 @@ const LATER_KINDS: Record<string, string> = {
   ProxyConfig: "ProxyConfig is not read; use the instio settings document",
   WorkloadGroup: "WorkloadGroup is not read",
 };
-const ISSUE_ROUTE_BEHAVIOUR = "redirects, rewrites, retries, faults, mirroring, CORS and header manipulation are the next milestone";
+const ISSUE_ROUTE_BEHAVIOUR = "redirects, rewrites, retries, faults, mirroring and CORS are the next milestone";
 const NOT_YET_HTTP_ROUTE: Record<string, string> = Object.fromEntries(
-  ["redirect", "directResponse", "delegate", "rewrite", "retries", "fault", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent", "corsPolicy", "headers"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
+  ["redirect", "directResponse", "delegate", "rewrite", "retries", "fault", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent", "corsPolicy"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
 );
 
 /** Reads every document into the model; all problems go to `sink`. */
@@ -120,7 +120,7 @@ function checkGateways(r: FieldReader, value: unknown, path: FieldPath): void {
 }
 
 function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespace: string): HttpRouteModel | undefined {
-  const route = r.object(value, path, ["name", "match", "route", "timeout"], NOT_YET_HTTP_ROUTE);
+  const route = r.object(value, path, ["name", "match", "route", "timeout", "headers"], NOT_YET_HTTP_ROUTE);
   if (!route) return undefined;
   const name = r.string(route.name, [...path, "name"]);
   const matches = r.list(route.match, [...path, "match"]).map((m, i) => readMatch(r, m, [...path, "match", i]));
@@ -133,7 +133,48 @@ function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespac
   // Istio: unset means no timeout (Envoy's 15 s default is turned off); "0s" also disables it.
   const timeoutMs = r.duration(route.timeout, [...path, "timeout"]) ?? 0;
   if (timeoutMs > 0 && timeoutMs < 1) r.error([...path, "timeout"], "must be at least 1ms");
-  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, source: r.doc.locate(path) };
+  const headers = readHeaders(r, route.headers, [...path, "headers"]);
+  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, headers, source: r.doc.locate(path) };
+}
+
+const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+
+/**
+ * Istio's Headers. As Istio translates them: names are lower-cased, pseudo-headers
+ * (":x") are dropped, and a set (else an add) of host or :authority becomes a host rewrite.
+ */
+function readHeaders(r: FieldReader, value: unknown, path: FieldPath): HeadersModel | undefined {
+  const h = r.object(value, path, ["request", "response"]);
+  if (!h) return undefined;
+  let hostRewrite: string | undefined;
+  const ops = (v: unknown, p: FieldPath, direction: "request" | "response"): HeaderOperations | undefined => {
+    const o = r.object(v, p, ["set", "add", "remove"]);
+    if (!o) return undefined;
+    const pairs = (field: "set" | "add"): [string, string][] => {
+      const out: [string, string][] = [];
+      for (const [name, val] of Object.entries(r.stringMap(o[field], [...p, field]))) {
+        const lower = name.toLowerCase();
+        if (!HEADER_NAME.test(name.replace(/^:/, ""))) {
+          r.error([...p, field, name], `not a valid header name: "${name}"`);
+          continue;
+        }
+        if (lower === "host" || lower === ":authority") {
+          if (direction === "request" && (field === "set" || hostRewrite === undefined)) hostRewrite = val;
+          continue;
+        }
+        if (lower.startsWith(":")) continue;
+        out.push([lower, val]);
+      }
+      return out;
+    };
+    const set = pairs("set");
+    const add = pairs("add");
+    const remove = r.stringList(o.remove, [...p, "remove"]).map((n) => n.toLowerCase()).filter((n) => n !== "host" && !n.startsWith(":"));
+    return { set, add, remove };
+  };
+  const request = ops(h.request, [...path, "request"], "request");
+  const response = ops(h.response, [...path, "response"], "response");
+  return { request, response, hostRewrite };
 }
 
 function readMatch(r: FieldReader, value: unknown, path: FieldPath): MatchModel | undefined {
@@ -224,7 +265,7 @@ function readStringMatch(r: FieldReader, value: unknown, path: FieldPath): Strin
 }
 
 function readDestinationWeight(r: FieldReader, value: unknown, path: FieldPath, namespace: string): DestinationModel | undefined {
-  const d = r.object(value, path, ["destination", "weight"], { headers: ISSUE_ROUTE_BEHAVIOUR });
+  const d = r.object(value, path, ["destination", "weight", "headers"]);
   if (!d) return undefined;
   const dest = r.object(d.destination, [...path, "destination"], ["host", "subset", "port"]);
   if (!dest) {
@@ -240,6 +281,7 @@ function readDestinationWeight(r: FieldReader, value: unknown, path: FieldPath, 
     subset: r.string(dest.subset, [...path, "destination", "subset"]) || undefined,
     port: port ? r.integer(port.number, [...path, "destination", "port", "number"], 1, 65535, true) : undefined,
     weight,
+    headers: readHeaders(r, d.headers, [...path, "headers"]),
     source: r.doc.locate(path),
   };
 }

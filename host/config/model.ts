@@ -72,12 +72,27 @@ export interface WorkloadEntryModel extends ResourceMeta {
   endpoint: WorkloadEndpoint;
 }
 
+/** One direction of Istio's Headers: set overwrites, add appends (comma-joined), remove drops. */
+export interface HeaderOperations {
+  set: [string, string][];
+  add: [string, string][];
+  remove: string[];
+}
+
+/** Istio's `headers` on a route or a destination. A set (or add) of host/:authority is a host rewrite. */
+export interface HeadersModel {
+  request: HeaderOperations | undefined;
+  response: HeaderOperations | undefined;
+  hostRewrite: string | undefined;
+}
+
 export interface DestinationModel {
   /** Fully qualified (short names resolved against the VirtualService's namespace). */
   host: string;
   subset: string | undefined;
   port: number | undefined;
   weight: number;
+  headers: HeadersModel | undefined;
   source: Location | undefined;
 }
 
@@ -101,6 +116,7 @@ export interface HttpRouteModel {
   destinations: DestinationModel[];
   /** Route timeout in ms covering all attempts; 0 = none (Istio's default). */
   timeoutMs: number;
+  headers: HeadersModel | undefined;
   source: Location;
 }
 

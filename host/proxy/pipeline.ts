@@ -20,6 +20,7 @@ import { writeRequest } from "../core/request-fields.js";
 import { RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST } from "../core/decision.js";
 import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
 import { connectionListed, isHopByHop, isListenerOwnedResponseHeader } from "./headers.js";
+import { applyRequestHeaders, applyResponseHeaders } from "./header-operations.js";
 import * as Reply from "./local-reply.js";
 import type { Snapshot, SnapshotHolder } from "./snapshot.js";
 
@@ -95,6 +96,7 @@ function runPhases(options: PipelineOptions, ex: Exchange, ds: Downstream): void
   ex.routeIndex = code;
   ex.vhost = core.vhost;
   ex.entry = core.entry;
+  ex.dest = core.dest;
   ex.cluster = core.cluster;
   if (code >= 0) {
     const cluster = snapshot.config.clusters[ex.cluster]!;
@@ -158,6 +160,8 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   routeIndex = RC_NO_ROUTE;
   vhost = -1;
   entry = -1;
+  /** Global destination index the core chose (header operations), -1 when none. */
+  dest = -1;
   cluster = -1;
   clusterName = "";
   /** Endpoint holding an in-flight slot right now (-1 between attempts). */
@@ -285,6 +289,7 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
       out.push("x-request-id", this.requestId);
     }
     out.push("x-envoy-attempt-count", String(this.attempts));
+    if (this.routeIndex >= 0) applyRequestHeaders(out, this.snapshot.config.destinations[this.dest]?.headers, this.snapshot.config.routes[this.routeIndex]!.headers);
     return out;
   }
 
@@ -336,6 +341,7 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
     }
     this.serviceTimeMs = Math.round(performance.now() - this.startedAt);
     out.push("x-envoy-upstream-service-time", String(this.serviceTimeMs));
+    this.applyRouteResponseHeaders(out);
     if (this.listener.draining) out.push("connection", "close");
     this.headerBytesSent = headerWireBytes(out);
     const bodyless = this.ds.method === "HEAD" || statusCode === 204 || statusCode === 304;
@@ -415,12 +421,19 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
     this.details = reply.details;
     if (!this.downstreamAborted) {
       const headers = reply.body ? ["content-type", "text/plain"] : [];
+      this.applyRouteResponseHeaders(headers);
       if (this.listener.draining) headers.push("connection", "close");
       this.ds.sendLocal(reply.status, headers, reply.body);
       this.bytesSent = Buffer.byteLength(reply.body);
       this.headerBytesSent = headerWireBytes(headers);
     }
     this.complete();
+  }
+
+  /** The matched route's (and destination's) response header operations; Envoy applies them to its local replies too. */
+  private applyRouteResponseHeaders(headers: string[]): void {
+    if (this.routeIndex < 0) return;
+    applyResponseHeaders(headers, this.snapshot.config.destinations[this.dest]?.headers, this.snapshot.config.routes[this.routeIndex]!.headers);
   }
 
   onDownstreamAborted(): void {
