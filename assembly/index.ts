@@ -81,7 +81,9 @@ export function route(random: u32): i32 {
   store<i32>(out + OUT_ROUTE, routeIndex);
 
   const r = header(H_ROUTES) + <u32>routeIndex * R_SIZE;
-  const dest = pickWeighted(header(H_DESTS), load<u32>(r + R_DEST_START), load<u32>(r + R_DEST_COUNT), load<u32>(r + R_TOTAL_WEIGHT), random);
+  const destCount = load<u32>(r + R_DEST_COUNT);
+  if (destCount == 0) return routeIndex; // redirect or direct response: answered by the host
+  const dest = pickWeighted(header(H_DESTS), load<u32>(r + R_DEST_START), destCount, load<u32>(r + R_TOTAL_WEIGHT), random);
   store<i32>(out + OUT_DEST, dest);
   const cluster = load<i32>(header(H_DESTS) + <u32>dest * D_SIZE + D_CLUSTER);
   if (cluster == CLUSTER_MISSING) return RC_NO_CLUSTER;

@@ -6,7 +6,7 @@ import { SLOT_COUNT_MAX, SLOT_FIRST_HEADER } from "../../assembly/layout.js";
 import type { MatchEntry, RouteTable, WeightedDestination } from "../core/route-table.js";
 import type { ConfigDiagnostic, Location } from "./diagnostics.js";
 import { hostMatches, mostSpecific, virtualHostDomains } from "./hosts.js";
-import type { ConfigModel, DestinationModel, HeadersModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
+import type { ConfigModel, DestinationModel, HeadersModel, RouteActionModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
 
 export interface ClusterEndpoint {
   address: string;
@@ -35,6 +35,9 @@ export interface RouteInfo {
   timeoutMs: number;
   /** Route-level header operations; applied after the destination's, as Envoy does. */
   headers: HeadersModel | undefined;
+  /** forward (destinations in the table), or a redirect / direct response answered by the host. */
+  action: RouteActionModel;
+  rewrite: HttpRouteModel["rewrite"];
   source: Location | undefined;
 }
 
@@ -212,7 +215,7 @@ class Compiler {
       const cluster = this.clusterFor({ host: service.host, subset: undefined, port: service.port.number, weight: 1, headers: undefined, source: undefined }, port);
       this.table.routes.push({ destinations: [{ cluster, weight: 1 }] });
       this.destinations.push({ headers: undefined });
-      this.routes.push({ name: "default", virtualService: undefined, timeoutMs: 0, headers: undefined, source: undefined });
+      this.routes.push({ name: "default", virtualService: undefined, timeoutMs: 0, headers: undefined, action: { kind: "forward" }, rewrite: undefined, source: undefined });
       this.table.entries.push({ route: this.table.routes.length - 1, uri: { kind: "prefix", value: "/", ignoreCase: false }, conditions: [] });
       this.entries.push({ name: "default", source: undefined });
     }
@@ -244,7 +247,7 @@ class Compiler {
     const destinations: WeightedDestination[] = route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight }));
     this.table.routes.push({ destinations });
     for (const d of route.destinations) this.destinations.push({ headers: d.headers });
-    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, headers: route.headers, source: route.source });
+    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, headers: route.headers, action: route.action, rewrite: route.rewrite, source: route.source });
     return this.table.routes.length - 1;
   }
 

@@ -8,7 +8,7 @@ import type { Condition, StringMatch, UriMatch } from "../core/route-table.js";
 import { FieldReader, type Obj } from "./fields.js";
 import { resolveHost } from "./hosts.js";
 import type {
-  ConfigModel, DestinationModel, DestinationRuleModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel,
+  ConfigModel, DestinationModel, DestinationRuleModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, ResourceMeta, RouteActionModel, ServiceModel,
   ServicePort, VirtualServiceModel, WorkloadEndpoint, WorkloadEntryModel,
 } from "./model.js";
 import { defaultSettings, readSettings, SETTINGS_API_VERSION, SETTINGS_KIND } from "./settings.js";
@@ -23,9 +23,9 @@ const LATER_KINDS: Record<string, string> = {
   ProxyConfig: "ProxyConfig is not read; use the instio settings document",
   WorkloadGroup: "WorkloadGroup is not read",
 };
-const ISSUE_ROUTE_BEHAVIOUR = "redirects, rewrites, retries, faults, mirroring and CORS are the next milestone";
+const ISSUE_ROUTE_BEHAVIOUR = "delegation, retry policies, faults, mirroring and CORS are the next milestone";
 const NOT_YET_HTTP_ROUTE: Record<string, string> = Object.fromEntries(
-  ["redirect", "directResponse", "delegate", "rewrite", "retries", "fault", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent", "corsPolicy"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
+  ["delegate", "retries", "fault", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent", "corsPolicy"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
 );
 
 /** Reads every document into the model; all problems go to `sink`. */
@@ -120,12 +120,15 @@ function checkGateways(r: FieldReader, value: unknown, path: FieldPath): void {
 }
 
 function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespace: string): HttpRouteModel | undefined {
-  const route = r.object(value, path, ["name", "match", "route", "timeout", "headers"], NOT_YET_HTTP_ROUTE);
+  const route = r.object(value, path, ["name", "match", "route", "timeout", "headers", "redirect", "directResponse", "rewrite"], NOT_YET_HTTP_ROUTE);
   if (!route) return undefined;
   const name = r.string(route.name, [...path, "name"]);
   const matches = r.list(route.match, [...path, "match"]).map((m, i) => readMatch(r, m, [...path, "match", i]));
   const dests = r.list(route.route, [...path, "route"]).map((d, i) => readDestinationWeight(r, d, [...path, "route", i], namespace));
-  if (dests.length === 0) r.error([...path, "route"], "a route needs at least one destination");
+  const action = readRouteAction(r, route, path);
+  if (dests.length === 0 && action.kind === "forward") r.error([...path, "route"], "a route needs at least one destination (or a redirect or directResponse)");
+  if (dests.length > 0 && action.kind !== "forward") r.error([...path, action.kind === "redirect" ? "redirect" : "directResponse"], `cannot be combined with route`);
+  if (route.rewrite !== undefined && action.kind === "redirect") r.error([...path, "rewrite"], "cannot be combined with redirect");
   const valid = dests.filter((d): d is DestinationModel => d !== undefined);
   if (valid.length > 1 && valid.every((d) => d.weight === 0)) r.error([...path, "route"], "total destination weight must be greater than 0");
   // One destination takes all traffic; with several, weight 0 means none (Istio drops it).
@@ -134,7 +137,42 @@ function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespac
   const timeoutMs = r.duration(route.timeout, [...path, "timeout"]) ?? 0;
   if (timeoutMs > 0 && timeoutMs < 1) r.error([...path, "timeout"], "must be at least 1ms");
   const headers = readHeaders(r, route.headers, [...path, "headers"]);
-  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, headers, source: r.doc.locate(path) };
+  const rw = r.object(route.rewrite, [...path, "rewrite"], ["uri", "authority"], { uriRegexRewrite: "regex rewrites arrive with the regex engine" });
+  const rewrite = rw ? { uri: r.string(rw.uri, [...path, "rewrite", "uri"]), authority: r.string(rw.authority, [...path, "rewrite", "authority"]) } : undefined;
+  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, headers, action, rewrite, source: r.doc.locate(path) };
+}
+
+const REDIRECT_CODES = [301, 302, 303, 307, 308];
+
+/** redirect / directResponse, as Istio validates them. */
+function readRouteAction(r: FieldReader, route: Obj, path: FieldPath): RouteActionModel {
+  if (route.redirect !== undefined && route.directResponse !== undefined) r.error([...path, "directResponse"], "cannot be combined with redirect");
+  const red = r.object(route.redirect, [...path, "redirect"], ["uri", "authority", "port", "derivePort", "scheme", "redirectCode"], { prefixRewrite: "redirect prefixRewrite (Istio master only) is not supported yet" });
+  if (red) {
+    const p = [...path, "redirect"];
+    const port = r.integer(red.port, [...p, "port"], 1, 65535);
+    const derivePort = r.oneOf<"FROM_PROTOCOL_DEFAULT" | "FROM_REQUEST_PORT">(red.derivePort, [...p, "derivePort"], ["FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"]);
+    if (port !== undefined && derivePort !== undefined) r.error([...p, "derivePort"], "only one of port and derivePort may be set");
+    const code = r.integer(red.redirectCode, [...p, "redirectCode"], 0, 999) ?? 0;
+    if (code !== 0 && !REDIRECT_CODES.includes(code)) r.error([...p, "redirectCode"], `must be one of ${REDIRECT_CODES.join(", ")}, got ${code}`);
+    return { kind: "redirect", uri: r.string(red.uri, [...p, "uri"]), authority: r.string(red.authority, [...p, "authority"]), port, derivePort, scheme: r.string(red.scheme, [...p, "scheme"]), status: code || 301 };
+  }
+  const dr = r.object(route.directResponse, [...path, "directResponse"], ["status", "body"]);
+  if (dr) {
+    const p = [...path, "directResponse"];
+    const status = r.integer(dr.status, [...p, "status"], 200, 599, true) ?? 200;
+    const b = r.object(dr.body, [...p, "body"], ["string", "bytes"]);
+    let body = Buffer.alloc(0);
+    if (b?.string !== undefined && b.bytes !== undefined) r.error([...p, "body"], "only one of string and bytes may be set");
+    else if (b?.string !== undefined) body = Buffer.from(r.string(b.string, [...p, "body", "string"]) ?? "", "utf8");
+    else if (b?.bytes !== undefined) {
+      const s = r.string(b.bytes, [...p, "body", "bytes"]) ?? "";
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s)) r.error([...p, "body", "bytes"], "must be base64");
+      else body = Buffer.from(s, "base64");
+    }
+    return { kind: "direct", status, body };
+  }
+  return { kind: "forward" };
 }
 
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;

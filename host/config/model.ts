@@ -109,6 +109,12 @@ export interface MatchModel {
   sourceNamespace?: string;
 }
 
+/** What a route does instead of forwarding. */
+export type RouteActionModel =
+  | { kind: "forward" }
+  | { kind: "redirect"; uri: string | undefined; authority: string | undefined; port: number | undefined; derivePort: "FROM_PROTOCOL_DEFAULT" | "FROM_REQUEST_PORT" | undefined; scheme: string | undefined; status: number }
+  | { kind: "direct"; status: number; body: Buffer };
+
 export interface HttpRouteModel {
   name: string | undefined;
   /** Empty: the route matches every request. */
@@ -117,6 +123,9 @@ export interface HttpRouteModel {
   /** Route timeout in ms covering all attempts; 0 = none (Istio's default). */
   timeoutMs: number;
   headers: HeadersModel | undefined;
+  action: RouteActionModel;
+  /** rewrite.uri (Envoy prefix_rewrite) and rewrite.authority. */
+  rewrite: { uri: string | undefined; authority: string | undefined } | undefined;
   source: Location;
 }
 

@@ -74,7 +74,19 @@ export function explain(config: CompiledConfig, req: RouteRequest, random = (Mat
     lines.push("decision: 404 NR (no route matched)");
     return lines.join("\n");
   }
-  const timeout = config.routes[d.route]!.timeoutMs;
+  const info = config.routes[d.route]!;
+  if (info.action.kind === "redirect") {
+    const a = info.action;
+    lines.push(`decision: ${a.status} redirect (${[a.scheme && `scheme ${a.scheme}`, a.authority && `authority ${a.authority}`, a.port && `port ${a.port}`, a.derivePort && `port ${a.derivePort}`, a.uri && `path ${a.uri}`].filter(Boolean).join(", ") || "same URL"})`);
+    return lines.join("\n");
+  }
+  if (info.action.kind === "direct") {
+    lines.push(`decision: direct response ${info.action.status} (${info.action.body.length} bytes of body)`);
+    return lines.join("\n");
+  }
+  if (info.rewrite) lines.push(`rewrite: ${[info.rewrite.uri !== undefined && `path prefix to ${info.rewrite.uri}`, info.rewrite.authority !== undefined && `authority to ${info.rewrite.authority}`].filter(Boolean).join(", ")}`);
+  if (info.headers) lines.push("headers: the route edits request and/or response headers");
+  const timeout = info.timeoutMs;
   lines.push(`timeout: ${timeout > 0 ? `${timeout} ms for the whole request, retries included (504 UT)` : "none (Istio's default)"}`);
   const dests = config.table.routes[d.route]!.destinations;
   const total = dests.reduce((n, x) => n + x.weight, 0);

@@ -58,6 +58,7 @@ export class ReferenceMatcher {
     out.route = routeIndex;
 
     const dests = this.table.routes[routeIndex]!.destinations;
+    if (dests.length === 0) return routeIndex; // redirect or direct response: answered by the host
     let destOffset = 0;
     if (dests.length > 1) {
       let total = 0;

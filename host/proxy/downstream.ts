@@ -39,7 +39,7 @@ export interface Downstream {
   sendChunk(chunk: Buffer): boolean;
   sendEnd(): void;
   /** Sends a complete small response (local replies). */
-  sendLocal(status: number, headers: string[], body: string): void;
+  sendLocal(status: number, headers: string[], body: string | Buffer): void;
   /** Drops the connection (an upstream reset after the response started). */
   reset(): void;
 }

@@ -99,7 +99,7 @@ class NodeDownstream implements Downstream {
     this.res.end();
   }
 
-  sendLocal(status: number, headers: string[], body: string): void {
+  sendLocal(status: number, headers: string[], body: string | Buffer): void {
     if (this.done || this.res.destroyed) return;
     this.done = true;
     this.res.writeHead(status, [...headers, "content-length", String(Buffer.byteLength(body))]);

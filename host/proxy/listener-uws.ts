@@ -268,7 +268,7 @@ class UwsDownstream implements Downstream {
     else this.finish();
   }
 
-  sendLocal(status: number, headers: string[], body: string): void {
+  sendLocal(status: number, headers: string[], body: string | Buffer): void {
     if (this.aborted || this.done) return;
     this.done = true;
     this.local = true;
@@ -278,7 +278,7 @@ class UwsDownstream implements Downstream {
     this.res.cork(this.writeLocal);
   }
 
-  private localBody = "";
+  private localBody: string | Buffer = "";
   private local = false;
   private readonly writeLocal = (): void => {
     this.writeHead();

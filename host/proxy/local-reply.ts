@@ -6,7 +6,7 @@ export interface LocalReply {
   status: number;
   /** Envoy response flag for logs and metrics. */
   flag: string;
-  body: string;
+  body: string | Buffer;
   /** Envoy's response code details, e.g. route_not_found. */
   details: string;
 }

@@ -23,6 +23,8 @@ import { connectionListed, isHopByHop, isListenerOwnedResponseHeader } from "./h
 import { applyRequestHeaders, applyResponseHeaders } from "./header-operations.js";
 import * as Reply from "./local-reply.js";
 import type { Snapshot, SnapshotHolder } from "./snapshot.js";
+import type { RouteActionModel } from "../config/model.js";
+import type { MatchEntry } from "../core/route-table.js";
 
 /** Istio's default retry policy retries connection failures twice (attempts = 3). */
 const DEFAULT_MAX_ATTEMPTS = 3;
@@ -99,6 +101,16 @@ function runPhases(options: PipelineOptions, ex: Exchange, ds: Downstream): void
   ex.dest = core.dest;
   ex.cluster = core.cluster;
   if (code >= 0) {
+    const info = snapshot.config.routes[code]!;
+    if (info.action.kind === "redirect") {
+      ex.localReply({ status: info.action.status, flag: "-", body: "", details: "redirect" }, ["location", redirectLocation(ds, info.action)]);
+      return;
+    }
+    if (info.action.kind === "direct") {
+      ex.localReply({ status: info.action.status, flag: "-", body: info.action.body, details: "direct_response" });
+      return;
+    }
+    if (info.rewrite?.uri !== undefined) ex.upstreamPath = rewritePath(ds, snapshot.config.table.entries[ex.entry]!, info.rewrite.uri);
     const cluster = snapshot.config.clusters[ex.cluster]!;
     ex.clusterName = cluster.name;
     if (cluster.passthrough) forwardPassthrough(options, ex, ds.authority, cluster.port);
@@ -133,6 +145,35 @@ function runPhases(options: PipelineOptions, ex: Exchange, ds: Downstream): void
   }
 }
 
+/**
+ * Envoy's prefix_rewrite as Istio configures it from rewrite.uri: an exact match
+ * replaces the whole path, a prefix match replaces the matched prefix, and a
+ * route without a URI match is a prefix match on "/". The query is kept.
+ */
+function rewritePath(ds: Downstream, entry: MatchEntry, replacement: string): string {
+  const uri = entry.uri;
+  const path = uri?.kind === "exact" ? replacement : replacement + ds.path.slice(uri?.kind === "prefix" ? uri.value.length : 1);
+  return ds.query === undefined ? path : `${path}?${ds.query}`;
+}
+
+/** The Location of a VirtualService redirect, built from the request as Envoy does. */
+function redirectLocation(ds: Downstream, r: Extract<RouteActionModel, { kind: "redirect" }>): string {
+  const authority = ds.authority ?? "";
+  const bracket = authority.lastIndexOf("]");
+  const colon = authority.lastIndexOf(":");
+  const requestHost = colon > bracket ? authority.slice(0, colon) : authority;
+  const requestPort = colon > bracket ? authority.slice(colon + 1) : undefined;
+  const scheme = r.scheme ?? ds.scheme;
+  let port: string | undefined;
+  if (r.port !== undefined) port = String(r.port);
+  else if (r.derivePort === "FROM_REQUEST_PORT") port = requestPort;
+  else if (r.derivePort === undefined && r.authority === undefined && scheme === ds.scheme) port = requestPort;
+  const host = r.authority ?? requestHost;
+  let path = r.uri ?? ds.path;
+  if (!path.includes("?") && ds.query !== undefined) path = `${path}?${ds.query}`;
+  return `${scheme}://${host}${port ? `:${port}` : ""}${path}`;
+}
+
 const LOCAL_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|0\.0\.0\.0|\[::\])$/i;
 
 /**
@@ -162,6 +203,8 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   entry = -1;
   /** Global destination index the core chose (header operations), -1 when none. */
   dest = -1;
+  /** Path and query sent upstream when a rewrite changed them. */
+  upstreamPath: string | undefined;
   cluster = -1;
   clusterName = "";
   /** Endpoint holding an in-flight slot right now (-1 between attempts). */
@@ -230,7 +273,7 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
       opts = {
         origin: this.origin,
         method: this.ds.method as Dispatcher.HttpMethod,
-        path: this.ds.query === undefined ? this.ds.path : `${this.ds.path}?${this.ds.query}`,
+        path: this.upstreamPath ?? (this.ds.query === undefined ? this.ds.path : `${this.ds.path}?${this.ds.query}`),
         headers: this.upstreamHeaders(),
         body,
         headersTimeout: 0,
@@ -289,7 +332,14 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
       out.push("x-request-id", this.requestId);
     }
     out.push("x-envoy-attempt-count", String(this.attempts));
-    if (this.routeIndex >= 0) applyRequestHeaders(out, this.snapshot.config.destinations[this.dest]?.headers, this.snapshot.config.routes[this.routeIndex]!.headers);
+    if (this.routeIndex >= 0) {
+      const route = this.snapshot.config.routes[this.routeIndex]!;
+      if (this.upstreamPath !== undefined) out.push("x-envoy-original-path", this.ds.query === undefined ? this.ds.path : `${this.ds.path}?${this.ds.query}`);
+      if (route.rewrite?.authority !== undefined) {
+        for (let i = 0; i < out.length; i += 2) if (out[i] === "host") out[i + 1] = route.rewrite.authority;
+      }
+      applyRequestHeaders(out, this.snapshot.config.destinations[this.dest]?.headers, route.headers);
+    }
     return out;
   }
 
@@ -415,12 +465,14 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
 
   // ── phase 5: respond ─────────────────────────────────────────────────────
 
-  localReply(reply: Reply.LocalReply): void {
+  /** Answers without the upstream. `extraHeaders` (a redirect's location) come before the route's operations. */
+  localReply(reply: Reply.LocalReply, extraHeaders?: string[]): void {
     this.status = reply.status;
     this.flag = reply.flag;
     this.details = reply.details;
     if (!this.downstreamAborted) {
-      const headers = reply.body ? ["content-type", "text/plain"] : [];
+      const headers = reply.body.length > 0 ? ["content-type", "text/plain"] : [];
+      if (extraHeaders) headers.push(...extraHeaders);
       this.applyRouteResponseHeaders(headers);
       if (this.listener.draining) headers.push("connection", "close");
       this.ds.sendLocal(reply.status, headers, reply.body);

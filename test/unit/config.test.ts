@@ -68,8 +68,8 @@ spec: {}
       'mesh.yaml:10:19: error: spec.http[0].match[0].headers.End-User: header name must be lower-case and a valid HTTP token, got "End-User"',
       "mesh.yaml:13:15: error: spec.http[0].route[0].weight: must be between 0 and 2147483647, got -1",
       'mesh.yaml:14:14: error: spec.http[0].timeout: must be a duration such as "5s" or "250ms", got "3 seconds"',
-      "mesh.yaml:15:12: error: spec.http[1].route: a route needs at least one destination",
-      "mesh.yaml:16:14: error: spec.http[1].retries: not supported yet: redirects, rewrites, retries, faults, mirroring and CORS are the next milestone",
+      "mesh.yaml:15:12: error: spec.http[1].route: a route needs at least one destination (or a redirect or directResponse)",
+      "mesh.yaml:16:14: error: spec.http[1].retries: not supported yet: delegation, retry policies, faults, mirroring and CORS are the next milestone",
       "mesh.yaml:19:7: error: kind: Gateway is not supported yet: Gateway resources (ingress mode) arrive with TLS termination",
     ]);
   });
@@ -107,6 +107,24 @@ spec:
     const r = loadConfigText("mesh.yaml", `apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n---\n${SE}`);
     expect(r.config).toBeDefined();
     expect(r.diagnostics.map(formatDiagnostic)).toEqual(["mesh.yaml:1:13: warning: apiVersion: ignored: apps/v1 Deployment is not an Istio networking resource or instio settings"]);
+  });
+
+  it("checks redirects and direct responses as Istio does", () => {
+    expect(errors(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: [reviews]
+  http:
+  - redirect: {uri: /x, redirectCode: 305, port: 8080, derivePort: FROM_REQUEST_PORT}
+    route: [{destination: {host: reviews}}]
+  - directResponse: {status: 200, body: {bytes: "not base64!"}}
+`)).toEqual([
+      "mesh.yaml:7:15: error: spec.http[0].redirect: cannot be combined with route",
+      "mesh.yaml:7:39: error: spec.http[0].redirect.redirectCode: must be one of 301, 302, 303, 307, 308, got 305",
+      "mesh.yaml:7:68: error: spec.http[0].redirect.derivePort: only one of port and derivePort may be set",
+      "mesh.yaml:9:49: error: spec.http[1].directResponse.body.bytes: must be base64",
+    ]);
   });
 
   it("rejects a total weight of 0 across several destinations", () => {
