@@ -38,6 +38,7 @@ export interface RouteInfo {
   /** forward (destinations in the table), or a redirect / direct response answered by the host. */
   action: RouteActionModel;
   rewrite: HttpRouteModel["rewrite"];
+  fault: HttpRouteModel["fault"];
   source: Location | undefined;
 }
 
@@ -215,7 +216,7 @@ class Compiler {
       const cluster = this.clusterFor({ host: service.host, subset: undefined, port: service.port.number, weight: 1, headers: undefined, source: undefined }, port);
       this.table.routes.push({ destinations: [{ cluster, weight: 1 }] });
       this.destinations.push({ headers: undefined });
-      this.routes.push({ name: "default", virtualService: undefined, timeoutMs: 0, headers: undefined, action: { kind: "forward" }, rewrite: undefined, source: undefined });
+      this.routes.push({ name: "default", virtualService: undefined, timeoutMs: 0, headers: undefined, action: { kind: "forward" }, rewrite: undefined, fault: undefined, source: undefined });
       this.table.entries.push({ route: this.table.routes.length - 1, uri: { kind: "prefix", value: "/", ignoreCase: false }, conditions: [] });
       this.entries.push({ name: "default", source: undefined });
     }
@@ -247,7 +248,7 @@ class Compiler {
     const destinations: WeightedDestination[] = route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight }));
     this.table.routes.push({ destinations });
     for (const d of route.destinations) this.destinations.push({ headers: d.headers });
-    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, headers: route.headers, action: route.action, rewrite: route.rewrite, source: route.source });
+    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, headers: route.headers, action: route.action, rewrite: route.rewrite, fault: route.fault, source: route.source });
     return this.table.routes.length - 1;
   }
 

@@ -8,7 +8,7 @@ import type { Condition, StringMatch, UriMatch } from "../core/route-table.js";
 import { FieldReader, type Obj } from "./fields.js";
 import { resolveHost } from "./hosts.js";
 import type {
-  ConfigModel, DestinationModel, DestinationRuleModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, ResourceMeta, RouteActionModel, ServiceModel,
+  ConfigModel, DestinationModel, DestinationRuleModel, FaultModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, ResourceMeta, RouteActionModel, ServiceModel,
   ServicePort, VirtualServiceModel, WorkloadEndpoint, WorkloadEntryModel,
 } from "./model.js";
 import { defaultSettings, readSettings, SETTINGS_API_VERSION, SETTINGS_KIND } from "./settings.js";
@@ -23,9 +23,9 @@ const LATER_KINDS: Record<string, string> = {
   ProxyConfig: "ProxyConfig is not read; use the instio settings document",
   WorkloadGroup: "WorkloadGroup is not read",
 };
-const ISSUE_ROUTE_BEHAVIOUR = "delegation, retry policies, faults, mirroring and CORS are the next milestone";
+const ISSUE_ROUTE_BEHAVIOUR = "delegation, retry policies, mirroring and CORS are the next milestone";
 const NOT_YET_HTTP_ROUTE: Record<string, string> = Object.fromEntries(
-  ["delegate", "retries", "fault", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent", "corsPolicy"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
+  ["delegate", "retries", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent", "corsPolicy"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
 );
 
 /** Reads every document into the model; all problems go to `sink`. */
@@ -120,7 +120,7 @@ function checkGateways(r: FieldReader, value: unknown, path: FieldPath): void {
 }
 
 function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespace: string): HttpRouteModel | undefined {
-  const route = r.object(value, path, ["name", "match", "route", "timeout", "headers", "redirect", "directResponse", "rewrite"], NOT_YET_HTTP_ROUTE);
+  const route = r.object(value, path, ["name", "match", "route", "timeout", "headers", "redirect", "directResponse", "rewrite", "fault"], NOT_YET_HTTP_ROUTE);
   if (!route) return undefined;
   const name = r.string(route.name, [...path, "name"]);
   const matches = r.list(route.match, [...path, "match"]).map((m, i) => readMatch(r, m, [...path, "match", i]));
@@ -139,7 +139,47 @@ function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespac
   const headers = readHeaders(r, route.headers, [...path, "headers"]);
   const rw = r.object(route.rewrite, [...path, "rewrite"], ["uri", "authority"], { uriRegexRewrite: "regex rewrites arrive with the regex engine" });
   const rewrite = rw ? { uri: r.string(rw.uri, [...path, "rewrite", "uri"]), authority: r.string(rw.authority, [...path, "rewrite", "authority"]) } : undefined;
-  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, headers, action, rewrite, source: r.doc.locate(path) };
+  const fault = readFault(r, route.fault, [...path, "fault"]);
+  if (fault && action.kind === "redirect") r.error([...path, "fault"], "cannot be combined with redirect");
+  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, headers, action, rewrite, fault, source: r.doc.locate(path) };
+}
+
+/** gRPC status names Istio accepts in abort.grpcStatus. */
+const GRPC_CODES = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"];
+
+/** percentage.value (0-100), else the deprecated integer percent, else 0: Istio injects nothing without one. */
+function readPercent(r: FieldReader, o: Obj, path: FieldPath): number {
+  const p = r.object(o.percentage, [...path, "percentage"], ["value"]);
+  if (p) {
+    const v = p.value;
+    if (typeof v !== "number" || v < 0 || v > 100) {
+      r.error([...path, "percentage", "value"], "must be a number from 0 to 100");
+      return 0;
+    }
+    return v;
+  }
+  return r.integer(o.percent, [...path, "percent"], 0, 100) ?? 0;
+}
+
+function readFault(r: FieldReader, value: unknown, path: FieldPath): FaultModel | undefined {
+  const f = r.object(value, path, ["delay", "abort"]);
+  if (!f) return undefined;
+  let delay: FaultModel["delay"];
+  const d = r.object(f.delay, [...path, "delay"], ["fixedDelay", "percentage", "percent"], { exponentialDelay: "Istio drops exponentialDelay (it is not supported)" });
+  if (d) {
+    const ms = r.duration(d.fixedDelay, [...path, "delay", "fixedDelay"], 1);
+    if (d.fixedDelay === undefined && d.exponentialDelay === undefined) r.error([...path, "delay", "fixedDelay"], "is required");
+    if (ms !== undefined) delay = { ms, percent: readPercent(r, d, [...path, "delay"]) };
+  }
+  let abort: FaultModel["abort"];
+  const a = r.object(f.abort, [...path, "abort"], ["httpStatus", "grpcStatus", "percentage"], { http2Error: "Istio does not translate http2Error aborts" });
+  if (a) {
+    const httpStatus = r.integer(a.httpStatus, [...path, "abort", "httpStatus"], 200, 599);
+    const grpc = r.oneOf(a.grpcStatus, [...path, "abort", "grpcStatus"], GRPC_CODES);
+    if ((httpStatus === undefined) === (grpc === undefined) && a.http2Error === undefined) r.error([...path, "abort"], "exactly one of httpStatus or grpcStatus is required");
+    abort = { httpStatus, grpcStatus: grpc === undefined ? undefined : GRPC_CODES.indexOf(grpc), percent: readPercent(r, a, [...path, "abort"]) };
+  }
+  return { delay, abort };
 }
 
 const REDIRECT_CODES = [301, 302, 303, 307, 308];

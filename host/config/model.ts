@@ -115,6 +115,12 @@ export type RouteActionModel =
   | { kind: "redirect"; uri: string | undefined; authority: string | undefined; port: number | undefined; derivePort: "FROM_PROTOCOL_DEFAULT" | "FROM_REQUEST_PORT" | undefined; scheme: string | undefined; status: number }
   | { kind: "direct"; status: number; body: Buffer };
 
+/** Istio's HTTPFaultInjection; percentages are 0-100 (unset: never, as Istio). */
+export interface FaultModel {
+  delay: { ms: number; percent: number } | undefined;
+  abort: { httpStatus: number | undefined; grpcStatus: number | undefined; percent: number } | undefined;
+}
+
 export interface HttpRouteModel {
   name: string | undefined;
   /** Empty: the route matches every request. */
@@ -124,6 +130,7 @@ export interface HttpRouteModel {
   timeoutMs: number;
   headers: HeadersModel | undefined;
   action: RouteActionModel;
+  fault: FaultModel | undefined;
   /** rewrite.uri (Envoy prefix_rewrite) and rewrite.authority. */
   rewrite: { uri: string | undefined; authority: string | undefined } | undefined;
   source: Location;

@@ -18,6 +18,11 @@ export const NO_HEALTHY_UPSTREAM: LocalReply = { status: 503, flag: "UH", body: 
 export const BLOCKED_BY_REGISTRY_ONLY: LocalReply = { status: 502, flag: "-", body: "", details: "direct_response" };
 /** Passthrough to this proxy's own listener: refused instead of looping (see pipeline.ts). */
 export const PASSTHROUGH_LOOP: LocalReply = { status: 502, flag: "-", body: "", details: "passthrough_to_self" };
+export const FAULT_ABORT_BODY = "fault filter abort";
+/** A VirtualService fault abort (the status comes from the route). */
+export const FAULT_ABORT_HTTP: LocalReply = { status: 500, flag: "FI", body: FAULT_ABORT_BODY, details: "fault_filter_abort" };
+/** A gRPC fault abort: HTTP 200 with the grpc-status (headers added by the caller). */
+export const FAULT_ABORT_GRPC: LocalReply = { status: 200, flag: "FI", body: "", details: "fault_filter_abort" };
 /** The route timeout (all attempts) ran out before the upstream's response headers. */
 export const UPSTREAM_TIMEOUT: LocalReply = { status: 504, flag: "UT", body: "upstream request timeout", details: "upstream_response_timeout" };
 /** A bug in the proxy surfaced on this request (logged and counted as instio_internal_errors_total). */

@@ -101,20 +101,14 @@ function runPhases(options: PipelineOptions, ex: Exchange, ds: Downstream): void
   ex.dest = core.dest;
   ex.cluster = core.cluster;
   if (code >= 0) {
-    const info = snapshot.config.routes[code]!;
-    if (info.action.kind === "redirect") {
-      ex.localReply({ status: info.action.status, flag: "-", body: "", details: "redirect" }, ["location", redirectLocation(ds, info.action)]);
+    // Phase 3: filters. Fault injection (Envoy's fault filter): delay first, then abort.
+    const fault = snapshot.config.routes[code]!.fault;
+    if (fault?.delay && Math.random() * 100 < fault.delay.percent) {
+      ex.faultDelayed = true;
+      ex.delayTimer = setTimeout(resumeAfterDelay, fault.delay.ms, options, ex);
       return;
     }
-    if (info.action.kind === "direct") {
-      ex.localReply({ status: info.action.status, flag: "-", body: info.action.body, details: "direct_response" });
-      return;
-    }
-    if (info.rewrite?.uri !== undefined) ex.upstreamPath = rewritePath(ds, snapshot.config.table.entries[ex.entry]!, info.rewrite.uri);
-    const cluster = snapshot.config.clusters[ex.cluster]!;
-    ex.clusterName = cluster.name;
-    if (cluster.passthrough) forwardPassthrough(options, ex, ds.authority, cluster.port);
-    else ex.forward(core.endpoint, "");
+    afterDelay(options, ex);
     return;
   }
   switch (code) {
@@ -143,6 +137,40 @@ function runPhases(options: PipelineOptions, ex: Exchange, ds: Downstream): void
     default:
       throw new Error(`internal: route core returned unknown code ${code}`);
   }
+}
+
+function resumeAfterDelay(options: PipelineOptions, ex: Exchange): void {
+  ex.delayTimer = undefined;
+  afterDelay(options, ex);
+}
+
+/** The rest of phase 3 (fault abort), then the route's action: redirect, direct response or forward (phase 4). */
+function afterDelay(options: PipelineOptions, ex: Exchange): void {
+  const snapshot = ex.snapshot;
+  const ds = ex.ds;
+  const info = snapshot.config.routes[ex.routeIndex]!;
+  const abort = info.fault?.abort;
+  if (abort && Math.random() * 100 < abort.percent) {
+    if (abort.grpcStatus !== undefined) {
+      ex.localReply(Reply.FAULT_ABORT_GRPC, ["content-type", "application/grpc", "grpc-status", String(abort.grpcStatus), "grpc-message", Reply.FAULT_ABORT_BODY]);
+    } else {
+      ex.localReply({ ...Reply.FAULT_ABORT_HTTP, status: abort.httpStatus! });
+    }
+    return;
+  }
+  if (info.action.kind === "redirect") {
+    ex.localReply({ status: info.action.status, flag: "-", body: "", details: "redirect" }, ["location", redirectLocation(ds, info.action)]);
+    return;
+  }
+  if (info.action.kind === "direct") {
+    ex.localReply({ status: info.action.status, flag: "-", body: info.action.body, details: "direct_response" });
+    return;
+  }
+  if (info.rewrite?.uri !== undefined) ex.upstreamPath = rewritePath(ds, snapshot.config.table.entries[ex.entry]!, info.rewrite.uri);
+  const cluster = snapshot.config.clusters[ex.cluster]!;
+  ex.clusterName = cluster.name;
+  if (cluster.passthrough) forwardPassthrough(options, ex, ds.authority!, cluster.port);
+  else ex.forward(snapshot.core.endpoint, "");
 }
 
 /**
@@ -205,6 +233,9 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   dest = -1;
   /** Path and query sent upstream when a rewrite changed them. */
   upstreamPath: string | undefined;
+  /** A fault delay held this request (flag DI); the timer while it does. */
+  faultDelayed = false;
+  delayTimer: NodeJS.Timeout | undefined;
   cluster = -1;
   clusterName = "";
   /** Endpoint holding an in-flight slot right now (-1 between attempts). */
@@ -489,6 +520,15 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   }
 
   onDownstreamAborted(): void {
+    if (this.delayTimer !== undefined) {
+      // The client left while a fault delay held the request: nothing went upstream yet.
+      clearTimeout(this.delayTimer);
+      this.delayTimer = undefined;
+      this.downstreamAborted = true;
+      this.flag = "DC";
+      this.complete();
+      return;
+    }
     this.downstreamAborted = true;
     this.controller?.abort(new Error("downstream aborted"));
   }
@@ -508,6 +548,8 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   private complete(): void {
     if (this.finished) return;
     this.finished = true;
+    // Envoy lists flags in its own order, in which DI comes after the upstream flags and before FI.
+    if (this.faultDelayed) this.flag = this.flag === "-" ? "DI" : this.flag === "FI" ? "DI,FI" : `${this.flag},DI`;
     clearTimeout(this.routeTimer);
     this.release();
     this.listener.inFlight--;

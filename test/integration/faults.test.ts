@@ -1,0 +1,84 @@
+// Istio's fault-injection task over real sockets: a delay for one user against a
+// caller's timeout, an abort for one user, and percentages honoured statistically.
+
+import { request } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseExposition } from "../support/prometheus.js";
+import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { startUpstream, type Upstream } from "../support/upstream.js";
+
+describe("fault injection", () => {
+  let up: Upstream;
+  let p: TestProxy;
+
+  beforeAll(async () => {
+    up = await startUpstream("ratings");
+    p = await startTestProxy(`${settingsYaml("uws")}---
+${serviceEntryYaml("ratings", [{ port: up.port }])}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    fault:
+      delay: {fixedDelay: 7s, percentage: {value: 100}}
+    route: [{destination: {host: ratings}}]
+  - match: [{headers: {end-user: {exact: abort}}}]
+    fault:
+      abort: {httpStatus: 500, percentage: {value: 100}}
+    route: [{destination: {host: ratings}}]
+  - match: [{headers: {end-user: {exact: grpc}}}]
+    fault:
+      abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}
+    route: [{destination: {host: ratings}}]
+  - match: [{headers: {end-user: {exact: half}}}]
+    fault:
+      abort: {httpStatus: 503, percentage: {value: 50}}
+      delay: {fixedDelay: 10ms, percentage: {value: 100}}
+    route: [{destination: {host: ratings}}]
+  - match: [{headers: {end-user: {exact: never}}}]
+    fault:
+      abort: {httpStatus: 500}
+    route: [{destination: {host: ratings}}]
+  - route: [{destination: {host: ratings}}]
+`);
+  });
+  afterAll(async () => {
+    await p.close();
+    await up.close();
+  });
+
+  it("delays jason's requests past the caller's timeout, and nobody else's", async () => {
+    const started = Date.now();
+    await expect(request(`${p.url}/ratings/0`, { headers: { host: "ratings", "end-user": "jason" }, headersTimeout: 1000 })).rejects.toThrow(/timeout/i);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(up.received.filter((r) => r.headers["end-user"] === "jason")).toEqual([]);
+    expect((await get(p.url, "ratings", "/ratings/0", { "end-user": "mike" })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(p.proxy.lifecycle.inFlight).toBe(0); // the delayed request ended with its client
+  });
+
+  it("aborts with the configured status and Envoy's body", async () => {
+    const r = await get(p.url, "ratings", "/", { "end-user": "abort" });
+    expect(r.status).toBe(500);
+    expect(r.text).toBe("fault filter abort");
+    const g = await get(p.url, "ratings", "/", { "end-user": "grpc" });
+    expect(g.status).toBe(200);
+    expect(g.headers["grpc-status"]).toBe("14");
+    expect(g.headers["grpc-message"]).toBe("fault filter abort");
+    expect((await get(p.url, "ratings", "/", { "end-user": "never" })).status).toBe(200); // no percentage: never, as Istio
+  });
+
+  it("honours percentages statistically (tolerance: 5 standard deviations) and reports DI and FI", async () => {
+    const n = 400;
+    let aborted = 0;
+    for (let i = 0; i < n; i++) if ((await get(p.url, "ratings", "/", { "end-user": "half" })).status === 503) aborted++;
+    expect(Math.abs(aborted / n - 0.5)).toBeLessThan(5 * Math.sqrt(0.25 / n));
+    const m = parseExposition(await p.proxy.telemetry.metrics.registry.metrics());
+    expect(m.sum("istio_requests_total", { response_code: "503", response_flags: "DI,FI" })).toBe(aborted);
+    expect(m.sum("istio_requests_total", { response_code: "200", response_flags: "DI" })).toBe(n - aborted);
+    expect(m.sum("istio_requests_total", { response_code: "500", response_flags: "FI" })).toBe(1);
+  });
+});
