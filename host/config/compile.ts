@@ -39,6 +39,7 @@ export interface RouteInfo {
   action: RouteActionModel;
   rewrite: HttpRouteModel["rewrite"];
   fault: HttpRouteModel["fault"];
+  cors: HttpRouteModel["cors"];
   source: Location | undefined;
 }
 
@@ -216,7 +217,7 @@ class Compiler {
       const cluster = this.clusterFor({ host: service.host, subset: undefined, port: service.port.number, weight: 1, headers: undefined, source: undefined }, port);
       this.table.routes.push({ destinations: [{ cluster, weight: 1 }] });
       this.destinations.push({ headers: undefined });
-      this.routes.push({ name: "default", virtualService: undefined, timeoutMs: 0, headers: undefined, action: { kind: "forward" }, rewrite: undefined, fault: undefined, source: undefined });
+      this.routes.push({ name: "default", virtualService: undefined, timeoutMs: 0, headers: undefined, action: { kind: "forward" }, rewrite: undefined, fault: undefined, cors: undefined, source: undefined });
       this.table.entries.push({ route: this.table.routes.length - 1, uri: { kind: "prefix", value: "/", ignoreCase: false }, conditions: [] });
       this.entries.push({ name: "default", source: undefined });
     }
@@ -248,7 +249,7 @@ class Compiler {
     const destinations: WeightedDestination[] = route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight }));
     this.table.routes.push({ destinations });
     for (const d of route.destinations) this.destinations.push({ headers: d.headers });
-    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, headers: route.headers, action: route.action, rewrite: route.rewrite, fault: route.fault, source: route.source });
+    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, headers: route.headers, action: route.action, rewrite: route.rewrite, fault: route.fault, cors: route.cors, source: route.source });
     return this.table.routes.length - 1;
   }
 

@@ -8,7 +8,7 @@ import type { Condition, StringMatch, UriMatch } from "../core/route-table.js";
 import { FieldReader, type Obj } from "./fields.js";
 import { resolveHost } from "./hosts.js";
 import type {
-  ConfigModel, DestinationModel, DestinationRuleModel, FaultModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, ResourceMeta, RouteActionModel, ServiceModel,
+  ConfigModel, CorsModel, DestinationModel, DestinationRuleModel, FaultModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, ResourceMeta, RouteActionModel, ServiceModel,
   ServicePort, VirtualServiceModel, WorkloadEndpoint, WorkloadEntryModel,
 } from "./model.js";
 import { defaultSettings, readSettings, SETTINGS_API_VERSION, SETTINGS_KIND } from "./settings.js";
@@ -23,9 +23,9 @@ const LATER_KINDS: Record<string, string> = {
   ProxyConfig: "ProxyConfig is not read; use the instio settings document",
   WorkloadGroup: "WorkloadGroup is not read",
 };
-const ISSUE_ROUTE_BEHAVIOUR = "delegation, retry policies, mirroring and CORS are the next milestone";
+const ISSUE_ROUTE_BEHAVIOUR = "delegation, retry policies and mirroring are the next milestone";
 const NOT_YET_HTTP_ROUTE: Record<string, string> = Object.fromEntries(
-  ["delegate", "retries", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent", "corsPolicy"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
+  ["delegate", "retries", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
 );
 
 /** Reads every document into the model; all problems go to `sink`. */
@@ -120,7 +120,7 @@ function checkGateways(r: FieldReader, value: unknown, path: FieldPath): void {
 }
 
 function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespace: string): HttpRouteModel | undefined {
-  const route = r.object(value, path, ["name", "match", "route", "timeout", "headers", "redirect", "directResponse", "rewrite", "fault"], NOT_YET_HTTP_ROUTE);
+  const route = r.object(value, path, ["name", "match", "route", "timeout", "headers", "redirect", "directResponse", "rewrite", "fault", "corsPolicy"], NOT_YET_HTTP_ROUTE);
   if (!route) return undefined;
   const name = r.string(route.name, [...path, "name"]);
   const matches = r.list(route.match, [...path, "match"]).map((m, i) => readMatch(r, m, [...path, "match", i]));
@@ -141,7 +141,30 @@ function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespac
   const rewrite = rw ? { uri: r.string(rw.uri, [...path, "rewrite", "uri"]), authority: r.string(rw.authority, [...path, "rewrite", "authority"]) } : undefined;
   const fault = readFault(r, route.fault, [...path, "fault"]);
   if (fault && action.kind === "redirect") r.error([...path, "fault"], "cannot be combined with redirect");
-  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, headers, action, rewrite, fault, source: r.doc.locate(path) };
+  const cors = readCors(r, route.corsPolicy, [...path, "corsPolicy"]);
+  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, headers, action, rewrite, fault, cors, source: r.doc.locate(path) };
+}
+
+function readCors(r: FieldReader, value: unknown, path: FieldPath): CorsModel | undefined {
+  const c = r.object(value, path, ["allowOrigins", "allowOrigin", "allowMethods", "allowHeaders", "exposeHeaders", "maxAge", "allowCredentials", "unmatchedPreflights"]);
+  if (!c) return undefined;
+  const allowOrigins: CorsModel["allowOrigins"] = r.list(c.allowOrigins, [...path, "allowOrigins"]).flatMap((o, i) => {
+    const m = readStringMatch(r, o, [...path, "allowOrigins", i]);
+    return m ? [m] : [];
+  });
+  // The deprecated allowOrigin list is exact matches.
+  for (const o of r.stringList(c.allowOrigin, [...path, "allowOrigin"])) allowOrigins.push({ kind: "exact", value: o });
+  const maxAgeMs = r.duration(c.maxAge, [...path, "maxAge"]);
+  const unmatched = r.oneOf<"FORWARD" | "IGNORE">(c.unmatchedPreflights, [...path, "unmatchedPreflights"], ["FORWARD", "IGNORE"]) ?? "FORWARD";
+  return {
+    allowOrigins,
+    allowMethods: r.stringList(c.allowMethods, [...path, "allowMethods"]).join(","),
+    allowHeaders: r.stringList(c.allowHeaders, [...path, "allowHeaders"]).join(","),
+    exposeHeaders: r.stringList(c.exposeHeaders, [...path, "exposeHeaders"]).join(","),
+    maxAge: maxAgeMs === undefined ? undefined : Math.floor(maxAgeMs / 1000),
+    allowCredentials: r.boolean(c.allowCredentials, [...path, "allowCredentials"]) ?? false,
+    forwardUnmatchedPreflights: unmatched === "FORWARD",
+  };
 }
 
 /** gRPC status names Istio accepts in abort.grpcStatus. */

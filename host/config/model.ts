@@ -121,6 +121,19 @@ export interface FaultModel {
   abort: { httpStatus: number | undefined; grpcStatus: number | undefined; percent: number } | undefined;
 }
 
+/** Istio's CorsPolicy (Envoy's CORS filter, per route). */
+export interface CorsModel {
+  allowOrigins: { kind: "exact" | "prefix"; value: string }[];
+  allowMethods: string;
+  allowHeaders: string;
+  exposeHeaders: string;
+  /** Seconds; undefined when unset. */
+  maxAge: number | undefined;
+  allowCredentials: boolean;
+  /** FORWARD (default): preflights from origins that do not match go upstream; IGNORE: answered here without CORS headers. */
+  forwardUnmatchedPreflights: boolean;
+}
+
 export interface HttpRouteModel {
   name: string | undefined;
   /** Empty: the route matches every request. */
@@ -131,6 +144,7 @@ export interface HttpRouteModel {
   headers: HeadersModel | undefined;
   action: RouteActionModel;
   fault: FaultModel | undefined;
+  cors: CorsModel | undefined;
   /** rewrite.uri (Envoy prefix_rewrite) and rewrite.authority. */
   rewrite: { uri: string | undefined; authority: string | undefined } | undefined;
   source: Location;

@@ -18,6 +18,8 @@ export const NO_HEALTHY_UPSTREAM: LocalReply = { status: 503, flag: "UH", body: 
 export const BLOCKED_BY_REGISTRY_ONLY: LocalReply = { status: 502, flag: "-", body: "", details: "direct_response" };
 /** Passthrough to this proxy's own listener: refused instead of looping (see pipeline.ts). */
 export const PASSTHROUGH_LOOP: LocalReply = { status: 502, flag: "-", body: "", details: "passthrough_to_self" };
+/** A CORS preflight answered by the proxy (headers added by the caller when the origin is allowed). */
+export const CORS_PREFLIGHT: LocalReply = { status: 200, flag: "-", body: "", details: "cors_response" };
 export const FAULT_ABORT_BODY = "fault filter abort";
 /** A VirtualService fault abort (the status comes from the route). */
 export const FAULT_ABORT_HTTP: LocalReply = { status: 500, flag: "FI", body: FAULT_ABORT_BODY, details: "fault_filter_abort" };

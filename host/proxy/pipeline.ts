@@ -21,6 +21,7 @@ import { RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST } from "../core
 import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
 import { connectionListed, isHopByHop, isListenerOwnedResponseHeader } from "./headers.js";
 import { applyRequestHeaders, applyResponseHeaders } from "./header-operations.js";
+import { isPreflight, originAllowed, preflightHeaders, responseHeaders as corsResponseHeaders } from "./cors.js";
 import * as Reply from "./local-reply.js";
 import type { Snapshot, SnapshotHolder } from "./snapshot.js";
 import type { RouteActionModel } from "../config/model.js";
@@ -101,7 +102,24 @@ function runPhases(options: PipelineOptions, ex: Exchange, ds: Downstream): void
   ex.dest = core.dest;
   ex.cluster = core.cluster;
   if (code >= 0) {
-    // Phase 3: filters. Fault injection (Envoy's fault filter): delay first, then abort.
+    // Phase 3: filters, in Istio's order: CORS, then fault injection (delay first, then abort).
+    const cors = snapshot.config.routes[code]!.cors;
+    const origin = cors ? ds.header("origin") : undefined;
+    if (cors && origin !== undefined) {
+      const allowed = originAllowed(cors, origin);
+      if (isPreflight(ds)) {
+        if (allowed) {
+          ex.localReply(Reply.CORS_PREFLIGHT, preflightHeaders(cors, origin));
+          return;
+        }
+        if (!cors.forwardUnmatchedPreflights) {
+          ex.localReply(Reply.CORS_PREFLIGHT);
+          return;
+        }
+      } else if (allowed) {
+        ex.corsHeaders = corsResponseHeaders(cors, origin);
+      }
+    }
     const fault = snapshot.config.routes[code]!.fault;
     if (fault?.delay && Math.random() * 100 < fault.delay.percent) {
       ex.faultDelayed = true;
@@ -233,6 +251,8 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   dest = -1;
   /** Path and query sent upstream when a rewrite changed them. */
   upstreamPath: string | undefined;
+  /** access-control-* headers for an allowed CORS origin, added to whatever answers the request. */
+  corsHeaders: string[] | undefined;
   /** A fault delay held this request (flag DI); the timer while it does. */
   faultDelayed = false;
   delayTimer: NodeJS.Timeout | undefined;
@@ -423,6 +443,7 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
     this.serviceTimeMs = Math.round(performance.now() - this.startedAt);
     out.push("x-envoy-upstream-service-time", String(this.serviceTimeMs));
     this.applyRouteResponseHeaders(out);
+    if (this.corsHeaders) applyCors(out, this.corsHeaders);
     if (this.listener.draining) out.push("connection", "close");
     this.headerBytesSent = headerWireBytes(out);
     const bodyless = this.ds.method === "HEAD" || statusCode === 204 || statusCode === 304;
@@ -505,6 +526,7 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
       const headers = reply.body.length > 0 ? ["content-type", "text/plain"] : [];
       if (extraHeaders) headers.push(...extraHeaders);
       this.applyRouteResponseHeaders(headers);
+      if (this.corsHeaders) applyCors(headers, this.corsHeaders);
       if (this.listener.draining) headers.push("connection", "close");
       this.ds.sendLocal(reply.status, headers, reply.body);
       this.bytesSent = Buffer.byteLength(reply.body);
@@ -566,6 +588,12 @@ function headerWireBytes(headers: string[]): number {
   let n = "HTTP/1.1 200 OK\r\n".length + "content-length: 0000\r\n".length + 2;
   for (let i = 0; i < headers.length; i += 2) n += headers[i]!.length + headers[i + 1]!.length + 4;
   return n;
+}
+
+/** CORS headers replace any the upstream sent (Envoy's filter sets them). */
+function applyCors(headers: string[], cors: string[]): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i]!.startsWith("access-control-")) headers.splice(i, 2);
+  headers.push(...cors);
 }
 
 function routeTimeout(ex: Exchange): void {
