@@ -6,7 +6,7 @@ import { SLOT_COUNT_MAX, SLOT_FIRST_HEADER } from "../../assembly/layout.js";
 import type { MatchEntry, RouteTable, WeightedDestination } from "../core/route-table.js";
 import type { ConfigDiagnostic, Location } from "./diagnostics.js";
 import { hostMatches, mostSpecific, virtualHostDomains } from "./hosts.js";
-import type { ConfigModel, DestinationModel, HeadersModel, RouteActionModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
+import type { ConfigModel, DestinationModel, HeadersModel, RetryPolicyModel, RouteActionModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
 
 export interface ClusterEndpoint {
   address: string;
@@ -40,6 +40,8 @@ export interface RouteInfo {
   rewrite: HttpRouteModel["rewrite"];
   fault: HttpRouteModel["fault"];
   cors: HttpRouteModel["cors"];
+  /** The route's retry policy, or Istio's default. */
+  retry: RetryPolicyModel;
   source: Location | undefined;
 }
 
@@ -71,6 +73,17 @@ export interface CompiledConfig {
 }
 
 const DEFAULT_HTTP_PORT = 80;
+
+/**
+ * Istio's built-in outbound retry policy when a route sets none: 2 retries on
+ * connect-failure, refused-stream, unavailable, cancelled and (since 1.24, with
+ * no codes) retriable-status-codes.
+ */
+export const ISTIO_DEFAULT_RETRY: RetryPolicyModel = {
+  attempts: 3,
+  perTryTimeoutMs: 0,
+  on: { fiveXx: false, gatewayError: false, reset: false, connectFailure: true, retriable4xx: false, statusCodes: [], grpcStatuses: [1, 14] },
+};
 
 function visibleTo(meta: ResourceMeta, namespace: string): boolean {
   if (meta.exportTo.length === 0) return true;
@@ -217,7 +230,7 @@ class Compiler {
       const cluster = this.clusterFor({ host: service.host, subset: undefined, port: service.port.number, weight: 1, headers: undefined, source: undefined }, port);
       this.table.routes.push({ destinations: [{ cluster, weight: 1 }] });
       this.destinations.push({ headers: undefined });
-      this.routes.push({ name: "default", virtualService: undefined, timeoutMs: 0, headers: undefined, action: { kind: "forward" }, rewrite: undefined, fault: undefined, cors: undefined, source: undefined });
+      this.routes.push({ name: "default", virtualService: undefined, timeoutMs: 0, headers: undefined, action: { kind: "forward" }, rewrite: undefined, fault: undefined, cors: undefined, retry: ISTIO_DEFAULT_RETRY, source: undefined });
       this.table.entries.push({ route: this.table.routes.length - 1, uri: { kind: "prefix", value: "/", ignoreCase: false }, conditions: [] });
       this.entries.push({ name: "default", source: undefined });
     }
@@ -249,7 +262,7 @@ class Compiler {
     const destinations: WeightedDestination[] = route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight }));
     this.table.routes.push({ destinations });
     for (const d of route.destinations) this.destinations.push({ headers: d.headers });
-    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, headers: route.headers, action: route.action, rewrite: route.rewrite, fault: route.fault, cors: route.cors, source: route.source });
+    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, headers: route.headers, action: route.action, rewrite: route.rewrite, fault: route.fault, cors: route.cors, retry: route.retries ?? ISTIO_DEFAULT_RETRY, source: route.source });
     return this.table.routes.length - 1;
   }
 

@@ -8,7 +8,7 @@ import type { Condition, StringMatch, UriMatch } from "../core/route-table.js";
 import { FieldReader, type Obj } from "./fields.js";
 import { resolveHost } from "./hosts.js";
 import type {
-  ConfigModel, CorsModel, DestinationModel, DestinationRuleModel, FaultModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, ResourceMeta, RouteActionModel, ServiceModel,
+  ConfigModel, CorsModel, DestinationModel, RetryConditions, RetryPolicyModel, DestinationRuleModel, FaultModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, ResourceMeta, RouteActionModel, ServiceModel,
   ServicePort, VirtualServiceModel, WorkloadEndpoint, WorkloadEntryModel,
 } from "./model.js";
 import { defaultSettings, readSettings, SETTINGS_API_VERSION, SETTINGS_KIND } from "./settings.js";
@@ -23,9 +23,9 @@ const LATER_KINDS: Record<string, string> = {
   ProxyConfig: "ProxyConfig is not read; use the instio settings document",
   WorkloadGroup: "WorkloadGroup is not read",
 };
-const ISSUE_ROUTE_BEHAVIOUR = "delegation, retry policies and mirroring are the next milestone";
+const ISSUE_ROUTE_BEHAVIOUR = "delegation and mirroring are the next milestone";
 const NOT_YET_HTTP_ROUTE: Record<string, string> = Object.fromEntries(
-  ["delegate", "retries", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
+  ["delegate", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
 );
 
 /** Reads every document into the model; all problems go to `sink`. */
@@ -120,7 +120,7 @@ function checkGateways(r: FieldReader, value: unknown, path: FieldPath): void {
 }
 
 function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespace: string): HttpRouteModel | undefined {
-  const route = r.object(value, path, ["name", "match", "route", "timeout", "headers", "redirect", "directResponse", "rewrite", "fault", "corsPolicy"], NOT_YET_HTTP_ROUTE);
+  const route = r.object(value, path, ["name", "match", "route", "timeout", "headers", "redirect", "directResponse", "rewrite", "fault", "corsPolicy", "retries"], NOT_YET_HTTP_ROUTE);
   if (!route) return undefined;
   const name = r.string(route.name, [...path, "name"]);
   const matches = r.list(route.match, [...path, "match"]).map((m, i) => readMatch(r, m, [...path, "match", i]));
@@ -142,7 +142,46 @@ function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespac
   const fault = readFault(r, route.fault, [...path, "fault"]);
   if (fault && action.kind === "redirect") r.error([...path, "fault"], "cannot be combined with redirect");
   const cors = readCors(r, route.corsPolicy, [...path, "corsPolicy"]);
-  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, headers, action, rewrite, fault, cors, source: r.doc.locate(path) };
+  const retries = readRetries(r, route.retries, [...path, "retries"]);
+  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, headers, action, rewrite, fault, cors, retries, source: r.doc.locate(path) };
+}
+
+const GRPC_RETRY_ON: Record<string, number> = { cancelled: 1, "deadline-exceeded": 4, "resource-exhausted": 8, internal: 13, unavailable: 14 };
+/** Accepted, and never true on HTTP/1.1 upstreams or without settings Istio does not expose. */
+const RETRY_ON_INERT = ["refused-stream", "retriable-headers", "envoy-ratelimited", "http3-post-connect-failure"];
+
+/** Parses an Istio retryOn list into conditions; integers are status codes, as Istio's parseRetryOn. */
+export function parseRetryOn(list: string, report: (message: string) => void): RetryConditions {
+  const on: RetryConditions = { fiveXx: false, gatewayError: false, reset: false, connectFailure: false, retriable4xx: false, statusCodes: [], grpcStatuses: [] };
+  for (const raw of list.split(",")) {
+    const t = raw.trim();
+    if (t === "") continue;
+    if (/^\d+$/.test(t)) {
+      const code = Number(t);
+      if (code < 100 || code > 599) report(`"${t}" is not an HTTP status code`);
+      else on.statusCodes.push(code);
+    } else if (t === "5xx") on.fiveXx = true;
+    else if (t === "gateway-error") on.gatewayError = true;
+    else if (t === "reset" || t === "reset-before-request") on.reset = true;
+    else if (t === "connect-failure") on.connectFailure = true;
+    else if (t === "retriable-4xx") on.retriable4xx = true;
+    else if (t in GRPC_RETRY_ON) on.grpcStatuses.push(GRPC_RETRY_ON[t]!);
+    else if (t !== "retriable-status-codes" && !RETRY_ON_INERT.includes(t)) report(`unknown retryOn value "${t}"`);
+  }
+  return on;
+}
+
+function readRetries(r: FieldReader, value: unknown, path: FieldPath): RetryPolicyModel | undefined {
+  const o = r.object(value, path, ["attempts", "perTryTimeout", "retryOn", "retryRemoteLocalities", "retryIgnorePreviousHosts", "backoff"]);
+  if (!o) return undefined;
+  if (r.boolean(o.retryRemoteLocalities, [...path, "retryRemoteLocalities"]) === true) r.error([...path, "retryRemoteLocalities"], "not supported yet: locality-aware load balancing arrives with the resilience milestone");
+  if (r.boolean(o.retryIgnorePreviousHosts, [...path, "retryIgnorePreviousHosts"]) === false) r.error([...path, "retryIgnorePreviousHosts"], "not supported yet: retries always prefer hosts not tried yet");
+  if (o.backoff !== undefined && r.duration(o.backoff, [...path, "backoff"]) !== 25) r.error([...path, "backoff"], "not supported yet: the backoff base is Envoy's default, 25ms");
+  const retries = r.integer(o.attempts, [...path, "attempts"], 0, 1000) ?? 0;
+  const perTryTimeoutMs = r.duration(o.perTryTimeout, [...path, "perTryTimeout"], 1) ?? 0;
+  // Istio's default retryOn when a policy sets none.
+  const on = parseRetryOn(r.string(o.retryOn, [...path, "retryOn"]) ?? "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes", (m) => r.error([...path, "retryOn"], m));
+  return { attempts: 1 + retries, perTryTimeoutMs, on };
 }
 
 function readCors(r: FieldReader, value: unknown, path: FieldPath): CorsModel | undefined {

@@ -121,6 +121,25 @@ export interface FaultModel {
   abort: { httpStatus: number | undefined; grpcStatus: number | undefined; percent: number } | undefined;
 }
 
+/** What a retry policy retries on (Envoy's x-envoy-retry-on and x-envoy-retry-grpc-on values). */
+export interface RetryConditions {
+  fiveXx: boolean;
+  gatewayError: boolean;
+  reset: boolean;
+  connectFailure: boolean;
+  retriable4xx: boolean;
+  statusCodes: number[];
+  /** grpc-status values, read from response headers only (as Envoy). */
+  grpcStatuses: number[];
+}
+
+/** Istio's HTTPRetry resolved: total attempts including the first, per-try timeout (0: none). */
+export interface RetryPolicyModel {
+  attempts: number;
+  perTryTimeoutMs: number;
+  on: RetryConditions;
+}
+
 /** Istio's CorsPolicy (Envoy's CORS filter, per route). */
 export interface CorsModel {
   allowOrigins: { kind: "exact" | "prefix"; value: string }[];
@@ -145,6 +164,8 @@ export interface HttpRouteModel {
   action: RouteActionModel;
   fault: FaultModel | undefined;
   cors: CorsModel | undefined;
+  /** undefined: Istio's default policy applies. */
+  retries: RetryPolicyModel | undefined;
   /** rewrite.uri (Envoy prefix_rewrite) and rewrite.authority. */
   rewrite: { uri: string | undefined; authority: string | undefined } | undefined;
   source: Location;

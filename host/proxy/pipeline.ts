@@ -24,11 +24,9 @@ import { applyRequestHeaders, applyResponseHeaders } from "./header-operations.j
 import { isPreflight, originAllowed, preflightHeaders, responseHeaders as corsResponseHeaders } from "./cors.js";
 import * as Reply from "./local-reply.js";
 import type { Snapshot, SnapshotHolder } from "./snapshot.js";
-import type { RouteActionModel } from "../config/model.js";
+import type { RetryPolicyModel, RouteActionModel } from "../config/model.js";
 import type { MatchEntry } from "../core/route-table.js";
 
-/** Istio's default retry policy retries connection failures twice (attempts = 3). */
-const DEFAULT_MAX_ATTEMPTS = 3;
 /** Envoy's retry backoff: fully jittered exponential from 25 ms, capped at 250 ms. */
 const BACKOFF_BASE_MS = 25;
 const BACKOFF_MAX_MS = 250;
@@ -51,6 +49,8 @@ export interface ExchangeObserver {
   attempt(ex: Exchange): void;
   connectFailure(ex: Exchange): void;
   retry(ex: Exchange): void;
+  /** A retry the policy asked for was not made: the request body was streamed, not buffered. */
+  retryAbandoned(ex: Exchange): void;
   timeout(ex: Exchange): void;
   complete(ex: Exchange): void;
 }
@@ -241,7 +241,7 @@ function forwardPassthrough(options: PipelineOptions, ex: Exchange, authority: s
 }
 
 /** One request in flight: the undici handler for its upstream attempt and the listener's event sink. */
-export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
+export class Exchange implements DownstreamEvents {
   readonly startedAt = performance.now();
   readonly startTime = Date.now();
   routeIndex = RC_NO_ROUTE;
@@ -283,7 +283,11 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   private downstreamAborted = false;
   private tried = 0; // bitmask of cluster endpoint offsets already tried (first 32)
   private routeTimer: NodeJS.Timeout | undefined;
+  private tryTimer: NodeJS.Timeout | undefined;
+  /** The current attempt; callbacks from superseded attempts are ignored (see Attempt). */
+  attemptId = 0;
   private balanced = false; // sent to a cluster endpoint chosen by the core (not passthrough)
+  private limitHit = false; // the retry policy wanted another attempt but none were left (flag URX)
 
   constructor(
     private readonly options: PipelineOptions,
@@ -336,8 +340,11 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
       return;
     }
     this.options.observer.attempt(this);
+    const attempt = new Attempt(this, ++this.attemptId);
+    const perTry = this.routeIndex >= 0 ? this.snapshot.config.routes[this.routeIndex]!.retry.perTryTimeoutMs : 0;
+    if (perTry > 0) this.tryTimer = setTimeout(perTryTimeout, perTry, this, this.attemptId);
     try {
-      this.options.dispatcher.dispatch(opts, this);
+      this.options.dispatcher.dispatch(opts, attempt);
     } catch (err) {
       // An origin undici cannot parse (a passthrough authority such as "a b") is the client's error.
       this.release();
@@ -424,6 +431,15 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     // 1xx interim responses are not relayed; after a local reply (route timeout) nothing is.
     if (statusCode < 200 || this.downstreamAborted || this.finished) return;
+    clearTimeout(this.tryTimer);
+    if (this.retriableResponse(statusCode, headers)) {
+      if (this.mayRetry()) {
+        this.supersedeAttempt("retrying a retriable response");
+        this.scheduleRetry();
+        return;
+      }
+      this.limitHit = true;
+    }
     this.responseStarted = true;
     this.status = statusCode;
     const out: string[] = [];
@@ -476,21 +492,75 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
       this.complete();
       return;
     }
+    clearTimeout(this.tryTimer);
     const connectFailure = isConnectFailure(err);
     this.transportFailure = transportFailure(err) ?? "";
     if (connectFailure) this.options.observer.connectFailure(this);
-    if (connectFailure && this.mayRetry()) {
-      this.options.observer.retry(this);
-      const delay = Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * (2 ** this.attempts - 1));
-      setTimeout(retryExchange, delay, this);
+    const on = this.retryPolicy().on;
+    const retriable = (connectFailure && on.connectFailure) || on.fiveXx || on.gatewayError || on.reset;
+    if (retriable && this.mayRetry()) {
+      this.scheduleRetry();
       return;
     }
+    if (retriable) this.limitHit = true;
     this.localReply(Reply.upstreamReset(connectFailure ? "connection failure" : "connection termination", this.transportFailure || undefined, this.attempts > 1));
   }
 
-  /** Istio's default policy: connect-failure retried twice; a streamed body cannot be replayed. */
+  private retryPolicy(): RetryPolicyModel {
+    return this.routeIndex >= 0 ? this.snapshot.config.routes[this.routeIndex]!.retry : NO_RETRY;
+  }
+
+  /** Does the route's retryOn ask for a retry of this response? */
+  private retriableResponse(status: number, headers: Record<string, string | string[] | undefined>): boolean {
+    const on = this.retryPolicy().on;
+    if (on.fiveXx && status >= 500) return true;
+    if (on.gatewayError && status >= 502 && status <= 504) return true;
+    if (on.retriable4xx && status === 409) return true;
+    if (on.statusCodes.includes(status)) return true;
+    if (on.grpcStatuses.length > 0) {
+      const g = headers["grpc-status"];
+      if (typeof g === "string" && on.grpcStatuses.includes(Number(g))) return true;
+    }
+    return false;
+  }
+
+  /** Attempts left, and a request that can be sent again: a streamed body cannot be replayed. */
   private mayRetry(): boolean {
-    return this.attempts < DEFAULT_MAX_ATTEMPTS && !this.ds.hasBody && this.balanced;
+    if (this.attempts >= this.retryPolicy().attempts || !this.balanced) return false;
+    if (this.ds.hasBody) {
+      this.options.observer.retryAbandoned(this);
+      return false;
+    }
+    return true;
+  }
+
+  private scheduleRetry(): void {
+    this.options.observer.retry(this);
+    const delay = Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * (2 ** this.attempts - 1));
+    setTimeout(retryExchange, delay, this);
+  }
+
+  /** Leaves the current attempt behind: its slot is released and its late callbacks are ignored. */
+  private supersedeAttempt(reason: string): void {
+    const controller = this.controller;
+    this.attemptId++;
+    this.controller = undefined;
+    clearTimeout(this.tryTimer);
+    this.release();
+    controller?.abort(new Error(reason));
+  }
+
+  /** Envoy's per_try_timeout: the attempt is abandoned; retried if retryOn allows, else 504 UT. */
+  onPerTryTimeout(attemptId: number): void {
+    if (attemptId !== this.attemptId || this.finished || this.responseStarted) return;
+    this.options.observer.timeout(this);
+    this.supersedeAttempt("per-try timeout");
+    const on = this.retryPolicy().on;
+    if ((on.fiveXx || on.gatewayError || on.reset) && this.mayRetry()) {
+      this.scheduleRetry();
+      return;
+    }
+    this.localReply(Reply.UPSTREAM_TIMEOUT);
   }
 
   /** A retry: prefer an endpoint not tried yet (Envoy's previous_hosts predicate). */
@@ -570,7 +640,8 @@ export class Exchange implements Dispatcher.DispatchHandler, DownstreamEvents {
   private complete(): void {
     if (this.finished) return;
     this.finished = true;
-    // Envoy lists flags in its own order, in which DI comes after the upstream flags and before FI.
+    // Envoy lists flags in its own order: upstream flags, URX, then DI, then FI.
+    if (this.limitHit && this.attempts > 1) this.flag = this.flag === "-" ? "URX" : `${this.flag},URX`;
     if (this.faultDelayed) this.flag = this.flag === "-" ? "DI" : this.flag === "FI" ? "DI,FI" : `${this.flag},DI`;
     clearTimeout(this.routeTimer);
     this.release();
@@ -594,6 +665,44 @@ function headerWireBytes(headers: string[]): number {
 function applyCors(headers: string[], cors: string[]): void {
   for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i]!.startsWith("access-control-")) headers.splice(i, 2);
   headers.push(...cors);
+}
+
+/** No retries: routes answered without an upstream, and inbound traffic. */
+const NO_RETRY: RetryPolicyModel = { attempts: 1, perTryTimeoutMs: 0, on: { fiveXx: false, gatewayError: false, reset: false, connectFailure: false, retriable4xx: false, statusCodes: [], grpcStatuses: [] } };
+
+/**
+ * undici's handler for one upstream attempt. It passes callbacks on while it is
+ * the exchange's current attempt; once superseded (a retry, a per-try timeout)
+ * its late callbacks are dropped, so they cannot touch the next attempt.
+ */
+class Attempt implements Dispatcher.DispatchHandler {
+  constructor(
+    private readonly ex: Exchange,
+    private readonly id: number,
+  ) {}
+  private get current(): boolean {
+    return this.ex.attemptId === this.id;
+  }
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    if (this.current) this.ex.onRequestStart(controller);
+    else controller.abort(new Error("superseded attempt"));
+  }
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (this.current) this.ex.onResponseStart(controller, statusCode, headers);
+  }
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.current) this.ex.onResponseData(controller, chunk);
+  }
+  onResponseEnd(): void {
+    if (this.current) this.ex.onResponseEnd();
+  }
+  onResponseError(controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.current) this.ex.onResponseError(controller, err);
+  }
+}
+
+function perTryTimeout(ex: Exchange, attemptId: number): void {
+  ex.onPerTryTimeout(attemptId);
 }
 
 function routeTimeout(ex: Exchange): void {

@@ -52,6 +52,7 @@ export class ProxyMetrics {
   readonly upstreamCxConnectFail: CounterFamily;
   readonly upstreamRqTimeout: CounterFamily;
   readonly upstreamRqPendingOverflow: CounterFamily;
+  readonly retryOrShadowAbandoned: CounterFamily;
   readonly upstreamRqActive: Gauge<"cluster_name">;
   readonly membershipHealthy: Gauge<"cluster_name">;
   readonly membershipTotal: Gauge<"cluster_name">;
@@ -73,6 +74,7 @@ export class ProxyMetrics {
     this.upstreamRqRetry = cluster("envoy_cluster_upstream_rq_retry", "Upstream request retries, per cluster");
     this.upstreamCxConnectFail = cluster("envoy_cluster_upstream_cx_connect_fail", "Upstream connection failures, per cluster");
     this.upstreamRqTimeout = cluster("envoy_cluster_upstream_rq_timeout", "Upstream requests that timed out, per cluster");
+    this.retryOrShadowAbandoned = cluster("envoy_cluster_retry_or_shadow_abandoned", "Retries not made because the request body was streamed, not buffered, per cluster");
     this.upstreamRqPendingOverflow = cluster("envoy_cluster_upstream_rq_pending_overflow", "Requests rejected by a circuit breaker (503 UO), per cluster");
     // Gauges are read at scrape time from the serving snapshot: nothing to maintain per request.
     type ClusterRow = ReturnType<GaugeSources["clusters"]>[number];

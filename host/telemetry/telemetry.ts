@@ -32,6 +32,7 @@ interface ClusterCounters {
   retry: CounterSeries;
   connectFail: CounterSeries;
   timeout: CounterSeries;
+  retryAbandoned: CounterSeries;
 }
 
 /** Everything one snapshot's requests record into. */
@@ -112,6 +113,7 @@ export class SnapshotStats {
         retry: metrics.upstreamRqRetry.bind(labels),
         connectFail: metrics.upstreamCxConnectFail.bind(labels),
         timeout: metrics.upstreamRqTimeout.bind(labels),
+        retryAbandoned: metrics.retryOrShadowAbandoned.bind(labels),
       };
     });
   }
@@ -174,6 +176,9 @@ export class Telemetry implements ExchangeObserver {
   }
   retry(ex: Exchange): void {
     if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.retry.inc();
+  }
+  retryAbandoned(ex: Exchange): void {
+    if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.retryAbandoned.inc();
   }
   timeout(ex: Exchange): void {
     if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.timeout.inc();

@@ -96,7 +96,8 @@ spec:
     expect(m.sum("istio_requests_total", { reporter: "source", destination_version: "v1", response_code: "200" })).toBe(1);
     expect(m.sum("istio_requests_total", { response_code: "404", response_flags: "NR", destination_service: "reviews.default.svc.cluster.local" })).toBe(1);
     expect(m.sum("istio_requests_total", { response_code: "503", response_flags: "UH" })).toBe(1);
-    expect(m.sum("istio_requests_total", { response_code: "503", response_flags: "UF", destination_service_name: "dead" })).toBe(1);
+    // Istio's default policy retried the connection failure twice: Envoy then adds URX.
+    expect(m.sum("istio_requests_total", { response_code: "503", response_flags: "UF,URX", destination_service_name: "dead" })).toBe(1);
     expect(m.sum("istio_requests_total", { reporter: "destination", destination_workload: "productpage-v1", response_code: "200" })).toBe(1);
     const buckets = m.find("istio_request_duration_milliseconds_bucket", { destination_version: "v2", response_code: "200" }).map((s) => s.labels.le);
     expect(buckets).toEqual([...ENVOY_BUCKETS.map(String), "+Inf"]);
@@ -138,7 +139,7 @@ spec:
       request_id: v2.received[0]!.headers["x-request-id"], bytes_received: 0,
     });
     expect(lines.find((l) => l.response_flags === "NR")).toMatchObject({ response_code: 404, response_code_details: "route_not_found" });
-    expect(lines.find((l) => l.response_flags === "UF")).toMatchObject({ response_code: 503, upstream_transport_failure_reason: "delayed connect error: 111" });
+    expect(lines.find((l) => l.response_flags === "UF,URX")).toMatchObject({ response_code: 503, upstream_transport_failure_reason: "delayed connect error: 111" });
     expect(Object.keys(lines[0]!).sort()).toEqual([
       "authority", "bytes_received", "bytes_sent", "connection_termination_details", "downstream_local_address", "downstream_remote_address", "duration",
       "method", "path", "protocol", "request_id", "requested_server_name", "response_code", "response_code_details", "response_flags", "route_name",

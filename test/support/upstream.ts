@@ -27,6 +27,7 @@ export interface Upstream {
  *   /status/N    answers with status N
  *   /delay/N     answers after N milliseconds
  *   /metrics     an application's own Prometheus metrics (app_custom_total 7)
+ *   /flaky/P     answers 503 with probability P percent, else 200
  */
 export async function startUpstream(name: string): Promise<Upstream> {
   const received: Received[] = [];
@@ -49,7 +50,8 @@ export async function startUpstream(name: string): Promise<Upstream> {
         streamPattern(res, Number(download[2]), download[1] === "download");
         return;
       }
-      const status = /^\/status\/(\d+)/.exec(req.url!);
+      const flaky = /^\/flaky\/(\d+)/.exec(req.url!);
+      const status = flaky ? (Math.random() * 100 < Number(flaky[1]) ? ["", "503"] : null) : /^\/status\/(\d+)/.exec(req.url!);
       const delay = /^\/delay\/(\d+)/.exec(req.url!);
       const body = JSON.stringify({ name, ...r }) + "\n";
       const reply = (): void => {

@@ -1,0 +1,94 @@
+// VirtualService retries over real sockets: a flaky upstream against a retry
+// policy (success rate as the attempt count predicts, attempts bounded), per-try
+// timeouts, Istio's default policy, and bodies that cannot be replayed.
+
+import { request } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseExposition } from "../support/prometheus.js";
+import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { startUpstream, type Upstream } from "../support/upstream.js";
+
+describe("retries", () => {
+  let up: Upstream;
+  let p: TestProxy;
+
+  beforeAll(async () => {
+    up = await startUpstream("flaky");
+    p = await startTestProxy(`${settingsYaml("uws")}---
+${serviceEntryYaml("svc", [{ port: up.port }])}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc}
+spec:
+  hosts: [svc]
+  http:
+  - match: [{uri: {prefix: /flaky}}]
+    retries: {attempts: 3, retryOn: 5xx}
+    route: [{destination: {host: svc}}]
+  - match: [{uri: {prefix: /status}}]
+    retries: {attempts: 2, retryOn: "gateway-error,409"}
+    route: [{destination: {host: svc}}]
+  - match: [{uri: {prefix: /delay}}]
+    retries: {attempts: 2, perTryTimeout: 100ms, retryOn: 5xx}
+    route: [{destination: {host: svc}}]
+  - match: [{uri: {prefix: /none}}]
+    retries: {attempts: 0}
+    route: [{destination: {host: svc}}]
+  - route: [{destination: {host: svc}}]
+`);
+  });
+  afterAll(async () => {
+    await p.close();
+    await up.close();
+  });
+
+  const attemptsSeen = (path: string) => up.received.filter((r) => r.url === path).map((r) => Number(r.headers["x-envoy-attempt-count"]));
+
+  it("retries a 50% flaky upstream: success close to 1 - 0.5^4, never more than 4 attempts", async () => {
+    const n = 300;
+    let ok = 0;
+    for (let i = 0; i < n; i++) if ((await get(p.url, "svc", "/flaky/50")).status === 200) ok++;
+    const expected = 1 - 0.5 ** 4;
+    expect(Math.abs(ok / n - expected)).toBeLessThan(5 * Math.sqrt((expected * (1 - expected)) / n));
+    const attempts = attemptsSeen("/flaky/50");
+    expect(Math.max(...attempts)).toBe(4);
+    expect(attempts.length).toBeLessThanOrEqual(4 * n);
+  });
+
+  it("retries only what retryOn names, and marks an exhausted policy URX", async () => {
+    const urx = async () => parseExposition(await p.proxy.telemetry.metrics.registry.metrics()).sum("istio_requests_total", { response_code: "503", response_flags: "URX" });
+    const before = await urx();
+    const r = await get(p.url, "svc", "/status/503");
+    expect(r.status).toBe(503);
+    expect(attemptsSeen("/status/503")).toEqual([1, 2, 3]);
+    await get(p.url, "svc", "/status/409");
+    expect(attemptsSeen("/status/409")).toEqual([1, 2, 3]);
+    await get(p.url, "svc", "/status/500");
+    expect(attemptsSeen("/status/500")).toEqual([1]);
+    expect(await urx()).toBe(before + 1);
+  });
+
+  it("does not retry a 503 under Istio's default policy, nor with attempts: 0", async () => {
+    expect((await get(p.url, "svc", "/default/status")).status).toBe(200);
+    await get(p.url, "svc", "/none/x");
+    expect(attemptsSeen("/none/x")).toEqual([1]);
+  });
+
+  it("abandons each try at perTryTimeout, retries, then answers 504 UT", async () => {
+    const started = Date.now();
+    const r = await get(p.url, "svc", "/delay/1000");
+    expect(r.status).toBe(504);
+    expect(r.text).toBe("upstream request timeout");
+    expect(Date.now() - started).toBeLessThan(900);
+    await new Promise((res) => setTimeout(res, 1100)); // the upstream finishes its slow replies
+    expect(attemptsSeen("/delay/1000")).toEqual([1, 2, 3]);
+  });
+
+  it("does not replay a streamed request body, and counts the retry it did not make", async () => {
+    const res = await request(`${p.url}/flaky/100`, { method: "POST", headers: { host: "svc" }, body: "payload" });
+    await res.body.text();
+    expect(res.statusCode).toBe(503);
+    const m = parseExposition(await p.proxy.telemetry.metrics.registry.metrics());
+    expect(m.sum("envoy_cluster_retry_or_shadow_abandoned", { cluster_name: "outbound|80||svc.default.svc.cluster.local" })).toBe(1);
+  });
+});
