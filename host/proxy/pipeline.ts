@@ -386,7 +386,8 @@ export class Exchange implements DownstreamEvents {
     out.push("x-forwarded-for", this.forwardedFor);
     if (!hasProto) out.push("x-forwarded-proto", this.ds.scheme);
     if (!hasRequestId) {
-      this.requestId = randomUUID();
+      // Generated once: every attempt of a request carries the same id, as with Envoy.
+      if (this.requestId === "") this.requestId = randomUUID();
       out.push("x-request-id", this.requestId);
     }
     out.push("x-envoy-attempt-count", String(this.attempts));

@@ -61,6 +61,8 @@ spec:
     const r = await get(p.url, "svc", "/status/503");
     expect(r.status).toBe(503);
     expect(attemptsSeen("/status/503")).toEqual([1, 2, 3]);
+    // Every attempt carries the request's one generated x-request-id.
+    expect(new Set(up.received.filter((x) => x.url === "/status/503").map((x) => x.headers["x-request-id"])).size).toBe(1);
     await get(p.url, "svc", "/status/409");
     expect(attemptsSeen("/status/409")).toEqual([1, 2, 3]);
     await get(p.url, "svc", "/status/500");
