@@ -42,6 +42,8 @@ export interface RouteInfo {
   cors: HttpRouteModel["cors"];
   /** The route's retry policy, or Istio's default. */
   retry: RetryPolicyModel;
+  /** Shadow clusters (-1: does not exist) and the percentage of requests copied to each. */
+  mirrors: { cluster: number; percent: number }[];
   source: Location | undefined;
 }
 
@@ -230,7 +232,7 @@ class Compiler {
       const cluster = this.clusterFor({ host: service.host, subset: undefined, port: service.port.number, weight: 1, headers: undefined, source: undefined }, port);
       this.table.routes.push({ destinations: [{ cluster, weight: 1 }] });
       this.destinations.push({ headers: undefined });
-      this.routes.push({ name: "default", virtualService: undefined, timeoutMs: 0, headers: undefined, action: { kind: "forward" }, rewrite: undefined, fault: undefined, cors: undefined, retry: ISTIO_DEFAULT_RETRY, source: undefined });
+      this.routes.push({ name: "default", virtualService: undefined, timeoutMs: 0, headers: undefined, action: { kind: "forward" }, rewrite: undefined, fault: undefined, cors: undefined, retry: ISTIO_DEFAULT_RETRY, mirrors: [], source: undefined });
       this.table.entries.push({ route: this.table.routes.length - 1, uri: { kind: "prefix", value: "/", ignoreCase: false }, conditions: [] });
       this.entries.push({ name: "default", source: undefined });
     }
@@ -262,7 +264,10 @@ class Compiler {
     const destinations: WeightedDestination[] = route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight }));
     this.table.routes.push({ destinations });
     for (const d of route.destinations) this.destinations.push({ headers: d.headers });
-    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, headers: route.headers, action: route.action, rewrite: route.rewrite, fault: route.fault, cors: route.cors, retry: route.retries ?? ISTIO_DEFAULT_RETRY, source: route.source });
+    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, headers: route.headers, action: route.action, rewrite: route.rewrite, fault: route.fault, cors: route.cors, retry: route.retries ?? ISTIO_DEFAULT_RETRY,
+      mirrors: route.mirrors.map((m) => ({ cluster: this.clusterFor(m.destination, port), percent: m.percent })),
+      source: route.source,
+    });
     return this.table.routes.length - 1;
   }
 

@@ -23,9 +23,9 @@ const LATER_KINDS: Record<string, string> = {
   ProxyConfig: "ProxyConfig is not read; use the instio settings document",
   WorkloadGroup: "WorkloadGroup is not read",
 };
-const ISSUE_ROUTE_BEHAVIOUR = "delegation and mirroring are the next milestone";
+const ISSUE_ROUTE_BEHAVIOUR = "delegate VirtualServices are the next milestone";
 const NOT_YET_HTTP_ROUTE: Record<string, string> = Object.fromEntries(
-  ["delegate", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
+  ["delegate"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
 );
 
 /** Reads every document into the model; all problems go to `sink`. */
@@ -120,7 +120,7 @@ function checkGateways(r: FieldReader, value: unknown, path: FieldPath): void {
 }
 
 function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespace: string): HttpRouteModel | undefined {
-  const route = r.object(value, path, ["name", "match", "route", "timeout", "headers", "redirect", "directResponse", "rewrite", "fault", "corsPolicy", "retries"], NOT_YET_HTTP_ROUTE);
+  const route = r.object(value, path, ["name", "match", "route", "timeout", "headers", "redirect", "directResponse", "rewrite", "fault", "corsPolicy", "retries", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent"], NOT_YET_HTTP_ROUTE);
   if (!route) return undefined;
   const name = r.string(route.name, [...path, "name"]);
   const matches = r.list(route.match, [...path, "match"]).map((m, i) => readMatch(r, m, [...path, "match", i]));
@@ -143,7 +143,36 @@ function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespac
   if (fault && action.kind === "redirect") r.error([...path, "fault"], "cannot be combined with redirect");
   const cors = readCors(r, route.corsPolicy, [...path, "corsPolicy"]);
   const retries = readRetries(r, route.retries, [...path, "retries"]);
-  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, headers, action, rewrite, fault, cors, retries, source: r.doc.locate(path) };
+  const mirrors = readMirrors(r, route, path, namespace);
+  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, headers, action, rewrite, fault, cors, retries, mirrors, source: r.doc.locate(path) };
+}
+
+/** mirror (+ mirrorPercentage, 100% when unset) or mirrors[] (each 100% unless set), as Istio. */
+function readMirrors(r: FieldReader, route: Obj, path: FieldPath, namespace: string): { destination: DestinationModel; percent: number }[] {
+  const percentOf = (o: unknown, p: FieldPath): number => {
+    const m = r.object(o, p, ["value"]);
+    if (!m) return 100;
+    if (typeof m.value !== "number" || m.value < 0 || m.value > 100) {
+      r.error([...p, "value"], "must be a number from 0 to 100");
+      return 0;
+    }
+    return m.value;
+  };
+  if (route.mirror !== undefined && route.mirrors !== undefined) r.error([...path, "mirrors"], "only one of mirror and mirrors may be set");
+  if (route.mirror !== undefined) {
+    const d = readDestination(r, route.mirror, [...path, "mirror"], namespace);
+    let percent = percentOf(route.mirrorPercentage, [...path, "mirrorPercentage"]);
+    const legacy = route.mirror_percent ?? route.mirrorPercent;
+    if (route.mirrorPercentage === undefined && legacy !== undefined) percent = r.integer(legacy, [...path, "mirror_percent"], 0, 100) ?? 100;
+    return d ? [{ destination: d, percent }] : [];
+  }
+  return r.list(route.mirrors, [...path, "mirrors"]).flatMap((m, i) => {
+    const p = [...path, "mirrors", i];
+    const o = r.object(m, p, ["destination", "percentage"]);
+    if (!o) return [];
+    const d = readDestination(r, o.destination, [...p, "destination"], namespace);
+    return d ? [{ destination: d, percent: percentOf(o.percentage, [...p, "percentage"]) }] : [];
+  });
 }
 
 const GRPC_RETRY_ON: Record<string, number> = { cancelled: 1, "deadline-exceeded": 4, "resource-exhausted": 8, internal: 13, unavailable: 14 };
@@ -407,21 +436,28 @@ function readStringMatch(r: FieldReader, value: unknown, path: FieldPath): Strin
 function readDestinationWeight(r: FieldReader, value: unknown, path: FieldPath, namespace: string): DestinationModel | undefined {
   const d = r.object(value, path, ["destination", "weight", "headers"]);
   if (!d) return undefined;
-  const dest = r.object(d.destination, [...path, "destination"], ["host", "subset", "port"]);
+  const dest = readDestination(r, d.destination, [...path, "destination"], namespace);
+  const weight = r.integer(d.weight, [...path, "weight"], 0, 2 ** 31 - 1) ?? 0;
+  if (!dest) return undefined;
+  return { ...dest, weight, headers: readHeaders(r, d.headers, [...path, "headers"]), source: r.doc.locate(path) };
+}
+
+/** An Istio Destination {host, subset, port}; short hosts resolve against the VirtualService's namespace. */
+function readDestination(r: FieldReader, value: unknown, path: FieldPath, namespace: string): DestinationModel | undefined {
+  const dest = r.object(value, path, ["host", "subset", "port"]);
   if (!dest) {
-    r.error([...path, "destination"], "is required");
+    r.error(path, "is required");
     return undefined;
   }
-  const host = r.string(dest.host, [...path, "destination", "host"], true);
-  const port = r.object(dest.port, [...path, "destination", "port"], ["number"]);
-  const weight = r.integer(d.weight, [...path, "weight"], 0, 2 ** 31 - 1) ?? 0;
+  const host = r.string(dest.host, [...path, "host"], true);
+  const port = r.object(dest.port, [...path, "port"], ["number"]);
   if (!host) return undefined;
   return {
     host: resolveHost(host, namespace),
-    subset: r.string(dest.subset, [...path, "destination", "subset"]) || undefined,
-    port: port ? r.integer(port.number, [...path, "destination", "port", "number"], 1, 65535, true) : undefined,
-    weight,
-    headers: readHeaders(r, d.headers, [...path, "headers"]),
+    subset: r.string(dest.subset, [...path, "subset"]) || undefined,
+    port: port ? r.integer(port.number, [...path, "port", "number"], 1, 65535, true) : undefined,
+    weight: 1,
+    headers: undefined,
     source: r.doc.locate(path),
   };
 }

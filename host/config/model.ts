@@ -166,6 +166,8 @@ export interface HttpRouteModel {
   cors: CorsModel | undefined;
   /** undefined: Istio's default policy applies. */
   retries: RetryPolicyModel | undefined;
+  /** mirror / mirrors: shadow destinations and the percentage of requests copied to each. */
+  mirrors: { destination: DestinationModel; percent: number }[];
   /** rewrite.uri (Envoy prefix_rewrite) and rewrite.authority. */
   rewrite: { uri: string | undefined; authority: string | undefined } | undefined;
   source: Location;

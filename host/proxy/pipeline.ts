@@ -189,6 +189,7 @@ function afterDelay(options: PipelineOptions, ex: Exchange): void {
   ex.clusterName = cluster.name;
   if (cluster.passthrough) forwardPassthrough(options, ex, ds.authority!, cluster.port);
   else ex.forward(snapshot.core.endpoint, "");
+  for (const m of info.mirrors) if (Math.random() * 100 < m.percent) ex.mirror(m.cluster);
 }
 
 /**
@@ -400,6 +401,31 @@ export class Exchange implements DownstreamEvents {
       applyRequestHeaders(out, this.snapshot.config.destinations[this.dest]?.headers, route.headers);
     }
     return out;
+  }
+
+  /**
+   * Sends a fire-and-forget copy to a shadow cluster (Envoy's request mirroring):
+   * its response is discarded and nothing about it touches this request. The
+   * authority is kept as is (Istio >= 1.28 no longer appends "-shadow"). A
+   * streamed body cannot be copied: that shadow is skipped and counted.
+   */
+  mirror(cluster: number): void {
+    if (cluster < 0) return;
+    if (this.ds.hasBody) {
+      this.options.observer.retryAbandoned(this);
+      return;
+    }
+    const endpoint = this.snapshot.core.pickEndpoint(cluster, random32());
+    if (endpoint < 0) return;
+    const path = this.upstreamPath ?? (this.ds.query === undefined ? this.ds.path : `${this.ds.path}?${this.ds.query}`);
+    try {
+      this.options.dispatcher.dispatch(
+        { origin: this.snapshot.endpoints[endpoint]!.origin, method: this.ds.method as Dispatcher.HttpMethod, path, headers: this.upstreamHeaders(), body: null, headersTimeout: 0, bodyTimeout: 0 },
+        SHADOW,
+      );
+    } catch {
+      /* a shadow never fails the request */
+    }
   }
 
   private startRouteTimeout(): void {
@@ -667,6 +693,15 @@ function applyCors(headers: string[], cors: string[]): void {
   for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i]!.startsWith("access-control-")) headers.splice(i, 2);
   headers.push(...cors);
 }
+
+/** Discards a shadow request's response, whatever happens to it. */
+const SHADOW: Dispatcher.DispatchHandler = {
+  onRequestStart() {},
+  onResponseStart() {},
+  onResponseData() {},
+  onResponseEnd() {},
+  onResponseError() {},
+};
 
 /** No retries: routes answered without an upstream, and inbound traffic. */
 const NO_RETRY: RetryPolicyModel = { attempts: 1, perTryTimeoutMs: 0, on: { fiveXx: false, gatewayError: false, reset: false, connectFailure: false, retriable4xx: false, statusCodes: [], grpcStatuses: [] } };

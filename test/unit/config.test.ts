@@ -56,7 +56,7 @@ spec:
       weight: -1
     timeout: 3 seconds
   - route: []
-    mirror: {host: reviews}
+    delegate: {name: other}
 ---
 apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -69,7 +69,7 @@ spec: {}
       "mesh.yaml:13:15: error: spec.http[0].route[0].weight: must be between 0 and 2147483647, got -1",
       'mesh.yaml:14:14: error: spec.http[0].timeout: must be a duration such as "5s" or "250ms", got "3 seconds"',
       "mesh.yaml:15:12: error: spec.http[1].route: a route needs at least one destination (or a redirect or directResponse)",
-      "mesh.yaml:16:13: error: spec.http[1].mirror: not supported yet: delegation and mirroring are the next milestone",
+      "mesh.yaml:16:15: error: spec.http[1].delegate: not supported yet: delegate VirtualServices are the next milestone",
       "mesh.yaml:19:7: error: kind: Gateway is not supported yet: Gateway resources (ingress mode) arrive with TLS termination",
     ]);
   });

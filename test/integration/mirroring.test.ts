@@ -1,0 +1,81 @@
+// Istio's mirroring task over real sockets: the shadow receives copies, and the
+// primary is unaffected when the shadow is down or slow.
+
+import { request } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseExposition } from "../support/prometheus.js";
+import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { closedPort, startUpstream, type Upstream } from "../support/upstream.js";
+
+describe("mirroring", () => {
+  let v1: Upstream;
+  let v2: Upstream;
+  let p: TestProxy;
+
+  beforeAll(async () => {
+    v1 = await startUpstream("v1");
+    v2 = await startUpstream("v2");
+    p = await startTestProxy(`${settingsYaml("uws")}---
+${serviceEntryYaml("httpbin", [{ port: v1.port, labels: { version: "v1" } }, { port: v2.port, labels: { version: "v2" } }])}---
+${serviceEntryYaml("down", [{ port: await closedPort() }])}---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: httpbin}
+spec:
+  host: httpbin
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin}
+spec:
+  hosts: [httpbin]
+  http:
+  - match: [{uri: {prefix: /to-down}}]
+    route: [{destination: {host: httpbin, subset: v1}}]
+    mirror: {host: down}
+  - match: [{uri: {prefix: /none}}]
+    route: [{destination: {host: httpbin, subset: v1}}]
+    mirror: {host: httpbin, subset: v2}
+    mirrorPercentage: {value: 0}
+  - route: [{destination: {host: httpbin, subset: v1}}]
+    mirror: {host: httpbin, subset: v2}
+`);
+  });
+  afterAll(async () => {
+    await p.close();
+    await v1.close();
+    await v2.close();
+  });
+
+  const settle = () => new Promise((r) => setTimeout(r, 200));
+
+  it("copies each request to the shadow and answers from the primary", async () => {
+    const r = await get(p.url, "httpbin:80", "/headers?x=1", { "x-test": "yes" });
+    expect(r.json().name).toBe("v1");
+    await settle();
+    const copy = v2.received.find((x) => x.url === "/headers?x=1");
+    expect(copy).toBeDefined();
+    expect(copy!.headers.host).toBe("httpbin:80");
+    expect(copy!.headers["x-test"]).toBe("yes");
+    expect(copy!.headers["x-request-id"]).toBe(v1.received.find((x) => x.url === "/headers?x=1")!.headers["x-request-id"]);
+  });
+
+  it("is not slowed by a slow shadow, nor failed by a dead one", async () => {
+    const started = Date.now();
+    const slow = await get(p.url, "httpbin", "/delay/50");
+    expect(slow.status).toBe(200);
+    for (let i = 0; i < 5; i++) expect((await get(p.url, "httpbin", "/to-down")).status).toBe(200);
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
+  it("copies nothing at mirrorPercentage 0, and skips (and counts) requests whose body streams", async () => {
+    await get(p.url, "httpbin", "/none/1");
+    const res = await request(`${p.url}/post`, { method: "POST", headers: { host: "httpbin" }, body: "data" });
+    await res.body.text();
+    await settle();
+    expect(v2.received.filter((x) => x.url === "/none/1" || x.url === "/post")).toEqual([]);
+    const m = parseExposition(await p.proxy.telemetry.metrics.registry.metrics());
+    expect(m.sum("envoy_cluster_retry_or_shadow_abandoned", { cluster_name: "outbound|80|v1|httpbin.default.svc.cluster.local" })).toBe(1);
+  });
+});
