@@ -86,6 +86,13 @@ export function explain(config: CompiledConfig, req: RouteRequest, random = (Mat
   }
   if (info.rewrite) lines.push(`rewrite: ${[info.rewrite.uri !== undefined && `path prefix to ${info.rewrite.uri}`, info.rewrite.authority !== undefined && `authority to ${info.rewrite.authority}`].filter(Boolean).join(", ")}`);
   if (info.headers) lines.push("headers: the route edits request and/or response headers");
+  if (info.cors) lines.push(`cors: origins ${info.cors.allowOrigins.map((o) => `${o.kind} "${o.value}"`).join(", ") || "(none)"}; other preflights ${info.cors.forwardUnmatchedPreflights ? "forwarded" : "answered here"}`);
+  if (info.fault?.delay) lines.push(`fault: delay ${info.fault.delay.ms} ms for ${info.fault.delay.percent}% of requests (DI)`);
+  if (info.fault?.abort) lines.push(`fault: abort with ${info.fault.abort.grpcStatus !== undefined ? `grpc-status ${info.fault.abort.grpcStatus}` : `status ${info.fault.abort.httpStatus}`} for ${info.fault.abort.percent}% of requests (FI)`);
+  const r = info.retry;
+  const on = Object.entries(r.on).flatMap(([k, v]) => (v === true ? [k] : Array.isArray(v) && v.length > 0 ? [`${k} ${v.join("/")}`] : []));
+  lines.push(`retries: ${r.attempts - 1} on ${on.join(", ") || "nothing"}${r.perTryTimeoutMs ? `, ${r.perTryTimeoutMs} ms per try` : ""}`);
+  for (const m of info.mirrors) lines.push(`mirror: ${m.percent}% of requests copied to ${config.clusters[m.cluster]?.name ?? "(missing cluster)"}`);
   const timeout = info.timeoutMs;
   lines.push(`timeout: ${timeout > 0 ? `${timeout} ms for the whole request, retries included (504 UT)` : "none (Istio's default)"}`);
   const dests = config.table.routes[d.route]!.destinations;

@@ -53,6 +53,7 @@ spec:
     expect(r.stdout).toContain('header end-user exact "jason": is "mike"');
     expect(r.stdout).toContain('✓ route 1 "canary"');
     expect(r.stdout).toMatch(/decision: forward to 127\.0\.0\.1:1908[13]/);
+    expect(r.stdout).toContain("retries: 2 on connectFailure, grpcStatuses 1/14"); // Istio's default policy
     const blocked = run("explain", "--config", QUICKSTART_CONFIG, "GET http://example.com/");
     expect(blocked.stdout).toContain("decision: 502 (block_all");
   });
