@@ -23,6 +23,7 @@ import { connectionListed, isHopByHop, isListenerOwnedResponseHeader } from "./h
 import { applyRequestHeaders, applyResponseHeaders } from "./header-operations.js";
 import { isPreflight, originAllowed, preflightHeaders, responseHeaders as corsResponseHeaders } from "./cors.js";
 import * as Reply from "./local-reply.js";
+import { splitAuthority } from "./authority.js";
 import type { Snapshot, SnapshotHolder } from "./snapshot.js";
 import type { RetryPolicyModel, RouteActionModel } from "../config/model.js";
 import type { MatchEntry } from "../core/route-table.js";
@@ -205,11 +206,7 @@ function rewritePath(ds: Downstream, entry: MatchEntry, replacement: string): st
 
 /** The Location of a VirtualService redirect, built from the request as Envoy does. */
 function redirectLocation(ds: Downstream, r: Extract<RouteActionModel, { kind: "redirect" }>): string {
-  const authority = ds.authority ?? "";
-  const bracket = authority.lastIndexOf("]");
-  const colon = authority.lastIndexOf(":");
-  const requestHost = colon > bracket ? authority.slice(0, colon) : authority;
-  const requestPort = colon > bracket ? authority.slice(colon + 1) : undefined;
+  const { host: requestHost, port: requestPort } = splitAuthority(ds.authority ?? "");
   const scheme = r.scheme ?? ds.scheme;
   let port: string | undefined;
   if (r.port !== undefined) port = String(r.port);
@@ -230,10 +227,8 @@ const LOCAL_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|0\.0\.0\.0|\[::\])$/i
  * forever, so that is refused.
  */
 function forwardPassthrough(options: PipelineOptions, ex: Exchange, authority: string, defaultPort: number): void {
-  const bracket = authority.lastIndexOf("]");
-  const colon = authority.lastIndexOf(":");
-  const host = colon > bracket ? authority.slice(0, colon) : authority;
-  const port = colon > bracket ? Number(authority.slice(colon + 1)) : defaultPort;
+  const { host, port: given } = splitAuthority(authority);
+  const port = given === undefined ? defaultPort : Number(given);
   if (options.selfPorts.has(port) && LOCAL_HOST.test(host)) {
     ex.localReply(Reply.PASSTHROUGH_LOOP);
     return;

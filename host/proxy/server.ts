@@ -1,6 +1,7 @@
 // Starts a proxy: listeners, upstream connection pools, telemetry, admin and
 // agent ports, config reload and the shutdown lifecycle.
 
+import { urlHost } from "./authority.js";
 import { Agent } from "undici";
 import { startAdmin, startAgentPorts, type AdminContext } from "../admin/admin.js";
 import type { CompiledConfig } from "../config/compile.js";
@@ -118,8 +119,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   lifecycle.add({ runtime: outboundRuntime, listener: outbound });
   if (settings.inbound) {
     const app = settings.inbound;
-    const host = app.appAddress.includes(":") ? `[${app.appAddress}]` : app.appAddress;
-    const origin = `http://${host}:${app.appPort}`;
+    const origin = `http://${urlHost(app.appAddress)}:${app.appPort}`;
     const clusterName = `inbound|${app.appPort}||`;
     // Istio's inbound route is a catch-all to the local application.
     const inbound = (bound.inbound = await listen(app, (ds: Downstream) => {

@@ -2,6 +2,7 @@
 // core and the per-endpoint runtime objects. A reload builds a new Snapshot and
 // swaps one reference; requests keep the Snapshot they started with.
 
+import { urlHost } from "./authority.js";
 import type { ClusterInfo, CompiledConfig } from "../config/compile.js";
 import { RouteCore } from "../core/route-core.js";
 import { clusterEndpointStarts } from "../core/route-table.js";
@@ -34,7 +35,7 @@ export class Snapshot {
     this.clusterEndpointStart = clusterEndpointStarts(config.table);
     this.endpoints = config.clusters.flatMap((cluster) =>
       cluster.endpoints.map((ep) => {
-        const host = ep.address.includes(":") ? `[${ep.address}]` : ep.address;
+        const host = urlHost(ep.address);
         return { origin: `http://${host}:${ep.port}`, hostPort: `${host}:${ep.port}`, cluster };
       }),
     );
