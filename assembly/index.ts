@@ -17,7 +17,7 @@ import {
   PS_HASH, PS_KIND, PS_STR, PS_LEN, PS_LIST, PS_COUNT, PS_SIZE, PK_EXACT, PK_PREFIX, PK_EXACT_CI, PK_PREFIX_CI,
   E_ROUTE, E_URI_KIND, E_URI_CI, E_URI_STR, E_URI_LEN, E_METHOD_KIND, E_METHOD_STR, E_METHOD_LEN,
   E_AUTH_KIND, E_AUTH_STR, E_AUTH_LEN, E_SCHEME_KIND, E_SCHEME_STR, E_SCHEME_LEN, E_COND_COUNT, E_CONDS, E_SIZE,
-  SM_NONE, SM_EXACT, SM_PREFIX, SM_PRESENT,
+  SM_NONE, SM_EXACT, SM_PREFIX, SM_PRESENT, SM_REGEX,
   C_SOURCE, C_KEY, C_KEY_STR, C_KEY_LEN, C_KIND, C_INVERT, C_VALUE_STR, C_VALUE_LEN, C_SIZE, CS_HEADER,
   R_DEST_START, R_DEST_COUNT, R_TOTAL_WEIGHT, R_SIZE, D_CLUSTER, D_CUMULATIVE, D_SIZE, CLUSTER_MISSING,
   CL_EP_START, CL_EP_COUNT, CL_FLAGS, CL_SIZE, CLF_PASSTHROUGH,
@@ -27,6 +27,7 @@ import {
 } from "./layout";
 import { fnvStart, fnvStep, lowerAscii, hashWords, hashWordsLower, bytesEqual, bytesEqualLower, stringMatches, pathKeySalt } from "./bytes";
 import { pickWeighted, pickLeastRequest } from "./select";
+import { runRegex } from "./regex";
 
 let image: u32 = 0;
 let request: u32 = 0;
@@ -203,8 +204,13 @@ function entryMatches(e: u32): bool {
     const want = load<u32>(e + E_URI_STR);
     const wantLen = load<u32>(e + E_URI_LEN);
     const n = <u32>len;
-    if (uriKind == SM_EXACT ? n != wantLen : n < wantLen) return false;
-    if (load<u32>(e + E_URI_CI) != 0 ? !bytesEqualLower(at, want, wantLen) : !bytesEqual(at, want, wantLen)) return false;
+    if (uriKind == SM_REGEX) {
+      if (!runRegex(image, want, at, n, 0)) return false;
+    } else if (uriKind == SM_EXACT ? n != wantLen : n < wantLen) {
+      return false;
+    } else if (load<u32>(e + E_URI_CI) != 0 ? !bytesEqualLower(at, want, wantLen) : !bytesEqual(at, want, wantLen)) {
+      return false;
+    }
   }
   if (!slotMatches(SLOT_METHOD, load<u32>(e + E_METHOD_KIND), load<u32>(e + E_METHOD_STR), load<u32>(e + E_METHOD_LEN))) return false;
   if (!slotMatches(SLOT_AUTHORITY, load<u32>(e + E_AUTH_KIND), load<u32>(e + E_AUTH_STR), load<u32>(e + E_AUTH_LEN))) return false;
@@ -221,7 +227,13 @@ function entryMatches(e: u32): bool {
   if (kind == SM_NONE) return true;
   const len = slotLength(slot);
   if (len < 0) return false;
-  return stringMatches(kind, slotOffset(slot), <u32>len, want, wantLen);
+  return valueMatches(kind, slotOffset(slot), <u32>len, want, wantLen);
+}
+
+/** A StringMatch on a present value; a regex's `want` is its program address. */
+@inline function valueMatches(kind: u32, at: u32, n: u32, want: u32, wantLen: u32): bool {
+  if (kind == SM_REGEX) return runRegex(image, want, at, n, 0);
+  return stringMatches(kind, at, n, want, wantLen);
 }
 
 // Query value found by findQueryParam(); module globals instead of a returned pair
@@ -244,9 +256,9 @@ function conditionMatches(c: u32): bool {
     matched = foundLength >= 0;
   } else if (foundLength < 0) {
     // withoutHeaders treats a missing header as empty (Istio sets treat_missing_header_as_empty).
-    matched = invert ? stringMatches(kind, 0, 0, load<u32>(c + C_VALUE_STR), load<u32>(c + C_VALUE_LEN)) : false;
+    matched = invert ? valueMatches(kind, 0, 0, load<u32>(c + C_VALUE_STR), load<u32>(c + C_VALUE_LEN)) : false;
   } else {
-    matched = stringMatches(kind, foundOffset, <u32>foundLength, load<u32>(c + C_VALUE_STR), load<u32>(c + C_VALUE_LEN));
+    matched = valueMatches(kind, foundOffset, <u32>foundLength, load<u32>(c + C_VALUE_STR), load<u32>(c + C_VALUE_LEN));
   }
   return invert ? !matched : matched;
 }
@@ -283,4 +295,13 @@ export function pickEndpoint(cluster: i32, random: u32): i32 {
   const count = load<u32>(c + CL_EP_COUNT);
   if (count == 0) return RC_NO_ENDPOINT;
   return pickLeastRequest(header(H_ACTIVE), load<u32>(c + CL_EP_START), count, random);
+}
+
+/**
+ * Runs a regex program of the image over `len` bytes at `at` from byte `from`
+ * (host-side uses: regex rewrites, CORS origins). Returns 1 on a match; the
+ * capture slots of a search program are left in the scratch CAPS area.
+ */
+export function regex(program: u32, at: u32, len: u32, from: u32): i32 {
+  return runRegex(image, program, at, len, from) ? 1 : 0;
 }

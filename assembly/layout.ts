@@ -94,6 +94,7 @@ export const SM_NONE = 0;
 export const SM_EXACT = 1;
 export const SM_PREFIX = 2;
 export const SM_PRESENT = 3;
+export const SM_REGEX = 4; // string ref = (program address, 0); see RXP_* below
 
 // ── Header / query-parameter condition ──────────────────────────────────────
 export const C_SOURCE = 0; //   CS_HEADER: C_KEY is a request slot; CS_QUERY: C_KEY_STR is the param name
@@ -152,3 +153,46 @@ export const RC_NO_VHOST = -1;
 export const RC_NO_ROUTE = -2;
 export const RC_NO_CLUSTER = -3;
 export const RC_NO_ENDPOINT = -4;
+
+// ── Regex programs: RE2 syntax compiled by host/core/regex/program.ts, run by
+// the Pike VM in assembly/regex.ts (linear time: no backtracking). ──────────
+// A StringMatch of kind SM_REGEX holds the program's address as its string
+// offset (length 0). Program header, then instructions:
+export const RXP_INST_COUNT = 0;
+export const RXP_SLOTS = 4; //   capture slots kept (0 for a yes/no full match)
+export const RXP_ANCHORED = 8; // 1 = only a match starting at the first byte counts (full match)
+export const RXP_SIZE = 16; //   instructions follow the header
+export const RXI_OP = 0;
+export const RXI_A = 4;
+export const RXI_B = 8;
+export const RXI_NEXT = 12; //   successor of a non-branching instruction
+export const RXI_SIZE = 16;
+export const RX_BYTE_RANGE = 0; // consume one byte in [a, b]
+export const RX_BYTE_CLASS = 1; // consume one byte whose bit is set in the 32-byte bitmap at address a
+export const RX_SPLIT = 2; //      continue at a (preferred) and at b
+export const RX_JUMP = 3; //       continue at a
+export const RX_SAVE = 4; //       capture slot a = current position
+export const RX_ASSERT = 5; //     zero-width test RXA_* a
+export const RX_MATCH = 6;
+export const RX_FAIL = 7;
+export const RXA_BEGIN_TEXT = 0;
+export const RXA_END_TEXT = 1;
+export const RXA_BEGIN_LINE = 2;
+export const RXA_END_LINE = 3;
+export const RXA_WORD_BOUNDARY = 4; //     ASCII word characters, as RE2's \b
+export const RXA_NOT_WORD_BOUNDARY = 5;
+
+// Image header fields for the VM's scratch memory, sized by the host for the
+// largest program in the image: M instructions, S capture slots.
+export const H_RX_SCRATCH = 52; //  RXS_* record
+export const H_RX_MAX_INST = 56;
+export const H_RX_MAX_SLOTS = 60;
+// Scratch record: addresses of the VM's work areas. A thread list is
+// sparse u32[M], dense u32[M], caps i32[M*S]; the stack holds 2M+2 frames of
+// two i32s; WORK and CAPS hold S i32s each.
+export const RXS_CAPS = 0; //   capture slots of the last match (read by the host after regexSearch)
+export const RXS_LIST_A = 4;
+export const RXS_LIST_B = 8;
+export const RXS_STACK = 12;
+export const RXS_WORK = 16;
+export const RXS_SIZE = 20;

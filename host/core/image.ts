@@ -2,6 +2,7 @@
 // Runs once per snapshot, off the hot path: clarity over cleverness here.
 
 import * as L from "../../assembly/layout.js";
+import { compilePattern, type RegexMode, type RegexProgram } from "./regex/program.js";
 import { clusterEndpointStarts, lowerAscii, type ConditionKind, type RouteTable, type StringMatch } from "./route-table.js";
 
 const FNV_OFFSET = 0x811c9dc5;
@@ -46,6 +47,7 @@ function matchKind(kind: ConditionKind | undefined): number {
   if (kind === "exact") return L.SM_EXACT;
   if (kind === "prefix") return L.SM_PREFIX;
   if (kind === "present") return L.SM_PRESENT;
+  if (kind === "regex") return L.SM_REGEX;
   return L.SM_NONE;
 }
 
@@ -63,7 +65,7 @@ interface PathKey {
 
 /** Which path-index key (if any) an entry is found under; unindexed entries return undefined. */
 function pathKeyOf(uri: { kind: string; value: string; ignoreCase: boolean } | undefined): { kind: number; key: string } | undefined {
-  if (!uri) return undefined;
+  if (!uri || uri.kind === "regex") return undefined;
   const key = uri.ignoreCase ? lowerAscii(uri.value) : uri.value;
   if (uri.kind === "exact") return { kind: uri.ignoreCase ? L.PK_EXACT_CI : L.PK_EXACT, key };
   const len = Buffer.byteLength(key);
@@ -92,11 +94,30 @@ class StringPool {
   }
 }
 
+/** Every regex the image carries: the core's matches (full match) and the host's patterns. */
+function regexPatterns(table: RouteTable): { pattern: string; mode: RegexMode }[] {
+  const out: { pattern: string; mode: RegexMode }[] = [];
+  for (const e of table.entries) {
+    for (const m of [e.uri, e.method, e.authority, e.scheme, ...e.conditions]) {
+      if (m?.kind === "regex") out.push({ pattern: m.value, mode: "fullMatch" });
+    }
+  }
+  return [...out, ...(table.hostRegexes ?? [])];
+}
+
+function programKey(pattern: string, mode: RegexMode): string {
+  return `${mode}\u0000${pattern}`;
+}
+
+function programBytes(p: RegexProgram): number {
+  return L.RXP_SIZE + p.instructions.length * 4 + p.bitmaps.length * 32;
+}
+
 /**
  * Encodes `table` for placement at absolute address `base` in linear memory.
  * Returns the image bytes; the ACTIVE counters are inside it, zeroed.
  */
-export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Array; activeOffset: number } {
+export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Array; activeOffset: number; hostRegexes: number[] } {
   // Pass 1: sizes of the fixed sections, so that every offset is known before writing.
   let size = L.H_SIZE;
   const reserve = (bytes: number): number => {
@@ -134,6 +155,24 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
   const endpointCount = starts[starts.length - 1]!;
   const activeAt = reserve(endpointCount * 4);
 
+  // Regex programs (validated when the config was loaded), then the VM's scratch memory.
+  const programs = new Map<string, { program: RegexProgram; at: number }>();
+  for (const { pattern, mode } of regexPatterns(table)) {
+    const key = programKey(pattern, mode);
+    if (programs.has(key)) continue;
+    const program = compilePattern(pattern, mode);
+    programs.set(key, { program, at: reserve(programBytes(program)) });
+  }
+  const maxInst = Math.max(0, ...[...programs.values()].map((p) => p.program.instructions.length / 4));
+  const maxSlots = Math.max(0, ...[...programs.values()].map((p) => p.program.slots));
+  const scratchAt = reserve(L.RXS_SIZE);
+  const capsAt = reserve(maxSlots * 4);
+  const listBytes = maxInst * 8 + maxInst * maxSlots * 4;
+  const listAAt = reserve(listBytes);
+  const listBAt = reserve(listBytes);
+  const stackAt = reserve((2 * maxInst + 2) * 8);
+  const workAt = reserve(maxSlots * 4);
+
   // Per virtual host: the unindexed list, the path index and its entry lists.
   const vhostPlans = table.virtualHosts.map((vh) => {
     const keys = new Map<string, PathKey>();
@@ -170,6 +209,7 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
   };
 
   const records: [number, number][] = []; // (relative offset, u32/i32 value), written after the pool is known
+  const rawBytes: { at: number; bits: Uint8Array }[] = []; // byte blocks (bitmaps) at relative offsets
   const put = (at: number, value: number): void => {
     records.push([at, value]);
   };
@@ -177,6 +217,13 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
     const [a, n] = str(s);
     put(at, a);
     put(at + 4, n);
+  };
+
+  /** A match value: the string, or for a regex its program's address and length 0. */
+  const putMatchValue = (at: number, kind: ConditionKind, value: string): void => {
+    if (kind !== "regex") return putStr(at, value);
+    put(at, programAt(value, "fullMatch"));
+    put(at + 4, 0);
   };
 
   put(L.H_MAGIC, L.IMAGE_MAGIC);
@@ -192,6 +239,33 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
   put(L.H_CLUSTERS, base + clustersAt);
   put(L.H_ACTIVE, base + activeAt);
   put(L.H_ENDPOINT_COUNT, endpointCount);
+  put(L.H_RX_SCRATCH, base + scratchAt);
+  put(L.H_RX_MAX_INST, maxInst);
+  put(L.H_RX_MAX_SLOTS, maxSlots);
+  put(scratchAt + L.RXS_CAPS, base + capsAt);
+  put(scratchAt + L.RXS_LIST_A, base + listAAt);
+  put(scratchAt + L.RXS_LIST_B, base + listBAt);
+  put(scratchAt + L.RXS_STACK, base + stackAt);
+  put(scratchAt + L.RXS_WORK, base + workAt);
+  for (const { program, at } of programs.values()) {
+    const count = program.instructions.length / 4;
+    const bitmapsAt = at + L.RXP_SIZE + count * L.RXI_SIZE;
+    put(at + L.RXP_INST_COUNT, count);
+    put(at + L.RXP_SLOTS, program.slots);
+    put(at + L.RXP_ANCHORED, program.anchored ? 1 : 0);
+    for (let i = 0; i < count; i++) {
+      const inst = at + L.RXP_SIZE + i * L.RXI_SIZE;
+      const op = program.instructions[i * 4]!;
+      const a = program.instructions[i * 4 + 1]!;
+      put(inst + L.RXI_OP, op);
+      put(inst + L.RXI_A, op === L.RX_BYTE_CLASS ? base + bitmapsAt + a * 32 : a);
+      put(inst + L.RXI_B, program.instructions[i * 4 + 2]!);
+      put(inst + L.RXI_NEXT, program.instructions[i * 4 + 3]!);
+    }
+    program.bitmaps.forEach((bits, i) => rawBytes.push({ at: bitmapsAt + i * 32, bits }));
+  }
+  /** Absolute address of a pattern's program. */
+  const programAt = (pattern: string, mode: RegexMode): number => base + programs.get(programKey(pattern, mode))!.at;
 
   for (let s = 0; s < domainSlots; s++) put(domainTableAt + s * L.DS_SIZE + L.DS_LEN, L.EMPTY_SLOT);
   const domainTaken = new Uint8Array(domainSlots);
@@ -211,7 +285,6 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
     put(at + L.WC_VHOST, w.vhost);
   });
 
-  const bitmaps: { at: number; bits: Uint8Array }[] = [];
   vhostPlans.forEach((plan, v) => {
     const at = vhostsAt + v * L.VH_SIZE;
     put(at + L.VH_UNINDEXED, base + plan.unindexedAt);
@@ -249,7 +322,7 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
     });
     put(at + L.VH_FLAGS, flags);
     put(at + L.VH_MAX_PREFIX, maxPrefix);
-    bitmaps.push({ at: plan.bitmapAt, bits });
+    rawBytes.push({ at: plan.bitmapAt, bits });
   });
 
   let condAt = condsAt;
@@ -259,12 +332,12 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
     if (e.uri) {
       put(at + L.E_URI_KIND, matchKind(e.uri.kind));
       put(at + L.E_URI_CI, e.uri.ignoreCase ? 1 : 0);
-      putStr(at + L.E_URI_STR, e.uri.ignoreCase ? lowerAscii(e.uri.value) : e.uri.value);
+      putMatchValue(at + L.E_URI_STR, e.uri.kind, e.uri.ignoreCase ? lowerAscii(e.uri.value) : e.uri.value);
     }
     const field = (kindAt: number, m: StringMatch | undefined): void => {
       if (!m) return;
       put(kindAt, matchKind(m.kind));
-      putStr(kindAt + 4, m.value);
+      putMatchValue(kindAt + 4, m.kind, m.value);
     };
     field(at + L.E_METHOD_KIND, e.method);
     field(at + L.E_AUTH_KIND, e.authority);
@@ -283,7 +356,7 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
       }
       put(condAt + L.C_KIND, matchKind(c.kind));
       put(condAt + L.C_INVERT, c.invert ? 1 : 0);
-      putStr(condAt + L.C_VALUE_STR, c.value);
+      putMatchValue(condAt + L.C_VALUE_STR, c.kind, c.value);
       condAt += L.C_SIZE;
     }
   });
@@ -314,7 +387,7 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
   const bytes = new Uint8Array(poolBase + poolBytes.length);
   const view = new DataView(bytes.buffer);
   for (const [at, value] of records) view.setUint32(at, value >>> 0, true);
-  for (const { at, bits } of bitmaps) bytes.set(bits, at);
+  for (const { at, bits } of rawBytes) bytes.set(bits, at);
   bytes.set(poolBytes, poolBase);
-  return { bytes, activeOffset: activeAt };
+  return { bytes, activeOffset: activeAt, hostRegexes: (table.hostRegexes ?? []).map((r) => programAt(r.pattern, r.mode)) };
 }

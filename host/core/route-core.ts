@@ -18,6 +18,7 @@ interface CoreExports {
   init(image: number, request: number, out: number): number;
   route(random: number): number;
   pickEndpoint(cluster: number, random: number): number;
+  regex(program: number, at: number, len: number, from: number): number;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -45,6 +46,8 @@ function findPackageRoot(): URL {
 
 const PAGE = 65536;
 const REQUEST_AREA_BYTES = L.SLOT_COUNT_MAX * L.SLOT_SIZE + L.REQUEST_BYTES;
+/** Input bytes for host-side regex runs (rewrites, CORS origins); longer values do not match. */
+const REGEX_INPUT_BYTES = L.REQUEST_BYTES;
 
 export class RouteCore {
   private readonly exports: CoreExports;
@@ -62,6 +65,12 @@ export class RouteCore {
   readonly readsMethod: boolean;
   readonly readsScheme: boolean;
   readonly readsQuery: boolean;
+  /** Program addresses of the table's hostRegexes, by index. */
+  private readonly hostRegexes: number[];
+  private readonly regexInputAt: number;
+  private readonly regexInput: Buffer;
+  /** Capture slots of the last regexSearch(), as byte offsets into the input (-1: group did not take part). */
+  private readonly captures: Int32Array;
 
   constructor(table: RouteTable) {
     // The loader's demangled exports wrap every function in a rest-args closure
@@ -70,10 +79,11 @@ export class RouteCore {
     this.exports = instance.exports as unknown as CoreExports;
     const memory = this.exports.memory;
     const imageAt = (this.exports.heapBase() + 15) & ~15;
-    const { bytes: image, activeOffset } = encodeImage(table, imageAt);
+    const { bytes: image, activeOffset, hostRegexes } = encodeImage(table, imageAt);
     const requestAt = (imageAt + image.length + 15) & ~15;
     const outAt = requestAt + REQUEST_AREA_BYTES;
-    const end = outAt + L.OUT_SIZE;
+    const regexInputAt = outAt + L.OUT_SIZE;
+    const end = regexInputAt + REGEX_INPUT_BYTES;
     const needPages = Math.ceil(end / PAGE) - memory.buffer.byteLength / PAGE;
     if (needPages > 0) memory.grow(needPages);
     const buffer = memory.buffer;
@@ -85,6 +95,12 @@ export class RouteCore {
     this.out = new Int32Array(buffer, outAt, L.OUT_SIZE / 4);
     this.active = new Int32Array(buffer, imageAt + activeOffset, table.clusters.reduce((n, c) => n + c.endpointCount, 0));
     this.headerSlots = table.headerNames.length;
+    this.hostRegexes = hostRegexes;
+    this.regexInputAt = regexInputAt;
+    this.regexInput = Buffer.from(buffer, regexInputAt, REGEX_INPUT_BYTES);
+    const view = new DataView(buffer);
+    const capsAt = view.getUint32(view.getUint32(imageAt + L.H_RX_SCRATCH, true) + L.RXS_CAPS, true);
+    this.captures = new Int32Array(buffer, capsAt, view.getUint32(imageAt + L.H_RX_MAX_SLOTS, true));
     this.readsMethod = table.entries.some((e) => e.method !== undefined);
     this.readsScheme = table.entries.some((e) => e.scheme !== undefined);
     this.readsQuery = table.entries.some((e) => e.conditions.some((c) => c.source === "query"));
@@ -144,6 +160,58 @@ export class RouteCore {
     return this.exports.pickEndpoint(cluster, random >>> 0);
   }
 
+  /** Whether `value` matches host regex `index` as a whole (a fullMatch pattern). */
+  regexMatches(index: number, value: string): boolean {
+    const len = this.writeRegexInput(value);
+    return len >= 0 && this.exports.regex(this.hostRegexes[index]!, this.regexInputAt, len, 0) === 1;
+  }
+
+  /**
+   * Replaces every non-overlapping match of host regex `index` (a search
+   * pattern) in `value` as RE2::GlobalReplace does, which is what Envoy's
+   * regex_rewrite runs. `rewrite` alternates literal text and group numbers.
+   * Returns undefined when nothing matched (or the value is too long to search).
+   */
+  regexReplaceAll(index: number, value: string, rewrite: readonly (string | number)[]): string | undefined {
+    const len = this.writeRegexInput(value);
+    if (len < 0) return undefined;
+    const input = this.regexInput;
+    const caps = this.captures;
+    const program = this.hostRegexes[index]!;
+    let out = "";
+    let p = 0;
+    let lastEnd = -1;
+    let count = 0;
+    while (p <= len) {
+      if (this.exports.regex(program, this.regexInputAt, len, p) !== 1) break;
+      const start = caps[0]!;
+      const end = caps[1]!;
+      if (p < start) out += input.toString("utf8", p, start);
+      if (start === end && start === lastEnd) {
+        // No empty match right where the previous match ended: copy one character and move on.
+        const n = p < len ? utf8CharLength(input[p]!) : 1;
+        if (p < len) out += input.toString("utf8", p, Math.min(p + n, len));
+        p += n;
+        continue;
+      }
+      for (const part of rewrite) {
+        if (typeof part === "string") out += part;
+        else if (caps[2 * part]! >= 0) out += input.toString("utf8", caps[2 * part]!, caps[2 * part + 1]!);
+      }
+      p = end;
+      lastEnd = end;
+      count++;
+    }
+    if (count === 0) return undefined;
+    if (p < len) out += input.toString("utf8", p, len);
+    return out;
+  }
+
+  private writeRegexInput(value: string): number {
+    if (Buffer.byteLength(value) > REGEX_INPUT_BYTES) return -1;
+    return this.regexInput.write(value, 0, "utf8");
+  }
+
   get vhost(): number {
     return this.out[L.OUT_VHOST / 4]!;
   }
@@ -171,4 +239,8 @@ export class RouteCore {
     into.endpoint = this.endpoint;
     return into;
   }
+}
+
+function utf8CharLength(lead: number): number {
+  return lead < 0xc0 ? 1 : lead < 0xe0 ? 2 : lead < 0xf0 ? 3 : 4;
 }

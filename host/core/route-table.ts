@@ -4,7 +4,10 @@
 // lays it out as bytes for the Wasm core; host/core/reference-matcher.ts reads it
 // directly. Indices everywhere, so decisions are integers on both sides.
 
-export type StringMatchKind = "exact" | "prefix";
+import type { RegexMode } from "./regex/program.js";
+
+/** "regex": RE2 syntax, whole-value match (Envoy's safe_regex). */
+export type StringMatchKind = "exact" | "prefix" | "regex";
 export type ConditionKind = StringMatchKind | "present";
 
 export interface StringMatch {
@@ -60,6 +63,8 @@ export interface RouteTable {
   clusters: { endpointCount: number; passthrough: boolean }[];
   /** Header names referenced by conditions; name i is written to request slot SLOT_FIRST_HEADER + i. */
   headerNames: string[];
+  /** Patterns the host runs through the core after routing (regex rewrites, CORS origins), by index. */
+  hostRegexes?: { pattern: string; mode: RegexMode }[];
 }
 
 /** ASCII-only lower-casing, the same as the core's (String.toLowerCase also folds non-ASCII). */
