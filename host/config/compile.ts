@@ -3,10 +3,11 @@
 // Runs once per config version, off the hot path.
 
 import { SLOT_COUNT_MAX, SLOT_FIRST_HEADER } from "../../assembly/layout.js";
-import type { MatchEntry, RouteTable, WeightedDestination } from "../core/route-table.js";
+import type { RegexMode } from "../core/regex/program.js";
+import type { MatchEntry, RouteTable, StringMatch, WeightedDestination } from "../core/route-table.js";
 import type { ConfigDiagnostic, Location } from "./diagnostics.js";
 import { hostMatches, mostSpecific, virtualHostDomains } from "./hosts.js";
-import type { ConfigModel, DestinationModel, HeadersModel, RetryPolicyModel, RouteActionModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
+import type { ConfigModel, CorsModel, DestinationModel, HeadersModel, RetryPolicyModel, RouteActionModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
 
 export interface ClusterEndpoint {
   address: string;
@@ -37,14 +38,26 @@ export interface RouteInfo {
   headers: HeadersModel | undefined;
   /** forward (destinations in the table), or a redirect / direct response answered by the host. */
   action: RouteActionModel;
-  rewrite: HttpRouteModel["rewrite"];
+  rewrite: RewriteInfo | undefined;
   fault: HttpRouteModel["fault"];
-  cors: HttpRouteModel["cors"];
+  cors: CorsInfo | undefined;
   /** The route's retry policy, or Istio's default. */
   retry: RetryPolicyModel;
   /** Shadow clusters (-1: does not exist) and the percentage of requests copied to each. */
   mirrors: { cluster: number; percent: number }[];
   source: Location | undefined;
+}
+
+/** rewrite with its uriRegexRewrite pattern bound to a program of the route core (table.hostRegexes). */
+export interface RewriteInfo {
+  uri: string | undefined;
+  authority: string | undefined;
+  uriRegex: { program: number; rewrite: (string | number)[] } | undefined;
+}
+
+/** corsPolicy with each regex origin bound to a program of the route core (-1 for exact/prefix). */
+export interface CorsInfo extends Omit<CorsModel, "allowOrigins"> {
+  allowOrigins: (StringMatch & { program: number })[];
 }
 
 export interface EntryInfo {
@@ -97,12 +110,12 @@ function labelsMatch(selector: Record<string, string>, labels: Record<string, st
 }
 
 function isCatchAll(e: MatchEntry): boolean {
-  const uriAll = !e.uri || (e.uri.kind === "prefix" && e.uri.value === "/");
+  const uriAll = !e.uri || (e.uri.kind === "prefix" && e.uri.value === "/") || (e.uri.kind === "regex" && e.uri.value === ".*");
   return uriAll && !e.method && !e.authority && !e.scheme && e.conditions.length === 0;
 }
 
 class Compiler {
-  private readonly table: RouteTable = { virtualHosts: [], entries: [], routes: [], clusters: [], headerNames: [] };
+  private readonly table: RouteTable = { virtualHosts: [], entries: [], routes: [], clusters: [], headerNames: [], hostRegexes: [] };
   private readonly clusters: ClusterInfo[] = [];
   private readonly clusterIndex = new Map<string, number>();
   private readonly routes: RouteInfo[] = [];
@@ -264,11 +277,29 @@ class Compiler {
     const destinations: WeightedDestination[] = route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight }));
     this.table.routes.push({ destinations });
     for (const d of route.destinations) this.destinations.push({ headers: d.headers });
-    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, headers: route.headers, action: route.action, rewrite: route.rewrite, fault: route.fault, cors: route.cors, retry: route.retries ?? ISTIO_DEFAULT_RETRY,
+    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, headers: route.headers, action: route.action, rewrite: this.rewriteOf(route.rewrite), fault: route.fault, cors: this.corsOf(route.cors), retry: route.retries ?? ISTIO_DEFAULT_RETRY,
       mirrors: route.mirrors.map((m) => ({ cluster: this.clusterFor(m.destination, port), percent: m.percent })),
       source: route.source,
     });
     return this.table.routes.length - 1;
+  }
+
+  /** Index of a pattern in table.hostRegexes (programs the host runs through the route core). */
+  private hostRegex(pattern: string, mode: RegexMode): number {
+    const list = this.table.hostRegexes!;
+    const found = list.findIndex((r) => r.pattern === pattern && r.mode === mode);
+    return found >= 0 ? found : list.push({ pattern, mode }) - 1;
+  }
+
+  private rewriteOf(rewrite: HttpRouteModel["rewrite"]): RewriteInfo | undefined {
+    if (!rewrite) return undefined;
+    const rx = rewrite.uriRegex;
+    return { uri: rewrite.uri, authority: rewrite.authority, uriRegex: rx && { program: this.hostRegex(rx.match, "search"), rewrite: rx.rewrite } };
+  }
+
+  private corsOf(cors: CorsModel | undefined): CorsInfo | undefined {
+    if (!cors) return undefined;
+    return { ...cors, allowOrigins: cors.allowOrigins.map((m) => ({ ...m, program: m.kind === "regex" ? this.hostRegex(m.value, "fullMatch") : -1 })) };
   }
 
   /** The ServiceEntry defining `host`: an exact host first, else the most specific wildcard host. */

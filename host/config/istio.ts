@@ -4,11 +4,12 @@
 // a config that loads behaves as Istio would, or it does not load.
 
 import { isIP } from "node:net";
+import { compilePattern, parseRewriteTemplate, type RegexMode, type RegexProgram } from "../core/regex/program.js";
 import type { Condition, StringMatch, UriMatch } from "../core/route-table.js";
 import { FieldReader, type Obj } from "./fields.js";
 import { resolveHost } from "./hosts.js";
 import type {
-  ConfigModel, CorsModel, DestinationModel, RetryConditions, RetryPolicyModel, DestinationRuleModel, FaultModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, ResourceMeta, RouteActionModel, ServiceModel,
+  ConfigModel, CorsModel, DestinationModel, RetryConditions, RetryPolicyModel, DestinationRuleModel, FaultModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, RegexRewriteModel, ResourceMeta, RouteActionModel, ServiceModel,
   ServicePort, VirtualServiceModel, WorkloadEndpoint, WorkloadEntryModel,
 } from "./model.js";
 import { defaultSettings, readSettings, SETTINGS_API_VERSION, SETTINGS_KIND } from "./settings.js";
@@ -137,14 +138,45 @@ function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespac
   const timeoutMs = r.duration(route.timeout, [...path, "timeout"]) ?? 0;
   if (timeoutMs > 0 && timeoutMs < 1) r.error([...path, "timeout"], "must be at least 1ms");
   const headers = readHeaders(r, route.headers, [...path, "headers"]);
-  const rw = r.object(route.rewrite, [...path, "rewrite"], ["uri", "authority"], { uriRegexRewrite: "regex rewrites arrive with the regex engine" });
-  const rewrite = rw ? { uri: r.string(rw.uri, [...path, "rewrite", "uri"]), authority: r.string(rw.authority, [...path, "rewrite", "authority"]) } : undefined;
+  const rewrite = readRewrite(r, route.rewrite, [...path, "rewrite"]);
   const fault = readFault(r, route.fault, [...path, "fault"]);
   if (fault && action.kind === "redirect") r.error([...path, "fault"], "cannot be combined with redirect");
   const cors = readCors(r, route.corsPolicy, [...path, "corsPolicy"]);
   const retries = readRetries(r, route.retries, [...path, "retries"]);
   const mirrors = readMirrors(r, route, path, namespace);
   return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, headers, action, rewrite, fault, cors, retries, mirrors, source: r.doc.locate(path) };
+}
+
+function readRewrite(r: FieldReader, value: unknown, path: FieldPath): HttpRouteModel["rewrite"] {
+  const rw = r.object(value, path, ["uri", "authority", "uriRegexRewrite"]);
+  if (!rw) return undefined;
+  const uri = r.string(rw.uri, [...path, "uri"]);
+  let uriRegex: RegexRewriteModel | undefined;
+  const rx = r.object(rw.uriRegexRewrite, [...path, "uriRegexRewrite"], ["match", "rewrite"]);
+  if (rx) {
+    if (uri !== undefined) r.error([...path, "uriRegexRewrite"], "rewrite.uri and rewrite.uriRegexRewrite cannot both be set");
+    const match = r.string(rx.match, [...path, "uriRegexRewrite", "match"], true);
+    const template = r.string(rx.rewrite, [...path, "uriRegexRewrite", "rewrite"], true);
+    const program = match === undefined ? undefined : checkRegex(r, match, [...path, "uriRegexRewrite", "match"], "search");
+    if (program && template !== undefined) {
+      try {
+        uriRegex = { match: match!, rewrite: parseRewriteTemplate(template, program.groups) };
+      } catch (err) {
+        r.error([...path, "uriRegexRewrite", "rewrite"], (err as Error).message);
+      }
+    }
+  }
+  return { uri, authority: r.string(rw.authority, [...path, "authority"]), uriRegex };
+}
+
+/** Compiles a pattern as the route core will; reports the syntax error at `path`. */
+function checkRegex(r: FieldReader, pattern: string, path: FieldPath, mode: RegexMode): RegexProgram | undefined {
+  try {
+    return compilePattern(pattern, mode);
+  } catch (err) {
+    r.error(path, (err as Error).message);
+    return undefined;
+  }
 }
 
 /** mirror (+ mirrorPercentage, 100% when unset) or mirrors[] (each 100% unless set), as Istio. */
@@ -356,7 +388,11 @@ function readMatch(r: FieldReader, value: unknown, path: FieldPath): MatchModel 
   if (!m) return undefined;
   checkGateways(r, m.gateways, [...path, "gateways"]);
   const uriMatch = readStringMatch(r, m.uri, [...path, "uri"]);
-  const ignoreCase = r.boolean(m.ignoreUriCase, [...path, "ignoreUriCase"]) ?? false;
+  let ignoreCase = r.boolean(m.ignoreUriCase, [...path, "ignoreUriCase"]) ?? false;
+  if (ignoreCase && uriMatch?.kind === "regex") {
+    r.warn([...path, "ignoreUriCase"], "has no effect on a regex uri match (Envoy ignores case_sensitive for safe_regex); start the pattern with (?i)");
+    ignoreCase = false;
+  }
   const uri: UriMatch | undefined = uriMatch ? { ...uriMatch, ignoreCase } : undefined;
   const conditions: Condition[] = [];
   readHeaderConditions(r, m.headers, [...path, "headers"], false, conditions);
@@ -416,21 +452,27 @@ function readHeaderConditions(r: FieldReader, value: unknown, path: FieldPath, i
 
 /** A StringMatch where `{}` means "present". */
 function readConditionMatch(r: FieldReader, value: unknown, path: FieldPath): { kind: Condition["kind"]; value: string } | undefined {
-  if (value !== null && typeof value === "object" && !Array.isArray(value) && Object.keys(value).length === 0) return { kind: "present", value: "" };
+  if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+    const keys = Object.keys(value);
+    // Istio turns `{}` and `regex: "*"` into Envoy's present_match.
+    if (keys.length === 0 || (keys.length === 1 && (value as Obj).regex === "*")) return { kind: "present", value: "" };
+  }
   return readStringMatch(r, value, path);
 }
 
 function readStringMatch(r: FieldReader, value: unknown, path: FieldPath): StringMatch | undefined {
-  const m = r.object(value, path, ["exact", "prefix"], { regex: "regex matching arrives with the linear-time regex engine in the route core" });
+  const m = r.object(value, path, ["exact", "prefix", "regex"]);
   if (!m) return undefined;
-  const keys = Object.keys(m).filter((k) => k === "exact" || k === "prefix");
+  const keys = Object.keys(m);
   if (keys.length !== 1) {
-    if (!("regex" in m)) r.error(path, "exactly one of exact, prefix or regex is required");
+    r.error(path, "exactly one of exact, prefix or regex is required");
     return undefined;
   }
-  const kind = keys[0] as "exact" | "prefix";
+  const kind = keys[0] as StringMatch["kind"];
   const s = r.string(m[kind], [...path, kind]);
-  return s === undefined ? undefined : { kind, value: s };
+  if (s === undefined) return undefined;
+  if (kind === "regex" && !checkRegex(r, s, [...path, kind], "fullMatch")) return undefined;
+  return { kind, value: s };
 }
 
 function readDestinationWeight(r: FieldReader, value: unknown, path: FieldPath, namespace: string): DestinationModel | undefined {

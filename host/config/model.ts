@@ -142,7 +142,7 @@ export interface RetryPolicyModel {
 
 /** Istio's CorsPolicy (Envoy's CORS filter, per route). */
 export interface CorsModel {
-  allowOrigins: { kind: "exact" | "prefix"; value: string }[];
+  allowOrigins: StringMatch[];
   allowMethods: string;
   allowHeaders: string;
   exposeHeaders: string;
@@ -168,8 +168,8 @@ export interface HttpRouteModel {
   retries: RetryPolicyModel | undefined;
   /** mirror / mirrors: shadow destinations and the percentage of requests copied to each. */
   mirrors: { destination: DestinationModel; percent: number }[];
-  /** rewrite.uri (Envoy prefix_rewrite) and rewrite.authority. */
-  rewrite: { uri: string | undefined; authority: string | undefined } | undefined;
+  /** rewrite.uri (Envoy prefix_rewrite), rewrite.uriRegexRewrite (regex_rewrite) and rewrite.authority. */
+  rewrite: { uri: string | undefined; authority: string | undefined; uriRegex: RegexRewriteModel | undefined } | undefined;
   source: Location;
 }
 
@@ -194,4 +194,10 @@ export interface ConfigModel {
   workloadEntries: WorkloadEntryModel[];
   virtualServices: VirtualServiceModel[];
   destinationRules: DestinationRuleModel[];
+}
+
+/** rewrite.uriRegexRewrite: a search pattern and RE2's rewrite template (literal text and group numbers). */
+export interface RegexRewriteModel {
+  match: string;
+  rewrite: (string | number)[];
 }

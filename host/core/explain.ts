@@ -3,7 +3,7 @@
 
 import type { CompiledConfig } from "../config/compile.js";
 import { emptyDecision, RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST, type RouteRequest } from "./decision.js";
-import { queryParam } from "./reference-matcher.js";
+import { queryParam, valueMatches } from "./reference-matcher.js";
 import { writeRequest } from "./request-fields.js";
 import { RouteCore } from "./route-core.js";
 import { lowerAscii, type Condition, type MatchEntry, type StringMatch } from "./route-table.js";
@@ -14,7 +14,7 @@ function describeMatch(field: string, m: StringMatch): string {
 
 /** Why `entry` does not match `req`, or undefined when it matches. */
 function mismatch(e: MatchEntry, req: RouteRequest): string | undefined {
-  const test = (m: { kind: string; value: string }, v: string | undefined): boolean => v !== undefined && (m.kind === "exact" ? v === m.value : v.startsWith(m.value));
+  const test = (m: StringMatch, v: string | undefined): boolean => v !== undefined && valueMatches(m.kind, m.value, v);
   if (e.uri) {
     const path = e.uri.ignoreCase ? lowerAscii(req.path) : req.path;
     const want = e.uri.ignoreCase ? lowerAscii(e.uri.value) : e.uri.value;
@@ -38,7 +38,7 @@ function conditionMismatch(c: Condition, req: RouteRequest): string | undefined 
   if (c.kind === "present") matched = value !== undefined;
   else {
     const v = value ?? (c.invert ? "" : undefined);
-    matched = v !== undefined && (c.kind === "exact" ? v === c.value : v.startsWith(c.value));
+    matched = v !== undefined && valueMatches(c.kind, c.value, v);
   }
   if (c.invert ? !matched : matched) return undefined;
   const rule = c.kind === "present" ? "present" : `${c.kind} "${c.value}"`;
@@ -84,7 +84,11 @@ export function explain(config: CompiledConfig, req: RouteRequest, random = (Mat
     lines.push(`decision: direct response ${info.action.status} (${info.action.body.length} bytes of body)`);
     return lines.join("\n");
   }
-  if (info.rewrite) lines.push(`rewrite: ${[info.rewrite.uri !== undefined && `path prefix to ${info.rewrite.uri}`, info.rewrite.authority !== undefined && `authority to ${info.rewrite.authority}`].filter(Boolean).join(", ")}`);
+  if (info.rewrite) {
+    const rx = info.rewrite.uriRegex;
+    const regexPath = rx && (core.regexReplaceAll(rx.program, req.path, rx.rewrite) ?? `${req.path} (the pattern does not match: unchanged)`);
+    lines.push(`rewrite: ${[info.rewrite.uri !== undefined && `path prefix to ${info.rewrite.uri}`, regexPath !== undefined && `path by regex to ${regexPath}`, info.rewrite.authority !== undefined && `authority to ${info.rewrite.authority}`].filter(Boolean).join(", ")}`);
+  }
   if (info.headers) lines.push("headers: the route edits request and/or response headers");
   if (info.cors) lines.push(`cors: origins ${info.cors.allowOrigins.map((o) => `${o.kind} "${o.value}"`).join(", ") || "(none)"}; other preflights ${info.cors.forwardUnmatchedPreflights ? "forwarded" : "answered here"}`);
   if (info.fault?.delay) lines.push(`fault: delay ${info.fault.delay.ms} ms for ${info.fault.delay.percent}% of requests (DI)`);

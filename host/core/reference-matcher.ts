@@ -4,6 +4,7 @@
 // baseline the core must beat.
 
 import { RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST, type Decision, type RouteRequest } from "./decision.js";
+import { fullMatchRegExp } from "./regex/js.js";
 import { clusterEndpointStarts, lowerAscii, type Condition, type MatchEntry, type RouteTable, type StringMatch } from "./route-table.js";
 
 export class ReferenceMatcher {
@@ -114,7 +115,19 @@ function entryMatches(e: MatchEntry, req: RouteRequest): boolean {
 }
 
 function stringMatches(m: { kind: StringMatch["kind"] | "present" }, actual: string, want: string): boolean {
-  return m.kind === "exact" ? actual === want : actual.startsWith(want);
+  return valueMatches(m.kind, want, actual);
+}
+
+const regexCache = new Map<string, RegExp>();
+
+/** An exact, prefix or regex (RE2 syntax, whole value) match of `actual` against `want`. */
+export function valueMatches(kind: StringMatch["kind"] | "present", want: string, actual: string): boolean {
+  if (kind === "exact") return actual === want;
+  if (kind === "prefix") return actual.startsWith(want);
+  if (kind !== "regex") return false;
+  let re = regexCache.get(want);
+  if (!re) regexCache.set(want, (re = fullMatchRegExp(want)));
+  return re.test(actual);
 }
 
 function conditionMatches(c: Condition, req: RouteRequest): boolean {

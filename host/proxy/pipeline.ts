@@ -107,7 +107,7 @@ function runPhases(options: PipelineOptions, ex: Exchange, ds: Downstream): void
     const cors = snapshot.config.routes[code]!.cors;
     const origin = cors ? ds.header("origin") : undefined;
     if (cors && origin !== undefined) {
-      const allowed = originAllowed(cors, origin);
+      const allowed = originAllowed(cors, origin, core);
       if (isPreflight(ds)) {
         if (allowed) {
           ex.localReply(Reply.CORS_PREFLIGHT, preflightHeaders(cors, origin));
@@ -186,6 +186,7 @@ function afterDelay(options: PipelineOptions, ex: Exchange): void {
     return;
   }
   if (info.rewrite?.uri !== undefined) ex.upstreamPath = rewritePath(ds, snapshot.config.table.entries[ex.entry]!, info.rewrite.uri);
+  else if (info.rewrite?.uriRegex) ex.upstreamPath = regexRewritePath(ds, snapshot, info.rewrite.uriRegex);
   const cluster = snapshot.config.clusters[ex.cluster]!;
   ex.clusterName = cluster.name;
   if (cluster.passthrough) forwardPassthrough(options, ex, ds.authority!, cluster.port);
@@ -201,6 +202,16 @@ function afterDelay(options: PipelineOptions, ex: Exchange): void {
 function rewritePath(ds: Downstream, entry: MatchEntry, replacement: string): string {
   const uri = entry.uri;
   const path = uri?.kind === "exact" ? replacement : replacement + ds.path.slice(uri?.kind === "prefix" ? uri.value.length : 1);
+  return ds.query === undefined ? path : `${path}?${ds.query}`;
+}
+
+/**
+ * Envoy's regex_rewrite from rewrite.uriRegexRewrite: every match in the path
+ * (the query excluded, and kept) is substituted; no match leaves the path as it is.
+ */
+function regexRewritePath(ds: Downstream, snapshot: Snapshot, rx: { program: number; rewrite: (string | number)[] }): string | undefined {
+  const path = snapshot.core.regexReplaceAll(rx.program, ds.path, rx.rewrite);
+  if (path === undefined) return undefined;
   return ds.query === undefined ? path : `${path}?${ds.query}`;
 }
 

