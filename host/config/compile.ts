@@ -6,6 +6,7 @@ import { SLOT_COUNT_MAX, SLOT_FIRST_HEADER } from "../../assembly/layout.js";
 import type { RegexMode } from "../core/regex/program.js";
 import type { MatchEntry, RouteTable, StringMatch, WeightedDestination } from "../core/route-table.js";
 import type { ConfigDiagnostic, Location } from "./diagnostics.js";
+import { resolveDelegates } from "./delegate.js";
 import { hostMatches, mostSpecific, virtualHostDomains } from "./hosts.js";
 import type { ConfigModel, CorsModel, DestinationModel, HeadersModel, RetryPolicyModel, RouteActionModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
 
@@ -143,7 +144,7 @@ class Compiler {
       });
       if (hosts.length > 0) this.services.push({ ...se, hosts, endpoints: this.endpointsOf(se) });
     }
-    this.virtualServices = model.virtualServices.filter((v) => visibleTo(v, ns));
+    this.virtualServices = resolveDelegates(model.virtualServices, (where, message) => this.warn(where, message)).filter((v) => visibleTo(v, ns));
     this.destinationRules = model.destinationRules.filter((d) => visibleTo(d, ns));
   }
 
@@ -216,6 +217,9 @@ class Compiler {
       if (score > bestScore) {
         best = vs;
         bestScore = score;
+      } else if (score === bestScore && best) {
+        // Istio merges VirtualServices only for gateways; on sidecars the first one wins (istioctl analyze: IST0109).
+        this.warn(vs.source, `host ${h} is also defined by VirtualService ${best.namespace}/${best.name}; Istio does not merge VirtualServices for sidecars, so this one is ignored for it (IST0109)`);
       }
     }
     return best;

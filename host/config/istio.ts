@@ -24,10 +24,6 @@ const LATER_KINDS: Record<string, string> = {
   ProxyConfig: "ProxyConfig is not read; use the instio settings document",
   WorkloadGroup: "WorkloadGroup is not read",
 };
-const ISSUE_ROUTE_BEHAVIOUR = "delegate VirtualServices are the next milestone";
-const NOT_YET_HTTP_ROUTE: Record<string, string> = Object.fromEntries(
-  ["delegate"].map((k) => [k, ISSUE_ROUTE_BEHAVIOUR]),
-);
 
 /** Reads every document into the model; all problems go to `sink`. */
 export function readModel(docs: SourceDocument[], sink: DiagnosticSink): ConfigModel {
@@ -105,12 +101,17 @@ function readVirtualService(r: FieldReader, top: Obj): VirtualServiceModel | und
   }
   const meta = readMeta(r, top, "VirtualService", spec);
   const hosts = r.stringList(spec.hosts, ["spec", "hosts"]);
-  if (hosts.length === 0) r.error(["spec", "hosts"], "at least one host is required (delegate VirtualServices are not supported yet)");
+  // A VirtualService without hosts is a delegate: only a root's `delegate` pulls its routes in.
   hosts.forEach((h, i) => {
     if (h === "*") r.error(["spec", "hosts", i], `"*" is only valid for gateways`);
   });
   checkGateways(r, spec.gateways, ["spec", "gateways"]);
   const http = r.list(spec.http, ["spec", "http"]).map((route, i) => readHttpRoute(r, route, ["spec", "http", i], meta.namespace));
+  if (hosts.length === 0) {
+    http.forEach((route, i) => {
+      if (route?.delegate) r.error(["spec", "http", i, "delegate"], "a delegate VirtualService (one without hosts) cannot delegate again: Istio supports one level");
+    });
+  }
   return { ...meta, hosts: hosts.map((h) => resolveHost(h, meta.namespace)), http: http.filter((h): h is HttpRouteModel => h !== undefined) };
 }
 
@@ -121,13 +122,15 @@ function checkGateways(r: FieldReader, value: unknown, path: FieldPath): void {
 }
 
 function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespace: string): HttpRouteModel | undefined {
-  const route = r.object(value, path, ["name", "match", "route", "timeout", "headers", "redirect", "directResponse", "rewrite", "fault", "corsPolicy", "retries", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent"], NOT_YET_HTTP_ROUTE);
+  const route = r.object(value, path, ["name", "match", "route", "timeout", "headers", "redirect", "directResponse", "rewrite", "fault", "corsPolicy", "retries", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent", "delegate"]);
   if (!route) return undefined;
   const name = r.string(route.name, [...path, "name"]);
   const matches = r.list(route.match, [...path, "match"]).map((m, i) => readMatch(r, m, [...path, "match", i]));
   const dests = r.list(route.route, [...path, "route"]).map((d, i) => readDestinationWeight(r, d, [...path, "route", i], namespace));
   const action = readRouteAction(r, route, path);
-  if (dests.length === 0 && action.kind === "forward") r.error([...path, "route"], "a route needs at least one destination (or a redirect or directResponse)");
+  const delegate = readDelegate(r, route.delegate, [...path, "delegate"], namespace);
+  if (delegate && (dests.length > 0 || action.kind !== "forward")) r.error([...path, "delegate"], "cannot be combined with route, redirect or directResponse");
+  if (dests.length === 0 && action.kind === "forward" && !delegate) r.error([...path, "route"], "a route needs at least one destination (or a redirect, directResponse or delegate)");
   if (dests.length > 0 && action.kind !== "forward") r.error([...path, action.kind === "redirect" ? "redirect" : "directResponse"], `cannot be combined with route`);
   if (route.rewrite !== undefined && action.kind === "redirect") r.error([...path, "rewrite"], "cannot be combined with redirect");
   const valid = dests.filter((d): d is DestinationModel => d !== undefined);
@@ -144,7 +147,14 @@ function readHttpRoute(r: FieldReader, value: unknown, path: FieldPath, namespac
   const cors = readCors(r, route.corsPolicy, [...path, "corsPolicy"]);
   const retries = readRetries(r, route.retries, [...path, "retries"]);
   const mirrors = readMirrors(r, route, path, namespace);
-  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, headers, action, rewrite, fault, cors, retries, mirrors, source: r.doc.locate(path) };
+  return { name, matches: matches.filter((m): m is MatchModel => m !== undefined), destinations, timeoutMs, headers, action, rewrite, fault, cors, retries, mirrors, delegate, source: r.doc.locate(path) };
+}
+
+function readDelegate(r: FieldReader, value: unknown, path: FieldPath, namespace: string): HttpRouteModel["delegate"] {
+  const d = r.object(value, path, ["name", "namespace"]);
+  if (!d) return undefined;
+  const name = r.string(d.name, [...path, "name"], true);
+  return name === undefined ? undefined : { name, namespace: r.string(d.namespace, [...path, "namespace"]) ?? namespace };
 }
 
 function readRewrite(r: FieldReader, value: unknown, path: FieldPath): HttpRouteModel["rewrite"] {

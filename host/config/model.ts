@@ -168,6 +168,8 @@ export interface HttpRouteModel {
   retries: RetryPolicyModel | undefined;
   /** mirror / mirrors: shadow destinations and the percentage of requests copied to each. */
   mirrors: { destination: DestinationModel; percent: number }[];
+  /** The delegate VirtualService whose routes replace this one (a root route has no destinations). */
+  delegate?: { name: string; namespace: string };
   /** rewrite.uri (Envoy prefix_rewrite), rewrite.uriRegexRewrite (regex_rewrite) and rewrite.authority. */
   rewrite: { uri: string | undefined; authority: string | undefined; uriRegex: RegexRewriteModel | undefined } | undefined;
   source: Location;

@@ -48,14 +48,14 @@ spec:
   hosts: [reviews]
   http:
   - match:
-    - uri: {regex: "^/a.*"}
+    - uri: {regex: "^/a("}
       headers:
         End-User: {exact: jason}
     route:
     - destination: {host: reviews}
       weight: -1
     timeout: 3 seconds
-  - route: []
+  - route: [{destination: {host: reviews}}]
     delegate: {name: other}
 ---
 apiVersion: networking.istio.io/v1
@@ -64,12 +64,11 @@ metadata: {name: gw}
 spec: {}
 `);
     expect(errs).toEqual([
-      "mesh.yaml:8:20: error: spec.http[0].match[0].uri.regex: not supported yet: regex matching arrives with the linear-time regex engine in the route core",
+      'mesh.yaml:8:20: error: spec.http[0].match[0].uri.regex: invalid regex "^/a(" at position 4: missing closing )',
       'mesh.yaml:10:19: error: spec.http[0].match[0].headers.End-User: header name must be lower-case and a valid HTTP token, got "End-User"',
       "mesh.yaml:13:15: error: spec.http[0].route[0].weight: must be between 0 and 2147483647, got -1",
       'mesh.yaml:14:14: error: spec.http[0].timeout: must be a duration such as "5s" or "250ms", got "3 seconds"',
-      "mesh.yaml:15:12: error: spec.http[1].route: a route needs at least one destination (or a redirect or directResponse)",
-      "mesh.yaml:16:15: error: spec.http[1].delegate: not supported yet: delegate VirtualServices are the next milestone",
+      "mesh.yaml:16:15: error: spec.http[1].delegate: cannot be combined with route, redirect or directResponse",
       "mesh.yaml:19:7: error: kind: Gateway is not supported yet: Gateway resources (ingress mode) arrive with TLS termination",
     ]);
   });
@@ -192,6 +191,78 @@ spec:
     };
     expect(names(0)).toEqual(["all"]);
     expect(names(1)).toEqual(["", "all"]);
+  });
+
+  it("merges delegate VirtualServices into their root as Istio does, one level deep", () => {
+    const r = loadConfigText("mesh.yaml", `${SE}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: root, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - name: r
+    match: [{uri: {prefix: /reviews}, headers: {x-team: {exact: a}}}]
+    timeout: 3s
+    delegate: {name: leaf}
+  - match: [{uri: {prefix: /gone}}]
+    delegate: {name: missing}
+  - route: [{destination: {host: reviews, port: {number: 9080}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: leaf, namespace: default}
+spec:
+  http:
+  - name: v2
+    match: [{uri: {prefix: /reviews/v2}}, {headers: {x-beta: {exact: "1"}}}]
+    route: [{destination: {host: reviews, port: {number: 9443}}}]
+  - match: [{uri: {prefix: /elsewhere}}]
+    route: [{destination: {host: reviews, port: {number: 9443}}}]
+  - timeout: 1s
+    route: [{destination: {host: reviews, port: {number: 9080}}}]
+`);
+    const c = r.config!;
+    expect(c).toBeDefined();
+    const v = c.table.virtualHosts[0]!;
+    const entries = c.table.entries.slice(v.entryStart, v.entryStart + v.entryCount);
+    // Each delegate match is narrowed by the root's; /elsewhere is outside the root's /reviews: that route is dropped.
+    expect(entries.map((e) => [e.uri?.kind, e.uri?.value, e.conditions.map((x) => `${x.name}=${x.value}`)])).toEqual([
+      ["prefix", "/reviews/v2", ["x-team=a"]],
+      ["prefix", "/reviews", ["x-beta=1", "x-team=a"]],
+      ["prefix", "/reviews", ["x-team=a"]],
+      [undefined, undefined, []],
+    ]);
+    expect(c.routes[entries[0]!.route]!.timeoutMs).toBe(3000); // the root's timeout fills the delegate's
+    expect(c.routes[entries[2]!.route]!.timeoutMs).toBe(1000);
+    expect(c.routes[entries[0]!.route]!.name).toBe("r-v2");
+    const warnings = r.diagnostics.filter((d) => d.severity === "warning").map((d) => `${d.line}: ${d.message}`);
+    expect(warnings).toEqual([
+      expect.stringMatching(/^22: delegate VirtualService default\/missing does not exist/),
+      expect.stringMatching(/^34: no match of this delegate route fits inside a match of the root route/),
+    ]);
+  });
+
+  it("rejects a delegate that delegates again, and warns when two VirtualServices claim one host (IST0109)", () => {
+    expect(errors(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: leaf}
+spec:
+  http:
+  - delegate: {name: other}
+`)).toEqual([expect.stringMatching(/^mesh\.yaml:6:15: error: spec\.http\[0\]\.delegate: a delegate VirtualService .* cannot delegate again/)]);
+    const r = loadConfigText("mesh.yaml", `${SE}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: a, namespace: default}
+spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews, port: {number: 9080}}}]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: b, namespace: default}
+spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews, port: {number: 9443}}}]}]}
+`);
+    expect(r.diagnostics.map((d) => d.message)).toContainEqual(expect.stringMatching(/also defined by VirtualService default\/a; .* \(IST0109\)/));
   });
 
   it("warns that unknown destinations and subsets give 503 NC", () => {

@@ -256,7 +256,8 @@ export function utf8Sequences(lo: number, hi: number): Range[][] {
   const out: Range[][] = [];
   const todo: Range[] = [[lo, hi]];
   while (todo.length > 0) {
-    let [s, e] = todo.pop()!;
+    const [s, end] = todo.pop()!;
+    let e = end;
     for (;;) {
       if (s > e) break;
       if (s <= SURROGATE_HI && e >= SURROGATE_LO) {
