@@ -99,6 +99,8 @@ export const ISTIO_DEFAULT_RETRY: RetryPolicyModel = {
   attempts: 3,
   perTryTimeoutMs: 0,
   on: { fiveXx: false, gatewayError: false, reset: false, connectFailure: true, retriable4xx: false, statusCodes: [], grpcStatuses: [1, 14] },
+  backoffMs: 25,
+  avoidPreviousHosts: true,
 };
 
 function visibleTo(meta: ResourceMeta, namespace: string): boolean {

@@ -245,14 +245,16 @@ export function parseRetryOn(list: string, report: (message: string) => void): R
 function readRetries(r: FieldReader, value: unknown, path: FieldPath): RetryPolicyModel | undefined {
   const o = r.object(value, path, ["attempts", "perTryTimeout", "retryOn", "retryRemoteLocalities", "retryIgnorePreviousHosts", "backoff"]);
   if (!o) return undefined;
-  if (r.boolean(o.retryRemoteLocalities, [...path, "retryRemoteLocalities"]) === true) r.error([...path, "retryRemoteLocalities"], "not supported yet: locality-aware load balancing arrives with the resilience milestone");
-  if (r.boolean(o.retryIgnorePreviousHosts, [...path, "retryIgnorePreviousHosts"]) === false) r.error([...path, "retryIgnorePreviousHosts"], "not supported yet: retries always prefer hosts not tried yet");
-  if (o.backoff !== undefined && r.duration(o.backoff, [...path, "backoff"]) !== 25) r.error([...path, "backoff"], "not supported yet: the backoff base is Envoy's default, 25ms");
+  // retryRemoteLocalities adds Envoy's previous_priorities retry priority. Every endpoint is in
+  // priority 0 until locality failover exists, which is also where that predicate does nothing.
+  r.boolean(o.retryRemoteLocalities, [...path, "retryRemoteLocalities"]);
+  const avoidPreviousHosts = r.boolean(o.retryIgnorePreviousHosts, [...path, "retryIgnorePreviousHosts"]) ?? true;
+  const backoffMs = r.duration(o.backoff, [...path, "backoff"], 1) ?? 25;
   const retries = r.integer(o.attempts, [...path, "attempts"], 0, 1000) ?? 0;
   const perTryTimeoutMs = r.duration(o.perTryTimeout, [...path, "perTryTimeout"], 1) ?? 0;
   // Istio's default retryOn when a policy sets none.
   const on = parseRetryOn(r.string(o.retryOn, [...path, "retryOn"]) ?? "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes", (m) => r.error([...path, "retryOn"], m));
-  return { attempts: 1 + retries, perTryTimeoutMs, on };
+  return { attempts: 1 + retries, perTryTimeoutMs, on, backoffMs, avoidPreviousHosts };
 }
 
 function readCors(r: FieldReader, value: unknown, path: FieldPath): CorsModel | undefined {

@@ -138,6 +138,10 @@ export interface RetryPolicyModel {
   attempts: number;
   perTryTimeoutMs: number;
   on: RetryConditions;
+  /** Envoy's backoff base interval (Istio's `backoff`, default 25 ms); the cap is 10 times it. */
+  backoffMs: number;
+  /** Envoy's previous_hosts predicate (retryIgnorePreviousHosts, default true): retries prefer hosts not tried. */
+  avoidPreviousHosts: boolean;
 }
 
 /** Istio's CorsPolicy (Envoy's CORS filter, per route). */

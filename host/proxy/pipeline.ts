@@ -16,6 +16,7 @@
 
 import { randomUUID } from "node:crypto";
 import type { Dispatcher } from "undici";
+import type { Readable } from "node:stream";
 import { writeRequest } from "../core/request-fields.js";
 import { RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST } from "../core/decision.js";
 import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
@@ -23,14 +24,12 @@ import { connectionListed, isHopByHop, isListenerOwnedResponseHeader } from "./h
 import { applyRequestHeaders, applyResponseHeaders } from "./header-operations.js";
 import { isPreflight, originAllowed, preflightHeaders, responseHeaders as corsResponseHeaders } from "./cors.js";
 import * as Reply from "./local-reply.js";
+import { ReplayableBody } from "./replay-body.js";
 import { splitAuthority } from "./authority.js";
 import type { Snapshot, SnapshotHolder } from "./snapshot.js";
 import type { RetryPolicyModel, RouteActionModel } from "../config/model.js";
 import type { MatchEntry } from "../core/route-table.js";
 
-/** Envoy's retry backoff: fully jittered exponential from 25 ms, capped at 250 ms. */
-const BACKOFF_BASE_MS = 25;
-const BACKOFF_MAX_MS = 250;
 /** Envoy's host_selection_retry_max_attempts in Istio's default policy. */
 const HOST_SELECTION_ATTEMPTS = 5;
 
@@ -295,6 +294,7 @@ export class Exchange implements DownstreamEvents {
   attemptId = 0;
   private balanced = false; // sent to a cluster endpoint chosen by the core (not passthrough)
   private limitHit = false; // the retry policy wanted another attempt but none were left (flag URX)
+  private replayBody: ReplayableBody | undefined; // the request body kept for retries and shadows
 
   constructor(
     private readonly options: PipelineOptions,
@@ -326,7 +326,7 @@ export class Exchange implements DownstreamEvents {
     }
     let opts: Dispatcher.DispatchOptions;
     try {
-      const body = this.ds.hasBody ? this.ds.body() : null;
+      const body = this.ds.hasBody ? this.attemptBody() : null;
       // Envoy's route timeout runs from the end of the request to the end of the response, across attempts.
       if (this.attempts === 1) {
         if (body) body.once("end", () => this.startRouteTimeout());
@@ -410,23 +410,42 @@ export class Exchange implements DownstreamEvents {
   }
 
   /**
+   * The request body for this attempt. When the route may retry or mirror, the
+   * body is kept (up to REPLAY_BUFFER_LIMIT) so that it can be sent again.
+   */
+  private attemptBody(): Readable | null {
+    if (this.attempts === 1) {
+      const info = this.routeIndex >= 0 ? this.snapshot.config.routes[this.routeIndex]! : undefined;
+      const replay = this.balanced && info !== undefined && (this.retryPolicy().attempts > 1 || info.mirrors.length > 0);
+      if (!replay) return this.ds.body();
+      this.replayBody = new ReplayableBody(this.ds.body(), () => this.options.observer.retryAbandoned(this));
+    }
+    return this.replayBody?.forAttempt() ?? null;
+  }
+
+  /**
    * Sends a fire-and-forget copy to a shadow cluster (Envoy's request mirroring):
    * its response is discarded and nothing about it touches this request. The
    * authority is kept as is (Istio >= 1.28 no longer appends "-shadow"). A
-   * streamed body cannot be copied: that shadow is skipped and counted.
+   * body larger than the replay buffer cannot be copied: that shadow is
+   * skipped and counted, as Envoy's retry_or_shadow_abandoned.
    */
   mirror(cluster: number): void {
     if (cluster < 0) return;
+    let body: Readable | null = null;
     if (this.ds.hasBody) {
-      this.options.observer.retryAbandoned(this);
-      return;
+      body = this.replayBody?.forShadow() ?? null;
+      if (!body) {
+        this.options.observer.retryAbandoned(this);
+        return;
+      }
     }
     const endpoint = this.snapshot.core.pickEndpoint(cluster, random32());
     if (endpoint < 0) return;
     const path = this.upstreamPath ?? (this.ds.query === undefined ? this.ds.path : `${this.ds.path}?${this.ds.query}`);
     try {
       this.options.dispatcher.dispatch(
-        { origin: this.snapshot.endpoints[endpoint]!.origin, method: this.ds.method as Dispatcher.HttpMethod, path, headers: this.upstreamHeaders(), body: null, headersTimeout: 0, bodyTimeout: 0 },
+        { origin: this.snapshot.endpoints[endpoint]!.origin, method: this.ds.method as Dispatcher.HttpMethod, path, headers: this.upstreamHeaders(), body, headersTimeout: 0, bodyTimeout: 0 },
         SHADOW,
       );
     } catch {
@@ -557,10 +576,10 @@ export class Exchange implements DownstreamEvents {
     return false;
   }
 
-  /** Attempts left, and a request that can be sent again: a streamed body cannot be replayed. */
+  /** Attempts left, and a request that can be sent again: a body past the replay buffer cannot. */
   private mayRetry(): boolean {
     if (this.attempts >= this.retryPolicy().attempts || !this.balanced) return false;
-    if (this.ds.hasBody) {
+    if (this.ds.hasBody && (!this.replayBody || this.replayBody.overflowed)) {
       this.options.observer.retryAbandoned(this);
       return false;
     }
@@ -569,7 +588,9 @@ export class Exchange implements DownstreamEvents {
 
   private scheduleRetry(): void {
     this.options.observer.retry(this);
-    const delay = Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * (2 ** this.attempts - 1));
+    // Envoy's backoff: fully jittered exponential from the base interval, capped at 10 times it.
+    const base = this.retryPolicy().backoffMs;
+    const delay = Math.random() * Math.min(10 * base, base * (2 ** this.attempts - 1));
     setTimeout(retryExchange, delay, this);
   }
 
@@ -606,7 +627,8 @@ export class Exchange implements DownstreamEvents {
     const core = this.snapshot.core;
     const start = this.snapshot.clusterEndpointStart[this.cluster]!;
     let next = -1;
-    for (let i = 0; i < HOST_SELECTION_ATTEMPTS; i++) {
+    const attempts = this.retryPolicy().avoidPreviousHosts ? HOST_SELECTION_ATTEMPTS : 1;
+    for (let i = 0; i < attempts; i++) {
       next = core.pickEndpoint(this.cluster, random32());
       const offset = next - start;
       if (next < 0 || offset >= 32 || (this.tried & (1 << offset)) === 0) break;
@@ -710,7 +732,7 @@ const SHADOW: Dispatcher.DispatchHandler = {
 };
 
 /** No retries: routes answered without an upstream, and inbound traffic. */
-const NO_RETRY: RetryPolicyModel = { attempts: 1, perTryTimeoutMs: 0, on: { fiveXx: false, gatewayError: false, reset: false, connectFailure: false, retriable4xx: false, statusCodes: [], grpcStatuses: [] } };
+const NO_RETRY: RetryPolicyModel = { attempts: 1, perTryTimeoutMs: 0, on: { fiveXx: false, gatewayError: false, reset: false, connectFailure: false, retriable4xx: false, statusCodes: [], grpcStatuses: [] }, backoffMs: 25, avoidPreviousHosts: true };
 
 /**
  * undici's handler for one upstream attempt. It passes callbacks on while it is

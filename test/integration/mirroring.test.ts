@@ -1,7 +1,9 @@
 // Istio's mirroring task over real sockets: the shadow receives copies, and the
 // primary is unaffected when the shadow is down or slow.
 
+import { createHash } from "node:crypto";
 import { request } from "undici";
+import { REPLAY_BUFFER_LIMIT } from "../../host/proxy/replay-body.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseExposition } from "../support/prometheus.js";
 import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
@@ -69,12 +71,18 @@ spec:
     expect(Date.now() - started).toBeLessThan(1000);
   });
 
-  it("copies nothing at mirrorPercentage 0, and skips (and counts) requests whose body streams", async () => {
+  it("copies nothing at mirrorPercentage 0; copies request bodies within the replay buffer, skips (and counts) larger ones", async () => {
     await get(p.url, "httpbin", "/none/1");
     const res = await request(`${p.url}/post`, { method: "POST", headers: { host: "httpbin" }, body: "data" });
     await res.body.text();
+    const big = Buffer.alloc(REPLAY_BUFFER_LIMIT + 1, 1);
+    const large = await request(`${p.url}/post-large`, { method: "POST", headers: { host: "httpbin" }, body: big });
+    await large.body.text();
+    expect(large.statusCode).toBe(200);
     await settle();
-    expect(v2.received.filter((x) => x.url === "/none/1" || x.url === "/post")).toEqual([]);
+    expect(v2.received.filter((x) => x.url === "/none/1" || x.url === "/post-large")).toEqual([]);
+    expect(v2.received.filter((x) => x.url === "/post").map((x) => [x.method, x.bodyBytes, x.bodySha256])).toEqual([["POST", 4, createHash("sha256").update("data").digest("hex")]]);
+    expect(v1.received.find((x) => x.url === "/post-large")!.bodyBytes).toBe(big.length);
     const m = parseExposition(await p.proxy.telemetry.metrics.registry.metrics());
     expect(m.sum("envoy_cluster_retry_or_shadow_abandoned", { cluster_name: "outbound|80|v1|httpbin.default.svc.cluster.local" })).toBe(1);
   });

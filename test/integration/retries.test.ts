@@ -1,8 +1,10 @@
 // VirtualService retries over real sockets: a flaky upstream against a retry
 // policy (success rate as the attempt count predicts, attempts bounded), per-try
-// timeouts, Istio's default policy, and bodies that cannot be replayed.
+// timeouts, Istio's default policy, and request bodies replayed within the buffer.
 
+import { createHash } from "node:crypto";
 import { request } from "undici";
+import { REPLAY_BUFFER_LIMIT } from "../../host/proxy/replay-body.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseExposition } from "../support/prometheus.js";
 import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
@@ -86,10 +88,18 @@ spec:
     expect(attemptsSeen("/delay/1000")).toEqual([1, 2, 3]);
   });
 
-  it("does not replay a streamed request body, and counts the retry it did not make", async () => {
-    const res = await request(`${p.url}/flaky/100`, { method: "POST", headers: { host: "svc" }, body: "payload" });
+  it("replays a request body within the replay buffer on every attempt, and does not retry a larger one (counted)", async () => {
+    const res = await request(`${p.url}/flaky/100?small`, { method: "POST", headers: { host: "svc" }, body: "payload" });
     await res.body.text();
     expect(res.statusCode).toBe(503);
+    const attempts = up.received.filter((r) => r.url === "/flaky/100?small");
+    expect(attempts.map((r) => [r.bodyBytes, r.bodySha256])).toEqual(Array(4).fill([7, createHash("sha256").update("payload").digest("hex")]));
+
+    const big = Buffer.alloc(REPLAY_BUFFER_LIMIT + 1, 7);
+    const large = await request(`${p.url}/flaky/100?large`, { method: "POST", headers: { host: "svc" }, body: big });
+    await large.body.text();
+    expect(large.statusCode).toBe(503);
+    expect(up.received.filter((r) => r.url === "/flaky/100?large").map((r) => r.bodyBytes)).toEqual([big.length]);
     const m = parseExposition(await p.proxy.telemetry.metrics.registry.metrics());
     expect(m.sum("envoy_cluster_retry_or_shadow_abandoned", { cluster_name: "outbound|80||svc.default.svc.cluster.local" })).toBe(1);
   });
