@@ -10,7 +10,7 @@
 
 import {
   IMAGE_MAGIC, H_MAGIC, H_VHOSTS, H_DOMAIN_TABLE, H_DOMAIN_MASK, H_WILDCARD_COUNT, H_WILDCARDS,
-  H_ENTRIES, H_ROUTES, H_DESTS, H_CLUSTERS, H_ACTIVE,
+  H_ENTRIES, H_ROUTES, H_DESTS, H_CLUSTERS, H_ACTIVE, H_ELIGIBLE,
   DS_HASH, DS_STR, DS_LEN, DS_VHOST, DS_SIZE, EMPTY_SLOT, WC_STR, WC_LEN, WC_VHOST, WC_SIZE,
   VH_UNINDEXED, VH_UNINDEXED_COUNT, VH_PATH_TABLE, VH_PATH_MASK, VH_PREFIX_LENS, VH_FLAGS, VH_SIZE,
   VHF_CASE_INSENSITIVE, VH_MAX_PREFIX,
@@ -21,12 +21,15 @@ import {
   C_SOURCE, C_KEY, C_KEY_STR, C_KEY_LEN, C_KIND, C_INVERT, C_VALUE_STR, C_VALUE_LEN, C_SIZE, CS_HEADER,
   R_DEST_START, R_DEST_COUNT, R_TOTAL_WEIGHT, R_SIZE, D_CLUSTER, D_CUMULATIVE, D_SIZE, CLUSTER_MISSING,
   CL_EP_START, CL_EP_COUNT, CL_FLAGS, CL_SIZE, CLF_PASSTHROUGH,
-  SLOT_METHOD, SLOT_AUTHORITY, SLOT_PATH, SLOT_QUERY, SLOT_SCHEME, SLOT_FIRST_HEADER, SLOT_SIZE,
-  OUT_VHOST, OUT_ENTRY, OUT_ROUTE, OUT_DEST, OUT_CLUSTER, OUT_ENDPOINT,
+  CL_LB, CL_ELIGIBLE_COUNT, CL_CURSOR, CL_TABLE, CL_TABLE_COUNT, CL_HASH_SOURCE, CL_HASH_SLOT, CL_HASH_NAME_STR, CL_HASH_NAME_LEN,
+  LB_ROUND_ROBIN, LB_RANDOM, LB_RING_HASH, LB_MAGLEV, HS_HEADER, HS_COOKIE, HS_QUERY, HS_SOURCE_IP,
+  SLOT_METHOD, SLOT_AUTHORITY, SLOT_PATH, SLOT_QUERY, SLOT_SCHEME, SLOT_SOURCE_IP, SLOT_FIRST_HEADER, SLOT_SIZE,
+  OUT_VHOST, OUT_ENTRY, OUT_ROUTE, OUT_DEST, OUT_CLUSTER, OUT_ENDPOINT, OUT_HASH_MISSING,
   RC_NO_VHOST, RC_NO_ROUTE, RC_NO_CLUSTER, RC_NO_ENDPOINT,
 } from "./layout";
 import { fnvStart, fnvStep, lowerAscii, hashWords, hashWordsLower, bytesEqual, bytesEqualLower, stringMatches, pathKeySalt } from "./bytes";
-import { pickWeighted, pickLeastRequest } from "./select";
+import { pickWeighted, pickLeastRequest, pickRoundRobin, nthEligible, ringLookup, scale } from "./select";
+import { xxhash64 } from "./xxhash";
 import { runRegex } from "./regex";
 
 let image: u32 = 0;
@@ -70,6 +73,7 @@ export function route(random: u32): i32 {
   store<i32>(out + OUT_DEST, -1);
   store<i32>(out + OUT_CLUSTER, -1);
   store<i32>(out + OUT_ENDPOINT, -1);
+  store<i32>(out + OUT_HASH_MISSING, 0);
 
   const vhost = findVirtualHost();
   if (vhost < 0) return RC_NO_VHOST;
@@ -92,11 +96,77 @@ export function route(random: u32): i32 {
 
   const c = header(H_CLUSTERS) + <u32>cluster * CL_SIZE;
   if (load<u32>(c + CL_FLAGS) & CLF_PASSTHROUGH) return routeIndex;
-  const count = load<u32>(c + CL_EP_COUNT);
-  if (count == 0) return RC_NO_ENDPOINT;
-  const endpoint = pickLeastRequest(header(H_ACTIVE), load<u32>(c + CL_EP_START), count, random);
+  const endpoint = pickInCluster(c, random);
+  if (endpoint < 0) return RC_NO_ENDPOINT;
   store<i32>(out + OUT_ENDPOINT, endpoint);
   return routeIndex;
+}
+
+// ── Endpoint: the cluster's load balancer over its eligible endpoints ────────
+
+/** A global endpoint index, or RC_NO_ENDPOINT when no endpoint may be picked (503 UH). */
+function pickInCluster(c: u32, random: u32): i32 {
+  const start = load<u32>(c + CL_EP_START);
+  const count = load<u32>(c + CL_EP_COUNT);
+  const eligibleCount = load<u32>(c + CL_ELIGIBLE_COUNT);
+  if (count == 0 || eligibleCount == 0) return RC_NO_ENDPOINT;
+  const eligible = header(H_ELIGIBLE);
+  const lb = load<u32>(c + CL_LB);
+  if (lb == LB_RING_HASH || lb == LB_MAGLEV) {
+    if (findHashKey(c)) {
+      const hash = xxhash64(foundOffset, <u32>foundLength, 0);
+      const table = load<u32>(c + CL_TABLE);
+      const entries = load<u32>(c + CL_TABLE_COUNT);
+      if (lb == LB_RING_HASH) return ringLookup(table, entries, hash);
+      return load<i32>(table + <u32>(hash % <u64>entries) * 4);
+    }
+    // No key in the request: Envoy's hash policy yields no hash and the pick is random.
+    return <i32>(start + nthEligible(eligible, start, count, scale(random, eligibleCount)));
+  }
+  if (lb == LB_ROUND_ROBIN) return <i32>(start + pickRoundRobin(c + CL_CURSOR, eligible, start, count));
+  if (lb == LB_RANDOM) {
+    const n = scale(random, eligibleCount);
+    return <i32>(start + (eligibleCount == count ? n : nthEligible(eligible, start, count, n)));
+  }
+  return <i32>(start + pickLeastRequest(header(H_ACTIVE), eligible, start, count, eligibleCount, random));
+}
+
+/** Puts the cluster's hash key in foundOffset/foundLength; false when the request has none. */
+function findHashKey(c: u32): bool {
+  const source = load<u32>(c + CL_HASH_SOURCE);
+  if (source == HS_QUERY) {
+    findQueryParam(load<u32>(c + CL_HASH_NAME_STR), load<u32>(c + CL_HASH_NAME_LEN));
+    return foundLength >= 0;
+  }
+  const slot = source == HS_SOURCE_IP ? SLOT_SOURCE_IP : SLOT_FIRST_HEADER + load<u32>(c + CL_HASH_SLOT);
+  foundOffset = slotOffset(slot);
+  foundLength = slotLength(slot);
+  if (foundLength < 0) {
+    if (source == HS_COOKIE) store<i32>(out + OUT_HASH_MISSING, 1);
+    return false;
+  }
+  if (source != HS_COOKIE) return true;
+  if (findCookie(load<u32>(c + CL_HASH_NAME_STR), load<u32>(c + CL_HASH_NAME_LEN))) return true;
+  store<i32>(out + OUT_HASH_MISSING, 1);
+  return false;
+}
+
+/** Narrows foundOffset/foundLength from a Cookie header to the value of cookie `name`. */
+function findCookie(name: u32, nameLen: u32): bool {
+  const end = foundOffset + <u32>foundLength;
+  let p = foundOffset;
+  while (p < end) {
+    while (p < end && (load<u8>(p) == 0x20 || load<u8>(p) == 0x3b)) p++; // spaces and ';'
+    let semi = p;
+    while (semi < end && load<u8>(semi) != 0x3b) semi++;
+    if (semi - p > nameLen && load<u8>(p + nameLen) == 0x3d && bytesEqual(p, name, nameLen)) {
+      foundOffset = p + nameLen + 1;
+      foundLength = <i32>(semi - foundOffset);
+      return true;
+    }
+    p = semi + 1;
+  }
+  return false;
 }
 
 // ── Virtual host: exact domain by hash, then wildcard suffixes (longest first) ──
@@ -286,15 +356,18 @@ function findQueryParam(key: u32, keyLen: u32): void {
 }
 
 /**
- * Picks an endpoint of `cluster` again (a retry after a connection failure):
- * the same LEAST_REQUEST choice as route(), with a fresh random value.
+ * Picks an endpoint of `cluster` again (a retry, a shadow, a generated
+ * cookie): the cluster's load balancer with a fresh random value.
  * Returns a global endpoint index, or RC_NO_ENDPOINT.
  */
 export function pickEndpoint(cluster: i32, random: u32): i32 {
-  const c = header(H_CLUSTERS) + <u32>cluster * CL_SIZE;
-  const count = load<u32>(c + CL_EP_COUNT);
-  if (count == 0) return RC_NO_ENDPOINT;
-  return pickLeastRequest(header(H_ACTIVE), load<u32>(c + CL_EP_START), count, random);
+  store<i32>(out + OUT_HASH_MISSING, 0);
+  return pickInCluster(header(H_CLUSTERS) + <u32>cluster * CL_SIZE, random);
+}
+
+/** xxHash64 of `len` bytes at `at` (the host builds ring and maglev tables with it). */
+export function hash64(at: u32, len: u32, seed: u64): u64 {
+  return xxhash64(at, len, seed);
 }
 
 /**

@@ -24,7 +24,8 @@ export const H_DESTS = 36; //            DEST records
 export const H_CLUSTERS = 40; //         CLUSTER records
 export const H_ACTIVE = 44; //           i32 per endpoint: requests in flight (host-maintained)
 export const H_ENDPOINT_COUNT = 48;
-export const H_SIZE = 64;
+export const H_ELIGIBLE = 64; //         i32 per endpoint: 1 = may be picked (healthy, or the cluster is in panic); host-maintained
+export const H_SIZE = 80;
 
 // ── Exact-domain hash table slot ────────────────────────────────────────────
 // Open addressing, linear probing. An empty slot has DS_LEN = EMPTY_SLOT (-1); the path index uses the same marker in PS_LEN.
@@ -120,12 +121,35 @@ export const D_CUMULATIVE = 4; // running sum of weights up to and including thi
 export const D_SIZE = 8;
 export const CLUSTER_MISSING = -1;
 
-// ── Cluster: a contiguous range of endpoints ────────────────────────────────
+// ── Cluster: a contiguous range of endpoints and how to pick one ─────────────
 export const CL_EP_START = 0;
 export const CL_EP_COUNT = 4;
-export const CL_FLAGS = 8; //     CLF_* bits
-export const CL_SIZE = 12;
+export const CL_FLAGS = 8; //          CLF_* bits
+export const CL_LB = 12; //            LB_*
+export const CL_ELIGIBLE_COUNT = 16; // endpoints with ELIGIBLE set (host-maintained)
+export const CL_CURSOR = 20; //        ROUND_ROBIN position (core-maintained)
+export const CL_TABLE = 24; //         ring (RING_* entries) or maglev table (i32 per slot); host-built
+export const CL_TABLE_COUNT = 28; //   entries in use (host-maintained; 0 = every endpoint ineligible)
+export const CL_HASH_SOURCE = 32; //   HS_*: where the consistent-hash key comes from
+export const CL_HASH_SLOT = 36; //     HS_HEADER / HS_COOKIE: request slot of the header
+export const CL_HASH_NAME_STR = 40; // HS_COOKIE / HS_QUERY: the cookie or parameter name
+export const CL_HASH_NAME_LEN = 44;
+export const CL_SIZE = 48;
 export const CLF_PASSTHROUGH = 1; // resolution NONE: connect to the requested authority
+export const LB_LEAST_REQUEST = 0;
+export const LB_ROUND_ROBIN = 1;
+export const LB_RANDOM = 2;
+export const LB_RING_HASH = 3;
+export const LB_MAGLEV = 4;
+export const HS_NONE = 0;
+export const HS_HEADER = 1;
+export const HS_COOKIE = 2;
+export const HS_QUERY = 3;
+export const HS_SOURCE_IP = 4;
+// Ring entry: xxHash64 point (u64), then the global endpoint index; sorted by point.
+export const RING_POINT = 0;
+export const RING_ENDPOINT = 8;
+export const RING_SIZE = 16;
 
 // ── Request area: written by the host per request ───────────────────────────
 // SLOT_COUNT_MAX slots of (offset u32, length i32; -1 = absent), then bytes.
@@ -134,7 +158,8 @@ export const SLOT_AUTHORITY = 1;
 export const SLOT_PATH = 2; //    path without the query string
 export const SLOT_QUERY = 3; //   bytes after '?', absent when there is none
 export const SLOT_SCHEME = 4;
-export const SLOT_FIRST_HEADER = 5;
+export const SLOT_SOURCE_IP = 5; //  downstream address, written only when a cluster hashes on it
+export const SLOT_FIRST_HEADER = 6;
 export const SLOT_COUNT_MAX = 256;
 export const SLOT_SIZE = 8;
 export const REQUEST_BYTES = 65536; // request bytes beyond this are a 431 before the core is called
@@ -146,6 +171,7 @@ export const OUT_ROUTE = 8;
 export const OUT_DEST = 12;
 export const OUT_CLUSTER = 16;
 export const OUT_ENDPOINT = 20; // global endpoint index, -1 when the cluster has none
+export const OUT_HASH_MISSING = 24; // 1: the cluster hashes on a cookie the request lacks (the host may generate one)
 export const OUT_SIZE = 32;
 
 // Return codes of route(): >= 0 is the route index.

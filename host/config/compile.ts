@@ -4,9 +4,10 @@
 
 import { SLOT_COUNT_MAX, SLOT_FIRST_HEADER } from "../../assembly/layout.js";
 import type { RegexMode } from "../core/regex/program.js";
-import type { MatchEntry, RouteTable, StringMatch, WeightedDestination } from "../core/route-table.js";
+import type { MatchEntry, RouteTable, StringMatch, TableHashKey, TableLoadBalancer, WeightedDestination } from "../core/route-table.js";
 import type { ConfigDiagnostic, Location } from "./diagnostics.js";
 import { resolveDelegates } from "./delegate.js";
+import { clusterPolicy, type ClusterPolicy, type LoadBalancerModel, type TrafficPolicyModel } from "./traffic-policy.js";
 import { hostMatches, mostSpecific, virtualHostDomains } from "./hosts.js";
 import type { ConfigModel, CorsModel, DestinationModel, HeadersModel, RetryPolicyModel, RouteActionModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
 
@@ -27,6 +28,8 @@ export interface ClusterInfo {
   /** Resolution NONE: forwarded to the requested authority instead of to endpoints. */
   passthrough: boolean;
   endpoints: ClusterEndpoint[];
+  /** The DestinationRule's trafficPolicy for this port and subset, with Istio's defaults. */
+  policy: ClusterPolicy;
 }
 
 export interface RouteInfo {
@@ -290,6 +293,18 @@ class Compiler {
     return this.table.routes.length - 1;
   }
 
+  /** The core's form of a load balancer; a hash on a header or cookie gets that header a request slot. */
+  private tableLoadBalancer(lb: LoadBalancerModel): TableLoadBalancer {
+    if (lb.kind !== "RING_HASH" && lb.kind !== "MAGLEV") return { kind: lb.kind === "ROUND_ROBIN" ? "roundRobin" : lb.kind === "RANDOM" ? "random" : "leastRequest" };
+    const k = lb.key;
+    const key: TableHashKey = k.kind === "sourceIp" ? { source: "sourceIp" } : { source: k.kind, name: k.name };
+    if (k.kind === "header" || k.kind === "cookie") {
+      const header = k.kind === "cookie" ? "cookie" : k.name;
+      if (!this.table.headerNames.includes(header)) this.table.headerNames.push(header);
+    }
+    return lb.kind === "RING_HASH" ? { kind: "ringHash", key, minimumRingSize: lb.minimumRingSize } : { kind: "maglev", key, tableSize: lb.tableSize };
+  }
+
   /** Index of a pattern in table.hostRegexes (programs the host runs through the route core). */
   private hostRegex(pattern: string, mode: RegexMode): number {
     const list = this.table.hostRegexes!;
@@ -327,14 +342,16 @@ class Compiler {
       return -1;
     }
     let selector: Record<string, string> = {};
+    const dr = mostSpecific(d.host, this.destinationRules, (r) => r.host);
+    let subsetPolicy: TrafficPolicyModel | undefined;
     if (d.subset !== undefined) {
-      const dr = mostSpecific(d.host, this.destinationRules, (r) => r.host);
       const subset = dr?.subsets.find((s) => s.name === d.subset);
       if (!subset) {
         this.warn(d.source, `subset "${d.subset}" of ${d.host} is not defined in any DestinationRule: requests routed there get 503 (NC)`);
         return -1;
       }
       selector = subset.labels;
+      subsetPolicy = subset.trafficPolicy;
     }
     const name = `outbound|${port.number}|${d.subset ?? ""}|${d.host}`;
     const known = this.clusterIndex.get(name);
@@ -346,8 +363,11 @@ class Compiler {
           .filter((ep) => labelsMatch(selector, ep.labels))
           .map((ep) => ({ address: ep.address, port: ep.ports[port.name] ?? port.targetPort ?? port.number, labels: ep.labels }));
     const index = this.clusters.length;
-    this.clusters.push({ name, host: d.host, serviceNamespace: service.namespace, port: port.number, subset: d.subset, passthrough, endpoints });
-    this.table.clusters.push({ endpointCount: endpoints.length, passthrough });
+    const policy = clusterPolicy(dr?.trafficPolicy, subsetPolicy, port.number);
+    this.clusters.push({ name, host: d.host, serviceNamespace: service.namespace, port: port.number, subset: d.subset, passthrough, endpoints, policy });
+    const loadBalancer = this.tableLoadBalancer(policy.loadBalancer);
+    const endpointNames = loadBalancer.kind === "ringHash" || loadBalancer.kind === "maglev" ? endpoints.map((ep) => `${ep.address}:${ep.port}`) : undefined;
+    this.table.clusters.push({ endpointCount: endpoints.length, passthrough, loadBalancer, endpointNames });
     this.clusterIndex.set(name, index);
     return index;
   }

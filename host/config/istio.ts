@@ -8,6 +8,7 @@ import { compilePattern, parseRewriteTemplate, type RegexMode, type RegexProgram
 import type { Condition, StringMatch, UriMatch } from "../core/route-table.js";
 import { FieldReader, type Obj } from "./fields.js";
 import { resolveHost } from "./hosts.js";
+import { readTrafficPolicy } from "./traffic-policy.js";
 import type {
   ConfigModel, CorsModel, DestinationModel, RetryConditions, RetryPolicyModel, DestinationRuleModel, FaultModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, RegexRewriteModel, ResourceMeta, RouteActionModel, ServiceModel,
   ServicePort, VirtualServiceModel, WorkloadEndpoint, WorkloadEntryModel,
@@ -519,8 +520,7 @@ function readDestination(r: FieldReader, value: unknown, path: FieldPath, namesp
 // ── DestinationRule ─────────────────────────────────────────────────────────
 
 function readDestinationRule(r: FieldReader, top: Obj): DestinationRuleModel | undefined {
-  const spec = r.object(top.spec, ["spec"], ["host", "subsets", "exportTo"], {
-    trafficPolicy: "load balancing, connection pools, outlier detection and TLS arrive with the resilience milestone",
+  const spec = r.object(top.spec, ["spec"], ["host", "subsets", "exportTo", "trafficPolicy"], {
     workloadSelector: "DestinationRule workloadSelector is not supported yet",
   });
   if (!spec) {
@@ -532,16 +532,17 @@ function readDestinationRule(r: FieldReader, top: Obj): DestinationRuleModel | u
   const names = new Set<string>();
   const subsets = r.list(spec.subsets, ["spec", "subsets"]).flatMap((s, i) => {
     const p: FieldPath = ["spec", "subsets", i];
-    const subset = r.object(s, p, ["name", "labels"], { trafficPolicy: "subset traffic policies arrive with the resilience milestone" });
+    const subset = r.object(s, p, ["name", "labels", "trafficPolicy"]);
     if (!subset) return [];
     const name = r.string(subset.name, [...p, "name"], true);
     if (!name) return [];
     if (names.has(name)) r.error([...p, "name"], `duplicate subset "${name}"`);
     names.add(name);
-    return [{ name, labels: r.stringMap(subset.labels, [...p, "labels"]) }];
+    return [{ name, labels: r.stringMap(subset.labels, [...p, "labels"]), trafficPolicy: readTrafficPolicy(r, subset.trafficPolicy, [...p, "trafficPolicy"]) }];
   });
+  const trafficPolicy = readTrafficPolicy(r, spec.trafficPolicy, ["spec", "trafficPolicy"]);
   if (!host) return undefined;
-  return { ...meta, host: resolveHost(host, meta.namespace), subsets };
+  return { ...meta, host: resolveHost(host, meta.namespace), subsets, trafficPolicy };
 }
 
 // ── ServiceEntry and WorkloadEntry ──────────────────────────────────────────

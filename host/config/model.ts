@@ -2,6 +2,7 @@
 // applied and every field checked. compile.ts turns it into a snapshot.
 
 import type { Location } from "./diagnostics.js";
+import type { TrafficPolicyModel } from "./traffic-policy.js";
 import type { StringMatch, UriMatch, Condition } from "../core/route-table.js";
 
 export type OutboundTrafficPolicy = "ALLOW_ANY" | "REGISTRY_ONLY";
@@ -187,11 +188,13 @@ export interface VirtualServiceModel extends ResourceMeta {
 export interface SubsetModel {
   name: string;
   labels: Record<string, string>;
+  trafficPolicy: TrafficPolicyModel | undefined;
 }
 
 export interface DestinationRuleModel extends ResourceMeta {
   host: string;
   subsets: SubsetModel[];
+  trafficPolicy: TrafficPolicyModel | undefined;
 }
 
 export interface ConfigModel {

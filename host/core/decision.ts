@@ -24,6 +24,8 @@ export interface RouteRequest {
   scheme: string;
   /** Only the headers the table references are read; a missing one is undefined. */
   header(name: string): string | undefined;
+  /** The downstream address, for clusters that hash on the source IP. */
+  remoteAddress?: string;
 }
 
 export function emptyDecision(): Decision {

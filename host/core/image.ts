@@ -3,7 +3,7 @@
 
 import * as L from "../../assembly/layout.js";
 import { compilePattern, type RegexMode, type RegexProgram } from "./regex/program.js";
-import { clusterEndpointStarts, lowerAscii, type ConditionKind, type RouteTable, type StringMatch } from "./route-table.js";
+import { clusterEndpointStarts, lowerAscii, type ConditionKind, type RouteTable, type StringMatch, type TableCluster, type TableHashKey, type TableLoadBalancer } from "./route-table.js";
 
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
@@ -94,6 +94,27 @@ class StringPool {
   }
 }
 
+const LB_KINDS: Record<TableLoadBalancer["kind"], number> = {
+  leastRequest: L.LB_LEAST_REQUEST,
+  roundRobin: L.LB_ROUND_ROBIN,
+  random: L.LB_RANDOM,
+  ringHash: L.LB_RING_HASH,
+  maglev: L.LB_MAGLEV,
+};
+const HASH_SOURCES: Record<TableHashKey["source"], number> = { header: L.HS_HEADER, cookie: L.HS_COOKIE, query: L.HS_QUERY, sourceIp: L.HS_SOURCE_IP };
+
+/** Entries a cluster's ring or maglev table can hold: Envoy's ring has at most minimumRingSize + hosts points. */
+export function hashTableCapacity(c: TableCluster): number {
+  const lb = c.loadBalancer;
+  if (lb?.kind === "ringHash") return lb.minimumRingSize + c.endpointCount;
+  if (lb?.kind === "maglev") return lb.tableSize;
+  return 0;
+}
+
+function hashEntryBytes(c: TableCluster): number {
+  return c.loadBalancer?.kind === "ringHash" ? L.RING_SIZE : 4;
+}
+
 /** Every regex the image carries: the core's matches (full match) and the host's patterns. */
 function regexPatterns(table: RouteTable): { pattern: string; mode: RegexMode }[] {
   const out: { pattern: string; mode: RegexMode }[] = [];
@@ -117,7 +138,7 @@ function programBytes(p: RegexProgram): number {
  * Encodes `table` for placement at absolute address `base` in linear memory.
  * Returns the image bytes; the ACTIVE counters are inside it, zeroed.
  */
-export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Array; activeOffset: number; hostRegexes: number[] } {
+export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Array; activeOffset: number; eligibleOffset: number; hostRegexes: number[] } {
   // Pass 1: sizes of the fixed sections, so that every offset is known before writing.
   let size = L.H_SIZE;
   const reserve = (bytes: number): number => {
@@ -154,6 +175,9 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
   const starts = clusterEndpointStarts(table);
   const endpointCount = starts[starts.length - 1]!;
   const activeAt = reserve(endpointCount * 4);
+  const eligibleAt = reserve(endpointCount * 4);
+  // Ring and maglev tables, sized for every endpoint eligible; the host fills them (RouteCore).
+  const tableAt = table.clusters.map((c) => reserve(hashTableCapacity(c) * hashEntryBytes(c)));
 
   // Regex programs (validated when the config was loaded), then the VM's scratch memory.
   const programs = new Map<string, { program: RegexProgram; at: number }>();
@@ -239,6 +263,7 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
   put(L.H_CLUSTERS, base + clustersAt);
   put(L.H_ACTIVE, base + activeAt);
   put(L.H_ENDPOINT_COUNT, endpointCount);
+  put(L.H_ELIGIBLE, base + eligibleAt);
   put(L.H_RX_SCRATCH, base + scratchAt);
   put(L.H_RX_MAX_INST, maxInst);
   put(L.H_RX_MAX_SLOTS, maxSlots);
@@ -376,11 +401,25 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
     put(at + L.R_TOTAL_WEIGHT, cumulative);
   });
 
+  for (let e = 0; e < endpointCount; e++) put(eligibleAt + e * 4, 1);
   table.clusters.forEach((c, i) => {
     const at = clustersAt + i * L.CL_SIZE;
     put(at + L.CL_EP_START, starts[i]!);
     put(at + L.CL_EP_COUNT, c.endpointCount);
     put(at + L.CL_FLAGS, c.passthrough ? L.CLF_PASSTHROUGH : 0);
+    put(at + L.CL_ELIGIBLE_COUNT, c.endpointCount);
+    put(at + L.CL_TABLE, base + tableAt[i]!);
+    const lb = c.loadBalancer ?? { kind: "leastRequest" };
+    put(at + L.CL_LB, LB_KINDS[lb.kind]);
+    if (lb.kind !== "ringHash" && lb.kind !== "maglev") return;
+    const key = lb.key;
+    put(at + L.CL_HASH_SOURCE, HASH_SOURCES[key.source]);
+    if (key.source === "header" || key.source === "cookie") {
+      const slot = table.headerNames.indexOf(key.source === "cookie" ? "cookie" : key.name);
+      if (slot < 0) throw new Error(`internal: hash header ${key.source === "cookie" ? "cookie" : key.name} has no request slot`);
+      put(at + L.CL_HASH_SLOT, slot);
+    }
+    if (key.source === "cookie" || key.source === "query") putStr(at + L.CL_HASH_NAME_STR, key.name);
   });
 
   const poolBytes = pool.bytes();
@@ -389,5 +428,5 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
   for (const [at, value] of records) view.setUint32(at, value >>> 0, true);
   for (const { at, bits } of rawBytes) bytes.set(bits, at);
   bytes.set(poolBytes, poolBase);
-  return { bytes, activeOffset: activeAt, hostRegexes: (table.hostRegexes ?? []).map((r) => programAt(r.pattern, r.mode)) };
+  return { bytes, activeOffset: activeAt, eligibleOffset: eligibleAt, hostRegexes: (table.hostRegexes ?? []).map((r) => programAt(r.pattern, r.mode)) };
 }

@@ -18,6 +18,8 @@ export class ReferenceMatcher {
     private readonly table: RouteTable,
     /** Requests in flight per global endpoint index, as the host keeps them. */
     private readonly active: ArrayLike<number>,
+    /** 1 per global endpoint the load balancers may pick (all when omitted). */
+    private readonly eligible: ArrayLike<number> = new Array<number>(clusterEndpointStarts(table).at(-1)!).fill(1),
   ) {
     table.virtualHosts.forEach((vh, index) => {
       for (const domain of vh.domains) {
@@ -82,8 +84,32 @@ export class ReferenceMatcher {
     const c = this.table.clusters[cluster]!;
     if (c.passthrough) return routeIndex;
     if (c.endpointCount === 0) return RC_NO_ENDPOINT;
-    out.endpoint = this.endpointStarts[cluster]! + pickLeastRequest(this.active, this.endpointStarts[cluster]!, c.endpointCount, random);
+    const endpoint = this.pick(cluster, random);
+    if (endpoint < 0) return RC_NO_ENDPOINT;
+    out.endpoint = endpoint;
     return routeIndex;
+  }
+
+  /** Round-robin position per cluster, as the core keeps it in the image. */
+  private readonly cursors = new Map<number, number>();
+
+  /** The cluster's load balancer among its eligible endpoints; a global endpoint index or -1. */
+  private pick(cluster: number, random: number): number {
+    const c = this.table.clusters[cluster]!;
+    const start = this.endpointStarts[cluster]!;
+    const eligible: number[] = [];
+    for (let i = 0; i < c.endpointCount; i++) if (this.eligible[start + i] === 1) eligible.push(i);
+    if (eligible.length === 0) return -1;
+    const kind = c.loadBalancer?.kind ?? "leastRequest";
+    if (kind === "ringHash" || kind === "maglev") throw new Error("reference matcher: consistent hashing is tested on its own (test/integration/load-balancing)");
+    if (kind === "random") return start + eligible[scale(random, eligible.length)]!;
+    if (kind === "roundRobin") {
+      const cursor = (this.cursors.get(cluster) ?? 0) % c.endpointCount;
+      const next = eligible.find((i) => i >= cursor) ?? eligible[0]!;
+      this.cursors.set(cluster, next + 1);
+      return start + next;
+    }
+    return start + pickLeastRequest(this.active, start, eligible, random);
   }
 
   private findVirtualHost(authority: string | undefined): number {
@@ -168,12 +194,13 @@ export function remix(x: number): number {
   return x >>> 0;
 }
 
-/** Offset within the cluster of the endpoint power-of-two-choices picks. */
-export function pickLeastRequest(active: ArrayLike<number>, start: number, count: number, random: number): number {
-  if (count === 1) return 0;
+/** Offset within the cluster of the endpoint power-of-two-choices picks among the eligible offsets. */
+export function pickLeastRequest(active: ArrayLike<number>, start: number, eligible: readonly number[], random: number): number {
+  if (eligible.length === 1) return eligible[0]!;
   const r1 = remix(random);
-  const a = scale(r1, count);
-  let b = scale(remix(r1), count - 1);
-  if (b >= a) b++;
+  const a = eligible[scale(r1, eligible.length)]!;
+  let rankB = scale(remix(r1), eligible.length - 1);
+  if (rankB >= eligible.indexOf(a)) rankB++;
+  const b = eligible[rankB]!;
   return active[start + b]! < active[start + a]! ? b : a;
 }

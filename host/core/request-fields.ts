@@ -1,6 +1,6 @@
 // Writes a request's routing fields into the core's request area.
 
-import { SLOT_AUTHORITY, SLOT_FIRST_HEADER, SLOT_METHOD, SLOT_PATH, SLOT_QUERY, SLOT_SCHEME } from "../../assembly/layout.js";
+import { SLOT_AUTHORITY, SLOT_FIRST_HEADER, SLOT_METHOD, SLOT_PATH, SLOT_QUERY, SLOT_SCHEME, SLOT_SOURCE_IP } from "../../assembly/layout.js";
 import type { RouteRequest } from "./decision.js";
 import type { RouteCore } from "./route-core.js";
 
@@ -19,6 +19,7 @@ export function writeRequest(core: RouteCore, headerNames: readonly string[], re
   if (!core.set(SLOT_PATH, req.path)) return false;
   if (core.readsQuery && req.query !== undefined && !core.set(SLOT_QUERY, req.query)) return false;
   if (core.readsScheme && !core.set(SLOT_SCHEME, req.scheme)) return false;
+  if (core.readsSourceIp && req.remoteAddress !== undefined && !core.set(SLOT_SOURCE_IP, req.remoteAddress)) return false;
   for (let i = 0; i < headerNames.length; i++) {
     const value = req.header(headerNames[i]!);
     if (value !== undefined && !core.set(SLOT_FIRST_HEADER + i, value)) return false;

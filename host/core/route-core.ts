@@ -9,8 +9,9 @@ import { fileURLToPath } from "node:url";
 import { instantiateSync } from "@assemblyscript/loader";
 import * as L from "../../assembly/layout.js";
 import type { Decision } from "./decision.js";
+import { buildMaglev, buildRing } from "./hash-tables.js";
 import { encodeImage } from "./image.js";
-import type { RouteTable } from "./route-table.js";
+import { clusterEndpointStarts, type RouteTable } from "./route-table.js";
 
 interface CoreExports {
   memory: WebAssembly.Memory;
@@ -19,6 +20,7 @@ interface CoreExports {
   route(random: number): number;
   pickEndpoint(cluster: number, random: number): number;
   regex(program: number, at: number, len: number, from: number): number;
+  hash64(at: number, len: number, seed: bigint): bigint;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -59,12 +61,19 @@ export class RouteCore {
   private readonly out: Int32Array;
   /** Requests in flight per global endpoint index; the core reads it for LEAST_REQUEST. */
   readonly active: Int32Array;
+  /** 1 per global endpoint the load balancers may pick; change it through setEligible(). */
+  private readonly eligible: Int32Array;
+  private readonly table: RouteTable;
+  private readonly clustersAt: number;
+  private readonly memory: WebAssembly.Memory;
   private cursor = 0;
   private readonly headerSlots: number;
   /** Whether any route matches on these fields; the others are not copied per request. */
   readonly readsMethod: boolean;
   readonly readsScheme: boolean;
   readonly readsQuery: boolean;
+  readonly readsSourceIp: boolean;
+  private readonly clusterStarts: number[];
   /** Program addresses of the table's hostRegexes, by index. */
   private readonly hostRegexes: number[];
   private readonly regexInputAt: number;
@@ -79,7 +88,7 @@ export class RouteCore {
     this.exports = instance.exports as unknown as CoreExports;
     const memory = this.exports.memory;
     const imageAt = (this.exports.heapBase() + 15) & ~15;
-    const { bytes: image, activeOffset, hostRegexes } = encodeImage(table, imageAt);
+    const { bytes: image, activeOffset, eligibleOffset, hostRegexes } = encodeImage(table, imageAt);
     const requestAt = (imageAt + image.length + 15) & ~15;
     const outAt = requestAt + REQUEST_AREA_BYTES;
     const regexInputAt = outAt + L.OUT_SIZE;
@@ -93,7 +102,11 @@ export class RouteCore {
     this.bytesAt = requestAt + L.SLOT_COUNT_MAX * L.SLOT_SIZE;
     this.bytes = Buffer.from(buffer, this.bytesAt, L.REQUEST_BYTES);
     this.out = new Int32Array(buffer, outAt, L.OUT_SIZE / 4);
-    this.active = new Int32Array(buffer, imageAt + activeOffset, table.clusters.reduce((n, c) => n + c.endpointCount, 0));
+    const endpointCount = table.clusters.reduce((n, c) => n + c.endpointCount, 0);
+    this.active = new Int32Array(buffer, imageAt + activeOffset, endpointCount);
+    this.eligible = new Int32Array(buffer, imageAt + eligibleOffset, endpointCount);
+    this.table = table;
+    this.memory = memory;
     this.headerSlots = table.headerNames.length;
     this.hostRegexes = hostRegexes;
     this.regexInputAt = regexInputAt;
@@ -101,9 +114,13 @@ export class RouteCore {
     const view = new DataView(buffer);
     const capsAt = view.getUint32(view.getUint32(imageAt + L.H_RX_SCRATCH, true) + L.RXS_CAPS, true);
     this.captures = new Int32Array(buffer, capsAt, view.getUint32(imageAt + L.H_RX_MAX_SLOTS, true));
+    this.clustersAt = view.getUint32(imageAt + L.H_CLUSTERS, true);
+    this.readsSourceIp = table.clusters.some((c) => c.loadBalancer && "key" in c.loadBalancer && c.loadBalancer.key.source === "sourceIp");
+    this.clusterStarts = clusterEndpointStarts(table);
+    table.clusters.forEach((_, i) => this.rebuildHashTable(i));
     this.readsMethod = table.entries.some((e) => e.method !== undefined);
     this.readsScheme = table.entries.some((e) => e.scheme !== undefined);
-    this.readsQuery = table.entries.some((e) => e.conditions.some((c) => c.source === "query"));
+    this.readsQuery = table.entries.some((e) => e.conditions.some((c) => c.source === "query")) || table.clusters.some((c) => c.loadBalancer && "key" in c.loadBalancer && c.loadBalancer.key.source === "query");
   }
 
   // ── HOT PATH — change with care: called for every request, no allocation. ──
@@ -212,6 +229,60 @@ export class RouteCore {
     return this.regexInput.write(value, 0, "utf8");
   }
 
+  // ── Endpoint eligibility (outlier ejection, panic) and consistent-hash tables: off the hot path. ──
+
+  /** Whether the load balancers may pick global endpoint `endpoint`. */
+  isEligible(endpoint: number): boolean {
+    return this.eligible[endpoint] === 1;
+  }
+
+  /**
+   * Sets which endpoints of `cluster` the load balancers may pick (offsets in
+   * the cluster) and rebuilds its ring or maglev table from them, as Envoy
+   * rebuilds its load balancer when the healthy host set changes.
+   */
+  setEligible(cluster: number, eligible: readonly boolean[]): void {
+    const start = this.clusterStarts[cluster]!;
+    let count = 0;
+    eligible.forEach((e, i) => {
+      this.eligible[start + i] = e ? 1 : 0;
+      if (e) count++;
+    });
+    new DataView(this.memory.buffer).setUint32(this.clustersAt + cluster * L.CL_SIZE + L.CL_ELIGIBLE_COUNT, count, true);
+    this.rebuildHashTable(cluster);
+  }
+
+  /** xxHash64 of a string, as the core hashes keys (tests, table building). */
+  hash64(value: string, seed = 0n): bigint {
+    const len = this.writeRegexInput(value);
+    return BigInt.asUintN(64, this.exports.hash64(this.regexInputAt, len, seed));
+  }
+
+  private rebuildHashTable(cluster: number): void {
+    const c = this.table.clusters[cluster]!;
+    const lb = c.loadBalancer;
+    if (lb?.kind !== "ringHash" && lb?.kind !== "maglev") return;
+    const start = this.clusterStarts[cluster]!;
+    const names = c.endpointNames ?? [];
+    const hosts: { endpoint: number; name: string }[] = [];
+    for (let i = 0; i < c.endpointCount; i++) if (this.eligible[start + i] === 1) hosts.push({ endpoint: start + i, name: names[i] ?? String(i) });
+    const view = new DataView(this.memory.buffer);
+    const record = this.clustersAt + cluster * L.CL_SIZE;
+    const tableAt = view.getUint32(record + L.CL_TABLE, true);
+    if (lb.kind === "ringHash") {
+      const ring = buildRing(hosts, lb.minimumRingSize, (s) => this.hash64(s));
+      ring.forEach((p, i) => {
+        view.setBigUint64(tableAt + i * L.RING_SIZE + L.RING_POINT, p.point, true);
+        view.setInt32(tableAt + i * L.RING_SIZE + L.RING_ENDPOINT, p.endpoint, true);
+      });
+      view.setUint32(record + L.CL_TABLE_COUNT, ring.length, true);
+    } else {
+      const slots = buildMaglev(hosts, lb.tableSize, (s, seed) => this.hash64(s, seed));
+      slots.forEach((endpoint, i) => view.setInt32(tableAt + i * 4, endpoint, true));
+      view.setUint32(record + L.CL_TABLE_COUNT, hosts.length === 0 ? 0 : lb.tableSize, true);
+    }
+  }
+
   get vhost(): number {
     return this.out[L.OUT_VHOST / 4]!;
   }
@@ -226,6 +297,10 @@ export class RouteCore {
   }
   get endpoint(): number {
     return this.out[L.OUT_ENDPOINT / 4]!;
+  }
+  /** The cluster hashes on a cookie the request did not carry (the host may generate one and pick again). */
+  get hashCookieMissing(): boolean {
+    return this.out[L.OUT_HASH_MISSING / 4] === 1;
   }
 
   /** Copies the last decision out (tests, explain; not the hot path). */

@@ -55,12 +55,29 @@ export interface WeightedDestination {
   weight: number;
 }
 
+/** Where a consistent-hash key comes from; header and cookie names must be in headerNames ("cookie" for a cookie). */
+export type TableHashKey = { source: "header" | "cookie" | "query"; name: string } | { source: "sourceIp" };
+
+export type TableLoadBalancer =
+  | { kind: "leastRequest" | "roundRobin" | "random" }
+  | { kind: "ringHash"; key: TableHashKey; minimumRingSize: number }
+  | { kind: "maglev"; key: TableHashKey; tableSize: number };
+
+export interface TableCluster {
+  endpointCount: number;
+  passthrough: boolean;
+  /** LEAST_REQUEST when unset (Istio's default). */
+  loadBalancer?: TableLoadBalancer;
+  /** "address:port" per endpoint: what ring and maglev tables hash (consistent-hash clusters). */
+  endpointNames?: string[];
+}
+
 export interface RouteTable {
   virtualHosts: VirtualHostTable[];
   entries: MatchEntry[];
   routes: { destinations: WeightedDestination[] }[];
   /** Endpoints of cluster i are the global endpoints [start_i, start_i + endpointCount). */
-  clusters: { endpointCount: number; passthrough: boolean }[];
+  clusters: TableCluster[];
   /** Header names referenced by conditions; name i is written to request slot SLOT_FIRST_HEADER + i. */
   headerNames: string[];
   /** Patterns the host runs through the core after routing (regex rewrites, CORS origins), by index. */

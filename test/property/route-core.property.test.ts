@@ -8,17 +8,22 @@ import { emptyDecision } from "../../host/core/decision.js";
 import { ReferenceMatcher } from "../../host/core/reference-matcher.js";
 import { RouteCore } from "../../host/core/route-core.js";
 import { writeRequest } from "../../host/core/request-fields.js";
+import { clusterEndpointStarts } from "../../host/core/route-table.js";
 import { routeRequest, routeTable } from "../support/tables.js";
 
 describe("route core vs reference matcher", () => {
   it("agrees on random tables, requests and in-flight counts", () => {
     fc.assert(
-      fc.property(routeTable, fc.array(routeRequest, { minLength: 1, maxLength: 8 }), fc.array(fc.nat(5), { maxLength: 16 }), fc.nat(), (table, requests, load, random) => {
+      fc.property(routeTable, fc.array(routeRequest, { minLength: 1, maxLength: 8 }), fc.array(fc.nat(5), { maxLength: 16 }), fc.array(fc.boolean(), { maxLength: 16 }), fc.nat(), (table, requests, load, ejected, random) => {
         const core = new RouteCore(table);
         load.forEach((n, i) => {
           if (i < core.active.length) core.active[i] = n;
         });
-        const reference = new ReferenceMatcher(table, core.active);
+        // Some endpoints ejected (outlier detection): both sides pick among the rest.
+        const eligible = Array.from(core.active, (_, i) => (ejected[i] ? 0 : 1));
+        const starts = clusterEndpointStarts(table);
+        table.clusters.forEach((c, i) => core.setEligible(i, eligible.slice(starts[i], starts[i]! + c.endpointCount).map((e) => e === 1)));
+        const reference = new ReferenceMatcher(table, core.active, eligible);
         requests.forEach((req, i) => {
           const r = (random + i * 0x9e3779b9) >>> 0;
           expect(writeRequest(core, table.headerNames, req)).toBe(true);

@@ -3,7 +3,7 @@
 
 import fc from "fast-check";
 import type { RouteRequest } from "../../host/core/decision.js";
-import type { Condition, MatchEntry, RouteTable, StringMatch } from "../../host/core/route-table.js";
+import type { Condition, MatchEntry, RouteTable, StringMatch, TableLoadBalancer } from "../../host/core/route-table.js";
 
 const pathChars = fc.constantFrom("/", "a", "b", "A", "é");
 // Mostly short paths (collisions), sometimes long ones (word-at-a-time hashing, the bulk copy path).
@@ -63,7 +63,14 @@ const entryShape = fc.record({
 
 export const routeTable: fc.Arbitrary<RouteTable> = fc
   .record({
-    clusters: fc.array(fc.record({ endpointCount: fc.integer({ min: 0, max: 4 }), passthrough: fc.boolean() }), { minLength: 1, maxLength: 4 }),
+    clusters: fc.array(
+      fc.record({
+        endpointCount: fc.integer({ min: 0, max: 4 }),
+        passthrough: fc.boolean(),
+        loadBalancer: fc.constantFrom<TableLoadBalancer>({ kind: "leastRequest" }, { kind: "roundRobin" }, { kind: "random" }),
+      }),
+      { minLength: 1, maxLength: 4 },
+    ),
     hosts: fc.array(
       fc.record({
         domains: fc.uniqueArray(fc.constantFrom(...domainPool), { maxLength: 3 }),
