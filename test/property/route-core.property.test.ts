@@ -14,7 +14,7 @@ import { routeRequest, routeTable } from "../support/tables.js";
 describe("route core vs reference matcher", () => {
   it("agrees on random tables, requests and in-flight counts", () => {
     fc.assert(
-      fc.property(routeTable, fc.array(routeRequest, { minLength: 1, maxLength: 8 }), fc.array(fc.nat(5), { maxLength: 16 }), fc.array(fc.boolean(), { maxLength: 16 }), fc.nat(), (table, requests, load, ejected, random) => {
+      fc.property(routeTable, fc.array(routeRequest, { minLength: 1, maxLength: 24 }), fc.array(fc.nat(5), { maxLength: 16 }), fc.array(fc.boolean(), { maxLength: 16 }), fc.nat(), (table, requests, load, ejected, random) => {
         const core = new RouteCore(table);
         load.forEach((n, i) => {
           if (i < core.active.length) core.active[i] = n;
@@ -35,6 +35,27 @@ describe("route core vs reference matcher", () => {
       }),
       { numRuns: 400 },
     );
+  });
+
+  it("rotates round robin over the eligible endpoints and picks only eligible ones", () => {
+    const table = {
+      virtualHosts: [{ name: "v", domains: ["svc"], entryStart: 0, entryCount: 1 }],
+      entries: [{ route: 0, conditions: [] }],
+      routes: [{ destinations: [{ cluster: 0, weight: 1 }] }],
+      clusters: [{ endpointCount: 4, passthrough: false, loadBalancer: { kind: "roundRobin" as const } }],
+      headerNames: [],
+    };
+    const core = new RouteCore(table);
+    const picks = (n: number): number[] =>
+      Array.from({ length: n }, (_, i) => {
+        writeRequest(core, [], { method: "GET", authority: "svc", path: "/", query: undefined, scheme: "http", header: () => undefined });
+        return core.route(i) >= 0 ? core.endpoint : -1;
+      });
+    expect(picks(6)).toEqual([0, 1, 2, 3, 0, 1]);
+    core.setEligible(0, [true, false, true, false]);
+    expect(picks(4)).toEqual([2, 0, 2, 0]);
+    core.setEligible(0, [false, false, false, false]);
+    expect(picks(1)).toEqual([-1]);
   });
 
   it("reports no virtual host, no route, missing cluster and no endpoint with distinct codes", () => {
