@@ -1,7 +1,7 @@
 // Envoy's admin interface (default 127.0.0.1:15000) and Istio's agent ports
 // (15020 merged metrics and health, 15090 Envoy metrics, 15021 readiness).
 
-import { request as undiciRequest, type Agent } from "undici";
+import { request as undiciRequest } from "undici";
 import type { Logger, LogLevel } from "../log.js";
 import { LOG_LEVELS } from "../log.js";
 import type { Lifecycle } from "../proxy/lifecycle.js";
@@ -17,7 +17,6 @@ export interface AdminContext {
   telemetry: Telemetry;
   lifecycle: Lifecycle;
   logger: Logger;
-  dispatcher: Agent;
   listeners: () => { name: string; address: string; port: number; engine: string }[];
   reloads: { applied: number; rejected: number };
 }
@@ -61,10 +60,10 @@ interface HostStatus {
 /** Clusters, their endpoints and per-endpoint counters, as Envoy's /clusters. */
 function clusterStatus(ctx: AdminContext): { name: string; hosts: HostStatus[] }[] {
   const s = ctx.holder.current;
-  const pools = ctx.dispatcher.stats;
   return s.config.clusters.map((c, i) => ({
     name: c.name,
     hosts: c.endpoints.map((_, j) => {
+      const pools = s.clusters[i]!.dispatcher.stats;
       const global = s.clusterEndpointStart[i]! + j;
       const ep = s.endpoints[global]!;
       const pool = pools[ep.origin] as { connected?: number | boolean } | undefined;
@@ -73,7 +72,8 @@ function clusterStatus(ctx: AdminContext): { name: string; hosts: HostStatus[] }
         rq_active: s.core.active[global]!,
         rq_total: s.stats?.endpointRequests[global] ?? 0,
         cx_active: typeof pool?.connected === "number" ? pool.connected : pool?.connected ? 1 : 0,
-        health_flags: "healthy",
+        // Envoy's flag for an endpoint ejected by outlier detection.
+        health_flags: s.clusters[i]!.outlier?.isEjected(j) ? "/failed_outlier_check" : "healthy",
         weight: 1,
       };
     }),

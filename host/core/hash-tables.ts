@@ -10,10 +10,15 @@ export interface HashHost {
   name: string;
 }
 
-/** Ring points sorted by hash: each host gets ceil(minimumRingSize / hosts) points, hashes of "name_i". */
-export function buildRing(hosts: readonly HashHost[], minimumRingSize: number, hash: (s: string) => bigint): { point: bigint; endpoint: number }[] {
+/**
+ * Ring points sorted by hash: each host gets ceil(minimumRingSize / clusterSize)
+ * points, hashes of "name_i". The count per host follows the cluster's size,
+ * not the eligible hosts', so an ejection only removes points: just the keys of
+ * the ejected host move.
+ */
+export function buildRing(hosts: readonly HashHost[], clusterSize: number, minimumRingSize: number, hash: (s: string) => bigint): { point: bigint; endpoint: number }[] {
   if (hosts.length === 0) return [];
-  const perHost = Math.ceil(minimumRingSize / hosts.length);
+  const perHost = Math.ceil(minimumRingSize / clusterSize);
   const ring: { point: bigint; endpoint: number }[] = [];
   for (const h of hosts) for (let i = 0; i < perHost; i++) ring.push({ point: hash(`${h.name}_${i}`), endpoint: h.endpoint });
   ring.sort((a, b) => (a.point < b.point ? -1 : a.point > b.point ? 1 : a.endpoint - b.endpoint));

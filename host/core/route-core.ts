@@ -270,7 +270,7 @@ export class RouteCore {
     const record = this.clustersAt + cluster * L.CL_SIZE;
     const tableAt = view.getUint32(record + L.CL_TABLE, true);
     if (lb.kind === "ringHash") {
-      const ring = buildRing(hosts, lb.minimumRingSize, (s) => this.hash64(s));
+      const ring = buildRing(hosts, c.endpointCount, lb.minimumRingSize, (s) => this.hash64(s));
       ring.forEach((p, i) => {
         view.setBigUint64(tableAt + i * L.RING_SIZE + L.RING_POINT, p.point, true);
         view.setInt32(tableAt + i * L.RING_SIZE + L.RING_ENDPOINT, p.endpoint, true);

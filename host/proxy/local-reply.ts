@@ -28,6 +28,13 @@ export const FAULT_ABORT_GRPC: LocalReply = { status: 200, flag: "FI", body: "",
 /** The route timeout (all attempts) ran out before the upstream's response headers. */
 export const UPSTREAM_TIMEOUT: LocalReply = { status: 504, flag: "UT", body: "upstream request timeout", details: "upstream_response_timeout" };
 /** A bug in the proxy surfaced on this request (logged and counted as instio_internal_errors_total). */
+/** A circuit breaker refused the request; the caller adds x-envoy-overloaded: true. */
+export const UPSTREAM_OVERFLOW: LocalReply = {
+  status: 503,
+  flag: "UO",
+  body: "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+  details: "upstream_reset_before_response_started{overflow}",
+};
 export const INTERNAL_ERROR: LocalReply = { status: 500, flag: "-", body: "internal error", details: "internal_error" };
 export const BAD_REQUEST: LocalReply = { status: 400, flag: "DPE", body: "Bad Request", details: "http1.codec_error" };
 export const HEADERS_TOO_LARGE: LocalReply = { status: 431, flag: "DPE", body: "Request Header Fields Too Large", details: "http1.headers_too_large" };

@@ -14,7 +14,7 @@
 // closures are created per request here; the Exchange object is the undici
 // handler and the listener's event sink.
 
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import type { Dispatcher } from "undici";
 import type { Readable } from "node:stream";
 import { writeRequest } from "../core/request-fields.js";
@@ -27,6 +27,9 @@ import * as Reply from "./local-reply.js";
 import { ReplayableBody } from "./replay-body.js";
 import { splitAuthority } from "./authority.js";
 import type { Snapshot, SnapshotHolder } from "./snapshot.js";
+import type { ClusterRuntime } from "../resilience/cluster-runtime.js";
+import * as L from "../../assembly/layout.js";
+import type { ClusterInfo } from "../config/compile.js";
 import type { RetryPolicyModel, RouteActionModel } from "../config/model.js";
 import type { MatchEntry } from "../core/route-table.js";
 
@@ -52,6 +55,8 @@ export interface ExchangeObserver {
   /** A retry the policy asked for was not made: the request body was streamed, not buffered. */
   retryAbandoned(ex: Exchange): void;
   timeout(ex: Exchange): void;
+  /** A circuit breaker refused the request (503 UO). */
+  overflow(ex: Exchange): void;
   complete(ex: Exchange): void;
 }
 
@@ -189,8 +194,28 @@ function afterDelay(options: PipelineOptions, ex: Exchange): void {
   const cluster = snapshot.config.clusters[ex.cluster]!;
   ex.clusterName = cluster.name;
   if (cluster.passthrough) forwardPassthrough(options, ex, ds.authority!, cluster.port);
-  else ex.forward(snapshot.core.endpoint, "");
+  else ex.forward(snapshot.core.hashCookieMissing ? withGeneratedCookie(snapshot, ex, cluster) : snapshot.core.endpoint, "");
   for (const m of info.mirrors) if (Math.random() * 100 < m.percent) ex.mirror(m.cluster);
+}
+
+/**
+ * consistentHash.httpCookie with a ttl and no such cookie on the request: as
+ * Envoy, a cookie is generated, the endpoint is picked by its hash, and the
+ * response sets it so that the client's next requests stick. Without a ttl the
+ * request keeps its random pick. Returns the endpoint to use.
+ */
+function withGeneratedCookie(snapshot: Snapshot, ex: Exchange, cluster: ClusterInfo): number {
+  const lb = cluster.policy.loadBalancer;
+  const core = snapshot.core;
+  if ((lb.kind !== "RING_HASH" && lb.kind !== "MAGLEV") || lb.key.kind !== "cookie" || lb.key.ttlMs === undefined) return core.endpoint;
+  const { name, path, ttlMs } = lb.key;
+  const value = randomBytes(8).toString("hex");
+  const existing = ex.ds.header("cookie");
+  if (!core.set(L.SLOT_FIRST_HEADER + snapshot.headerNames.indexOf("cookie"), existing ? `${existing}; ${name}=${value}` : `${name}=${value}`)) return core.endpoint;
+  const endpoint = core.pickEndpoint(ex.cluster, random32());
+  if (endpoint < 0) return core.endpoint;
+  ex.setCookie = `${name}="${value}"${ttlMs > 0 ? `; Max-Age=${Math.floor(ttlMs / 1000)}` : ""}${path ? `; Path=${path}` : ""}; HttpOnly`;
+  return endpoint;
 }
 
 /**
@@ -255,6 +280,8 @@ export class Exchange implements DownstreamEvents {
   entry = -1;
   /** Global destination index the core chose (header operations), -1 when none. */
   dest = -1;
+  /** A Set-Cookie for a generated consistent-hash cookie, added to the response. */
+  setCookie: string | undefined;
   /** Path and query sent upstream when a rewrite changed them. */
   upstreamPath: string | undefined;
   /** access-control-* headers for an allowed CORS origin, added to whatever answers the request. */
@@ -295,6 +322,9 @@ export class Exchange implements DownstreamEvents {
   private balanced = false; // sent to a cluster endpoint chosen by the core (not passthrough)
   private limitHit = false; // the retry policy wanted another attempt but none were left (flag URX)
   private replayBody: ReplayableBody | undefined; // the request body kept for retries and shadows
+  private admittedBy: ClusterRuntime | undefined; // the circuit breaker counting the current attempt
+  private retriesHeld = 0; // retries counted against the cluster's max_retries until the request ends
+  private retryOverflow = false; // a retry was refused by max_retries (flag UO)
 
   constructor(
     private readonly options: PipelineOptions,
@@ -346,12 +376,22 @@ export class Exchange implements DownstreamEvents {
       this.localReply(Reply.BAD_REQUEST);
       return;
     }
+    const runtime = this.cluster >= 0 ? this.snapshot.clusters[this.cluster] : undefined;
+    if (runtime) {
+      if (!runtime.breaker.admit()) {
+        this.release();
+        this.options.observer.overflow(this);
+        this.localReply(Reply.UPSTREAM_OVERFLOW, ["x-envoy-overloaded", "true"]);
+        return;
+      }
+      this.admittedBy = runtime;
+    }
     this.options.observer.attempt(this);
     const attempt = new Attempt(this, ++this.attemptId);
     const perTry = this.routeIndex >= 0 ? this.snapshot.config.routes[this.routeIndex]!.retry.perTryTimeoutMs : 0;
     if (perTry > 0) this.tryTimer = setTimeout(perTryTimeout, perTry, this, this.attemptId);
     try {
-      this.options.dispatcher.dispatch(opts, attempt);
+      (runtime?.dispatcher ?? this.options.dispatcher).dispatch(opts, attempt);
     } catch (err) {
       // An origin undici cannot parse (a passthrough authority such as "a b") is the client's error.
       this.release();
@@ -484,6 +524,7 @@ export class Exchange implements DownstreamEvents {
     // 1xx interim responses are not relayed; after a local reply (route timeout) nothing is.
     if (statusCode < 200 || this.downstreamAborted || this.finished) return;
     clearTimeout(this.tryTimer);
+    this.reportOutlier(statusCode);
     if (this.retriableResponse(statusCode, headers)) {
       if (this.mayRetry()) {
         this.supersedeAttempt("retrying a retriable response");
@@ -511,6 +552,7 @@ export class Exchange implements DownstreamEvents {
     this.serviceTimeMs = Math.round(performance.now() - this.startedAt);
     out.push("x-envoy-upstream-service-time", String(this.serviceTimeMs));
     this.applyRouteResponseHeaders(out);
+    if (this.setCookie) out.push("set-cookie", this.setCookie);
     if (this.corsHeaders) applyCors(out, this.corsHeaders);
     if (this.listener.draining) out.push("connection", "close");
     this.headerBytesSent = headerWireBytes(out);
@@ -545,6 +587,7 @@ export class Exchange implements DownstreamEvents {
       return;
     }
     clearTimeout(this.tryTimer);
+    this.reportOutlier("localFailure");
     const connectFailure = isConnectFailure(err);
     this.transportFailure = transportFailure(err) ?? "";
     if (connectFailure) this.options.observer.connectFailure(this);
@@ -583,6 +626,12 @@ export class Exchange implements DownstreamEvents {
       this.options.observer.retryAbandoned(this);
       return false;
     }
+    // Envoy's max_retries: retries outstanding to the cluster; over it, the response passes through, flagged UO.
+    if (!this.snapshot.clusters[this.cluster]!.breaker.admitRetry()) {
+      this.retryOverflow = true;
+      return false;
+    }
+    this.retriesHeld++;
     return true;
   }
 
@@ -608,6 +657,7 @@ export class Exchange implements DownstreamEvents {
   onPerTryTimeout(attemptId: number): void {
     if (attemptId !== this.attemptId || this.finished || this.responseStarted) return;
     this.options.observer.timeout(this);
+    this.reportOutlier("localFailure");
     this.supersedeAttempt("per-try timeout");
     const on = this.retryPolicy().on;
     if ((on.fiveXx || on.gatewayError || on.reset) && this.mayRetry()) {
@@ -690,6 +740,19 @@ export class Exchange implements DownstreamEvents {
       this.snapshot.core.active[this.endpoint]!--;
       this.endpoint = -1;
     }
+    if (this.admittedBy) {
+      this.admittedBy.breaker.finish();
+      this.admittedBy = undefined;
+    }
+  }
+
+  /** Tells the cluster's outlier detector how the attempt on the current endpoint went. */
+  private reportOutlier(status: number | "localFailure"): void {
+    const outlier = this.upstreamEndpoint >= 0 && this.cluster >= 0 ? this.snapshot.clusters[this.cluster]!.outlier : undefined;
+    if (!outlier) return;
+    const host = this.upstreamEndpoint - this.snapshot.clusterEndpointStart[this.cluster]!;
+    if (status === "localFailure") outlier.reportLocalFailure(host);
+    else outlier.reportStatus(host, status);
   }
 
   private complete(): void {
@@ -697,6 +760,11 @@ export class Exchange implements DownstreamEvents {
     this.finished = true;
     // Envoy lists flags in its own order: upstream flags, URX, then DI, then FI.
     if (this.limitHit && this.attempts > 1) this.flag = this.flag === "-" ? "URX" : `${this.flag},URX`;
+    if (this.retryOverflow) this.flag = this.flag === "-" ? "UO" : `${this.flag},UO`;
+    if (this.retriesHeld > 0) {
+      const breaker = this.snapshot.clusters[this.cluster]!.breaker;
+      for (; this.retriesHeld > 0; this.retriesHeld--) breaker.finishRetry();
+    }
     if (this.faultDelayed) this.flag = this.flag === "-" ? "DI" : this.flag === "FI" ? "DI,FI" : `${this.flag},DI`;
     clearTimeout(this.routeTimer);
     this.release();

@@ -2,7 +2,7 @@
 // agent ports, config reload and the shutdown lifecycle.
 
 import { urlHost } from "./authority.js";
-import { Agent } from "undici";
+import { DEFAULT_CLUSTER_POLICY } from "../config/traffic-policy.js";
 import { startAdmin, startAgentPorts, type AdminContext } from "../admin/admin.js";
 import type { CompiledConfig } from "../config/compile.js";
 import type { ListenerSettings } from "../config/model.js";
@@ -17,10 +17,6 @@ import { listenUws, loadUws } from "./listener-uws.js";
 import { Exchange, handleRequest, type ListenerRuntime, type PipelineOptions } from "./pipeline.js";
 import { SnapshotHolder, type Snapshot } from "./snapshot.js";
 
-/** Istio's mesh-wide connectTimeout default. */
-const CONNECT_TIMEOUT_MS = 10_000;
-/** Istio's default upstream idle timeout (1 h). */
-const UPSTREAM_IDLE_MS = 3_600_000;
 
 export interface ProxyOptions {
   config: CompiledConfig;
@@ -67,13 +63,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   // The telemetry reads the serving snapshot for its gauges; the holder binds each new snapshot's stats.
   const telemetry = new Telemetry(settings, () => current.current, runtimes);
   const current: SnapshotHolder = new SnapshotHolder(options.config, (s: Snapshot) => telemetry.bind(s));
-  const dispatcher = new Agent({
-    connect: { timeout: CONNECT_TIMEOUT_MS },
-    keepAliveTimeout: 60_000,
-    keepAliveMaxTimeout: UPSTREAM_IDLE_MS,
-    headersTimeout: 0,
-    bodyTimeout: 0,
-  });
+  // Passthrough and shadow traffic without a cluster of its own uses the default pool.
+  const dispatcher = current.pools.for("PassthroughCluster", DEFAULT_CLUSTER_POLICY.limits);
   const pipeline: PipelineOptions = {
     holder: current,
     dispatcher,
@@ -95,7 +86,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     closed = true;
     watcher?.stop();
     await Promise.all([bound.outbound?.close(), bound.inbound?.close(), admin.close(), ...agentPorts.map((l) => l.close())]);
-    await dispatcher.close();
+    await current.pools.close();
   };
   const lifecycle = new Lifecycle([], settings, logger, async (code) => {
     await closeAll();
@@ -106,7 +97,6 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     telemetry,
     lifecycle,
     logger,
-    dispatcher,
     reloads: { get applied() { return stats.reloadsApplied; }, get rejected() { return stats.reloadsRejected; } },
     listeners: () => Object.entries(bound).map(([name, l]) => ({ name, address: l.address, port: l.port, engine: l.engine })),
   };

@@ -6,6 +6,8 @@ import { urlHost } from "./authority.js";
 import type { ClusterInfo, CompiledConfig } from "../config/compile.js";
 import { RouteCore } from "../core/route-core.js";
 import { clusterEndpointStarts } from "../core/route-table.js";
+import { ClusterRuntime } from "../resilience/cluster-runtime.js";
+import { PoolRegistry } from "../resilience/pools.js";
 import type { SnapshotStats } from "../telemetry/telemetry.js";
 
 export interface EndpointRuntime {
@@ -22,6 +24,8 @@ export class Snapshot {
   /** Global index of each cluster's first endpoint (the core numbers endpoints globally). */
   readonly clusterEndpointStart: readonly number[];
   readonly headerNames: readonly string[];
+  /** Per cluster: connection pool, circuit breaker, outlier detector. */
+  readonly clusters: ClusterRuntime[];
   readonly createdAt = new Date();
   /** Metric children bound for this snapshot (set by Telemetry.bind before it serves). */
   stats: SnapshotStats | undefined;
@@ -29,8 +33,10 @@ export class Snapshot {
   constructor(
     readonly version: number,
     readonly config: CompiledConfig,
+    pools: PoolRegistry,
   ) {
     this.core = new RouteCore(config.table);
+    this.clusters = config.clusters.map((c, i) => new ClusterRuntime(c, pools, (eligible) => this.core.setEligible(i, eligible)));
     this.headerNames = config.table.headerNames;
     this.clusterEndpointStart = clusterEndpointStarts(config.table);
     this.endpoints = config.clusters.flatMap((cluster) =>
@@ -40,18 +46,26 @@ export class Snapshot {
       }),
     );
   }
+
+
+  /** Stops the snapshot's timers (outlier detection) once a newer one serves; its requests still finish. */
+  retire(): void {
+    for (const c of this.clusters) c.stop();
+  }
 }
 
 /** The current snapshot, swapped atomically by reloads. */
 export class SnapshotHolder {
   private nextVersion = 1;
+  /** Upstream connection pools, shared by snapshots so that a reload keeps connections. */
+  readonly pools = new PoolRegistry();
 
   /** `prepare` runs on every new snapshot before it serves (binding its metric children). */
   constructor(
     config: CompiledConfig,
     private readonly prepare: (s: Snapshot) => void = () => {},
   ) {
-    this.current = new Snapshot(this.nextVersion++, config);
+    this.current = new Snapshot(this.nextVersion++, config, this.pools);
     prepare(this.current);
   }
 
@@ -59,9 +73,11 @@ export class SnapshotHolder {
 
   /** Builds and installs a snapshot for `config`; the old one serves until this returns. */
   swap(config: CompiledConfig): Snapshot {
-    const next = new Snapshot(this.nextVersion++, config);
+    const next = new Snapshot(this.nextVersion++, config, this.pools);
     this.prepare(next);
+    const previous = this.current;
     this.current = next;
+    previous.retire();
     return next;
   }
 }

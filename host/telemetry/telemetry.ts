@@ -33,6 +33,7 @@ interface ClusterCounters {
   connectFail: CounterSeries;
   timeout: CounterSeries;
   retryAbandoned: CounterSeries;
+  overflow: CounterSeries;
 }
 
 /** Everything one snapshot's requests record into. */
@@ -106,9 +107,8 @@ export class SnapshotStats {
     this.endpointRequests = new Float64Array(this.byEndpoint.length);
     this.clusterCounters = config.clusters.map((c) => {
       const labels = { cluster_name: c.name };
-      // Bound now so that every cluster shows its series, at 0 until something happens.
-      metrics.upstreamRqPendingOverflow.bind(labels);
       return {
+        overflow: metrics.upstreamRqPendingOverflow.bind(labels),
         rq: metrics.upstreamRq.bind(labels),
         retry: metrics.upstreamRqRetry.bind(labels),
         connectFail: metrics.upstreamCxConnectFail.bind(labels),
@@ -152,8 +152,8 @@ export class Telemetry implements ExchangeObserver {
         return s.config.clusters.map((c, i) => {
           let active = 0;
           for (let e = s.clusterEndpointStart[i]!; e < s.clusterEndpointStart[i + 1]!; e++) active += s.core.active[e]!;
-          // No health checking or outlier detection yet: every endpoint is healthy.
-          return { name: c.name, endpoints: c.endpoints.length, healthy: c.endpoints.length, active, ejected: 0 };
+          const ejected = s.clusters[i]!.outlier?.ejectedCount ?? 0;
+          return { name: c.name, endpoints: c.endpoints.length, healthy: c.endpoints.length - ejected, active, ejected };
         });
       },
       listeners: () => listeners.map((l) => ({ name: l.direction, inFlight: l.inFlight })),
@@ -182,6 +182,9 @@ export class Telemetry implements ExchangeObserver {
   }
   timeout(ex: Exchange): void {
     if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.timeout.inc();
+  }
+  overflow(ex: Exchange): void {
+    if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.overflow.inc();
   }
   complete(ex: Exchange): void {
     const duration = performance.now() - ex.startedAt;

@@ -35,12 +35,12 @@ kind: DestinationRule
 metadata: {name: x}
 spec:
   host: reviews
-  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+  trafficPolicy: {loadBalancer: {simple: RANDM}}
   subsets: [{name: v1}, {name: v1}]
 `);
     const r = run("validate", dir);
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain("a.yaml:6:18: error: spec.trafficPolicy: not supported yet");
+    expect(r.stderr).toContain('a.yaml:6:42: error: spec.trafficPolicy.loadBalancer.simple: must be one of UNSPECIFIED, LEAST_REQUEST, LEAST_CONN, ROUND_ROBIN, RANDOM, PASSTHROUGH, got "RANDM"');
     expect(r.stderr).toContain('a.yaml:7:32: error: spec.subsets[1].name: duplicate subset "v1"');
     expect(r.stderr).toContain("2 error(s)");
   });

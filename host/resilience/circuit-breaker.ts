@@ -1,0 +1,40 @@
+// Envoy's cluster circuit breakers as Istio configures them from
+// connectionPool: requests beyond max_connections wait as pending, up to
+// max_pending_requests; max_requests bounds requests in flight; max_retries
+// bounds retries in flight. Over a limit the request is not sent: 503 UO with
+// x-envoy-overloaded (or, for a retry, the response passes through with UO).
+// Counting only: nothing is queued here, so memory stays bounded under overload.
+
+import type { ClusterPolicy } from "../config/traffic-policy.js";
+
+export class CircuitBreaker {
+  /** Requests admitted and not yet finished (on a connection or pending for one). */
+  active = 0;
+  /** Retries admitted and not yet finished. */
+  retries = 0;
+
+  constructor(private readonly limits: ClusterPolicy["limits"]) {}
+
+  /** Admits a request (counts it) or refuses it: the cluster is at its request or pending limit. */
+  admit(): boolean {
+    const l = this.limits;
+    // HTTP/1.1: one request per connection, so requests beyond maxConnections are pending ones.
+    if (this.active >= l.maxRequests || this.active >= l.maxConnections + l.maxPendingRequests) return false;
+    this.active++;
+    return true;
+  }
+
+  finish(): void {
+    this.active--;
+  }
+
+  admitRetry(): boolean {
+    if (this.retries >= this.limits.maxRetries) return false;
+    this.retries++;
+    return true;
+  }
+
+  finishRetry(): void {
+    this.retries--;
+  }
+}
