@@ -89,7 +89,7 @@ const LATER = {
   tls: "TLS origination arrives with the protocols milestone",
   tunnel: "tunneling (TCP/TLS routes) arrives with the protocols milestone",
   proxyProtocol: "PROXY protocol upstreams are not supported",
-  retryBudget: "retry budgets are not supported yet; use connectionPool.http.maxRetries",
+  retryBudget: "retry budgets; use connectionPool.http.maxRetries",
 };
 
 export function readTrafficPolicy(r: FieldReader, value: unknown, path: FieldPath, portLevel = false): TrafficPolicyModel | undefined {
@@ -116,9 +116,9 @@ export function readTrafficPolicy(r: FieldReader, value: unknown, path: FieldPat
 
 function readLoadBalancer(r: FieldReader, value: unknown, path: FieldPath): LoadBalancerModel | undefined {
   const lb = r.object(value, path, ["simple", "consistentHash"], {
-    localityLbSetting: "locality-weighted load balancing and failover are not supported yet (all endpoints are treated as one locality)",
-    warmup: "slow start (warmup) is not supported yet",
-    warmupDurationSecs: "slow start (warmup) is not supported yet",
+    localityLbSetting: "locality-weighted load balancing and failover (every endpoint is treated as one locality)",
+    warmup: "slow start (warmup)",
+    warmupDurationSecs: "slow start (warmup)",
   });
   if (!lb) return undefined;
   if (lb.simple !== undefined && lb.consistentHash !== undefined) r.error(path, "only one of simple or consistentHash may be set");
@@ -143,7 +143,7 @@ function readLoadBalancer(r: FieldReader, value: unknown, path: FieldPath): Load
     const name = r.string(ch.httpHeaderName, [...at, "httpHeaderName"], true);
     key = name === undefined ? undefined : { kind: "header", name: name.toLowerCase() };
   } else if (ch.httpCookie !== undefined) {
-    const c = r.object(ch.httpCookie, [...at, "httpCookie"], ["name", "path", "ttl"], { attributes: "cookie attributes are not supported yet" });
+    const c = r.object(ch.httpCookie, [...at, "httpCookie"], ["name", "path", "ttl"], { attributes: "cookie attributes" });
     const name = c ? r.string(c.name, [...at, "httpCookie", "name"], true) : undefined;
     if (c && name !== undefined) key = { kind: "cookie", name, path: r.string(c.path, [...at, "httpCookie", "path"]), ttlMs: r.duration(c.ttl, [...at, "httpCookie", "ttl"]) };
   } else if (ch.useSourceIp !== undefined) {
@@ -183,7 +183,7 @@ function readConnectionPool(r: FieldReader, value: unknown, path: FieldPath): Co
   if (!cp) return undefined;
   const out: ConnectionPoolModel = {};
   const tcp = r.object(cp.tcp, [...path, "tcp"], ["maxConnections", "connectTimeout", "idleTimeout", "tcpKeepalive"], {
-    maxConnectionDuration: "maxConnectionDuration is not supported yet",
+    maxConnectionDuration: "closing upstream connections by age",
   });
   if (tcp) {
     const at = [...path, "tcp"];

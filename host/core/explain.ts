@@ -2,6 +2,7 @@
 // each earlier route did not match. Off the hot path; reads like the reference.
 
 import type { CompiledConfig } from "../config/compile.js";
+import { UNLIMITED } from "../config/traffic-policy.js";
 import { emptyDecision, RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST, type RouteRequest } from "./decision.js";
 import { queryParam, valueMatches } from "./reference-matcher.js";
 import { writeRequest } from "./request-fields.js";
@@ -121,7 +122,19 @@ export function explain(config: CompiledConfig, req: RouteRequest, random = (Mat
   let start = 0;
   for (let i = 0; i < d.cluster; i++) start += config.clusters[i]!.endpoints.length;
   const ep = cluster.endpoints[d.endpoint - start]!;
-  lines.push(`endpoint: ${ep.address}:${ep.port} ${JSON.stringify(ep.labels)} (LEAST_REQUEST among ${cluster.endpoints.length})`);
+  const lb = cluster.policy.loadBalancer;
+  const how = lb.kind === "RING_HASH" || lb.kind === "MAGLEV" ? `${lb.kind} on ${lb.key.kind === "sourceIp" ? "the source IP" : `${lb.key.kind} ${lb.key.name}`}` : lb.kind;
+  lines.push(`endpoint: ${ep.address}:${ep.port} ${JSON.stringify(ep.labels)} (${how} among ${cluster.endpoints.length})`);
+  const l = cluster.policy.limits;
+  const limits = [
+    l.maxConnections < UNLIMITED && `maxConnections ${l.maxConnections}`,
+    l.maxPendingRequests < UNLIMITED && `http1MaxPendingRequests ${l.maxPendingRequests}`,
+    l.maxRequests < UNLIMITED && `http2MaxRequests ${l.maxRequests}`,
+    l.maxRetries < UNLIMITED && `maxRetries ${l.maxRetries}`,
+  ].filter(Boolean);
+  if (limits.length > 0) lines.push(`circuit breakers: ${limits.join(", ")} (over a limit: 503 UO)`);
+  const od = cluster.policy.outlierDetection;
+  if (od) lines.push(`outlier detection: eject after ${od.consecutive5xxErrors} consecutive 5xx${od.consecutiveGatewayErrors ? ` or ${od.consecutiveGatewayErrors} gateway errors` : ""} for ${od.baseEjectionTimeMs} ms x times ejected, at most ${od.maxEjectionPercent}% of endpoints`);
   lines.push(`decision: forward to ${ep.address}:${ep.port}`);
   return lines.join("\n");
 }

@@ -31,6 +31,20 @@ const pattern: fc.Arbitrary<string> = fc.letrec<{ alt: string; concat: string; p
 const subject = fc.array(fc.constantFrom("a", "b", "c", "/", "-", "1", "é", "A", "."), { maxLength: 12 }).map((c) => c.join(""));
 const asciiSubject = fc.array(fc.constantFrom("a", "b", "c", "/", "-", "1"), { maxLength: 12 }).map((c) => c.join(""));
 
+function nestedRepeat(n: RegexNode, inRepeat: boolean): boolean {
+  switch (n.type) {
+    case "repeat":
+      return (inRepeat && n.max !== 1) || nestedRepeat(n.sub, inRepeat || n.max !== 1);
+    case "group":
+      return nestedRepeat(n.sub, inRepeat);
+    case "concat":
+    case "alternate":
+      return n.items.some((i) => nestedRepeat(i, inRepeat));
+    default:
+      return false;
+  }
+}
+
 function groupInsideRepeat(n: RegexNode, inRepeat: boolean): boolean {
   switch (n.type) {
     case "group":
@@ -95,12 +109,13 @@ describe("regex engine", () => {
       fc.property(pattern, fc.array(subject, { minLength: 1, maxLength: 10 }), (p, inputs) => {
         const core = coreFor([{ pattern: p, mode: "fullMatch" }]);
         const js = new RegExp(`^(?:${p})$`, "u");
+        // RegExp backtracks: nested quantifiers can take exponential time even on short inputs.
+        const jsSafe = !nestedRepeat(parseRegex(p).root, false);
         withRe2(`^(?:${p})$`, "u", (re2) => {
           for (const s of inputs) {
             const ours = core.regexMatches(0, s);
             expect(ours, `${p} on ${JSON.stringify(s)}`).toBe(re2.test(s));
-            // RegExp backtracks: nested random quantifiers on longer inputs can take exponential time.
-            if (s.length <= 6) expect(ours, `${p} on ${JSON.stringify(s)} (RegExp)`).toBe(js.test(s));
+            if (jsSafe && s.length <= 8) expect(ours, `${p} on ${JSON.stringify(s)} (RegExp)`).toBe(js.test(s));
           }
         });
       }),

@@ -265,6 +265,77 @@ spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews, port: {nu
     expect(r.diagnostics.map((d) => d.message)).toContainEqual(expect.stringMatching(/also defined by VirtualService default\/a; .* \(IST0109\)/));
   });
 
+  it("merges trafficPolicy as Istio does: port level replaces the rule's components, subsets override per component", () => {
+    const c = compile(`${SE}---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    connectionPool: {tcp: {maxConnections: 10, connectTimeout: 2s}, http: {http1MaxPendingRequests: 5, maxRetries: 0}}
+    outlierDetection: {consecutive5xxErrors: 7}
+    portLevelSettings:
+    - port: {number: 9443}
+      loadBalancer: {simple: RANDOM}
+  subsets:
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      loadBalancer: {consistentHash: {httpHeaderName: X-User, ringHash: {minimumRingSize: 64}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{port: 9443}]
+    route: [{destination: {host: reviews, port: {number: 9443}}}]
+  - match: [{headers: {x-v2: {exact: "1"}}}]
+    route: [{destination: {host: reviews, port: {number: 9080}, subset: v2}}]
+  - route: [{destination: {host: reviews, port: {number: 9080}}}]
+`);
+    const policy = (name: string) => c.clusters.find((x) => x.name === name)!.policy;
+    const plain = policy("outbound|9080||reviews.default.svc.cluster.local");
+    expect(plain.loadBalancer).toEqual({ kind: "ROUND_ROBIN" });
+    expect(plain.limits).toMatchObject({ maxConnections: 10, connectTimeoutMs: 2000, maxPendingRequests: 5, maxRetries: 2 ** 32 - 1 }); // 0 is "unset" for Istio
+    expect(plain.outlierDetection).toMatchObject({ consecutive5xxErrors: 7, intervalMs: 10_000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10, minHealthPercent: 0 });
+    // The port-level entry replaces every component: no connection pool or outlier detection there.
+    const admin = policy("outbound|9443||reviews.default.svc.cluster.local");
+    expect(admin.loadBalancer).toEqual({ kind: "RANDOM" });
+    expect(admin.limits.maxConnections).toBe(2 ** 32 - 1);
+    expect(admin.outlierDetection).toBeUndefined();
+    // The subset overrides the load balancer only.
+    const v2 = policy("outbound|9080|v2|reviews.default.svc.cluster.local");
+    expect(v2.loadBalancer).toEqual({ kind: "RING_HASH", key: { kind: "header", name: "x-user" }, minimumRingSize: 64 });
+    expect(v2.limits.maxConnections).toBe(10);
+    expect(c.table.headerNames).toContain("x-user");
+  });
+
+  it("rejects traffic policy features it does not implement, naming each", () => {
+    expect(errors(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: r}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: PASSTHROUGH, localityLbSetting: {enabled: true}}
+    tls: {mode: SIMPLE}
+    connectionPool: {tcp: {maxConnectionDuration: 1h}}
+  subsets:
+  - name: a
+    trafficPolicy: {loadBalancer: {consistentHash: {maglev: {tableSize: 100}, httpHeaderName: x}}}
+`)).toEqual([
+      expect.stringMatching(/7:28: error: spec\.trafficPolicy\.loadBalancer\.simple: not supported yet: PASSTHROUGH/),
+      expect.stringMatching(/7:60: error: spec\.trafficPolicy\.loadBalancer\.localityLbSetting: not supported yet: locality-weighted load balancing and failover \(every endpoint/),
+      expect.stringMatching(/8:10: error: spec\.trafficPolicy\.tls: not supported yet: TLS origination/),
+      expect.stringMatching(/9:51: error: spec\.trafficPolicy\.connectionPool\.tcp\.maxConnectionDuration: not supported yet: closing upstream connections by age/),
+      expect.stringMatching(/12:73: error: spec\.subsets\[0\]\.trafficPolicy\.loadBalancer\.consistentHash\.maglev\.tableSize: must be a prime number, got 100/),
+    ]);
+  });
+
   it("warns that unknown destinations and subsets give 503 NC", () => {
     const r = loadConfigText("mesh.yaml", `${SE}---
 apiVersion: networking.istio.io/v1

@@ -1,0 +1,193 @@
+// DestinationRule traffic policies over real sockets: Istio's circuit-breaking
+// task, outlier ejection and return, and the load balancers' distributions.
+
+import { createServer, type Server } from "node:http";
+import { request } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseExposition } from "../support/prometheus.js";
+import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { startUpstream, type Upstream } from "../support/upstream.js";
+
+/** An upstream that answers every request with `status`, counting them. */
+async function failingUpstream(status: number): Promise<{ port: number; hits: () => number; close: () => Promise<void> }> {
+  let hits = 0;
+  const server: Server = createServer((req, res) => {
+    hits++;
+    req.resume();
+    req.on("end", () => res.writeHead(status, { "content-length": "4" }).end("fail"));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { port: (server.address() as { port: number }).port, hits: () => hits, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+function destinationRule(host: string, trafficPolicy: string): string {
+  return `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ${host}}
+spec:
+  host: ${host}
+  trafficPolicy: ${trafficPolicy}
+`;
+}
+
+describe("circuit breaking (Istio's task: maxConnections 1, http1MaxPendingRequests 1, maxRequestsPerConnection 1)", () => {
+  let up: Upstream;
+  let p: TestProxy;
+  beforeAll(async () => {
+    up = await startUpstream("httpbin");
+    p = await startTestProxy(`${settingsYaml("uws")}---
+${serviceEntryYaml("httpbin", [{ port: up.port }])}---
+${destinationRule("httpbin", `
+    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 3m, maxEjectionPercent: 100}`)}`);
+  });
+  afterAll(async () => {
+    await p.close();
+    await up.close();
+  });
+
+  it("answers some of 20 concurrent requests 503 UO with x-envoy-overloaded, serves the rest, and nothing hangs", async () => {
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, () => request(`${p.url}/delay/100`, { headers: { host: "httpbin" } }).then(async (r) => ({ status: r.statusCode, overloaded: r.headers["x-envoy-overloaded"], body: await r.body.text() }))),
+    );
+    const overflowed = replies.filter((r) => r.status === 503);
+    const served = replies.filter((r) => r.status === 200);
+    expect(overflowed.length + served.length).toBe(20);
+    expect(overflowed.length).toBeGreaterThanOrEqual(10); // one on the connection, one pending: at most a few get through at once
+    expect(served.length).toBeGreaterThanOrEqual(2);
+    for (const r of overflowed) {
+      expect(r.overloaded).toBe("true");
+      expect(r.body).toBe("upstream connect error or disconnect/reset before headers. reset reason: overflow");
+    }
+    const m = parseExposition(await p.proxy.telemetry.metrics.registry.metrics());
+    expect(m.sum("envoy_cluster_upstream_rq_pending_overflow", { cluster_name: "outbound|80||httpbin.default.svc.cluster.local" })).toBe(overflowed.length);
+    expect(m.sum("istio_requests_total", { response_code: "503", response_flags: "UO" })).toBe(overflowed.length);
+    // A circuit-breaker overflow is not an upstream failure: the endpoint was not ejected.
+    expect((await get(p.url, "httpbin", "/status/200")).status).toBe(200);
+  });
+});
+
+describe("outlier detection", () => {
+  let good: Upstream;
+  let bad: Awaited<ReturnType<typeof failingUpstream>>;
+  let p: TestProxy;
+  beforeAll(async () => {
+    good = await startUpstream("good");
+    bad = await failingUpstream(502);
+    p = await startTestProxy(`${settingsYaml("node")}---
+${serviceEntryYaml("svc", [{ port: good.port }, { port: bad.port }])}---
+${destinationRule("svc", `
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection: {consecutive5xxErrors: 3, interval: 100ms, baseEjectionTime: 1s, maxEjectionPercent: 50}`)}`);
+  });
+  afterAll(async () => {
+    await p.close();
+    await good.close();
+    await bad.close();
+  });
+
+  it("ejects an endpoint after consecutive 5xx, sends everything to the others, and takes it back after the ejection time", async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push((await get(p.url, "svc", "/")).status);
+    expect(statuses.filter((s) => s === 502)).toHaveLength(3); // round robin: every other request, until the third failure
+    expect(bad.hits()).toBe(3);
+    const ejectedAt = Date.now();
+    for (let i = 0; i < 10; i++) expect((await get(p.url, "svc", "/")).status).toBe(200);
+    expect(bad.hits()).toBe(3);
+    const m = parseExposition(await p.proxy.telemetry.metrics.registry.metrics());
+    expect(m.sum("envoy_cluster_outlier_detection_ejections_active", { cluster_name: "outbound|80||svc.default.svc.cluster.local" })).toBe(1);
+    const clusters = await request(`http://127.0.0.1:${p.proxy.admin.port}/clusters`).then((r) => r.body.text());
+    expect(clusters).toContain(`127.0.0.1:${bad.port}::health_flags::/failed_outlier_check`);
+
+    // Back after baseEjectionTime (checked every interval).
+    await new Promise((r) => setTimeout(r, Math.max(0, 1300 - (Date.now() - ejectedAt))));
+    for (let i = 0; i < 4; i++) await get(p.url, "svc", "/");
+    expect(bad.hits()).toBeGreaterThan(3);
+  });
+});
+
+describe("no healthy upstream", () => {
+  it("answers 503 UH when every endpoint is ejected (maxEjectionPercent 100)", async () => {
+    const bad = await failingUpstream(503);
+    const p = await startTestProxy(`${settingsYaml("uws")}---
+${serviceEntryYaml("svc", [{ port: bad.port }])}---
+${destinationRule("svc", "{outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 1m, maxEjectionPercent: 100}}")}`);
+    try {
+      expect((await get(p.url, "svc", "/")).status).toBe(503);
+      expect((await get(p.url, "svc", "/")).status).toBe(503);
+      const r = await get(p.url, "svc", "/");
+      expect(r.status).toBe(503);
+      expect(r.text).toBe("no healthy upstream");
+      expect(bad.hits()).toBe(2);
+    } finally {
+      await p.close();
+      await bad.close();
+    }
+  });
+});
+
+describe("load balancers", () => {
+  const ups: Upstream[] = [];
+  let p: TestProxy;
+  beforeAll(async () => {
+    for (const n of ["a", "b", "c"]) ups.push(await startUpstream(n));
+    const se = (name: string) => serviceEntryYaml(name, ups.map((u) => ({ port: u.port })));
+    p = await startTestProxy(`${settingsYaml("uws")}---
+${se("rr")}---
+${se("random")}---
+${se("sticky")}---
+${se("cookie")}---
+${destinationRule("rr", "{loadBalancer: {simple: ROUND_ROBIN}}")}---
+${destinationRule("random", "{loadBalancer: {simple: RANDOM}}")}---
+${destinationRule("sticky", "{loadBalancer: {consistentHash: {httpHeaderName: x-user}}}")}---
+${destinationRule("cookie", "{loadBalancer: {consistentHash: {httpCookie: {name: session, path: /, ttl: 60s}, maglev: {tableSize: 65537}}}}")}`);
+  });
+  afterAll(async () => {
+    await p.close();
+    for (const u of ups) await u.close();
+  });
+
+  const tally = async (host: string, n: number, headers: Record<string, string> = {}): Promise<string[]> => {
+    const names: string[] = [];
+    for (let i = 0; i < n; i++) names.push((await get(p.url, host, "/", headers)).json().name);
+    return names;
+  };
+
+  it("ROUND_ROBIN visits every endpoint in turn", async () => {
+    const names = await tally("rr", 9);
+    expect(names.slice(0, 3).sort()).toEqual(["a", "b", "c"]);
+    expect(names.slice(3, 6)).toEqual(names.slice(0, 3));
+    expect(names.slice(6, 9)).toEqual(names.slice(0, 3));
+  });
+
+  it("RANDOM spreads requests over every endpoint", async () => {
+    const names = await tally("random", 300);
+    for (const n of ["a", "b", "c"]) {
+      const count = names.filter((x) => x === n).length;
+      expect(Math.abs(count - 100)).toBeLessThan(45); // binomial sd ~8.2: over 5 sd
+    }
+  });
+
+  it("consistentHash on a header keeps each user on one endpoint", async () => {
+    const users = Array.from({ length: 12 }, (_, i) => `user-${i}`);
+    const homes = new Set<string>();
+    for (const u of users) {
+      const names = await tally("sticky", 5, { "x-user": u });
+      expect(new Set(names).size).toBe(1);
+      homes.add(names[0]!);
+    }
+    expect(homes.size).toBeGreaterThan(1);
+  });
+
+  it("consistentHash on a cookie with a ttl generates the cookie, then sticks to it", async () => {
+    const first = await get(p.url, "cookie", "/");
+    const setCookie = first.headers["set-cookie"] as string;
+    expect(setCookie).toMatch(/^session="[0-9a-f]{16}"; Max-Age=60; Path=\/; HttpOnly$/);
+    const value = /^session="([0-9a-f]+)"/.exec(setCookie)![1]!;
+    const names = await tally("cookie", 8, { cookie: `other=1; session=${value}` });
+    expect(names).toEqual(Array(8).fill(first.json().name));
+    expect((await get(p.url, "cookie", "/", { cookie: `session=${value}` })).headers["set-cookie"]).toBeUndefined();
+  });
+});
