@@ -2,6 +2,7 @@
 // to act on a decision (cluster endpoints, route and virtual host names).
 // Runs once per config version, off the hot path.
 
+import { isIP } from "node:net";
 import { SLOT_COUNT_MAX, SLOT_FIRST_HEADER } from "../../assembly/layout.js";
 import type { RegexMode } from "../core/regex/program.js";
 import type { MatchEntry, RouteTable, StringMatch, TableHashKey, TableLoadBalancer, WeightedDestination } from "../core/route-table.js";
@@ -80,6 +81,10 @@ export interface VirtualHostInfo {
 }
 
 export interface CompiledConfig {
+  /** The validated model this was compiled from: DNS changes recompile it with new addresses. */
+  model: ConfigModel;
+  /** Names the DNS-resolved ServiceEntries need resolved (their endpoints, or their hosts). */
+  dnsNames: string[];
   settings: Settings;
   table: RouteTable;
   /** Per global destination index (the core's decision): that destination's header operations. */
@@ -133,7 +138,14 @@ class Compiler {
   private readonly virtualServices: VirtualServiceModel[];
   private readonly destinationRules: DestinationRuleModel[];
 
-  constructor(private readonly model: ConfigModel) {
+  /** Names looked up for DNS-resolved services, for the discovery to keep resolving. */
+  private readonly dnsNames = new Set<string>();
+
+  constructor(
+    private readonly model: ConfigModel,
+    /** Addresses of DNS names, as last resolved; a name missing here has no endpoints yet. */
+    private readonly resolved: ReadonlyMap<string, readonly string[]> = new Map(),
+  ) {
     const ns = model.settings.namespace;
     this.services = [];
     const seenHosts = new Map<string, ServiceModel>();
@@ -200,6 +212,8 @@ class Compiler {
       this.error(undefined, `routes reference ${this.table.headerNames.length} distinct headers; at most ${SLOT_COUNT_MAX - SLOT_FIRST_HEADER} are supported`);
     }
     return {
+      model: this.model,
+      dnsNames: [...this.dnsNames],
       settings: this.model.settings,
       table: this.table,
       destinations: this.destinations,
@@ -293,6 +307,22 @@ class Compiler {
     return this.table.routes.length - 1;
   }
 
+  /**
+   * A DNS-resolved service's endpoints with names replaced by their addresses:
+   * every address for DNS (Envoy's STRICT_DNS), the first for DNS_ROUND_ROBIN
+   * (LOGICAL_DNS). Without endpoints the host itself is resolved.
+   */
+  private resolveEndpoints(service: ServiceModel, host: string): WorkloadEndpoint[] {
+    if (service.resolution !== "DNS" && service.resolution !== "DNS_ROUND_ROBIN") return service.endpoints;
+    const named = service.endpoints.length > 0 || service.workloadSelector ? service.endpoints : [{ address: host, ports: {}, labels: {} }];
+    return named.flatMap((ep) => {
+      if (isIP(ep.address) !== 0) return [ep];
+      this.dnsNames.add(ep.address);
+      const addresses = this.resolved.get(ep.address) ?? [];
+      return (service.resolution === "DNS" ? addresses : addresses.slice(0, 1)).map((address) => ({ ...ep, address }));
+    });
+  }
+
   /** The core's form of a load balancer; a hash on a header or cookie gets that header a request slot. */
   private tableLoadBalancer(lb: LoadBalancerModel): TableLoadBalancer {
     if (lb.kind !== "RING_HASH" && lb.kind !== "MAGLEV") return { kind: lb.kind === "ROUND_ROBIN" ? "roundRobin" : lb.kind === "RANDOM" ? "random" : "leastRequest" };
@@ -359,7 +389,7 @@ class Compiler {
     const passthrough = service.resolution === "NONE";
     const endpoints = passthrough
       ? []
-      : service.endpoints
+      : this.resolveEndpoints(service, d.host)
           .filter((ep) => labelsMatch(selector, ep.labels))
           .map((ep) => ({ address: ep.address, port: ep.ports[port.name] ?? port.targetPort ?? port.number, labels: ep.labels }));
     const index = this.clusters.length;
@@ -373,6 +403,6 @@ class Compiler {
   }
 }
 
-export function compile(model: ConfigModel): CompiledConfig {
-  return new Compiler(model).compile();
+export function compile(model: ConfigModel, resolved?: ReadonlyMap<string, readonly string[]>): CompiledConfig {
+  return new Compiler(model, resolved).compile();
 }

@@ -574,7 +574,13 @@ function readServiceEntry(r: FieldReader, top: Obj): ServiceModel | undefined {
   });
   const addresses = r.stringList(spec.addresses, ["spec", "addresses"]);
   r.oneOf(spec.location, ["spec", "location"], ["MESH_EXTERNAL", "MESH_INTERNAL"]);
-  const resolution = r.oneOf(spec.resolution, ["spec", "resolution"], ["STATIC", "NONE"], ["DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"]) ?? "NONE";
+  const resolution = r.oneOf(spec.resolution, ["spec", "resolution"], ["STATIC", "NONE", "DNS", "DNS_ROUND_ROBIN"], ["DYNAMIC_DNS"]) ?? "NONE";
+  if ((resolution === "DNS" || resolution === "DNS_ROUND_ROBIN") && spec.endpoints === undefined && !spec.workloadSelector) {
+    // Without endpoints, Envoy resolves the hosts themselves: they must be names, not wildcards.
+    hosts.forEach((h, i) => {
+      if (h.startsWith("*")) r.error(["spec", "hosts", i], `resolution ${resolution} without endpoints resolves the hosts, so "${h}" cannot be a wildcard`);
+    });
+  }
   const seenPorts = new Set<number>();
   const ports: ServicePort[] = r.list(spec.ports, ["spec", "ports"]).flatMap((p, i) => {
     const path: FieldPath = ["spec", "ports", i];
@@ -629,7 +635,7 @@ function readWorkloadEndpoint(r: FieldReader, value: unknown, path: FieldPath, r
     return undefined;
   }
   if (resolution === "STATIC" && isIP(address) === 0) {
-    r.error([...path, "address"], `resolution STATIC needs an IP address, got "${address}" (DNS resolution is not supported yet)`);
+    r.error([...path, "address"], `resolution STATIC needs an IP address, got "${address}" (use resolution DNS for names)`);
     return undefined;
   }
   return { address, ports, labels };

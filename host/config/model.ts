@@ -32,6 +32,8 @@ export interface Settings {
   accessLog: { path: string; format: "TEXT" | "JSON" } | undefined;
   /** SIGTERM handling, as Istio's terminationDrainDuration and EXIT_ON_ZERO_ACTIVE_CONNECTIONS. */
   drain: { durationMs: number; exitOnZeroActiveConnections: boolean };
+  /** Resolver for DNS ServiceEntries: DNS servers ("ip" or "ip:port"; unset = the system's getaddrinfo) and how often names are re-resolved. */
+  dns: { servers: string[] | undefined; refreshRateMs: number };
   source: Location | undefined;
 }
 
@@ -63,7 +65,8 @@ export interface ServiceModel extends ResourceMeta {
   hosts: string[];
   addresses: string[];
   ports: ServicePort[];
-  resolution: "STATIC" | "NONE";
+  /** DNS / DNS_ROUND_ROBIN: endpoint addresses (or, without endpoints, the hosts) are names resolved periodically. */
+  resolution: "STATIC" | "NONE" | "DNS" | "DNS_ROUND_ROBIN";
   endpoints: WorkloadEndpoint[];
   /** workloadSelector labels: endpoints come from matching WorkloadEntries in the same namespace. */
   workloadSelector: Record<string, string> | undefined;

@@ -16,6 +16,7 @@
 //             appMetrics: {port: 9090, path: /metrics}}                                     # merged into 15020
 //     accessLog: {path: /dev/stdout, format: TEXT}
 //     drain: {duration: 5s, exitOnZeroActiveConnections: false}
+//     dns: {servers: ["10.0.0.10:53"], refreshRate: 60s}   # servers unset: the system resolver
 
 import { isIP } from "node:net";
 import type { FieldReader, Obj } from "./fields.js";
@@ -36,6 +37,8 @@ export function defaultSettings(): Settings {
     agent: { address: "0.0.0.0", statusPort: 15020, prometheusPort: 15090, healthPort: 15021, appMetrics: undefined },
     accessLog: undefined,
     drain: { durationMs: 5000, exitOnZeroActiveConnections: false },
+    // Istio's mesh dnsRefreshRate default.
+    dns: { servers: undefined, refreshRateMs: 60_000 },
     source: undefined,
   };
 }
@@ -44,7 +47,7 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
   const s = defaultSettings();
   s.source = r.doc.locate([]);
   r.object(top.metadata, ["metadata"], ["name", "namespace", "labels", "annotations"]);
-  const spec = r.object(top.spec, ["spec"], ["namespace", "labels", "outboundTrafficPolicy", "listeners", "admin", "workload", "agent", "accessLog", "drain"]);
+  const spec = r.object(top.spec, ["spec"], ["namespace", "labels", "outboundTrafficPolicy", "listeners", "admin", "workload", "agent", "accessLog", "drain", "dns"]);
   if (!spec) return s;
   s.namespace = r.string(spec.namespace, ["spec", "namespace"]) || s.namespace;
   s.labels = r.stringMap(spec.labels, ["spec", "labels"]);
@@ -107,6 +110,11 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
       durationMs: r.duration(drain.duration, ["spec", "drain", "duration"]) ?? s.drain.durationMs,
       exitOnZeroActiveConnections: r.boolean(drain.exitOnZeroActiveConnections, ["spec", "drain", "exitOnZeroActiveConnections"]) ?? false,
     };
+  }
+  const dns = r.object(spec.dns, ["spec", "dns"], ["servers", "refreshRate"]);
+  if (dns) {
+    const servers = dns.servers === undefined ? undefined : r.stringList(dns.servers, ["spec", "dns", "servers"]);
+    s.dns = { servers, refreshRateMs: r.duration(dns.refreshRate, ["spec", "dns", "refreshRate"], 100) ?? s.dns.refreshRateMs };
   }
   return s;
 }

@@ -2,9 +2,11 @@
 // agent ports, config reload and the shutdown lifecycle.
 
 import { urlHost } from "./authority.js";
+import { compile, type CompiledConfig } from "../config/compile.js";
+import type { ConfigDiagnostic } from "../config/diagnostics.js";
 import { DEFAULT_CLUSTER_POLICY } from "../config/traffic-policy.js";
+import { DnsDiscovery } from "../discovery/dns.js";
 import { startAdmin, startAgentPorts, type AdminContext } from "../admin/admin.js";
-import type { CompiledConfig } from "../config/compile.js";
 import type { ListenerSettings } from "../config/model.js";
 import { ConfigWatcher, logDiagnostics } from "../config/watch.js";
 import { Logger } from "../log.js";
@@ -62,7 +64,17 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const runtimes = settings.inbound ? [outboundRuntime, inboundRuntime] : [outboundRuntime];
   // The telemetry reads the serving snapshot for its gauges; the holder binds each new snapshot's stats.
   const telemetry = new Telemetry(settings, () => current.current, runtimes);
-  const current: SnapshotHolder = new SnapshotHolder(options.config, (s: Snapshot) => telemetry.bind(s));
+  // DNS ServiceEntries: resolve their names before serving, then follow changes with new snapshots.
+  const dns = new DnsDiscovery(settings.dns.servers, settings.dns.refreshRateMs, (resolved) => {
+    const s = current.swap(compile(current.current.config.model, resolved));
+    logger.info(`config: version ${s.version} applied (DNS addresses changed)`);
+  }, (line) => logger.info(line));
+  let initial = options.config;
+  if (initial.dnsNames.length > 0) {
+    await dns.track(initial.dnsNames);
+    initial = compile(initial.model, dns.resolved);
+  }
+  const current: SnapshotHolder = new SnapshotHolder(initial, (s: Snapshot) => telemetry.bind(s));
   // Passthrough and shadow traffic without a cluster of its own uses the default pool.
   const dispatcher = current.pools.for("PassthroughCluster", DEFAULT_CLUSTER_POLICY.limits);
   const pipeline: PipelineOptions = {
@@ -85,6 +97,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     if (closed) return;
     closed = true;
     watcher?.stop();
+    dns.stop();
     await Promise.all([bound.outbound?.close(), bound.inbound?.close(), admin.close(), ...agentPorts.map((l) => l.close())]);
     await current.pools.close();
   };
@@ -125,9 +138,20 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const log = (line: string): void => logger.info(line);
   if (options.configPath) {
     watcher = new ConfigWatcher(options.configPath, {
-      applied: (config, diagnostics) => {
+      applied: (loaded, diagnostics) => void applyLoaded(loaded, diagnostics).catch((err: Error) => logger.error(`config: applying failed (a bug): ${err.stack ?? err.message}`)),
+      rejected: (diagnostics) => {
+        stats.reloadsRejected++;
+        telemetry.metrics.configReloads.inc({ result: "rejected" });
+        logDiagnostics(diagnostics, (line) => logger.error(line));
+        logger.error(`config: rejected, still serving version ${current.current.version}`);
+      },
+    });
+    /** A config that passed validation: its DNS names are resolved before it serves. */
+    const applyLoaded = async (loaded: CompiledConfig, diagnostics: ConfigDiagnostic[]): Promise<void> => {
         logDiagnostics(diagnostics, log);
         const before = current.current.config.settings;
+        await dns.track(loaded.dnsNames);
+        const config = loaded.dnsNames.length > 0 ? compile(loaded.model, dns.resolved) : loaded;
         const s = current.swap(config);
         stats.reloadsApplied++;
         telemetry.metrics.configReloads.inc({ result: "applied" });
@@ -136,14 +160,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
           logger.warn("config: listener, admin and agent addresses changed; they apply after a restart");
         }
         log(`config: version ${s.version} applied (${config.virtualHosts.length} virtual hosts, ${config.routes.length} routes, ${config.clusters.length} clusters)`);
-      },
-      rejected: (diagnostics) => {
-        stats.reloadsRejected++;
-        telemetry.metrics.configReloads.inc({ result: "rejected" });
-        logDiagnostics(diagnostics, (line) => logger.error(line));
-        logger.error(`config: rejected, still serving version ${current.current.version}`);
-      },
-    });
+    };
     watcher.start();
   }
   lifecycle.markLive();

@@ -73,14 +73,14 @@ spec: {}
     ]);
   });
 
-  it("rejects unknown fields, DNS resolution (not yet) and non-IP STATIC endpoints", () => {
+  it("rejects unknown fields, DYNAMIC_DNS, wildcard hosts to resolve, and non-IP STATIC endpoints", () => {
     const errs = errors(`apiVersion: networking.istio.io/v1beta1
 kind: ServiceEntry
 metadata: {name: ext}
 spec:
   hosts: [api.example.com]
   ports: [{number: 80, name: http, protocl: HTTP}]
-  resolution: DNS
+  resolution: DYNAMIC_DNS
 ---
 apiVersion: networking.istio.io/v1beta1
 kind: ServiceEntry
@@ -90,11 +90,20 @@ spec:
   ports: [{number: 80, name: http}]
   resolution: STATIC
   endpoints: [{address: st.internal}]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: wild}
+spec:
+  hosts: ["*.wild.example"]
+  ports: [{number: 80, name: http}]
+  resolution: DNS
 `);
     expect(errs).toEqual([
       'mesh.yaml:6:45: error: spec.ports[0].protocl: unknown field "protocl"',
-      "mesh.yaml:7:15: error: spec.resolution: not supported yet: DNS",
-      'mesh.yaml:16:25: error: spec.endpoints[0].address: resolution STATIC needs an IP address, got "st.internal" (DNS resolution is not supported yet)',
+      "mesh.yaml:7:15: error: spec.resolution: not supported yet: DYNAMIC_DNS",
+      'mesh.yaml:16:25: error: spec.endpoints[0].address: resolution STATIC needs an IP address, got "st.internal" (use resolution DNS for names)',
+      'mesh.yaml:22:11: error: spec.hosts[0]: resolution DNS without endpoints resolves the hosts, so "*.wild.example" cannot be a wildcard',
     ]);
   });
 
