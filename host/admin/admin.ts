@@ -2,6 +2,7 @@
 // (15020 merged metrics and health, 15090 Envoy metrics, 15021 readiness).
 
 import { request as undiciRequest } from "undici";
+import type { ClusterRuntime } from "../resilience/cluster-runtime.js";
 import type { Logger, LogLevel } from "../log.js";
 import { LOG_LEVELS } from "../log.js";
 import type { Lifecycle } from "../proxy/lifecycle.js";
@@ -57,6 +58,12 @@ interface HostStatus {
   weight: number;
 }
 
+/** Envoy's health flags: /failed_active_hc and /failed_outlier_check, or "healthy". */
+function healthFlags(runtime: ClusterRuntime, endpoint: number): string {
+  const flags = (runtime.health && !runtime.health.isHealthy(endpoint) ? "/failed_active_hc" : "") + (runtime.outlier?.isEjected(endpoint) ? "/failed_outlier_check" : "");
+  return flags || "healthy";
+}
+
 /** Clusters, their endpoints and per-endpoint counters, as Envoy's /clusters. */
 function clusterStatus(ctx: AdminContext): { name: string; hosts: HostStatus[] }[] {
   const s = ctx.holder.current;
@@ -73,7 +80,7 @@ function clusterStatus(ctx: AdminContext): { name: string; hosts: HostStatus[] }
         rq_total: s.stats?.endpointRequests[global] ?? 0,
         cx_active: typeof pool?.connected === "number" ? pool.connected : pool?.connected ? 1 : 0,
         // Envoy's flag for an endpoint ejected by outlier detection.
-        health_flags: s.clusters[i]!.outlier?.isEjected(j) ? "/failed_outlier_check" : "healthy",
+        health_flags: healthFlags(s.clusters[i]!, j),
         weight: 1,
       };
     }),

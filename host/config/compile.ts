@@ -8,9 +8,10 @@ import type { RegexMode } from "../core/regex/program.js";
 import type { MatchEntry, RouteTable, StringMatch, TableHashKey, TableLoadBalancer, WeightedDestination } from "../core/route-table.js";
 import type { ConfigDiagnostic, Location } from "./diagnostics.js";
 import { resolveDelegates } from "./delegate.js";
+import { egressAllows, sidecarFor } from "./sidecar.js";
 import { clusterPolicy, type ClusterPolicy, type LoadBalancerModel, type TrafficPolicyModel } from "./traffic-policy.js";
 import { hostMatches, mostSpecific, virtualHostDomains } from "./hosts.js";
-import type { ConfigModel, CorsModel, DestinationModel, HeadersModel, RetryPolicyModel, RouteActionModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
+import type { ConfigModel, CorsModel, DestinationModel, HealthCheckSettings, HeadersModel, RetryPolicyModel, RouteActionModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
 
 export interface ClusterEndpoint {
   address: string;
@@ -31,6 +32,8 @@ export interface ClusterInfo {
   endpoints: ClusterEndpoint[];
   /** The DestinationRule's trafficPolicy for this port and subset, with Istio's defaults. */
   policy: ClusterPolicy;
+  /** Active health checking from the settings, when they name this host (and port). */
+  healthCheck: HealthCheckSettings | undefined;
 }
 
 export interface RouteInfo {
@@ -137,6 +140,8 @@ class Compiler {
   private readonly services: ServiceModel[];
   private readonly virtualServices: VirtualServiceModel[];
   private readonly destinationRules: DestinationRuleModel[];
+  /** The settings, with the Sidecar's outboundTrafficPolicy when it sets one. */
+  private readonly settings: Settings;
 
   /** Names looked up for DNS-resolved services, for the discovery to keep resolving. */
   private readonly dnsNames = new Set<string>();
@@ -147,10 +152,13 @@ class Compiler {
     private readonly resolved: ReadonlyMap<string, readonly string[]> = new Map(),
   ) {
     const ns = model.settings.namespace;
+    // The Sidecar resource scopes what this proxy imports (egress.hosts).
+    const sidecar = sidecarFor(model.sidecars, ns, model.settings.labels);
+    this.settings = { ...model.settings, outboundTrafficPolicy: sidecar?.outboundTrafficPolicy ?? model.settings.outboundTrafficPolicy };
     this.services = [];
     const seenHosts = new Map<string, ServiceModel>();
     for (const se of model.services.filter((s) => visibleTo(s, ns))) {
-      const hosts = se.hosts.filter((h) => {
+      const hosts = se.hosts.filter((h) => egressAllows(sidecar, se.namespace, [h])).filter((h) => {
         const first = seenHosts.get(h);
         if (first && first !== se) {
           this.warn(se.source, `host ${h} is already defined by ServiceEntry ${first.namespace}/${first.name}; this one is ignored for it`);
@@ -161,8 +169,8 @@ class Compiler {
       });
       if (hosts.length > 0) this.services.push({ ...se, hosts, endpoints: this.endpointsOf(se) });
     }
-    this.virtualServices = resolveDelegates(model.virtualServices, (where, message) => this.warn(where, message)).filter((v) => visibleTo(v, ns));
-    this.destinationRules = model.destinationRules.filter((d) => visibleTo(d, ns));
+    this.virtualServices = resolveDelegates(model.virtualServices, (where, message) => this.warn(where, message)).filter((v) => visibleTo(v, ns) && egressAllows(sidecar, v.namespace, v.hosts));
+    this.destinationRules = model.destinationRules.filter((d) => visibleTo(d, ns) && egressAllows(sidecar, d.namespace, [d.host]));
   }
 
   private warn(source: Location | undefined, message: string): void {
@@ -214,7 +222,7 @@ class Compiler {
     return {
       model: this.model,
       dnsNames: [...this.dnsNames],
-      settings: this.model.settings,
+      settings: this.settings,
       table: this.table,
       destinations: this.destinations,
       clusters: this.clusters,
@@ -394,7 +402,8 @@ class Compiler {
           .map((ep) => ({ address: ep.address, port: ep.ports[port.name] ?? port.targetPort ?? port.number, labels: ep.labels }));
     const index = this.clusters.length;
     const policy = clusterPolicy(dr?.trafficPolicy, subsetPolicy, port.number);
-    this.clusters.push({ name, host: d.host, serviceNamespace: service.namespace, port: port.number, subset: d.subset, passthrough, endpoints, policy });
+    const healthCheck = this.model.settings.healthChecks.find((h) => h.host === d.host && (h.port === undefined || h.port === port.number));
+    this.clusters.push({ name, host: d.host, serviceNamespace: service.namespace, port: port.number, subset: d.subset, passthrough, endpoints, policy, healthCheck });
     const loadBalancer = this.tableLoadBalancer(policy.loadBalancer);
     const endpointNames = loadBalancer.kind === "ringHash" || loadBalancer.kind === "maglev" ? endpoints.map((ep) => `${ep.address}:${ep.port}`) : undefined;
     this.table.clusters.push({ endpointCount: endpoints.length, passthrough, loadBalancer, endpointNames });

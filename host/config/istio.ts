@@ -9,6 +9,7 @@ import type { Condition, StringMatch, UriMatch } from "../core/route-table.js";
 import { FieldReader, type Obj } from "./fields.js";
 import { resolveHost } from "./hosts.js";
 import { readTrafficPolicy } from "./traffic-policy.js";
+import { readSidecar } from "./sidecar.js";
 import type {
   ConfigModel, CorsModel, DestinationModel, RetryConditions, RetryPolicyModel, DestinationRuleModel, FaultModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, RegexRewriteModel, ResourceMeta, RouteActionModel, ServiceModel,
   ServicePort, VirtualServiceModel, WorkloadEndpoint, WorkloadEntryModel,
@@ -20,7 +21,6 @@ const ISTIO_GROUP = "networking.istio.io/";
 const ISTIO_VERSIONS = ["v1alpha3", "v1beta1", "v1"];
 const LATER_KINDS: Record<string, string> = {
   Gateway: "Gateway resources (ingress mode) arrive with TLS termination",
-  Sidecar: "the Sidecar resource arrives with exportTo/egress scoping",
   EnvoyFilter: "instio is not Envoy; EnvoyFilter patches cannot apply",
   ProxyConfig: "ProxyConfig is not read; use the instio settings document",
   WorkloadGroup: "WorkloadGroup is not read",
@@ -28,7 +28,7 @@ const LATER_KINDS: Record<string, string> = {
 
 /** Reads every document into the model; all problems go to `sink`. */
 export function readModel(docs: SourceDocument[], sink: DiagnosticSink): ConfigModel {
-  const model: ConfigModel = { settings: defaultSettings(), services: [], workloadEntries: [], virtualServices: [], destinationRules: [] };
+  const model: ConfigModel = { settings: defaultSettings(), services: [], workloadEntries: [], virtualServices: [], destinationRules: [], sidecars: [] };
   let settingsSeen: SourceDocument | undefined;
   for (const doc of docs) {
     const r = new FieldReader(sink, doc);
@@ -68,6 +68,11 @@ export function readModel(docs: SourceDocument[], sink: DiagnosticSink): ConfigM
       case "ServiceEntry": {
         const se = readServiceEntry(r, top);
         if (se) model.services.push(se);
+        break;
+      }
+      case "Sidecar": {
+        const sc = readSidecar(r, top, (spec) => readMeta(r, top, "Sidecar", spec));
+        if (sc) model.sidecars.push(sc);
         break;
       }
       case "WorkloadEntry": {

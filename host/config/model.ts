@@ -2,6 +2,7 @@
 // applied and every field checked. compile.ts turns it into a snapshot.
 
 import type { Location } from "./diagnostics.js";
+import type { SidecarModel } from "./sidecar.js";
 import type { TrafficPolicyModel } from "./traffic-policy.js";
 import type { StringMatch, UriMatch, Condition } from "../core/route-table.js";
 
@@ -34,7 +35,22 @@ export interface Settings {
   drain: { durationMs: number; exitOnZeroActiveConnections: boolean };
   /** Resolver for DNS ServiceEntries: DNS servers ("ip" or "ip:port"; unset = the system's getaddrinfo) and how often names are re-resolved. */
   dns: { servers: string[] | undefined; refreshRateMs: number };
+  /** Active HTTP health checks per service host (Istio leaves this to Kubernetes probes; instio can do it itself). */
+  healthChecks: HealthCheckSettings[];
   source: Location | undefined;
+}
+
+export interface HealthCheckSettings {
+  /** Service host as the ServiceEntry names it (short names resolve against the proxy's namespace). */
+  host: string;
+  /** Only this service port's clusters; all ports when unset. */
+  port: number | undefined;
+  path: string;
+  intervalMs: number;
+  timeoutMs: number;
+  /** Failed checks in a row that make a healthy endpoint unhealthy, and passed ones that bring it back. */
+  unhealthyThreshold: number;
+  healthyThreshold: number;
 }
 
 export interface ResourceMeta {
@@ -206,6 +222,7 @@ export interface ConfigModel {
   workloadEntries: WorkloadEntryModel[];
   virtualServices: VirtualServiceModel[];
   destinationRules: DestinationRuleModel[];
+  sidecars: SidecarModel[];
 }
 
 /** rewrite.uriRegexRewrite: a search pattern and RE2's rewrite template (literal text and group numbers). */

@@ -17,8 +17,11 @@
 //     accessLog: {path: /dev/stdout, format: TEXT}
 //     drain: {duration: 5s, exitOnZeroActiveConnections: false}
 //     dns: {servers: ["10.0.0.10:53"], refreshRate: 60s}   # servers unset: the system resolver
+//     healthChecks:                                        # active HTTP checks, per service host
+//     - {host: reviews, port: 9080, path: /healthz, interval: 5s, timeout: 1s, unhealthyThreshold: 2, healthyThreshold: 1}
 
 import { isIP } from "node:net";
+import { resolveHost } from "./hosts.js";
 import type { FieldReader, Obj } from "./fields.js";
 import type { ListenerEngine, ListenerSettings, OutboundTrafficPolicy, Settings } from "./model.js";
 
@@ -39,6 +42,7 @@ export function defaultSettings(): Settings {
     drain: { durationMs: 5000, exitOnZeroActiveConnections: false },
     // Istio's mesh dnsRefreshRate default.
     dns: { servers: undefined, refreshRateMs: 60_000 },
+    healthChecks: [],
     source: undefined,
   };
 }
@@ -47,7 +51,7 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
   const s = defaultSettings();
   s.source = r.doc.locate([]);
   r.object(top.metadata, ["metadata"], ["name", "namespace", "labels", "annotations"]);
-  const spec = r.object(top.spec, ["spec"], ["namespace", "labels", "outboundTrafficPolicy", "listeners", "admin", "workload", "agent", "accessLog", "drain", "dns"]);
+  const spec = r.object(top.spec, ["spec"], ["namespace", "labels", "outboundTrafficPolicy", "listeners", "admin", "workload", "agent", "accessLog", "drain", "dns", "healthChecks"]);
   if (!spec) return s;
   s.namespace = r.string(spec.namespace, ["spec", "namespace"]) || s.namespace;
   s.labels = r.stringMap(spec.labels, ["spec", "labels"]);
@@ -116,6 +120,24 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
     const servers = dns.servers === undefined ? undefined : r.stringList(dns.servers, ["spec", "dns", "servers"]);
     s.dns = { servers, refreshRateMs: r.duration(dns.refreshRate, ["spec", "dns", "refreshRate"], 100) ?? s.dns.refreshRateMs };
   }
+  s.healthChecks = r.list(spec.healthChecks, ["spec", "healthChecks"]).flatMap((h, i) => {
+    const at = ["spec", "healthChecks", i];
+    const hc = r.object(h, at, ["host", "port", "path", "interval", "timeout", "unhealthyThreshold", "healthyThreshold"]);
+    if (!hc) return [];
+    const host = r.string(hc.host, [...at, "host"], true);
+    const path = r.string(hc.path, [...at, "path"]) ?? "/";
+    if (!path.startsWith("/")) r.error([...at, "path"], `must start with "/", got "${path}"`);
+    if (host === undefined) return [];
+    return [{
+      host: resolveHost(host, s.namespace),
+      port: r.integer(hc.port, [...at, "port"], 1, 65535),
+      path,
+      intervalMs: r.duration(hc.interval, [...at, "interval"], 10) ?? 5000,
+      timeoutMs: r.duration(hc.timeout, [...at, "timeout"], 1) ?? 1000,
+      unhealthyThreshold: r.integer(hc.unhealthyThreshold, [...at, "unhealthyThreshold"], 1, 1000) ?? 2,
+      healthyThreshold: r.integer(hc.healthyThreshold, [...at, "healthyThreshold"], 1, 1000) ?? 1,
+    }];
+  });
   return s;
 }
 

@@ -36,7 +36,7 @@ export class Snapshot {
     pools: PoolRegistry,
   ) {
     this.core = new RouteCore(config.table);
-    this.clusters = config.clusters.map((c, i) => new ClusterRuntime(c, pools, (eligible) => this.core.setEligible(i, eligible)));
+
     this.headerNames = config.table.headerNames;
     this.clusterEndpointStart = clusterEndpointStarts(config.table);
     this.endpoints = config.clusters.flatMap((cluster) =>
@@ -45,6 +45,10 @@ export class Snapshot {
         return { origin: `http://${host}:${ep.port}`, hostPort: `${host}:${ep.port}`, cluster };
       }),
     );
+    this.clusters = config.clusters.map((c, i) => {
+      const origins = this.endpoints.slice(this.clusterEndpointStart[i], this.clusterEndpointStart[i + 1]).map((e) => e.origin);
+      return new ClusterRuntime(c, origins, pools, (eligible) => this.core.setEligible(i, eligible));
+    });
   }
 
 

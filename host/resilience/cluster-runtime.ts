@@ -1,26 +1,62 @@
 // What a snapshot keeps per cluster at run time: its connection pool, circuit
-// breaker and outlier detector.
+// breaker, outlier detector and health checker, and which endpoints the load
+// balancers may therefore pick.
 
 import type { Agent } from "undici";
 import type { ClusterInfo } from "../config/compile.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
+import { HealthChecker } from "./health-check.js";
 import { OutlierDetector } from "./outlier-detection.js";
 import type { PoolRegistry } from "./pools.js";
+
+/** Envoy's healthy_panic_threshold when nothing sets it (Istio sets it from outlierDetection.minHealthPercent). */
+const ENVOY_PANIC_PERCENT = 50;
 
 export class ClusterRuntime {
   readonly dispatcher: Agent;
   readonly breaker: CircuitBreaker;
   /** Absent unless the DestinationRule sets outlierDetection (Istio configures none otherwise). */
   readonly outlier: OutlierDetector | undefined;
+  /** Absent unless the settings' healthChecks name this cluster's host. */
+  readonly health: HealthChecker | undefined;
+  private readonly panicPercent: number;
 
-  constructor(cluster: ClusterInfo, pools: PoolRegistry, setEligible: (eligible: boolean[]) => void) {
+  constructor(
+    private readonly cluster: ClusterInfo,
+    origins: readonly string[],
+    pools: PoolRegistry,
+    private readonly setEligible: (eligible: boolean[]) => void,
+  ) {
     this.dispatcher = pools.for(cluster.name, cluster.policy.limits);
     this.breaker = new CircuitBreaker(cluster.policy.limits);
     const od = cluster.policy.outlierDetection;
-    this.outlier = od && cluster.endpoints.length > 0 ? new OutlierDetector(od, cluster.endpoints.length, setEligible) : undefined;
+    const n = cluster.endpoints.length;
+    this.outlier = od && n > 0 ? new OutlierDetector(od, n, () => this.updateEligibility()) : undefined;
+    this.health = cluster.healthCheck && n > 0 ? new HealthChecker(cluster.healthCheck, origins, () => this.updateEligibility()) : undefined;
+    this.panicPercent = od ? od.minHealthPercent : ENVOY_PANIC_PERCENT;
+  }
+
+  /** Healthy: passing health checks (when checked) and not ejected. */
+  isHealthy(endpoint: number): boolean {
+    return (this.health?.isHealthy(endpoint) ?? true) && !(this.outlier?.isEjected(endpoint) ?? false);
+  }
+
+  get healthyCount(): number {
+    let n = 0;
+    for (let i = 0; i < this.cluster.endpoints.length; i++) if (this.isHealthy(i)) n++;
+    return n;
+  }
+
+  /** The load balancers pick healthy endpoints; below the panic threshold, any endpoint (Envoy's panic mode). */
+  private updateEligibility(): void {
+    const n = this.cluster.endpoints.length;
+    const healthy = Array.from({ length: n }, (_, i) => this.isHealthy(i));
+    const panic = n > 0 && (100 * healthy.filter(Boolean).length) / n < this.panicPercent;
+    this.setEligible(panic ? healthy.map(() => true) : healthy);
   }
 
   stop(): void {
     this.outlier?.stop();
+    this.health?.stop();
   }
 }

@@ -4,8 +4,7 @@
 // failures, resets, timeouts) eject an endpoint for baseEjectionTime x the
 // times it has been ejected (capped at 300 s or the base, as Envoy), checked
 // every interval. At most maxEjectionPercent of the endpoints are ejected, but
-// always at least one may be. Below minHealthPercent healthy, the cluster is in
-// panic and every endpoint may be picked again.
+// always at least one may be. (Panic below minHealthPercent: ClusterRuntime.)
 
 import type { OutlierDetectionModel } from "../config/traffic-policy.js";
 
@@ -31,8 +30,8 @@ export class OutlierDetector {
   constructor(
     private readonly policy: Required<OutlierDetectionModel>,
     endpointCount: number,
-    /** Told which endpoints may be picked whenever that changes. */
-    private readonly apply: (eligible: boolean[]) => void,
+    /** Told whenever an endpoint is ejected or comes back. */
+    private readonly changed: () => void,
     private readonly now: () => number = Date.now,
   ) {
     this.hosts = Array.from({ length: endpointCount }, () => ({ consecutive5xx: 0, consecutiveGateway: 0, consecutiveLocal: 0, ejected: false, ejectedAt: 0, ejections: 0, failedSinceTick: false }));
@@ -91,7 +90,7 @@ export class OutlierDetector {
     h.ejections++;
     h.consecutive5xx = h.consecutiveGateway = h.consecutiveLocal = 0;
     this.ejectedCount++;
-    this.publish();
+    this.changed();
   }
 
   /** Every interval: endpoints whose ejection time has passed come back. */
@@ -111,13 +110,6 @@ export class OutlierDetector {
       }
       h.failedSinceTick = false;
     }
-    if (changed) this.publish();
-  }
-
-  private publish(): void {
-    const total = this.hosts.length;
-    const healthyPercent = total === 0 ? 100 : (100 * (total - this.ejectedCount)) / total;
-    const panic = healthyPercent < this.policy.minHealthPercent;
-    this.apply(this.hosts.map((h) => panic || !h.ejected));
+    if (changed) this.changed();
   }
 }

@@ -152,8 +152,8 @@ export class Telemetry implements ExchangeObserver {
         return s.config.clusters.map((c, i) => {
           let active = 0;
           for (let e = s.clusterEndpointStart[i]!; e < s.clusterEndpointStart[i + 1]!; e++) active += s.core.active[e]!;
-          const ejected = s.clusters[i]!.outlier?.ejectedCount ?? 0;
-          return { name: c.name, endpoints: c.endpoints.length, healthy: c.endpoints.length - ejected, active, ejected };
+          const runtime = s.clusters[i]!;
+          return { name: c.name, endpoints: c.endpoints.length, healthy: runtime.healthyCount, active, ejected: runtime.outlier?.ejectedCount ?? 0 };
         });
       },
       listeners: () => listeners.map((l) => ({ name: l.direction, inFlight: l.inFlight })),

@@ -8,16 +8,17 @@ import { parseExposition } from "../support/prometheus.js";
 import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
 
-/** An upstream that answers every request with `status`, counting them. */
-async function failingUpstream(status: number): Promise<{ port: number; hits: () => number; close: () => Promise<void> }> {
+/** An upstream that answers every request with `status` (changeable), counting them. */
+async function failingUpstream(initial: number): Promise<{ port: number; hits: () => number; setStatus: (s: number) => void; close: () => Promise<void> }> {
   let hits = 0;
+  let status = initial;
   const server: Server = createServer((req, res) => {
-    hits++;
+    if (req.headers["user-agent"] !== "instio-health-check") hits++;
     req.resume();
-    req.on("end", () => res.writeHead(status, { "content-length": "4" }).end("fail"));
+    req.on("end", () => res.writeHead(status, { "content-length": "4", "x-upstream": "bad" }).end("fail"));
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return { port: (server.address() as { port: number }).port, hits: () => hits, close: () => new Promise((r) => server.close(() => r())) };
+  return { port: (server.address() as { port: number }).port, hits: () => hits, setStatus: (s) => (status = s), close: () => new Promise((r) => server.close(() => r())) };
 }
 
 function destinationRule(host: string, trafficPolicy: string): string {
@@ -105,6 +106,38 @@ ${destinationRule("svc", `
     await new Promise((r) => setTimeout(r, Math.max(0, 1300 - (Date.now() - ejectedAt))));
     for (let i = 0; i < 4; i++) await get(p.url, "svc", "/");
     expect(bad.hits()).toBeGreaterThan(3);
+  });
+});
+
+describe("active health checks (instio settings)", () => {
+  it("takes an endpoint failing its checks out of rotation and back once it passes again", async () => {
+    const good = await startUpstream("good");
+    const bad = await failingUpstream(503);
+    const p = await startTestProxy(`${settingsYaml("uws", "  healthChecks: [{host: svc, path: /status/200, interval: 50ms, timeout: 500ms, unhealthyThreshold: 2, healthyThreshold: 2}]")}---
+${serviceEntryYaml("svc", [{ port: good.port }, { port: bad.port }])}---
+${destinationRule("svc", "{loadBalancer: {simple: ROUND_ROBIN}}")}`);
+    const waitFor = async (cond: () => Promise<boolean>): Promise<void> => {
+      const until = Date.now() + 5000;
+      while (!(await cond())) {
+        if (Date.now() > until) throw new Error("timed out");
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    };
+    const flags = async (): Promise<string> => request(`http://127.0.0.1:${p.proxy.admin.port}/clusters`).then((r) => r.body.text());
+    try {
+      await waitFor(async () => (await flags()).includes(`127.0.0.1:${bad.port}::health_flags::/failed_active_hc`));
+      const before = bad.hits();
+      for (let i = 0; i < 10; i++) expect((await get(p.url, "svc", "/")).status).toBe(200);
+      expect(bad.hits()).toBe(before);
+      bad.setStatus(200);
+      await waitFor(async () => (await flags()).includes(`127.0.0.1:${bad.port}::health_flags::healthy`));
+      for (let i = 0; i < 4; i++) await get(p.url, "svc", "/");
+      expect(bad.hits()).toBeGreaterThan(before);
+    } finally {
+      await p.close();
+      await good.close();
+      await bad.close();
+    }
   });
 });
 

@@ -345,6 +345,52 @@ spec:
     ]);
   });
 
+  it("applies the Sidecar's egress hosts and outboundTrafficPolicy; a selector matching the proxy wins", () => {
+    const otherNs = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: other}
+spec:
+  hosts: [api.other.example]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.9.1}]
+`;
+    const c = compile(`${SE}---
+${otherNs}---
+apiVersion: instio.dev/v1alpha1
+kind: ProxySettings
+metadata: {name: s}
+spec: {labels: {app: productpage}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: default}
+spec:
+  egress: [{hosts: ["*/*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: productpage, namespace: default}
+spec:
+  workloadSelector: {labels: {app: productpage}}
+  egress: [{hosts: ["./*"]}]
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+`);
+    expect(c.clusters.map((x) => x.host)).not.toContain("api.other.example");
+    expect(c.virtualHosts.map((v) => v.host)).toEqual(["reviews.default.svc.cluster.local", "reviews.default.svc.cluster.local"]);
+    expect(c.settings.outboundTrafficPolicy).toBe("REGISTRY_ONLY");
+    expect(errors(`apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: s}
+spec:
+  egress: [{hosts: [reviews]}]
+  ingress: []
+`)).toEqual([
+      expect.stringMatching(/5:21: error: spec\.egress\[0\]\.hosts\[0\]: must be "namespace\/host"/),
+      expect.stringMatching(/6:12: error: spec\.ingress: not supported yet: Sidecar ingress listeners/),
+    ]);
+  });
+
   it("warns that unknown destinations and subsets give 503 NC", () => {
     const r = loadConfigText("mesh.yaml", `${SE}---
 apiVersion: networking.istio.io/v1
