@@ -14,6 +14,8 @@ export class HealthChecker {
   private readonly streak: number[];
   private readonly timer: NodeJS.Timeout;
   private stopped = false;
+  /** A check still running is not started again (a slow endpoint is not flooded). */
+  private readonly inFlight: boolean[];
 
   constructor(
     private readonly settings: HealthCheckSettings,
@@ -23,6 +25,7 @@ export class HealthChecker {
   ) {
     this.healthy = origins.map(() => true);
     this.streak = origins.map(() => 0);
+    this.inFlight = origins.map(() => false);
     this.timer = setInterval(() => this.checkAll(), settings.intervalMs);
     this.timer.unref();
   }
@@ -42,7 +45,12 @@ export class HealthChecker {
 
   private checkAll(): void {
     this.origins.forEach((origin, i) => {
-      void this.check(origin).then((passed) => this.record(i, passed));
+      if (this.inFlight[i]) return;
+      this.inFlight[i] = true;
+      void this.check(origin).then((passed) => {
+        this.inFlight[i] = false;
+        this.record(i, passed);
+      });
     });
   }
 

@@ -110,16 +110,16 @@ ${destinationRule("svc", `
 });
 
 describe("active health checks (instio settings)", () => {
-  it("takes an endpoint failing its checks out of rotation and back once it passes again", async () => {
+  it("takes an endpoint failing its checks out of rotation and back once it passes again", { timeout: 30_000 }, async () => {
     const good = await startUpstream("good");
     const bad = await failingUpstream(503);
-    const p = await startTestProxy(`${settingsYaml("uws", "  healthChecks: [{host: svc, path: /status/200, interval: 50ms, timeout: 500ms, unhealthyThreshold: 2, healthyThreshold: 2}]")}---
+    const p = await startTestProxy(`${settingsYaml("uws", "  healthChecks: [{host: svc, path: /status/200, interval: 50ms, timeout: 2s, unhealthyThreshold: 2, healthyThreshold: 2}]")}---
 ${serviceEntryYaml("svc", [{ port: good.port }, { port: bad.port }])}---
 ${destinationRule("svc", "{loadBalancer: {simple: ROUND_ROBIN}}")}`);
     const waitFor = async (cond: () => Promise<boolean>): Promise<void> => {
-      const until = Date.now() + 5000;
+      const until = Date.now() + 10_000;
       while (!(await cond())) {
-        if (Date.now() > until) throw new Error("timed out");
+        if (Date.now() > until) throw new Error("timed out waiting for the health flags to change");
         await new Promise((r) => setTimeout(r, 25));
       }
     };
