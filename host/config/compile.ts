@@ -333,7 +333,7 @@ class Compiler {
 
   /** The core's form of a load balancer; a hash on a header or cookie gets that header a request slot. */
   private tableLoadBalancer(lb: LoadBalancerModel): TableLoadBalancer {
-    if (lb.kind !== "RING_HASH" && lb.kind !== "MAGLEV") return { kind: lb.kind === "ROUND_ROBIN" ? "roundRobin" : lb.kind === "RANDOM" ? "random" : "leastRequest" };
+    if (lb.kind !== "RING_HASH" && lb.kind !== "MAGLEV") return { kind: lb.kind === "ROUND_ROBIN" ? "roundRobin" : lb.kind === "RANDOM" ? "random" : "leastRequest" }; // PASSTHROUGH clusters pick no endpoint
     const k = lb.key;
     const key: TableHashKey = k.kind === "sourceIp" ? { source: "sourceIp" } : { source: k.kind, name: k.name };
     if (k.kind === "header" || k.kind === "cookie") {
@@ -394,14 +394,15 @@ class Compiler {
     const name = `outbound|${port.number}|${d.subset ?? ""}|${d.host}`;
     const known = this.clusterIndex.get(name);
     if (known !== undefined) return known;
-    const passthrough = service.resolution === "NONE";
+    const policy = clusterPolicy(dr?.trafficPolicy, subsetPolicy, port.number);
+    // loadBalancer PASSTHROUGH is Envoy's ORIGINAL_DST: like resolution NONE, the requested address is used.
+    const passthrough = service.resolution === "NONE" || policy.loadBalancer.kind === "PASSTHROUGH";
     const endpoints = passthrough
       ? []
       : this.resolveEndpoints(service, d.host)
           .filter((ep) => labelsMatch(selector, ep.labels))
           .map((ep) => ({ address: ep.address, port: ep.ports[port.name] ?? port.targetPort ?? port.number, labels: ep.labels }));
     const index = this.clusters.length;
-    const policy = clusterPolicy(dr?.trafficPolicy, subsetPolicy, port.number);
     const healthCheck = this.model.settings.healthChecks.find((h) => h.host === d.host && (h.port === undefined || h.port === port.number));
     this.clusters.push({ name, host: d.host, serviceNamespace: service.namespace, port: port.number, subset: d.subset, passthrough, endpoints, policy, healthCheck });
     const loadBalancer = this.tableLoadBalancer(policy.loadBalancer);

@@ -12,7 +12,7 @@ export type HashKeySource =
   | { kind: "query"; name: string };
 
 export type LoadBalancerModel =
-  | { kind: "LEAST_REQUEST" | "ROUND_ROBIN" | "RANDOM" }
+  | { kind: "LEAST_REQUEST" | "ROUND_ROBIN" | "RANDOM" | "PASSTHROUGH" }
   | { kind: "RING_HASH"; key: HashKeySource; minimumRingSize: number }
   | { kind: "MAGLEV"; key: HashKeySource; tableSize: number };
 
@@ -123,7 +123,7 @@ function readLoadBalancer(r: FieldReader, value: unknown, path: FieldPath): Load
   if (!lb) return undefined;
   if (lb.simple !== undefined && lb.consistentHash !== undefined) r.error(path, "only one of simple or consistentHash may be set");
   if (lb.simple !== undefined) {
-    const simple = r.oneOf(lb.simple, [...path, "simple"], ["UNSPECIFIED", "LEAST_REQUEST", "LEAST_CONN", "ROUND_ROBIN", "RANDOM"], ["PASSTHROUGH"]);
+    const simple = r.oneOf(lb.simple, [...path, "simple"], ["UNSPECIFIED", "LEAST_REQUEST", "LEAST_CONN", "ROUND_ROBIN", "RANDOM", "PASSTHROUGH"]);
     if (simple === undefined) return undefined;
     // UNSPECIFIED is Istio's default (LEAST_REQUEST); LEAST_CONN is its deprecated name.
     if (simple === "UNSPECIFIED" || simple === "LEAST_CONN") return { kind: "LEAST_REQUEST" };

@@ -141,6 +141,31 @@ ${destinationRule("svc", "{loadBalancer: {simple: ROUND_ROBIN}}")}`);
   });
 });
 
+describe("loadBalancer PASSTHROUGH (ORIGINAL_DST)", () => {
+  it("connects to the address the caller asked for instead of the ServiceEntry's endpoints", async () => {
+    const up = await startUpstream("original");
+    const p = await startTestProxy(`${settingsYaml("uws")}---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: direct}
+spec:
+  hosts: [127.0.0.1]
+  ports: [{number: ${up.port}, name: http}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: 1}}]
+---
+${destinationRule("127.0.0.1", "{loadBalancer: {simple: PASSTHROUGH}}")}`);
+    try {
+      const r = await get(p.url, `127.0.0.1:${up.port}`, "/x");
+      expect(r.status).toBe(200);
+      expect(r.json().name).toBe("original");
+    } finally {
+      await p.close();
+      await up.close();
+    }
+  });
+});
+
 describe("no healthy upstream", () => {
   it("answers 503 UH when every endpoint is ejected (maxEjectionPercent 100)", async () => {
     const bad = await failingUpstream(503);

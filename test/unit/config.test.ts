@@ -330,14 +330,13 @@ metadata: {name: r}
 spec:
   host: reviews
   trafficPolicy:
-    loadBalancer: {simple: PASSTHROUGH, localityLbSetting: {enabled: true}}
+    loadBalancer: {simple: ROUND_ROBIN, localityLbSetting: {enabled: true}}
     tls: {mode: SIMPLE}
     connectionPool: {tcp: {maxConnectionDuration: 1h}}
   subsets:
   - name: a
     trafficPolicy: {loadBalancer: {consistentHash: {maglev: {tableSize: 100}, httpHeaderName: x}}}
 `)).toEqual([
-      expect.stringMatching(/7:28: error: spec\.trafficPolicy\.loadBalancer\.simple: not supported yet: PASSTHROUGH/),
       expect.stringMatching(/7:60: error: spec\.trafficPolicy\.loadBalancer\.localityLbSetting: not supported yet: locality-weighted load balancing and failover \(every endpoint/),
       expect.stringMatching(/8:10: error: spec\.trafficPolicy\.tls: not supported yet: TLS origination/),
       expect.stringMatching(/9:51: error: spec\.trafficPolicy\.connectionPool\.tcp\.maxConnectionDuration: not supported yet: closing upstream connections by age/),
