@@ -19,7 +19,6 @@ import { listenUws, loadUws } from "./listener-uws.js";
 import { Exchange, handleRequest, type ListenerRuntime, type PipelineOptions } from "./pipeline.js";
 import { SnapshotHolder, type Snapshot } from "./snapshot.js";
 
-
 export interface ProxyOptions {
   config: CompiledConfig;
   /** Watched for changes when given. */
@@ -148,18 +147,18 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     });
     /** A config that passed validation: its DNS names are resolved before it serves. */
     const applyLoaded = async (loaded: CompiledConfig, diagnostics: ConfigDiagnostic[]): Promise<void> => {
-        logDiagnostics(diagnostics, log);
-        const before = current.current.config.settings;
-        await dns.track(loaded.dnsNames);
-        const config = loaded.dnsNames.length > 0 ? compile(loaded.model, dns.resolved) : loaded;
-        const s = current.swap(config);
-        stats.reloadsApplied++;
-        telemetry.metrics.configReloads.inc({ result: "applied" });
-        const changed = (a: unknown, b: unknown): boolean => JSON.stringify(a) !== JSON.stringify(b);
-        if (changed(before.outbound, config.settings.outbound) || changed(before.inbound, config.settings.inbound) || changed(before.admin, config.settings.admin) || changed(before.agent, config.settings.agent)) {
-          logger.warn("config: listener, admin and agent addresses changed; they apply after a restart");
-        }
-        log(`config: version ${s.version} applied (${config.virtualHosts.length} virtual hosts, ${config.routes.length} routes, ${config.clusters.length} clusters)`);
+      logDiagnostics(diagnostics, log);
+      const before = current.current.config.settings;
+      await dns.track(loaded.dnsNames);
+      const config = loaded.dnsNames.length > 0 ? compile(loaded.model, dns.resolved) : loaded;
+      const s = current.swap(config);
+      stats.reloadsApplied++;
+      telemetry.metrics.configReloads.inc({ result: "applied" });
+      const changed = (a: unknown, b: unknown): boolean => JSON.stringify(a) !== JSON.stringify(b);
+      if (changed(before.outbound, config.settings.outbound) || changed(before.inbound, config.settings.inbound) || changed(before.admin, config.settings.admin) || changed(before.agent, config.settings.agent)) {
+        logger.warn("config: listener, admin and agent addresses changed; they apply after a restart");
+      }
+      log(`config: version ${s.version} applied (${config.virtualHosts.length} virtual hosts, ${config.routes.length} routes, ${config.clusters.length} clusters)`);
     };
     watcher.start();
   }
