@@ -20,6 +20,7 @@ export interface ConnectionPoolModel {
   maxConnections?: number;
   connectTimeoutMs?: number;
   idleTimeoutMs?: number;
+  maxConnectionDurationMs?: number;
   tcpKeepalive?: { probes?: number; timeMs?: number; intervalMs?: number };
   maxPendingRequests?: number;
   maxRequests?: number;
@@ -58,6 +59,8 @@ export interface ClusterPolicy {
     /** 0 = unlimited. */
     maxRequestsPerConnection: number;
     connectTimeoutMs: number;
+    /** Connections are retired after this long (tcp.maxConnectionDuration); 0 = never. */
+    maxConnectionDurationMs: number;
     /** Idle upstream connections are closed after this (http.idleTimeout, else tcp.idleTimeout; 1 h). */
     idleTimeoutMs: number;
     tcpKeepalive: { timeMs: number } | undefined;
@@ -79,6 +82,7 @@ export const DEFAULT_CLUSTER_POLICY: ClusterPolicy = {
     maxRetries: UNLIMITED,
     maxRequestsPerConnection: 0,
     connectTimeoutMs: 10_000,
+    maxConnectionDurationMs: 0,
     idleTimeoutMs: HOUR_MS,
     tcpKeepalive: undefined,
   },
@@ -182,14 +186,13 @@ function readConnectionPool(r: FieldReader, value: unknown, path: FieldPath): Co
   const cp = r.object(value, path, ["tcp", "http"]);
   if (!cp) return undefined;
   const out: ConnectionPoolModel = {};
-  const tcp = r.object(cp.tcp, [...path, "tcp"], ["maxConnections", "connectTimeout", "idleTimeout", "tcpKeepalive"], {
-    maxConnectionDuration: "closing upstream connections by age",
-  });
+  const tcp = r.object(cp.tcp, [...path, "tcp"], ["maxConnections", "connectTimeout", "idleTimeout", "tcpKeepalive", "maxConnectionDuration"]);
   if (tcp) {
     const at = [...path, "tcp"];
     out.maxConnections = positive(r, tcp.maxConnections, [...at, "maxConnections"]);
     out.connectTimeoutMs = r.duration(tcp.connectTimeout, [...at, "connectTimeout"], 1);
     out.idleTimeoutMs = r.duration(tcp.idleTimeout, [...at, "idleTimeout"]);
+    out.maxConnectionDurationMs = r.duration(tcp.maxConnectionDuration, [...at, "maxConnectionDuration"], 1);
     const ka = r.object(tcp.tcpKeepalive, [...at, "tcpKeepalive"], ["time"], {
       probes: "only tcpKeepalive.time is supported (Node.js sets the idle time; probes and interval come from the OS)",
       interval: "only tcpKeepalive.time is supported (Node.js sets the idle time; probes and interval come from the OS)",
@@ -267,6 +270,7 @@ export function clusterPolicy(rule: TrafficPolicyModel | undefined, subset: Traf
       maxRetries: cp.maxRetries ?? d.maxRetries,
       maxRequestsPerConnection: cp.maxRequestsPerConnection ?? d.maxRequestsPerConnection,
       connectTimeoutMs: cp.connectTimeoutMs ?? d.connectTimeoutMs,
+      maxConnectionDurationMs: cp.maxConnectionDurationMs ?? d.maxConnectionDurationMs,
       idleTimeoutMs: cp.httpIdleTimeoutMs ?? cp.idleTimeoutMs ?? d.idleTimeoutMs,
       tcpKeepalive: cp.tcpKeepalive?.timeMs !== undefined ? { timeMs: cp.tcpKeepalive.timeMs } : undefined,
     },

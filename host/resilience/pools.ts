@@ -25,6 +25,8 @@ export class PoolRegistry {
         // Envoy's max_connections bounds the cluster; undici bounds each endpoint's pool.
         ...(limits.maxConnections < UNLIMITED ? { connections: limits.maxConnections } : {}),
         ...(limits.maxRequestsPerConnection > 0 ? { maxRequestsPerClient: limits.maxRequestsPerConnection } : {}),
+        // Envoy's max_connection_duration: the pool retires a connection once it is this old.
+        ...(limits.maxConnectionDurationMs > 0 ? { clientTtl: limits.maxConnectionDurationMs } : {}),
         keepAliveTimeout: Math.min(limits.idleTimeoutMs, 60_000),
         keepAliveMaxTimeout: limits.idleTimeoutMs,
         headersTimeout: 0,

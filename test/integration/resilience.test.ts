@@ -141,6 +141,33 @@ ${destinationRule("svc", "{loadBalancer: {simple: ROUND_ROBIN}}")}`);
   });
 });
 
+describe("connectionPool.tcp.maxConnectionDuration", () => {
+  it("retires an upstream connection once it is older than the limit", async () => {
+    const ports: number[] = [];
+    const server = createServer((req, res) => {
+      ports.push(req.socket.remotePort!);
+      req.resume();
+      res.end("ok");
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as { port: number }).port;
+    const p = await startTestProxy(`${settingsYaml("uws")}---
+${serviceEntryYaml("svc", [{ port }])}---
+${destinationRule("svc", "{connectionPool: {tcp: {maxConnectionDuration: 300ms}}}")}`);
+    try {
+      await get(p.url, "svc", "/");
+      await get(p.url, "svc", "/");
+      await new Promise((r) => setTimeout(r, 400));
+      await get(p.url, "svc", "/");
+      expect(ports[1]).toBe(ports[0]); // kept alive while young
+      expect(ports[2]).not.toBe(ports[0]); // a new connection once the first was 300 ms old
+    } finally {
+      await p.close();
+      server.close();
+    }
+  });
+});
+
 describe("loadBalancer PASSTHROUGH (ORIGINAL_DST)", () => {
   it("connects to the address the caller asked for instead of the ServiceEntry's endpoints", async () => {
     const up = await startUpstream("original");
