@@ -7,12 +7,22 @@ import type { TrafficPolicyModel } from "./traffic-policy.js";
 import type { StringMatch, UriMatch, Condition } from "../core/route-table.js";
 
 export type OutboundTrafficPolicy = "ALLOW_ANY" | "REGISTRY_ONLY";
-export type ListenerEngine = "uws" | "node";
+/** uws: uWebSockets.js (HTTP/1.1); node: node:http (HTTP/1.1); h2c: node:http2, HTTP/2 with prior knowledge. With `tls`, node:http2 serves HTTP/2 and HTTP/1.1 by ALPN. */
+export type ListenerEngine = "uws" | "node" | "h2c";
 
 export interface ListenerSettings {
   address: string;
   port: number;
   engine: ListenerEngine;
+  /** TLS termination: certificate files, re-read when they change; more by SNI. */
+  tls: TlsSettings | undefined;
+}
+
+export interface TlsSettings {
+  certFile: string;
+  keyFile: string;
+  /** Certificates chosen by SNI: exact or "*.example.com" names. */
+  sni: { hosts: string[]; certFile: string; keyFile: string }[];
 }
 
 export interface Settings {

@@ -8,7 +8,8 @@
 //     labels: {app: productpage, version: v1}
 //     outboundTrafficPolicy: {mode: ALLOW_ANY}
 //     listeners:
-//       outbound: {address: 127.0.0.1, port: 15001, engine: uws}
+//       outbound: {address: 127.0.0.1, port: 15001, engine: uws}    # engine: uws | node | h2c
+//         # tls: {certFile: a.pem, keyFile: a.key, sni: [{hosts: [b.example], certFile: b.pem, keyFile: b.key}]}
 //       inbound:  {address: 0.0.0.0, port: 15006, appPort: 9080}
 //     admin: {address: 127.0.0.1, port: 15000}
 //     workload: {name: productpage-v1, cluster: Kubernetes}
@@ -20,10 +21,13 @@
 //     healthChecks:                                        # active HTTP checks, per service host
 //     - {host: reviews, port: 9080, path: /healthz, interval: 5s, timeout: 1s, unhealthyThreshold: 2, healthyThreshold: 1}
 
+import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { createSecureContext } from "node:tls";
 import { resolveHost } from "./hosts.js";
 import type { FieldReader, Obj } from "./fields.js";
-import type { ListenerEngine, ListenerSettings, OutboundTrafficPolicy, Settings } from "./model.js";
+import type { ListenerEngine, ListenerSettings, OutboundTrafficPolicy, Settings, TlsSettings } from "./model.js";
 
 export const SETTINGS_API_VERSION = "instio.dev/v1alpha1";
 export const SETTINGS_KIND = "ProxySettings";
@@ -33,7 +37,7 @@ export function defaultSettings(): Settings {
     namespace: "default",
     labels: {},
     outboundTrafficPolicy: "ALLOW_ANY",
-    outbound: { address: "127.0.0.1", port: 15001, engine: "uws" },
+    outbound: { address: "127.0.0.1", port: 15001, engine: "uws", tls: undefined },
     inbound: undefined,
     admin: { address: "127.0.0.1", port: 15000 },
     workload: { name: "unknown", cluster: "Kubernetes" },
@@ -61,7 +65,7 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
   if (listeners) {
     s.outbound = readListener(r, listeners.outbound, ["spec", "listeners", "outbound"], s.outbound, []);
     if (listeners.inbound !== undefined) {
-      const base = readListener(r, listeners.inbound, ["spec", "listeners", "inbound"], { address: "0.0.0.0", port: 15006, engine: "uws" }, ["appAddress", "appPort"]);
+      const base = readListener(r, listeners.inbound, ["spec", "listeners", "inbound"], { address: "0.0.0.0", port: 15006, engine: "uws", tls: undefined }, ["appAddress", "appPort"]);
       const inbound = (listeners.inbound ?? {}) as Obj;
       const appPort = r.integer(inbound.appPort, ["spec", "listeners", "inbound", "appPort"], 1, 65535, true);
       const appAddress = address(r, inbound.appAddress, ["spec", "listeners", "inbound", "appAddress"]) ?? "127.0.0.1";
@@ -142,13 +146,55 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
 }
 
 function readListener(r: FieldReader, value: unknown, path: (string | number)[], defaults: ListenerSettings, extra: string[]): ListenerSettings {
-  const l = r.object(value, path, ["address", "port", "engine", ...extra]);
+  const l = r.object(value, path, ["address", "port", "engine", "tls", ...extra]);
   if (!l) return defaults;
+  const tls = readTls(r, l.tls, [...path, "tls"]);
+  let engine = r.oneOf<ListenerEngine>(l.engine, [...path, "engine"], ["uws", "node", "h2c"]) ?? defaults.engine;
+  if (tls) {
+    // TLS negotiates HTTP/2 or HTTP/1.1 by ALPN, which only node:http2 can serve (this uWS build has no HTTP/2).
+    if (l.engine === "uws" || l.engine === "h2c") r.error([...path, "engine"], `a TLS listener is served by node:http2 (ALPN h2 and http/1.1); remove engine or set it to node, got "${String(l.engine)}"`);
+    engine = "node";
+  }
   return {
     address: address(r, l.address, [...path, "address"]) ?? defaults.address,
     port: r.integer(l.port, [...path, "port"], 0, 65535) ?? defaults.port,
-    engine: r.oneOf<ListenerEngine>(l.engine, [...path, "engine"], ["uws", "node"]) ?? defaults.engine,
+    engine,
+    tls,
   };
+}
+
+function readTls(r: FieldReader, value: unknown, path: (string | number)[]): TlsSettings | undefined {
+  const t = r.object(value, path, ["certFile", "keyFile", "sni"]);
+  if (!t) return undefined;
+  const certFile = r.string(t.certFile, [...path, "certFile"], true);
+  const keyFile = r.string(t.keyFile, [...path, "keyFile"], true);
+  const sni = r.list(t.sni, [...path, "sni"]).flatMap((e, i) => {
+    const at = [...path, "sni", i];
+    const s = r.object(e, at, ["hosts", "certFile", "keyFile"]);
+    if (!s) return [];
+    const hosts = r.stringList(s.hosts, [...at, "hosts"]).map((h) => h.toLowerCase());
+    if (hosts.length === 0) r.error([...at, "hosts"], "at least one host is required");
+    const cert = r.string(s.certFile, [...at, "certFile"], true);
+    const key = r.string(s.keyFile, [...at, "keyFile"], true);
+    return cert && key ? [{ hosts, certFile: cert, keyFile: key }] : [];
+  });
+  if (!certFile || !keyFile) return undefined;
+  const tls = { certFile: relativeTo(r, certFile), keyFile: relativeTo(r, keyFile), sni: sni.map((e) => ({ ...e, certFile: relativeTo(r, e.certFile), keyFile: relativeTo(r, e.keyFile) })) };
+  // Load every pair now: a bad file is a config error with its place, not a listener that fails later.
+  const pairs: { certFile: string; keyFile: string; at: (string | number)[] }[] = [{ ...tls, at: path }, ...tls.sni.map((e, i) => ({ ...e, at: [...path, "sni", i] }))];
+  for (const pair of pairs) {
+    try {
+      createSecureContext({ cert: readFileSync(pair.certFile), key: readFileSync(pair.keyFile) });
+    } catch (err) {
+      r.error(pair.at, `cannot use certificate ${pair.certFile} with key ${pair.keyFile}: ${(err as Error).message}`);
+    }
+  }
+  return tls;
+}
+
+/** A path as written, relative to the directory of the config file that names it. */
+function relativeTo(r: FieldReader, file: string): string {
+  return isAbsolute(file) ? file : resolve(dirname(r.doc.file), file);
 }
 
 function address(r: FieldReader, value: unknown, path: (string | number)[]): string | undefined {

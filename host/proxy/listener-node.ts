@@ -3,6 +3,7 @@
 // malformed requests the way Envoy does (400, 431), which this uWS build cannot.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Socket } from "node:net";
 import { pipeline, Transform, type Readable } from "node:stream";
 import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
@@ -11,7 +12,15 @@ import type { Listener, RequestHandler } from "./listener.js";
 /** Envoy's default max_request_headers_kb is 60. */
 const MAX_HEADER_BYTES = 60 * 1024;
 
-class NodeDownstream implements Downstream {
+/** Headers HTTP/2 forbids (RFC 9113 §8.2.2): node:http2 throws on them. */
+const H2_CONNECTION_HEADERS = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
+
+/**
+ * A request on node's HTTP/1.1 server, or on its HTTP/2 server through the
+ * compatibility API (pseudo-headers give the authority; responses drop the
+ * headers HTTP/2 forbids).
+ */
+export class NodeDownstream implements Downstream {
   readonly method: string;
   readonly authority: string | undefined;
   readonly path: string;
@@ -19,19 +28,21 @@ class NodeDownstream implements Downstream {
   readonly headers: string[];
   readonly remoteAddress: string;
   readonly hasBody: boolean;
-  readonly scheme = "http";
   readonly localAddress: string;
+  private readonly h2: boolean;
   bodyBytes = 0;
   events: DownstreamEvents | undefined;
   private done = false;
 
   constructor(
-    private readonly req: IncomingMessage,
-    private readonly res: ServerResponse,
+    private readonly req: IncomingMessage | Http2ServerRequest,
+    private readonly res: ServerResponse | Http2ServerResponse,
+    readonly scheme: string = "http",
   ) {
+    this.h2 = req.httpVersionMajor === 2;
     this.method = req.method ?? "GET";
     let target = req.url ?? "/";
-    let authority = req.headers.host;
+    let authority = (req.headers[":authority"] as string | undefined) ?? req.headers.host;
     // Absolute-form (RFC 9112 §3.2.2), as sent to an HTTP proxy: the target's authority wins over Host.
     if (!target.startsWith("/")) {
       const m = /^https?:\/\/([^/?#]*)(.*)$/i.exec(target);
@@ -47,19 +58,25 @@ class NodeDownstream implements Downstream {
     this.authority = authority || undefined;
     const raw = req.rawHeaders;
     const headers: string[] = [];
+    // HTTP/2 carries the authority as a pseudo-header; upstream (HTTP/1.1) it is the Host header.
+    if (this.h2 && this.authority !== undefined && req.headers.host === undefined) headers.push("host", this.authority);
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!.toLowerCase();
+      if (name.startsWith(":")) continue;
       headers.push(name, name === "host" && this.authority !== undefined ? this.authority : raw[i + 1]!);
     }
     this.headers = headers;
     const cl = req.headers["content-length"];
-    this.hasBody = (cl !== undefined && cl !== "0") || req.headers["transfer-encoding"] !== undefined;
+    // An HTTP/2 request without content-length may still have a body (the stream ends it).
+    this.hasBody = (cl !== undefined && cl !== "0") || req.headers["transfer-encoding"] !== undefined || (this.h2 && cl === undefined && !(req as Http2ServerRequest).stream.endAfterHeaders);
     this.remoteAddress = req.socket.remoteAddress ?? "";
     this.localAddress = `${req.socket.localAddress ?? ""}:${req.socket.localPort ?? 0}`;
+    // Over HTTP/2 the stream carries the writable state and its back-pressure.
+    const writable = this.h2 ? (req as Http2ServerRequest).stream : (res as ServerResponse);
     res.on("close", () => {
-      if (!res.writableFinished) this.events?.onDownstreamAborted();
+      if (!writable.writableFinished) this.events?.onDownstreamAborted();
     });
-    res.on("drain", () => this.events?.onDownstreamWritable());
+    writable.on("drain", () => this.events?.onDownstreamWritable());
   }
 
   header(name: string): string | undefined {
@@ -81,7 +98,7 @@ class NodeDownstream implements Downstream {
   sendHead(status: number, headers: string[], contentLength: number, bodyless: boolean): void {
     if (this.res.destroyed) return;
     const out = contentLength >= 0 ? [...headers, "content-length", String(contentLength)] : headers;
-    this.res.writeHead(status, out);
+    this.writeHead(status, out);
     if (bodyless) {
       this.done = true;
       this.res.end();
@@ -90,7 +107,7 @@ class NodeDownstream implements Downstream {
 
   sendChunk(chunk: Buffer): boolean {
     if (this.done || this.res.destroyed) return true;
-    return this.res.write(chunk);
+    return (this.res as ServerResponse).write(chunk); // same signature on Http2ServerResponse
   }
 
   sendEnd(): void {
@@ -102,13 +119,29 @@ class NodeDownstream implements Downstream {
   sendLocal(status: number, headers: string[], body: string | Buffer): void {
     if (this.done || this.res.destroyed) return;
     this.done = true;
-    this.res.writeHead(status, [...headers, "content-length", String(Buffer.byteLength(body))]);
+    this.writeHead(status, [...headers, "content-length", String(Buffer.byteLength(body))]);
     this.res.end(body);
   }
 
   reset(): void {
     this.done = true;
-    this.res.destroy();
+    if (this.h2) (this.req as Http2ServerRequest).stream.close(0x2); // INTERNAL_ERROR, as Envoy resets the stream
+    else (this.res as ServerResponse).destroy();
+  }
+
+  private writeHead(status: number, headers: string[]): void {
+    if (!this.h2) {
+      (this.res as ServerResponse).writeHead(status, headers);
+      return;
+    }
+    const out: Record<string, string | string[]> = {};
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      if (H2_CONNECTION_HEADERS.has(name)) continue;
+      const prev = out[name];
+      out[name] = prev === undefined ? headers[i + 1]! : Array.isArray(prev) ? [...prev, headers[i + 1]!] : [prev, headers[i + 1]!];
+    }
+    (this.res as Http2ServerResponse).writeHead(status, out);
   }
 }
 

@@ -14,6 +14,7 @@ import { Telemetry } from "../telemetry/telemetry.js";
 import type { Downstream } from "./downstream.js";
 import { Lifecycle } from "./lifecycle.js";
 import type { Listener, RequestHandler } from "./listener.js";
+import { listenH2 } from "./listener-h2.js";
 import { listenNode } from "./listener-node.js";
 import { listenUws, loadUws } from "./listener-uws.js";
 import { Exchange, handleRequest, type ListenerRuntime, type PipelineOptions } from "./pipeline.js";
@@ -44,6 +45,7 @@ export interface RunningProxy {
 }
 
 async function listen(settings: ListenerSettings, handler: RequestHandler, logger: Logger): Promise<Listener> {
+  if (settings.tls || settings.engine === "h2c") return listenH2(settings, handler, (line) => logger.info(line));
   if (settings.engine === "uws") {
     const { uws, reason } = loadUws();
     if (uws) return listenUws(uws, settings.address, settings.port, handler);
