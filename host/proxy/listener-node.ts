@@ -7,7 +7,8 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Socket } from "node:net";
 import { pipeline, Transform, type Readable } from "node:stream";
 import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
-import type { Listener, RequestHandler } from "./listener.js";
+import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
+import { relayRawUpgrade, upgradeHeaders, upgradeRequest } from "./upgrade.js";
 
 /** Envoy's default max_request_headers_kb is 60. */
 const MAX_HEADER_BYTES = 60 * 1024;
@@ -145,11 +146,20 @@ export class NodeDownstream implements Downstream {
   }
 }
 
-export function listenNode(address: string, port: number, handler: RequestHandler): Promise<Listener> {
+export function listenNode(address: string, port: number, handler: RequestHandler, upgrades?: UpgradeRouter): Promise<Listener> {
   const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => {
     const ds = new NodeDownstream(req, res);
     ds.events = handler(ds);
   });
+  if (upgrades) {
+    server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      const headers: string[] = [];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) headers.push(req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!);
+      const remote = socket.remoteAddress ?? "";
+      const decision = upgrades(upgradeRequest(req.method ?? "GET", req.url ?? "/", headers, remote, "http"));
+      relayRawUpgrade(decision, socket, head, `${req.method} ${req.url} HTTP/1.1`, upgradeHeaders(headers, remote, "http"));
+    });
+  }
   // node:http parses with llhttp; its errors map to Envoy's codec replies.
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return;

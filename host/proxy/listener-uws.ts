@@ -13,7 +13,9 @@ import { Readable } from "node:stream";
 import { createRequire } from "node:module";
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from "uWebSockets.js";
 import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
-import type { Listener, RequestHandler } from "./listener.js";
+import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
+import { upgradeHeaders, upgradeRequest } from "./upgrade.js";
+import { WebSocket } from "ws";
 
 const require = createRequire(import.meta.url);
 
@@ -292,13 +294,103 @@ class UwsDownstream implements Downstream {
   }
 }
 
-export function listenUws(uws: UwsModule, address: string, port: number, handler: RequestHandler): Promise<Listener> {
+const HANDSHAKE_HEADER = /^(sec-websocket-.*|connection|upgrade)$/;
+
+/** A proxied WebSocket: the client side is uWS's, the upstream side a `ws` client. */
+interface WsPair {
+  upstream: WebSocket;
+}
+
+/**
+ * WebSocket upgrades on uWS: uWS speaks the protocol to the client, so the
+ * proxy opens a WebSocket to the upstream with the client's headers and
+ * relays messages (text or binary) and closes both ways.
+ */
+function serveWebSockets(app: TemplatedApp, upgrades: UpgradeRouter): void {
+  app.ws<WsPair>("/*", {
+    maxPayloadLength: 16 * 1024 * 1024,
+    idleTimeout: 0,
+    upgrade: (res, req, context) => {
+      const headers: string[] = [];
+      req.forEach((k, v) => headers.push(k, v));
+      const target = req.getQuery() ? `${req.getUrl()}?${req.getQuery()}` : req.getUrl();
+      const method = req.getCaseSensitiveMethod().toUpperCase();
+      const remote = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const key = req.getHeader("sec-websocket-key");
+      const decision = upgrades(upgradeRequest(method, target, headers, remote, "http"));
+      if (decision.kind === "reply") {
+        res.cork(() => {
+          res.writeStatus(`${decision.status}`);
+          for (let i = 0; i < decision.headers.length; i += 2) res.writeHeader(decision.headers[i]!, decision.headers[i + 1]!);
+          res.end(decision.body);
+        });
+        return;
+      }
+      let aborted = false;
+      res.onAborted(() => (aborted = true));
+      const protocols = req.getHeader("sec-websocket-protocol");
+      // The ws client writes its own handshake headers; everything else goes as the client sent it.
+      const forwarded = upgradeHeaders(headers, remote, "http");
+      const upstreamHeaders: Record<string, string> = {};
+      for (let i = 0; i < forwarded.length; i += 2) if (!HANDSHAKE_HEADER.test(forwarded[i]!)) upstreamHeaders[forwarded[i]!] = forwarded[i + 1]!;
+      const host = decision.host.includes(":") ? `[${decision.host}]` : decision.host;
+      const upstream = new WebSocket(`ws://${host}:${decision.port}${target}`, protocols ? protocols.split(",").map((p) => p.trim()) : [], { headers: upstreamHeaders, perMessageDeflate: false });
+      upstream.once("open", () => {
+        if (aborted) {
+          upstream.close();
+          return;
+        }
+        // No extensions: messages are relayed as they are, uncompressed on both legs.
+        res.cork(() => res.upgrade<WsPair>({ upstream }, key, upstream.protocol, "", context));
+      });
+      const refuse = (status: string, body: string): void => {
+        if (aborted) return;
+        aborted = true;
+        res.cork(() => res.writeStatus(status).end(body));
+      };
+      upstream.once("unexpected-response", (_req, response) => {
+        refuse(`${response.statusCode ?? 502}`, "");
+        upstream.terminate();
+      });
+      upstream.once("error", (err) => refuse("503 Service Unavailable", `upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: ${err.message}`));
+    },
+    open: (ws) => {
+      const { upstream } = ws.getUserData();
+      let open = true;
+      upstream.on("message", (data: Buffer, isBinary: boolean) => {
+        if (open) ws.send(data, isBinary);
+      });
+      upstream.once("close", (code: number, reason: Buffer) => {
+        if (!open) return;
+        open = false;
+        ws.end(code === 1005 || code === 1006 ? 1000 : code, reason);
+      });
+      (ws.getUserData() as WsPair & { closed?: () => void }).closed = () => (open = false);
+    },
+    message: (ws, message, isBinary) => {
+      const { upstream } = ws.getUserData();
+      if (upstream.readyState === WebSocket.OPEN) upstream.send(Buffer.from(message.slice(0)), { binary: isBinary });
+    },
+    close: (ws, code, message) => {
+      const data = ws.getUserData() as WsPair & { closed?: () => void };
+      data.closed?.();
+      const upstream = data.upstream;
+      if (upstream.readyState !== WebSocket.OPEN) return;
+      // 1005 (no code) and 1006 (abnormal) may not be sent on the wire.
+      if (code === 1005 || code === 1006) upstream.close();
+      else upstream.close(code, Buffer.from(message.slice(0)));
+    },
+  });
+}
+
+export function listenUws(uws: UwsModule, address: string, port: number, handler: RequestHandler, upgrades?: UpgradeRouter): Promise<Listener> {
   const app: TemplatedApp = uws.App();
   let local = `${address}:${port}`;
   const onRequest = (res: HttpResponse, req: HttpRequest): void => {
     const ds = new UwsDownstream(res, req, "http", local);
     ds.events = handler(ds);
   };
+  if (upgrades) serveWebSockets(app, upgrades);
   app.any("/*", onRequest);
   return new Promise((resolve, reject) => {
     app.listen(address, port, (socket: us_listen_socket | false) => {

@@ -1,9 +1,14 @@
 // What every listener engine provides.
 
+import type { RouteRequest } from "../core/decision.js";
 import type { Downstream, DownstreamEvents } from "./downstream.js";
+import type { UpgradeDecision } from "./upgrade.js";
 
 /** Runs the pipeline for one request; returns the sink for the listener's events. */
 export type RequestHandler = (ds: Downstream) => DownstreamEvents;
+
+/** Routes a WebSocket upgrade request (see upgrade.ts); listeners relay the connection. */
+export type UpgradeRouter = (req: RouteRequest) => UpgradeDecision;
 
 export interface Listener {
   engine: "uws" | "node";

@@ -13,7 +13,8 @@ import { Logger } from "../log.js";
 import { Telemetry } from "../telemetry/telemetry.js";
 import type { Downstream } from "./downstream.js";
 import { Lifecycle } from "./lifecycle.js";
-import type { Listener, RequestHandler } from "./listener.js";
+import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
+import { decideUpgrade } from "./upgrade.js";
 import { listenH2 } from "./listener-h2.js";
 import { listenNode } from "./listener-node.js";
 import { listenUws, loadUws } from "./listener-uws.js";
@@ -44,17 +45,17 @@ export interface RunningProxy {
   close(): Promise<void>;
 }
 
-async function listen(settings: ListenerSettings, handler: RequestHandler, logger: Logger): Promise<Listener> {
+async function listen(settings: ListenerSettings, handler: RequestHandler, logger: Logger, upgrades?: UpgradeRouter): Promise<Listener> {
   if (settings.tls || settings.engine === "h2c") return listenH2(settings, handler, (line) => logger.info(line));
   if (settings.engine === "uws") {
     const { uws, reason } = loadUws();
-    if (uws) return listenUws(uws, settings.address, settings.port, handler);
+    if (uws) return listenUws(uws, settings.address, settings.port, handler, upgrades);
     logger.warn("WARNING ***********************************************************************");
     logger.warn(`WARNING uWebSockets.js cannot load here (${reason});`);
     logger.warn("WARNING falling back to node:http for this listener: expect lower throughput.");
     logger.warn("WARNING ***********************************************************************");
   }
-  return listenNode(settings.address, settings.port, handler);
+  return listenNode(settings.address, settings.port, handler, upgrades);
 }
 
 export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
@@ -118,7 +119,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const agentPorts = await startAgentPorts(ctx);
   for (const l of [admin, ...agentPorts]) pipeline.selfPorts.add(l.port);
 
-  const outbound = (bound.outbound = await listen(settings.outbound, (ds) => handleRequest(pipeline, outboundRuntime, ds), logger));
+  const outbound = (bound.outbound = await listen(settings.outbound, (ds) => handleRequest(pipeline, outboundRuntime, ds), logger, (req) => decideUpgrade(pipeline, req)));
   pipeline.selfPorts.add(outbound.port);
   lifecycle.add({ runtime: outboundRuntime, listener: outbound });
   if (settings.inbound) {
