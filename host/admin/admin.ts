@@ -70,7 +70,8 @@ function clusterStatus(ctx: AdminContext): { name: string; hosts: HostStatus[] }
   return s.config.clusters.map((c, i) => ({
     name: c.name,
     hosts: c.endpoints.map((_, j) => {
-      const pools = s.clusters[i]!.dispatcher.stats;
+      const dispatcher = s.clusters[i]!.dispatcher;
+      const pools = "stats" in dispatcher ? dispatcher.stats : {};
       const global = s.clusterEndpointStart[i]! + j;
       const ep = s.endpoints[global]!;
       const pool = pools[ep.origin] as { connected?: number | boolean } | undefined;

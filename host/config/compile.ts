@@ -34,6 +34,8 @@ export interface ClusterInfo {
   policy: ClusterPolicy;
   /** Active health checking from the settings, when they name this host (and port). */
   healthCheck: HealthCheckSettings | undefined;
+  /** HTTP/2 (h2c) to the endpoints: the port's protocol is HTTP2, GRPC or GRPC-WEB, as Istio chooses. */
+  http2: boolean;
 }
 
 export interface RouteInfo {
@@ -404,7 +406,8 @@ class Compiler {
           .map((ep) => ({ address: ep.address, port: ep.ports[port.name] ?? port.targetPort ?? port.number, labels: ep.labels }));
     const index = this.clusters.length;
     const healthCheck = this.model.settings.healthChecks.find((h) => h.host === d.host && (h.port === undefined || h.port === port.number));
-    this.clusters.push({ name, host: d.host, serviceNamespace: service.namespace, port: port.number, subset: d.subset, passthrough, endpoints, policy, healthCheck });
+    const http2 = ["HTTP2", "GRPC", "GRPC-WEB"].includes(port.protocol);
+    this.clusters.push({ name, host: d.host, serviceNamespace: service.namespace, port: port.number, subset: d.subset, passthrough, endpoints, policy, healthCheck, http2 });
     const loadBalancer = this.tableLoadBalancer(policy.loadBalancer);
     const endpointNames = loadBalancer.kind === "ringHash" || loadBalancer.kind === "maglev" ? endpoints.map((ep) => `${ep.address}:${ep.port}`) : undefined;
     this.table.clusters.push({ endpointCount: endpoints.length, passthrough, loadBalancer, endpointNames });

@@ -552,11 +552,8 @@ function readDestinationRule(r: FieldReader, top: Obj): DestinationRuleModel | u
 
 // ── ServiceEntry and WorkloadEntry ──────────────────────────────────────────
 
-const PROTOCOLS_HTTP = ["HTTP", ""];
+const PROTOCOLS_HTTP = ["HTTP", "", "HTTP2", "GRPC", "GRPC-WEB"];
 const PROTOCOLS_LATER: Record<string, string> = {
-  HTTP2: "HTTP/2 upstreams arrive with the protocols milestone",
-  GRPC: "gRPC upstreams arrive with the protocols milestone",
-  "GRPC-WEB": "gRPC-Web arrives with the protocols milestone",
   HTTPS: "TLS passthrough arrives with the protocols milestone",
   TLS: "TLS passthrough arrives with the protocols milestone",
   TCP: "TCP proxying arrives with the protocols milestone",

@@ -37,7 +37,8 @@ export interface Downstream {
   sendHead(status: number, headers: string[], contentLength: number, bodyless: boolean): void;
   /** Writes body bytes; false means the client is slow: wait for the exchange's onDownstreamWritable(). */
   sendChunk(chunk: Buffer): boolean;
-  sendEnd(): void;
+  /** Ends the response; trailers (gRPC's grpc-status) go out where the protocol carries them (HTTP/2). */
+  sendEnd(trailers?: Record<string, string | string[] | undefined>): void;
   /** Sends a complete small response (local replies). */
   sendLocal(status: number, headers: string[], body: string | Buffer): void;
   /** Drops the connection (an upstream reset after the response started). */

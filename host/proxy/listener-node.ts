@@ -99,6 +99,12 @@ export class NodeDownstream implements Downstream {
   sendHead(status: number, headers: string[], contentLength: number, bodyless: boolean): void {
     if (this.res.destroyed) return;
     const out = contentLength >= 0 ? [...headers, "content-length", String(contentLength)] : headers;
+    if (this.h2 && !bodyless && headerValue(out, "grpc-status") !== undefined) {
+      // A gRPC "trailers-only" response (status in the headers): held until we know whether a body follows,
+      // so that it can go out as one HEADERS frame that ends the stream, as gRPC clients require.
+      this.heldHead = { status, headers: out };
+      return;
+    }
     this.writeHead(status, out);
     if (bodyless) {
       this.done = true;
@@ -106,14 +112,35 @@ export class NodeDownstream implements Downstream {
     }
   }
 
+  private heldHead: { status: number; headers: string[] } | undefined;
+
+  private flushHeldHead(): void {
+    const held = this.heldHead;
+    if (!held) return;
+    this.heldHead = undefined;
+    this.writeHead(held.status, held.headers);
+  }
+
   sendChunk(chunk: Buffer): boolean {
     if (this.done || this.res.destroyed) return true;
+    this.flushHeldHead();
     return (this.res as ServerResponse).write(chunk); // same signature on Http2ServerResponse
   }
 
-  sendEnd(): void {
+  sendEnd(trailers?: Record<string, string | string[] | undefined>): void {
     if (this.done || this.res.destroyed) return;
     this.done = true;
+    const held = this.heldHead;
+    if (held && (!trailers || Object.keys(trailers).length === 0)) {
+      (this.req as Http2ServerRequest).stream.respond({ ":status": held.status, ...this.h2Headers(held.headers) }, { endStream: true });
+      return;
+    }
+    this.flushHeldHead();
+    if (this.h2 && trailers && Object.keys(trailers).length > 0) {
+      const t: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(trailers)) if (v !== undefined) t[k] = v;
+      (this.res as Http2ServerResponse).addTrailers(t);
+    }
     this.res.end();
   }
 
@@ -135,6 +162,11 @@ export class NodeDownstream implements Downstream {
       (this.res as ServerResponse).writeHead(status, headers);
       return;
     }
+    (this.res as Http2ServerResponse).writeHead(status, this.h2Headers(headers));
+  }
+
+  /** A flat header list as an HTTP/2 header object, without the headers HTTP/2 forbids. */
+  private h2Headers(headers: string[]): Record<string, string | string[]> {
     const out: Record<string, string | string[]> = {};
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
@@ -142,7 +174,7 @@ export class NodeDownstream implements Downstream {
       const prev = out[name];
       out[name] = prev === undefined ? headers[i + 1]! : Array.isArray(prev) ? [...prev, headers[i + 1]!] : [prev, headers[i + 1]!];
     }
-    (this.res as Http2ServerResponse).writeHead(status, out);
+    return out;
   }
 }
 

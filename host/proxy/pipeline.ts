@@ -566,8 +566,8 @@ export class Exchange implements DownstreamEvents {
     if (!this.ds.sendChunk(chunk)) controller.pause();
   }
 
-  onResponseEnd(): void {
-    if (!this.downstreamAborted && !this.finished) this.ds.sendEnd();
+  onResponseEnd(trailers?: Record<string, string | string[] | undefined>): void {
+    if (!this.downstreamAborted && !this.finished) this.ds.sendEnd(trailers);
     this.complete();
   }
 
@@ -825,8 +825,8 @@ class Attempt implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.current) this.ex.onResponseData(controller, chunk);
   }
-  onResponseEnd(): void {
-    if (this.current) this.ex.onResponseEnd();
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+    if (this.current) this.ex.onResponseEnd(trailers);
   }
   onResponseError(controller: Dispatcher.DispatchController, err: Error): void {
     if (this.current) this.ex.onResponseError(controller, err);

@@ -7,13 +7,15 @@ import type { ClusterInfo } from "../config/compile.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
 import { HealthChecker } from "./health-check.js";
 import { OutlierDetector } from "./outlier-detection.js";
+import type { H2Upstream } from "../proxy/h2-upstream.js";
 import type { PoolRegistry } from "./pools.js";
 
 /** Envoy's healthy_panic_threshold when nothing sets it (Istio sets it from outlierDetection.minHealthPercent). */
 const ENVOY_PANIC_PERCENT = 50;
 
 export class ClusterRuntime {
-  readonly dispatcher: Agent;
+  /** undici's pool (HTTP/1.1), or HTTP/2 sessions for HTTP2/GRPC ports; the same handler callbacks either way. */
+  readonly dispatcher: Agent | H2Upstream;
   readonly breaker: CircuitBreaker;
   /** Absent unless the DestinationRule sets outlierDetection (Istio configures none otherwise). */
   readonly outlier: OutlierDetector | undefined;
@@ -27,7 +29,7 @@ export class ClusterRuntime {
     pools: PoolRegistry,
     private readonly setEligible: (eligible: boolean[]) => void,
   ) {
-    this.dispatcher = pools.for(cluster.name, cluster.policy.limits);
+    this.dispatcher = cluster.http2 ? pools.http2For(cluster.name, cluster.policy.limits) : pools.for(cluster.name, cluster.policy.limits);
     this.breaker = new CircuitBreaker(cluster.policy.limits);
     const od = cluster.policy.outlierDetection;
     const n = cluster.endpoints.length;

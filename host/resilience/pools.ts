@@ -6,10 +6,20 @@
 // connections.
 
 import { Agent } from "undici";
+import { H2Upstream } from "../proxy/h2-upstream.js";
 import { DEFAULT_CLUSTER_POLICY, UNLIMITED, type ClusterPolicy } from "../config/traffic-policy.js";
 
 export class PoolRegistry {
   private readonly agents = new Map<string, Agent>();
+  private readonly h2 = new Map<string, H2Upstream>();
+
+  /** The HTTP/2 sessions of a cluster whose port speaks HTTP2 or GRPC. */
+  http2For(cluster: string, limits: ClusterPolicy["limits"]): H2Upstream {
+    const key = `${cluster}\u0000${limits.connectTimeoutMs}`;
+    let pool = this.h2.get(key);
+    if (!pool) this.h2.set(key, (pool = new H2Upstream(limits.connectTimeoutMs)));
+    return pool;
+  }
 
   /** The dispatcher for a cluster with `limits`. */
   for(cluster: string, limits: ClusterPolicy["limits"]): Agent {
@@ -40,6 +50,8 @@ export class PoolRegistry {
   async close(): Promise<void> {
     await Promise.all([...this.agents.values()].map((a) => a.close()));
     this.agents.clear();
+    for (const p of this.h2.values()) p.close();
+    this.h2.clear();
   }
 }
 
