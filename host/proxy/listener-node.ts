@@ -146,6 +146,11 @@ export class NodeDownstream implements Downstream {
 
   sendLocal(status: number, headers: string[], body: string | Buffer): void {
     if (this.done || this.res.destroyed) return;
+    if (this.h2 && Buffer.byteLength(body) === 0 && headerValue(headers, "grpc-status") !== undefined) {
+      this.done = true; // a gRPC local reply: trailers-only, one HEADERS frame ending the stream
+      (this.req as Http2ServerRequest).stream.respond({ ":status": status, ...this.h2Headers(headers) }, { endStream: true });
+      return;
+    }
     this.done = true;
     this.writeHead(status, [...headers, "content-length", String(Buffer.byteLength(body))]);
     this.res.end(body);

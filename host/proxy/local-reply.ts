@@ -51,3 +51,31 @@ export function upstreamReset(kind: "connection failure" | "connection terminati
     details: `upstream_reset_before_response_started{${kind.replace(" ", "_")}}`,
   };
 }
+
+/** Envoy's Grpc::Utility::httpToGrpcStatus, for local replies to gRPC requests. */
+export function grpcStatusFor(httpStatus: number): number {
+  switch (httpStatus) {
+    case 400:
+      return 13; // INTERNAL
+    case 401:
+      return 16; // UNAUTHENTICATED
+    case 403:
+      return 7; // PERMISSION_DENIED
+    case 404:
+      return 12; // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return 14; // UNAVAILABLE
+    default:
+      return 2; // UNKNOWN
+  }
+}
+
+/** grpc-message as the gRPC spec percent-encodes it: bytes outside printable ASCII, and '%'. */
+export function grpcMessage(text: string): string {
+  let out = "";
+  for (const b of Buffer.from(text, "utf8")) out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
+  return out;
+}

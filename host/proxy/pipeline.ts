@@ -280,6 +280,8 @@ export class Exchange implements DownstreamEvents {
   entry = -1;
   /** Global destination index the core chose (header operations), -1 when none. */
   dest = -1;
+  /** gRPC status from the response headers or trailers (or a local reply); "" when not gRPC. */
+  grpcStatus = "";
   /** A Set-Cookie for a generated consistent-hash cookie, added to the response. */
   setCookie: string | undefined;
   /** Path and query sent upstream when a rewrite changed them. */
@@ -535,6 +537,8 @@ export class Exchange implements DownstreamEvents {
     }
     this.responseStarted = true;
     this.status = statusCode;
+    const grpc = headers["grpc-status"];
+    if (typeof grpc === "string") this.grpcStatus = grpc;
     const out: string[] = [];
     let contentLength = -1;
     const listed = connectionListed(headers.connection as string | undefined);
@@ -567,6 +571,8 @@ export class Exchange implements DownstreamEvents {
   }
 
   onResponseEnd(trailers?: Record<string, string | string[] | undefined>): void {
+    const grpc = trailers?.["grpc-status"];
+    if (typeof grpc === "string") this.grpcStatus = grpc;
     if (!this.downstreamAborted && !this.finished) this.ds.sendEnd(trailers);
     this.complete();
   }
@@ -694,9 +700,17 @@ export class Exchange implements DownstreamEvents {
 
   /** Answers without the upstream. `extraHeaders` (a redirect's location) come before the route's operations. */
   localReply(reply: Reply.LocalReply, extraHeaders?: string[]): void {
-    this.status = reply.status;
     this.flag = reply.flag;
     this.details = reply.details;
+    // A gRPC client gets Envoy's gRPC form: 200 with grpc-status (mapped from the HTTP status) and grpc-message.
+    const grpc = !extraHeaders?.includes("grpc-status") && this.ds.header("content-type")?.startsWith("application/grpc");
+    if (grpc) {
+      extraHeaders = [...(extraHeaders ?? []), "content-type", "application/grpc", "grpc-status", String(Reply.grpcStatusFor(reply.status)), "grpc-message", Reply.grpcMessage(String(reply.body))];
+      reply = { ...reply, status: 200, body: "" };
+    }
+    this.status = reply.status;
+    const g = extraHeaders?.indexOf("grpc-status") ?? -1;
+    if (g >= 0) this.grpcStatus = extraHeaders![g + 1]!;
     if (!this.downstreamAborted) {
       const headers = reply.body.length > 0 ? ["content-type", "text/plain"] : [];
       if (extraHeaders) headers.push(...extraHeaders);

@@ -126,19 +126,25 @@ export class RequestStats {
   ) {}
 
   // HOT PATH — change with care: once per request.
-  record(code: number, flag: string, durationMs: number, requestBytes: number, responseBytes: number): void {
+  /** `grpcStatus` is "" for plain HTTP; for gRPC it also makes request_protocol "grpc". */
+  record(code: number, flag: string, grpcStatus: string, durationMs: number, requestBytes: number, responseBytes: number): void {
     let byFlag = this.byCode.get(code);
     if (byFlag === undefined) this.byCode.set(code, (byFlag = new Map()));
-    let c = byFlag.get(flag);
-    if (c === undefined) byFlag.set(flag, (c = this.bind(code, flag)));
+    const key = grpcStatus === "" ? flag : `${flag}\u0000${grpcStatus}`;
+    let c = byFlag.get(key);
+    if (c === undefined) byFlag.set(key, (c = this.bind(code, flag, grpcStatus)));
     c.requests.inc();
     c.duration.observe(durationMs);
     c.requestBytes.observe(requestBytes);
     c.responseBytes.observe(responseBytes);
   }
 
-  private bind(code: number, flag: string): Children {
+  private bind(code: number, flag: string, grpcStatus: string): Children {
     const labels: Record<IstioLabel, string> = { ...this.peer, response_code: String(code), response_flags: flag };
+    if (grpcStatus !== "") {
+      labels.grpc_response_status = grpcStatus;
+      labels.request_protocol = "grpc";
+    }
     const m = this.metrics;
     return {
       requests: m.requestsTotal.bind(labels),

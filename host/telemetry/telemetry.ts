@@ -188,7 +188,7 @@ export class Telemetry implements ExchangeObserver {
   }
   complete(ex: Exchange): void {
     const duration = performance.now() - ex.startedAt;
-    ex.snapshot.stats!.select(ex).record(ex.status, ex.flag, duration, requestWireBytes(ex), ex.headerBytesSent + ex.bytesSent);
+    ex.snapshot.stats!.select(ex).record(ex.status, ex.flag, ex.grpcStatus, duration, requestWireBytes(ex), ex.headerBytesSent + ex.bytesSent);
     this.accessLog?.write(ex);
   }
 }

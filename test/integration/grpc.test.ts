@@ -4,6 +4,7 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseExposition } from "../support/prometheus.js";
 import { startTestProxy, type TestProxy } from "../support/proxy.js";
 
 const raw = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
@@ -87,6 +88,15 @@ spec:
   ports: [{number: 80, name: grpc, protocol: GRPC}]
   resolution: STATIC
   endpoints: [{address: 127.0.0.1, ports: {grpc: ${port}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: down}
+spec:
+  hosts: [down.default.svc.cluster.local]
+  ports: [{number: 80, name: grpc, protocol: GRPC}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {grpc: 1}}]
 `);
     client = new EchoClient(`127.0.0.1:${p.proxy.outbound.port}`, grpc.credentials.createInsecure(), { "grpc.default_authority": "echo" }) as unknown as Echo;
   });
@@ -110,6 +120,18 @@ spec:
     const err = await new Promise<grpc.ServiceError>((resolve) => client.unary(Buffer.from("missing"), (e: grpc.ServiceError) => resolve(e)));
     expect(err.code).toBe(grpc.status.NOT_FOUND);
     expect(err.details).toBe("no such thing");
+  });
+
+  it("answers a gRPC client's failed request the gRPC way, and records grpc-status in Istio's metrics", async () => {
+    const down = new EchoClient(`127.0.0.1:${p.proxy.outbound.port}`, grpc.credentials.createInsecure(), { "grpc.default_authority": "down" }) as unknown as Echo;
+    const err = await new Promise<grpc.ServiceError>((resolve) => down.unary(Buffer.from("x"), (e: grpc.ServiceError) => resolve(e)));
+    down.close();
+    expect(err.code).toBe(grpc.status.UNAVAILABLE); // Envoy maps the 503 (UF) local reply to UNAVAILABLE
+    expect(err.details).toMatch(/^upstream connect error or disconnect\/reset before headers/);
+    const m = parseExposition(await p.proxy.telemetry.metrics.registry.metrics());
+    expect(m.sum("istio_requests_total", { request_protocol: "grpc", grpc_response_status: "14", response_code: "200" })).toBe(1);
+    expect(m.sum("istio_requests_total", { request_protocol: "grpc", grpc_response_status: "5" })).toBe(1);
+    expect(m.sum("istio_requests_total", { request_protocol: "grpc", grpc_response_status: "0" })).toBeGreaterThanOrEqual(1);
   });
 
   it("server streaming, client streaming and bidirectional streaming", async () => {
