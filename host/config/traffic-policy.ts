@@ -2,6 +2,9 @@
 // as Istio merges it, and resolved to the effective policy of one cluster
 // with Istio's defaults (see ../shared/reference, "DestinationRule").
 
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { createSecureContext } from "node:tls";
 import type { FieldReader, Obj } from "./fields.js";
 import type { FieldPath } from "./source.js";
 
@@ -40,11 +43,26 @@ export interface OutlierDetectionModel {
   minHealthPercent?: number;
 }
 
+/** ClientTLSSettings: TLS origination to the endpoints, certificates loaded at validation. */
+export interface UpstreamTlsModel {
+  mode: "DISABLE" | "SIMPLE" | "MUTUAL";
+  /** PEM contents (undefined: the system's CAs / no client certificate). */
+  ca: Buffer | undefined;
+  cert: Buffer | undefined;
+  key: Buffer | undefined;
+  /** SNI; undefined: the request's authority, as Istio's auto SNI. */
+  sni: string | undefined;
+  /** Accepted SAN values; empty: the name the connection was made for (the SNI). */
+  subjectAltNames: string[];
+  insecureSkipVerify: boolean;
+}
+
 /** One level of policy: a DestinationRule's, a subset's, or a port-level entry. */
 export interface TrafficPolicyModel {
   loadBalancer?: LoadBalancerModel;
   connectionPool?: ConnectionPoolModel;
   outlierDetection?: OutlierDetectionModel;
+  tls?: UpstreamTlsModel;
   portLevelSettings: { port: number; policy: TrafficPolicyModel }[];
 }
 
@@ -67,6 +85,8 @@ export interface ClusterPolicy {
   };
   /** Absent: no outlier detection (Istio configures none without a DestinationRule's outlierDetection). */
   outlierDetection: Required<OutlierDetectionModel> | undefined;
+  /** TLS origination; absent or DISABLE: plain text. */
+  tls: UpstreamTlsModel | undefined;
 }
 
 /** Istio's baseline circuit breakers: effectively unlimited (2^32-1). */
@@ -87,17 +107,17 @@ export const DEFAULT_CLUSTER_POLICY: ClusterPolicy = {
     tcpKeepalive: undefined,
   },
   outlierDetection: undefined,
+  tls: undefined,
 };
 
 const LATER = {
-  tls: "TLS origination arrives with the protocols milestone",
   tunnel: "tunneling (TCP/TLS routes) arrives with the protocols milestone",
   proxyProtocol: "PROXY protocol upstreams are not supported",
   retryBudget: "retry budgets; use connectionPool.http.maxRetries",
 };
 
 export function readTrafficPolicy(r: FieldReader, value: unknown, path: FieldPath, portLevel = false): TrafficPolicyModel | undefined {
-  const known = ["loadBalancer", "connectionPool", "outlierDetection", ...(portLevel ? ["port"] : ["portLevelSettings"])];
+  const known = ["loadBalancer", "connectionPool", "outlierDetection", "tls", ...(portLevel ? ["port"] : ["portLevelSettings"])];
   const p = r.object(value, path, known, LATER);
   if (!p) return undefined;
   const portLevelSettings = portLevel
@@ -114,8 +134,47 @@ export function readTrafficPolicy(r: FieldReader, value: unknown, path: FieldPat
     loadBalancer: readLoadBalancer(r, p.loadBalancer, [...path, "loadBalancer"]),
     connectionPool: readConnectionPool(r, p.connectionPool, [...path, "connectionPool"]),
     outlierDetection: readOutlierDetection(r, p.outlierDetection, [...path, "outlierDetection"]),
+    tls: readUpstreamTls(r, p.tls, [...path, "tls"]),
     portLevelSettings,
   };
+}
+
+function readUpstreamTls(r: FieldReader, value: unknown, path: FieldPath): UpstreamTlsModel | undefined {
+  const t = r.object(value, path, ["mode", "clientCertificate", "privateKey", "caCertificates", "sni", "subjectAltNames", "insecureSkipVerify"], {
+    credentialName: "credentialName (Kubernetes secrets); give file paths instead",
+    caCrl: "certificate revocation lists",
+  });
+  if (!t) return undefined;
+  const mode = r.oneOf(t.mode, [...path, "mode"], ["DISABLE", "SIMPLE", "MUTUAL"], ["ISTIO_MUTUAL"]) ?? "DISABLE";
+  const file = (key: string): Buffer | undefined => {
+    const name = r.string(t[key], [...path, key]);
+    if (name === undefined) return undefined;
+    const full = isAbsolute(name) ? name : resolve(dirname(r.doc.file), name);
+    try {
+      return readFileSync(full);
+    } catch (err) {
+      r.error([...path, key], `cannot read ${full}: ${(err as Error).message}`);
+      return undefined;
+    }
+  };
+  const tls: UpstreamTlsModel = {
+    mode,
+    ca: file("caCertificates"),
+    cert: file("clientCertificate"),
+    key: file("privateKey"),
+    sni: r.string(t.sni, [...path, "sni"]),
+    subjectAltNames: r.stringList(t.subjectAltNames, [...path, "subjectAltNames"]),
+    insecureSkipVerify: r.boolean(t.insecureSkipVerify, [...path, "insecureSkipVerify"]) ?? false,
+  };
+  if (mode === "MUTUAL" && (!tls.cert || !tls.key)) r.error(path, "mode MUTUAL needs clientCertificate and privateKey");
+  if (mode !== "DISABLE") {
+    try {
+      createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key });
+    } catch (err) {
+      r.error(path, `the certificates cannot be used: ${(err as Error).message}`);
+    }
+  }
+  return tls;
 }
 
 function readLoadBalancer(r: FieldReader, value: unknown, path: FieldPath): LoadBalancerModel | undefined {
@@ -246,7 +305,7 @@ function atPort(policy: TrafficPolicyModel | undefined, port: number): Omit<Traf
   if (!policy) return {};
   const level = policy.portLevelSettings.find((p) => p.port === port);
   const src = level ? level.policy : policy;
-  return { loadBalancer: src.loadBalancer, connectionPool: src.connectionPool, outlierDetection: src.outlierDetection };
+  return { loadBalancer: src.loadBalancer, connectionPool: src.connectionPool, outlierDetection: src.outlierDetection, tls: src.tls };
 }
 
 /** Istio's MergeTrafficPolicy: the rule's policy at this port, with the subset's components (and its port level) overriding. */
@@ -257,6 +316,7 @@ export function clusterPolicy(rule: TrafficPolicyModel | undefined, subset: Traf
     if (s.loadBalancer) merged.loadBalancer = s.loadBalancer;
     if (s.connectionPool) merged.connectionPool = s.connectionPool;
     if (s.outlierDetection) merged.outlierDetection = s.outlierDetection;
+    if (s.tls) merged.tls = s.tls;
   }
   const cp = merged.connectionPool ?? {};
   const d = DEFAULT_CLUSTER_POLICY.limits;
@@ -274,6 +334,7 @@ export function clusterPolicy(rule: TrafficPolicyModel | undefined, subset: Traf
       idleTimeoutMs: cp.httpIdleTimeoutMs ?? cp.idleTimeoutMs ?? d.idleTimeoutMs,
       tcpKeepalive: cp.tcpKeepalive?.timeMs !== undefined ? { timeMs: cp.tcpKeepalive.timeMs } : undefined,
     },
+    tls: merged.tls?.mode === "SIMPLE" || merged.tls?.mode === "MUTUAL" ? merged.tls : undefined,
     outlierDetection: od && {
       consecutive5xxErrors: od.consecutive5xxErrors ?? 5,
       consecutiveGatewayErrors: od.consecutiveGatewayErrors ?? 0,

@@ -42,7 +42,9 @@ export class Snapshot {
     this.endpoints = config.clusters.flatMap((cluster) =>
       cluster.endpoints.map((ep) => {
         const host = urlHost(ep.address);
-        return { origin: `http://${host}:${ep.port}`, hostPort: `${host}:${ep.port}`, cluster };
+        // TLS origination (DestinationRule tls SIMPLE / MUTUAL) makes the pool connect with TLS.
+        const scheme = cluster.policy.tls ? "https" : "http";
+        return { origin: `${scheme}://${host}:${ep.port}`, hostPort: `${host}:${ep.port}`, cluster };
       }),
     );
     this.clusters = config.clusters.map((c, i) => {

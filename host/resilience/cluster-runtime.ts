@@ -29,7 +29,7 @@ export class ClusterRuntime {
     pools: PoolRegistry,
     private readonly setEligible: (eligible: boolean[]) => void,
   ) {
-    this.dispatcher = cluster.http2 ? pools.http2For(cluster.name, cluster.policy.limits) : pools.for(cluster.name, cluster.policy.limits);
+    this.dispatcher = cluster.http2 ? pools.http2For(cluster.name, cluster.policy.limits) : pools.for(cluster.name, cluster.policy.limits, cluster.policy.tls);
     this.breaker = new CircuitBreaker(cluster.policy.limits);
     const od = cluster.policy.outlierDetection;
     const n = cluster.endpoints.length;

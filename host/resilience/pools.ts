@@ -7,7 +7,8 @@
 
 import { Agent } from "undici";
 import { H2Upstream } from "../proxy/h2-upstream.js";
-import { DEFAULT_CLUSTER_POLICY, UNLIMITED, type ClusterPolicy } from "../config/traffic-policy.js";
+import { checkServerIdentity, type PeerCertificate } from "node:tls";
+import { DEFAULT_CLUSTER_POLICY, UNLIMITED, type ClusterPolicy, type UpstreamTlsModel } from "../config/traffic-policy.js";
 
 export class PoolRegistry {
   private readonly agents = new Map<string, Agent>();
@@ -21,16 +22,17 @@ export class PoolRegistry {
     return pool;
   }
 
-  /** The dispatcher for a cluster with `limits`. */
-  for(cluster: string, limits: ClusterPolicy["limits"]): Agent {
-    const shared = sameLimits(limits, DEFAULT_CLUSTER_POLICY.limits);
-    const key = shared ? "" : `${cluster}\u0000${JSON.stringify(limits)}`;
+  /** The dispatcher for a cluster with `limits` (and TLS origination when `tls` is set). */
+  for(cluster: string, limits: ClusterPolicy["limits"], tls?: UpstreamTlsModel): Agent {
+    const shared = !tls && sameLimits(limits, DEFAULT_CLUSTER_POLICY.limits);
+    const key = shared ? "" : `${cluster}\u0000${JSON.stringify(limits)}\u0000${JSON.stringify(tls ?? null)}`;
     let agent = this.agents.get(key);
     if (!agent) {
       agent = new Agent({
         connect: {
           timeout: limits.connectTimeoutMs,
           ...(limits.tcpKeepalive ? { keepAlive: true, keepAliveInitialDelay: limits.tcpKeepalive.timeMs } : {}),
+          ...(tls ? tlsConnectOptions(tls) : {}),
         },
         // Envoy's max_connections bounds the cluster; undici bounds each endpoint's pool.
         ...(limits.maxConnections < UNLIMITED ? { connections: limits.maxConnections } : {}),
@@ -53,6 +55,28 @@ export class PoolRegistry {
     for (const p of this.h2.values()) p.close();
     this.h2.clear();
   }
+}
+
+/**
+ * Node TLS options for ClientTLSSettings: the CA (else the system's), the client
+ * certificate for MUTUAL, SNI (else the request's authority, which undici sends),
+ * and SAN verification against subjectAltNames when given (else the hostname).
+ */
+function tlsConnectOptions(tls: UpstreamTlsModel): Record<string, unknown> {
+  const expected = tls.subjectAltNames;
+  return {
+    ...(tls.ca ? { ca: tls.ca } : {}),
+    ...(tls.mode === "MUTUAL" ? { cert: tls.cert, key: tls.key } : {}),
+    ...(tls.sni ? { servername: tls.sni } : {}),
+    rejectUnauthorized: !tls.insecureSkipVerify,
+    checkServerIdentity: (host: string, cert: PeerCertificate): Error | undefined => {
+      if (tls.insecureSkipVerify) return undefined;
+      if (expected.length === 0) return checkServerIdentity(host, cert);
+      const sans = (cert.subjectaltname ?? "").split(", ").map((s) => s.replace(/^(DNS|URI|IP Address):/, ""));
+      if (expected.some((e) => sans.includes(e))) return undefined;
+      return Object.assign(new Error(`certificate SANs ${sans.join(", ") || "(none)"} do not include ${expected.join(" or ")}`), { code: "ERR_TLS_CERT_ALTNAME_INVALID" });
+    },
+  };
 }
 
 function sameLimits(a: ClusterPolicy["limits"], b: ClusterPolicy["limits"]): boolean {

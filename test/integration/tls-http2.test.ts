@@ -3,32 +3,21 @@
 // certificates re-read on change without dropping a connection, h2c with prior
 // knowledge, and a bad certificate named at validation.
 
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { connect as h2connect } from "node:http2";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfigText } from "../../host/config/load.js";
+import { makeCa } from "../support/certs.js";
 import { serviceEntryYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
 
 const execFileAsync = promisify(execFile);
-const dir = mkdtempSync(join(tmpdir(), "instio-tls-"));
-const f = (name: string): string => join(dir, name);
-
-function openssl(...args: string[]): void {
-  execFileSync("openssl", args, { stdio: "ignore" });
-}
-
-/** A certificate for `name`, signed by the test CA, into <file>.pem / <file>.key. */
-function issue(file: string, name: string): void {
-  openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", f(`${file}.key`), "-out", f(`${file}.csr`), "-subj", `/CN=${name}`);
-  writeFileSync(f(`${file}.ext`), `subjectAltName=DNS:${name}\n`);
-  openssl("x509", "-req", "-in", f(`${file}.csr`), "-CA", f("ca.pem"), "-CAkey", f("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", f(`${file}.ext`), "-out", f(`${file}.pem`));
-}
+const ca = makeCa();
+const f = (name: string): string => ca.path(name);
+const issue = (file: string, name: string): void => ca.issue(file, [name]);
 
 /** curl, run asynchronously: the proxy under test shares this process's event loop. */
 async function curl(...args: string[]): Promise<{ status: string; version: string; body: string }> {
@@ -68,7 +57,6 @@ describe("TLS termination and HTTP/2 (curl)", () => {
   let port: number;
 
   beforeAll(async () => {
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f("ca.key"), "-out", f("ca.pem"), "-days", "2", "-subj", "/CN=instio test CA");
     issue("svc", "svc");
     issue("other", "other.example");
     up = await startUpstream("svc");
@@ -103,7 +91,7 @@ ${serviceEntryYaml("svc", [{ port: up.port }])}`);
   });
 
   it("re-reads certificates when the files change, without dropping an open HTTP/2 connection", async () => {
-    const session = h2connect(`https://127.0.0.1:${port}`, { ca: execFileSync("cat", [f("ca.pem")]), servername: "svc" });
+    const session = h2connect(`https://127.0.0.1:${port}`, { ca: readFileSync(f("ca.pem")), servername: "svc" });
     const get = (path: string): Promise<number> =>
       new Promise((resolve, reject) => {
         const s = session.request({ ":path": path, ":authority": "svc" });

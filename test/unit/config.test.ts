@@ -331,14 +331,14 @@ spec:
   host: reviews
   trafficPolicy:
     loadBalancer: {simple: ROUND_ROBIN, localityLbSetting: {enabled: true}}
-    tls: {mode: SIMPLE}
+    tls: {mode: MUTUAL, sni: x}
     connectionPool: {tcp: {tcpKeepalive: {probes: 3}}}
   subsets:
   - name: a
     trafficPolicy: {loadBalancer: {consistentHash: {maglev: {tableSize: 100}, httpHeaderName: x}}}
 `)).toEqual([
       expect.stringMatching(/7:60: error: spec\.trafficPolicy\.loadBalancer\.localityLbSetting: not supported yet: locality-weighted load balancing and failover \(every endpoint/),
-      expect.stringMatching(/8:10: error: spec\.trafficPolicy\.tls: not supported yet: TLS origination/),
+      expect.stringMatching(/8:10: error: spec\.trafficPolicy\.tls: mode MUTUAL needs clientCertificate and privateKey/),
       expect.stringMatching(/9:51: error: spec\.trafficPolicy\.connectionPool\.tcp\.tcpKeepalive\.probes: not supported yet: only tcpKeepalive\.time/),
       expect.stringMatching(/12:73: error: spec\.subsets\[0\]\.trafficPolicy\.loadBalancer\.consistentHash\.maglev\.tableSize: must be a prime number, got 100/),
     ]);
