@@ -85,9 +85,18 @@ export interface VirtualHostInfo {
   port: number;
 }
 
+/** A TCP proxy listener (from a Sidecar egress listener with a TCP port): where connections go. */
+export interface TcpListenerInfo {
+  address: string;
+  port: number;
+  /** Weighted clusters (-1: does not exist); empty: nothing serves this port (connections are closed). */
+  destinations: { cluster: number; weight: number }[];
+}
+
 export interface CompiledConfig {
   /** The validated model this was compiled from: DNS changes recompile it with new addresses. */
   model: ConfigModel;
+  tcpListeners: TcpListenerInfo[];
   /** Names the DNS-resolved ServiceEntries need resolved (their endpoints, or their hosts). */
   dnsNames: string[];
   settings: Settings;
@@ -102,6 +111,7 @@ export interface CompiledConfig {
 }
 
 const DEFAULT_HTTP_PORT = 80;
+const TCP_PROTOCOLS = ["TCP", "MONGO"];
 
 /**
  * Istio's built-in outbound retry policy when a route sets none: 2 retries on
@@ -198,6 +208,7 @@ class Compiler {
       for (const host of service.hosts) {
         const defaultPort = service.ports.find((p) => p.number === DEFAULT_HTTP_PORT) ?? service.ports[0];
         for (const port of service.ports) {
+          if (TCP_PROTOCOLS.includes(port.protocol)) continue; // served by TCP listeners, not HTTP routes
           const vs = this.virtualServiceFor(host);
           if (vs) vs.hosts.filter((h) => hostMatches(h, host)).forEach((h) => coveredVsHosts.add(h));
           const domains = virtualHostDomains(host, port.number, this.model.settings.namespace).filter((d) => port === defaultPort || d.includes(":"));
@@ -223,6 +234,7 @@ class Compiler {
     }
     return {
       model: this.model,
+      tcpListeners: this.tcpListeners(),
       dnsNames: [...this.dnsNames],
       settings: this.settings,
       table: this.table,
@@ -330,6 +342,34 @@ class Compiler {
       this.dnsNames.add(ep.address);
       const addresses = this.resolved.get(ep.address) ?? [];
       return (service.resolution === "DNS" ? addresses : addresses.slice(0, 1)).map((address) => ({ ...ep, address }));
+    });
+  }
+
+  /**
+   * TCP listeners: the Sidecar's egress listeners with a TCP port. Connections
+   * follow the first VirtualService tcp route whose match takes the port (and
+   * this workload), else go to the one TCP service with that port.
+   */
+  private tcpListeners(): TcpListenerInfo[] {
+    const sidecar = sidecarFor(this.model.sidecars, this.model.settings.namespace, this.model.settings.labels);
+    const s = this.model.settings;
+    return (sidecar?.tcpListeners ?? []).map(({ port, bind }) => {
+      const services = this.services.filter((svc) => svc.ports.some((p) => p.number === port && TCP_PROTOCOLS.includes(p.protocol)));
+      const address = bind ?? s.outbound.address;
+      for (const vs of this.virtualServices) {
+        if (!vs.hosts.some((h) => services.some((svc) => svc.hosts.some((sh) => hostMatches(h, sh))))) continue;
+        const route = vs.tcp.find((t) => t.matches.length === 0 || t.matches.some((m) =>
+          (m.port === undefined || m.port === port) && (m.sourceLabels === undefined || labelsMatch(m.sourceLabels, s.labels)) && (m.sourceNamespace === undefined || m.sourceNamespace === s.namespace)));
+        if (route) return { address, port, destinations: route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight })) };
+      }
+      if (services.length === 1) {
+        const host = services[0]!.hosts[0]!;
+        return { address, port, destinations: [{ cluster: this.clusterFor({ host, subset: undefined, port, weight: 1, headers: undefined, source: undefined }, port), weight: 1 }] };
+      }
+      this.warn(sidecar?.source, services.length === 0
+        ? `egress TCP port ${port}: no service declares it as TCP; connections there are closed`
+        : `egress TCP port ${port}: ${services.length} services use it and no VirtualService tcp route picks one; connections there are closed`);
+      return { address, port, destinations: [] };
     });
   }
 

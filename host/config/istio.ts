@@ -11,7 +11,7 @@ import { resolveHost } from "./hosts.js";
 import { readTrafficPolicy } from "./traffic-policy.js";
 import { readSidecar } from "./sidecar.js";
 import type {
-  ConfigModel, CorsModel, DestinationModel, RetryConditions, RetryPolicyModel, DestinationRuleModel, FaultModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, RegexRewriteModel, ResourceMeta, RouteActionModel, ServiceModel,
+  ConfigModel, CorsModel, DestinationModel, RetryConditions, RetryPolicyModel, DestinationRuleModel, FaultModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, RegexRewriteModel, TcpRouteModel, ResourceMeta, RouteActionModel, ServiceModel,
   ServicePort, VirtualServiceModel, WorkloadEndpoint, WorkloadEntryModel,
 } from "./model.js";
 import { defaultSettings, readSettings, SETTINGS_API_VERSION, SETTINGS_KIND } from "./settings.js";
@@ -97,9 +97,8 @@ function readMeta(r: FieldReader, top: Obj, kind: string, spec: Obj): ResourceMe
 // ── VirtualService ──────────────────────────────────────────────────────────
 
 function readVirtualService(r: FieldReader, top: Obj): VirtualServiceModel | undefined {
-  const spec = r.object(top.spec, ["spec"], ["hosts", "gateways", "http", "exportTo"], {
-    tls: "TLS (SNI) routes arrive with TCP/TLS proxying",
-    tcp: "TCP routes arrive with TCP/TLS proxying",
+  const spec = r.object(top.spec, ["spec"], ["hosts", "gateways", "http", "exportTo", "tcp"], {
+    tls: "TLS (SNI) routes are not supported yet",
   });
   if (!spec) {
     r.error(["spec"], "is required");
@@ -118,7 +117,30 @@ function readVirtualService(r: FieldReader, top: Obj): VirtualServiceModel | und
       if (route?.delegate) r.error(["spec", "http", i, "delegate"], "a delegate VirtualService (one without hosts) cannot delegate again: Istio supports one level");
     });
   }
-  return { ...meta, hosts: hosts.map((h) => resolveHost(h, meta.namespace)), http: http.filter((h): h is HttpRouteModel => h !== undefined) };
+  const tcp = r.list(spec.tcp, ["spec", "tcp"]).flatMap((t, i) => {
+    const route = readTcpRoute(r, t, ["spec", "tcp", i], meta.namespace);
+    return route ? [route] : [];
+  });
+  return { ...meta, hosts: hosts.map((h) => resolveHost(h, meta.namespace)), http: http.filter((h): h is HttpRouteModel => h !== undefined), tcp };
+}
+
+/** TCPRoute: port matches (sourceLabels and sourceNamespace applied at build time) and weighted destinations. */
+function readTcpRoute(r: FieldReader, value: unknown, path: FieldPath, namespace: string): TcpRouteModel | undefined {
+  const t = r.object(value, path, ["match", "route"]);
+  if (!t) return undefined;
+  const matches = r.list(t.match, [...path, "match"]).flatMap((m, i) => {
+    const at = [...path, "match", i];
+    const mm = r.object(m, at, ["port", "sourceLabels", "sourceNamespace", "gateways"], { destinationSubnets: "destinationSubnets (no original destination address without iptables)", sourceSubnet: "sourceSubnet" });
+    if (!mm) return [];
+    checkGateways(r, mm.gateways, [...at, "gateways"]);
+    return [{ port: r.integer(mm.port, [...at, "port"], 1, 65535), ...readSourceSelectors(r, mm, at) }];
+  });
+  const dests = r.list(t.route, [...path, "route"]).map((d, i) => readDestinationWeight(r, d, [...path, "route", i], namespace));
+  const valid = dests.filter((d): d is DestinationModel => d !== undefined);
+  if (valid.length === 0) r.error([...path, "route"], "a TCP route needs at least one destination");
+  if (valid.length > 1 && valid.every((d) => d.weight === 0)) r.error([...path, "route"], "total destination weight must be greater than 0");
+  const destinations = valid.length === 1 ? [{ ...valid[0]!, weight: 1 }] : valid.filter((d) => d.weight > 0);
+  return { matches, destinations, source: r.doc.locate(path) };
 }
 
 function checkGateways(r: FieldReader, value: unknown, path: FieldPath): void {
@@ -552,12 +574,10 @@ function readDestinationRule(r: FieldReader, top: Obj): DestinationRuleModel | u
 
 // ── ServiceEntry and WorkloadEntry ──────────────────────────────────────────
 
-const PROTOCOLS_HTTP = ["HTTP", "", "HTTP2", "GRPC", "GRPC-WEB"];
+const PROTOCOLS_HTTP = ["HTTP", "", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "MONGO"];
 const PROTOCOLS_LATER: Record<string, string> = {
   HTTPS: "TLS passthrough arrives with the protocols milestone",
   TLS: "TLS passthrough arrives with the protocols milestone",
-  TCP: "TCP proxying arrives with the protocols milestone",
-  MONGO: "TCP proxying arrives with the protocols milestone",
 };
 
 function readServiceEntry(r: FieldReader, top: Obj): ServiceModel | undefined {

@@ -212,6 +212,13 @@ export interface HttpRouteModel {
 export interface VirtualServiceModel extends ResourceMeta {
   hosts: string[];
   http: HttpRouteModel[];
+  tcp: TcpRouteModel[];
+}
+
+export interface TcpRouteModel {
+  matches: { port: number | undefined; sourceLabels?: Record<string, string>; sourceNamespace?: string }[];
+  destinations: DestinationModel[];
+  source: Location;
 }
 
 export interface SubsetModel {

@@ -13,6 +13,8 @@ export interface SidecarModel extends ResourceMeta {
   workloadSelector: Record<string, string> | undefined;
   /** egress[].hosts, every listener's together: [namespace, host] pairs. */
   egressHosts: [string, string][] | undefined;
+  /** egress listeners with a TCP port: instio binds them (at `bind`, else the outbound address) as TCP proxies. */
+  tcpListeners: { port: number; bind: string | undefined }[];
   outboundTrafficPolicy: OutboundTrafficPolicy | undefined;
 }
 
@@ -28,13 +30,19 @@ export function readSidecar(r: FieldReader, top: Obj, meta: (spec: Obj) => Resou
   const m = meta(spec);
   const selector = r.object(spec.workloadSelector, ["spec", "workloadSelector"], ["labels"]);
   let egressHosts: [string, string][] | undefined;
+  const tcpListeners: { port: number; bind: string | undefined }[] = [];
   if (spec.egress !== undefined) {
     egressHosts = [];
     r.list(spec.egress, ["spec", "egress"]).forEach((e, i) => {
       const at = ["spec", "egress", i];
       const eg = r.object(e, at, ["hosts", "port", "bind", "captureMode"]);
       if (!eg) return;
-      if (eg.port !== undefined || eg.bind !== undefined) r.warn(at, "egress port and bind are not applied: one outbound listener serves every port; hosts are");
+      const port = r.object(eg.port, [...at, "port"], ["number", "protocol", "name", "targetPort"]);
+      const protocol = port ? (r.string(port.protocol, [...at, "port", "protocol"]) ?? "").toUpperCase() : "";
+      const number = port ? r.integer(port.number, [...at, "port", "number"], 1, 65535, true) : undefined;
+      const bind = r.string(eg.bind, [...at, "bind"]);
+      if ((protocol === "TCP" || protocol === "MONGO") && number !== undefined) tcpListeners.push({ port: number, bind });
+      else if (port || bind !== undefined) r.warn(at, "egress port and bind apply to TCP ports only: one outbound listener serves every HTTP port; hosts are applied");
       const hosts = r.stringList(eg.hosts, [...at, "hosts"]);
       if (hosts.length === 0) r.error([...at, "hosts"], "at least one host is required");
       hosts.forEach((h, j) => {
@@ -50,7 +58,7 @@ export function readSidecar(r: FieldReader, top: Obj, meta: (spec: Obj) => Resou
   }
   const otp = r.object(spec.outboundTrafficPolicy, ["spec", "outboundTrafficPolicy"], ["mode"], { egressProxy: "egressProxy is not supported" });
   const outboundTrafficPolicy = otp ? r.oneOf<OutboundTrafficPolicy>(otp.mode, ["spec", "outboundTrafficPolicy", "mode"], ["ALLOW_ANY", "REGISTRY_ONLY"]) : undefined;
-  return { ...m, workloadSelector: selector ? r.stringMap(selector.labels, ["spec", "workloadSelector", "labels"]) : undefined, egressHosts, outboundTrafficPolicy };
+  return { ...m, workloadSelector: selector ? r.stringMap(selector.labels, ["spec", "workloadSelector", "labels"]) : undefined, egressHosts, tcpListeners, outboundTrafficPolicy };
 }
 
 /** The Sidecar that applies to a proxy with `labels` in `namespace`, if any. */

@@ -16,6 +16,7 @@ import { Lifecycle } from "./lifecycle.js";
 import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
 import { decideUpgrade } from "./upgrade.js";
 import { listenH2 } from "./listener-h2.js";
+import { listenTcp } from "./listener-tcp.js";
 import { listenNode } from "./listener-node.js";
 import { listenUws, loadUws } from "./listener-uws.js";
 import { Exchange, handleRequest, type ListenerRuntime, type PipelineOptions } from "./pipeline.js";
@@ -100,7 +101,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     closed = true;
     watcher?.stop();
     dns.stop();
-    await Promise.all([bound.outbound?.close(), bound.inbound?.close(), admin.close(), ...agentPorts.map((l) => l.close())]);
+    await Promise.all([bound.outbound?.close(), bound.inbound?.close(), admin.close(), ...agentPorts.map((l) => l.close()), ...tcpListeners.map((l) => l.close())]);
     await current.pools.close();
   };
   const lifecycle = new Lifecycle([], settings, logger, async (code) => {
@@ -122,6 +123,13 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const outbound = (bound.outbound = await listen(settings.outbound, (ds) => handleRequest(pipeline, outboundRuntime, ds), logger, (req) => decideUpgrade(pipeline, req)));
   pipeline.selfPorts.add(outbound.port);
   lifecycle.add({ runtime: outboundRuntime, listener: outbound });
+  // TCP proxy listeners from the Sidecar's egress listeners (their ports apply from startup, as the HTTP ones).
+  const tcpListeners: Listener[] = [];
+  for (const l of initial.tcpListeners) {
+    tcpListeners.push(await listenTcp(l.address, l.port, current));
+    logger.info(`instio: TCP ${l.address}:${l.port}`);
+  }
+
   if (settings.inbound) {
     const app = settings.inbound;
     const origin = `http://${urlHost(app.appAddress)}:${app.appPort}`;

@@ -53,6 +53,11 @@ export class ProxyMetrics {
   readonly upstreamRqTimeout: CounterFamily;
   readonly upstreamRqPendingOverflow: CounterFamily;
   readonly retryOrShadowAbandoned: CounterFamily;
+  // Istio's TCP metrics, per connection through a TCP listener.
+  readonly tcpOpened: CounterFamily;
+  readonly tcpClosed: CounterFamily;
+  readonly tcpSentBytes: CounterFamily;
+  readonly tcpReceivedBytes: CounterFamily;
   readonly upstreamRqActive: Gauge<"cluster_name">;
   readonly membershipHealthy: Gauge<"cluster_name">;
   readonly membershipTotal: Gauge<"cluster_name">;
@@ -70,6 +75,10 @@ export class ProxyMetrics {
     this.requestBytes = new HistogramFamily(reg, "istio_request_bytes", "Request size in bytes (downstream wire bytes received)", ENVOY_BUCKETS);
     this.responseBytes = new HistogramFamily(reg, "istio_response_bytes", "Response size in bytes (downstream wire bytes sent)", ENVOY_BUCKETS);
     const cluster = (name: string, help: string) => new CounterFamily(reg, name, help);
+    this.tcpOpened = new CounterFamily(reg, "istio_tcp_connections_opened_total", "TCP connections opened");
+    this.tcpClosed = new CounterFamily(reg, "istio_tcp_connections_closed_total", "TCP connections closed");
+    this.tcpSentBytes = new CounterFamily(reg, "istio_tcp_sent_bytes_total", "Bytes sent to the client (the upstream's response bytes) on TCP connections");
+    this.tcpReceivedBytes = new CounterFamily(reg, "istio_tcp_received_bytes_total", "Bytes received from the client on TCP connections");
     this.upstreamRq = cluster("envoy_cluster_upstream_rq_total", "Upstream requests, per cluster (every attempt)");
     this.upstreamRqRetry = cluster("envoy_cluster_upstream_rq_retry", "Upstream request retries, per cluster");
     this.upstreamCxConnectFail = cluster("envoy_cluster_upstream_cx_connect_fail", "Upstream connection failures, per cluster");
@@ -122,7 +131,7 @@ export class RequestStats {
 
   constructor(
     private readonly metrics: ProxyMetrics,
-    private readonly peer: PeerLabels,
+    readonly peer: PeerLabels,
   ) {}
 
   // HOT PATH — change with care: once per request.

@@ -21,8 +21,8 @@ function seriesKey(labels: Labels): string {
 export class CounterSeries {
   value = 0;
   constructor(readonly labels: Labels) {}
-  inc(): void {
-    this.value++;
+  inc(by = 1): void {
+    this.value += by;
   }
 }
 

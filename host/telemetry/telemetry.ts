@@ -36,6 +36,13 @@ interface ClusterCounters {
   overflow: CounterSeries;
 }
 
+export interface TcpCounters {
+  opened: CounterSeries;
+  closed: CounterSeries;
+  sent: CounterSeries;
+  received: CounterSeries;
+}
+
 /** Everything one snapshot's requests record into. */
 export class SnapshotStats {
   readonly byEndpoint: RequestStats[];
@@ -49,7 +56,7 @@ export class SnapshotStats {
   /** Upstream attempts per global endpoint index (admin /clusters rq_total). */
   readonly endpointRequests: Float64Array;
 
-  constructor(metrics: ProxyMetrics, config: CompiledConfig, endpointsOf: (cluster: number) => { labels: Record<string, string> }[]) {
+  constructor(private readonly metrics: ProxyMetrics, config: CompiledConfig, endpointsOf: (cluster: number) => { labels: Record<string, string> }[]) {
     const s = config.settings;
     const self = workloadLabels(s.labels, s.workload.name);
     const source: Pick<PeerLabels, `source_${string}` & keyof PeerLabels> = {
@@ -116,6 +123,15 @@ export class SnapshotStats {
         retryAbandoned: metrics.retryOrShadowAbandoned.bind(labels),
       };
     });
+  }
+
+  /** Istio's TCP counters for connections to `cluster` ending with `flag` (bind once per connection). */
+  tcp(cluster: number, flag: string): TcpCounters {
+    // Istio's TCP metrics carry the peer labels without the HTTP-only ones (response_code, grpc_response_status).
+    const labels: Record<string, string> = { ...this.byCluster[cluster]!.peer, request_protocol: "tcp", response_flags: flag };
+    delete labels.response_code;
+    delete labels.grpc_response_status;
+    return { opened: this.metrics.tcpOpened.bind(labels), closed: this.metrics.tcpClosed.bind(labels), sent: this.metrics.tcpSentBytes.bind(labels), received: this.metrics.tcpReceivedBytes.bind(labels) };
   }
 
   /** The stats a finished request belongs to. */
