@@ -34,7 +34,8 @@ export class ClusterRuntime {
     const od = cluster.policy.outlierDetection;
     const n = cluster.endpoints.length;
     this.outlier = od && n > 0 ? new OutlierDetector(od, n, () => this.updateEligibility()) : undefined;
-    this.health = cluster.healthCheck && n > 0 ? new HealthChecker(cluster.healthCheck, origins, () => this.updateEligibility()) : undefined;
+    const checkVia = "stats" in this.dispatcher ? this.dispatcher : undefined; // HTTP/1.1 pools only: checks are HTTP/1.1
+    this.health = cluster.healthCheck && n > 0 ? new HealthChecker(cluster.healthCheck, origins, () => this.updateEligibility(), checkVia) : undefined;
     this.panicPercent = od ? od.minHealthPercent : ENVOY_PANIC_PERCENT;
   }
 

@@ -5,7 +5,7 @@
 // failures in a row make an endpoint unhealthy, healthyThreshold passes bring
 // it back. Endpoints start healthy. Checks use their own connections.
 
-import { request } from "undici";
+import { request, type Dispatcher } from "undici";
 import type { HealthCheckSettings } from "../config/model.js";
 
 export class HealthChecker {
@@ -22,6 +22,8 @@ export class HealthChecker {
     /** undici origins ("http://10.0.0.1:9080"), one per endpoint of the cluster. */
     private readonly origins: readonly string[],
     private readonly changed: () => void,
+    /** The cluster's pool, so that checks use its TLS settings (undefined: a plain connection). */
+    private readonly dispatcher?: Dispatcher,
   ) {
     this.healthy = origins.map(() => true);
     this.streak = origins.map(() => 0);
@@ -56,7 +58,7 @@ export class HealthChecker {
 
   private async check(origin: string): Promise<boolean> {
     try {
-      const res = await request(`${origin}${this.settings.path}`, { method: "GET", headers: { "user-agent": "instio-health-check" }, signal: AbortSignal.timeout(this.settings.timeoutMs) });
+      const res = await request(`${origin}${this.settings.path}`, { method: "GET", headers: { "user-agent": "instio-health-check" }, signal: AbortSignal.timeout(this.settings.timeoutMs), ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}) });
       await res.body.dump();
       return res.statusCode === 200;
     } catch {
