@@ -91,6 +91,8 @@ export interface TcpListenerInfo {
   port: number;
   /** Weighted clusters (-1: does not exist); empty: nothing serves this port (connections are closed). */
   destinations: { cluster: number; weight: number }[];
+  /** TLS passthrough: routes by the SNI of the client's handshake, first match wins (exact or "*." names). */
+  sni: { hosts: string[]; destinations: { cluster: number; weight: number }[] }[] | undefined;
 }
 
 export interface CompiledConfig {
@@ -111,7 +113,7 @@ export interface CompiledConfig {
 }
 
 const DEFAULT_HTTP_PORT = 80;
-const TCP_PROTOCOLS = ["TCP", "MONGO"];
+const TCP_PROTOCOLS = ["TCP", "MONGO", "TLS", "HTTPS"];
 
 /**
  * Istio's built-in outbound retry policy when a route sets none: 2 retries on
@@ -353,24 +355,47 @@ class Compiler {
   private tcpListeners(): TcpListenerInfo[] {
     const sidecar = sidecarFor(this.model.sidecars, this.model.settings.namespace, this.model.settings.labels);
     const s = this.model.settings;
-    return (sidecar?.tcpListeners ?? []).map(({ port, bind }) => {
+    return (sidecar?.tcpListeners ?? []).map(({ port, bind, tls }) => {
       const services = this.services.filter((svc) => svc.ports.some((p) => p.number === port && TCP_PROTOCOLS.includes(p.protocol)));
       const address = bind ?? s.outbound.address;
+      if (tls) return { address, port, destinations: [], sni: this.sniRoutes(services, port) };
       for (const vs of this.virtualServices) {
         if (!vs.hosts.some((h) => services.some((svc) => svc.hosts.some((sh) => hostMatches(h, sh))))) continue;
         const route = vs.tcp.find((t) => t.matches.length === 0 || t.matches.some((m) =>
           (m.port === undefined || m.port === port) && (m.sourceLabels === undefined || labelsMatch(m.sourceLabels, s.labels)) && (m.sourceNamespace === undefined || m.sourceNamespace === s.namespace)));
-        if (route) return { address, port, destinations: route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight })) };
+        if (route) return { address, port, destinations: route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight })), sni: undefined };
       }
       if (services.length === 1) {
         const host = services[0]!.hosts[0]!;
-        return { address, port, destinations: [{ cluster: this.clusterFor({ host, subset: undefined, port, weight: 1, headers: undefined, source: undefined }, port), weight: 1 }] };
+        return { address, port, destinations: [{ cluster: this.clusterFor({ host, subset: undefined, port, weight: 1, headers: undefined, source: undefined }, port), weight: 1 }], sni: undefined };
       }
       this.warn(sidecar?.source, services.length === 0
         ? `egress TCP port ${port}: no service declares it as TCP; connections there are closed`
         : `egress TCP port ${port}: ${services.length} services use it and no VirtualService tcp route picks one; connections there are closed`);
-      return { address, port, destinations: [] };
+      return { address, port, destinations: [], sni: undefined };
     });
+  }
+
+  /**
+   * TLS passthrough on `port`: the VirtualServices' tls routes (sniHosts matches
+   * for this port and workload), then each TLS service's own hosts, as Istio
+   * routes SNI to the service of that name when no VirtualService says otherwise.
+   */
+  private sniRoutes(services: ServiceModel[], port: number): NonNullable<TcpListenerInfo["sni"]> {
+    const s = this.model.settings;
+    const routes: NonNullable<TcpListenerInfo["sni"]> = [];
+    for (const vs of this.virtualServices) {
+      for (const route of vs.tls) {
+        const hosts = route.matches
+          .filter((m) => (m.port === undefined || m.port === port) && (m.sourceLabels === undefined || labelsMatch(m.sourceLabels, s.labels)) && (m.sourceNamespace === undefined || m.sourceNamespace === s.namespace))
+          .flatMap((m) => m.sniHosts ?? []);
+        if (hosts.length > 0) routes.push({ hosts, destinations: route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight })) });
+      }
+    }
+    for (const svc of services) {
+      for (const host of svc.hosts) routes.push({ hosts: [host], destinations: [{ cluster: this.clusterFor({ host, subset: undefined, port, weight: 1, headers: undefined, source: undefined }, port), weight: 1 }] });
+    }
+    return routes;
   }
 
   /** The core's form of a load balancer; a hash on a header or cookie gets that header a request slot. */

@@ -97,9 +97,7 @@ function readMeta(r: FieldReader, top: Obj, kind: string, spec: Obj): ResourceMe
 // ── VirtualService ──────────────────────────────────────────────────────────
 
 function readVirtualService(r: FieldReader, top: Obj): VirtualServiceModel | undefined {
-  const spec = r.object(top.spec, ["spec"], ["hosts", "gateways", "http", "exportTo", "tcp"], {
-    tls: "TLS (SNI) routes are not supported yet",
-  });
+  const spec = r.object(top.spec, ["spec"], ["hosts", "gateways", "http", "exportTo", "tcp", "tls"]);
   if (!spec) {
     r.error(["spec"], "is required");
     return undefined;
@@ -121,19 +119,29 @@ function readVirtualService(r: FieldReader, top: Obj): VirtualServiceModel | und
     const route = readTcpRoute(r, t, ["spec", "tcp", i], meta.namespace);
     return route ? [route] : [];
   });
-  return { ...meta, hosts: hosts.map((h) => resolveHost(h, meta.namespace)), http: http.filter((h): h is HttpRouteModel => h !== undefined), tcp };
+  const tls = r.list(spec.tls, ["spec", "tls"]).flatMap((t, i) => {
+    const route = readTcpRoute(r, t, ["spec", "tls", i], meta.namespace, true);
+    return route ? [route] : [];
+  });
+  return { ...meta, hosts: hosts.map((h) => resolveHost(h, meta.namespace)), http: http.filter((h): h is HttpRouteModel => h !== undefined), tcp, tls };
 }
 
-/** TCPRoute: port matches (sourceLabels and sourceNamespace applied at build time) and weighted destinations. */
-function readTcpRoute(r: FieldReader, value: unknown, path: FieldPath, namespace: string): TcpRouteModel | undefined {
+/**
+ * TCPRoute, or TLSRoute (`sni`: matches need sniHosts): port matches (sourceLabels and
+ * sourceNamespace applied at build time) and weighted destinations.
+ */
+function readTcpRoute(r: FieldReader, value: unknown, path: FieldPath, namespace: string, sni = false): TcpRouteModel | undefined {
   const t = r.object(value, path, ["match", "route"]);
   if (!t) return undefined;
+  if (sni && r.list(t.match, [...path, "match"]).length === 0) r.error([...path, "match"], "a TLS route needs a match with sniHosts");
   const matches = r.list(t.match, [...path, "match"]).flatMap((m, i) => {
     const at = [...path, "match", i];
-    const mm = r.object(m, at, ["port", "sourceLabels", "sourceNamespace", "gateways"], { destinationSubnets: "destinationSubnets (no original destination address without iptables)", sourceSubnet: "sourceSubnet" });
+    const mm = r.object(m, at, ["port", "sourceLabels", "sourceNamespace", "gateways", ...(sni ? ["sniHosts"] : [])], { destinationSubnets: "destinationSubnets (no original destination address without iptables)", sourceSubnet: "sourceSubnet" });
     if (!mm) return [];
     checkGateways(r, mm.gateways, [...at, "gateways"]);
-    return [{ port: r.integer(mm.port, [...at, "port"], 1, 65535), ...readSourceSelectors(r, mm, at) }];
+    const sniHosts = sni ? r.stringList(mm.sniHosts, [...at, "sniHosts"]).map((h) => h.toLowerCase()) : undefined;
+    if (sni && sniHosts!.length === 0) r.error([...at, "sniHosts"], "at least one SNI host is required");
+    return [{ port: r.integer(mm.port, [...at, "port"], 1, 65535), sniHosts, ...readSourceSelectors(r, mm, at) }];
   });
   const dests = r.list(t.route, [...path, "route"]).map((d, i) => readDestinationWeight(r, d, [...path, "route", i], namespace));
   const valid = dests.filter((d): d is DestinationModel => d !== undefined);
@@ -574,15 +582,12 @@ function readDestinationRule(r: FieldReader, top: Obj): DestinationRuleModel | u
 
 // ── ServiceEntry and WorkloadEntry ──────────────────────────────────────────
 
-const PROTOCOLS_HTTP = ["HTTP", "", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "MONGO"];
-const PROTOCOLS_LATER: Record<string, string> = {
-  HTTPS: "TLS passthrough arrives with the protocols milestone",
-  TLS: "TLS passthrough arrives with the protocols milestone",
-};
+/** Istio port protocols instio serves: HTTP ones through the HTTP routes, the others through TCP listeners. */
+const PROTOCOLS = ["HTTP", "", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "MONGO", "TLS", "HTTPS"];
 
 function readServiceEntry(r: FieldReader, top: Obj): ServiceModel | undefined {
   const spec = r.object(top.spec, ["spec"], ["hosts", "addresses", "ports", "location", "resolution", "endpoints", "workloadSelector", "exportTo"], {
-    subjectAltNames: "SAN verification arrives with TLS origination",
+    subjectAltNames: "ServiceEntry subjectAltNames; set them in a DestinationRule's tls",
   });
   if (!spec) {
     r.error(["spec"], "is required");
@@ -611,8 +616,7 @@ function readServiceEntry(r: FieldReader, top: Obj): ServiceModel | undefined {
     const number = r.integer(port.number, [...path, "number"], 1, 65535, true);
     const name = r.string(port.name, [...path, "name"], true) ?? "";
     const protocol = (r.string(port.protocol, [...path, "protocol"]) ?? "").toUpperCase();
-    if (PROTOCOLS_LATER[protocol]) r.error([...path, "protocol"], `not supported yet: ${protocol}: ${PROTOCOLS_LATER[protocol]}`);
-    else if (!PROTOCOLS_HTTP.includes(protocol)) r.error([...path, "protocol"], `unknown protocol "${protocol}"`);
+    if (!PROTOCOLS.includes(protocol)) r.error([...path, "protocol"], `unknown protocol "${protocol}"`);
     const targetPort = r.integer(port.targetPort, [...path, "targetPort"], 1, 65535);
     if (number === undefined) return [];
     if (seenPorts.has(number)) r.error([...path, "number"], `port ${number} is declared twice`);

@@ -213,10 +213,12 @@ export interface VirtualServiceModel extends ResourceMeta {
   hosts: string[];
   http: HttpRouteModel[];
   tcp: TcpRouteModel[];
+  /** TLS routes: TCP routes chosen by the SNI of the client's TLS handshake (TLS passthrough). */
+  tls: TcpRouteModel[];
 }
 
 export interface TcpRouteModel {
-  matches: { port: number | undefined; sourceLabels?: Record<string, string>; sourceNamespace?: string }[];
+  matches: { port: number | undefined; sniHosts?: string[]; sourceLabels?: Record<string, string>; sourceNamespace?: string }[];
   destinations: DestinationModel[];
   source: Location;
 }

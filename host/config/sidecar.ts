@@ -14,7 +14,7 @@ export interface SidecarModel extends ResourceMeta {
   /** egress[].hosts, every listener's together: [namespace, host] pairs. */
   egressHosts: [string, string][] | undefined;
   /** egress listeners with a TCP port: instio binds them (at `bind`, else the outbound address) as TCP proxies. */
-  tcpListeners: { port: number; bind: string | undefined }[];
+  tcpListeners: { port: number; bind: string | undefined; tls: boolean }[];
   outboundTrafficPolicy: OutboundTrafficPolicy | undefined;
 }
 
@@ -30,7 +30,7 @@ export function readSidecar(r: FieldReader, top: Obj, meta: (spec: Obj) => Resou
   const m = meta(spec);
   const selector = r.object(spec.workloadSelector, ["spec", "workloadSelector"], ["labels"]);
   let egressHosts: [string, string][] | undefined;
-  const tcpListeners: { port: number; bind: string | undefined }[] = [];
+  const tcpListeners: { port: number; bind: string | undefined; tls: boolean }[] = [];
   if (spec.egress !== undefined) {
     egressHosts = [];
     r.list(spec.egress, ["spec", "egress"]).forEach((e, i) => {
@@ -41,7 +41,7 @@ export function readSidecar(r: FieldReader, top: Obj, meta: (spec: Obj) => Resou
       const protocol = port ? (r.string(port.protocol, [...at, "port", "protocol"]) ?? "").toUpperCase() : "";
       const number = port ? r.integer(port.number, [...at, "port", "number"], 1, 65535, true) : undefined;
       const bind = r.string(eg.bind, [...at, "bind"]);
-      if ((protocol === "TCP" || protocol === "MONGO") && number !== undefined) tcpListeners.push({ port: number, bind });
+      if (["TCP", "MONGO", "TLS", "HTTPS"].includes(protocol) && number !== undefined) tcpListeners.push({ port: number, bind, tls: protocol === "TLS" || protocol === "HTTPS" });
       else if (port || bind !== undefined) r.warn(at, "egress port and bind apply to TCP ports only: one outbound listener serves every HTTP port; hosts are applied");
       const hosts = r.stringList(eg.hosts, [...at, "hosts"]);
       if (hosts.length === 0) r.error([...at, "hosts"], "at least one host is required");

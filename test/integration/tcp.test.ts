@@ -2,7 +2,10 @@
 // TCP connections by the VirtualService's tcp routes, with a raw TCP client
 // and servers, and Istio's TCP metrics count them.
 
+import { readFileSync } from "node:fs";
 import { createServer, connect, type Server } from "node:net";
+import { connect as tlsConnect, createServer as createTlsServer } from "node:tls";
+import { makeCa } from "../support/certs.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseExposition } from "../support/prometheus.js";
 import { settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
@@ -103,5 +106,71 @@ spec:
     expect(m.sum("istio_tcp_connections_closed_total", { request_protocol: "tcp" })).toBe(100);
     expect(m.sum("istio_tcp_received_bytes_total", {})).toBe(400);
     expect(m.sum("istio_tcp_sent_bytes_total", {})).toBe(700);
+  });
+});
+
+describe("TLS routes (SNI passthrough)", () => {
+  it("routes a TLS connection by its SNI to the VirtualService's tls route or the service of that name, without terminating it", async () => {
+    const ca = makeCa();
+    const servers: Server[] = [];
+    const tlsServer = async (name: string, port: number): Promise<number> => {
+      ca.issue(name, [`${name}.example`, "alias.example"]);
+      const server = createTlsServer({ cert: readFileSync(ca.path(`${name}.pem`)), key: readFileSync(ca.path(`${name}.key`)) }, (s) => s.end(`${name} over TLS`));
+      await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+      servers.push(server);
+      return (server.address() as { port: number }).port;
+    };
+    const aPort = await tlsServer("a", 0);
+    const bPort = await tlsServer("b", 0);
+    const port = await freePort();
+    const entry = (name: string, endpoint: number) => `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ${name}}
+spec:
+  hosts: [${name}.example]
+  ports: [{number: ${port}, name: tls, protocol: TLS}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {tls: ${endpoint}}}]
+`;
+    const p = await startTestProxy(`${settingsYaml("uws")}---
+${entry("a", aPort)}---
+${entry("b", bPort)}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: alias}
+spec:
+  hosts: [a.example]
+  tls:
+  - match: [{sniHosts: [alias.example], port: ${port}}]
+    route: [{destination: {host: b.example}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default}
+spec:
+  egress:
+  - port: {number: ${port}, protocol: TLS, name: tls}
+    bind: 127.0.0.1
+    hosts: ["./*"]
+  - hosts: ["*/*"]
+`);
+    const fetchVia = (servername: string): Promise<{ text: string; cn: string }> =>
+      new Promise((resolve, reject) => {
+        const s = tlsConnect({ port, host: "127.0.0.1", servername, ca: readFileSync(ca.path("ca.pem")) }, () => {
+          const cn = String(s.getPeerCertificate().subject.CN);
+          let text = "";
+          s.on("data", (d) => (text += d.toString()));
+          s.on("end", () => resolve({ text, cn }));
+        });
+        s.on("error", reject);
+      });
+    try {
+      expect(await fetchVia("a.example")).toEqual({ text: "a over TLS", cn: "a.example" }); // the service of that name
+      expect(await fetchVia("b.example")).toEqual({ text: "b over TLS", cn: "b.example" });
+      expect(await fetchVia("alias.example")).toEqual({ text: "b over TLS", cn: "b.example" }); // the tls route
+    } finally {
+      await p.close();
+      for (const s of servers) s.close();
+    }
   });
 });
