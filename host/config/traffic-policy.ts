@@ -111,7 +111,7 @@ export const DEFAULT_CLUSTER_POLICY: ClusterPolicy = {
 };
 
 const LATER = {
-  tunnel: "tunneling (TCP/TLS routes) arrives with the protocols milestone",
+  tunnel: "tunneling TCP through an HTTP CONNECT proxy",
   proxyProtocol: "PROXY protocol upstreams are not supported",
   retryBudget: "retry budgets; use connectionPool.http.maxRetries",
 };
@@ -259,7 +259,7 @@ function readConnectionPool(r: FieldReader, value: unknown, path: FieldPath): Co
     if (ka) out.tcpKeepalive = { timeMs: r.duration(ka.time, [...at, "tcpKeepalive", "time"], 1000) };
   }
   const http = r.object(cp.http, [...path, "http"], ["http1MaxPendingRequests", "http2MaxRequests", "maxRequestsPerConnection", "maxRetries", "idleTimeout", "h2UpgradePolicy", "useClientProtocol"], {
-    maxConcurrentStreams: "HTTP/2 upstreams arrive with the protocols milestone",
+    maxConcurrentStreams: "a stream limit per HTTP/2 upstream session (http2MaxRequests limits the cluster)",
   });
   if (http) {
     const at = [...path, "http"];
