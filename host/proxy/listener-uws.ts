@@ -299,6 +299,8 @@ const HANDSHAKE_HEADER = /^(sec-websocket-.*|connection|upgrade)$/;
 /** A proxied WebSocket: the client side is uWS's, the upstream side a `ws` client. */
 interface WsPair {
   upstream: WebSocket;
+  /** Set once the client side is open: tells the upstream listeners the client is gone. */
+  closed?: () => void;
 }
 
 /**
@@ -365,14 +367,14 @@ function serveWebSockets(app: TemplatedApp, upgrades: UpgradeRouter): void {
         open = false;
         ws.end(code === 1005 || code === 1006 ? 1000 : code, reason);
       });
-      (ws.getUserData() as WsPair & { closed?: () => void }).closed = () => (open = false);
+      ws.getUserData().closed = () => (open = false);
     },
     message: (ws, message, isBinary) => {
       const { upstream } = ws.getUserData();
       if (upstream.readyState === WebSocket.OPEN) upstream.send(Buffer.from(message.slice(0)), { binary: isBinary });
     },
     close: (ws, code, message) => {
-      const data = ws.getUserData() as WsPair & { closed?: () => void };
+      const data = ws.getUserData();
       data.closed?.();
       const upstream = data.upstream;
       if (upstream.readyState !== WebSocket.OPEN) return;
