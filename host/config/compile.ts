@@ -9,6 +9,7 @@ import type { MatchEntry, RouteTable, StringMatch, TableHashKey, TableLoadBalanc
 import type { ConfigDiagnostic, Location } from "./diagnostics.js";
 import { resolveDelegates } from "./delegate.js";
 import { egressAllows, sidecarFor } from "./sidecar.js";
+import { gatewayListeners, gatewaysFor, type GatewayListener } from "./gateway.js";
 import { clusterPolicy, type ClusterPolicy, type LoadBalancerModel, type TrafficPolicyModel } from "./traffic-policy.js";
 import { hostMatches, mostSpecific, virtualHostDomains } from "./hosts.js";
 import type { ConfigModel, CorsModel, DestinationModel, HealthCheckSettings, HeadersModel, RetryPolicyModel, RouteActionModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
@@ -99,6 +100,10 @@ export interface CompiledConfig {
   /** The validated model this was compiled from: DNS changes recompile it with new addresses. */
   model: ConfigModel;
   tcpListeners: TcpListenerInfo[];
+  /** Ports of the Gateways that select this proxy (ingress mode). */
+  gatewayListeners: GatewayListener[];
+  /** Ingress mode: a Gateway selects this proxy (unknown hosts get 404, not a passthrough). */
+  gateway: boolean;
   /** Names the DNS-resolved ServiceEntries need resolved (their endpoints, or their hosts). */
   dnsNames: string[];
   settings: Settings;
@@ -156,6 +161,8 @@ class Compiler {
   private readonly destinationRules: DestinationRuleModel[];
   /** The settings, with the Sidecar's outboundTrafficPolicy when it sets one. */
   private readonly settings: Settings;
+  /** Gateways configuring this proxy ("ns/name"); empty: a sidecar. */
+  private readonly gatewayRefs: string[];
 
   /** Names looked up for DNS-resolved services, for the discovery to keep resolving. */
   private readonly dnsNames = new Set<string>();
@@ -183,7 +190,11 @@ class Compiler {
       });
       if (hosts.length > 0) this.services.push({ ...se, hosts, endpoints: this.endpointsOf(se) });
     }
-    this.virtualServices = resolveDelegates(model.virtualServices, (where, message) => this.warn(where, message)).filter((v) => visibleTo(v, ns) && egressAllows(sidecar, v.namespace, v.hosts));
+    // As an ingress gateway (some Gateway selects this proxy), only VirtualServices bound to those Gateways route;
+    // as a sidecar, those bound to "mesh".
+    this.gatewayRefs = gatewaysFor(model.gateways, model.settings.labels).map((g) => `${g.namespace}/${g.name}`);
+    const bound = (v: VirtualServiceModel): boolean => (this.gatewayRefs.length > 0 ? v.gateways.some((g) => this.gatewayRefs.includes(g)) : v.gateways.includes("mesh"));
+    this.virtualServices = resolveDelegates(model.virtualServices, (where, message) => this.warn(where, message)).filter((v) => visibleTo(v, ns) && egressAllows(sidecar, v.namespace, v.hosts) && bound(v));
     this.destinationRules = model.destinationRules.filter((d) => visibleTo(d, ns) && egressAllows(sidecar, d.namespace, [d.host]));
   }
 
@@ -206,7 +217,8 @@ class Compiler {
 
   compile(): CompiledConfig {
     const coveredVsHosts = new Set<string>();
-    for (const service of this.services) {
+    // A gateway has no virtual hosts of its own for services: only its VirtualServices' hosts.
+    for (const service of this.gatewayRefs.length > 0 ? [] : this.services) {
       for (const host of service.hosts) {
         const defaultPort = service.ports.find((p) => p.number === DEFAULT_HTTP_PORT) ?? service.ports[0];
         for (const port of service.ports) {
@@ -228,7 +240,9 @@ class Compiler {
       for (const host of vs.hosts) {
         if (coveredVsHosts.has(host)) continue;
         coveredVsHosts.add(host);
-        this.addVirtualHost({ name: `${host}:${DEFAULT_HTTP_PORT}`, host, namespace: vs.namespace, domains: [host, `${host}:${DEFAULT_HTTP_PORT}`], port: DEFAULT_HTTP_PORT }, vs, undefined);
+        // On a gateway, the host is reached on every server port; on a sidecar, on the listener port 80.
+        const ports = this.gatewayRefs.length > 0 ? gatewayListeners(gatewaysFor(this.model.gateways, this.model.settings.labels)).map((l) => l.port) : [DEFAULT_HTTP_PORT];
+        this.addVirtualHost({ name: `${host}:${ports[0] ?? DEFAULT_HTTP_PORT}`, host, namespace: vs.namespace, domains: [host, ...ports.map((p) => `${host}:${p}`)], port: ports[0] ?? DEFAULT_HTTP_PORT }, vs, undefined);
       }
     }
     if (this.table.headerNames.length > SLOT_COUNT_MAX - SLOT_FIRST_HEADER) {
@@ -237,6 +251,8 @@ class Compiler {
     return {
       model: this.model,
       tcpListeners: this.tcpListeners(),
+      gatewayListeners: gatewayListeners(gatewaysFor(this.model.gateways, this.model.settings.labels)),
+      gateway: this.gatewayRefs.length > 0,
       dnsNames: [...this.dnsNames],
       settings: this.settings,
       table: this.table,

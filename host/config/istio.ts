@@ -10,6 +10,7 @@ import { FieldReader, type Obj } from "./fields.js";
 import { resolveHost } from "./hosts.js";
 import { readTrafficPolicy } from "./traffic-policy.js";
 import { readSidecar } from "./sidecar.js";
+import { readGateway } from "./gateway.js";
 import type {
   ConfigModel, CorsModel, DestinationModel, RetryConditions, RetryPolicyModel, DestinationRuleModel, FaultModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, RegexRewriteModel, TcpRouteModel, ResourceMeta, RouteActionModel, ServiceModel,
   ServicePort, VirtualServiceModel, WorkloadEndpoint, WorkloadEntryModel,
@@ -20,7 +21,6 @@ import type { DiagnosticSink, FieldPath, SourceDocument } from "./source.js";
 const ISTIO_GROUP = "networking.istio.io/";
 const ISTIO_VERSIONS = ["v1alpha3", "v1beta1", "v1"];
 const LATER_KINDS: Record<string, string> = {
-  Gateway: "Gateway resources (ingress mode) arrive with TLS termination",
   EnvoyFilter: "instio is not Envoy; EnvoyFilter patches cannot apply",
   ProxyConfig: "ProxyConfig is not read; use the instio settings document",
   WorkloadGroup: "WorkloadGroup is not read",
@@ -28,7 +28,7 @@ const LATER_KINDS: Record<string, string> = {
 
 /** Reads every document into the model; all problems go to `sink`. */
 export function readModel(docs: SourceDocument[], sink: DiagnosticSink): ConfigModel {
-  const model: ConfigModel = { settings: defaultSettings(), services: [], workloadEntries: [], virtualServices: [], destinationRules: [], sidecars: [] };
+  const model: ConfigModel = { settings: defaultSettings(), services: [], workloadEntries: [], virtualServices: [], destinationRules: [], sidecars: [], gateways: [] };
   let settingsSeen: SourceDocument | undefined;
   for (const doc of docs) {
     const r = new FieldReader(sink, doc);
@@ -70,6 +70,11 @@ export function readModel(docs: SourceDocument[], sink: DiagnosticSink): ConfigM
         if (se) model.services.push(se);
         break;
       }
+      case "Gateway": {
+        const gw = readGateway(r, top, (spec) => readMeta(r, top, "Gateway", spec));
+        if (gw) model.gateways.push(gw);
+        break;
+      }
       case "Sidecar": {
         const sc = readSidecar(r, top, (spec) => readMeta(r, top, "Sidecar", spec));
         if (sc) model.sidecars.push(sc);
@@ -108,7 +113,8 @@ function readVirtualService(r: FieldReader, top: Obj): VirtualServiceModel | und
   hosts.forEach((h, i) => {
     if (h === "*") r.error(["spec", "hosts", i], `"*" is only valid for gateways`);
   });
-  checkGateways(r, spec.gateways, ["spec", "gateways"]);
+  // Top-level gateways bind the VirtualService to Gateway resources ("mesh": sidecars, the default).
+  const gateways = r.stringList(spec.gateways, ["spec", "gateways"]).map((g) => (g === "mesh" || g.includes("/") ? g : `${meta.namespace}/${g}`));
   const http = r.list(spec.http, ["spec", "http"]).map((route, i) => readHttpRoute(r, route, ["spec", "http", i], meta.namespace));
   if (hosts.length === 0) {
     http.forEach((route, i) => {
@@ -123,7 +129,7 @@ function readVirtualService(r: FieldReader, top: Obj): VirtualServiceModel | und
     const route = readTcpRoute(r, t, ["spec", "tls", i], meta.namespace, true);
     return route ? [route] : [];
   });
-  return { ...meta, hosts: hosts.map((h) => resolveHost(h, meta.namespace)), http: http.filter((h): h is HttpRouteModel => h !== undefined), tcp, tls };
+  return { ...meta, hosts: hosts.map((h) => resolveHost(h, meta.namespace)), gateways: gateways.length > 0 ? gateways : ["mesh"], http: http.filter((h): h is HttpRouteModel => h !== undefined), tcp, tls };
 }
 
 /**
@@ -153,7 +159,7 @@ function readTcpRoute(r: FieldReader, value: unknown, path: FieldPath, namespace
 
 function checkGateways(r: FieldReader, value: unknown, path: FieldPath): void {
   r.stringList(value, path).forEach((g, i) => {
-    if (g !== "mesh") r.error([...path, i], `gateway "${g}": only "mesh" (sidecars) is supported yet; Gateway resources arrive with ingress mode`);
+    if (g !== "mesh") r.error([...path, i], `gateway "${g}": gateways per match are not supported yet; bind the whole VirtualService with spec.gateways`);
   });
 }
 

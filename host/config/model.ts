@@ -2,6 +2,7 @@
 // applied and every field checked. compile.ts turns it into a snapshot.
 
 import type { Location } from "./diagnostics.js";
+import type { GatewayModel } from "./gateway.js";
 import type { SidecarModel } from "./sidecar.js";
 import type { TrafficPolicyModel } from "./traffic-policy.js";
 import type { StringMatch, UriMatch, Condition } from "../core/route-table.js";
@@ -211,6 +212,8 @@ export interface HttpRouteModel {
 
 export interface VirtualServiceModel extends ResourceMeta {
   hosts: string[];
+  /** "mesh" and/or "namespace/name" of Gateway resources. */
+  gateways: string[];
   http: HttpRouteModel[];
   tcp: TcpRouteModel[];
   /** TLS routes: TCP routes chosen by the SNI of the client's TLS handshake (TLS passthrough). */
@@ -242,6 +245,7 @@ export interface ConfigModel {
   virtualServices: VirtualServiceModel[];
   destinationRules: DestinationRuleModel[];
   sidecars: SidecarModel[];
+  gateways: GatewayModel[];
 }
 
 /** rewrite.uriRegexRewrite: a search pattern and RE2's rewrite template (literal text and group numbers). */

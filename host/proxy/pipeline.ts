@@ -136,7 +136,9 @@ function runPhases(options: PipelineOptions, ex: Exchange, ds: Downstream): void
   }
   switch (code) {
     case RC_NO_VHOST:
-      if (snapshot.config.settings.outboundTrafficPolicy === "REGISTRY_ONLY") {
+      if (snapshot.config.gateway) {
+        ex.localReply(Reply.NO_ROUTE); // a gateway serves its VirtualServices' hosts only, as Envoy's 404
+      } else if (snapshot.config.settings.outboundTrafficPolicy === "REGISTRY_ONLY") {
         ex.clusterName = "BlackHoleCluster";
         ex.localReply(Reply.BLOCKED_BY_REGISTRY_ONLY);
       } else {

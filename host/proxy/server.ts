@@ -1,7 +1,7 @@
 // Starts a proxy: listeners, upstream connection pools, telemetry, admin and
 // agent ports, config reload and the shutdown lifecycle.
 
-import { urlHost } from "./authority.js";
+import { splitAuthority, urlHost } from "./authority.js";
 import { compile, type CompiledConfig } from "../config/compile.js";
 import type { ConfigDiagnostic } from "../config/diagnostics.js";
 import { DEFAULT_CLUSTER_POLICY } from "../config/traffic-policy.js";
@@ -59,6 +59,13 @@ async function listen(settings: ListenerSettings, handler: RequestHandler, logge
   return listenNode(settings.address, settings.port, handler, upgrades);
 }
 
+/** A Gateway server's httpsRedirect: every request gets 301 to the same URL over https. */
+const redirectToHttps: RequestHandler = (ds) => {
+  const host = ds.authority ?? "";
+  ds.sendLocal(301, ["location", `https://${splitAuthority(host).host}${ds.path}${ds.query === undefined ? "" : `?${ds.query}`}`], "");
+  return { onDownstreamAborted() {}, onDownstreamWritable() {} };
+};
+
 export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const logger = new Logger("info", options.log);
   const settings = options.config.settings;
@@ -101,7 +108,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     closed = true;
     watcher?.stop();
     dns.stop();
-    await Promise.all([bound.outbound?.close(), bound.inbound?.close(), admin.close(), ...agentPorts.map((l) => l.close()), ...tcpListeners.map((l) => l.close())]);
+    await Promise.all([bound.outbound?.close(), bound.inbound?.close(), admin.close(), ...agentPorts.map((l) => l.close()), ...tcpListeners.map((l) => l.close()), ...gatewayPorts.map((l) => l.close())]);
     await current.pools.close();
   };
   const lifecycle = new Lifecycle([], settings, logger, async (code) => {
@@ -123,6 +130,17 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const outbound = (bound.outbound = await listen(settings.outbound, (ds) => handleRequest(pipeline, outboundRuntime, ds), logger, (req) => decideUpgrade(pipeline, req)));
   pipeline.selfPorts.add(outbound.port);
   lifecycle.add({ runtime: outboundRuntime, listener: outbound });
+  // Gateway server ports (ingress mode), on the outbound address: HTTPS terminates TLS; httpsRedirect answers 301.
+  const gatewayPorts: Listener[] = [];
+  for (const g of initial.gatewayListeners) {
+    const handler: RequestHandler = g.httpsRedirect ? redirectToHttps : (ds) => handleRequest(pipeline, outboundRuntime, ds);
+    const l = await listen({ ...settings.outbound, port: g.port, tls: g.tls, engine: g.tls ? "node" : settings.outbound.engine }, handler, logger, (req) => decideUpgrade(pipeline, req));
+    gatewayPorts.push(l);
+    pipeline.selfPorts.add(l.port);
+    lifecycle.add({ runtime: outboundRuntime, listener: l });
+    logger.info(`instio: gateway ${g.tls ? "HTTPS" : g.httpsRedirect ? "HTTP (redirect to HTTPS)" : "HTTP"} ${settings.outbound.address}:${l.port}`);
+  }
+
   // TCP proxy listeners from the Sidecar's egress listeners (their ports apply from startup, as the HTTP ones).
   const tcpListeners: Listener[] = [];
   for (const l of initial.tcpListeners) {

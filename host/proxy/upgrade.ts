@@ -53,6 +53,7 @@ export function decideUpgrade(options: PipelineOptions, req: RouteRequest): Upgr
   if (!writeRequest(snapshot.core, snapshot.headerNames, req)) return reply(Reply.HEADERS_TOO_LARGE);
   const code = snapshot.core.route((Math.random() * 0x100000000) >>> 0);
   if (code === RC_NO_VHOST) {
+    if (snapshot.config.gateway) return reply(Reply.NO_ROUTE);
     if (snapshot.config.settings.outboundTrafficPolicy === "REGISTRY_ONLY") return reply(Reply.BLOCKED_BY_REGISTRY_ONLY);
     return passthrough(options, req.authority, 80);
   }

@@ -69,7 +69,7 @@ spec: {}
       "mesh.yaml:13:15: error: spec.http[0].route[0].weight: must be between 0 and 2147483647, got -1",
       'mesh.yaml:14:14: error: spec.http[0].timeout: must be a duration such as "5s" or "250ms", got "3 seconds"',
       "mesh.yaml:16:15: error: spec.http[1].delegate: cannot be combined with route, redirect or directResponse",
-      "mesh.yaml:19:7: error: kind: Gateway is not supported yet: Gateway resources (ingress mode) arrive with TLS termination",
+      "mesh.yaml:21:7: error: spec.servers: at least one server is required",
     ]);
   });
 

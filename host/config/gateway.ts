@@ -1,0 +1,101 @@
+// Istio's Gateway resource, for instio running as an ingress gateway: the
+// Gateways whose selector matches the proxy's labels open their server ports,
+// and only VirtualServices bound to them (spec.gateways) route there.
+// HTTP servers (optionally redirecting to HTTPS) and HTTPS servers with
+// SIMPLE TLS from certificate files (serverCertificate / privateKey, as Istio
+// reads file-mounted credentials); several servers on one port add
+// certificates by SNI.
+
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { createSecureContext } from "node:tls";
+import type { FieldReader, Obj } from "./fields.js";
+import type { ResourceMeta, TlsSettings } from "./model.js";
+
+export interface GatewayServerModel {
+  port: number;
+  protocol: "HTTP" | "HTTPS";
+  hosts: string[];
+  tls: { certFile: string; keyFile: string } | undefined;
+  httpsRedirect: boolean;
+}
+
+export interface GatewayModel extends ResourceMeta {
+  selector: Record<string, string>;
+  servers: GatewayServerModel[];
+}
+
+/** A listener the gateway opens, merged from the servers on its port. */
+export interface GatewayListener {
+  port: number;
+  tls: TlsSettings | undefined;
+  httpsRedirect: boolean;
+}
+
+export function readGateway(r: FieldReader, top: Obj, meta: (spec: Obj) => ResourceMeta): GatewayModel | undefined {
+  const spec = r.object(top.spec, ["spec"], ["selector", "servers"]);
+  if (!spec) {
+    r.error(["spec"], "is required");
+    return undefined;
+  }
+  const m = meta(spec);
+  const servers = r.list(spec.servers, ["spec", "servers"]).flatMap((v, i) => {
+    const at = ["spec", "servers", i];
+    const s = r.object(v, at, ["port", "hosts", "tls", "name", "bind"]);
+    if (!s) return [];
+    const port = r.object(s.port, [...at, "port"], ["number", "protocol", "name", "targetPort"]);
+    const number = port ? r.integer(port.number, [...at, "port", "number"], 1, 65535, true) : undefined;
+    const protocol = port ? r.oneOf<"HTTP" | "HTTPS">(((port.protocol as string | undefined) ?? "").toUpperCase() || undefined, [...at, "port", "protocol"], ["HTTP", "HTTPS"], ["HTTP2", "GRPC", "TLS", "TCP", "MONGO"]) : undefined;
+    if (!port) r.error([...at, "port"], "is required");
+    else if (port.protocol === undefined) r.error([...at, "port", "protocol"], "is required");
+    const hosts = r.stringList(s.hosts, [...at, "hosts"]).map((h) => (h.includes("/") ? h.slice(h.indexOf("/") + 1) : h).toLowerCase());
+    if (hosts.length === 0) r.error([...at, "hosts"], "at least one host is required");
+    const t = r.object(s.tls, [...at, "tls"], ["mode", "serverCertificate", "privateKey", "httpsRedirect", "minProtocolVersion"], {
+      credentialName: "credentialName (Kubernetes secrets); give serverCertificate and privateKey file paths",
+      caCertificates: "client certificate verification (MUTUAL)",
+      subjectAltNames: "client certificate verification (MUTUAL)",
+    });
+    const httpsRedirect = t ? (r.boolean(t.httpsRedirect, [...at, "tls", "httpsRedirect"]) ?? false) : false;
+    let tls: GatewayServerModel["tls"];
+    if (protocol === "HTTPS") {
+      const mode = t ? r.oneOf(t.mode, [...at, "tls", "mode"], ["SIMPLE"], ["MUTUAL", "PASSTHROUGH", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"]) : undefined;
+      const cert = t ? r.string(t.serverCertificate, [...at, "tls", "serverCertificate"], true) : undefined;
+      const key = t ? r.string(t.privateKey, [...at, "tls", "privateKey"], true) : undefined;
+      if (!t) r.error([...at, "tls"], "an HTTPS server needs tls (mode SIMPLE with serverCertificate and privateKey)");
+      if (mode && cert && key) {
+        tls = { certFile: fromConfig(r, cert), keyFile: fromConfig(r, key) };
+        try {
+          createSecureContext({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) });
+        } catch (err) {
+          r.error([...at, "tls"], `cannot use certificate ${tls.certFile} with key ${tls.keyFile}: ${(err as Error).message}`);
+        }
+      }
+    }
+    return number !== undefined && protocol ? [{ port: number, protocol, hosts, tls, httpsRedirect }] : [];
+  });
+  if (servers.length === 0 && r.list(spec.servers, ["spec", "servers"]).length === 0) r.error(["spec", "servers"], "at least one server is required");
+  return { ...m, selector: r.stringMap((r.object(spec.selector, ["spec", "selector"], Object.keys((spec.selector as Obj | null) ?? {})) ?? {}), ["spec", "selector"]), servers };
+}
+
+function fromConfig(r: FieldReader, file: string): string {
+  return isAbsolute(file) ? file : resolve(dirname(r.doc.file), file);
+}
+
+/** The Gateways that configure a proxy with `labels` (their selector is a subset of the labels). */
+export function gatewaysFor(gateways: readonly GatewayModel[], labels: Record<string, string>): GatewayModel[] {
+  return gateways.filter((g) => Object.entries(g.selector).every(([k, v]) => labels[k] === v));
+}
+
+/** One listener per port: the first HTTPS server's certificate is the default, the others' go by SNI. */
+export function gatewayListeners(gateways: readonly GatewayModel[]): GatewayListener[] {
+  const byPort = new Map<number, GatewayListener>();
+  for (const server of gateways.flatMap((g) => g.servers)) {
+    const l = byPort.get(server.port) ?? { port: server.port, tls: undefined, httpsRedirect: false };
+    byPort.set(server.port, l);
+    if (server.httpsRedirect && !server.tls) l.httpsRedirect = true;
+    if (!server.tls) continue;
+    if (!l.tls) l.tls = { ...server.tls, sni: [] };
+    else l.tls.sni.push({ hosts: server.hosts, ...server.tls });
+  }
+  return [...byPort.values()];
+}
