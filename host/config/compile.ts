@@ -371,7 +371,10 @@ class Compiler {
   private tcpListeners(): TcpListenerInfo[] {
     const sidecar = sidecarFor(this.model.sidecars, this.model.settings.namespace, this.model.settings.labels);
     const s = this.model.settings;
-    return (sidecar?.tcpListeners ?? []).map(({ port, bind, tls }) => {
+    // A Gateway's PASSTHROUGH servers are SNI listeners routed by the bound VirtualServices' tls routes.
+    const passthrough = this.gatewayRefs.length > 0 ? gatewayListeners(gatewaysFor(this.model.gateways, s.labels)).filter((g) => g.passthrough) : [];
+    const gatewaySni = passthrough.map((g) => ({ address: s.outbound.address, port: g.port, destinations: [], sni: this.sniRoutes([], g.port) }));
+    return [...gatewaySni, ...(sidecar?.tcpListeners ?? []).map(({ port, bind, tls }) => {
       const services = this.services.filter((svc) => svc.ports.some((p) => p.number === port && TCP_PROTOCOLS.includes(p.protocol)));
       const address = bind ?? s.outbound.address;
       if (tls) return { address, port, destinations: [], sni: this.sniRoutes(services, port) };
@@ -389,7 +392,7 @@ class Compiler {
         ? `egress TCP port ${port}: no service declares it as TCP; connections there are closed`
         : `egress TCP port ${port}: ${services.length} services use it and no VirtualService tcp route picks one; connections there are closed`);
       return { address, port, destinations: [], sni: undefined };
-    });
+    })];
   }
 
   /**

@@ -1,9 +1,11 @@
 // Istio's Gateway resource, for instio running as an ingress gateway: the
 // Gateways whose selector matches the proxy's labels open their server ports,
 // and only VirtualServices bound to them (spec.gateways) route there.
-// HTTP servers (optionally redirecting to HTTPS) and HTTPS servers with
-// SIMPLE TLS from certificate files (serverCertificate / privateKey, as Istio
-// reads file-mounted credentials); several servers on one port add
+// HTTP servers (optionally redirecting to HTTPS); HTTPS servers terminating
+// TLS from certificate files (serverCertificate / privateKey, as Istio reads
+// file-mounted credentials), MUTUAL requiring client certificates signed by
+// caCertificates, or PASSTHROUGH routing the untouched TLS by SNI through the
+// bound VirtualServices' tls routes. Several servers on one port add
 // certificates by SNI.
 
 import { readFileSync } from "node:fs";
@@ -16,7 +18,9 @@ export interface GatewayServerModel {
   port: number;
   protocol: "HTTP" | "HTTPS";
   hosts: string[];
-  tls: { certFile: string; keyFile: string } | undefined;
+  tls: { certFile: string; keyFile: string; clientCaFile?: string } | undefined;
+  /** PASSTHROUGH: TLS is not terminated; connections go by SNI through the VirtualServices' tls routes. */
+  passthrough: boolean;
   httpsRedirect: boolean;
 }
 
@@ -30,6 +34,8 @@ export interface GatewayListener {
   port: number;
   tls: TlsSettings | undefined;
   httpsRedirect: boolean;
+  /** TLS passthrough by SNI (served as a TCP listener with SNI routes). */
+  passthrough: boolean;
 }
 
 export function readGateway(r: FieldReader, top: Obj, meta: (spec: Obj) => ResourceMeta): GatewayModel | undefined {
@@ -50,28 +56,32 @@ export function readGateway(r: FieldReader, top: Obj, meta: (spec: Obj) => Resou
     else if (port.protocol === undefined) r.error([...at, "port", "protocol"], "is required");
     const hosts = r.stringList(s.hosts, [...at, "hosts"]).map((h) => (h.includes("/") ? h.slice(h.indexOf("/") + 1) : h).toLowerCase());
     if (hosts.length === 0) r.error([...at, "hosts"], "at least one host is required");
-    const t = r.object(s.tls, [...at, "tls"], ["mode", "serverCertificate", "privateKey", "httpsRedirect", "minProtocolVersion"], {
+    const t = r.object(s.tls, [...at, "tls"], ["mode", "serverCertificate", "privateKey", "caCertificates", "httpsRedirect", "minProtocolVersion"], {
       credentialName: "credentialName (Kubernetes secrets); give serverCertificate and privateKey file paths",
-      caCertificates: "client certificate verification (MUTUAL)",
-      subjectAltNames: "client certificate verification (MUTUAL)",
+      subjectAltNames: "client certificate SAN checks",
     });
     const httpsRedirect = t ? (r.boolean(t.httpsRedirect, [...at, "tls", "httpsRedirect"]) ?? false) : false;
     let tls: GatewayServerModel["tls"];
+    let passthrough = false;
     if (protocol === "HTTPS") {
-      const mode = t ? r.oneOf(t.mode, [...at, "tls", "mode"], ["SIMPLE"], ["MUTUAL", "PASSTHROUGH", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"]) : undefined;
-      const cert = t ? r.string(t.serverCertificate, [...at, "tls", "serverCertificate"], true) : undefined;
-      const key = t ? r.string(t.privateKey, [...at, "tls", "privateKey"], true) : undefined;
-      if (!t) r.error([...at, "tls"], "an HTTPS server needs tls (mode SIMPLE with serverCertificate and privateKey)");
-      if (mode && cert && key) {
-        tls = { certFile: fromConfig(r, cert), keyFile: fromConfig(r, key) };
-        try {
-          createSecureContext({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) });
-        } catch (err) {
-          r.error([...at, "tls"], `cannot use certificate ${tls.certFile} with key ${tls.keyFile}: ${(err as Error).message}`);
+      const mode = t ? r.oneOf(t.mode, [...at, "tls", "mode"], ["SIMPLE", "MUTUAL", "PASSTHROUGH"], ["AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"]) : undefined;
+      if (!t) r.error([...at, "tls"], "an HTTPS server needs tls (mode SIMPLE, MUTUAL or PASSTHROUGH)");
+      passthrough = mode === "PASSTHROUGH";
+      if (mode === "SIMPLE" || mode === "MUTUAL") {
+        const cert = r.string(t!.serverCertificate, [...at, "tls", "serverCertificate"], true);
+        const key = r.string(t!.privateKey, [...at, "tls", "privateKey"], true);
+        const ca = r.string(t!.caCertificates, [...at, "tls", "caCertificates"], mode === "MUTUAL");
+        if (cert && key) {
+          tls = { certFile: fromConfig(r, cert), keyFile: fromConfig(r, key), ...(mode === "MUTUAL" && ca ? { clientCaFile: fromConfig(r, ca) } : {}) };
+          try {
+            createSecureContext({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), ...(tls.clientCaFile ? { ca: readFileSync(tls.clientCaFile) } : {}) });
+          } catch (err) {
+            r.error([...at, "tls"], `cannot use certificate ${tls.certFile} with key ${tls.keyFile}${tls.clientCaFile ? ` and CA ${tls.clientCaFile}` : ""}: ${(err as Error).message}`);
+          }
         }
       }
     }
-    return number !== undefined && protocol ? [{ port: number, protocol, hosts, tls, httpsRedirect }] : [];
+    return number !== undefined && protocol ? [{ port: number, protocol, hosts, tls, passthrough, httpsRedirect }] : [];
   });
   if (servers.length === 0 && r.list(spec.servers, ["spec", "servers"]).length === 0) r.error(["spec", "servers"], "at least one server is required");
   return { ...m, selector: r.stringMap((r.object(spec.selector, ["spec", "selector"], Object.keys((spec.selector as Obj | null) ?? {})) ?? {}), ["spec", "selector"]), servers };
@@ -90,8 +100,9 @@ export function gatewaysFor(gateways: readonly GatewayModel[], labels: Record<st
 export function gatewayListeners(gateways: readonly GatewayModel[]): GatewayListener[] {
   const byPort = new Map<number, GatewayListener>();
   for (const server of gateways.flatMap((g) => g.servers)) {
-    const l = byPort.get(server.port) ?? { port: server.port, tls: undefined, httpsRedirect: false };
+    const l = byPort.get(server.port) ?? { port: server.port, tls: undefined, httpsRedirect: false, passthrough: false };
     byPort.set(server.port, l);
+    if (server.passthrough) l.passthrough = true;
     if (server.httpsRedirect && !server.tls) l.httpsRedirect = true;
     if (!server.tls) continue;
     if (!l.tls) l.tls = { ...server.tls, sni: [] };

@@ -22,6 +22,8 @@ export interface ListenerSettings {
 export interface TlsSettings {
   certFile: string;
   keyFile: string;
+  /** Client certificates are required and verified against this CA (a MUTUAL Gateway server). */
+  clientCaFile?: string;
   /** Certificates chosen by SNI: exact or "*.example.com" names. */
   sni: { hosts: string[]; certFile: string; keyFile: string }[];
 }

@@ -64,6 +64,8 @@ export function listenH2(settings: ListenerSettings, handler: RequestHandler, lo
           ...certs.defaultPair(),
           allowHTTP1: true,
           minVersion: "TLSv1.2",
+          // MUTUAL: a client certificate signed by this CA is required.
+          ...(tls!.clientCaFile ? { requestCert: true, rejectUnauthorized: true, ca: readFileSync(tls!.clientCaFile) } : {}),
           SNICallback: (servername, done) => done(null, certs.forName(servername)),
         },
         onRequest,

@@ -133,6 +133,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   // Gateway server ports (ingress mode), on the outbound address: HTTPS terminates TLS; httpsRedirect answers 301.
   const gatewayPorts: Listener[] = [];
   for (const g of initial.gatewayListeners) {
+    if (g.passthrough) continue; // an SNI listener among the TCP listeners below
     const handler: RequestHandler = g.httpsRedirect ? redirectToHttps : (ds) => handleRequest(pipeline, outboundRuntime, ds);
     const l = await listen({ ...settings.outbound, port: g.port, tls: g.tls, engine: g.tls ? "node" : settings.outbound.engine }, handler, logger, (req) => decideUpgrade(pipeline, req));
     gatewayPorts.push(l);

@@ -4,6 +4,8 @@
 
 import { execFile } from "node:child_process";
 import { createServer } from "node:net";
+import { readFileSync } from "node:fs";
+import { connect as tlsConnect, createServer as createTlsServer, type Server as TlsServer } from "node:tls";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeCa, type TestCa } from "../support/certs.js";
@@ -11,6 +13,13 @@ import { get, serviceEntryYaml, startTestProxy, type TestProxy } from "../suppor
 import { startUpstream, type Upstream } from "../support/upstream.js";
 
 const execFileAsync = promisify(execFile);
+
+/** A TLS server that answers with its certificate's name: what a PASSTHROUGH client should reach. */
+async function startTlsBackend(ca: TestCa): Promise<{ server: TlsServer; port: number }> {
+  const server = createTlsServer({ cert: readFileSync(ca.path("pass.pem")), key: readFileSync(ca.path("pass.key")) }, (s) => s.end("pass over TLS"));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { server, port: (server.address() as { port: number }).port };
+}
 
 async function freePort(): Promise<number> {
   const s = createServer();
@@ -24,15 +33,17 @@ describe("Gateway (ingress mode)", () => {
   let ca: TestCa;
   let shop: Upstream;
   let p: TestProxy;
-  const ports = { redirect: 0, https: 0, http: 0 };
+  const ports = { redirect: 0, https: 0, http: 0, mutual: 0, passthrough: 0 };
+  let backend: Awaited<ReturnType<typeof startTlsBackend>>;
 
   beforeAll(async () => {
     ca = makeCa();
     ca.issue("shop", ["shop.example"]);
+    ca.issue("client", ["client.instio"]);
+    ca.issue("pass", ["pass.example"]);
     shop = await startUpstream("shop");
-    ports.redirect = await freePort();
-    ports.https = await freePort();
-    ports.http = await freePort();
+    backend = await startTlsBackend(ca);
+    for (const k of Object.keys(ports) as (keyof typeof ports)[]) ports[k] = await freePort();
     p = await startTestProxy(`apiVersion: instio.dev/v1alpha1
 kind: ProxySettings
 metadata: {name: gw}
@@ -57,6 +68,31 @@ spec:
     tls: {mode: SIMPLE, serverCertificate: ${ca.path("shop.pem")}, privateKey: ${ca.path("shop.key")}}
   - port: {number: ${ports.http}, name: plain, protocol: HTTP}
     hosts: ["*"]
+  - port: {number: ${ports.mutual}, name: mtls, protocol: HTTPS}
+    hosts: [shop.example]
+    tls: {mode: MUTUAL, serverCertificate: ${ca.path("shop.pem")}, privateKey: ${ca.path("shop.key")}, caCertificates: ${ca.path("ca.pem")}}
+  - port: {number: ${ports.passthrough}, name: tls, protocol: HTTPS}
+    hosts: [pass.example]
+    tls: {mode: PASSTHROUGH}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: pass}
+spec:
+  hosts: [pass.example]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {tls: ${backend.port}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: pass, namespace: default}
+spec:
+  hosts: [pass.example]
+  gateways: [ingress]
+  tls:
+  - match: [{sniHosts: [pass.example], port: ${ports.passthrough}}]
+    route: [{destination: {host: pass.example}}]
 ---
 ${serviceEntryYaml("shop", [{ port: shop.port }])}---
 apiVersion: networking.istio.io/v1
@@ -80,6 +116,7 @@ spec:
   afterAll(async () => {
     await p.close();
     await shop.close();
+    backend.server.close();
   });
 
   it("terminates HTTPS with the server's certificate and routes by the bound VirtualService (curl, HTTP/2)", async () => {
@@ -101,5 +138,25 @@ spec:
   it("serves plain HTTP servers too, and not VirtualServices bound to the mesh only", async () => {
     expect((await get(`http://127.0.0.1:${ports.http}`, `shop.example:${ports.http}`, "/")).json().name).toBe("shop");
     expect((await get(`http://127.0.0.1:${ports.http}`, "internal.example", "/")).status).toBe(404);
+  });
+
+  it("MUTUAL: requires a client certificate signed by caCertificates", async () => {
+    const args = ["-s", "--max-time", "5", "--cacert", ca.path("ca.pem"), "--connect-to", `shop.example:443:127.0.0.1:${ports.mutual}`, "-o", "/dev/null", "-w", "%{http_code}", "https://shop.example/"];
+    const withCert = await execFileAsync("curl", [...args, "--cert", ca.path("client.pem"), "--key", ca.path("client.key")]);
+    expect(withCert.stdout).toBe("200");
+    await expect(execFileAsync("curl", args)).rejects.toThrow(); // the handshake fails without one
+  });
+
+  it("PASSTHROUGH: routes the untouched TLS connection by SNI through the bound VirtualService's tls route", async () => {
+    const result = await new Promise<{ text: string; cn: string }>((resolve, reject) => {
+      const sock = tlsConnect({ port: ports.passthrough, host: "127.0.0.1", servername: "pass.example", ca: readFileSync(ca.path("ca.pem")) }, () => {
+        const cn = String(sock.getPeerCertificate().subject.CN);
+        let text = "";
+        sock.on("data", (d) => (text += d.toString()));
+        sock.on("end", () => resolve({ text, cn }));
+      });
+      sock.on("error", reject);
+    });
+    expect(result).toEqual({ text: "pass over TLS", cn: "pass.example" });
   });
 });
