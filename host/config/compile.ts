@@ -373,7 +373,7 @@ class Compiler {
     const s = this.model.settings;
     // A Gateway's PASSTHROUGH servers are SNI listeners routed by the bound VirtualServices' tls routes.
     const passthrough = this.gatewayRefs.length > 0 ? gatewayListeners(gatewaysFor(this.model.gateways, s.labels)).filter((g) => g.passthrough) : [];
-    const gatewaySni = passthrough.map((g) => ({ address: s.outbound.address, port: g.port, destinations: [], sni: this.sniRoutes([], g.port) }));
+    const gatewaySni = passthrough.map((g) => ({ address: g.bind ?? s.outbound.address, port: g.port, destinations: [], sni: this.sniRoutes([], g.port) }));
     return [...gatewaySni, ...(sidecar?.tcpListeners ?? []).map(({ port, bind, tls }) => {
       const services = this.services.filter((svc) => svc.ports.some((p) => p.number === port && TCP_PROTOCOLS.includes(p.protocol)));
       const address = bind ?? s.outbound.address;

@@ -16,6 +16,8 @@ import type { ResourceMeta, TlsSettings } from "./model.js";
 
 export interface GatewayServerModel {
   port: number;
+  /** Address to listen on; undefined: the settings' outbound address. */
+  bind: string | undefined;
   protocol: "HTTP" | "HTTPS";
   hosts: string[];
   tls: { certFile: string; keyFile: string; clientCaFile?: string } | undefined;
@@ -32,6 +34,7 @@ export interface GatewayModel extends ResourceMeta {
 /** A listener the gateway opens, merged from the servers on its port. */
 export interface GatewayListener {
   port: number;
+  bind: string | undefined;
   tls: TlsSettings | undefined;
   httpsRedirect: boolean;
   /** TLS passthrough by SNI (served as a TCP listener with SNI routes). */
@@ -57,10 +60,13 @@ export function readGateway(r: FieldReader, top: Obj, meta: (spec: Obj) => Resou
     const hosts = r.stringList(s.hosts, [...at, "hosts"]).map((h) => (h.includes("/") ? h.slice(h.indexOf("/") + 1) : h).toLowerCase());
     if (hosts.length === 0) r.error([...at, "hosts"], "at least one host is required");
     const t = r.object(s.tls, [...at, "tls"], ["mode", "serverCertificate", "privateKey", "caCertificates", "httpsRedirect", "minProtocolVersion"], {
+      maxProtocolVersion: "a maximum TLS version",
+      cipherSuites: "choosing cipher suites",
       credentialName: "credentialName (Kubernetes secrets); give serverCertificate and privateKey file paths",
       subjectAltNames: "client certificate SAN checks",
     });
     const httpsRedirect = t ? (r.boolean(t.httpsRedirect, [...at, "tls", "httpsRedirect"]) ?? false) : false;
+    if (t) r.oneOf(t.minProtocolVersion, [...at, "tls", "minProtocolVersion"], ["TLS_AUTO", "TLSV1_2"], ["TLSV1_0", "TLSV1_1", "TLSV1_3"]); // instio's minimum is TLS 1.2
     let tls: GatewayServerModel["tls"];
     let passthrough = false;
     if (protocol === "HTTPS") {
@@ -81,7 +87,8 @@ export function readGateway(r: FieldReader, top: Obj, meta: (spec: Obj) => Resou
         }
       }
     }
-    return number !== undefined && protocol ? [{ port: number, protocol, hosts, tls, passthrough, httpsRedirect }] : [];
+    const bind = r.string(s.bind, [...at, "bind"]);
+    return number !== undefined && protocol ? [{ port: number, bind, protocol, hosts, tls, passthrough, httpsRedirect }] : [];
   });
   if (servers.length === 0 && r.list(spec.servers, ["spec", "servers"]).length === 0) r.error(["spec", "servers"], "at least one server is required");
   return { ...m, selector: r.stringMap((r.object(spec.selector, ["spec", "selector"], Object.keys((spec.selector as Obj | null) ?? {})) ?? {}), ["spec", "selector"]), servers };
@@ -100,7 +107,7 @@ export function gatewaysFor(gateways: readonly GatewayModel[], labels: Record<st
 export function gatewayListeners(gateways: readonly GatewayModel[]): GatewayListener[] {
   const byPort = new Map<number, GatewayListener>();
   for (const server of gateways.flatMap((g) => g.servers)) {
-    const l = byPort.get(server.port) ?? { port: server.port, tls: undefined, httpsRedirect: false, passthrough: false };
+    const l = byPort.get(server.port) ?? { port: server.port, bind: server.bind, tls: undefined, httpsRedirect: false, passthrough: false };
     byPort.set(server.port, l);
     if (server.passthrough) l.passthrough = true;
     if (server.httpsRedirect && !server.tls) l.httpsRedirect = true;

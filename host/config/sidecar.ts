@@ -41,6 +41,8 @@ export function readSidecar(r: FieldReader, top: Obj, meta: (spec: Obj) => Resou
       const protocol = port ? (r.string(port.protocol, [...at, "port", "protocol"]) ?? "").toUpperCase() : "";
       const number = port ? r.integer(port.number, [...at, "port", "number"], 1, 65535, true) : undefined;
       const bind = r.string(eg.bind, [...at, "bind"]);
+      const capture = r.string(eg.captureMode, [...at, "captureMode"]);
+      if (capture !== undefined && capture !== "DEFAULT" && capture !== "NONE") r.error([...at, "captureMode"], `not supported: ${capture}; instio does not capture traffic (NONE: applications connect to its listeners)`);
       if (["TCP", "MONGO", "TLS", "HTTPS"].includes(protocol) && number !== undefined) tcpListeners.push({ port: number, bind, tls: protocol === "TLS" || protocol === "HTTPS" });
       else if (port || bind !== undefined) r.warn(at, "egress port and bind apply to TCP ports only: one outbound listener serves every HTTP port; hosts are applied");
       const hosts = r.stringList(eg.hosts, [...at, "hosts"]);

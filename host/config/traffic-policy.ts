@@ -269,8 +269,10 @@ function readConnectionPool(r: FieldReader, value: unknown, path: FieldPath): Co
     out.maxRetries = positive(r, http.maxRetries, [...at, "maxRetries"]);
     out.httpIdleTimeoutMs = r.duration(http.idleTimeout, [...at, "idleTimeout"]);
     r.oneOf(http.h2UpgradePolicy, [...at, "h2UpgradePolicy"], ["DEFAULT", "DO_NOT_UPGRADE"], ["UPGRADE"]);
-    // Upstreams are HTTP/1.1 (DEFAULT does not upgrade: the mesh default h2UpgradePolicy is DO_NOT_UPGRADE); keeping the client's protocol is the same thing here.
-    r.boolean(http.useClientProtocol, [...at, "useClientProtocol"]);
+    // DEFAULT follows the mesh's h2UpgradePolicy, DO_NOT_UPGRADE by default: the port's protocol decides.
+    if (r.boolean(http.useClientProtocol, [...at, "useClientProtocol"]) === true) {
+      r.error([...at, "useClientProtocol"], "not supported yet: the upstream protocol follows the port's protocol (HTTP2/GRPC ports: HTTP/2)");
+    }
   }
   return out;
 }

@@ -135,11 +135,11 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   for (const g of initial.gatewayListeners) {
     if (g.passthrough) continue; // an SNI listener among the TCP listeners below
     const handler: RequestHandler = g.httpsRedirect ? redirectToHttps : (ds) => handleRequest(pipeline, outboundRuntime, ds);
-    const l = await listen({ ...settings.outbound, port: g.port, tls: g.tls, engine: g.tls ? "node" : settings.outbound.engine }, handler, logger, (req) => decideUpgrade(pipeline, req));
+    const l = await listen({ ...settings.outbound, address: g.bind ?? settings.outbound.address, port: g.port, tls: g.tls, engine: g.tls ? "node" : settings.outbound.engine }, handler, logger, (req) => decideUpgrade(pipeline, req));
     gatewayPorts.push(l);
     pipeline.selfPorts.add(l.port);
     lifecycle.add({ runtime: outboundRuntime, listener: l });
-    logger.info(`instio: gateway ${g.tls ? "HTTPS" : g.httpsRedirect ? "HTTP (redirect to HTTPS)" : "HTTP"} ${settings.outbound.address}:${l.port}`);
+    logger.info(`instio: gateway ${g.tls ? "HTTPS" : g.httpsRedirect ? "HTTP (redirect to HTTPS)" : "HTTP"} ${l.address}:${l.port}`);
   }
 
   // TCP proxy listeners from the Sidecar's egress listeners (their ports apply from startup, as the HTTP ones).
