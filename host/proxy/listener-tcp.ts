@@ -11,10 +11,7 @@ import type { Snapshot, SnapshotHolder } from "./snapshot.js";
 import type { TcpListenerInfo } from "../config/compile.js";
 import { hostMatches } from "../config/hosts.js";
 import { splitAuthority } from "./authority.js";
-
-function random32(): number {
-  return (Math.random() * 0x100000000) >>> 0;
-}
+import { random32 } from "./pipeline.js";
 
 /** The largest ClientHello waited for before giving up on finding an SNI. */
 const MAX_CLIENT_HELLO = 16 * 1024;

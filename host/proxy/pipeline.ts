@@ -67,7 +67,8 @@ export interface ListenerRuntime {
   draining: boolean;
 }
 
-function random32(): number {
+/** A uniform 32-bit value for the route core's weighted and load-balancing picks. */
+export function random32(): number {
   return (Math.random() * 0x100000000) >>> 0;
 }
 
@@ -255,7 +256,7 @@ function redirectLocation(ds: Downstream, r: Extract<RouteActionModel, { kind: "
   return `${scheme}://${host}${port ? `:${port}` : ""}${path}`;
 }
 
-const LOCAL_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|0\.0\.0\.0|\[::\])$/i;
+export const LOCAL_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|0\.0\.0\.0|\[::\])$/i;
 
 /**
  * Original-destination forwarding: the authority names the upstream (port

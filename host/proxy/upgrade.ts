@@ -13,7 +13,7 @@ import { RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST, type RouteRequ
 import { writeRequest } from "../core/request-fields.js";
 import { splitAuthority } from "./authority.js";
 import { isHopByHop } from "./headers.js";
-import type { PipelineOptions } from "./pipeline.js";
+import { LOCAL_HOST, random32, type PipelineOptions } from "./pipeline.js";
 import * as Reply from "./local-reply.js";
 
 /** An upgrade request's fields, as the route core reads them, from a flat [name, value, ...] header list. */
@@ -51,7 +51,7 @@ export function decideUpgrade(options: PipelineOptions, req: RouteRequest): Upgr
   if (!req.authority) return reply(Reply.BAD_REQUEST);
   const snapshot = options.holder.current;
   if (!writeRequest(snapshot.core, snapshot.headerNames, req)) return reply(Reply.HEADERS_TOO_LARGE);
-  const code = snapshot.core.route((Math.random() * 0x100000000) >>> 0);
+  const code = snapshot.core.route(random32());
   if (code === RC_NO_VHOST) {
     if (snapshot.config.gateway) return reply(Reply.NO_ROUTE);
     if (snapshot.config.settings.outboundTrafficPolicy === "REGISTRY_ONLY") return reply(Reply.BLOCKED_BY_REGISTRY_ONLY);
@@ -73,7 +73,7 @@ export function decideUpgrade(options: PipelineOptions, req: RouteRequest): Upgr
 function passthrough(options: PipelineOptions, authority: string, defaultPort: number): UpgradeDecision {
   const { host, port } = splitAuthority(authority);
   const p = port === undefined ? defaultPort : Number(port);
-  if (options.selfPorts.has(p) && /^(localhost|127\.|::1|\[::1\]|0\.0\.0\.0)/.test(host)) return reply(Reply.PASSTHROUGH_LOOP);
+  if (options.selfPorts.has(p) && LOCAL_HOST.test(host)) return reply(Reply.PASSTHROUGH_LOOP);
   return { kind: "forward", host, port: p };
 }
 
