@@ -4,7 +4,7 @@
 // (Fault injection, timeouts, retries and mirroring tasks: test/integration.)
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy, waitFor } from "../support/proxy.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
 
 const DESTINATION_RULE = `apiVersion: networking.istio.io/v1
@@ -43,14 +43,6 @@ spec:
     - destination: {host: reviews, subset: v3}
       weight: ${v3}
 `;
-
-async function waitFor(cond: () => boolean, what: string): Promise<void> {
-  const until = Date.now() + 5000;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe("Istio traffic management tasks on Bookinfo's reviews", () => {
   const versions: Upstream[] = [];

@@ -3,13 +3,12 @@
 // server's certificate files; httpsRedirect answers 301. Checked with curl.
 
 import { execFile } from "node:child_process";
-import { createServer } from "node:net";
 import { readFileSync } from "node:fs";
 import { connect as tlsConnect, createServer as createTlsServer, type Server as TlsServer } from "node:tls";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeCa, type TestCa } from "../support/certs.js";
-import { get, serviceEntryYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { freePort, get, serviceEntryYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
 
 const execFileAsync = promisify(execFile);
@@ -19,14 +18,6 @@ async function startTlsBackend(ca: TestCa): Promise<{ server: TlsServer; port: n
   const server = createTlsServer({ cert: readFileSync(ca.path("pass.pem")), key: readFileSync(ca.path("pass.key")) }, (s) => s.end("pass over TLS"));
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return { server, port: (server.address() as { port: number }).port };
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 describe("Gateway (ingress mode)", () => {

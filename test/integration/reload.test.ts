@@ -2,7 +2,7 @@
 // effect, bad ones are rejected with file:line and the last good one keeps serving.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy, waitFor } from "../support/proxy.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
 
 function mesh(a: Upstream, b: Upstream, subset: "a" | "b"): string {
@@ -35,14 +35,6 @@ spec:
     - destination: {host: svc}
       weight: -5
 `;
-
-async function waitFor(cond: () => boolean, what: string): Promise<void> {
-  const until = Date.now() + 5000;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe("config reload", () => {
   let a: Upstream;

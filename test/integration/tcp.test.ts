@@ -8,21 +8,13 @@ import { connect as tlsConnect, createServer as createTlsServer } from "node:tls
 import { makeCa } from "../support/certs.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseExposition } from "../support/prometheus.js";
-import { settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { freePort, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
 
 /** A TCP server that answers each chunk with "<name>:<chunk>". */
 async function tagServer(name: string): Promise<{ server: Server; port: number }> {
   const server = createServer((s) => s.on("data", (c) => s.write(`${name}:${c.toString()}`)));
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return { server, port: (server.address() as { port: number }).port };
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /** Sends `text` on a new connection and returns the first reply. */

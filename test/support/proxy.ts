@@ -1,6 +1,7 @@
 // Runs instio in-process on port 0 against a config written to a temp directory.
 
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
@@ -76,4 +77,22 @@ export async function get(proxyUrl: string, host: string, path = "/", headers: R
   const res = await request(`${proxyUrl}${path}`, { method: method as "GET", headers: { host, ...headers } });
   const text = await res.body.text();
   return { status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) };
+}
+
+/** Polls `cond` every 10 ms for up to 5 s (a config reload applying, a DNS change landing). */
+export async function waitFor(cond: () => boolean, what: string): Promise<void> {
+  const until = Date.now() + 5000;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** A loopback port free right now, for listeners whose port number is configured (TCP, gateway). */
+export async function freePort(): Promise<number> {
+  const s = createNetServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
 }
