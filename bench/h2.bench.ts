@@ -10,6 +10,7 @@ import { createServer as createH2 } from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { benchMesh } from "./mesh.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const PROXY_PORT = 18201;
@@ -47,23 +48,7 @@ async function main(): Promise<void> {
   });
   await new Promise<void>((r) => h1.listen(0, "127.0.0.1", r));
   const dir = mkdtempSync(join(tmpdir(), "instio-h2bench-"));
-  writeFileSync(join(dir, "mesh.yaml"), `apiVersion: instio.dev/v1alpha1
-kind: ProxySettings
-metadata: {name: bench}
-spec:
-  listeners: {outbound: {address: 127.0.0.1, port: ${PROXY_PORT}, engine: h2c}}
-  admin: {address: 127.0.0.1, port: 0}
-  agent: {enabled: false}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: bench}
-spec:
-  hosts: [bench.default.svc.cluster.local]
-  ports: [{number: 80, name: http}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: ${(h1.address() as { port: number }).port}}}]
-`);
+  writeFileSync(join(dir, "mesh.yaml"), benchMesh({ port: PROXY_PORT, engine: "h2c", upstreamPort: (h1.address() as { port: number }).port }));
   const proxy = spawn(process.execPath, [join(ROOT, "dist/host/cli.js"), "proxy", "--config", dir], { stdio: ["ignore", "ignore", "inherit"] });
   await new Promise((r) => setTimeout(r, 1500));
   const seconds = Number(process.env.H2_SECONDS ?? 8);

@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { request } from "undici";
+import { benchMesh } from "./mesh.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const PROXY_PORT = 18101;
@@ -35,28 +36,12 @@ async function main(): Promise<void> {
   await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
   const upPort = (upstream.address() as { port: number }).port;
   const dir = mkdtempSync(join(tmpdir(), "instio-overload-"));
-  writeFileSync(join(dir, "mesh.yaml"), `apiVersion: instio.dev/v1alpha1
-kind: ProxySettings
-metadata: {name: bench}
-spec:
-  listeners: {outbound: {address: 127.0.0.1, port: ${PROXY_PORT}}}
-  admin: {address: 127.0.0.1, port: 0}
-  agent: {enabled: false}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: svc}
-spec:
-  hosts: [svc.default.svc.cluster.local]
-  ports: [{number: 80, name: http}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: ${upPort}}}]
----
+  writeFileSync(join(dir, "mesh.yaml"), `${benchMesh({ port: PROXY_PORT, upstreamPort: upPort })}---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
-metadata: {name: svc}
+metadata: {name: bench}
 spec:
-  host: svc
+  host: bench
   trafficPolicy:
     connectionPool: {tcp: {maxConnections: ${MAX_CONNECTIONS}}, http: {http1MaxPendingRequests: ${MAX_PENDING}}}
 `);
@@ -64,7 +49,7 @@ spec:
   // Asynchronously: the upstream runs in this process and must keep answering.
   for (let i = 0; i < 100; i++) {
     try {
-      await (await request(`http://127.0.0.1:${PROXY_PORT}/`, { headers: { host: "svc" } })).body.dump();
+      await (await request(`http://127.0.0.1:${PROXY_PORT}/`, { headers: { host: "bench" } })).body.dump();
       break;
     } catch {
       await new Promise((r) => setTimeout(r, 100));
@@ -74,7 +59,7 @@ spec:
   let maxRss = 0;
   const sampler = setInterval(() => (maxRss = Math.max(maxRss, rssKiB(proxy.pid!, "VmRSS"))), 100);
   const out = await new Promise<string>((resolve) => {
-    const ac = spawn(process.execPath, [join(ROOT, "node_modules/autocannon/autocannon.js"), "-R", String(OFFERED_RPS), "-c", "400", "-d", String(SECONDS), "-H", "Host=svc", "--json", `http://127.0.0.1:${PROXY_PORT}/`], { stdio: ["ignore", "pipe", "ignore"] });
+    const ac = spawn(process.execPath, [join(ROOT, "node_modules/autocannon/autocannon.js"), "-R", String(OFFERED_RPS), "-c", "400", "-d", String(SECONDS), "-H", "Host=bench", "--json", `http://127.0.0.1:${PROXY_PORT}/`], { stdio: ["ignore", "pipe", "ignore"] });
     let text = "";
     ac.stdout.on("data", (c: Buffer) => (text += c.toString()));
     ac.on("exit", () => resolve(text));

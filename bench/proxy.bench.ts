@@ -15,6 +15,7 @@ import { tmpdir, cpus } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { request } from "undici";
+import { benchMesh } from "./mesh.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const UPSTREAM_PORT = 18080;
@@ -195,24 +196,7 @@ interface Peer {
   start(dir: string): ChildProcess;
 }
 
-const instioSettings = (port: number) => `apiVersion: instio.dev/v1alpha1
-kind: ProxySettings
-metadata: {name: bench}
-spec:
-  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
-  listeners: {outbound: {address: 127.0.0.1, port: ${port}}}
-  admin: {address: 127.0.0.1, port: 0}
-  agent: {enabled: false}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: bench}
-spec:
-  hosts: [bench.default.svc.cluster.local]
-  ports: [{number: 80, name: http}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: ${UPSTREAM_PORT}}, labels: {version: v1}}]
-`;
+const instioSettings = (port: number): string => benchMesh({ port, upstreamPort: UPSTREAM_PORT, registryOnly: true });
 
 /** A few hundred services, each with header routes and a weighted canary, in front of the bench service. */
 function realisticMesh(count: number): string {
