@@ -8,7 +8,7 @@ import type { RegexMode } from "../core/regex/program.js";
 import type { MatchEntry, RouteTable, StringMatch, TableHashKey, TableLoadBalancer, WeightedDestination } from "../core/route-table.js";
 import type { ConfigDiagnostic, Location } from "./diagnostics.js";
 import { resolveDelegates } from "./delegate.js";
-import { egressAllows, sidecarFor } from "./sidecar.js";
+import { egressAllows, sidecarFor, type SidecarModel } from "./sidecar.js";
 import { gatewayListeners, gatewaysFor, type GatewayListener } from "./gateway.js";
 import { clusterPolicy, type ClusterPolicy, type LoadBalancerModel, type TrafficPolicyModel } from "./traffic-policy.js";
 import { hostMatches, mostSpecific, virtualHostDomains } from "./hosts.js";
@@ -163,6 +163,10 @@ class Compiler {
   private readonly settings: Settings;
   /** Gateways configuring this proxy ("ns/name"); empty: a sidecar. */
   private readonly gatewayRefs: string[];
+  /** The ports those Gateways open (empty for a sidecar). */
+  private readonly gatewayListeners: GatewayListener[];
+  /** The Sidecar resource that applies to this proxy, if any. */
+  private readonly sidecar: SidecarModel | undefined;
 
   /** Names looked up for DNS-resolved services, for the discovery to keep resolving. */
   private readonly dnsNames = new Set<string>();
@@ -174,7 +178,7 @@ class Compiler {
   ) {
     const ns = model.settings.namespace;
     // The Sidecar resource scopes what this proxy imports (egress.hosts).
-    const sidecar = sidecarFor(model.sidecars, ns, model.settings.labels);
+    const sidecar = (this.sidecar = sidecarFor(model.sidecars, ns, model.settings.labels));
     this.settings = { ...model.settings, outboundTrafficPolicy: sidecar?.outboundTrafficPolicy ?? model.settings.outboundTrafficPolicy };
     this.services = [];
     const seenHosts = new Map<string, ServiceModel>();
@@ -192,7 +196,9 @@ class Compiler {
     }
     // As an ingress gateway (some Gateway selects this proxy), only VirtualServices bound to those Gateways route;
     // as a sidecar, those bound to "mesh".
-    this.gatewayRefs = gatewaysFor(model.gateways, model.settings.labels).map((g) => `${g.namespace}/${g.name}`);
+    const gateways = gatewaysFor(model.gateways, model.settings.labels);
+    this.gatewayRefs = gateways.map((g) => `${g.namespace}/${g.name}`);
+    this.gatewayListeners = gatewayListeners(gateways);
     const bound = (v: VirtualServiceModel): boolean => (this.gatewayRefs.length > 0 ? v.gateways.some((g) => this.gatewayRefs.includes(g)) : v.gateways.includes("mesh"));
     this.virtualServices = resolveDelegates(model.virtualServices, (where, message) => this.warn(where, message)).filter((v) => visibleTo(v, ns) && egressAllows(sidecar, v.namespace, v.hosts) && bound(v));
     this.destinationRules = model.destinationRules.filter((d) => visibleTo(d, ns) && egressAllows(sidecar, d.namespace, [d.host]));
@@ -241,7 +247,7 @@ class Compiler {
         if (coveredVsHosts.has(host)) continue;
         coveredVsHosts.add(host);
         // On a gateway, the host is reached on every server port; on a sidecar, on the listener port 80.
-        const ports = this.gatewayRefs.length > 0 ? gatewayListeners(gatewaysFor(this.model.gateways, this.model.settings.labels)).map((l) => l.port) : [DEFAULT_HTTP_PORT];
+        const ports = this.gatewayRefs.length > 0 ? this.gatewayListeners.map((l) => l.port) : [DEFAULT_HTTP_PORT];
         this.addVirtualHost({ name: `${host}:${ports[0] ?? DEFAULT_HTTP_PORT}`, host, namespace: vs.namespace, domains: [host, ...ports.map((p) => `${host}:${p}`)], port: ports[0] ?? DEFAULT_HTTP_PORT }, vs, undefined);
       }
     }
@@ -251,7 +257,7 @@ class Compiler {
     return {
       model: this.model,
       tcpListeners: this.tcpListeners(),
-      gatewayListeners: gatewayListeners(gatewaysFor(this.model.gateways, this.model.settings.labels)),
+      gatewayListeners: this.gatewayListeners,
       gateway: this.gatewayRefs.length > 0,
       dnsNames: [...this.dnsNames],
       settings: this.settings,
@@ -319,14 +325,14 @@ class Compiler {
   /** The route's match blocks that apply on this port and to this workload; undefined drops the route. */
   private applicableMatches(route: HttpRouteModel, port: number): MatchModel[] | undefined {
     if (route.matches.length === 0) return [];
-    const s = this.model.settings;
-    const kept = route.matches.filter(
-      (m) =>
-        (m.port === undefined || m.port === port) &&
-        (m.sourceLabels === undefined || labelsMatch(m.sourceLabels, s.labels)) &&
-        (m.sourceNamespace === undefined || m.sourceNamespace === s.namespace),
-    );
+    const kept = route.matches.filter((m) => this.matchApplies(m, port));
     return kept.length === 0 ? undefined : kept;
+  }
+
+  /** Istio's build-time match filters: the listener port, and this workload's labels and namespace. */
+  private matchApplies(m: { port?: number; sourceLabels?: Record<string, string>; sourceNamespace?: string }, port: number): boolean {
+    const s = this.model.settings;
+    return (m.port === undefined || m.port === port) && (m.sourceLabels === undefined || labelsMatch(m.sourceLabels, s.labels)) && (m.sourceNamespace === undefined || m.sourceNamespace === s.namespace);
   }
 
   private entryOf(m: MatchModel, route: number): MatchEntry {
@@ -369,10 +375,10 @@ class Compiler {
    * this workload), else go to the one TCP service with that port.
    */
   private tcpListeners(): TcpListenerInfo[] {
-    const sidecar = sidecarFor(this.model.sidecars, this.model.settings.namespace, this.model.settings.labels);
+    const sidecar = this.sidecar;
     const s = this.model.settings;
     // A Gateway's PASSTHROUGH servers are SNI listeners routed by the bound VirtualServices' tls routes.
-    const passthrough = this.gatewayRefs.length > 0 ? gatewayListeners(gatewaysFor(this.model.gateways, s.labels)).filter((g) => g.passthrough) : [];
+    const passthrough = this.gatewayListeners.filter((g) => g.passthrough);
     const gatewaySni = passthrough.map((g) => ({ address: g.bind ?? s.outbound.address, port: g.port, destinations: [], sni: this.sniRoutes([], g.port) }));
     return [...gatewaySni, ...(sidecar?.tcpListeners ?? []).map(({ port, bind, tls }) => {
       const services = this.services.filter((svc) => svc.ports.some((p) => p.number === port && TCP_PROTOCOLS.includes(p.protocol)));
@@ -380,8 +386,7 @@ class Compiler {
       if (tls) return { address, port, destinations: [], sni: this.sniRoutes(services, port) };
       for (const vs of this.virtualServices) {
         if (!vs.hosts.some((h) => services.some((svc) => svc.hosts.some((sh) => hostMatches(h, sh))))) continue;
-        const route = vs.tcp.find((t) => t.matches.length === 0 || t.matches.some((m) =>
-          (m.port === undefined || m.port === port) && (m.sourceLabels === undefined || labelsMatch(m.sourceLabels, s.labels)) && (m.sourceNamespace === undefined || m.sourceNamespace === s.namespace)));
+        const route = vs.tcp.find((t) => t.matches.length === 0 || t.matches.some((m) => this.matchApplies(m, port)));
         if (route) return { address, port, destinations: route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight })), sni: undefined };
       }
       if (services.length === 1) {
@@ -401,12 +406,11 @@ class Compiler {
    * routes SNI to the service of that name when no VirtualService says otherwise.
    */
   private sniRoutes(services: ServiceModel[], port: number): NonNullable<TcpListenerInfo["sni"]> {
-    const s = this.model.settings;
     const routes: NonNullable<TcpListenerInfo["sni"]> = [];
     for (const vs of this.virtualServices) {
       for (const route of vs.tls) {
         const hosts = route.matches
-          .filter((m) => (m.port === undefined || m.port === port) && (m.sourceLabels === undefined || labelsMatch(m.sourceLabels, s.labels)) && (m.sourceNamespace === undefined || m.sourceNamespace === s.namespace))
+          .filter((m) => this.matchApplies(m, port))
           .flatMap((m) => m.sniHosts ?? []);
         if (hosts.length > 0) routes.push({ hosts, destinations: route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight })) });
       }
