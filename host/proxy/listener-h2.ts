@@ -9,7 +9,7 @@ import { createSecureServer, createServer, type Http2SecureServer, type Http2Ser
 import type { Socket } from "node:net";
 import { createSecureContext, type SecureContext, type TLSSocket } from "node:tls";
 import type { ListenerSettings, TlsSettings } from "../config/model.js";
-import { hostMatches } from "../config/hosts.js";
+import { mostSpecific } from "../config/hosts.js";
 import { NodeDownstream } from "./listener-node.js";
 import type { Listener, RequestHandler } from "./listener.js";
 
@@ -38,12 +38,7 @@ class Certificates {
 
   /** An exact name first, then the longest matching wildcard; undefined: the default certificate. */
   forName(servername: string): SecureContext | undefined {
-    const name = servername.toLowerCase();
-    const exact = this.byName.find((e) => e.pattern === name);
-    if (exact) return exact.context;
-    let best: { pattern: string; context: SecureContext } | undefined;
-    for (const e of this.byName) if (hostMatches(e.pattern, name) && (!best || e.pattern.length > best.pattern.length)) best = e;
-    return best?.context;
+    return mostSpecific(servername.toLowerCase(), this.byName, (e) => e.pattern)?.context;
   }
 
   files(): string[] {

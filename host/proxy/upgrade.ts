@@ -12,6 +12,7 @@ import { connect, type Socket } from "node:net";
 import { RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST, type RouteRequest } from "../core/decision.js";
 import { writeRequest } from "../core/request-fields.js";
 import { splitAuthority } from "./authority.js";
+import { headerValue } from "./downstream.js";
 import { isHopByHop } from "./headers.js";
 import { LOCAL_HOST, random32, type PipelineOptions } from "./pipeline.js";
 import * as Reply from "./local-reply.js";
@@ -19,7 +20,7 @@ import * as Reply from "./local-reply.js";
 /** An upgrade request's fields, as the route core reads them, from a flat [name, value, ...] header list. */
 export function upgradeRequest(method: string, target: string, headers: string[], remoteAddress: string, scheme: string): RouteRequest {
   const q = target.indexOf("?");
-  const authority = headerOf(headers, "host");
+  const authority = headerValue(headers, "host");
   return {
     method,
     authority,
@@ -27,13 +28,8 @@ export function upgradeRequest(method: string, target: string, headers: string[]
     query: q < 0 ? undefined : target.slice(q + 1),
     scheme,
     remoteAddress,
-    header: (name) => headerOf(headers, name),
+    header: (name) => headerValue(headers, name),
   };
-}
-
-function headerOf(headers: readonly string[], name: string): string | undefined {
-  for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) return headers[i + 1];
-  return undefined;
 }
 
 export type UpgradeDecision =
