@@ -1,5 +1,8 @@
 // Typed reads of untrusted YAML values that report, rather than throw, what is wrong.
 
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { createSecureContext } from "node:tls";
 import type { DiagnosticSink, FieldPath, SourceDocument } from "./source.js";
 
 export type Obj = Record<string, unknown>;
@@ -118,6 +121,25 @@ export class FieldReader {
       return undefined;
     }
     return ms;
+  }
+
+  /** A file path as written in the config, relative to the directory of the file that names it. */
+  configPath(file: string): string {
+    return isAbsolute(file) ? file : resolve(dirname(this.doc.file), file);
+  }
+
+  /**
+   * Loads a certificate, its key and (optionally) a CA now, so that a bad file is a config error
+   * at `path` rather than a listener that fails later. Returns whether they can be used.
+   */
+  certificates(path: FieldPath, files: { certFile: string; keyFile: string; caFile?: string }): boolean {
+    try {
+      createSecureContext({ cert: readFileSync(files.certFile), key: readFileSync(files.keyFile), ...(files.caFile ? { ca: readFileSync(files.caFile) } : {}) });
+      return true;
+    } catch (err) {
+      this.error(path, `cannot use certificate ${files.certFile} with key ${files.keyFile}${files.caFile ? ` and CA ${files.caFile}` : ""}: ${(err as Error).message}`);
+      return false;
+    }
   }
 
   oneOf<T extends string>(value: unknown, path: FieldPath, allowed: readonly T[], notYet: readonly string[] = []): T | undefined {

@@ -8,9 +8,6 @@
 // bound VirtualServices' tls routes. Several servers on one port add
 // certificates by SNI.
 
-import { readFileSync } from "node:fs";
-import { dirname, isAbsolute, resolve } from "node:path";
-import { createSecureContext } from "node:tls";
 import type { FieldReader, Obj } from "./fields.js";
 import type { ResourceMeta, TlsSettings } from "./model.js";
 
@@ -78,12 +75,8 @@ export function readGateway(r: FieldReader, top: Obj, meta: (spec: Obj) => Resou
         const key = r.string(t!.privateKey, [...at, "tls", "privateKey"], true);
         const ca = r.string(t!.caCertificates, [...at, "tls", "caCertificates"], mode === "MUTUAL");
         if (cert && key) {
-          tls = { certFile: fromConfig(r, cert), keyFile: fromConfig(r, key), ...(mode === "MUTUAL" && ca ? { clientCaFile: fromConfig(r, ca) } : {}) };
-          try {
-            createSecureContext({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), ...(tls.clientCaFile ? { ca: readFileSync(tls.clientCaFile) } : {}) });
-          } catch (err) {
-            r.error([...at, "tls"], `cannot use certificate ${tls.certFile} with key ${tls.keyFile}${tls.clientCaFile ? ` and CA ${tls.clientCaFile}` : ""}: ${(err as Error).message}`);
-          }
+          tls = { certFile: r.configPath(cert), keyFile: r.configPath(key), ...(mode === "MUTUAL" && ca ? { clientCaFile: r.configPath(ca) } : {}) };
+          r.certificates([...at, "tls"], { ...tls, caFile: tls.clientCaFile });
         }
       }
     }
@@ -92,10 +85,6 @@ export function readGateway(r: FieldReader, top: Obj, meta: (spec: Obj) => Resou
   });
   if (servers.length === 0 && r.list(spec.servers, ["spec", "servers"]).length === 0) r.error(["spec", "servers"], "at least one server is required");
   return { ...m, selector: r.stringMap((r.object(spec.selector, ["spec", "selector"], Object.keys((spec.selector as Obj | null) ?? {})) ?? {}), ["spec", "selector"]), servers };
-}
-
-function fromConfig(r: FieldReader, file: string): string {
-  return isAbsolute(file) ? file : resolve(dirname(r.doc.file), file);
 }
 
 /** The Gateways that configure a proxy with `labels` (their selector is a subset of the labels). */

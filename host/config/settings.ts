@@ -21,10 +21,7 @@
 //     healthChecks:                                        # active HTTP checks, per service host
 //     - {host: reviews, port: 9080, path: /healthz, interval: 5s, timeout: 1s, unhealthyThreshold: 2, healthyThreshold: 1}
 
-import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
-import { dirname, isAbsolute, resolve } from "node:path";
-import { createSecureContext } from "node:tls";
 import { resolveHost } from "./hosts.js";
 import type { FieldReader, Obj } from "./fields.js";
 import type { ListenerEngine, ListenerSettings, OutboundTrafficPolicy, Settings, TlsSettings } from "./model.js";
@@ -179,22 +176,10 @@ function readTls(r: FieldReader, value: unknown, path: (string | number)[]): Tls
     return cert && key ? [{ hosts, certFile: cert, keyFile: key }] : [];
   });
   if (!certFile || !keyFile) return undefined;
-  const tls = { certFile: relativeTo(r, certFile), keyFile: relativeTo(r, keyFile), sni: sni.map((e) => ({ ...e, certFile: relativeTo(r, e.certFile), keyFile: relativeTo(r, e.keyFile) })) };
-  // Load every pair now: a bad file is a config error with its place, not a listener that fails later.
-  const pairs: { certFile: string; keyFile: string; at: (string | number)[] }[] = [{ ...tls, at: path }, ...tls.sni.map((e, i) => ({ ...e, at: [...path, "sni", i] }))];
-  for (const pair of pairs) {
-    try {
-      createSecureContext({ cert: readFileSync(pair.certFile), key: readFileSync(pair.keyFile) });
-    } catch (err) {
-      r.error(pair.at, `cannot use certificate ${pair.certFile} with key ${pair.keyFile}: ${(err as Error).message}`);
-    }
-  }
+  const tls = { certFile: r.configPath(certFile), keyFile: r.configPath(keyFile), sni: sni.map((e) => ({ ...e, certFile: r.configPath(e.certFile), keyFile: r.configPath(e.keyFile) })) };
+  r.certificates(path, tls);
+  tls.sni.forEach((e, i) => r.certificates([...path, "sni", i], e));
   return tls;
-}
-
-/** A path as written, relative to the directory of the config file that names it. */
-function relativeTo(r: FieldReader, file: string): string {
-  return isAbsolute(file) ? file : resolve(dirname(r.doc.file), file);
 }
 
 function address(r: FieldReader, value: unknown, path: (string | number)[]): string | undefined {

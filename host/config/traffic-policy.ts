@@ -3,7 +3,6 @@
 // with Istio's defaults (see ../shared/reference, "DestinationRule").
 
 import { readFileSync } from "node:fs";
-import { dirname, isAbsolute, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import type { FieldReader, Obj } from "./fields.js";
 import type { FieldPath } from "./source.js";
@@ -149,7 +148,7 @@ function readUpstreamTls(r: FieldReader, value: unknown, path: FieldPath): Upstr
   const file = (key: string): Buffer | undefined => {
     const name = r.string(t[key], [...path, key]);
     if (name === undefined) return undefined;
-    const full = isAbsolute(name) ? name : resolve(dirname(r.doc.file), name);
+    const full = r.configPath(name);
     try {
       return readFileSync(full);
     } catch (err) {
