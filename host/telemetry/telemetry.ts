@@ -125,13 +125,22 @@ export class SnapshotStats {
     });
   }
 
-  /** Istio's TCP counters for connections to `cluster` ending with `flag` (bind once per connection). */
+  private readonly tcpCounters = new Map<string, TcpCounters>();
+
+  /** Istio's TCP counters for connections to `cluster` with `flag`, bound on first use. */
   tcp(cluster: number, flag: string): TcpCounters {
-    // Istio's TCP metrics carry the peer labels without the HTTP-only ones (response_code, grpc_response_status).
-    const labels: Record<string, string> = { ...this.byCluster[cluster]!.peer, request_protocol: "tcp", response_flags: flag };
-    delete labels.response_code;
-    delete labels.grpc_response_status;
-    return { opened: this.metrics.tcpOpened.bind(labels), closed: this.metrics.tcpClosed.bind(labels), sent: this.metrics.tcpSentBytes.bind(labels), received: this.metrics.tcpReceivedBytes.bind(labels) };
+    const key = `${cluster}\u0000${flag}`;
+    let c = this.tcpCounters.get(key);
+    if (!c) {
+      // Istio's TCP metrics carry the peer labels without the HTTP-only ones (response_code, grpc_response_status).
+      const labels: Record<string, string> = { ...this.byCluster[cluster]!.peer, request_protocol: "tcp", response_flags: flag };
+      delete labels.response_code;
+      delete labels.grpc_response_status;
+      const m = this.metrics;
+      c = { opened: m.tcpOpened.bind(labels), closed: m.tcpClosed.bind(labels), sent: m.tcpSentBytes.bind(labels), received: m.tcpReceivedBytes.bind(labels) };
+      this.tcpCounters.set(key, c);
+    }
+    return c;
   }
 
   /** The stats a finished request belongs to. */
