@@ -36,9 +36,15 @@ import type { MatchEntry } from "../core/route-table.js";
 /** Envoy's host_selection_retry_max_attempts in Istio's default policy. */
 const HOST_SELECTION_ATTEMPTS = 5;
 
+/** An upstream client: h1-upstream.ts and h2-upstream.ts, driving undici's handler callbacks. */
+export interface UpstreamClient {
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+}
+
 export interface PipelineOptions {
   holder: SnapshotHolder;
-  dispatcher: Dispatcher;
+  /** Passthrough and shadow traffic without a cluster pool of its own. */
+  dispatcher: UpstreamClient;
   /** Ports this proxy listens on: passthrough to one of them on a local address would loop forever. */
   selfPorts: Set<number>;
   /** Telemetry: told of every attempt, retry and completed request. */

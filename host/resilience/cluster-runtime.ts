@@ -2,7 +2,7 @@
 // breaker, outlier detector and health checker, and which endpoints the load
 // balancers may therefore pick.
 
-import type { Agent } from "undici";
+import type { H1Upstream } from "../proxy/h1-upstream.js";
 import type { ClusterInfo } from "../config/compile.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
 import { HealthChecker } from "./health-check.js";
@@ -14,8 +14,8 @@ import type { PoolRegistry } from "./pools.js";
 const ENVOY_PANIC_PERCENT = 50;
 
 export class ClusterRuntime {
-  /** undici's pool (HTTP/1.1), or HTTP/2 sessions for HTTP2/GRPC ports; the same handler callbacks either way. */
-  readonly dispatcher: Agent | H2Upstream;
+  /** HTTP/1.1 connections, or HTTP/2 sessions for HTTP2/GRPC ports; the same handler callbacks either way. */
+  readonly dispatcher: H1Upstream | H2Upstream;
   readonly breaker: CircuitBreaker;
   /** Absent unless the DestinationRule sets outlierDetection (Istio configures none otherwise). */
   readonly outlier: OutlierDetector | undefined;
@@ -34,7 +34,8 @@ export class ClusterRuntime {
     const od = cluster.policy.outlierDetection;
     const n = cluster.endpoints.length;
     this.outlier = od && n > 0 ? new OutlierDetector(od, n, () => this.updateEligibility()) : undefined;
-    const checkVia = "stats" in this.dispatcher ? this.dispatcher : undefined; // HTTP/1.1 pools only: checks are HTTP/1.1
+    // Checks are HTTP/1.1 (an HTTP/2 cluster's checks get a plain HTTP/1.1 pool with its limits).
+    const checkVia = cluster.http2 ? pools.for(cluster.name, cluster.policy.limits) : (this.dispatcher as H1Upstream);
     this.health = cluster.healthCheck && n > 0 ? new HealthChecker(cluster.healthCheck, origins, () => this.updateEligibility(), checkVia) : undefined;
     this.panicPercent = od ? od.minHealthPercent : ENVOY_PANIC_PERCENT;
   }

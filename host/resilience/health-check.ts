@@ -5,8 +5,9 @@
 // failures in a row make an endpoint unhealthy, healthyThreshold passes bring
 // it back. Endpoints start healthy. Checks use their own connections.
 
-import { request, type Dispatcher } from "undici";
+import type { Dispatcher } from "undici";
 import type { HealthCheckSettings } from "../config/model.js";
+import type { H1Upstream } from "../proxy/h1-upstream.js";
 
 export class HealthChecker {
   private readonly healthy: boolean[];
@@ -19,11 +20,11 @@ export class HealthChecker {
 
   constructor(
     private readonly settings: HealthCheckSettings,
-    /** undici origins ("http://10.0.0.1:9080"), one per endpoint of the cluster. */
+    /** Origins ("http://10.0.0.1:9080"), one per endpoint of the cluster. */
     private readonly origins: readonly string[],
     private readonly changed: () => void,
-    /** The cluster's pool, so that checks use its TLS settings (undefined: a plain connection). */
-    private readonly dispatcher?: Dispatcher,
+    /** An HTTP/1.1 client with the cluster's connection and TLS settings. */
+    private readonly client: H1Upstream,
   ) {
     this.healthy = origins.map(() => true);
     this.streak = origins.map(() => 0);
@@ -56,14 +57,15 @@ export class HealthChecker {
     });
   }
 
-  private async check(origin: string): Promise<boolean> {
-    try {
-      const res = await request(`${origin}${this.settings.path}`, { method: "GET", headers: { "user-agent": "instio-health-check" }, signal: AbortSignal.timeout(this.settings.timeoutMs), ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}) });
-      await res.body.dump();
-      return res.statusCode === 200;
-    } catch {
-      return false;
-    }
+  private check(origin: string): Promise<boolean> {
+    return new Promise((resolve) => {
+      const probe = new Probe(resolve, this.settings.timeoutMs);
+      try {
+        this.client.dispatch({ origin, method: "GET", path: this.settings.path, headers: ["host", new URL(origin).host, "user-agent", "instio-health-check"] }, probe);
+      } catch {
+        probe.settle(false);
+      }
+    });
   }
 
   private record(endpoint: number, passed: boolean): void {
@@ -76,5 +78,44 @@ export class HealthChecker {
     this.healthy[endpoint] = passed;
     this.streak[endpoint] = 0;
     this.changed();
+  }
+}
+
+/** One check's handler: passes on a 200 that completes within the timeout; the body is discarded. */
+class Probe implements Dispatcher.DispatchHandler {
+  private status = 0;
+  private done = false;
+  private controller: Dispatcher.DispatchController | undefined;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly resolve: (passed: boolean) => void,
+    timeoutMs: number,
+  ) {
+    this.timer = setTimeout(() => {
+      this.controller?.abort(new Error("health check timeout"));
+      this.settle(false);
+    }, timeoutMs);
+  }
+
+  settle(passed: boolean): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.timer);
+    this.resolve(passed);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+  }
+  onResponseStart(_c: Dispatcher.DispatchController, status: number): void {
+    this.status = status;
+  }
+  onResponseData(): void {}
+  onResponseEnd(): void {
+    this.settle(this.status === 200);
+  }
+  onResponseError(): void {
+    this.settle(false);
   }
 }

@@ -1,17 +1,17 @@
 // Upstream connection pools per connection-pool policy. Clusters without a
-// DestinationRule connectionPool share one undici Agent; a cluster with one
-// gets an Agent configured from it (connections per endpoint, requests per
-// connection, connect and idle timeouts, TCP keepalive). Agents are kept by
-// policy and cluster across reloads, so an unchanged config reuses its
-// connections.
+// DestinationRule connectionPool share one HTTP/1.1 client; a cluster with one
+// gets a client configured from it (connections per endpoint, requests per
+// connection, connect and idle timeouts, connection lifetime, TCP keepalive).
+// Clients are kept by policy and cluster across reloads, so an unchanged
+// config reuses its connections.
 
-import { Agent } from "undici";
+import { H1Upstream } from "../proxy/h1-upstream.js";
 import { H2Upstream } from "../proxy/h2-upstream.js";
-import { checkServerIdentity, type PeerCertificate } from "node:tls";
+import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } from "node:tls";
 import { DEFAULT_CLUSTER_POLICY, UNLIMITED, type ClusterPolicy, type UpstreamTlsModel } from "../config/traffic-policy.js";
 
 export class PoolRegistry {
-  private readonly agents = new Map<string, Agent>();
+  private readonly h1 = new Map<string, H1Upstream>();
   private readonly h2 = new Map<string, H2Upstream>();
 
   /** The HTTP/2 sessions of a cluster whose port speaks HTTP2 or GRPC. */
@@ -22,36 +22,30 @@ export class PoolRegistry {
     return pool;
   }
 
-  /** The dispatcher for a cluster with `limits` (and TLS origination when `tls` is set). */
-  for(cluster: string, limits: ClusterPolicy["limits"], tls?: UpstreamTlsModel): Agent {
+  /** The HTTP/1.1 client for a cluster with `limits` (and TLS origination when `tls` is set). */
+  for(cluster: string, limits: ClusterPolicy["limits"], tls?: UpstreamTlsModel): H1Upstream {
     const shared = !tls && sameLimits(limits, DEFAULT_CLUSTER_POLICY.limits);
     const key = shared ? "" : `${cluster}\u0000${JSON.stringify(limits)}\u0000${JSON.stringify(tls ?? null)}`;
-    let agent = this.agents.get(key);
-    if (!agent) {
-      agent = new Agent({
-        connect: {
-          timeout: limits.connectTimeoutMs,
-          ...(limits.tcpKeepalive ? { keepAlive: true, keepAliveInitialDelay: limits.tcpKeepalive.timeMs } : {}),
-          ...(tls ? tlsConnectOptions(tls) : {}),
-        },
-        // Envoy's max_connections bounds the cluster; undici bounds each endpoint's pool.
-        ...(limits.maxConnections < UNLIMITED ? { connections: limits.maxConnections } : {}),
-        ...(limits.maxRequestsPerConnection > 0 ? { maxRequestsPerClient: limits.maxRequestsPerConnection } : {}),
-        // Envoy's max_connection_duration: the pool retires a connection once it is this old.
-        ...(limits.maxConnectionDurationMs > 0 ? { clientTtl: limits.maxConnectionDurationMs } : {}),
-        keepAliveTimeout: Math.min(limits.idleTimeoutMs, 60_000),
-        keepAliveMaxTimeout: limits.idleTimeoutMs,
-        headersTimeout: 0,
-        bodyTimeout: 0,
+    let pool = this.h1.get(key);
+    if (!pool) {
+      pool = new H1Upstream({
+        connectTimeoutMs: limits.connectTimeoutMs,
+        ...(limits.tcpKeepalive ? { tcpKeepaliveMs: limits.tcpKeepalive.timeMs } : {}),
+        // Envoy's max_connections bounds the cluster; this bounds each endpoint's pool.
+        maxConnections: limits.maxConnections < UNLIMITED ? limits.maxConnections : Infinity,
+        maxRequestsPerConnection: limits.maxRequestsPerConnection,
+        maxConnectionDurationMs: limits.maxConnectionDurationMs,
+        idleTimeoutMs: limits.idleTimeoutMs,
+        ...(tls ? { tls: tlsConnectOptions(tls) } : {}),
       });
-      this.agents.set(key, agent);
+      this.h1.set(key, pool);
     }
-    return agent;
+    return pool;
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.agents.values()].map((a) => a.close()));
-    this.agents.clear();
+    await Promise.all([...this.h1.values()].map((p) => p.close()));
+    this.h1.clear();
     for (const p of this.h2.values()) p.close();
     this.h2.clear();
   }
@@ -59,10 +53,10 @@ export class PoolRegistry {
 
 /**
  * Node TLS options for ClientTLSSettings: the CA (else the system's), the client
- * certificate for MUTUAL, SNI (else the request's authority, which undici sends),
+ * certificate for MUTUAL, SNI (else the request's authority, see h1-upstream.ts),
  * and SAN verification against subjectAltNames when given (else the hostname).
  */
-function tlsConnectOptions(tls: UpstreamTlsModel): Record<string, unknown> {
+function tlsConnectOptions(tls: UpstreamTlsModel): ConnectionOptions {
   const expected = tls.subjectAltNames;
   return {
     ...(tls.ca ? { ca: tls.ca } : {}),
