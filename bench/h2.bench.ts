@@ -49,7 +49,7 @@ async function main(): Promise<void> {
   await new Promise<void>((r) => h1.listen(0, "127.0.0.1", r));
   const dir = mkdtempSync(join(tmpdir(), "instio-h2bench-"));
   writeFileSync(join(dir, "mesh.yaml"), benchMesh({ port: PROXY_PORT, engine: "h2c", upstreamPort: (h1.address() as { port: number }).port }));
-  const proxy = spawn(process.execPath, [join(ROOT, "dist/host/cli.js"), "proxy", "--config", dir], { stdio: ["ignore", "ignore", "inherit"] });
+  const proxy = spawn(join(ROOT, "bin/instio.js"), ["proxy", "--config", dir], { stdio: ["ignore", "ignore", "inherit"] });
   await new Promise((r) => setTimeout(r, 1500));
   const seconds = Number(process.env.H2_SECONDS ?? 8);
   const direct = await h2load((h2.address() as { port: number }).port, seconds);

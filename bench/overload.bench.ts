@@ -45,7 +45,7 @@ spec:
   trafficPolicy:
     connectionPool: {tcp: {maxConnections: ${MAX_CONNECTIONS}}, http: {http1MaxPendingRequests: ${MAX_PENDING}}}
 `);
-  const proxy = spawn(process.execPath, [join(ROOT, "dist/host/cli.js"), "proxy", "--config", dir], { stdio: ["ignore", "ignore", "inherit"] });
+  const proxy = spawn(join(ROOT, "bin/instio.js"), ["proxy", "--config", dir], { stdio: ["ignore", "ignore", "inherit"] });
   // Asynchronously: the upstream runs in this process and must keep answering.
   for (let i = 0; i < 100; i++) {
     try {

@@ -256,7 +256,7 @@ function instioPeer(name: string, port: number, extra: string): Peer {
       const d = join(dir, name.replace(/\W+/g, "-"));
       mkdirSync(d, { recursive: true });
       writeFileSync(join(d, "mesh.yaml"), instioSettings(port) + extra);
-      return start(0, process.execPath, [join(ROOT, "dist/host/cli.js"), "proxy", "--config", d]);
+      return start(0, join(ROOT, "bin/instio.js"), ["proxy", "--config", d]); // as users run it, with its V8 flags
     },
   };
 }

@@ -1,7 +1,7 @@
 // Envoy's admin interface (default 127.0.0.1:15000) and Istio's agent ports
 // (15020 merged metrics and health, 15090 Envoy metrics, 15021 readiness).
 
-import { request as undiciRequest } from "undici";
+import { get as httpGet } from "node:http";
 import type { ClusterRuntime } from "../resilience/cluster-runtime.js";
 import type { Logger, LogLevel } from "../log.js";
 import { LOG_LEVELS } from "../log.js";
@@ -224,9 +224,7 @@ export async function startAgentPorts(ctx: AdminContext): Promise<Listener[]> {
       if (!app) return send(res, 200, own, ctx.telemetry.metrics.registry.contentType);
       let appText = "";
       try {
-        const r = await undiciRequest(`http://127.0.0.1:${app.port}${app.path}`, { headersTimeout: 5000, bodyTimeout: 5000 });
-        appText = await r.body.text();
-        if (r.statusCode !== 200) appText = "";
+        appText = await fetchText(`http://127.0.0.1:${app.port}${app.path}`, 5000);
       } catch (err) {
         ctx.logger.warn(`agent: application metrics at 127.0.0.1:${app.port}${app.path} unavailable: ${(err as Error).message}`);
       }
@@ -243,4 +241,19 @@ export async function startAgentPorts(ctx: AdminContext): Promise<Listener[]> {
     serveEndpoints(agent.address, agent.prometheusPort, { "/stats/prometheus": metrics }, "envoy prometheus port:"),
     serveEndpoints(agent.address, agent.healthPort, { "/healthz/ready": healthz }, "health port:"),
   ]);
+}
+
+/** GETs `url` and resolves its body when the answer is 200 ("" otherwise); rejects on errors and after `timeoutMs`. */
+function fetchText(url: string, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { timeout: timeoutMs }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (text += d));
+      res.on("end", () => resolve(res.statusCode === 200 ? text : ""));
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on("error", reject);
+  });
 }

@@ -15,7 +15,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from "
 import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
 import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
 import { upgradeHeaders, upgradeRequest } from "./upgrade.js";
-import { WebSocket } from "ws";
+import type { WebSocket } from "ws";
 
 const require = createRequire(import.meta.url);
 
@@ -296,6 +296,12 @@ class UwsDownstream implements Downstream {
 
 const HANDSHAKE_HEADER = /^(sec-websocket-.*|connection|upgrade)$/;
 
+/** `ws`, loaded at the first WebSocket upgrade: a proxy that never sees one does not carry it in memory. */
+let wsModule: typeof import("ws") | undefined;
+function wsClient(): typeof import("ws") {
+  return (wsModule ??= require("ws") as typeof import("ws"));
+}
+
 /** A proxied WebSocket: the client side is uWS's, the upstream side a `ws` client. */
 interface WsPair {
   upstream: WebSocket;
@@ -336,6 +342,7 @@ function serveWebSockets(app: TemplatedApp, upgrades: UpgradeRouter): void {
       const upstreamHeaders: Record<string, string> = {};
       for (let i = 0; i < forwarded.length; i += 2) if (!HANDSHAKE_HEADER.test(forwarded[i]!)) upstreamHeaders[forwarded[i]!] = forwarded[i + 1]!;
       const host = decision.host.includes(":") ? `[${decision.host}]` : decision.host;
+      const { WebSocket } = wsClient();
       const upstream = new WebSocket(`ws://${host}:${decision.port}${target}`, protocols ? protocols.split(",").map((p) => p.trim()) : [], { headers: upstreamHeaders, perMessageDeflate: false });
       upstream.once("open", () => {
         if (aborted) {
@@ -371,13 +378,13 @@ function serveWebSockets(app: TemplatedApp, upgrades: UpgradeRouter): void {
     },
     message: (ws, message, isBinary) => {
       const { upstream } = ws.getUserData();
-      if (upstream.readyState === WebSocket.OPEN) upstream.send(Buffer.from(message.slice(0)), { binary: isBinary });
+      if (upstream.readyState === upstream.OPEN) upstream.send(Buffer.from(message.slice(0)), { binary: isBinary });
     },
     close: (ws, code, message) => {
       const data = ws.getUserData();
       data.closed?.();
       const upstream = data.upstream;
-      if (upstream.readyState !== WebSocket.OPEN) return;
+      if (upstream.readyState !== upstream.OPEN) return;
       // 1005 (no code) and 1006 (abnormal) may not be sent on the wire.
       if (code === 1005 || code === 1006) upstream.close();
       else upstream.close(code, Buffer.from(message.slice(0)));
