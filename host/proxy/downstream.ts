@@ -35,7 +35,12 @@ export interface Downstream {
    * responses (HEAD, 204, 304) carry no body; their content-length is reported as is.
    */
   sendHead(status: number, headers: string[], contentLength: number, bodyless: boolean): void;
-  /** Writes body bytes; false means the client is slow: wait for the exchange's onDownstreamWritable(). */
+  /**
+   * Writes body bytes; false means the client is slow: wait for the exchange's
+   * onDownstreamWritable(). The chunk is borrowed (h1-upstream reads every
+   * connection into one shared buffer): it is valid only during this call, so
+   * a listener that keeps it for later copies it.
+   */
   sendChunk(chunk: Buffer): boolean;
   /** Ends the response; trailers (gRPC's grpc-status) go out where the protocol carries them (HTTP/2). */
   sendEnd(trailers?: Record<string, string | string[] | undefined>): void;

@@ -12,6 +12,10 @@
 // response head is parsed in one pass over the bytes, and body slices are
 // handed on without copies.
 //
+// Plain TCP connections read into one buffer shared by all of them (net's
+// `onread`): no buffer is allocated per read, and body slices handed to
+// onResponseData are borrowed, valid during the call only.
+//
 // HOT PATH — change with care: dispatch, the response parser and release run
 // for every request. Per request there is one UpstreamRequest, the head string
 // and the response header object; no closures (socket listeners are bound
@@ -44,6 +48,8 @@ const MAX_HEAD_BYTES = 60 * 1024;
 const KEEP_ALIVE_MARGIN_MS = 1000;
 const CRLF = Buffer.from("\r\n");
 const CRLFCRLF = Buffer.from("\r\n\r\n");
+/** Where every plain connection's reads land; parsed before the next read can overwrite it. */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 const EMPTY_TRAILERS: Record<string, string | string[] | undefined> = Object.freeze({}) as Record<string, string | string[] | undefined>;
 
 // Parser states of a connection.
@@ -241,12 +247,12 @@ class Connection {
       this.socket = tlsConnect({ ...o.tls, host: pool.host, port: pool.port, ...(sni && !IP.test(sni) ? { servername: sni } : {}) });
       this.socket.once("secureConnect", this.onConnect);
     } else {
-      this.socket = netConnect({ host: pool.host, port: pool.port });
+      this.socket = netConnect({ host: pool.host, port: pool.port, onread: { buffer: READ_BUFFER, callback: this.onRead } });
       this.socket.once("connect", this.onConnect);
     }
+    this.socket.on("data", this.onData); // TLS sockets (and none other) deliver their own buffers
     this.socket.setNoDelay(true);
     if (o.tcpKeepaliveMs !== undefined) this.socket.setKeepAlive(true, o.tcpKeepaliveMs);
-    this.socket.on("data", this.onData);
     this.socket.on("error", this.onError);
     this.socket.on("close", this.onClose);
     this.socket.on("drain", this.onDrain);
@@ -364,14 +370,21 @@ class Connection {
     this.pool.closed(this);
   };
 
+  private readonly onRead = (nread: number, buf: Buffer): boolean => {
+    // A view bounded to this read: searches must not run into an earlier read's bytes.
+    this.onData(buf.subarray(0, nread));
+    return true;
+  };
+
+  /** Bytes arrived (borrowed: parsed now, copied where kept). */
   private readonly onData = (chunk: Buffer): void => {
+    let buf = chunk;
     const req = this.current;
     if (!req) {
       // Bytes from an idle connection (nothing was asked): it cannot be trusted with a request.
       this.close();
       return;
     }
-    let buf = chunk;
     if (this.pending) {
       buf = Buffer.concat([this.pending, chunk]);
       this.pending = undefined;
@@ -394,7 +407,7 @@ class Connection {
           const stop = buf.indexOf(CRLFCRLF, at);
           if (stop < 0) {
             if (end - at > MAX_HEAD_BYTES) throw upstreamError("upstream response headers too large", "UND_ERR_HEADERS_OVERFLOW");
-            this.pending = buf.subarray(at);
+            this.pending = Buffer.from(buf.subarray(at));
             return;
           }
           this.parseHead(req, buf.toString("latin1", at, stop));
@@ -413,7 +426,7 @@ class Connection {
           const eol = buf.indexOf(CRLF, at);
           if (eol < 0) {
             if (end - at > 1024) throw upstreamError("malformed chunk size", "HPE_INVALID_CHUNK_SIZE");
-            this.pending = buf.subarray(at);
+            this.pending = Buffer.from(buf.subarray(at));
             return;
           }
           const line = buf.toString("latin1", at, eol);
@@ -435,7 +448,7 @@ class Connection {
         }
         case CHUNK_DATA_END: {
           if (end - at < 2) {
-            this.pending = buf.subarray(at);
+            this.pending = Buffer.from(buf.subarray(at));
             return;
           }
           if (buf[at] !== 13 || buf[at + 1] !== 10) throw upstreamError("malformed chunk end", "HPE_STRICT");
@@ -452,7 +465,7 @@ class Connection {
           const stop = buf.indexOf(CRLFCRLF, at);
           if (stop < 0) {
             if (end - at > MAX_HEAD_BYTES) throw upstreamError("upstream trailers too large", "UND_ERR_HEADERS_OVERFLOW");
-            this.pending = buf.subarray(at);
+            this.pending = Buffer.from(buf.subarray(at));
             return;
           }
           const trailers: Record<string, string | string[] | undefined> = {};
@@ -475,7 +488,7 @@ class Connection {
   }
 
   private deliver(req: UpstreamRequest, buf: Buffer, from: number, to: number): void {
-    if (to > from && !req.aborted) req.handler.onResponseData?.(req, from === 0 && to === buf.length ? buf : buf.subarray(from, to));
+    if (to > from && !req.aborted) req.handler.onResponseData?.(req, buf.subarray(from, to));
   }
 
   private parseHead(req: UpstreamRequest, head: string): void {

@@ -124,7 +124,8 @@ export class NodeDownstream implements Downstream {
   sendChunk(chunk: Buffer): boolean {
     if (this.done || this.res.destroyed) return true;
     this.flushHeldHead();
-    return (this.res as ServerResponse).write(chunk); // same signature on Http2ServerResponse
+    // node's streams keep what they are given until it is flushed: the borrowed chunk is copied.
+    return (this.res as ServerResponse).write(Buffer.from(chunk)); // same signature on Http2ServerResponse
   }
 
   sendEnd(trailers?: Record<string, string | string[] | undefined>): void {

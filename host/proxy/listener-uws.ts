@@ -197,7 +197,7 @@ class UwsDownstream implements Downstream {
    * rest of the chunk is retried from onWritable. Returns false when some of it
    * had to wait.
    */
-  private tryEndChunk(chunk: Buffer): boolean {
+  private tryEndChunk(chunk: Buffer, owned = false): boolean {
     const offset = this.res.getWriteOffset();
     const [ok, done] = this.res.tryEnd(chunk, this.contentLength);
     if (done) {
@@ -205,7 +205,7 @@ class UwsDownstream implements Downstream {
       return true;
     }
     if (ok) return true;
-    this.pending = chunk;
+    this.pending = owned ? chunk : Buffer.from(chunk); // a borrowed chunk kept for onWritable is copied
     this.pendingOffset = offset;
     this.res.onWritable(this.retryPending);
     return false;
@@ -224,7 +224,7 @@ class UwsDownstream implements Downstream {
     if (!ok) return false;
     this.pending = undefined;
     while (this.queue.length > 0) {
-      if (!this.tryEndChunk(this.queue.shift()!)) return false; // waits for the next writable event
+      if (!this.tryEndChunk(this.queue.shift()!, true)) return false; // waits for the next writable event
       if (this.done) return true;
     }
     if (this.endRequested) this.finish();
@@ -240,7 +240,7 @@ class UwsDownstream implements Downstream {
   sendChunk(chunk: Buffer): boolean {
     if (this.aborted || this.done) return true;
     if (this.pending) {
-      this.queue.push(chunk);
+      this.queue.push(Buffer.from(chunk)); // borrowed: copied to be kept
       return false;
     }
     this.chunk = chunk;

@@ -36,7 +36,11 @@ import type { MatchEntry } from "../core/route-table.js";
 /** Envoy's host_selection_retry_max_attempts in Istio's default policy. */
 const HOST_SELECTION_ATTEMPTS = 5;
 
-/** An upstream client: h1-upstream.ts and h2-upstream.ts, driving undici's handler callbacks. */
+/**
+ * An upstream client: h1-upstream.ts and h2-upstream.ts, driving undici's
+ * handler callbacks. Unlike undici's, onResponseData's chunk may be borrowed:
+ * valid during the call only (see Downstream.sendChunk).
+ */
 export interface UpstreamClient {
   dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
 }

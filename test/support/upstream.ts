@@ -78,14 +78,33 @@ export async function startUpstream(name: string): Promise<Upstream> {
 
 const PATTERN = Buffer.alloc(64 * 1024, "0123456789abcdef");
 
+/**
+ * Block `i` of the /download and /chunked bodies: the pattern with the block's
+ * number in its first four bytes, so that bytes delivered twice, late or from
+ * another block (a reused buffer) change the body's hash.
+ */
+function patternBlock(i: number, length: number): Buffer {
+  const block = Buffer.from(PATTERN.subarray(0, length));
+  if (length >= 4) block.writeUInt32BE(i, 0);
+  return block;
+}
+
+/** The SHA-256 of the first `total` bytes the upstream streams at /download/N and /chunked/N. */
+export function patternSha256(total: number): string {
+  const hash = createHash("sha256");
+  for (let i = 0, sent = 0; sent < total; i++, sent += PATTERN.length) hash.update(patternBlock(i, Math.min(PATTERN.length, total - sent)));
+  return hash.digest("hex");
+}
+
 function streamPattern(res: import("node:http").ServerResponse, total: number, withLength: boolean): void {
   res.writeHead(200, withLength ? { "content-length": total, "content-type": "application/octet-stream" } : { "content-type": "application/octet-stream" });
   let sent = 0;
+  let block = 0;
   const pump = (): void => {
     while (sent < total) {
       const n = Math.min(PATTERN.length, total - sent);
       sent += n;
-      if (!res.write(n === PATTERN.length ? PATTERN : PATTERN.subarray(0, n))) {
+      if (!res.write(patternBlock(block++, n))) {
         res.once("drain", pump);
         return;
       }
