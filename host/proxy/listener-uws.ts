@@ -62,6 +62,31 @@ function collectHeader(name: string, value: string): void {
   collecting.push(name, value);
 }
 
+// Writes run inside res.cork(), as uWS requires outside its own callbacks, so
+// that head and body leave in one syscall. One module-level callback reads what
+// to write from these, instead of a closure per response.
+const BODYLESS_HEAD = 0;
+const CHUNK = 1;
+const END = 2;
+const LOCAL = 3;
+let corkedDownstream: UwsDownstream | undefined;
+let corkedKind = CHUNK;
+
+function writeCorked(): void {
+  const ds = corkedDownstream!;
+  if (corkedKind === CHUNK) ds.writeChunk();
+  else if (corkedKind === END) ds.writeEnd();
+  else if (corkedKind === LOCAL) ds.writeLocal();
+  else ds.writeBodylessHead();
+}
+
+function corkedWrite(ds: UwsDownstream, kind: number): void {
+  corkedDownstream = ds;
+  corkedKind = kind;
+  ds.res.cork(writeCorked);
+  corkedDownstream = undefined;
+}
+
 class UwsDownstream implements Downstream {
   readonly method: string;
   readonly authority: string | undefined;
@@ -86,7 +111,7 @@ class UwsDownstream implements Downstream {
   private closeAfter = false;
 
   constructor(
-    private readonly res: HttpResponse,
+    readonly res: HttpResponse,
     req: HttpRequest,
     readonly scheme: string,
     readonly localAddress: string,
@@ -141,14 +166,14 @@ class UwsDownstream implements Downstream {
     this.headHeaders = headers;
     this.bodyless = bodyless;
     if (bodyless) {
-      this.res.cork(this.writeBodylessHead);
+      corkedWrite(this, BODYLESS_HEAD);
       this.done = true;
       return;
     }
     // Headers are written with the first chunk (or the end), in one corked write.
   }
 
-  private readonly writeHead = (): void => {
+  writeHead(): void {
     const res = this.res;
     res.writeStatus(statusLine(this.headStatus));
     const h = this.headHeaders;
@@ -163,17 +188,17 @@ class UwsDownstream implements Downstream {
       res.writeHeader(h[i]!, h[i + 1]!);
     }
     this.headStatus = 0;
-  };
+  }
 
   private streamsWithTryEnd(): boolean {
     return this.contentLength >= 0 && !this.bodyless && !this.local;
   }
 
-  private readonly writeBodylessHead = (): void => {
+  writeBodylessHead(): void {
     this.writeHead();
     if (this.contentLength >= 0) this.res.endWithoutBody(this.contentLength, this.closeAfter);
     else this.res.endWithoutBody(undefined, this.closeAfter);
-  };
+  }
 
   private chunk: Buffer | undefined;
   private wrote = true;
@@ -182,15 +207,15 @@ class UwsDownstream implements Downstream {
   /** The upstream finished while bytes were still queued: end once they are out. */
   private endRequested = false;
 
-  private readonly writeChunk = (): void => {
+  writeChunk(): void {
     if (this.headStatus !== 0) this.writeHead();
     const chunk = this.chunk!;
     if (this.contentLength >= 0) this.wrote = this.tryEndChunk(chunk);
     else {
       this.wrote = this.res.write(chunk);
-      if (!this.wrote) this.res.onWritable(this.writable);
+      if (!this.wrote) this.res.onWritable(() => this.writable());
     }
-  };
+  }
 
   /**
    * Known length: tryEnd writes what the socket takes now and nothing more; the
@@ -207,11 +232,11 @@ class UwsDownstream implements Downstream {
     if (ok) return true;
     this.pending = owned ? chunk : Buffer.from(chunk); // a borrowed chunk kept for onWritable is copied
     this.pendingOffset = offset;
-    this.res.onWritable(this.retryPending);
+    this.res.onWritable((offset) => this.retryPending(offset));
     return false;
   }
 
-  private readonly retryPending = (offset: number): boolean => {
+  private retryPending(offset: number): boolean {
     const pending = this.pending;
     if (!pending) return true;
     const [ok, done] = this.res.tryEnd(pending.subarray(offset - this.pendingOffset), this.contentLength);
@@ -230,12 +255,12 @@ class UwsDownstream implements Downstream {
     if (this.endRequested) this.finish();
     else this.events?.onDownstreamWritable();
     return true;
-  };
+  }
 
-  private readonly writable = (): boolean => {
+  private writable(): boolean {
     this.events?.onDownstreamWritable();
     return true;
-  };
+  }
 
   sendChunk(chunk: Buffer): boolean {
     if (this.aborted || this.done) return true;
@@ -244,12 +269,12 @@ class UwsDownstream implements Downstream {
       return false;
     }
     this.chunk = chunk;
-    this.res.cork(this.writeChunk);
+    corkedWrite(this, CHUNK);
     this.chunk = undefined;
     return this.wrote;
   }
 
-  private readonly writeEnd = (): void => {
+  writeEnd(): void {
     if (this.headStatus !== 0) this.writeHead();
     if (this.contentLength > 0) {
       // Still open with a known length: the upstream sent less than it announced.
@@ -257,12 +282,12 @@ class UwsDownstream implements Downstream {
       return;
     }
     this.res.end(undefined, this.closeAfter);
-  };
+  }
 
   private finish(): void {
     if (this.aborted || this.done) return;
     this.done = true;
-    this.res.cork(this.writeEnd);
+    corkedWrite(this, END);
   }
 
   sendEnd(): void {
@@ -277,15 +302,15 @@ class UwsDownstream implements Downstream {
     this.headStatus = status;
     this.headHeaders = headers;
     this.localBody = body;
-    this.res.cork(this.writeLocal);
+    corkedWrite(this, LOCAL);
   }
 
   private localBody: string | Buffer = "";
   private local = false;
-  private readonly writeLocal = (): void => {
+  writeLocal(): void {
     this.writeHead();
     this.res.end(this.localBody, this.closeAfter);
-  };
+  }
 
   reset(): void {
     if (this.aborted || this.done) return;
