@@ -143,7 +143,8 @@ function peakRssMiB(pid: number): number {
 /** Kills a whole tree: an nginx worker outlives a killed master and keeps the port. */
 function killTree(c: ChildProcess): void {
   if (c.pid === undefined) return;
-  for (const p of processTree(c.pid).reverse()) {
+  // Parent first: an nginx master that outlives its worker's kill forks a new one, which keeps the port.
+  for (const p of processTree(c.pid)) {
     try {
       process.kill(p, "SIGKILL");
     } catch {
