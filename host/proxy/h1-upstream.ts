@@ -158,7 +158,7 @@ class OriginPool {
 
   constructor(
     readonly upstream: H1Upstream,
-    origin: string,
+    readonly origin: string,
   ) {
     const m = ORIGIN.exec(origin);
     if (!m) throw upstreamError(`invalid upstream origin ${JSON.stringify(origin)}`, "UND_ERR_INVALID_ARG");
@@ -203,6 +203,7 @@ class OriginPool {
     if (i >= 0) this.idle.splice(i, 1);
     const next = this.queue.shift();
     if (next) new Connection(this, next.servername).start(next);
+    else if (this.connected === 0) this.upstream.forget(this); // passthrough to many hosts must not grow the map forever
   }
 
   /** Closes connections idle past their time (a sweep, so that no timer is set per request). */
@@ -224,8 +225,6 @@ class Connection {
   /** Bytes of a head, chunk-size line or trailer section that arrived split across reads. */
   private pending: Buffer | undefined;
   private remaining = 0;
-  private status = 0;
-  private headers: Record<string, string | string[] | undefined> = EMPTY_TRAILERS;
   private trailers: Record<string, string | string[] | undefined> = EMPTY_TRAILERS;
   private keepAlive = true;
   /** The upstream's Keep-Alive timeout hint, ms (Infinity when it gave none). */
@@ -285,13 +284,12 @@ class Connection {
     this.keepAlive = true;
     this.requestWritten = false;
     if (req.paused) this.socket.pause();
+    this.socket.write(req.head, "latin1");
     const body = req.body;
     if (!body) {
-      this.socket.write(req.head, "latin1");
       this.requestWritten = true;
       return;
     }
-    this.socket.write(req.head, "latin1");
     body.on("data", this.onBodyData);
     body.once("end", this.onBodyEnd);
     body.once("error", this.onBodyError);
@@ -499,8 +497,6 @@ class Connection {
     const headers: Record<string, string | string[] | undefined> = {};
     if (lineEnd >= 0) parseFields(head, lineEnd + 2, headers);
     if (status < 200 && status !== 101) return; // interim (100 Continue, 103): the final head follows
-    this.status = status;
-    this.headers = headers;
     this.trailers = EMPTY_TRAILERS;
     const connection = headers.connection;
     if (statusLine[7] === "0") this.keepAlive = typeof connection === "string" && connection.toLowerCase() === "keep-alive";
@@ -621,6 +617,11 @@ export class H1Upstream {
     const out: Record<string, { connected: number }> = {};
     for (const [origin, pool] of this.pools) out[origin] = { connected: pool.connected };
     return out;
+  }
+
+  /** Drops an endpoint's pool once it has no connection left. */
+  forget(pool: OriginPool): void {
+    if (this.pools.get(pool.origin) === pool) this.pools.delete(pool.origin);
   }
 
   sweepIdle(): void {

@@ -3,7 +3,8 @@
 // passes, anything else or no answer within the timeout fails, as Envoy's
 // HTTP health checker with its default expected status. unhealthyThreshold
 // failures in a row make an endpoint unhealthy, healthyThreshold passes bring
-// it back. Endpoints start healthy. Checks use their own connections.
+// it back. Endpoints start healthy. Checks go through the cluster's HTTP/1.1
+// pool, with its TLS settings and connection limits.
 
 import type { Dispatcher } from "undici";
 import type { HealthCheckSettings } from "../config/model.js";
