@@ -467,7 +467,9 @@ class Connection {
             return;
           }
           const trailers: Record<string, string | string[] | undefined> = {};
-          parseFields(buf.toString("latin1", at, stop), 0, trailers);
+          const text = buf.toString("latin1", at, stop);
+          if (BAD_HEAD.test(text)) throw upstreamError("malformed trailers", "HPE_INVALID_CONSTANT");
+          parseFields(text, 0, trailers);
           this.trailers = trailers;
           at = stop + 4;
           this.complete(req);
@@ -513,6 +515,8 @@ class Connection {
       if (status === 101) this.keepAlive = false;
     } else if (te !== undefined) {
       if (typeof te !== "string" || !/(^|,)\s*chunked\s*$/i.test(te)) throw upstreamError(`unsupported transfer-encoding ${JSON.stringify(te)}`, "HPE_INVALID_TRANSFER_ENCODING");
+      // Both framings at once is how responses get smuggled; llhttp (undici, Node) refuses it too.
+      if (cl !== undefined) throw upstreamError("content-length with transfer-encoding", "HPE_UNEXPECTED_CONTENT_LENGTH");
       this.state = CHUNK_SIZE;
     } else if (cl !== undefined) {
       if (typeof cl !== "string" || !/^\d{1,15}$/.test(cl)) throw upstreamError(`invalid content-length ${JSON.stringify(cl)}`, "HPE_INVALID_CONTENT_LENGTH");

@@ -132,6 +132,19 @@ describe("HTTP/1.1 upstream client", () => {
     expect(short.error?.code).toBe("UND_ERR_SOCKET");
   });
 
+  it("refuses a response framed both by content-length and chunked, and trailers with a bare LF", async () => {
+    const srv = await rawServer((h, s) =>
+      s.write(
+        h.includes("/both")
+          ? "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+          : "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nx: 1\nInjected: yes\r\n\r\n",
+      ),
+    );
+    const c = client();
+    expect((await send(c, srv.port, { path: "/both" })).error?.code).toBe("HPE_UNEXPECTED_CONTENT_LENGTH");
+    expect((await send(c, srv.port, { path: "/trailers" })).error?.code).toBe("HPE_INVALID_CONSTANT");
+  });
+
   it("sends a streamed body chunked, and announces an empty POST with content-length: 0", async () => {
     const wire: Buffer[] = [];
     const server = createServer((s) => {
