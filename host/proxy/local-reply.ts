@@ -42,11 +42,12 @@ export const HEADERS_TOO_LARGE: LocalReply = { status: 431, flag: "DPE", body: "
 const RESET_PREFIX = "upstream connect error or disconnect/reset before headers. ";
 
 /** The upstream failed before response headers: connection failure (UF) or termination (UC). */
-export function upstreamReset(kind: "connection failure" | "connection termination", transportFailure: string | undefined, retried: boolean): LocalReply {
+export function upstreamReset(kind: "connection failure" | "connection termination" | "protocol error", transportFailure: string | undefined, retried: boolean): LocalReply {
   const reason = `${retried ? "retried and the latest " : ""}reset reason: ${kind}${transportFailure ? `, transport failure reason: ${transportFailure}` : ""}`;
   return {
-    status: 503,
-    flag: kind === "connection failure" ? "UF" : "UC",
+    // Envoy answers 502 when the upstream broke the protocol (a malformed response), 503 otherwise.
+    status: kind === "protocol error" ? 502 : 503,
+    flag: kind === "connection failure" ? "UF" : kind === "protocol error" ? "UPE" : "UC",
     body: RESET_PREFIX + reason,
     details: `upstream_reset_before_response_started{${kind.replace(" ", "_")}}`,
   };

@@ -617,7 +617,8 @@ export class Exchange implements DownstreamEvents {
       return;
     }
     if (retriable) this.limitHit = true;
-    this.localReply(Reply.upstreamReset(connectFailure ? "connection failure" : "connection termination", this.transportFailure || undefined, this.attempts > 1));
+    const kind = connectFailure ? "connection failure" : isProtocolError(err) ? "protocol error" : "connection termination";
+    this.localReply(Reply.upstreamReset(kind, kind === "protocol error" ? undefined : this.transportFailure || undefined, this.attempts > 1));
   }
 
   private retryPolicy(): RetryPolicyModel {
@@ -880,6 +881,12 @@ const TLS_ERROR = /^(ERR_TLS_|ERR_SSL_|UNABLE_TO_|CERT_|DEPTH_ZERO_SELF_SIGNED_C
 function isConnectFailure(err: Error): boolean {
   const code = (err as { code?: string }).code;
   return code !== undefined && (CONNECT_ERRORS.has(code) || TLS_ERROR.test(code));
+}
+
+/** A malformed upstream response (the HTTP/1.1 parser's HPE_* codes, an oversized head): Envoy's 502 UPE. */
+function isProtocolError(err: Error): boolean {
+  const code = (err as { code?: string }).code;
+  return code !== undefined && (code.startsWith("HPE_") || code === "UND_ERR_HEADERS_OVERFLOW");
 }
 
 /** Envoy's transport failure reason, e.g. "delayed connect error: 111" for a refused connection. */

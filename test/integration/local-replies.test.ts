@@ -1,14 +1,15 @@
-// Envoy-compatible local replies over real sockets: NR, UH, UF, NC, REGISTRY_ONLY,
-// and the codec errors (400, 431) that never reach an upstream.
+// Envoy-compatible local replies over real sockets: NR, UH, UF, UPE, NC,
+// REGISTRY_ONLY, and the codec errors (400, 431) that never reach an upstream.
 
-import { connect } from "node:net";
+import { connect, createServer, type AddressInfo, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
 import { closedPort, startUpstream, type Upstream } from "../support/upstream.js";
 
-function mesh(engine: "uws" | "node", up: Upstream, dead: number, policy: string): string {
+function mesh(engine: "uws" | "node", up: Upstream, dead: number, policy: string, broken = dead): string {
   return `${settingsYaml(engine, `  outboundTrafficPolicy: {mode: ${policy}}`)}---
 ${serviceEntryYaml("svc", [{ port: up.port, labels: { version: "v1" } }])}---
+${serviceEntryYaml("broken", [{ port: broken }])}---
 ${serviceEntryYaml("dead", [{ port: dead }])}---
 ${serviceEntryYaml("half", [{ port: dead }, { port: up.port }])}---
 apiVersion: networking.istio.io/v1
@@ -49,14 +50,19 @@ function rawExchange(port: number, raw: string): Promise<string> {
 describe.each(["uws", "node"] as const)("local replies on the %s listener", (engine) => {
   let up: Upstream;
   let p: TestProxy;
+  let broken: Server;
 
   beforeAll(async () => {
     up = await startUpstream("svc");
-    p = await startTestProxy(mesh(engine, up, await closedPort(), "ALLOW_ANY"));
+    // Answers every request with a head whose bare LF would smuggle a header through.
+    broken = createServer((s) => s.once("data", () => s.write("HTTP/1.1 200 OK\r\nx: a\nInjected: yes\r\nContent-Length: 0\r\n\r\n")));
+    await new Promise<void>((r) => broken.listen(0, "127.0.0.1", r));
+    p = await startTestProxy(mesh(engine, up, await closedPort(), "ALLOW_ANY", (broken.address() as AddressInfo).port));
   });
   afterAll(async () => {
     await p.close();
     await up.close();
+    await new Promise((r) => broken.close(r));
   });
 
   it("404 with an empty body when no route matches (NR)", async () => {
@@ -81,6 +87,13 @@ describe.each(["uws", "node"] as const)("local replies on the %s listener", (eng
     const r = await get(p.url, "dead", "/");
     expect(r.status).toBe(503);
     expect(r.text).toBe("upstream connect error or disconnect/reset before headers. retried and the latest reset reason: connection failure, transport failure reason: delayed connect error: 111");
+  });
+
+  it("502 when the upstream's response is malformed, and nothing of it reaches the client (UPE)", async () => {
+    const r = await get(p.url, "broken", "/");
+    expect(r.status).toBe(502);
+    expect(r.text).toBe("upstream connect error or disconnect/reset before headers. reset reason: protocol error");
+    expect(r.headers.injected).toBeUndefined();
   });
 
   it("retries a connection failure on another endpoint (Istio's default connect-failure retry)", async () => {
