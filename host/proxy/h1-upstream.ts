@@ -21,10 +21,11 @@
 // and the response header object; no closures (socket listeners are bound
 // once per connection).
 
-import { connect as netConnect, type Socket } from "node:net";
+import { connect as netConnect, isIP, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import type { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
+import { splitAuthority } from "./authority.js";
 
 export interface H1PoolOptions {
   connectTimeoutMs: number;
@@ -242,8 +243,9 @@ class Connection {
     const o = pool.upstream.options;
     pool.connected++;
     if (o.tls) {
-      const sni = o.tls.servername ?? hostOf(servername);
-      this.socket = tlsConnect({ ...o.tls, host: pool.host, port: pool.port, ...(sni && !IP.test(sni) ? { servername: sni } : {}) });
+      // SNI names a host: never an address (an IPv6 literal keeps its brackets in an authority).
+      const sni = o.tls.servername ?? splitAuthority(servername).host;
+      this.socket = tlsConnect({ ...o.tls, host: pool.host, port: pool.port, ...(sni && isIP(sni) === 0 && !sni.startsWith("[") ? { servername: sni } : {}) });
       this.socket.once("secureConnect", this.onConnect);
     } else {
       this.socket = netConnect({ host: pool.host, port: pool.port, onread: { buffer: READ_BUFFER, callback: this.onRead } });
@@ -561,15 +563,6 @@ class Connection {
 
 function connectTimedOut(conn: Connection): void {
   conn.connectTimeout();
-}
-
-const IP = /^(\d+\.\d+\.\d+\.\d+|.*:.*)$/;
-
-/** The host of an authority ("example.com:8443" -> "example.com"), for SNI. */
-function hostOf(authority: string): string {
-  if (authority.startsWith("[")) return authority.slice(1, authority.indexOf("]"));
-  const colon = authority.lastIndexOf(":");
-  return colon < 0 ? authority : authority.slice(0, colon);
 }
 
 /** Parses "name: value" lines of `text` from `at` into `into` (names lowercased; repeated names collect into arrays). */
