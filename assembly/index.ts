@@ -13,7 +13,7 @@ import {
   H_ENTRIES, H_ROUTES, H_DESTS, H_CLUSTERS, H_ACTIVE, H_ELIGIBLE,
   DS_HASH, DS_STR, DS_LEN, DS_VHOST, DS_SIZE, EMPTY_SLOT, WC_STR, WC_LEN, WC_VHOST, WC_SIZE,
   VH_UNINDEXED, VH_UNINDEXED_COUNT, VH_PATH_TABLE, VH_PATH_MASK, VH_PREFIX_LENS, VH_FLAGS, VH_SIZE,
-  VHF_CASE_INSENSITIVE, VH_MAX_PREFIX,
+  VHF_CASE_INSENSITIVE, VHF_EXACT, VHF_EXACT_CI, VH_MAX_PREFIX,
   PS_HASH, PS_KIND, PS_STR, PS_LEN, PS_LIST, PS_COUNT, PS_SIZE, PK_EXACT, PK_PREFIX, PK_EXACT_CI, PK_PREFIX_CI,
   E_ROUTE, E_URI_KIND, E_URI_CI, E_URI_STR, E_URI_LEN, E_METHOD_KIND, E_METHOD_STR, E_METHOD_LEN,
   E_AUTH_KIND, E_AUTH_STR, E_AUTH_LEN, E_SCHEME_KIND, E_SCHEME_STR, E_SCHEME_LEN, E_COND_COUNT, E_CONDS, E_SIZE,
@@ -212,7 +212,8 @@ function findEntry(vh: u32): i32 {
   if (mask == 0) return best;
   const table = load<u32>(vh + VH_PATH_TABLE);
   const bitmap = load<u32>(vh + VH_PREFIX_LENS);
-  const ci = (load<u32>(vh + VH_FLAGS) & VHF_CASE_INSENSITIVE) != 0;
+  const flags = load<u32>(vh + VH_FLAGS);
+  const ci = (flags & VHF_CASE_INSENSITIVE) != 0;
   const plen = slotLength(SLOT_PATH);
   if (plen < 0) return best;
   const path = slotOffset(SLOT_PATH);
@@ -229,8 +230,9 @@ function findEntry(vh: u32): i32 {
     if (bitSet(bitmap, len)) best = probe(table, mask, PK_PREFIX, h, path, len, best);
     if (ci && bitSet(bitmap + 128, len)) best = probe(table, mask, PK_PREFIX_CI, hci, path, len, best);
   }
-  best = probe(table, mask, PK_EXACT, hashWords(path, n), path, n, best);
-  if (ci) best = probe(table, mask, PK_EXACT_CI, hashWordsLower(path, n), path, n, best);
+  // Exact keys: one hash of the whole path, skipped when the host has none of that kind.
+  if (flags & VHF_EXACT) best = probe(table, mask, PK_EXACT, hashWords(path, n), path, n, best);
+  if (flags & VHF_EXACT_CI) best = probe(table, mask, PK_EXACT_CI, hashWordsLower(path, n), path, n, best);
   return best;
 }
 

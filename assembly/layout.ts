@@ -52,6 +52,8 @@ export const VH_FLAGS = 20; //         VHF_* bits
 export const VH_MAX_PREFIX = 24; //    longest indexed prefix key: the prefix scan stops there
 export const VH_SIZE = 28;
 export const VHF_CASE_INSENSITIVE = 1; // some indexed key ignores URI case
+export const VHF_EXACT = 2; //             some exact key is case-sensitive (else the whole-path hash is skipped)
+export const VHF_EXACT_CI = 4; //          some exact key ignores URI case
 export const MAX_INDEXED_PREFIX = 1023; // longer prefixes go to the unindexed list
 export const PREFIX_BITMAP_BYTES = 256; // two bitmaps of 1024 bits: case-sensitive, then case-insensitive
 

@@ -339,6 +339,8 @@ export function encodeImage(table: RouteTable, base: number): { bytes: Uint8Arra
       put(s + L.PS_COUNT, k.entries.length);
       k.entries.forEach((e, j) => put(plan.listsAt[i]! + j * 4, e));
       if (k.kind === L.PK_EXACT_CI || k.kind === L.PK_PREFIX_CI) flags |= L.VHF_CASE_INSENSITIVE;
+      if (k.kind === L.PK_EXACT) flags |= L.VHF_EXACT;
+      if (k.kind === L.PK_EXACT_CI) flags |= L.VHF_EXACT_CI;
       if (k.kind === L.PK_PREFIX || k.kind === L.PK_PREFIX_CI) {
         const n = bytes.length + (k.kind === L.PK_PREFIX_CI ? 1024 : 0);
         bits[n >> 3]! |= 1 << (n & 7);

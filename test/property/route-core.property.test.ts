@@ -58,6 +58,27 @@ describe("route core vs reference matcher", () => {
     expect(picks(1)).toEqual([-1]);
   });
 
+  it("finds exact paths, case-sensitive or not, on hosts with and without other kinds of keys", () => {
+    const host = (name: string, entryStart: number, entryCount: number) => ({ name, domains: [name], entryStart, entryCount });
+    const exact = (route: number, value: string, ignoreCase: boolean) => ({ route, uri: { kind: "exact" as const, value, ignoreCase }, conditions: [] });
+    const table = {
+      virtualHosts: [host("cs", 0, 1), host("ci", 1, 1), host("mixed", 2, 3), host("prefixes", 5, 1)],
+      entries: [exact(0, "/a/b", false), exact(1, "/a/b", true), exact(2, "/x", true), exact(3, "/y", false), { route: 4, uri: { kind: "prefix" as const, value: "/p", ignoreCase: false }, conditions: [] }, { route: 5, uri: { kind: "prefix" as const, value: "/a", ignoreCase: false }, conditions: [] }],
+      routes: Array.from({ length: 6 }, () => ({ destinations: [{ cluster: 0, weight: 1 }] })),
+      clusters: [{ endpointCount: 1, passthrough: false }],
+      headerNames: [],
+    };
+    const core = new RouteCore(table);
+    const decide = (authority: string, path: string): number => {
+      writeRequest(core, [], { method: "GET", authority, path, query: undefined, scheme: "http", header: () => undefined });
+      return core.route(7);
+    };
+    expect([decide("cs", "/a/b"), decide("cs", "/A/B")]).toEqual([0, L.RC_NO_ROUTE]);
+    expect([decide("ci", "/a/b"), decide("ci", "/A/b")]).toEqual([1, 1]);
+    expect([decide("mixed", "/X"), decide("mixed", "/y"), decide("mixed", "/Y"), decide("mixed", "/p/q")]).toEqual([2, 3, L.RC_NO_ROUTE, 4]);
+    expect([decide("prefixes", "/a/b"), decide("prefixes", "/b")]).toEqual([5, L.RC_NO_ROUTE]);
+  });
+
   it("reports no virtual host, no route, missing cluster and no endpoint with distinct codes", () => {
     const table = {
       virtualHosts: [{ name: "v", domains: ["svc"], entryStart: 0, entryCount: 3 }],
