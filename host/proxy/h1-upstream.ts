@@ -414,12 +414,16 @@ class Connection {
           at = stop + 4;
           break;
         }
-        case BODY_LENGTH: {
+        case BODY_LENGTH:
+        case CHUNK_DATA: {
+          // Counted bytes: the rest of a content-length body, or of one chunk.
           const n = Math.min(this.remaining, end - at);
           this.remaining -= n;
           this.deliver(req, buf, at, at + n);
           at += n;
-          if (this.remaining === 0) this.complete(req);
+          if (this.remaining > 0) break;
+          if (this.state === BODY_LENGTH) this.complete(req);
+          else this.state = CHUNK_DATA_END;
           break;
         }
         case CHUNK_SIZE: {
@@ -436,14 +440,6 @@ class Connection {
           this.remaining = parseInt(hex, 16);
           this.state = this.remaining === 0 ? TRAILERS : CHUNK_DATA;
           at = eol + 2;
-          break;
-        }
-        case CHUNK_DATA: {
-          const n = Math.min(this.remaining, end - at);
-          this.remaining -= n;
-          this.deliver(req, buf, at, at + n);
-          at += n;
-          if (this.remaining === 0) this.state = CHUNK_DATA_END;
           break;
         }
         case CHUNK_DATA_END: {
