@@ -1,7 +1,7 @@
 // The instio config the benchmarks run: settings with one outbound listener and
 // a ServiceEntry `bench` whose one endpoint is the benchmark's upstream.
 
-export function benchMesh(o: { port: number; upstreamPort: number; engine?: "uws" | "h2c"; registryOnly?: boolean }): string {
+export function benchMesh(o: { port: number; upstreamPort: number; engine?: "h1" | "uws" | "node" | "h2c"; registryOnly?: boolean }): string {
   return `apiVersion: instio.dev/v1alpha1
 kind: ProxySettings
 metadata: {name: bench}

@@ -209,7 +209,7 @@ interface Peer {
   start(dir: string): ChildProcess;
 }
 
-const instioSettings = (port: number): string => benchMesh({ port, upstreamPort: UPSTREAM_PORT, registryOnly: true });
+const instioSettings = (port: number, engine?: "h1" | "uws"): string => benchMesh({ port, upstreamPort: UPSTREAM_PORT, registryOnly: true, engine });
 
 /** A few hundred services, each with header routes and a weighted canary, in front of the bench service. */
 function realisticMesh(count: number): string {
@@ -261,22 +261,24 @@ spec:
 `;
 }
 
-function instioPeer(name: string, port: number, extra: string): Peer {
+function instioPeer(name: string, port: number, extra: string, engine?: "h1" | "uws"): Peer {
   return {
     name,
     port,
     start(dir) {
       const d = join(dir, name.replace(/\W+/g, "-"));
       mkdirSync(d, { recursive: true });
-      writeFileSync(join(d, "mesh.yaml"), instioSettings(port) + extra);
+      writeFileSync(join(d, "mesh.yaml"), instioSettings(port, engine) + extra);
       return start(0, join(ROOT, "bin/instio.js"), ["proxy", "--config", d]); // as users run it, with its V8 flags
     },
   };
 }
 
-const PEERS: Peer[] = [
+const ALL_PEERS: Peer[] = [
   instioPeer("instio", 18001, ""),
   instioPeer("instio (300 VirtualServices)", 18005, realisticMesh(300)),
+  // The uWebSockets.js listener, the default before instio's own: the new default must be at least as fast.
+  instioPeer("instio, uWS listener", 18006, "", "uws"),
   {
     name: "nginx",
     port: 18002,
@@ -322,6 +324,9 @@ backend b
     },
   },
 ];
+
+/** BENCH_PEERS=instio,nginx runs only the peers whose names start with one of these (the upstream directly is always measured). */
+const PEERS = process.env.BENCH_PEERS ? ALL_PEERS.filter((p) => process.env.BENCH_PEERS!.split(",").some((n) => p.name.startsWith(n.trim()))) : ALL_PEERS;
 
 interface Row {
   target: string;

@@ -7,6 +7,11 @@ import type { DiagnosticSink, FieldPath, SourceDocument } from "./source.js";
 
 export type Obj = Record<string, unknown>;
 
+/** The longest delay a Node timer can wait (setTimeout fires after 1 ms beyond it). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** google.protobuf.Duration's range: ±315,576,000,000 s. */
+const MAX_PROTO_DURATION_MS = 315_576_000_000_000;
+
 export class FieldReader {
   constructor(
     readonly sink: DiagnosticSink,
@@ -119,6 +124,15 @@ export class FieldReader {
     if (ms < minMs) {
       this.error(path, `must be at least ${minMs}ms, got "${s}"`);
       return undefined;
+    }
+    if (ms > MAX_PROTO_DURATION_MS) {
+      this.error(path, `must be at most 315576000000s (protobuf's Duration limit), got "${s}"`);
+      return undefined;
+    }
+    if (ms > MAX_TIMER_MS) {
+      // Node's timers hold 2^31-1 ms; a longer one would fire after 1 ms.
+      this.warn(path, `"${s}" is longer than a timer can wait (24.8 days): clamped to ${MAX_TIMER_MS}ms`);
+      return MAX_TIMER_MS;
     }
     return ms;
   }

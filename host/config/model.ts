@@ -8,8 +8,26 @@ import type { TrafficPolicyModel } from "./traffic-policy.js";
 import type { StringMatch, UriMatch, Condition } from "../core/route-table.js";
 
 export type OutboundTrafficPolicy = "ALLOW_ANY" | "REGISTRY_ONLY";
-/** uws: uWebSockets.js (HTTP/1.1); node: node:http (HTTP/1.1); h2c: node:http2, HTTP/2 with prior knowledge. With `tls`, node:http2 serves HTTP/2 and HTTP/1.1 by ALPN. */
-export type ListenerEngine = "uws" | "node" | "h2c";
+/**
+ * h1: instio's own HTTP/1.1 server on node:net (the default); uws: uWebSockets.js (HTTP/1.1);
+ * node: node:http (HTTP/1.1); h2c: node:http2, HTTP/2 with prior knowledge. With `tls`,
+ * node:http2 serves HTTP/2 and HTTP/1.1 by ALPN.
+ */
+export type ListenerEngine = "h1" | "uws" | "node" | "h2c";
+
+/** The HTTP connection manager's limits and timeouts, for every HTTP listener (Envoy's HCM and HTTP protocol options). */
+export interface HttpSettings {
+  /** max_request_headers_kb (Envoy: 60 KiB), in bytes. */
+  maxRequestHeadersBytes: number;
+  /** max_headers_count (Envoy: 100). */
+  maxHeadersCount: number;
+  /** request_headers_timeout: from a request's first byte to the end of its headers; 0 disables. */
+  requestHeadersTimeoutMs: number;
+  /** idle_timeout: a connection without requests is closed (Istio: 1 h). */
+  idleTimeoutMs: number;
+  /** stream_idle_timeout: a request with no bytes either way for this long ends (Envoy: 5 min; 0 disables). */
+  streamIdleTimeoutMs: number;
+}
 
 export interface ListenerSettings {
   address: string;
@@ -35,6 +53,7 @@ export interface Settings {
   labels: Record<string, string>;
   outboundTrafficPolicy: OutboundTrafficPolicy;
   outbound: ListenerSettings;
+  http: HttpSettings;
   /** Present when an application port is configured: inbound traffic is forwarded there. */
   inbound: (ListenerSettings & { appAddress: string; appPort: number }) | undefined;
   admin: { address: string; port: number };

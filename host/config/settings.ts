@@ -8,9 +8,10 @@
 //     labels: {app: productpage, version: v1}
 //     outboundTrafficPolicy: {mode: ALLOW_ANY}
 //     listeners:
-//       outbound: {address: 127.0.0.1, port: 15001, engine: uws}    # engine: uws | node | h2c
+//       outbound: {address: 127.0.0.1, port: 15001, engine: h1}     # engine: h1 | uws | node | h2c
 //         # tls: {certFile: a.pem, keyFile: a.key, sni: [{hosts: [b.example], certFile: b.pem, keyFile: b.key}]}
 //       inbound:  {address: 0.0.0.0, port: 15006, appPort: 9080}
+//     http: {maxRequestHeadersKb: 60, maxHeadersCount: 100, requestHeadersTimeout: 60s, idleTimeout: 1h, streamIdleTimeout: 5m}
 //     admin: {address: 127.0.0.1, port: 15000}
 //     workload: {name: productpage-v1, cluster: Kubernetes}
 //     agent: {address: 0.0.0.0, statusPort: 15020, prometheusPort: 15090, healthPort: 15021,  # enabled: false to turn off
@@ -24,7 +25,7 @@
 import { isIP } from "node:net";
 import { resolveHost } from "./hosts.js";
 import type { FieldReader, Obj } from "./fields.js";
-import type { ListenerEngine, ListenerSettings, OutboundTrafficPolicy, Settings, TlsSettings } from "./model.js";
+import type { HttpSettings, ListenerEngine, ListenerSettings, OutboundTrafficPolicy, Settings, TlsSettings } from "./model.js";
 
 export const SETTINGS_API_VERSION = "instio.dev/v1alpha1";
 export const SETTINGS_KIND = "ProxySettings";
@@ -34,7 +35,8 @@ export function defaultSettings(): Settings {
     namespace: "default",
     labels: {},
     outboundTrafficPolicy: "ALLOW_ANY",
-    outbound: { address: "127.0.0.1", port: 15001, engine: "uws", tls: undefined },
+    outbound: { address: "127.0.0.1", port: 15001, engine: "h1", tls: undefined },
+    http: defaultHttpSettings(),
     inbound: undefined,
     admin: { address: "127.0.0.1", port: 15000 },
     workload: { name: "unknown", cluster: "Kubernetes" },
@@ -48,11 +50,21 @@ export function defaultSettings(): Settings {
   };
 }
 
+/**
+ * Envoy's HCM defaults, except the request-headers timeout: Envoy has none by
+ * default, which leaves a slowloris client a connection for as long as it
+ * trickles bytes; instio gives a request 60 s to send its headers (node:http's
+ * default).
+ */
+export function defaultHttpSettings(): HttpSettings {
+  return { maxRequestHeadersBytes: 60 * 1024, maxHeadersCount: 100, requestHeadersTimeoutMs: 60_000, idleTimeoutMs: 3_600_000, streamIdleTimeoutMs: 300_000 };
+}
+
 export function readSettings(r: FieldReader, top: Obj): Settings {
   const s = defaultSettings();
   s.source = r.doc.locate([]);
   r.object(top.metadata, ["metadata"], ["name", "namespace", "labels", "annotations"]);
-  const spec = r.object(top.spec, ["spec"], ["namespace", "labels", "outboundTrafficPolicy", "listeners", "admin", "workload", "agent", "accessLog", "drain", "dns", "healthChecks"]);
+  const spec = r.object(top.spec, ["spec"], ["namespace", "labels", "outboundTrafficPolicy", "listeners", "http", "admin", "workload", "agent", "accessLog", "drain", "dns", "healthChecks"]);
   if (!spec) return s;
   s.namespace = r.string(spec.namespace, ["spec", "namespace"]) || s.namespace;
   s.labels = r.stringMap(spec.labels, ["spec", "labels"]);
@@ -62,12 +74,24 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
   if (listeners) {
     s.outbound = readListener(r, listeners.outbound, ["spec", "listeners", "outbound"], s.outbound, []);
     if (listeners.inbound !== undefined) {
-      const base = readListener(r, listeners.inbound, ["spec", "listeners", "inbound"], { address: "0.0.0.0", port: 15006, engine: "uws", tls: undefined }, ["appAddress", "appPort"]);
+      const base = readListener(r, listeners.inbound, ["spec", "listeners", "inbound"], { address: "0.0.0.0", port: 15006, engine: "h1", tls: undefined }, ["appAddress", "appPort"]);
       const inbound = (listeners.inbound ?? {}) as Obj;
       const appPort = r.integer(inbound.appPort, ["spec", "listeners", "inbound", "appPort"], 1, 65535, true);
       const appAddress = address(r, inbound.appAddress, ["spec", "listeners", "inbound", "appAddress"]) ?? "127.0.0.1";
       if (appPort !== undefined) s.inbound = { ...base, appAddress, appPort };
     }
+  }
+  const http = r.object(spec.http, ["spec", "http"], ["maxRequestHeadersKb", "maxHeadersCount", "requestHeadersTimeout", "idleTimeout", "streamIdleTimeout"]);
+  if (http) {
+    const d = s.http;
+    const kb = r.integer(http.maxRequestHeadersKb, ["spec", "http", "maxRequestHeadersKb"], 1, 8192); // Envoy's limits: 1..8192
+    s.http = {
+      maxRequestHeadersBytes: kb === undefined ? d.maxRequestHeadersBytes : kb * 1024,
+      maxHeadersCount: r.integer(http.maxHeadersCount, ["spec", "http", "maxHeadersCount"], 1, 10_000) ?? d.maxHeadersCount,
+      requestHeadersTimeoutMs: r.duration(http.requestHeadersTimeout, ["spec", "http", "requestHeadersTimeout"]) ?? d.requestHeadersTimeoutMs,
+      idleTimeoutMs: r.duration(http.idleTimeout, ["spec", "http", "idleTimeout"]) ?? d.idleTimeoutMs,
+      streamIdleTimeoutMs: r.duration(http.streamIdleTimeout, ["spec", "http", "streamIdleTimeout"]) ?? d.streamIdleTimeoutMs,
+    };
   }
   const admin = r.object(spec.admin, ["spec", "admin"], ["address", "port"]);
   if (admin) {
@@ -146,10 +170,10 @@ function readListener(r: FieldReader, value: unknown, path: (string | number)[],
   const l = r.object(value, path, ["address", "port", "engine", "tls", ...extra]);
   if (!l) return defaults;
   const tls = readTls(r, l.tls, [...path, "tls"]);
-  let engine = r.oneOf<ListenerEngine>(l.engine, [...path, "engine"], ["uws", "node", "h2c"]) ?? defaults.engine;
+  let engine = r.oneOf<ListenerEngine>(l.engine, [...path, "engine"], ["h1", "uws", "node", "h2c"]) ?? defaults.engine;
   if (tls) {
     // TLS negotiates HTTP/2 or HTTP/1.1 by ALPN, which only node:http2 can serve (this uWS build has no HTTP/2).
-    if (l.engine === "uws" || l.engine === "h2c") r.error([...path, "engine"], `a TLS listener is served by node:http2 (ALPN h2 and http/1.1); remove engine or set it to node, got "${String(l.engine)}"`);
+    if (l.engine === "h1" || l.engine === "uws" || l.engine === "h2c") r.error([...path, "engine"], `a TLS listener is served by node:http2 (ALPN h2 and http/1.1); remove engine or set it to node, got "${String(l.engine)}"`);
     engine = "node";
   }
   return {

@@ -6,12 +6,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Socket } from "node:net";
 import { pipeline, Transform, type Readable } from "node:stream";
+import { MAX_TIMER_MS } from "../config/fields.js";
+import type { HttpSettings } from "../config/model.js";
+import { defaultHttpSettings } from "../config/settings.js";
 import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
 import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
 import { relayRawUpgrade, upgradeHeaders, upgradeRequest } from "./upgrade.js";
-
-/** Envoy's default max_request_headers_kb is 60. */
-const MAX_HEADER_BYTES = 60 * 1024;
 
 /** Headers HTTP/2 forbids (RFC 9113 §8.2.2): node:http2 throws on them. */
 const H2_CONNECTION_HEADERS = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
@@ -93,6 +93,8 @@ export class NodeDownstream implements Downstream {
         done(null, chunk);
       },
     });
+    // The client may go away mid-body after the upstream client stopped listening: no 'error' may go unheard.
+    counted.on("error", () => {});
     return pipeline(this.req, counted, () => {});
   }
 
@@ -184,11 +186,25 @@ export class NodeDownstream implements Downstream {
   }
 }
 
-export function listenNode(address: string, port: number, handler: RequestHandler, upgrades?: UpgradeRouter): Promise<Listener> {
-  const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => {
+export function listenNode(address: string, port: number, handler: RequestHandler, upgrades?: UpgradeRouter, http: HttpSettings = defaultHttpSettings()): Promise<Listener> {
+  const server = createServer({
+    maxHeaderSize: http.maxRequestHeadersBytes,
+    requestTimeout: 0,
+    headersTimeout: http.requestHeadersTimeoutMs,
+    // node checks its headers timeout on this period (30 s by default); a quarter of the timeout keeps it close.
+    connectionsCheckingInterval: Math.max(10, Math.min(30_000, Math.floor(http.requestHeadersTimeoutMs / 4) || 30_000)),
+    keepAliveTimeout: Math.min(http.idleTimeoutMs, MAX_TIMER_MS),
+    requireHostHeader: true,
+  }, (req, res) => {
+    if (req.rawHeaders.length / 2 > http.maxHeadersCount) {
+      // node keeps at most maxHeadersCount headers and drops the rest silently; Envoy answers 431.
+      res.writeHead(431, { "content-type": "text/plain", connection: "close" }).end("Request Header Fields Too Large");
+      return;
+    }
     const ds = new NodeDownstream(req, res);
     ds.events = handler(ds);
   });
+  server.maxHeadersCount = http.maxHeadersCount + 1;
   if (upgrades) {
     server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
       const headers: string[] = [];

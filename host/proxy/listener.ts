@@ -11,7 +11,7 @@ export type RequestHandler = (ds: Downstream) => DownstreamEvents;
 export type UpgradeRouter = (req: RouteRequest) => UpgradeDecision;
 
 export interface Listener {
-  engine: "uws" | "node";
+  engine: "h1" | "uws" | "node";
   address: string;
   port: number;
   /** Stops accepting connections; open connections keep being served (draining). */

@@ -36,6 +36,8 @@ export const UPSTREAM_OVERFLOW: LocalReply = {
   details: "upstream_reset_before_response_started{overflow}",
 };
 export const INTERNAL_ERROR: LocalReply = { status: 500, flag: "-", body: "internal error", details: "internal_error" };
+/** HTTP/1.1 without Host: Envoy's HCM answers 400 with an empty body. */
+export const MISSING_HOST: LocalReply = { status: 400, flag: "-", body: "", details: "missing_host_header" };
 export const BAD_REQUEST: LocalReply = { status: 400, flag: "DPE", body: "Bad Request", details: "http1.codec_error" };
 export const HEADERS_TOO_LARGE: LocalReply = { status: 431, flag: "DPE", body: "Request Header Fields Too Large", details: "http1.headers_too_large" };
 

@@ -107,7 +107,7 @@ export function handleRequest(options: PipelineOptions, listener: ListenerRuntim
 function runPhases(options: PipelineOptions, ex: Exchange, ds: Downstream): void {
   const snapshot = ex.snapshot;
   if (ds.authority === undefined || ds.authority === "") {
-    ex.localReply(Reply.BAD_REQUEST);
+    ex.localReply(Reply.MISSING_HOST);
     return;
   }
   const code = route(snapshot, ds);

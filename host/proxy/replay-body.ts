@@ -10,6 +10,8 @@ import { PassThrough, type Readable } from "node:stream";
 /** Envoy's default per-connection buffer limit, which bounds its retry/shadow buffer. */
 export const REPLAY_BUFFER_LIMIT = 1024 * 1024;
 
+function ignore(): void {}
+
 export class ReplayableBody {
   private chunks: Buffer[] = [];
   private size = 0;
@@ -35,7 +37,7 @@ export class ReplayableBody {
       this.primary?.end();
       for (const s of this.shadows) s.end();
     });
-    source.once("error", (err: Error) => {
+    source.on("error", (err: Error) => {
       this.failed = err;
       this.primary?.destroy(err);
       for (const s of this.shadows) s.destroy(err);
@@ -72,6 +74,10 @@ export class ReplayableBody {
     if (this.overflowed || this.failed) return undefined;
     // Buffered chunks go in at once: they are already in memory, bounded by the limit.
     const stream = new PassThrough({ highWaterMark: this.limit });
+    // A client that goes away mid-body fails the source, and so every copy; the exchange hears of the abort
+    // from its listener. The upstream client stops listening once it is done with a copy: an 'error'
+    // nobody listens to would end the process.
+    stream.on("error", ignore);
     for (const c of this.chunks) stream.write(c);
     if (this.ended) stream.end();
     return stream;

@@ -7,7 +7,7 @@ import type { ConfigDiagnostic } from "../config/diagnostics.js";
 import { DEFAULT_CLUSTER_POLICY } from "../config/traffic-policy.js";
 import { DnsDiscovery } from "../discovery/dns.js";
 import { startAdmin, startAgentPorts, type AdminContext } from "../admin/admin.js";
-import type { ListenerSettings } from "../config/model.js";
+import type { HttpSettings, ListenerSettings } from "../config/model.js";
 import { ConfigWatcher, logDiagnostics } from "../config/watch.js";
 import { Logger } from "../log.js";
 import { Telemetry } from "../telemetry/telemetry.js";
@@ -17,6 +17,7 @@ import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
 import { decideUpgrade } from "./upgrade.js";
 import { listenH2 } from "./listener-h2.js";
 import { listenTcp } from "./listener-tcp.js";
+import { listenH1 } from "./listener-h1.js";
 import { listenNode } from "./listener-node.js";
 import { listenUws, loadUws } from "./listener-uws.js";
 import { Exchange, handleRequest, type ListenerRuntime, type PipelineOptions } from "./pipeline.js";
@@ -46,8 +47,12 @@ export interface RunningProxy {
   close(): Promise<void>;
 }
 
-async function listen(settings: ListenerSettings, handler: RequestHandler, logger: Logger, upgrades?: UpgradeRouter): Promise<Listener> {
+async function listen(settings: ListenerSettings, http: HttpSettings, handler: RequestHandler, logger: Logger, upgrades?: UpgradeRouter): Promise<Listener> {
   if (settings.tls || settings.engine === "h2c") return listenH2(settings, handler, (line) => logger.info(line));
+  if (settings.engine === "h1") {
+    const limits = { maxHeaderBytes: http.maxRequestHeadersBytes, maxHeadersCount: http.maxHeadersCount, requestHeadersTimeoutMs: http.requestHeadersTimeoutMs, idleTimeoutMs: http.idleTimeoutMs };
+    return listenH1(settings.address, settings.port, handler, upgrades, { limits, onInternalError: (err) => logger.error(`internal error in the HTTP/1.1 listener (connection closed): ${err.stack ?? err.message}`) });
+  }
   if (settings.engine === "uws") {
     const { uws, reason } = loadUws();
     if (uws) return listenUws(uws, settings.address, settings.port, handler, upgrades);
@@ -56,7 +61,7 @@ async function listen(settings: ListenerSettings, handler: RequestHandler, logge
     logger.warn("WARNING falling back to node:http for this listener: expect lower throughput.");
     logger.warn("WARNING ***********************************************************************");
   }
-  return listenNode(settings.address, settings.port, handler, upgrades);
+  return listenNode(settings.address, settings.port, handler, upgrades, http);
 }
 
 /** A Gateway server's httpsRedirect: every request gets 301 to the same URL over https. */
@@ -127,7 +132,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const agentPorts = await startAgentPorts(ctx);
   for (const l of [admin, ...agentPorts]) pipeline.selfPorts.add(l.port);
 
-  const outbound = (bound.outbound = await listen(settings.outbound, (ds) => handleRequest(pipeline, outboundRuntime, ds), logger, (req) => decideUpgrade(pipeline, req)));
+  const outbound = (bound.outbound = await listen(settings.outbound, settings.http, (ds) => handleRequest(pipeline, outboundRuntime, ds), logger, (req) => decideUpgrade(pipeline, req)));
   pipeline.selfPorts.add(outbound.port);
   lifecycle.add({ runtime: outboundRuntime, listener: outbound });
   // Gateway server ports (ingress mode), on the outbound address: HTTPS terminates TLS; httpsRedirect answers 301.
@@ -135,7 +140,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   for (const g of initial.gatewayListeners) {
     if (g.passthrough) continue; // an SNI listener among the TCP listeners below
     const handler: RequestHandler = g.httpsRedirect ? redirectToHttps : (ds) => handleRequest(pipeline, outboundRuntime, ds);
-    const l = await listen({ ...settings.outbound, address: g.bind ?? settings.outbound.address, port: g.port, tls: g.tls, engine: g.tls ? "node" : settings.outbound.engine }, handler, logger, (req) => decideUpgrade(pipeline, req));
+    const l = await listen({ ...settings.outbound, address: g.bind ?? settings.outbound.address, port: g.port, tls: g.tls, engine: g.tls ? "node" : settings.outbound.engine }, settings.http, handler, logger, (req) => decideUpgrade(pipeline, req));
     gatewayPorts.push(l);
     pipeline.selfPorts.add(l.port);
     lifecycle.add({ runtime: outboundRuntime, listener: l });
@@ -154,7 +159,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     const origin = `http://${urlHost(app.appAddress)}:${app.appPort}`;
     const clusterName = `inbound|${app.appPort}||`;
     // Istio's inbound route is a catch-all to the local application.
-    const inbound = (bound.inbound = await listen(app, (ds: Downstream) => {
+    const inbound = (bound.inbound = await listen(app, settings.http, (ds: Downstream) => {
       const ex = new Exchange(pipeline, inboundRuntime, current.current, ds);
       ex.clusterName = clusterName;
       ex.forward(-1, origin);

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { Agent, request } from "undici";
 import { describe, expect, it } from "vitest";
 import { startChildProxy } from "../support/child-proxy.js";
-import { serviceEntryYaml, settingsYaml } from "../support/proxy.js";
+import { serviceEntryYaml, settingsYaml, HTTP1_ENGINES } from "../support/proxy.js";
 import { startUpstream } from "../support/upstream.js";
 
 const DRAIN_MS = 1000;
@@ -18,7 +18,7 @@ interface Outcome {
   error?: string;
 }
 
-describe.each(["uws", "node"] as const)("graceful drain on the %s listener", (engine) => {
+describe.each(HTTP1_ENGINES)("graceful drain on the %s listener", (engine) => {
   it("finishes every request in flight at SIGTERM and exits 0 after the drain duration", async () => {
     const up = await startUpstream("slow");
     const app = await startUpstream("app");

@@ -1,12 +1,13 @@
 // Envoy-compatible local replies over real sockets: NR, UH, UF, UPE, NC,
 // REGISTRY_ONLY, and the codec errors (400, 431) that never reach an upstream.
 
-import { connect, createServer, type AddressInfo, type Server } from "node:net";
+import { createServer, type AddressInfo, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy, HTTP1_ENGINES, type Http1Engine } from "../support/proxy.js";
+import { rawExchange } from "../support/raw-http.js";
 import { closedPort, startUpstream, type Upstream } from "../support/upstream.js";
 
-function mesh(engine: "uws" | "node", up: Upstream, dead: number, policy: string, broken = dead): string {
+function mesh(engine: Http1Engine, up: Upstream, dead: number, policy: string, broken = dead): string {
   return `${settingsYaml(engine, `  outboundTrafficPolicy: {mode: ${policy}}`)}---
 ${serviceEntryYaml("svc", [{ port: up.port, labels: { version: "v1" } }])}---
 ${serviceEntryYaml("broken", [{ port: broken }])}---
@@ -36,18 +37,7 @@ spec:
 `;
 }
 
-function rawExchange(port: number, raw: string): Promise<string> {
-  return new Promise((resolve) => {
-    const s = connect(port, "127.0.0.1", () => s.write(raw));
-    let data = "";
-    s.on("data", (c) => (data += c.toString("latin1")));
-    s.on("close", () => resolve(data));
-    s.on("error", () => resolve(data));
-    setTimeout(() => s.destroy(), 1500);
-  });
-}
-
-describe.each(["uws", "node"] as const)("local replies on the %s listener", (engine) => {
+describe.each(HTTP1_ENGINES)("local replies on the %s listener", (engine) => {
   let up: Upstream;
   let p: TestProxy;
   let broken: Server;
@@ -106,7 +96,7 @@ describe.each(["uws", "node"] as const)("local replies on the %s listener", (eng
   it("400 for a request without Host, and nothing reaches the upstream", async () => {
     const before = up.received.length;
     const reply = await rawExchange(p.proxy.outbound.port, "GET /api HTTP/1.1\r\n\r\n");
-    if (engine === "node") expect(reply).toMatch(/^HTTP\/1\.1 400/);
+    if (engine !== "uws") expect(reply).toMatch(/^HTTP\/1\.1 400/);
     else expect(reply).not.toMatch(/^HTTP\/1\.1 2/); // uWS 20.30 closes the connection instead
     expect(up.received.length).toBe(before);
   });
@@ -114,7 +104,7 @@ describe.each(["uws", "node"] as const)("local replies on the %s listener", (eng
   it("400 for a malformed request line, and nothing reaches the upstream", async () => {
     const before = up.received.length;
     const reply = await rawExchange(p.proxy.outbound.port, "GARBAGE\r\n\r\n");
-    if (engine === "node") expect(reply).toMatch(/^HTTP\/1\.1 400/);
+    if (engine !== "uws") expect(reply).toMatch(/^HTTP\/1\.1 400/);
     else expect(reply).toBe("");
     expect(up.received.length).toBe(before);
   });
@@ -122,7 +112,7 @@ describe.each(["uws", "node"] as const)("local replies on the %s listener", (eng
   it("431 for headers beyond Envoy's 60 KiB, and nothing reaches the upstream", async () => {
     const before = up.received.length;
     const reply = await rawExchange(p.proxy.outbound.port, `GET /api HTTP/1.1\r\nHost: svc\r\nx-big: ${"a".repeat(70 * 1024)}\r\n\r\n`);
-    if (engine === "node") expect(reply).toMatch(/^HTTP\/1\.1 431/);
+    if (engine !== "uws") expect(reply).toMatch(/^HTTP\/1\.1 431/);
     else expect(reply).not.toMatch(/^HTTP\/1\.1 2/);
     expect(up.received.length).toBe(before);
   });
@@ -150,9 +140,9 @@ describe("REGISTRY_ONLY", () => {
 });
 
 describe("absolute-form requests (HTTP_PROXY clients)", () => {
-  it("are routed by the target's authority on the node engine", async () => {
+  it.each(["h1", "node"] as const)("are routed by the target's authority on the %s engine", async (engine) => {
     const up = await startUpstream("svc");
-    const p = await startTestProxy(mesh("node", up, await closedPort(), "ALLOW_ANY"));
+    const p = await startTestProxy(mesh(engine, up, await closedPort(), "ALLOW_ANY"));
     try {
       const reply = await rawExchange(p.proxy.outbound.port, "GET http://svc.default:80/api/x?y=1 HTTP/1.1\r\nHost: svc.default:80\r\nConnection: close\r\n\r\n");
       expect(reply).toMatch(/^HTTP\/1\.1 200/);
@@ -191,7 +181,7 @@ describe("a bug while handling a request", () => {
 });
 
 describe("route timeout (Istio's request timeouts task)", () => {
-  it.each(["uws", "node"] as const)("answers 504 UT after 0.5 s against a 2 s upstream, on %s, and counts it", async (engine) => {
+  it.each(HTTP1_ENGINES)("answers 504 UT after 0.5 s against a 2 s upstream, on %s, and counts it", async (engine) => {
     const up = await startUpstream("slow");
     const p = await startTestProxy(`${settingsYaml(engine)}---
 ${serviceEntryYaml("ratings", [{ port: up.port }])}---

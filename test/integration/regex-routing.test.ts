@@ -2,10 +2,10 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfigText } from "../../host/config/load.js";
-import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy, HTTP1_ENGINES } from "../support/proxy.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
 
-describe.each(["uws", "node"] as const)("regex routing on the %s listener", (engine) => {
+describe.each(HTTP1_ENGINES)("regex routing on the %s listener", (engine) => {
   let v1: Upstream;
   let v2: Upstream;
   let p: TestProxy;

@@ -2,10 +2,10 @@
 
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy, HTTP1_ENGINES } from "../support/proxy.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
 
-describe.each(["uws", "node"] as const)("route actions on the %s listener", (engine) => {
+describe.each(HTTP1_ENGINES)("route actions on the %s listener", (engine) => {
   let up: Upstream;
   let p: TestProxy;
 

@@ -2,7 +2,7 @@
 // real sockets, on both listener engines.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { get, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { get, settingsYaml, startTestProxy, type TestProxy, HTTP1_ENGINES, type Http1Engine } from "../support/proxy.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
 import { request as httpRequest } from "node:http";
 
@@ -20,7 +20,7 @@ function rawGet(port: number, path: string, headers: Record<string, string>): Pr
   });
 }
 
-function meshYaml(engine: "uws" | "node", ups: Record<string, Upstream>): string {
+function meshYaml(engine: Http1Engine, ups: Record<string, Upstream>): string {
   return `${settingsYaml(engine)}---
 apiVersion: networking.istio.io/v1beta1
 kind: ServiceEntry
@@ -79,7 +79,7 @@ spec:
 `;
 }
 
-describe.each(["uws", "node"] as const)("routing on the %s listener", (engine) => {
+describe.each(HTTP1_ENGINES)("routing on the %s listener", (engine) => {
   const ups: Record<string, Upstream> = {};
   let p: TestProxy;
 

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serviceEntryYaml, settingsYaml } from "../support/proxy.js";
+import { serviceEntryYaml, settingsYaml, HTTP1_ENGINES } from "../support/proxy.js";
 import { startChildProxy, type ChildProxy } from "../support/child-proxy.js";
 import { patternSha256, startUpstream, type Upstream } from "../support/upstream.js";
 
@@ -26,7 +26,7 @@ async function* pattern(total: number, hash: ReturnType<typeof createHash>): Asy
   }
 }
 
-describe.each(["uws", "node"] as const)("streaming bodies on the %s listener", (engine) => {
+describe.each(HTTP1_ENGINES)("streaming bodies on the %s listener", (engine) => {
   let up: Upstream;
   let proxy: ChildProxy;
   let url: string;

@@ -4,7 +4,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
-import { serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy, HTTP1_ENGINES } from "../support/proxy.js";
 
 interface EchoServer {
   port: number;
@@ -44,7 +44,7 @@ function nextMessages(ws: WebSocket, count: number): Promise<(string | Buffer)[]
   });
 }
 
-describe.each(["uws", "node"] as const)("WebSocket through the %s listener", (engine) => {
+describe.each(HTTP1_ENGINES)("WebSocket through the %s listener", (engine) => {
   let chat: EchoServer;
   let feed: EchoServer;
   let p: TestProxy;

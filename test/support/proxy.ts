@@ -18,6 +18,10 @@ export interface TestProxy {
   close(): Promise<void>;
 }
 
+/** The HTTP/1.1 front doors every listener test runs on: instio's own (the default), uWebSockets.js and node:http. */
+export const HTTP1_ENGINES = ["h1", "uws", "node"] as const;
+export type Http1Engine = (typeof HTTP1_ENGINES)[number];
+
 export function settingsYaml(engine: ListenerEngine, extra = ""): string {
   return `apiVersion: instio.dev/v1alpha1
 kind: ProxySettings

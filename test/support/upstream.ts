@@ -16,6 +16,8 @@ export interface Upstream {
   name: string;
   port: number;
   received: Received[];
+  /** Requests whose head arrived, complete or not (a body that never ends is never "received"). */
+  arrived: () => number;
   close(): Promise<void>;
 }
 
@@ -31,7 +33,9 @@ export interface Upstream {
  */
 export async function startUpstream(name: string): Promise<Upstream> {
   const received: Received[] = [];
+  let arrived = 0;
   const server: Server = createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
+    arrived++;
     const hash = createHash("sha256");
     let bytes = 0;
     req.on("data", (c: Buffer) => {
@@ -68,6 +72,7 @@ export async function startUpstream(name: string): Promise<Upstream> {
     name,
     port: (server.address() as AddressInfo).port,
     received,
+    arrived: () => arrived,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
