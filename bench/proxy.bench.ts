@@ -325,8 +325,8 @@ backend b
   },
 ];
 
-/** BENCH_PEERS=instio,nginx runs only the peers whose names start with one of these (the upstream directly is always measured). */
-const PEERS = process.env.BENCH_PEERS ? ALL_PEERS.filter((p) => process.env.BENCH_PEERS!.split(",").some((n) => p.name.startsWith(n.trim()))) : ALL_PEERS;
+/** BENCH_PEERS="instio;nginx" runs only the peers of these names (the upstream directly is always measured). */
+const PEERS = process.env.BENCH_PEERS ? ALL_PEERS.filter((p) => process.env.BENCH_PEERS!.split(";").includes(p.name)) : ALL_PEERS;
 
 interface Row {
   target: string;

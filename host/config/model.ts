@@ -54,6 +54,8 @@ export interface Settings {
   outboundTrafficPolicy: OutboundTrafficPolicy;
   outbound: ListenerSettings;
   http: HttpSettings;
+  /** Passthrough to loopback destinations (never to the proxy's own ports, whatever this says). */
+  passthrough: { allowLoopback: boolean };
   /** Present when an application port is configured: inbound traffic is forwarded there. */
   inbound: (ListenerSettings & { appAddress: string; appPort: number }) | undefined;
   admin: { address: string; port: number };

@@ -12,6 +12,7 @@
 //         # tls: {certFile: a.pem, keyFile: a.key, sni: [{hosts: [b.example], certFile: b.pem, keyFile: b.key}]}
 //       inbound:  {address: 0.0.0.0, port: 15006, appPort: 9080}
 //     http: {maxRequestHeadersKb: 60, maxHeadersCount: 100, requestHeadersTimeout: 60s, idleTimeout: 1h, streamIdleTimeout: 5m}
+//     passthrough: {allowLoopback: false}   # passthrough to 127.0.0.0/8, ::1 (never to the proxy's own ports)
 //     admin: {address: 127.0.0.1, port: 15000}
 //     workload: {name: productpage-v1, cluster: Kubernetes}
 //     agent: {address: 0.0.0.0, statusPort: 15020, prometheusPort: 15090, healthPort: 15021,  # enabled: false to turn off
@@ -37,6 +38,7 @@ export function defaultSettings(): Settings {
     outboundTrafficPolicy: "ALLOW_ANY",
     outbound: { address: "127.0.0.1", port: 15001, engine: "h1", tls: undefined },
     http: defaultHttpSettings(),
+    passthrough: { allowLoopback: false },
     inbound: undefined,
     admin: { address: "127.0.0.1", port: 15000 },
     workload: { name: "unknown", cluster: "Kubernetes" },
@@ -64,7 +66,7 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
   const s = defaultSettings();
   s.source = r.doc.locate([]);
   r.object(top.metadata, ["metadata"], ["name", "namespace", "labels", "annotations"]);
-  const spec = r.object(top.spec, ["spec"], ["namespace", "labels", "outboundTrafficPolicy", "listeners", "http", "admin", "workload", "agent", "accessLog", "drain", "dns", "healthChecks"]);
+  const spec = r.object(top.spec, ["spec"], ["namespace", "labels", "outboundTrafficPolicy", "listeners", "http", "passthrough", "admin", "workload", "agent", "accessLog", "drain", "dns", "healthChecks"]);
   if (!spec) return s;
   s.namespace = r.string(spec.namespace, ["spec", "namespace"]) || s.namespace;
   s.labels = r.stringMap(spec.labels, ["spec", "labels"]);
@@ -93,6 +95,8 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
       streamIdleTimeoutMs: r.duration(http.streamIdleTimeout, ["spec", "http", "streamIdleTimeout"]) ?? d.streamIdleTimeoutMs,
     };
   }
+  const passthrough = r.object(spec.passthrough, ["spec", "passthrough"], ["allowLoopback"]);
+  if (passthrough) s.passthrough = { allowLoopback: r.boolean(passthrough.allowLoopback, ["spec", "passthrough", "allowLoopback"]) ?? false };
   const admin = r.object(spec.admin, ["spec", "admin"], ["address", "port"]);
   if (admin) {
     s.admin = {

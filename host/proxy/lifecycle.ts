@@ -4,7 +4,8 @@
 // listener answers with Connection: close; outbound keeps serving normally so
 // the application can finish its own calls; after the drain duration (Istio's
 // terminationDrainDuration, 5 s) every listener stops accepting and the
-// process exits as soon as no request is in flight. With
+// process exits as soon as no request is in flight, or one more drain duration
+// later with whatever is still in flight cut off. With
 // exitOnZeroActiveConnections the proxy instead keeps serving after the drain
 // duration until nothing is in flight, then exits.
 
@@ -101,8 +102,12 @@ export class Lifecycle {
         l.listener.stopAccepting();
       }
     }
-    while (this.inFlight > 0) await sleep(POLL_MS);
-    this.log.info("shutdown: no requests in flight, exiting");
+    // Bounded: requests still in flight one more drain duration after the listeners stopped accepting
+    // (a hung upstream, a stream that never ends) are cut, as Istio's agent stops Envoy after its drain.
+    const deadline = exitOnZeroActiveConnections ? Infinity : Date.now() + durationMs;
+    while (this.inFlight > 0 && Date.now() < deadline) await sleep(POLL_MS);
+    if (this.inFlight > 0) this.log.warn(`shutdown: ${this.inFlight} requests still in flight after the drain, exiting anyway`);
+    else this.log.info("shutdown: no requests in flight, exiting");
     await this.exit(0);
   }
 

@@ -72,6 +72,38 @@ const TRAILERS = 5;
 const WAITING = 6;
 const CLOSED = 7;
 
+// Outgoing bytes are assembled in one scratch buffer and written from it. A
+// write to a socket with nothing queued usually completes at once (loopback, a
+// client that reads); the scratch buffer is then free again at once, and no
+// memory was allocated for the response. When the kernel did not take it all,
+// the socket keeps that buffer (at most one per connection) until nothing is
+// queued any more, a pooled one becomes the scratch buffer, and the socket's
+// later writes, queued behind it anyway, get buffers of their own size.
+const OUT_BYTES = 128 * 1024;
+const POOL_MAX = 64;
+const pool: Buffer[] = [];
+let scratch: Buffer = Buffer.allocUnsafeSlow(OUT_BYTES);
+
+/** A buffer for `n` outgoing bytes of `conn`: the scratch buffer when nothing is queued on its socket. */
+function outputBuffer(conn: H1Connection, n: number): Buffer {
+  if (conn.socket.writableLength > 0 || n > OUT_BYTES) return Buffer.allocUnsafe(n);
+  if (conn.held !== undefined) drained(conn);
+  return scratch;
+}
+
+/** After writing from `buf`: a socket that did not take the scratch buffer's bytes at once keeps the buffer. */
+function written(conn: H1Connection, buf: Buffer): void {
+  if (buf !== scratch || conn.socket.writableLength === 0) return;
+  conn.held = buf;
+  scratch = pool.pop() ?? Buffer.allocUnsafeSlow(OUT_BYTES);
+}
+
+/** Nothing is queued on the socket any more: the buffer it kept is free. */
+function drained(conn: H1Connection): void {
+  if (pool.length < POOL_MAX) pool.push(conn.held!);
+  conn.held = undefined;
+}
+
 const statusLines = new Map<number, string>();
 function statusLine(status: number): string {
   let line = statusLines.get(status);
@@ -341,13 +373,15 @@ class H1Downstream implements Downstream {
 
   sendChunk(chunk: Buffer): boolean {
     if (this.done || chunk.length === 0) return true;
+    if (this.remaining > 0) this.remaining -= chunk.length;
     // One buffer for head, framing and data: the chunk is borrowed (h1-upstream's shared read buffer), so it is copied once, here.
     const head = this.head;
     this.head = undefined;
     const headLen = head === undefined ? 0 : head.length;
     const size = this.chunked ? chunk.length.toString(16) : "";
     const framing = this.chunked ? size.length + 4 : 0;
-    const out = Buffer.allocUnsafe(headLen + framing + chunk.length);
+    const n = headLen + framing + chunk.length;
+    const out = outputBuffer(this.conn, n);
     let at = head === undefined ? 0 : out.write(head, 0, "latin1");
     if (this.chunked) {
       at += out.write(size, at, "latin1");
@@ -359,8 +393,9 @@ class H1Downstream implements Downstream {
       out[at++] = 13;
       out[at++] = 10;
     }
-    if (this.remaining > 0) this.remaining -= chunk.length;
-    return this.conn.write(out);
+    const ok = this.conn.write(out.length === n ? out : out.subarray(0, n));
+    written(this.conn, out);
+    return ok;
   }
 
   sendEnd(): void {
@@ -449,7 +484,11 @@ class H1Connection {
     }
   }
 
+  /** The scratch buffer the socket still writes from (returned to the pool once nothing is queued). */
+  held: Buffer | undefined;
+
   private readonly onDrain = (): void => {
+    if (this.held !== undefined && this.socket.writableLength === 0) drained(this);
     this.current?.events?.onDownstreamWritable();
   };
 
@@ -679,9 +718,12 @@ class H1Connection {
     socket.off("close", this.onClose);
     socket.off("drain", this.onDrain);
     this.listener.connections.delete(this);
+    socket.pause(); // until the decision: bytes the client sends early wait in the socket
     const remote = this.remoteAddress;
-    const decision = this.listener.upgrades!(upgradeRequest(head.method, head.query === undefined ? head.path : `${head.path}?${head.query}`, head.headers, remote, "http"));
-    relayRawUpgrade(decision, socket, Buffer.from(rest), head.requestLine, upgradeHeaders(head.headers, remote, "http"));
+    const early = Buffer.from(rest);
+    this.listener.upgrades!(upgradeRequest(head.method, head.query === undefined ? head.path : `${head.path}?${head.query}`, head.headers, remote, "http"), (decision) => {
+      relayRawUpgrade(decision, socket, early, head.requestLine, upgradeHeaders(head.headers, remote, "http"));
+    });
   }
 
   write(data: string | Buffer): boolean {

@@ -210,8 +210,10 @@ export function listenNode(address: string, port: number, handler: RequestHandle
       const headers: string[] = [];
       for (let i = 0; i < req.rawHeaders.length; i += 2) headers.push(req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!);
       const remote = socket.remoteAddress ?? "";
-      const decision = upgrades(upgradeRequest(req.method ?? "GET", req.url ?? "/", headers, remote, "http"));
-      relayRawUpgrade(decision, socket, head, `${req.method} ${req.url} HTTP/1.1`, upgradeHeaders(headers, remote, "http"));
+      socket.pause();
+      upgrades(upgradeRequest(req.method ?? "GET", req.url ?? "/", headers, remote, "http"), (decision) => {
+        relayRawUpgrade(decision, socket, head, `${req.method} ${req.url} HTTP/1.1`, upgradeHeaders(headers, remote, "http"));
+      });
     });
   }
   // node:http parses with llhttp; its errors map to Envoy's codec replies.

@@ -350,43 +350,45 @@ function serveWebSockets(app: TemplatedApp, upgrades: UpgradeRouter): void {
       const method = req.getCaseSensitiveMethod().toUpperCase();
       const remote = Buffer.from(res.getRemoteAddressAsText()).toString();
       const key = req.getHeader("sec-websocket-key");
-      const decision = upgrades(upgradeRequest(method, target, headers, remote, "http"));
-      if (decision.kind === "reply") {
-        res.cork(() => {
-          res.writeStatus(`${decision.status}`);
-          for (let i = 0; i < decision.headers.length; i += 2) res.writeHeader(decision.headers[i]!, decision.headers[i + 1]!);
-          res.end(decision.body);
-        });
-        return;
-      }
+      const protocols = req.getHeader("sec-websocket-protocol");
       let aborted = false;
       res.onAborted(() => (aborted = true));
-      const protocols = req.getHeader("sec-websocket-protocol");
-      // The ws client writes its own handshake headers; everything else goes as the client sent it.
-      const forwarded = upgradeHeaders(headers, remote, "http");
-      const upstreamHeaders: Record<string, string> = {};
-      for (let i = 0; i < forwarded.length; i += 2) if (!HANDSHAKE_HEADER.test(forwarded[i]!)) upstreamHeaders[forwarded[i]!] = forwarded[i + 1]!;
-      const host = decision.host.includes(":") ? `[${decision.host}]` : decision.host;
-      const { WebSocket } = wsClient();
-      const upstream = new WebSocket(`ws://${host}:${decision.port}${target}`, protocols ? protocols.split(",").map((p) => p.trim()) : [], { headers: upstreamHeaders, perMessageDeflate: false });
-      upstream.once("open", () => {
-        if (aborted) {
-          upstream.close();
+      upgrades(upgradeRequest(method, target, headers, remote, "http"), (decision) => {
+        if (aborted) return;
+        if (decision.kind === "reply") {
+          res.cork(() => {
+            res.writeStatus(`${decision.status}`);
+            for (let i = 0; i < decision.headers.length; i += 2) res.writeHeader(decision.headers[i]!, decision.headers[i + 1]!);
+            res.end(decision.body);
+          });
           return;
         }
-        // No extensions: messages are relayed as they are, uncompressed on both legs.
-        res.cork(() => res.upgrade<WsPair>({ upstream }, key, upstream.protocol, "", context));
+        // The ws client writes its own handshake headers; everything else goes as the client sent it.
+        const forwarded = upgradeHeaders(headers, remote, "http");
+        const upstreamHeaders: Record<string, string> = {};
+        for (let i = 0; i < forwarded.length; i += 2) if (!HANDSHAKE_HEADER.test(forwarded[i]!)) upstreamHeaders[forwarded[i]!] = forwarded[i + 1]!;
+        const host = decision.host.includes(":") ? `[${decision.host}]` : decision.host;
+        const { WebSocket } = wsClient();
+        const upstream = new WebSocket(`ws://${host}:${decision.port}${target}`, protocols ? protocols.split(",").map((p) => p.trim()) : [], { headers: upstreamHeaders, perMessageDeflate: false });
+        upstream.once("open", () => {
+          if (aborted) {
+            upstream.close();
+            return;
+          }
+          // No extensions: messages are relayed as they are, uncompressed on both legs.
+          res.cork(() => res.upgrade<WsPair>({ upstream }, key, upstream.protocol, "", context));
+        });
+        const refuse = (status: string, body: string): void => {
+          if (aborted) return;
+          aborted = true;
+          res.cork(() => res.writeStatus(status).end(body));
+        };
+        upstream.once("unexpected-response", (_req, response) => {
+          refuse(`${response.statusCode ?? 502}`, "");
+          upstream.terminate();
+        });
+        upstream.once("error", (err) => refuse("503 Service Unavailable", `upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: ${err.message}`));
       });
-      const refuse = (status: string, body: string): void => {
-        if (aborted) return;
-        aborted = true;
-        res.cork(() => res.writeStatus(status).end(body));
-      };
-      upstream.once("unexpected-response", (_req, response) => {
-        refuse(`${response.statusCode ?? 502}`, "");
-        upstream.terminate();
-      });
-      upstream.once("error", (err) => refuse("503 Service Unavailable", `upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: ${err.message}`));
     },
     open: (ws) => {
       const { upstream } = ws.getUserData();

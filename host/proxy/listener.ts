@@ -7,8 +7,8 @@ import type { UpgradeDecision } from "./upgrade.js";
 /** Runs the pipeline for one request; returns the sink for the listener's events. */
 export type RequestHandler = (ds: Downstream) => DownstreamEvents;
 
-/** Routes a WebSocket upgrade request (see upgrade.ts); listeners relay the connection. */
-export type UpgradeRouter = (req: RouteRequest) => UpgradeDecision;
+/** Routes a WebSocket upgrade request (see upgrade.ts) and tells `done` where it goes; listeners relay the connection. */
+export type UpgradeRouter = (req: RouteRequest, done: (decision: UpgradeDecision) => void) => void;
 
 export interface Listener {
   engine: "h1" | "uws" | "node";

@@ -25,7 +25,9 @@ import { applyRequestHeaders, applyResponseHeaders } from "./header-operations.j
 import { isPreflight, originAllowed, preflightHeaders, responseHeaders as corsResponseHeaders } from "./cors.js";
 import * as Reply from "./local-reply.js";
 import { ReplayableBody } from "./replay-body.js";
-import { splitAuthority } from "./authority.js";
+import { splitAuthority, urlHost } from "./authority.js";
+import type { PassthroughGuard, PassthroughVerdict } from "./passthrough-guard.js";
+import type { IdleWatched, StreamIdleTimeout } from "./stream-idle.js";
 import type { Snapshot, SnapshotHolder } from "./snapshot.js";
 import type { ClusterRuntime } from "../resilience/cluster-runtime.js";
 import * as L from "../../assembly/layout.js";
@@ -49,8 +51,10 @@ export interface PipelineOptions {
   holder: SnapshotHolder;
   /** Passthrough and shadow traffic without a cluster pool of its own. */
   dispatcher: UpstreamClient;
-  /** Ports this proxy listens on: passthrough to one of them on a local address would loop forever. */
-  selfPorts: Set<number>;
+  /** Decides where passthrough may go: never to this proxy's own ports, loopback only if allowed. */
+  passthrough: PassthroughGuard;
+  /** Ends requests that move no bytes for the HCM's stream_idle_timeout. */
+  streamIdle: StreamIdleTimeout;
   /** Telemetry: told of every attempt, retry and completed request. */
   observer: ExchangeObserver;
   /** A bug surfaced while handling a request: the request got a 500; this logs and counts it. */
@@ -266,26 +270,38 @@ function redirectLocation(ds: Downstream, r: Extract<RouteActionModel, { kind: "
   return `${scheme}://${host}${port ? `:${port}` : ""}${path}`;
 }
 
-export const LOCAL_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|0\.0\.0\.0|\[::\])$/i;
-
 /**
  * Original-destination forwarding: the authority names the upstream (port
- * defaulted). Envoy relies on iptables to keep its own traffic out of its
- * listener; without that, a Host naming this proxy would forward to itself
- * forever, so that is refused.
+ * defaulted). The name is resolved and checked by the passthrough guard, and
+ * the connection goes to the address it checked (the Host header is kept).
  */
 function forwardPassthrough(options: PipelineOptions, ex: Exchange, authority: string, defaultPort: number): void {
   const { host, port: given } = splitAuthority(authority);
   const port = given === undefined ? defaultPort : Number(given);
-  if (options.selfPorts.has(port) && LOCAL_HOST.test(host)) {
-    ex.localReply(Reply.PASSTHROUGH_LOOP);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    ex.localReply(Reply.BAD_REQUEST);
     return;
   }
-  ex.forward(-1, `http://${host}:${port}`);
+  options.passthrough.resolve(host, port, (verdict) => passthroughResolved(ex, verdict, port));
+}
+
+function passthroughResolved(ex: Exchange, verdict: PassthroughVerdict, port: number): void {
+  if (ex.over) return;
+  if (verdict.ok) ex.forward(-1, `http://${urlHost(verdict.address)}:${port}`);
+  else if (verdict.reason === "unresolvable") ex.localReply(Reply.upstreamReset("connection failure", verdict.detail, false));
+  else ex.localReply(verdict.reason === "self" ? Reply.PASSTHROUGH_LOOP : Reply.PASSTHROUGH_LOOPBACK);
+}
+
+/**
+ * The `server` response header, overwritten as Istio configures Envoy: "istio-envoy" on inbound
+ * listeners, Envoy's own "envoy" on outbound ones.
+ */
+function serverName(listener: ListenerRuntime): string {
+  return listener.direction === "inbound" ? "istio-envoy" : "envoy";
 }
 
 /** One request in flight: the undici handler for its upstream attempt and the listener's event sink. */
-export class Exchange implements DownstreamEvents {
+export class Exchange implements DownstreamEvents, IdleWatched {
   readonly startedAt = performance.now();
   readonly startTime = Date.now();
   routeIndex = RC_NO_ROUTE;
@@ -318,8 +334,9 @@ export class Exchange implements DownstreamEvents {
   /** x-request-id and x-forwarded-for as sent upstream (for the access log). */
   requestId = "";
   forwardedFor = "";
-  /** Milliseconds until upstream response headers; -1 when there were none. */
+  /** Milliseconds from the complete request to upstream response headers; -1 when there were none. */
   serviceTimeMs = -1;
+  private requestCompleteAt = 0;
   /** Response body bytes and header bytes sent downstream. */
   bytesSent = 0;
   headerBytesSent = 0;
@@ -329,6 +346,11 @@ export class Exchange implements DownstreamEvents {
   private responseStarted = false;
   private finished = false;
   private downstreamAborted = false;
+
+  /** The response is complete or the client is gone: nothing more is to be done for this request. */
+  get over(): boolean {
+    return this.finished || this.downstreamAborted;
+  }
   private tried = 0; // bitmask of cluster endpoint offsets already tried (first 32)
   private routeTimer: NodeJS.Timeout | undefined;
   private tryTimer: NodeJS.Timeout | undefined;
@@ -348,6 +370,32 @@ export class Exchange implements DownstreamEvents {
     readonly ds: Downstream,
   ) {
     listener.inFlight++;
+    options.streamIdle.add(this);
+  }
+
+  idleSeen = 0;
+  idleSince = 0;
+
+  activity(): number {
+    return this.ds.bodyBytes + this.bytesSent;
+  }
+
+  /** No bytes either way for stream_idle_timeout: 408 while the request is incomplete, 504 after, a reset once the response started (Envoy). */
+  onStreamIdleTimeout(): void {
+    if (this.finished) return;
+    if (this.delayTimer !== undefined) {
+      clearTimeout(this.delayTimer);
+      this.delayTimer = undefined;
+    }
+    if (this.responseStarted) {
+      this.flag = "SI";
+      this.details = "stream_idle_timeout";
+      this.ds.reset();
+      this.complete();
+    } else {
+      this.localReply({ status: this.requestCompleteAt > 0 ? 504 : 408, flag: "SI", body: "stream timeout", details: "stream_idle_timeout" });
+    }
+    this.controller?.abort(new Error("stream idle timeout"));
   }
 
   // ── phase 4: upstream ────────────────────────────────────────────────────
@@ -374,8 +422,8 @@ export class Exchange implements DownstreamEvents {
       const body = this.ds.hasBody ? this.attemptBody() : null;
       // Envoy's route timeout runs from the end of the request to the end of the response, across attempts.
       if (this.attempts === 1) {
-        if (body) body.once("end", () => this.startRouteTimeout());
-        else this.startRouteTimeout();
+        if (body) body.once("end", () => this.requestComplete());
+        else this.requestComplete();
       }
       opts = {
         origin: this.origin,
@@ -508,6 +556,12 @@ export class Exchange implements DownstreamEvents {
     }
   }
 
+  /** The whole request has been read (the router's "downstream request complete"): the route timeout and the service time start. */
+  private requestComplete(): void {
+    this.requestCompleteAt = performance.now();
+    this.startRouteTimeout();
+  }
+
   private startRouteTimeout(): void {
     const ms = this.routeIndex >= 0 ? this.snapshot.config.routes[this.routeIndex]!.timeoutMs : 0;
     if (ms > 0 && !this.finished) this.routeTimer = setTimeout(routeTimeout, ms, this);
@@ -562,12 +616,14 @@ export class Exchange implements DownstreamEvents {
         contentLength = Number(value);
         continue;
       }
-      if (isListenerOwnedResponseHeader(name) || listed?.has(name)) continue;
+      if (isListenerOwnedResponseHeader(name) || listed?.has(name) || name === "server") continue;
       if (typeof value === "string") out.push(name, value);
       else for (const v of value) out.push(name, v);
     }
-    this.serviceTimeMs = Math.round(performance.now() - this.startedAt);
+    // Envoy measures from the router's view of the complete request: after a fault delay, including retries.
+    this.serviceTimeMs = Math.round(performance.now() - this.requestCompleteAt);
     out.push("x-envoy-upstream-service-time", String(this.serviceTimeMs));
+    out.push("server", serverName(this.listener));
     this.applyRouteResponseHeaders(out);
     if (this.setCookie) out.push("set-cookie", this.setCookie);
     if (this.corsHeaders) applyCors(out, this.corsHeaders);
@@ -728,6 +784,7 @@ export class Exchange implements DownstreamEvents {
     if (!this.downstreamAborted) {
       const headers = reply.body.length > 0 ? ["content-type", "text/plain"] : [];
       if (extraHeaders) headers.push(...extraHeaders);
+      headers.push("server", serverName(this.listener));
       this.applyRouteResponseHeaders(headers);
       if (this.corsHeaders) applyCors(headers, this.corsHeaders);
       if (this.listener.draining) headers.push("connection", "close");
@@ -795,6 +852,7 @@ export class Exchange implements DownstreamEvents {
     }
     if (this.faultDelayed) this.flag = this.flag === "-" ? "DI" : this.flag === "FI" ? "DI,FI" : `${this.flag},DI`;
     clearTimeout(this.routeTimer);
+    this.options.streamIdle.delete(this);
     this.release();
     this.listener.inFlight--;
     this.options.observer.complete(this);

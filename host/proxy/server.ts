@@ -18,6 +18,8 @@ import { decideUpgrade } from "./upgrade.js";
 import { listenH2 } from "./listener-h2.js";
 import { listenTcp } from "./listener-tcp.js";
 import { listenH1 } from "./listener-h1.js";
+import { PassthroughGuard } from "./passthrough-guard.js";
+import { StreamIdleTimeout } from "./stream-idle.js";
 import { listenNode } from "./listener-node.js";
 import { listenUws, loadUws } from "./listener-uws.js";
 import { Exchange, handleRequest, type ListenerRuntime, type PipelineOptions } from "./pipeline.js";
@@ -95,7 +97,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const pipeline: PipelineOptions = {
     holder: current,
     dispatcher,
-    selfPorts: new Set(),
+    passthrough: new PassthroughGuard(new Set(), settings.passthrough.allowLoopback),
+    streamIdle: new StreamIdleTimeout(settings.http.streamIdleTimeoutMs),
     observer: telemetry,
     onInternalError: (err) => {
       telemetry.metrics.internalErrors.inc();
@@ -113,6 +116,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     closed = true;
     watcher?.stop();
     dns.stop();
+    pipeline.streamIdle.stop();
     await Promise.all([bound.outbound?.close(), bound.inbound?.close(), admin.close(), ...agentPorts.map((l) => l.close()), ...tcpListeners.map((l) => l.close()), ...gatewayPorts.map((l) => l.close())]);
     await current.pools.close();
   };
@@ -130,19 +134,19 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   };
   const admin = await startAdmin(settings.admin.address, settings.admin.port, ctx);
   const agentPorts = await startAgentPorts(ctx);
-  for (const l of [admin, ...agentPorts]) pipeline.selfPorts.add(l.port);
+  for (const l of [admin, ...agentPorts]) pipeline.passthrough.selfPorts.add(l.port);
 
-  const outbound = (bound.outbound = await listen(settings.outbound, settings.http, (ds) => handleRequest(pipeline, outboundRuntime, ds), logger, (req) => decideUpgrade(pipeline, req)));
-  pipeline.selfPorts.add(outbound.port);
+  const outbound = (bound.outbound = await listen(settings.outbound, settings.http, (ds) => handleRequest(pipeline, outboundRuntime, ds), logger, (req, done) => decideUpgrade(pipeline, req, done)));
+  pipeline.passthrough.selfPorts.add(outbound.port);
   lifecycle.add({ runtime: outboundRuntime, listener: outbound });
   // Gateway server ports (ingress mode), on the outbound address: HTTPS terminates TLS; httpsRedirect answers 301.
   const gatewayPorts: Listener[] = [];
   for (const g of initial.gatewayListeners) {
     if (g.passthrough) continue; // an SNI listener among the TCP listeners below
     const handler: RequestHandler = g.httpsRedirect ? redirectToHttps : (ds) => handleRequest(pipeline, outboundRuntime, ds);
-    const l = await listen({ ...settings.outbound, address: g.bind ?? settings.outbound.address, port: g.port, tls: g.tls, engine: g.tls ? "node" : settings.outbound.engine }, settings.http, handler, logger, (req) => decideUpgrade(pipeline, req));
+    const l = await listen({ ...settings.outbound, address: g.bind ?? settings.outbound.address, port: g.port, tls: g.tls, engine: g.tls ? "node" : settings.outbound.engine }, settings.http, handler, logger, (req, done) => decideUpgrade(pipeline, req, done));
     gatewayPorts.push(l);
-    pipeline.selfPorts.add(l.port);
+    pipeline.passthrough.selfPorts.add(l.port);
     lifecycle.add({ runtime: outboundRuntime, listener: l });
     logger.info(`instio: gateway ${g.tls ? "HTTPS" : g.httpsRedirect ? "HTTP (redirect to HTTPS)" : "HTTP"} ${l.address}:${l.port}`);
   }
@@ -165,7 +169,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       ex.forward(-1, origin);
       return ex;
     }, logger));
-    pipeline.selfPorts.add(inbound.port);
+    pipeline.passthrough.selfPorts.add(inbound.port);
     lifecycle.add({ runtime: inboundRuntime, listener: inbound });
   }
 

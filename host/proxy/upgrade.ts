@@ -14,7 +14,7 @@ import { writeRequest } from "../core/request-fields.js";
 import { splitAuthority } from "./authority.js";
 import { headerValue } from "./downstream.js";
 import { isHopByHop } from "./headers.js";
-import { LOCAL_HOST, random32, type PipelineOptions } from "./pipeline.js";
+import { random32, type PipelineOptions } from "./pipeline.js";
 import * as Reply from "./local-reply.js";
 
 /** An upgrade request's fields, as the route core reads them, from a flat [name, value, ...] header list. */
@@ -42,8 +42,24 @@ function reply(r: Reply.LocalReply, headers: string[] = []): UpgradeReply {
   return { kind: "reply", status: r.status, headers, body: typeof r.body === "string" ? r.body : r.body.toString() };
 }
 
-/** Where an upgrade request goes, or what to answer instead. */
-export function decideUpgrade(options: PipelineOptions, req: RouteRequest): UpgradeDecision {
+/**
+ * Where an upgrade request goes, or what to answer instead; `done` hears it
+ * (at once, or after a passthrough destination is resolved and checked).
+ */
+export function decideUpgrade(options: PipelineOptions, req: RouteRequest, done: (d: UpgradeDecision) => void): void {
+  const d = decide(options, req);
+  if (d.kind !== "passthrough") {
+    done(d);
+    return;
+  }
+  options.passthrough.resolve(d.host, d.port, (v) => {
+    if (v.ok) done({ kind: "forward", host: v.address, port: d.port });
+    else if (v.reason === "unresolvable") done(reply(Reply.upstreamReset("connection failure", v.detail, false)));
+    else done(reply(v.reason === "self" ? Reply.PASSTHROUGH_LOOP : Reply.PASSTHROUGH_LOOPBACK));
+  });
+}
+
+function decide(options: PipelineOptions, req: RouteRequest): UpgradeDecision | { kind: "passthrough"; host: string; port: number } {
   if (!req.authority) return reply(Reply.BAD_REQUEST);
   const snapshot = options.holder.current;
   if (!writeRequest(snapshot.core, snapshot.headerNames, req)) return reply(Reply.HEADERS_TOO_LARGE);
@@ -51,7 +67,7 @@ export function decideUpgrade(options: PipelineOptions, req: RouteRequest): Upgr
   if (code === RC_NO_VHOST) {
     if (snapshot.config.gateway) return reply(Reply.NO_ROUTE);
     if (snapshot.config.settings.outboundTrafficPolicy === "REGISTRY_ONLY") return reply(Reply.BLOCKED_BY_REGISTRY_ONLY);
-    return passthrough(options, req.authority, 80);
+    return passthrough(req.authority, 80);
   }
   if (code === RC_NO_ROUTE) return reply(Reply.NO_ROUTE);
   if (code === RC_NO_CLUSTER) return reply(Reply.NO_CLUSTER);
@@ -60,17 +76,17 @@ export function decideUpgrade(options: PipelineOptions, req: RouteRequest): Upgr
   if (action.kind === "direct") return { kind: "reply", status: action.status, headers: [], body: action.body.toString() };
   if (action.kind === "redirect") return { kind: "reply", status: action.status, headers: [], body: "" };
   const cluster = snapshot.config.clusters[snapshot.core.cluster]!;
-  if (cluster.passthrough) return passthrough(options, req.authority, cluster.port);
+  if (cluster.passthrough) return passthrough(req.authority, cluster.port);
   const ep = snapshot.endpoints[snapshot.core.endpoint]!;
   const { host, port } = splitAuthority(ep.hostPort);
   return { kind: "forward", host, port: Number(port) };
 }
 
-function passthrough(options: PipelineOptions, authority: string, defaultPort: number): UpgradeDecision {
+function passthrough(authority: string, defaultPort: number): UpgradeDecision | { kind: "passthrough"; host: string; port: number } {
   const { host, port } = splitAuthority(authority);
   const p = port === undefined ? defaultPort : Number(port);
-  if (options.selfPorts.has(p) && LOCAL_HOST.test(host)) return reply(Reply.PASSTHROUGH_LOOP);
-  return { kind: "forward", host, port: p };
+  if (!Number.isInteger(p) || p < 1 || p > 65535) return reply(Reply.BAD_REQUEST);
+  return { kind: "passthrough", host, port: p };
 }
 
 /** The headers sent upstream with an upgrade: the client's, minus hop-by-hop ones other than the upgrade itself, plus x-forwarded-*. */

@@ -89,7 +89,7 @@ describe.each(HTTP1_ENGINES)("local replies on the %s listener", (engine) => {
   it("retries a connection failure on another endpoint (Istio's default connect-failure retry)", async () => {
     for (let i = 0; i < 30; i++) {
       const r = await get(p.url, "half", "/");
-      expect(r.status).toBe(200);
+      expect(r.status, `${r.text} ${JSON.stringify(r.headers)}`).toBe(200);
     }
   });
 
@@ -209,6 +209,27 @@ spec:
     } finally {
       await p.close();
       await up.close();
+    }
+  });
+});
+
+describe("stream idle timeout (Envoy's stream_idle_timeout)", () => {
+  it.each(HTTP1_ENGINES)("ends a request to an upstream that never answers with 504 SI on %s, and one whose body stalls with 408", async (engine) => {
+    const hung = createServer((s) => s.on("data", () => {})); // reads, never answers
+    await new Promise<void>((r) => hung.listen(0, "127.0.0.1", r));
+    const p = await startTestProxy(`${settingsYaml(engine, "  http: {streamIdleTimeout: 300ms}\n  accessLog: {path: /dev/null}")}---
+${serviceEntryYaml("hung", [{ port: (hung.address() as AddressInfo).port }])}`);
+    try {
+      const r = await get(p.url, "hung", "/");
+      expect(r.status).toBe(504);
+      expect(r.text).toBe("stream timeout");
+      const stalled = await rawExchange(p.proxy.outbound.port, "POST / HTTP/1.1\r\nHost: hung\r\nContent-Length: 100\r\n\r\nonly part", 3000);
+      expect(stalled).toMatch(/^HTTP\/1\.1 408/);
+      expect(stalled).toMatch(/stream timeout$/);
+      expect(p.proxy.lifecycle.inFlight).toBe(0);
+    } finally {
+      await p.close();
+      hung.close();
     }
   });
 });

@@ -30,6 +30,7 @@ spec:
   namespace: default
   listeners:
     outbound: {address: 127.0.0.1, port: 0, engine: ${engine}}
+  passthrough: {allowLoopback: true}   # the tests' upstreams are on loopback
   admin: {address: 127.0.0.1, port: 0}
   agent: {address: 127.0.0.1, statusPort: 0, prometheusPort: 0, healthPort: 0}
 ${extra ? `${extra}\n` : ""}`;
