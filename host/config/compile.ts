@@ -204,10 +204,14 @@ class Compiler {
     this.destinationRules = model.destinationRules.filter((d) => visibleTo(d, ns) && egressAllows(sidecar, d.namespace, [d.host]));
   }
 
+  private readonly warned = new Set<string>();
+
   private warn(source: Location | undefined, message: string): void {
     const at = source ?? { file: "<config>", line: 1, column: 1 };
     // A route compiled for several ports would otherwise say the same thing once per port.
-    if (this.diagnostics.some((d) => d.message === message && d.file === at.file && d.line === at.line)) return;
+    const key = `${at.file}:${at.line}:${message}`;
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
     this.diagnostics.push({ ...at, path: "", message, severity: "warning" });
   }
   private error(source: Location | undefined, message: string): void {
@@ -461,12 +465,14 @@ class Compiler {
   private clusterFor(d: DestinationModel, listenerPort: number): number {
     const service = this.serviceFor(d.host);
     if (!service) {
-      this.warn(d.source, `destination host ${d.host} is not defined by any ServiceEntry: requests routed there get 503 (NC)`);
+      this.warn(d.source, `Referenced host not found: "${d.host}" (IST0101): no ServiceEntry defines it; requests routed there get 503 (NC)`);
       return -1;
     }
     const port = d.port !== undefined ? service.ports.find((p) => p.number === d.port) : service.ports.length === 1 ? service.ports[0] : service.ports.find((p) => p.number === listenerPort);
     if (!port) {
-      this.warn(d.source, `destination ${d.host}: ${d.port !== undefined ? `port ${d.port} is not a port of the service` : "the service has several ports; set destination.port"}: requests routed there get 503 (NC)`);
+      this.warn(d.source, d.port !== undefined
+        ? `Referenced host:port not found: "${d.host}:${d.port}" (IST0101): requests routed there get 503 (NC)`
+        : `destination ${d.host}: the service has several ports; set destination.port (IST0112): requests routed there get 503 (NC)`);
       return -1;
     }
     let selector: Record<string, string> = {};
@@ -475,7 +481,7 @@ class Compiler {
     if (d.subset !== undefined) {
       const subset = dr?.subsets.find((s) => s.name === d.subset);
       if (!subset) {
-        this.warn(d.source, `subset "${d.subset}" of ${d.host} is not defined in any DestinationRule: requests routed there get 503 (NC)`);
+        this.warn(d.source, `Referenced host+subset in destinationrule not found: "${d.host}+${d.subset}" (IST0101): requests routed there get 503 (NC)`);
         return -1;
       }
       selector = subset.labels;

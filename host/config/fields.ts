@@ -1,6 +1,6 @@
 // Typed reads of untrusted YAML values that report, rather than throw, what is wrong.
 
-import { readFileSync } from "node:fs";
+import { MAX_PEM_BYTES, readBounded } from "./files.js";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import type { DiagnosticSink, FieldPath, SourceDocument } from "./source.js";
@@ -148,7 +148,8 @@ export class FieldReader {
    */
   certificates(path: FieldPath, files: { certFile: string; keyFile: string; caFile?: string }): boolean {
     try {
-      createSecureContext({ cert: readFileSync(files.certFile), key: readFileSync(files.keyFile), ...(files.caFile ? { ca: readFileSync(files.caFile) } : {}) });
+      const read = (f: string): Buffer => readBounded(f, MAX_PEM_BYTES);
+      createSecureContext({ cert: read(files.certFile), key: read(files.keyFile), ...(files.caFile ? { ca: read(files.caFile) } : {}) });
       return true;
     } catch (err) {
       this.error(path, `cannot use certificate ${files.certFile} with key ${files.keyFile}${files.caFile ? ` and CA ${files.caFile}` : ""}: ${(err as Error).message}`);

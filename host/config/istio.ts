@@ -26,6 +26,24 @@ const LATER_KINDS: Record<string, string> = {
   WorkloadGroup: "WorkloadGroup is not read",
 };
 
+/** One object per kind, namespace and name: a later document replaces an earlier one, in place of the earlier. */
+function lastApplied<T extends ResourceMeta>(list: T[], replaced: (earlier: T, later: T) => void): T[] {
+  const byName = new Map<string, number>();
+  const out: T[] = [];
+  for (const item of list) {
+    const key = `${item.namespace}/${item.name}`;
+    const at = byName.get(key);
+    if (at === undefined) {
+      byName.set(key, out.length);
+      out.push(item);
+    } else {
+      replaced(out[at]!, item);
+      out[at] = item;
+    }
+  }
+  return out;
+}
+
 /** Reads every document into the model; all problems go to `sink`. */
 export function readModel(docs: SourceDocument[], sink: DiagnosticSink): ConfigModel {
   const model: ConfigModel = { settings: defaultSettings(), services: [], workloadEntries: [], virtualServices: [], destinationRules: [], sidecars: [], gateways: [] };
@@ -89,6 +107,23 @@ export function readModel(docs: SourceDocument[], sink: DiagnosticSink): ConfigM
         r.error(["kind"], LATER_KINDS[kind] ? `${kind} is not supported yet: ${LATER_KINDS[kind]}` : `unknown kind "${kind}" in ${apiVersion}`);
     }
   }
+  const replaced = (earlier: ResourceMeta, later: ResourceMeta): void => {
+    sink.diagnostics.push({ ...earlier.source, path: "", severity: "warning", message: `${earlier.kind} ${earlier.namespace}/${earlier.name} is applied again at ${later.source.file}:${later.source.line}; the later one replaces this one, as kubectl apply does` });
+  };
+  model.virtualServices = lastApplied(model.virtualServices, replaced);
+  model.destinationRules = lastApplied(model.destinationRules, replaced);
+  model.services = lastApplied(model.services, replaced);
+  model.gateways = lastApplied(model.gateways, replaced);
+  model.sidecars = lastApplied(model.sidecars, replaced);
+  model.workloadEntries = lastApplied(model.workloadEntries, replaced);
+  for (const vs of model.virtualServices) {
+    for (const g of vs.gateways) {
+      // istioctl analyze's GatewayAnalyzer: a VirtualService bound to a Gateway that is not there.
+      if (g !== "mesh" && !model.gateways.some((gw) => `${gw.namespace}/${gw.name}` === g)) {
+        sink.diagnostics.push({ ...vs.source, path: "spec.gateways", severity: "warning", message: `Referenced gateway not found: "${g}" (IST0101): the VirtualService routes nothing there` });
+      }
+    }
+  }
   return model;
 }
 
@@ -109,12 +144,14 @@ function readVirtualService(r: FieldReader, top: Obj): VirtualServiceModel | und
   }
   const meta = readMeta(r, top, "VirtualService", spec);
   const hosts = r.stringList(spec.hosts, ["spec", "hosts"]);
-  // A VirtualService without hosts is a delegate: only a root's `delegate` pulls its routes in.
-  hosts.forEach((h, i) => {
-    if (h === "*") r.error(["spec", "hosts", i], `"*" is only valid for gateways`);
-  });
   // Top-level gateways bind the VirtualService to Gateway resources ("mesh": sidecars, the default).
   const gateways = r.stringList(spec.gateways, ["spec", "gateways"]).map((g) => (g === "mesh" || g.includes("/") ? g : `${meta.namespace}/${g}`));
+  // A VirtualService without hosts is a delegate: only a root's `delegate` pulls its routes in.
+  // "*" is Istio's catch-all for gateways only (Istio's validateVirtualService, with its words).
+  const boundToMesh = gateways.length === 0 || gateways.includes("mesh");
+  hosts.forEach((h, i) => {
+    if (h === "*" && boundToMesh) r.error(["spec", "hosts", i], "wildcard host * is not allowed for virtual services bound to the mesh gateway");
+  });
   const http = r.list(spec.http, ["spec", "http"]).map((route, i) => readHttpRoute(r, route, ["spec", "http", i], meta.namespace));
   if (hosts.length === 0) {
     http.forEach((route, i) => {

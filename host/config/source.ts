@@ -1,9 +1,10 @@
 // Reads a config file or directory of multi-document YAML, keeping positions so
 // that every later error can name file:line:column.
 
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { LineCounter, parseAllDocuments, isNode, type Document } from "yaml";
+import { LineCounter, parseAllDocuments, isNode, visit, type Document } from "yaml";
+import { MAX_CONFIG_FILE_BYTES, MAX_CONFIG_TOTAL_BYTES, readBounded } from "./files.js";
 import { formatPath, type ConfigDiagnostic, type Location } from "./diagnostics.js";
 
 export type FieldPath = (string | number)[];
@@ -75,11 +76,38 @@ export function parseSource(file: string, text: string, sink: DiagnosticSink): S
       }
       return;
     }
-    const value: unknown = doc.toJS();
+    let value: unknown;
+    try {
+      // Aliases are fine in number (a config may reuse an anchor hundreds of times); an expansion this large is an alias bomb.
+      value = doc.toJS({ maxAliasCount: MAX_ALIAS_EXPANSION });
+    } catch (err) {
+      const at = lines.linePos(aliasErrorOffset(doc) ?? doc.range[0]);
+      const message = /Excessive alias count/.test((err as Error).message) ? `YAML: aliases expand to more than ${MAX_ALIAS_EXPANSION} nodes (an alias bomb?)` : `YAML: ${(err as Error).message}`;
+      sink.diagnostics.push({ file, line: at.line, column: at.col, path: "", message, severity: "error" });
+      return;
+    }
     if (value === null || value === undefined) return; // an empty document between '---' separators
     out.push(new SourceDocument(file, index, doc, lines, value));
   });
   return out;
+}
+
+/** yaml's maxAliasCount: nodes an alias may expand to, times its uses. */
+const MAX_ALIAS_EXPANSION = 100_000;
+
+/** Where the first alias that cannot be resolved is, for an error that names its line. */
+function aliasErrorOffset(doc: Document): number | undefined {
+  let offset: number | undefined;
+  visit(doc, {
+    Alias(_, node) {
+      if (node.resolve(doc) === undefined) {
+        offset = node.range?.[0];
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return offset;
 }
 
 export function readSources(path: string, sink: DiagnosticSink): SourceDocument[] {
@@ -94,10 +122,14 @@ export function readSources(path: string, sink: DiagnosticSink): SourceDocument[
   if (files.length === 0) {
     sink.diagnostics.push({ file: path, line: 1, column: 1, path: "", message: "no .yaml or .yml files found", severity: "error" });
   }
+  let total = 0;
   for (const file of files) {
     let text: string;
     try {
-      text = readFileSync(file, "utf8");
+      const bytes = readBounded(file, MAX_CONFIG_FILE_BYTES);
+      total += bytes.length;
+      if (total > MAX_CONFIG_TOTAL_BYTES) throw new Error(`the config's files together exceed ${MAX_CONFIG_TOTAL_BYTES} bytes`);
+      text = bytes.toString("utf8");
     } catch (err) {
       sink.diagnostics.push({ file, line: 1, column: 1, path: "", message: `cannot read: ${(err as Error).message}`, severity: "error" });
       continue;

@@ -2,7 +2,7 @@
 // as Istio merges it, and resolved to the effective policy of one cluster
 // with Istio's defaults (see ../shared/reference, "DestinationRule").
 
-import { readFileSync } from "node:fs";
+import { MAX_PEM_BYTES, readBounded } from "./files.js";
 import { createSecureContext } from "node:tls";
 import type { FieldReader, Obj } from "./fields.js";
 import type { FieldPath } from "./source.js";
@@ -150,7 +150,7 @@ function readUpstreamTls(r: FieldReader, value: unknown, path: FieldPath): Upstr
     if (name === undefined) return undefined;
     const full = r.configPath(name);
     try {
-      return readFileSync(full);
+      return readBounded(full, MAX_PEM_BYTES);
     } catch (err) {
       r.error([...path, key], `cannot read ${full}: ${(err as Error).message}`);
       return undefined;

@@ -3,7 +3,8 @@
 
 import { watch, type FSWatcher } from "node:fs";
 import { createHash } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
+import { MAX_CONFIG_FILE_BYTES, readBounded } from "./files.js";
 import { basename, dirname } from "node:path";
 import type { CompiledConfig } from "./compile.js";
 import { formatDiagnostic, type ConfigDiagnostic } from "./diagnostics.js";
@@ -21,7 +22,7 @@ const DEBOUNCE_MS = 100;
 function digest(path: string): string {
   const h = createHash("sha256");
   try {
-    for (const f of listConfigFiles(path)) h.update(f).update("\0").update(readFileSync(f));
+    for (const f of listConfigFiles(path)) h.update(f).update("\0").update(readBounded(f, MAX_CONFIG_FILE_BYTES));
   } catch {
     h.update("unreadable");
   }

@@ -4,7 +4,8 @@
 // every other listener through NodeDownstream, which speaks node's
 // compatibility API for both protocols.
 
-import { readFileSync, unwatchFile, watchFile } from "node:fs";
+import { unwatchFile, watchFile } from "node:fs";
+import { MAX_PEM_BYTES, readBounded } from "../config/files.js";
 import { createSecureServer, createServer, type Http2SecureServer, type Http2Server, type ServerHttp2Session } from "node:http2";
 import type { Socket } from "node:net";
 import { createSecureContext, type SecureContext, type TLSSocket } from "node:tls";
@@ -26,12 +27,12 @@ class Certificates {
 
   /** The default pair, for the server's own context. */
   defaultPair(): { cert: Buffer; key: Buffer } {
-    return { cert: readFileSync(this.tls.certFile), key: readFileSync(this.tls.keyFile) };
+    return { cert: readBounded(this.tls.certFile, MAX_PEM_BYTES), key: readBounded(this.tls.keyFile, MAX_PEM_BYTES) };
   }
 
   reload(): void {
     this.byName = this.tls.sni.flatMap((e) => {
-      const context = createSecureContext({ cert: readFileSync(e.certFile), key: readFileSync(e.keyFile) });
+      const context = createSecureContext({ cert: readBounded(e.certFile, MAX_PEM_BYTES), key: readBounded(e.keyFile, MAX_PEM_BYTES) });
       return e.hosts.map((pattern) => ({ pattern, context }));
     });
   }
@@ -60,7 +61,7 @@ export function listenH2(settings: ListenerSettings, handler: RequestHandler, lo
           allowHTTP1: true,
           minVersion: "TLSv1.2",
           // MUTUAL: a client certificate signed by this CA is required.
-          ...(tls!.clientCaFile ? { requestCert: true, rejectUnauthorized: true, ca: readFileSync(tls!.clientCaFile) } : {}),
+          ...(tls!.clientCaFile ? { requestCert: true, rejectUnauthorized: true, ca: readBounded(tls!.clientCaFile, MAX_PEM_BYTES) } : {}),
           SNICallback: (servername, done) => done(null, certs.forName(servername)),
         },
         onRequest,

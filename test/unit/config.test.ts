@@ -390,7 +390,7 @@ spec:
     ]);
   });
 
-  it("warns that unknown destinations and subsets give 503 NC", () => {
+  it("warns with Istio's analyzer codes that unknown destinations and subsets give 503 NC", () => {
     const r = loadConfigText("mesh.yaml", `${SE}---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -402,9 +402,83 @@ spec:
 `);
     expect(r.config).toBeDefined();
     expect(r.diagnostics.map((d) => d.message)).toEqual([
-      "destination host nowhere.default.svc.cluster.local is not defined by any ServiceEntry: requests routed there get 503 (NC)",
-      'subset "v7" of reviews.default.svc.cluster.local is not defined in any DestinationRule: requests routed there get 503 (NC)',
+      'Referenced host not found: "nowhere.default.svc.cluster.local" (IST0101): no ServiceEntry defines it; requests routed there get 503 (NC)',
+      'Referenced host+subset in destinationrule not found: "reviews.default.svc.cluster.local+v7" (IST0101): requests routed there get 503 (NC)',
     ]);
+  });
+
+  it("accepts Istio's bookinfo-gateway.yaml (hosts: * bound to a Gateway) and refuses * on mesh-bound VirtualServices", () => {
+    const gw = `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: bookinfo-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bookinfo}
+spec:
+  hosts: ["*"]
+  gateways: [bookinfo-gateway]
+  http:
+  - match: [{uri: {exact: /productpage}}, {uri: {prefix: /static}}]
+    route: [{destination: {host: productpage, port: {number: 9080}}}]
+`;
+    expect(errors(gw)).toEqual([]);
+    expect(errors(gw.replace("gateways: [bookinfo-gateway]", "gateways: [bookinfo-gateway, mesh]"))).toEqual([expect.stringMatching(/12:11: error: spec\.hosts\[0\]: wildcard host \* is not allowed for virtual services bound to the mesh gateway/)]);
+  });
+
+  it("warns of a VirtualService bound to a Gateway that does not exist (IST0101)", () => {
+    const r = loadConfigText("mesh.yaml", `${SE}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: [reviews]
+  gateways: [nowhere]
+  http: [{route: [{destination: {host: reviews}}]}]
+`);
+    expect(r.diagnostics.map((d) => d.message)).toContain('Referenced gateway not found: "default/nowhere" (IST0101): the VirtualService routes nothing there');
+  });
+
+  it("lets a later object with the same kind, namespace and name replace an earlier one, as kubectl apply, with a note", () => {
+    const vs = (prefix: string): string => `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: [reviews]
+  http: [{match: [{uri: {prefix: ${prefix}}}], route: [{destination: {host: reviews}}]}]
+`;
+    const r = loadConfigText("mesh.yaml", `${SE}---\n${vs("/first")}---\n${vs("/second")}`);
+    expect(r.config!.model.virtualServices.map((v) => JSON.stringify(v.http[0]!.matches[0]!.uri))).toEqual([expect.stringContaining("/second")]);
+    expect(r.diagnostics.map((d) => d.message)).toEqual([expect.stringMatching(/^VirtualService default\/vs is applied again at mesh\.yaml:\d+; the later one replaces this one, as kubectl apply does$/)]);
+  });
+
+  it("bounds every file read: a certificate at /dev/zero is an error, not a read that fills memory", () => {
+    const settings = (file: string): string => `apiVersion: instio.dev/v1alpha1
+kind: ProxySettings
+metadata: {name: s}
+spec:
+  listeners: {outbound: {address: 127.0.0.1, port: 0, tls: {certFile: ${file}, keyFile: ${file}}}}
+`;
+    expect(errors(settings("/dev/zero"))).toEqual([expect.stringMatching(/error: spec\.listeners\.outbound\.tls: cannot use certificate \/dev\/zero .*: \/dev\/zero is not a regular file/)]);
+  });
+
+  it("reports YAML alias errors and alias bombs with file:line, and accepts many uses of one anchor", () => {
+    const bomb = `a: &a [x, x, x, x, x, x, x, x, x, x]\n${Array.from({ length: 8 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10).fill(`*${String.fromCharCode(97 + i)}`).join(", ")}]`).join("\n")}\n`;
+    expect(errors(bomb)).toEqual([expect.stringMatching(/^mesh\.yaml:1:1: error: YAML: aliases expand to more than 100000 nodes/)]);
+    expect(errors("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec: *missing\n")).toEqual([expect.stringMatching(/^mesh\.yaml:4:7: error: YAML: Unresolved alias/)]);
+    const reused = `${SE}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: [reviews]
+  http:
+${Array.from({ length: 300 }, (_, i) => i === 0 ? "  - {match: [{uri: {prefix: /p0}}], route: &r [{destination: {host: reviews}}]}" : `  - {match: [{uri: {prefix: /p${i}}}], route: *r}`).join("\n")}
+`;
+    expect(errors(reused)).toEqual([]);
   });
 
   it("honours exportTo: a resource exported to another namespace is invisible here", () => {
