@@ -11,7 +11,7 @@ import { resolveDelegates } from "./delegate.js";
 import { egressAllows, sidecarFor, type SidecarModel } from "./sidecar.js";
 import { gatewayListeners, gatewaysFor, type GatewayListener } from "./gateway.js";
 import { clusterPolicy, type ClusterPolicy, type LoadBalancerModel, type TrafficPolicyModel } from "./traffic-policy.js";
-import { hostMatches, mostSpecific, virtualHostDomains } from "./hosts.js";
+import { HostIndex, hostMatches, virtualHostDomains } from "./hosts.js";
 import type { ConfigModel, CorsModel, DestinationModel, HealthCheckSettings, HeadersModel, RetryPolicyModel, RouteActionModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
 
 export interface ClusterEndpoint {
@@ -277,22 +277,19 @@ class Compiler {
 
   /** The VirtualService whose hosts cover `host` most specifically (first in file order on a tie). */
   private virtualServiceFor(host: string): VirtualServiceModel | undefined {
-    let best: VirtualServiceModel | undefined;
-    let bestScore = -1;
-    for (const vs of this.virtualServices) {
-      const h = mostSpecific(host, vs.hosts, (x) => x);
-      if (h === undefined) continue;
-      const score = h === host ? Number.MAX_SAFE_INTEGER : h.length;
-      if (score > bestScore) {
-        best = vs;
-        bestScore = score;
-      } else if (score === bestScore && best) {
-        // Istio merges VirtualServices only for gateways; on sidecars the first one wins (istioctl analyze: IST0109).
-        this.warn(vs.source, `host ${h} is also defined by VirtualService ${best.namespace}/${best.name}; Istio does not merge VirtualServices for sidecars, so this one is ignored for it (IST0109)`);
-      }
+    this.vsIndex ??= new HostIndex(this.virtualServices, (vs) => vs.hosts);
+    const [best, ...others] = this.vsIndex.best(host);
+    for (const o of others) {
+      // Istio merges VirtualServices only for gateways; on sidecars the first one wins (istioctl analyze: IST0109).
+      this.warn(o.item.source, `host ${o.pattern} is also defined by VirtualService ${best!.item.namespace}/${best!.item.name}; Istio does not merge VirtualServices for sidecars, so this one is ignored for it (IST0109)`);
     }
-    return best;
+    return best?.item;
   }
+
+  // Host lookups over every service, VirtualService and DestinationRule, built on first use.
+  private vsIndex: HostIndex<VirtualServiceModel> | undefined;
+  private serviceIndex: HostIndex<ServiceModel> | undefined;
+  private drIndex: HostIndex<DestinationRuleModel> | undefined;
 
   private addVirtualHost(info: VirtualHostInfo, vs: VirtualServiceModel | undefined, service: { host: string; port: ServicePort } | undefined): void {
     const { name, domains, port } = info;
@@ -457,8 +454,8 @@ class Compiler {
 
   /** The ServiceEntry defining `host`: an exact host first, else the most specific wildcard host. */
   private serviceFor(host: string): ServiceModel | undefined {
-    const candidates = this.services.flatMap((s) => s.hosts.map((h) => ({ s, h })));
-    return mostSpecific(host, candidates, (c) => c.h)?.s;
+    this.serviceIndex ??= new HostIndex(this.services, (s) => s.hosts);
+    return this.serviceIndex.best(host)[0]?.item;
   }
 
   /** The cluster a destination names, created on first use; -1 when it cannot exist (503 NC at run time). */
@@ -476,7 +473,8 @@ class Compiler {
       return -1;
     }
     let selector: Record<string, string> = {};
-    const dr = mostSpecific(d.host, this.destinationRules, (r) => r.host);
+    this.drIndex ??= new HostIndex(this.destinationRules, (r) => [r.host]);
+    const dr = this.drIndex.best(d.host)[0]?.item;
     let subsetPolicy: TrafficPolicyModel | undefined;
     if (d.subset !== undefined) {
       const subset = dr?.subsets.find((s) => s.name === d.subset);

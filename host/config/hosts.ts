@@ -59,3 +59,37 @@ export function virtualHostDomains(host: string, port: number, proxyNamespace: s
   for (const n of names) out.push(n, `${n}:${port}`);
   return out;
 }
+
+/**
+ * mostSpecific over many items, without a scan per lookup: exact patterns in a
+ * map, wildcards (few, in practice) checked longest first. `best` returns every
+ * item whose pattern is the most specific match, in input order.
+ */
+export class HostIndex<T> {
+  private readonly exact = new Map<string, T[]>();
+  private readonly wildcards: { pattern: string; item: T }[] = [];
+
+  constructor(items: readonly T[], patternsOf: (item: T) => readonly string[]) {
+    for (const item of items) {
+      for (const p of patternsOf(item)) {
+        if (p === "*" || p.startsWith("*.")) this.wildcards.push({ pattern: p, item });
+        const list = this.exact.get(p);
+        if (list === undefined) this.exact.set(p, [item]);
+        else if (!list.includes(item)) list.push(item);
+      }
+    }
+    // Longest first; a stable sort keeps input order among equals.
+    this.wildcards.sort((a, b) => b.pattern.length - a.pattern.length);
+  }
+
+  best(host: string): { item: T; pattern: string }[] {
+    const exact = this.exact.get(host);
+    if (exact) return exact.map((item) => ({ item, pattern: host }));
+    const out: { item: T; pattern: string }[] = [];
+    for (const w of this.wildcards) {
+      if (out.length > 0 && w.pattern.length < out[0]!.pattern.length) break;
+      if (hostMatches(w.pattern, host) && !out.some((o) => o.item === w.item)) out.push(w);
+    }
+    return out;
+  }
+}

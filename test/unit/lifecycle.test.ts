@@ -42,11 +42,18 @@ describe("Lifecycle.terminate", () => {
     expect(t.lc.ready).toBe(false);
     expect(t.inbound.draining).toBe(true);
     expect(t.runtime.draining).toBe(false); // outbound keeps serving normally
-    await sleep(100);
+    await sleep(70);
     expect(t.stopped.sort()).toEqual(["inbound", "outbound"]);
     expect(t.exitCode()).toBeUndefined(); // two requests still in flight
     t.runtime.inFlight = 0;
     await done;
+    expect(t.exitCode()).toBe(0);
+  });
+
+  it("exits one more drain duration after the listeners stopped, even with requests still in flight (a hung upstream)", async () => {
+    const t = setup(false);
+    await t.lc.terminate(); // resolves: the wait is bounded
+    expect(t.runtime.inFlight).toBe(2);
     expect(t.exitCode()).toBe(0);
   });
 
