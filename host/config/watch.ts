@@ -1,15 +1,16 @@
-// Hot reload: watch the config path; on change parse → validate → compile → swap.
-// A config with errors never replaces the one serving; each error is logged.
+// Hot reload: watch the config path; on change parse → validate → compile (on
+// the config worker thread) → swap. A config with errors never replaces the one
+// serving; each error is logged.
 
-import { watch, type FSWatcher } from "node:fs";
-import { createHash } from "node:crypto";
-import { statSync } from "node:fs";
-import { MAX_CONFIG_FILE_BYTES, readBounded } from "./files.js";
+import { statSync, watch, type FSWatcher } from "node:fs";
 import { basename, dirname } from "node:path";
+import { deserialize } from "node:v8";
+import { Worker } from "node:worker_threads";
 import type { CompiledConfig } from "./compile.js";
+import { configDigest } from "./digest.js";
 import { formatDiagnostic, type ConfigDiagnostic } from "./diagnostics.js";
-import { listConfigFiles } from "./source.js";
-import { loadConfigPath } from "./load.js";
+import type { LoadResult } from "./load.js";
+import type { LoadReply, LoadRequest } from "./load-worker.js";
 
 export interface ReloadEvents {
   applied(config: CompiledConfig, diagnostics: ConfigDiagnostic[]): void;
@@ -18,15 +19,47 @@ export interface ReloadEvents {
 
 const DEBOUNCE_MS = 100;
 
-/** A digest of every config file's bytes, so that touching without changing does not reload. */
-function digest(path: string): string {
-  const h = createHash("sha256");
-  try {
-    for (const f of listConfigFiles(path)) h.update(f).update("\0").update(readBounded(f, MAX_CONFIG_FILE_BYTES));
-  } catch {
-    h.update("unreadable");
+/** Runs loads on the config worker thread, one at a time, in order. */
+class WorkerLoader {
+  private worker: Worker | undefined;
+  private nextId = 0;
+  private readonly waiting = new Map<number, (reply: LoadReply) => void>();
+
+  load(path: string, unless: string): Promise<LoadReply> {
+    if (!this.worker) {
+      this.worker = new Worker(workerScript());
+      this.worker.unref();
+      this.worker.on("message", (reply: LoadReply) => {
+        this.waiting.get(reply.id)?.(reply);
+        this.waiting.delete(reply.id);
+      });
+      this.worker.on("error", (err) => this.failAll(err));
+      this.worker.on("exit", () => this.failAll(new Error("the config worker exited")));
+    }
+    const id = ++this.nextId;
+    return new Promise((resolve) => {
+      this.waiting.set(id, resolve);
+      this.worker!.postMessage({ id, path, unless } satisfies LoadRequest);
+    });
   }
-  return h.digest("hex");
+
+  private failAll(err: Error): void {
+    this.worker = undefined; // the next load starts a new one
+    for (const [id, resolve] of this.waiting) resolve({ id, digest: "", result: undefined, failure: err.stack ?? err.message });
+    this.waiting.clear();
+  }
+
+  stop(): void {
+    void this.worker?.terminate();
+    this.worker = undefined;
+  }
+}
+
+/** The worker's script: beside this file once built; from dist when this runs as TypeScript (the tests). */
+function workerScript(): URL {
+  const here = import.meta.url;
+  if (here.endsWith(".ts")) return new URL("../../dist/host/config/load-worker.js", here);
+  return new URL("./load-worker.js", here);
 }
 
 export class ConfigWatcher {
@@ -38,7 +71,7 @@ export class ConfigWatcher {
     private readonly path: string,
     private readonly events: ReloadEvents,
   ) {
-    this.lastDigest = digest(path);
+    this.lastDigest = configDigest(path);
   }
 
   start(): void {
@@ -49,31 +82,60 @@ export class ConfigWatcher {
     this.watcher = watch(target, { recursive: isDir, persistent: false }, (_event, file) => {
       if (!isDir && file !== null && file !== name && !file.startsWith("..")) return;
       clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.reload(), DEBOUNCE_MS);
+      this.timer = setTimeout(() => void this.reload(), DEBOUNCE_MS);
     });
   }
 
-  /** Reloads now if the files changed; returns whether a new config was applied. */
-  reload(): boolean {
-    const d = digest(this.path);
-    if (d === this.lastDigest) return false;
-    this.lastDigest = d;
-    try {
-      const result = loadConfigPath(this.path);
-      if (!result.config) {
-        this.events.rejected(result.diagnostics);
-        return false;
-      }
-      this.events.applied(result.config, result.diagnostics);
-      return true;
-    } catch (err) {
-      // A bug in loading or compiling must not take down a proxy that is serving.
-      this.events.rejected([{ file: this.path, line: 1, column: 1, path: "", message: `internal error while loading: ${(err as Error).stack ?? String(err)}`, severity: "error" }]);
+  /**
+   * Reloads now if the files changed; resolves to whether a new config was applied.
+   * Reading, parsing and compiling happen on the worker thread; reloads run one at a
+   * time, and a change during one is picked up by the next.
+   */
+  async reload(): Promise<boolean> {
+    if (this.running) {
+      this.again = true;
       return false;
+    }
+    this.running = true;
+    try {
+      let applied = false;
+      do {
+        this.again = false;
+        applied = (await this.reloadOnce()) || applied;
+      } while (this.again);
+      return applied;
+    } finally {
+      this.running = false;
     }
   }
 
+  private running = false;
+  private again = false;
+  private readonly loader = new WorkerLoader();
+
+  private async reloadOnce(): Promise<boolean> {
+    const reply = await this.loader.load(this.path, this.lastDigest);
+    if (reply.failure !== undefined) {
+      // A bug in loading or compiling must not take down a proxy that is serving.
+      this.events.rejected([{ file: this.path, line: 1, column: 1, path: "", message: `internal error while loading: ${reply.failure}`, severity: "error" }]);
+      return false;
+    }
+    if (reply.result === undefined || this.stopped) return false;
+    this.lastDigest = reply.digest;
+    const result = deserialize(new Uint8Array(reply.result)) as LoadResult;
+    if (!result.config) {
+      this.events.rejected(result.diagnostics);
+      return false;
+    }
+    this.events.applied(result.config, result.diagnostics);
+    return true;
+  }
+
+  private stopped = false;
+
   stop(): void {
+    this.stopped = true;
+    this.loader.stop();
     clearTimeout(this.timer);
     this.watcher?.close();
   }

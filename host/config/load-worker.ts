@@ -1,0 +1,42 @@
+// The config loader's worker thread: reading, parsing, validating and
+// compiling a config take seconds for a large one (YAML parsing most of all),
+// so file reloads run here, off the thread that serves requests. The result
+// crosses back as v8-serialized bytes (Buffers, Maps and Sets survive it),
+// transferred rather than copied.
+
+import { parentPort } from "node:worker_threads";
+import { serialize } from "node:v8";
+import { configDigest } from "./digest.js";
+import { loadConfigPath } from "./load.js";
+
+/** What the serving thread asks: load `path` unless its files still have digest `unless`. */
+export interface LoadRequest {
+  id: number;
+  path: string;
+  unless: string;
+}
+
+/** The answer: the files' digest, and the serialized LoadResult when they changed. */
+export interface LoadReply {
+  id: number;
+  digest: string;
+  result: ArrayBuffer | undefined;
+  /** A bug in loading, as text (the serving thread reports it as a rejected config). */
+  failure: string | undefined;
+}
+
+parentPort?.on("message", (req: LoadRequest) => {
+  let reply: LoadReply;
+  const digest = configDigest(req.path);
+  if (digest === req.unless) reply = { id: req.id, digest, result: undefined, failure: undefined };
+  else {
+    try {
+      const bytes = serialize(loadConfigPath(req.path));
+      const result = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length) as ArrayBuffer;
+      reply = { id: req.id, digest, result, failure: undefined };
+    } catch (err) {
+      reply = { id: req.id, digest, result: undefined, failure: (err as Error).stack ?? String(err) };
+    }
+  }
+  parentPort!.postMessage(reply, reply.result ? [reply.result] : []);
+});
