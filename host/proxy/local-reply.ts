@@ -28,7 +28,9 @@ export const FAULT_ABORT_HTTP: LocalReply = { status: 500, flag: "FI", body: FAU
 /** A gRPC fault abort: HTTP 200 with the grpc-status (headers added by the caller). */
 export const FAULT_ABORT_GRPC: LocalReply = { status: 200, flag: "FI", body: "", details: "fault_filter_abort" };
 /** The route timeout (all attempts) ran out before the upstream's response headers. */
-export const UPSTREAM_TIMEOUT: LocalReply = { status: 504, flag: "UT", body: "upstream request timeout", details: "upstream_response_timeout" };
+export const UPSTREAM_TIMEOUT: LocalReply = { status: 504, flag: "UT", body: "upstream request timeout", details: "response_timeout" };
+/** A per-try timeout that no retry follows. */
+export const PER_TRY_TIMEOUT: LocalReply = { ...UPSTREAM_TIMEOUT, details: "upstream_per_try_timeout" };
 /** A bug in the proxy surfaced on this request (logged and counted as instio_internal_errors_total). */
 /** A circuit breaker refused the request; the caller adds x-envoy-overloaded: true. */
 export const UPSTREAM_OVERFLOW: LocalReply = {

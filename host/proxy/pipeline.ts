@@ -122,6 +122,8 @@ function runPhases(options: PipelineOptions, ex: Exchange, ds: Downstream): void
   ex.dest = core.dest;
   ex.cluster = core.cluster;
   if (code >= 0) {
+    // The route's cluster, for stats and the access log even when a filter answers (Envoy sets it with the route).
+    ex.clusterName = snapshot.config.clusters[ex.cluster]?.name ?? "";
     // Phase 3: filters, in Istio's order: CORS, then fault injection (delay first, then abort).
     const cors = snapshot.config.routes[code]!.cors;
     const origin = cors ? ds.header("origin") : undefined;
@@ -143,6 +145,7 @@ function runPhases(options: PipelineOptions, ex: Exchange, ds: Downstream): void
     const fault = snapshot.config.routes[code]!.fault;
     if (fault?.delay && Math.random() * 100 < fault.delay.percent) {
       ex.faultDelayed = true;
+      ex.addFlag("DI");
       ex.delayTimer = setTimeout(resumeAfterDelay, fault.delay.ms, options, ex);
       return;
     }
@@ -328,7 +331,14 @@ export class Exchange implements DownstreamEvents, IdleWatched {
   upstreamEndpoint = -1;
   upstreamHost = "";
   status = 0;
-  flag = "-";
+  /** Envoy's response flags in the order they were set (as Envoy >= 1.30 prints them). */
+  private readonly flags: string[] = [];
+  get flag(): string {
+    return this.flags.length === 0 ? "-" : this.flags.join(",");
+  }
+  addFlag(f: string): void {
+    if (f !== "-" && !this.flags.includes(f)) this.flags.push(f);
+  }
   details = "";
   transportFailure = "";
   /** x-request-id and x-forwarded-for as sent upstream (for the access log). */
@@ -357,11 +367,9 @@ export class Exchange implements DownstreamEvents, IdleWatched {
   /** The current attempt; callbacks from superseded attempts are ignored (see Attempt). */
   attemptId = 0;
   private balanced = false; // sent to a cluster endpoint chosen by the core (not passthrough)
-  private limitHit = false; // the retry policy wanted another attempt but none were left (flag URX)
   private replayBody: ReplayableBody | undefined; // the request body kept for retries and shadows
   private admittedBy: ClusterRuntime | undefined; // the circuit breaker counting the current attempt
   private retriesHeld = 0; // retries counted against the cluster's max_retries until the request ends
-  private retryOverflow = false; // a retry was refused by max_retries (flag UO)
 
   constructor(
     private readonly options: PipelineOptions,
@@ -388,7 +396,7 @@ export class Exchange implements DownstreamEvents, IdleWatched {
       this.delayTimer = undefined;
     }
     if (this.responseStarted) {
-      this.flag = "SI";
+      this.addFlag("SI");
       this.details = "stream_idle_timeout";
       this.ds.reset();
       this.complete();
@@ -573,8 +581,8 @@ export class Exchange implements DownstreamEvents, IdleWatched {
     if (this.finished) return;
     this.options.observer.timeout(this);
     if (this.responseStarted) {
-      this.flag = "UT";
-      this.details = "upstream_response_timeout";
+      this.addFlag("UT");
+      this.details = "response_timeout";
       this.ds.reset();
       this.complete();
     } else {
@@ -600,7 +608,7 @@ export class Exchange implements DownstreamEvents, IdleWatched {
         this.scheduleRetry();
         return;
       }
-      this.limitHit = true;
+      this.retryLimitHit();
     }
     this.responseStarted = true;
     this.status = statusCode;
@@ -650,13 +658,13 @@ export class Exchange implements DownstreamEvents, IdleWatched {
     this.release();
     if (this.finished) return; // answered already (route timeout)
     if (this.downstreamAborted) {
-      this.flag = "DC";
+      this.addFlag("DC");
       this.complete();
       return;
     }
     if (this.responseStarted) {
       // Too late for a local reply: the client sees the reset, as with Envoy.
-      this.flag = "UR";
+      this.addFlag("UR");
       this.ds.reset();
       this.complete();
       return;
@@ -672,7 +680,7 @@ export class Exchange implements DownstreamEvents, IdleWatched {
       this.scheduleRetry();
       return;
     }
-    if (retriable) this.limitHit = true;
+    if (retriable) this.retryLimitHit();
     const kind = connectFailure ? "connection failure" : isProtocolError(err) ? "protocol error" : "connection termination";
     this.localReply(Reply.upstreamReset(kind, kind === "protocol error" ? undefined : this.transportFailure || undefined, this.attempts > 1));
   }
@@ -704,7 +712,7 @@ export class Exchange implements DownstreamEvents, IdleWatched {
     }
     // Envoy's max_retries: retries outstanding to the cluster; over it, the response passes through, flagged UO.
     if (!this.snapshot.clusters[this.cluster]!.breaker.admitRetry()) {
-      this.retryOverflow = true;
+      this.addFlag("UO");
       return false;
     }
     this.retriesHeld++;
@@ -736,11 +744,18 @@ export class Exchange implements DownstreamEvents, IdleWatched {
     this.reportOutlier("localFailure");
     this.supersedeAttempt("per-try timeout");
     const on = this.retryPolicy().on;
-    if ((on.fiveXx || on.gatewayError || on.reset) && this.mayRetry()) {
+    const retriable = on.fiveXx || on.gatewayError || on.reset;
+    if (retriable && this.mayRetry()) {
       this.scheduleRetry();
       return;
     }
-    this.localReply(Reply.UPSTREAM_TIMEOUT);
+    if (retriable) this.retryLimitHit();
+    this.localReply(Reply.PER_TRY_TIMEOUT);
+  }
+
+  /** The retry policy wanted another attempt and none was left: flag URX (when there were retries at all). */
+  private retryLimitHit(): void {
+    if (this.attempts > 1) this.addFlag("URX");
   }
 
   /** A retry: prefer an endpoint not tried yet (Envoy's previous_hosts predicate). */
@@ -770,8 +785,10 @@ export class Exchange implements DownstreamEvents, IdleWatched {
 
   /** Answers without the upstream. `extraHeaders` (a redirect's location) come before the route's operations. */
   localReply(reply: Reply.LocalReply, extraHeaders?: string[]): void {
-    this.flag = reply.flag;
+    this.addFlag(reply.flag);
     this.details = reply.details;
+    // Envoy's HCM gives every request its x-request-id before routing, so local replies log one too (not a missing Host's 400, which comes first).
+    if (this.requestId === "" && reply !== Reply.MISSING_HOST) this.requestId = this.ds.header("x-request-id") ?? randomUUID();
     // A gRPC client gets Envoy's gRPC form: 200 with grpc-status (mapped from the HTTP status) and grpc-message.
     const grpc = !extraHeaders?.includes("grpc-status") && this.ds.header("content-type")?.startsWith("application/grpc");
     if (grpc) {
@@ -807,7 +824,7 @@ export class Exchange implements DownstreamEvents, IdleWatched {
       clearTimeout(this.delayTimer);
       this.delayTimer = undefined;
       this.downstreamAborted = true;
-      this.flag = "DC";
+      this.addFlag("DC");
       this.complete();
       return;
     }
@@ -843,14 +860,10 @@ export class Exchange implements DownstreamEvents, IdleWatched {
   private complete(): void {
     if (this.finished) return;
     this.finished = true;
-    // Envoy lists flags in its own order: upstream flags, URX, then DI, then FI.
-    if (this.limitHit && this.attempts > 1) this.flag = this.flag === "-" ? "URX" : `${this.flag},URX`;
-    if (this.retryOverflow) this.flag = this.flag === "-" ? "UO" : `${this.flag},UO`;
     if (this.retriesHeld > 0) {
       const breaker = this.snapshot.clusters[this.cluster]!.breaker;
       for (; this.retriesHeld > 0; this.retriesHeld--) breaker.finishRetry();
     }
-    if (this.faultDelayed) this.flag = this.flag === "-" ? "DI" : this.flag === "FI" ? "DI,FI" : `${this.flag},DI`;
     clearTimeout(this.routeTimer);
     this.options.streamIdle.delete(this);
     this.release();

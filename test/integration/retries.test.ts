@@ -86,6 +86,9 @@ spec:
     expect(Date.now() - started).toBeLessThan(900);
     await new Promise((res) => setTimeout(res, 1100)); // the upstream finishes its slow replies
     expect(attemptsSeen("/delay/1000")).toEqual([1, 2, 3]);
+    // Envoy (>= 1.30) prints flags in the order it set them: the retry limit, then the timeout.
+    const m = parseExposition(await p.proxy.telemetry.metrics.registry.metrics());
+    expect(m.sum("istio_requests_total", { response_code: "504", response_flags: "URX,UT" })).toBe(1);
   });
 
   it("replays a request body within the replay buffer on every attempt, and does not retry a larger one (counted)", async () => {

@@ -96,8 +96,8 @@ spec:
     expect(m.sum("istio_requests_total", { reporter: "source", destination_version: "v1", response_code: "200" })).toBe(1);
     expect(m.sum("istio_requests_total", { response_code: "404", response_flags: "NR", destination_service: "reviews.default.svc.cluster.local" })).toBe(1);
     expect(m.sum("istio_requests_total", { response_code: "503", response_flags: "UH" })).toBe(1);
-    // Istio's default policy retried the connection failure twice: Envoy then adds URX.
-    expect(m.sum("istio_requests_total", { response_code: "503", response_flags: "UF,URX", destination_service_name: "dead" })).toBe(1);
+    // Istio's default policy retried the connection failure twice: Envoy (>= 1.30) sets URX, then UF.
+    expect(m.sum("istio_requests_total", { response_code: "503", response_flags: "URX,UF", destination_service_name: "dead" })).toBe(1);
     expect(m.sum("istio_requests_total", { reporter: "destination", destination_workload: "productpage-v1", response_code: "200" })).toBe(1);
     const buckets = m.find("istio_request_duration_milliseconds_bucket", { destination_version: "v2", response_code: "200" }).map((s) => s.labels.le);
     expect(buckets).toEqual([...ENVOY_BUCKETS.map(String), "+Inf"]);
@@ -138,8 +138,11 @@ spec:
       upstream_cluster: "outbound|80|v2|reviews.default.svc.cluster.local", upstream_host: `127.0.0.1:${v2.port}`, route_name: "jason",
       request_id: v2.received[0]!.headers["x-request-id"], bytes_received: 0,
     });
-    expect(lines.find((l) => l.response_flags === "NR")).toMatchObject({ response_code: 404, response_code_details: "route_not_found" });
-    expect(lines.find((l) => l.response_flags === "UF,URX")).toMatchObject({ response_code: 503, upstream_transport_failure_reason: "delayed connect error: 111" });
+    const noRoute = lines.find((l) => l.response_flags === "NR")!;
+    expect(noRoute).toMatchObject({ response_code: 404, response_code_details: "route_not_found" });
+    expect(noRoute.request_id).toMatch(/^[0-9a-f-]{36}$/); // generated before routing, as Envoy's HCM does
+    expect(noRoute.upstream_cluster).toBeNull();
+    expect(lines.find((l) => l.response_flags === "URX,UF")).toMatchObject({ response_code: 503, upstream_transport_failure_reason: "delayed connect error: 111" });
     expect(Object.keys(lines[0]!).sort()).toEqual([
       "authority", "bytes_received", "bytes_sent", "connection_termination_details", "downstream_local_address", "downstream_remote_address", "duration",
       "method", "path", "protocol", "request_id", "requested_server_name", "response_code", "response_code_details", "response_flags", "route_name",
