@@ -34,6 +34,9 @@ import * as L from "../../assembly/layout.js";
 import type { ClusterInfo } from "../config/compile.js";
 import type { RetryPolicyModel, RouteActionModel } from "../config/model.js";
 import type { MatchEntry } from "../core/route-table.js";
+import { MAX_TIMER_MS } from "../config/fields.js";
+
+const MILLISECONDS = /^\d{1,15}$/;
 
 /** Envoy's host_selection_retry_max_attempts in Istio's default policy. */
 const HOST_SELECTION_ATTEMPTS = 5;
@@ -459,7 +462,7 @@ export class Exchange implements DownstreamEvents, IdleWatched {
     }
     this.options.observer.attempt(this);
     const attempt = new Attempt(this, ++this.attemptId);
-    const perTry = this.routeIndex >= 0 ? this.snapshot.config.routes[this.routeIndex]!.retry.perTryTimeoutMs : 0;
+    const perTry = this.timeouts().perTryMs;
     if (perTry > 0) this.tryTimer = setTimeout(perTryTimeout, perTry, this, this.attemptId);
     try {
       (runtime?.dispatcher ?? this.options.dispatcher).dispatch(opts, attempt);
@@ -491,7 +494,7 @@ export class Exchange implements DownstreamEvents, IdleWatched {
         forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
         continue;
       }
-      if (name === "x-envoy-attempt-count") continue;
+      if (name === "x-envoy-attempt-count" || name === "x-envoy-upstream-rq-timeout-ms" || name === "x-envoy-upstream-rq-per-try-timeout-ms" || name === "x-envoy-expected-rq-timeout-ms") continue;
       if (name === "x-forwarded-proto") hasProto = true;
       else if (name === "x-request-id") {
         hasRequestId = true;
@@ -509,6 +512,9 @@ export class Exchange implements DownstreamEvents, IdleWatched {
       out.push("x-request-id", this.requestId);
     }
     out.push("x-envoy-attempt-count", String(this.attempts));
+    // What the upstream may expect, as Envoy's router tells it: the per-try timeout, else the route's.
+    const { routeMs, perTryMs } = this.timeouts();
+    if (perTryMs > 0 || routeMs > 0) out.push("x-envoy-expected-rq-timeout-ms", String(perTryMs > 0 ? perTryMs : routeMs));
     if (this.routeIndex >= 0) {
       const route = this.snapshot.config.routes[this.routeIndex]!;
       if (this.upstreamPath !== undefined) out.push("x-envoy-original-path", this.ds.query === undefined ? this.ds.path : `${this.ds.path}?${this.ds.query}`);
@@ -564,6 +570,26 @@ export class Exchange implements DownstreamEvents, IdleWatched {
     }
   }
 
+  private timeoutsOf: { routeMs: number; perTryMs: number } | undefined;
+
+  /**
+   * The route's timeout and per-try timeout, or what x-envoy-upstream-rq-timeout-ms and
+   * x-envoy-upstream-rq-per-try-timeout-ms say instead (0: none), as Envoy's router reads them.
+   * A per-try timeout not shorter than the route's is dropped.
+   */
+  private timeouts(): { routeMs: number; perTryMs: number } {
+    if (this.timeoutsOf) return this.timeoutsOf;
+    const route = this.routeIndex >= 0 ? this.snapshot.config.routes[this.routeIndex] : undefined;
+    let routeMs = route?.timeoutMs ?? 0;
+    let perTryMs = route?.retry.perTryTimeoutMs ?? 0;
+    const header = this.ds.header("x-envoy-upstream-rq-timeout-ms");
+    if (header !== undefined && MILLISECONDS.test(header)) routeMs = Math.min(Number(header), MAX_TIMER_MS);
+    const perTryHeader = this.ds.header("x-envoy-upstream-rq-per-try-timeout-ms");
+    if (perTryHeader !== undefined && MILLISECONDS.test(perTryHeader)) perTryMs = Math.min(Number(perTryHeader), MAX_TIMER_MS);
+    if (routeMs > 0 && perTryMs >= routeMs) perTryMs = 0;
+    return (this.timeoutsOf = { routeMs, perTryMs });
+  }
+
   /** The whole request has been read (the router's "downstream request complete"): the route timeout and the service time start. */
   private requestComplete(): void {
     this.requestCompleteAt = performance.now();
@@ -571,7 +597,7 @@ export class Exchange implements DownstreamEvents, IdleWatched {
   }
 
   private startRouteTimeout(): void {
-    const ms = this.routeIndex >= 0 ? this.snapshot.config.routes[this.routeIndex]!.timeoutMs : 0;
+    const ms = this.timeouts().routeMs;
     if (ms > 0 && !this.finished) this.routeTimer = setTimeout(routeTimeout, ms, this);
   }
 

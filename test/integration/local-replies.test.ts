@@ -211,6 +211,33 @@ spec:
       await up.close();
     }
   });
+
+  it("takes x-envoy-upstream-rq-timeout-ms over the route's timeout (0: none), strips it, and tells the upstream what to expect", async () => {
+    const up = await startUpstream("slow");
+    const p = await startTestProxy(`${settingsYaml("h1")}---
+${serviceEntryYaml("ratings", [{ port: up.port }])}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - route: [{destination: {host: ratings}}]
+    timeout: 0.5s
+`);
+    try {
+      expect((await get(p.url, "ratings", "/delay/800", { "x-envoy-upstream-rq-timeout-ms": "0" })).status).toBe(200);
+      expect((await get(p.url, "ratings", "/delay/300", { "x-envoy-upstream-rq-timeout-ms": "100" })).status).toBe(504);
+      const seen = (await get(p.url, "ratings", "/delay/1", { "x-envoy-upstream-rq-timeout-ms": "2000", "x-envoy-upstream-rq-per-try-timeout-ms": "700" })).json().headers;
+      expect(seen["x-envoy-upstream-rq-timeout-ms"]).toBeUndefined();
+      expect(seen["x-envoy-upstream-rq-per-try-timeout-ms"]).toBeUndefined();
+      expect(seen["x-envoy-expected-rq-timeout-ms"]).toBe("700");
+      expect((await get(p.url, "ratings", "/delay/1")).json().headers["x-envoy-expected-rq-timeout-ms"]).toBe("500");
+    } finally {
+      await p.close();
+      await up.close();
+    }
+  });
 });
 
 describe("stream idle timeout (Envoy's stream_idle_timeout)", () => {
