@@ -67,6 +67,8 @@ export interface PipelineOptions {
 /** What happens to requests, for stats and the access log. One implementation: host/telemetry. */
 export interface ExchangeObserver {
   attempt(ex: Exchange): void;
+  /** A copy sent to shadow cluster `cluster`, endpoint `endpoint` (mirroring). */
+  shadow(ex: Exchange, cluster: number, endpoint: number): void;
   connectFailure(ex: Exchange): void;
   retry(ex: Exchange): void;
   /** A retry the policy asked for was not made: the request body was streamed, not buffered. */
@@ -560,8 +562,10 @@ export class Exchange implements DownstreamEvents, IdleWatched {
     const endpoint = this.snapshot.core.pickEndpoint(cluster, random32());
     if (endpoint < 0) return;
     const path = this.upstreamPath ?? (this.ds.query === undefined ? this.ds.path : `${this.ds.path}?${this.ds.query}`);
+    // The shadow cluster's own pool and TLS settings, and its stats, as Envoy's shadow requests use them.
+    this.options.observer.shadow(this, cluster, endpoint);
     try {
-      this.options.dispatcher.dispatch(
+      (this.snapshot.clusters[cluster]?.dispatcher ?? this.options.dispatcher).dispatch(
         { origin: this.snapshot.endpoints[endpoint]!.origin, method: this.ds.method as Dispatcher.HttpMethod, path, headers: this.upstreamHeaders(), body, headersTimeout: 0, bodyTimeout: 0 },
         SHADOW,
       );

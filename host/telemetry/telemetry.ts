@@ -196,6 +196,11 @@ export class Telemetry implements ExchangeObserver {
     if (ex.cluster >= 0) stats.clusterCounters[ex.cluster]!.rq.inc();
     if (ex.upstreamEndpoint >= 0) stats.endpointRequests[ex.upstreamEndpoint]!++;
   }
+  shadow(ex: Exchange, cluster: number, endpoint: number): void {
+    const stats = ex.snapshot.stats!;
+    stats.clusterCounters[cluster]!.rq.inc();
+    stats.endpointRequests[endpoint]!++;
+  }
   connectFailure(ex: Exchange): void {
     if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.connectFail.inc();
   }

@@ -61,6 +61,10 @@ spec:
     expect(copy!.headers.host).toBe("httpbin:80");
     expect(copy!.headers["x-test"]).toBe("yes");
     expect(copy!.headers["x-request-id"]).toBe(v1.received.find((x) => x.url === "/headers?x=1")!.headers["x-request-id"]);
+    // The copy counts in the shadow cluster's stats, as Envoy's (the mirroring task reads them).
+    const m = parseExposition(await p.proxy.telemetry.metrics.registry.metrics());
+    expect(m.sum("envoy_cluster_upstream_rq_total", { cluster_name: "outbound|80|v2|httpbin.default.svc.cluster.local" })).toBe(1);
+    expect(m.sum("envoy_cluster_upstream_rq_total", { cluster_name: "outbound|80|v1|httpbin.default.svc.cluster.local" })).toBe(1);
   });
 
   it("is not slowed by a slow shadow, nor failed by a dead one", async () => {
