@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { loadConfigPath, requireConfig } from "./config/load.js";
 import { formatDiagnostic } from "./config/diagnostics.js";
 import { logDiagnostics } from "./config/watch.js";
-import { explain } from "./core/explain.js";
+import { explain } from "./explain.js";
 import { startProxy } from "./proxy/server.js";
 import { runQuickstart } from "./quickstart.js";
 

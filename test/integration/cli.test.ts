@@ -58,6 +58,45 @@ spec:
     expect(blocked.stdout).toContain("decision: 502 (block_all");
   });
 
+  it("explain shows the decision the proxy takes: a fault abort before the route's destination, and every circuit breaker", () => {
+    const dir = tempConfig(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: svc}
+spec:
+  hosts: [svc.default.svc.cluster.local]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc}
+spec:
+  host: svc
+  trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 10}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc}
+spec:
+  hosts: [svc]
+  http:
+  - match: [{uri: {prefix: /always}}]
+    fault: {abort: {httpStatus: 503, percentage: {value: 100}}}
+    route: [{destination: {host: svc}}]
+  - match: [{uri: {prefix: /half}}]
+    fault: {abort: {httpStatus: 500, percentage: {value: 50}}}
+    route: [{destination: {host: svc}}]
+`);
+    const always = run("explain", "--config", dir, "GET http://svc/always");
+    expect(always.stdout).toContain('decision: 503 FI "fault filter abort" (fault.abort for every request)');
+    expect(always.stdout).not.toContain("forward");
+    const half = run("explain", "--config", dir, "GET http://svc/half");
+    expect(half.stdout).toContain('fault: 50% of requests end here with 500 FI "fault filter abort"; the others:');
+    expect(half.stdout).toContain("circuit breakers: maxRequestsPerConnection 10 (then a new connection)");
+    expect(half.stdout).toContain("decision: forward to 10.0.0.1:80");
+  });
+
   it("proxy forwards the inbound listener to the local application port", async () => {
     const app = await startUpstream("app");
     const dir = tempConfig(`apiVersion: instio.dev/v1alpha1

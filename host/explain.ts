@@ -1,13 +1,14 @@
 // `instio explain`: the decision the Wasm core makes for one request, and why
 // each earlier route did not match. Off the hot path; reads like the reference.
 
-import type { CompiledConfig } from "../config/compile.js";
-import { UNLIMITED } from "../config/traffic-policy.js";
-import { emptyDecision, RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST, type RouteRequest } from "./decision.js";
-import { queryParam, valueMatches } from "./reference-matcher.js";
-import { writeRequest } from "./request-fields.js";
-import { RouteCore } from "./route-core.js";
-import { lowerAscii, type Condition, type MatchEntry, type StringMatch } from "./route-table.js";
+import type { CompiledConfig } from "./config/compile.js";
+import { UNLIMITED } from "./config/traffic-policy.js";
+import { emptyDecision, RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST, type RouteRequest } from "./core/decision.js";
+import { queryParam, valueMatches } from "./core/reference-matcher.js";
+import { writeRequest } from "./core/request-fields.js";
+import { RouteCore } from "./core/route-core.js";
+import { lowerAscii, type Condition, type MatchEntry, type StringMatch } from "./core/route-table.js";
+import { originAllowed } from "./proxy/cors.js";
 
 function describeMatch(field: string, m: StringMatch): string {
   return `${field} ${m.kind} "${m.value}"`;
@@ -76,6 +77,25 @@ export function explain(config: CompiledConfig, req: RouteRequest, random = (Mat
     return lines.join("\n");
   }
   const info = config.routes[d.route]!;
+  // The filters come before the route's action, in the proxy's order: CORS, fault delay, fault abort.
+  const origin = req.header("origin");
+  if (info.cors && origin !== undefined && req.method === "OPTIONS" && req.header("access-control-request-method") !== undefined) {
+    const allowed = originAllowed(info.cors, origin, core);
+    if (allowed || !info.cors.forwardUnmatchedPreflights) {
+      lines.push(`decision: 200, the CORS preflight is answered by the proxy (origin ${origin} ${allowed ? "allowed" : "not allowed: no access-control headers"})`);
+      return lines.join("\n");
+    }
+  }
+  const fault = info.fault;
+  if (fault?.delay) lines.push(`fault: delay ${fault.delay.ms} ms for ${fault.delay.percent}% of requests (DI)`);
+  if (fault?.abort) {
+    const status = fault.abort.grpcStatus !== undefined ? `200 with grpc-status ${fault.abort.grpcStatus}` : String(fault.abort.httpStatus);
+    if (fault.abort.percent >= 100) {
+      lines.push(`decision: ${status} FI "fault filter abort" (fault.abort for every request)`);
+      return lines.join("\n");
+    }
+    if (fault.abort.percent > 0) lines.push(`fault: ${fault.abort.percent}% of requests end here with ${status} FI "fault filter abort"; the others:`);
+  }
   if (info.action.kind === "redirect") {
     const a = info.action;
     lines.push(`decision: ${a.status} redirect (${[a.scheme && `scheme ${a.scheme}`, a.authority && `authority ${a.authority}`, a.port && `port ${a.port}`, a.derivePort && `port ${a.derivePort}`, a.uri && `path ${a.uri}`].filter(Boolean).join(", ") || "same URL"})`);
@@ -92,8 +112,6 @@ export function explain(config: CompiledConfig, req: RouteRequest, random = (Mat
   }
   if (info.headers) lines.push("headers: the route edits request and/or response headers");
   if (info.cors) lines.push(`cors: origins ${info.cors.allowOrigins.map((o) => `${o.kind} "${o.value}"`).join(", ") || "(none)"}; other preflights ${info.cors.forwardUnmatchedPreflights ? "forwarded" : "answered here"}`);
-  if (info.fault?.delay) lines.push(`fault: delay ${info.fault.delay.ms} ms for ${info.fault.delay.percent}% of requests (DI)`);
-  if (info.fault?.abort) lines.push(`fault: abort with ${info.fault.abort.grpcStatus !== undefined ? `grpc-status ${info.fault.abort.grpcStatus}` : `status ${info.fault.abort.httpStatus}`} for ${info.fault.abort.percent}% of requests (FI)`);
   const r = info.retry;
   const on = Object.entries(r.on).flatMap(([k, v]) => (v === true ? [k] : Array.isArray(v) && v.length > 0 ? [`${k} ${v.join("/")}`] : []));
   lines.push(`retries: ${r.attempts - 1} on ${on.join(", ") || "nothing"}${r.perTryTimeoutMs ? `, ${r.perTryTimeoutMs} ms per try` : ""}`);
@@ -131,6 +149,7 @@ export function explain(config: CompiledConfig, req: RouteRequest, random = (Mat
     l.maxPendingRequests < UNLIMITED && `http1MaxPendingRequests ${l.maxPendingRequests}`,
     l.maxRequests < UNLIMITED && `http2MaxRequests ${l.maxRequests}`,
     l.maxRetries < UNLIMITED && `maxRetries ${l.maxRetries}`,
+    l.maxRequestsPerConnection > 0 && `maxRequestsPerConnection ${l.maxRequestsPerConnection} (then a new connection)`,
   ].filter(Boolean);
   if (limits.length > 0) lines.push(`circuit breakers: ${limits.join(", ")} (over a limit: 503 UO)`);
   const od = cluster.policy.outlierDetection;
