@@ -9,6 +9,7 @@ import type { Lifecycle } from "../proxy/lifecycle.js";
 import type { Listener } from "../proxy/listener.js";
 import type { SnapshotHolder } from "../proxy/snapshot.js";
 import type { Telemetry } from "../telemetry/telemetry.js";
+import { envoyStats, statsFilter, type Stat } from "./envoy-stats.js";
 import { isLocal, send, serveEndpoints, type Route } from "./http-endpoint.js";
 
 export const VERSION = "0.1.0";
@@ -99,21 +100,10 @@ function clustersText(ctx: AdminContext): string {
   return lines.join("\n") + "\n";
 }
 
-/** Envoy's /stats text: one `name{labels}: value` line per counter and gauge series, histogram counts and sums. */
-async function statsText(ctx: AdminContext, filter: RegExp | undefined, usedOnly: boolean): Promise<{ name: string; value: number }[]> {
-  const out: { name: string; value: number }[] = [];
-  for (const metric of await ctx.telemetry.metrics.registry.getMetricsAsJSON()) {
-    for (const v of metric.values as { value: number; labels: Record<string, string | number>; metricName?: string }[]) {
-      const base = v.metricName ?? metric.name;
-      if (String(metric.type) === "histogram" && base.endsWith("_bucket")) continue;
-      const labels = Object.entries(v.labels).map(([k, x]) => `${k}="${x}"`).join(",");
-      const name = labels ? `${base}{${labels}}` : base;
-      if (filter && !filter.test(name)) continue;
-      if (usedOnly && v.value === 0) continue;
-      out.push({ name, value: v.value });
-    }
-  }
-  return out;
+/** Envoy's /stats: its text form, the Prometheus series under Envoy's names, filtered by an RE2 pattern. */
+async function statsText(ctx: AdminContext, filter: ((name: string) => boolean) | undefined, usedOnly: boolean): Promise<Stat[]> {
+  const all = envoyStats((await ctx.telemetry.metrics.registry.getMetricsAsJSON()) as unknown as Parameters<typeof envoyStats>[0]);
+  return all.filter((s) => (!usedOnly || s.value !== 0) && (!filter || filter(s.name)));
 }
 
 async function prometheus(ctx: AdminContext): Promise<string> {
@@ -126,14 +116,14 @@ export function adminRoutes(ctx: AdminContext): Record<string, Route> {
     "/ready": { method: "GET", help: "server state: 200 LIVE, 503 while draining", handle: (_q, res) => send(res, ctx.lifecycle.ready ? 200 : 503, `${ctx.lifecycle.state}\n`) },
     "/stats": {
       method: "GET",
-      help: "statistics (?filter=regex, ?usedonly, ?format=json|prometheus)",
+      help: "statistics in Envoy's text form (?filter=RE2, ?usedonly, ?format=json|prometheus)",
       handle: async (_q, res, query) => {
         if (query.get("format") === "prometheus") return send(res, 200, await prometheus(ctx), ctx.telemetry.metrics.registry.contentType);
-        let filter: RegExp | undefined;
+        let filter: ((name: string) => boolean) | undefined;
         try {
-          filter = query.has("filter") ? new RegExp(query.get("filter")!) : undefined;
+          filter = query.has("filter") ? statsFilter(query.get("filter")!) : undefined;
         } catch (err) {
-          return send(res, 400, `Invalid regex: ${(err as Error).message}\n`);
+          return send(res, 400, `Invalid re2 regex: ${(err as Error).message}\n`);
         }
         const stats = await statsText(ctx, filter, query.has("usedonly"));
         if (query.get("format") === "json") return send(res, 200, JSON.stringify({ stats }, null, 2), "application/json");

@@ -12,6 +12,8 @@ export class CircuitBreaker {
   active = 0;
   /** Retries admitted and not yet finished. */
   retries = 0;
+  /** Requests admitted while every allowed connection was busy: they waited as pending (Envoy's upstream_rq_pending_total). */
+  pendingTotal = 0;
 
   constructor(private readonly limits: ClusterPolicy["limits"]) {}
 
@@ -20,8 +22,31 @@ export class CircuitBreaker {
     const l = this.limits;
     // HTTP/1.1: one request per connection, so requests beyond maxConnections are pending ones.
     if (this.active >= l.maxRequests || this.active >= l.maxConnections + l.maxPendingRequests) return false;
+    if (this.active >= l.maxConnections) this.pendingTotal++;
     this.active++;
     return true;
+  }
+
+  /** Requests waiting for a connection now (Envoy's upstream_rq_pending_active). */
+  get pending(): number {
+    return Math.max(0, this.active - this.limits.maxConnections);
+  }
+
+  /**
+   * Envoy's circuit_breakers.default.* gauges, as Istio's thresholds (track_remaining) make it
+   * report them: open flags and what remains under each limit.
+   */
+  gauges(): Record<string, number> {
+    const l = this.limits;
+    const pending = this.pending;
+    return {
+      rq_open: this.active >= l.maxRequests ? 1 : 0,
+      rq_pending_open: pending >= l.maxPendingRequests ? 1 : 0,
+      rq_retry_open: this.retries >= l.maxRetries ? 1 : 0,
+      remaining_rq: Math.max(0, l.maxRequests - this.active),
+      remaining_pending: Math.max(0, l.maxPendingRequests - pending),
+      remaining_retries: Math.max(0, l.maxRetries - this.retries),
+    };
   }
 
   finish(): void {

@@ -36,9 +36,12 @@ interface Children {
 /** What gauges read at scrape time, from the serving snapshot and listeners. */
 export interface GaugeSources {
   configVersion(): number;
-  clusters(): { name: string; endpoints: number; healthy: number; active: number; ejected: number }[];
+  clusters(): { name: string; endpoints: number; healthy: number; active: number; ejected: number; pending: number; pendingTotal: number; breaker: Record<string, number> }[];
   listeners(): { name: string; inFlight: number }[];
 }
+
+/** The circuit-breaker gauges Envoy keeps per cluster and priority (the default priority's are real). */
+export const BREAKER_GAUGES = ["rq_open", "rq_pending_open", "rq_retry_open", "remaining_rq", "remaining_pending", "remaining_retries"] as const;
 
 export class ProxyMetrics {
   readonly registry = new Registry();
@@ -102,6 +105,10 @@ export class ProxyMetrics {
     this.membershipHealthy = gauge("envoy_cluster_membership_healthy", "Healthy endpoints, per cluster", (c) => c.healthy);
     this.membershipTotal = gauge("envoy_cluster_membership_total", "Endpoints, per cluster", (c) => c.endpoints);
     this.outlierEjectionsActive = gauge("envoy_cluster_outlier_detection_ejections_active", "Endpoints ejected by outlier detection, per cluster", (c) => c.ejected);
+    gauge("envoy_cluster_upstream_rq_pending_active", "Requests waiting for a connection, per cluster", (c) => c.pending);
+    // A counter in Envoy; read from the circuit breaker at scrape time here, so exposed with counter semantics by name only.
+    gauge("envoy_cluster_upstream_rq_pending_total", "Requests that waited for a connection, per cluster", (c) => c.pendingTotal);
+    for (const stat of BREAKER_GAUGES) gauge(`envoy_cluster_circuit_breakers_default_${stat}`, `Envoy's circuit_breakers.default.${stat}, per cluster`, (c) => c.breaker[stat] ?? 0);
     this.configReloads = new Counter({ name: "instio_config_reloads_total", help: "Config reloads by result (applied, rejected)", labelNames: ["result"], registers: r });
     this.internalErrors = new Counter({ name: "instio_internal_errors_total", help: "Requests answered 500 because of a bug in the proxy (each one is logged)", registers: r });
     this.configVersion = new Gauge({

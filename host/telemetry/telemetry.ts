@@ -178,7 +178,8 @@ export class Telemetry implements ExchangeObserver {
           let active = 0;
           for (let e = s.clusterEndpointStart[i]!; e < s.clusterEndpointStart[i + 1]!; e++) active += s.core.active[e]!;
           const runtime = s.clusters[i]!;
-          return { name: c.name, endpoints: c.endpoints.length, healthy: runtime.healthyCount, active, ejected: runtime.outlier?.ejectedCount ?? 0 };
+          const b = runtime.breaker;
+          return { name: c.name, endpoints: c.endpoints.length, healthy: runtime.healthyCount, active, ejected: runtime.outlier?.ejectedCount ?? 0, pending: b.pending, pendingTotal: b.pendingTotal, breaker: b.gauges() };
         });
       },
       listeners: () => listeners.map((l) => ({ name: l.direction, inFlight: l.inFlight })),

@@ -68,6 +68,23 @@ ${destinationRule("httpbin", `
     // A circuit-breaker overflow is not an upstream failure: the endpoint was not ejected.
     expect((await get(p.url, "httpbin", "/status/200")).status).toBe(200);
   });
+
+  it("answers the task's `pilot-agent request GET stats | grep httpbin | grep pending` in Envoy's text form", async () => {
+    const text = (await request(`http://127.0.0.1:${p.proxy.admin.port}/stats?filter=httpbin.*pending`).then((r) => r.body.text())).trim().split("\n");
+    const c = "cluster.outbound|80||httpbin.default.svc.cluster.local";
+    const overflow = parseExposition(await p.proxy.telemetry.metrics.registry.metrics()).sum("envoy_cluster_upstream_rq_pending_overflow", { cluster_name: "outbound|80||httpbin.default.svc.cluster.local" });
+    expect(text).toEqual([
+      `${c}.circuit_breakers.default.remaining_pending: 1`,
+      `${c}.circuit_breakers.default.rq_pending_open: 0`,
+      `${c}.circuit_breakers.high.rq_pending_open: 0`,
+      `${c}.upstream_rq_pending_active: 0`,
+      `${c}.upstream_rq_pending_overflow: ${overflow}`,
+      expect.stringMatching(new RegExp(`^${c.replace(/[|.]/g, "\\$&")}\\.upstream_rq_pending_total: [1-9]\\d*$`)),
+    ]);
+    // RE2, as Envoy: a pattern RE2 rejects is a 400, a backtracking bomb is just slow-free.
+    expect((await request(`http://127.0.0.1:${p.proxy.admin.port}/stats?filter=(a`)).statusCode).toBe(400);
+    expect((await request(`http://127.0.0.1:${p.proxy.admin.port}/stats?filter=${encodeURIComponent("(x+x+)+y")}`)).statusCode).toBe(200);
+  });
 });
 
 describe("outlier detection", () => {

@@ -163,7 +163,7 @@ spec:
     const json = JSON.parse((await fetchText(`${admin}/clusters?format=json`)).text);
     expect(json.cluster_statuses.length).toBeGreaterThan(0);
     const stats = (await fetchText(`${admin}/stats?filter=upstream_rq_total`)).text;
-    expect(stats).toContain('envoy_cluster_upstream_rq_total{cluster_name="outbound|80|v2|reviews.default.svc.cluster.local"}: 3');
+    expect(stats).toContain("cluster.outbound|80|v2|reviews.default.svc.cluster.local.upstream_rq_total: 3");
     expect(stats).not.toContain("istio_requests_total");
     expect(JSON.parse((await fetchText(`${admin}/config_dump`)).text).version).toBe(1);
     for (const path of ["/quitquitquit", "/healthcheck/fail", "/drain_listeners", "/logging"]) expect((await fetchText(`${admin}${path}`)).status).toBe(400);
