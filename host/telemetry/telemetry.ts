@@ -100,13 +100,16 @@ export class SnapshotStats {
     this.blackhole = new RequestStats(metrics, destination(UNKNOWN, "BlackHoleCluster", UNKNOWN, undefined));
     this.unrouted = new RequestStats(metrics, destination(UNKNOWN, UNKNOWN, UNKNOWN, undefined));
     // Inbound: this workload is the destination; without peer metadata exchange the source is unknown.
+    // Its service is the one with an endpoint carrying this proxy's labels (Istio's service selecting the pod).
+    const ownLabels = Object.entries(s.labels);
+    const own = ownLabels.length === 0 ? undefined : config.clusters.find((_, i) => endpointsOf(i).some((ep) => ep.labels !== undefined && ownLabels.every(([k, v]) => ep.labels![k] === v)));
     const inboundLabels: PeerLabels = {
       reporter: "destination",
       source_workload: UNKNOWN, source_workload_namespace: UNKNOWN, source_principal: UNKNOWN, source_app: UNKNOWN, source_version: UNKNOWN,
       source_canonical_service: UNKNOWN, source_canonical_revision: "latest", source_cluster: UNKNOWN,
       destination_workload: s.workload.name, destination_workload_namespace: s.namespace, destination_principal: UNKNOWN,
-      destination_app: self.app, destination_version: self.version, destination_service: UNKNOWN,
-      destination_service_name: "InboundPassthroughClusterIpv4", destination_service_namespace: s.namespace,
+      destination_app: self.app, destination_version: self.version, destination_service: own?.host ?? UNKNOWN,
+      destination_service_name: own ? shortServiceName(own.host) : "InboundPassthroughClusterIpv4", destination_service_namespace: own?.serviceNamespace ?? s.namespace,
       destination_canonical_service: self.canonicalService, destination_canonical_revision: self.canonicalRevision, destination_cluster: s.workload.cluster,
       request_protocol: "http", grpc_response_status: "", connection_security_policy: "none",
     };

@@ -40,6 +40,7 @@ describe("telemetry and admin", () => {
       .replace("healthPort: 0}", `healthPort: 0, appMetrics: {port: ${app.port}, path: /metrics}}`)}---
 ${serviceEntryYaml("reviews", [{ port: v1.port, labels: { app: "reviews", version: "v1" } }, { port: v2.port, labels: { app: "reviews", version: "v2" } }])}---
 ${serviceEntryYaml("dead", [{ port: dead }])}---
+${serviceEntryYaml("productpage", [{ port: app.port, labels: { app: "productpage", version: "v1" } }])}---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: reviews}
@@ -99,6 +100,8 @@ spec:
     // Istio's default policy retried the connection failure twice: Envoy (>= 1.30) sets URX, then UF.
     expect(m.sum("istio_requests_total", { response_code: "503", response_flags: "URX,UF", destination_service_name: "dead" })).toBe(1);
     expect(m.sum("istio_requests_total", { reporter: "destination", destination_workload: "productpage-v1", response_code: "200" })).toBe(1);
+    // The inbound service is the one whose endpoint carries this proxy's labels.
+    expect(m.sum("istio_requests_total", { reporter: "destination", destination_service: "productpage.default.svc.cluster.local", destination_service_name: "productpage" })).toBe(1);
     const buckets = m.find("istio_request_duration_milliseconds_bucket", { destination_version: "v2", response_code: "200" }).map((s) => s.labels.le);
     expect(buckets).toEqual([...ENVOY_BUCKETS.map(String), "+Inf"]);
     expect(m.sum("istio_request_duration_milliseconds_count", { destination_version: "v2" })).toBe(3);
