@@ -458,7 +458,7 @@ class H1Connection {
     readonly listener: H1Server,
   ) {
     this.remoteAddress = socket.remoteAddress ?? "";
-    this.idleSince = performance.now();
+    this.idleSince = listener.clock;
     socket.setNoDelay(true);
     socket.on("data", this.onData);
     socket.on("error", noop);
@@ -509,7 +509,7 @@ class H1Connection {
             // RFC 9112 §2.2: empty lines before a request line are ignored.
             while (at + 1 < end && buf[at] === 13 && buf[at + 1] === 10) at += 2;
             if (at >= end) return;
-            this.headStartedAt = performance.now();
+            this.headStartedAt = this.listener.clock;
             this.idleSince = 0;
           }
           const stop = buf.indexOf(CRLFCRLF, at);
@@ -674,7 +674,7 @@ class H1Connection {
   private next(): void {
     this.current = undefined;
     this.state = HEAD;
-    this.idleSince = performance.now();
+    this.idleSince = this.listener.clock;
     const pending = this.pending;
     this.pending = undefined;
     if (this.paused) {
@@ -771,6 +771,11 @@ class H1Server {
   readonly connections = new Set<H1Connection>();
   localAddress = "";
   headerTimeouts = 0;
+  /**
+   * The time of the last sweep: connections stamp their timeout starts with it instead of
+   * reading the clock per request (the timeouts are only checked at sweeps anyway).
+   */
+  clock = performance.now();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
@@ -796,7 +801,7 @@ class H1Server {
 }
 
 function sweepConnections(server: H1Server): void {
-  const now = performance.now();
+  const now = (server.clock = performance.now());
   for (const c of server.connections) c.sweep(now);
 }
 

@@ -4,7 +4,7 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import type { Socket } from "node:net";
+import { Server as NetServer, type Socket } from "node:net";
 import { pipeline, Transform, type Readable } from "node:stream";
 import { MAX_TIMER_MS } from "../config/fields.js";
 import type { HttpSettings } from "../config/model.js";
@@ -242,7 +242,9 @@ export function listenServer(server: Server, address: string, port: number, clos
         address,
         port: typeof bound === "object" && bound ? bound.port : port,
         stopAccepting: () => {
-          if (server.listening) server.close();
+          // net's close, not http's: http.Server.close also drops idle keep-alive connections, and a
+          // client sending on one just then gets a reset. Draining responses carry Connection: close instead.
+          if (server.listening) NetServer.prototype.close.call(server);
         },
         close: () =>
           new Promise<void>((done) => {

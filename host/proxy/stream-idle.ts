@@ -23,9 +23,12 @@ export class StreamIdleTimeout {
     if (timeoutMs > 0) this.timer = setInterval(sweep, Math.max(5, Math.min(1000, Math.floor(timeoutMs / 10))), this).unref();
   }
 
+  /** The time of the last sweep: new requests are stamped with it rather than reading the clock each. */
+  private clock = performance.now();
+
   add(w: IdleWatched): void {
     if (this.timer === undefined) return;
-    w.idleSince = performance.now();
+    w.idleSince = this.clock;
     w.idleSeen = 0;
     this.watched.add(w);
   }
@@ -35,7 +38,7 @@ export class StreamIdleTimeout {
   }
 
   sweep(): void {
-    const now = performance.now();
+    const now = (this.clock = performance.now());
     for (const w of this.watched) {
       const seen = w.activity();
       if (seen !== w.idleSeen) {
