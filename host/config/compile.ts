@@ -11,6 +11,7 @@ import { resolveDelegates } from "./delegate.js";
 import { egressAllows, sidecarFor, type SidecarModel } from "./sidecar.js";
 import { gatewayListeners, gatewaysFor, type GatewayListener } from "./gateway.js";
 import { clusterPolicy, type ClusterPolicy, type LoadBalancerModel, type TrafficPolicyModel } from "./traffic-policy.js";
+import type { EncodedImage } from "../core/route-core.js";
 import { HostIndex, hostMatches, virtualHostDomains } from "./hosts.js";
 import type { ConfigModel, CorsModel, DestinationModel, HealthCheckSettings, HeadersModel, RetryPolicyModel, RouteActionModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
 
@@ -97,8 +98,14 @@ export interface TcpListenerInfo {
 }
 
 export interface CompiledConfig {
-  /** The validated model this was compiled from: DNS changes recompile it with new addresses. */
-  model: ConfigModel;
+  /**
+   * The validated resources, kept to compile again when DNS answers change. A config loaded on
+   * the config worker without DNS names crosses to the serving thread without it (it is most of
+   * the bytes, and nothing compiles that config again).
+   */
+  model: ConfigModel | undefined;
+  /** The route table's image, encoded on the config worker so that the swap does not (undefined: encoded when the snapshot is built). */
+  image?: EncodedImage;
   tcpListeners: TcpListenerInfo[];
   /** Ports of the Gateways that select this proxy (ingress mode). */
   gatewayListeners: GatewayListener[];

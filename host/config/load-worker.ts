@@ -8,6 +8,7 @@ import { parentPort } from "node:worker_threads";
 import { serialize } from "node:v8";
 import { configDigest } from "./digest.js";
 import { loadConfigPath } from "./load.js";
+import { encodeImageFor } from "../core/route-core.js";
 
 /** What the serving thread asks: load `path` unless its files still have digest `unless`. */
 export interface LoadRequest {
@@ -31,9 +32,14 @@ parentPort?.on("message", (req: LoadRequest) => {
   if (digest === req.unless) reply = { id: req.id, digest, result: undefined, failure: undefined };
   else {
     try {
-      const bytes = serialize(loadConfigPath(req.path));
-      const result = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length) as ArrayBuffer;
-      reply = { id: req.id, digest, result, failure: undefined };
+      const result = loadConfigPath(req.path);
+      // Only DNS refreshes compile a config again, from its model: without DNS names it stays here.
+      if (result.config && result.config.dnsNames.length === 0) result.config.model = undefined;
+      // The table image too is encoded here, not on the serving thread.
+      if (result.config) result.config.image = encodeImageFor(result.config.table);
+      const bytes = serialize(result);
+      const transferable = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length) as ArrayBuffer;
+      reply = { id: req.id, digest, result: transferable, failure: undefined };
     } catch (err) {
       reply = { id: req.id, digest, result: undefined, failure: (err as Error).stack ?? String(err) };
     }

@@ -46,6 +46,23 @@ function findPackageRoot(): URL {
   return here.pathname.includes("/dist/") ? new URL("../../../", here) : new URL("../../", here);
 }
 
+/** A table image encoded ahead of time (off the serving thread) for a core whose image starts at `at`. */
+export interface EncodedImage extends ReturnType<typeof encodeImage> {
+  at: number;
+}
+
+/** Where every core instance places its table image: after the module's static data, 16-byte aligned. */
+export function imageAddress(): number {
+  const { instance } = instantiateSync(coreModule(), {});
+  return ((instance.exports as unknown as CoreExports).heapBase() + 15) & ~15;
+}
+
+/** Encodes `table`'s image for a core, as RouteCore would; done on the config worker thread. */
+export function encodeImageFor(table: RouteTable): EncodedImage {
+  const at = imageAddress();
+  return { ...encodeImage(table, at), at };
+}
+
 const PAGE = 65536;
 const REQUEST_AREA_BYTES = L.SLOT_COUNT_MAX * L.SLOT_SIZE + L.REQUEST_BYTES;
 /** Input bytes for host-side regex runs (rewrites, CORS origins); longer values do not match. */
@@ -81,14 +98,14 @@ export class RouteCore {
   /** Capture slots of the last regexSearch(), as byte offsets into the input (-1: group did not take part). */
   private readonly captures: Int32Array;
 
-  constructor(table: RouteTable) {
+  constructor(table: RouteTable, prebuilt?: EncodedImage) {
     // The loader's demangled exports wrap every function in a rest-args closure
     // (an allocation per call); the hot path calls the raw instance exports.
     const { instance } = instantiateSync(coreModule(), {});
     this.exports = instance.exports as unknown as CoreExports;
     const memory = this.exports.memory;
     const imageAt = (this.exports.heapBase() + 15) & ~15;
-    const { bytes: image, activeOffset, eligibleOffset, hostRegexes } = encodeImage(table, imageAt);
+    const { bytes: image, activeOffset, eligibleOffset, hostRegexes } = prebuilt?.at === imageAt ? prebuilt : encodeImage(table, imageAt);
     const requestAt = (imageAt + image.length + 15) & ~15;
     const outAt = requestAt + REQUEST_AREA_BYTES;
     const regexInputAt = outAt + L.OUT_SIZE;

@@ -83,13 +83,13 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const telemetry = new Telemetry(settings, () => current.current, runtimes);
   // DNS ServiceEntries: resolve their names before serving, then follow changes with new snapshots.
   const dns = new DnsDiscovery(settings.dns.servers, settings.dns.refreshRateMs, (resolved) => {
-    const s = current.swap(compile(current.current.config.model, resolved));
+    const s = current.swap(compile(current.current.config.model!, resolved)); // a config with DNS names keeps its model
     logger.info(`config: version ${s.version} applied (DNS addresses changed)`);
   }, (line) => logger.info(line));
   let initial = options.config;
   if (initial.dnsNames.length > 0) {
     await dns.track(initial.dnsNames);
-    initial = compile(initial.model, dns.resolved);
+    initial = compile(initial.model!, dns.resolved);
   }
   const current: SnapshotHolder = new SnapshotHolder(initial, (s: Snapshot) => telemetry.bind(s));
   // Passthrough and shadow traffic without a cluster of its own uses the default pool.
@@ -189,7 +189,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       logDiagnostics(diagnostics, log);
       const before = current.current.config.settings;
       await dns.track(loaded.dnsNames);
-      const config = loaded.dnsNames.length > 0 ? compile(loaded.model, dns.resolved) : loaded;
+      const config = loaded.dnsNames.length > 0 ? compile(loaded.model!, dns.resolved) : loaded;
       const s = current.swap(config);
       stats.reloadsApplied++;
       telemetry.metrics.configReloads.inc({ result: "applied" });

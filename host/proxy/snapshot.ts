@@ -35,7 +35,8 @@ export class Snapshot {
     readonly config: CompiledConfig,
     pools: PoolRegistry,
   ) {
-    this.core = new RouteCore(config.table);
+    this.core = new RouteCore(config.table, config.image);
+    config.image = undefined; // copied into the core's memory; not kept twice
 
     this.headerNames = config.table.headerNames;
     this.clusterEndpointStart = clusterEndpointStarts(config.table);

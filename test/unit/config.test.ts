@@ -451,7 +451,7 @@ spec:
   http: [{match: [{uri: {prefix: ${prefix}}}], route: [{destination: {host: reviews}}]}]
 `;
     const r = loadConfigText("mesh.yaml", `${SE}---\n${vs("/first")}---\n${vs("/second")}`);
-    expect(r.config!.model.virtualServices.map((v) => JSON.stringify(v.http[0]!.matches[0]!.uri))).toEqual([expect.stringContaining("/second")]);
+    expect(r.config!.model!.virtualServices.map((v) => JSON.stringify(v.http[0]!.matches[0]!.uri))).toEqual([expect.stringContaining("/second")]);
     expect(r.diagnostics.map((d) => d.message)).toEqual([expect.stringMatching(/^VirtualService default\/vs is applied again at mesh\.yaml:\d+; the later one replaces this one, as kubectl apply does$/)]);
   });
 
