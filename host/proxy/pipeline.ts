@@ -388,6 +388,8 @@ export class Exchange implements DownstreamEvents, IdleWatched {
 
   idleSeen = 0;
   idleSince = 0;
+  idlePrev: IdleWatched | undefined = undefined;
+  idleNext: IdleWatched | undefined = undefined;
 
   activity(): number {
     return this.ds.bodyBytes + this.bytesSent;

@@ -1,0 +1,58 @@
+// The Wasm boundary is locked: the module imports nothing and exports exactly
+// the ABI the host calls (integers only), links no AssemblyScript runtime or
+// allocator, and assembly/layout.ts is consistent (every record's fields are
+// distinct, aligned and inside the record).
+
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import * as L from "../../assembly/layout.js";
+
+const wasm = readFileSync(new URL("../../build/route-core.wasm", import.meta.url));
+const wat = readFileSync(new URL("../../build/route-core.wat", import.meta.url), "utf8");
+
+describe("the route core's boundary", () => {
+  it("imports nothing and exports exactly the ABI", () => {
+    const module = new WebAssembly.Module(wasm);
+    expect(WebAssembly.Module.imports(module)).toEqual([]);
+    expect(WebAssembly.Module.exports(module).map((e) => `${e.kind} ${e.name}`).sort()).toEqual(
+      ["function hash64", "function heapBase", "function init", "function pickEndpoint", "function regex", "function route", "memory memory"].sort(),
+    );
+  });
+
+  it("links no AssemblyScript runtime: no allocator, no garbage collector, no abort", () => {
+    const functions = [...wat.matchAll(/\(func \$([^\s)]+)/g)].map((m) => m[1]!);
+    expect(functions.length).toBeGreaterThan(5);
+    expect(functions.filter((f) => f.startsWith("~lib/rt") || /__(new|alloc|renew|collect|pin|unpin)\b/.test(f) || f.includes("abort"))).toEqual([]);
+    expect(wat).not.toContain("~lib/rt");
+    // Every function is the project's own code or a small std helper inlined at compile time.
+    expect(functions.filter((f) => !f.startsWith("assembly/") && !f.startsWith("~lib/"))).toEqual([]);
+  });
+});
+
+describe("assembly/layout.ts", () => {
+  const consts = Object.entries(L as Record<string, unknown>).filter((e): e is [string, number] => typeof e[1] === "number");
+  // Records: every PREFIX_SIZE constant and the byte offsets of its fields (PREFIX_*).
+  const records = consts.filter(([name]) => name.endsWith("_SIZE") && !["SLOT_SIZE"].includes(name)).map(([name, size]) => ({ prefix: name.slice(0, -"SIZE".length), size }));
+
+  it("gives every record distinct, aligned fields inside it", () => {
+    expect(records.map((r) => r.prefix).sort()).toEqual(["CL_", "C_", "DS_", "D_", "E_", "H_", "OUT_", "PS_", "RING_", "RXI_", "RXP_", "RXS_", "R_", "VH_", "WC_"].sort());
+    for (const { prefix, size } of records) {
+      const fields = consts.filter(([name]) => name.startsWith(prefix) && name !== `${prefix}SIZE` && !records.some((r) => r.prefix !== prefix && r.prefix.startsWith(prefix) && name.startsWith(r.prefix)));
+      expect(fields.length, prefix).toBeGreaterThan(0);
+      expect(size % 4, `${prefix}SIZE`).toBe(0);
+      const offsets = fields.map(([, v]) => v);
+      expect(new Set(offsets).size, `${prefix} offsets are distinct`).toBe(offsets.length);
+      for (const [name, offset] of fields) {
+        expect(offset % 4, name).toBe(0);
+        expect(offset + 4, `${name} fits in ${prefix}SIZE`).toBeLessThanOrEqual(size);
+      }
+    }
+  });
+
+  it("keeps the request area's slots within their table", () => {
+    const slots = consts.filter(([name]) => name.startsWith("SLOT_") && !["SLOT_SIZE", "SLOT_COUNT_MAX", "SLOT_FIRST_HEADER"].includes(name)).map(([, v]) => v);
+    expect(new Set(slots).size).toBe(slots.length);
+    for (const s of slots) expect(s).toBeLessThan(L.SLOT_FIRST_HEADER);
+    expect(L.SLOT_FIRST_HEADER).toBeLessThan(L.SLOT_COUNT_MAX);
+  });
+});
