@@ -40,7 +40,14 @@ export class DnsDiscovery {
     this.timer = undefined;
     if (this.names.length === 0) return;
     await this.refresh();
-    this.timer = setInterval(() => void this.refresh().then((changed) => changed && this.changed(this.addresses)), this.refreshRateMs);
+    // A refresh must never become an unhandled rejection: the proxy keeps serving the addresses it has.
+    this.timer = setInterval(
+      () =>
+        void this.refresh()
+          .then((changed) => changed && this.changed(this.addresses))
+          .catch((err: Error) => this.log(`dns: refresh failed, keeping the last addresses: ${err.message}`)),
+      this.refreshRateMs,
+    );
     this.timer.unref();
   }
 

@@ -220,8 +220,9 @@ export function listenNode(address: string, port: number, handler: RequestHandle
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return;
     const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
-    const status = tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request";
-    const body = tooLarge ? "Request Header Fields Too Large" : "Bad Request";
+    const timedOut = err.code === "ERR_HTTP_REQUEST_TIMEOUT"; // headersTimeout: the request-headers timeout
+    const status = tooLarge ? "431 Request Header Fields Too Large" : timedOut ? "408 Request Timeout" : "400 Bad Request";
+    const body = tooLarge ? "Request Header Fields Too Large" : timedOut ? "request header timeout" : "Bad Request";
     socket.end(`HTTP/1.1 ${status}\r\ncontent-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`);
   });
   return listenServer(server, address, port, "idle");

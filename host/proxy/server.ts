@@ -8,7 +8,7 @@ import { DEFAULT_CLUSTER_POLICY } from "../config/traffic-policy.js";
 import { DnsDiscovery } from "../discovery/dns.js";
 import { startAdmin, startAgentPorts, type AdminContext } from "../admin/admin.js";
 import type { HttpSettings, ListenerSettings } from "../config/model.js";
-import { ConfigWatcher, logDiagnostics } from "../config/watch.js";
+import { ConfigWatcher } from "../config/watch.js";
 import { Logger } from "../log.js";
 import { Telemetry } from "../telemetry/telemetry.js";
 import type { Downstream } from "./downstream.js";
@@ -22,6 +22,7 @@ import { PassthroughGuard } from "./passthrough-guard.js";
 import { StreamIdleTimeout } from "./stream-idle.js";
 import { listenNode } from "./listener-node.js";
 import { listenUws, loadUws } from "./listener-uws.js";
+import { ConfigUpdates } from "./config-updates.js";
 import { Exchange, handleRequest, type ListenerRuntime, type PipelineOptions } from "./pipeline.js";
 import { SnapshotHolder, type Snapshot } from "./snapshot.js";
 
@@ -44,7 +45,8 @@ export interface RunningProxy {
   watcher: ConfigWatcher | undefined;
   telemetry: Telemetry;
   lifecycle: Lifecycle;
-  stats: { reloadsApplied: number; reloadsRejected: number };
+  /** Config updates applied and rejected, from every producer (file reloads, DNS). */
+  updates: ConfigUpdates;
   /** Closes every listener and pool now (no drain). */
   close(): Promise<void>;
 }
@@ -83,8 +85,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const telemetry = new Telemetry(settings, () => current.current, runtimes);
   // DNS ServiceEntries: resolve their names before serving, then follow changes with new snapshots.
   const dns = new DnsDiscovery(settings.dns.servers, settings.dns.refreshRateMs, (resolved) => {
-    const s = current.swap(compile(current.current.config.model!, resolved)); // a config with DNS names keeps its model
-    logger.info(`config: version ${s.version} applied (DNS addresses changed)`);
+    // A config with DNS names keeps its model, to compile again with the new addresses.
+    updates.apply("DNS addresses changed", () => compile(current.current.config.model!, resolved));
   }, (line) => logger.info(line));
   let initial = options.config;
   if (initial.dnsNames.length > 0) {
@@ -92,6 +94,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     initial = compile(initial.model!, dns.resolved);
   }
   const current: SnapshotHolder = new SnapshotHolder(initial, (s: Snapshot) => telemetry.bind(s));
+  const updates = new ConfigUpdates(current, telemetry, logger);
   // Passthrough and shadow traffic without a cluster of its own uses the default pool.
   const dispatcher = current.pools.for("PassthroughCluster", DEFAULT_CLUSTER_POLICY.limits);
   const pipeline: PipelineOptions = {
@@ -109,7 +112,6 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   // Admin and agent ports come up first, so that readiness answers 503 (PRE_INITIALIZING) until the listeners are bound.
   const bound: { outbound?: Listener; inbound?: Listener } = {};
   let watcher: ConfigWatcher | undefined;
-  const stats = { reloadsApplied: 0, reloadsRejected: 0 };
   let closed = false;
   const closeAll = async (): Promise<void> => {
     if (closed) return;
@@ -129,7 +131,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     telemetry,
     lifecycle,
     logger,
-    reloads: { get applied() { return stats.reloadsApplied; }, get rejected() { return stats.reloadsRejected; } },
+    reloads: updates.stats,
     listeners: () => Object.entries(bound).map(([name, l]) => ({ name, address: l.address, port: l.port, engine: l.engine })),
   };
   const admin = await startAdmin(settings.admin.address, settings.admin.port, ctx);
@@ -173,35 +175,30 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     lifecycle.add({ runtime: inboundRuntime, listener: inbound });
   }
 
-  const log = (line: string): void => logger.info(line);
   if (options.configPath) {
     watcher = new ConfigWatcher(options.configPath, {
-      applied: (loaded, diagnostics) => void applyLoaded(loaded, diagnostics).catch((err: Error) => logger.error(`config: applying failed (a bug): ${err.stack ?? err.message}`)),
-      rejected: (diagnostics) => {
-        stats.reloadsRejected++;
-        telemetry.metrics.configReloads.inc({ result: "rejected" });
-        logDiagnostics(diagnostics, (line) => logger.error(line));
-        logger.error(`config: rejected, still serving version ${current.current.version}`);
-      },
+      applied: (loaded, diagnostics) => void applyLoaded(loaded, diagnostics),
+      rejected: (diagnostics) => updates.reject("file reload", diagnostics),
     });
-    /** A config that passed validation: its DNS names are resolved before it serves. */
+    /** A config that passed validation on the worker: its DNS names are resolved before it serves. */
     const applyLoaded = async (loaded: CompiledConfig, diagnostics: ConfigDiagnostic[]): Promise<void> => {
-      logDiagnostics(diagnostics, log);
       const before = current.current.config.settings;
-      await dns.track(loaded.dnsNames);
-      const config = loaded.dnsNames.length > 0 ? compile(loaded.model!, dns.resolved) : loaded;
-      const s = current.swap(config);
-      stats.reloadsApplied++;
-      telemetry.metrics.configReloads.inc({ result: "applied" });
+      try {
+        await dns.track(loaded.dnsNames);
+      } catch (err) {
+        updates.reject("file reload", [], `resolving its DNS names failed: ${(err as Error).message}`);
+        return;
+      }
+      const s = updates.apply("file reload", () => (loaded.dnsNames.length > 0 ? compile(loaded.model!, dns.resolved) : loaded), diagnostics);
       const changed = (a: unknown, b: unknown): boolean => JSON.stringify(a) !== JSON.stringify(b);
-      if (changed(before.outbound, config.settings.outbound) || changed(before.inbound, config.settings.inbound) || changed(before.admin, config.settings.admin) || changed(before.agent, config.settings.agent)) {
+      const now = s?.config.settings;
+      if (now && (changed(before.outbound, now.outbound) || changed(before.inbound, now.inbound) || changed(before.admin, now.admin) || changed(before.agent, now.agent))) {
         logger.warn("config: listener, admin and agent addresses changed; they apply after a restart");
       }
-      log(`config: version ${s.version} applied (${config.virtualHosts.length} virtual hosts, ${config.routes.length} routes, ${config.clusters.length} clusters)`);
     };
     watcher.start();
   }
   lifecycle.markLive();
 
-  return { holder: current, outbound, inbound: bound.inbound, admin, agentPorts, watcher, telemetry, lifecycle, stats, close: closeAll };
+  return { holder: current, outbound, inbound: bound.inbound, admin, agentPorts, watcher, telemetry, lifecycle, updates, close: closeAll };
 }

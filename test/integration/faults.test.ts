@@ -38,6 +38,10 @@ spec:
       abort: {httpStatus: 503, percentage: {value: 50}}
       delay: {fixedDelay: 10ms, percentage: {value: 100}}
     route: [{destination: {host: ratings}}]
+  - match: [{headers: {end-user: {exact: slowly}}}]
+    fault:
+      delay: {fixedDelay: 300ms, percentage: {value: 100}}
+    route: [{destination: {host: ratings}}]
   - match: [{headers: {end-user: {exact: never}}}]
     fault:
       abort: {httpStatus: 500}
@@ -58,6 +62,14 @@ spec:
     expect((await get(p.url, "ratings", "/ratings/0", { "end-user": "mike" })).status).toBe(200);
     await new Promise((r) => setTimeout(r, 100));
     expect(p.proxy.lifecycle.inFlight).toBe(0); // the delayed request ended with its client
+  });
+
+  it("leaves the fault delay out of x-envoy-upstream-service-time (Envoy measures after the fault filter)", async () => {
+    const started = Date.now();
+    const r = await get(p.url, "ratings", "/status/201", { "end-user": "slowly" }); // 201: apart from the other tests' DI counts
+    expect(r.status).toBe(201);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    expect(Number(r.headers["x-envoy-upstream-service-time"])).toBeLessThan(250);
   });
 
   it("aborts with the configured status and Envoy's body", async () => {

@@ -61,6 +61,12 @@ spec:
     expect(h.host).toBe("svc");
   });
 
+  it("answers with server: envoy, replacing the application's, as Envoy on an Istio sidecar's outbound listener", async () => {
+    const r = await get(p.url, "svc", "/x");
+    expect(r.headers.server).toBe("envoy");
+    expect((await get(p.url, "dead", "/")).headers.server).toBe("envoy"); // local replies too
+  });
+
   it("applies response operations to upstream responses", async () => {
     const r = await get(p.url, "svc", "/x");
     expect(r.headers["x-resp"]).toBe("set");

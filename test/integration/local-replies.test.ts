@@ -260,3 +260,18 @@ ${serviceEntryYaml("hung", [{ port: (hung.address() as AddressInfo).port }])}`);
     }
   });
 });
+
+describe("request headers timeout (slowloris)", () => {
+  it.each(["h1", "node"] as const)("answers 408 on %s when the headers do not arrive in time, and nothing reaches the upstream", async (engine) => {
+    const up = await startUpstream("svc");
+    const p = await startTestProxy(`${settingsYaml(engine, "  http: {requestHeadersTimeout: 300ms}")}---\n${serviceEntryYaml("svc", [{ port: up.port }])}`);
+    try {
+      const reply = await rawExchange(p.proxy.outbound.port, "GET / HTTP/1.1\r\nHost: svc\r\nx-slow: ", 3000);
+      expect(reply).toMatch(/^HTTP\/1\.1 408/);
+      expect(up.arrived()).toBe(0);
+    } finally {
+      await p.close();
+      await up.close();
+    }
+  });
+});

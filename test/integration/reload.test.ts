@@ -71,9 +71,9 @@ describe("config reload", () => {
     for (let i = 0; i < 30; i++) {
       const version = p.proxy.holder.current.version;
       if (i % 5 === 4) {
-        const rejected = p.proxy.stats.reloadsRejected;
+        const rejected = p.proxy.updates.stats.rejected;
         p.write(BAD);
-        await waitFor(() => p.proxy.stats.reloadsRejected > rejected, "the bad config to be rejected");
+        await waitFor(() => p.proxy.updates.stats.rejected > rejected, "the bad config to be rejected");
       } else {
         p.write(mesh(a, b, i % 2 === 0 ? "b" : "a"));
         await waitFor(() => p.proxy.holder.current.version > version, `reload ${i}`);
@@ -83,8 +83,8 @@ describe("config reload", () => {
     await Promise.all(workers);
     expect(failures).toEqual([]);
     expect(ok).toBeGreaterThan(100);
-    expect(p.proxy.stats.reloadsApplied).toBe(24);
-    expect(p.proxy.stats.reloadsRejected).toBe(6);
+    expect(p.proxy.updates.stats.applied).toBe(24);
+    expect(p.proxy.updates.stats.rejected).toBe(6);
   }, 60_000);
 
   it("keeps serving the last good config after a bad one and logs file:line:column and field", async () => {
@@ -92,11 +92,11 @@ describe("config reload", () => {
     p.write(mesh(a, b, "b"));
     await waitFor(() => p.proxy.holder.current.version > version, "the good config");
     expect((await get(p.url, "svc")).json().name).toBe("b");
-    const rejected = p.proxy.stats.reloadsRejected;
+    const rejected = p.proxy.updates.stats.rejected;
     p.write(BAD);
-    await waitFor(() => p.proxy.stats.reloadsRejected > rejected, "the rejection");
+    await waitFor(() => p.proxy.updates.stats.rejected > rejected, "the rejection");
     expect((await get(p.url, "svc")).json().name).toBe("b");
     expect(p.logs.join("\n")).toMatch(/mesh\.yaml:9:15: error: spec\.http\[0\]\.route\[0\]\.weight: must be between 0 and 2147483647, got -5/);
-    expect(p.logs.join("\n")).toMatch(/rejected, still serving version/);
+    expect(p.logs.join("\n")).toMatch(/config \(file reload\): rejected; still serving version/);
   });
 });
