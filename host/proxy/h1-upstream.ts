@@ -26,6 +26,7 @@ import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import type { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
 import { splitAuthority } from "./authority.js";
+import { BODY_LENGTH, BODY_STATES_END, CHUNK_DATA, CHUNK_DATA_END, CHUNK_SIZE, CRLF, CRLFCRLF, chunkSize, HEAD, MAX_CHUNK_SIZE_LINE, TRAILERS } from "./h1-framing.js";
 
 export interface H1PoolOptions {
   connectTimeoutMs: number;
@@ -47,21 +48,15 @@ export interface H1PoolOptions {
 const MAX_HEAD_BYTES = 60 * 1024;
 /** A connection is not reused this close to the upstream's announced keep-alive timeout (the close may be on its way). */
 const KEEP_ALIVE_MARGIN_MS = 1000;
-const CRLF = Buffer.from("\r\n");
-const CRLFCRLF = Buffer.from("\r\n\r\n");
 /** Where every plain connection's reads land; parsed before the next read can overwrite it. */
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 const EMPTY_TRAILERS: Record<string, string | string[] | undefined> = Object.freeze({}) as Record<string, string | string[] | undefined>;
 
-// Parser states of a connection.
-const IDLE = 0;
-const HEAD = 1;
-const BODY_LENGTH = 2;
-const CHUNK_SIZE = 3;
-const CHUNK_DATA = 4;
-const CHUNK_DATA_END = 5;
-const TRAILERS = 6;
-const BODY_UNTIL_CLOSE = 7;
+// Parser states of a connection, after the ones shared with the server (h1-framing.ts).
+/** No response expected. */
+const IDLE = BODY_STATES_END;
+/** A body without content-length or chunking: it ends when the upstream closes. */
+const BODY_UNTIL_CLOSE = BODY_STATES_END + 1;
 
 /** Methods whose empty body is announced with content-length: 0, as undici and curl do. */
 const EXPECTS_PAYLOAD = new Set(["POST", "PUT", "PATCH"]);
@@ -429,15 +424,14 @@ class Connection {
         case CHUNK_SIZE: {
           const eol = buf.indexOf(CRLF, at);
           if (eol < 0) {
-            if (end - at > 1024) throw upstreamError("malformed chunk size", "HPE_INVALID_CHUNK_SIZE");
+            if (end - at > MAX_CHUNK_SIZE_LINE) throw upstreamError("malformed chunk size", "HPE_INVALID_CHUNK_SIZE");
             this.pending = Buffer.from(buf.subarray(at));
             return;
           }
           const line = buf.toString("latin1", at, eol);
-          const semi = line.indexOf(";");
-          const hex = (semi < 0 ? line : line.slice(0, semi)).trim();
-          if (!/^[0-9a-fA-F]{1,12}$/.test(hex)) throw upstreamError(`malformed chunk size ${JSON.stringify(line)}`, "HPE_INVALID_CHUNK_SIZE");
-          this.remaining = parseInt(hex, 16);
+          const size = chunkSize(line);
+          if (size < 0) throw upstreamError(`malformed chunk size ${JSON.stringify(line)}`, "HPE_INVALID_CHUNK_SIZE");
+          this.remaining = size;
           this.state = this.remaining === 0 ? TRAILERS : CHUNK_DATA;
           at = eol + 2;
           break;

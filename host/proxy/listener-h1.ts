@@ -31,6 +31,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { STATUS_CODES } from "node:http";
 import { Readable } from "node:stream";
 import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
+import { BODY_LENGTH, BODY_STATES_END, CHUNK_DATA, CHUNK_DATA_END, CHUNK_SIZE, CRLF, CRLFCRLF, chunkSize, HEAD, MAX_CHUNK_SIZE_LINE, TRAILERS } from "./h1-framing.js";
 import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
 import { relayRawUpgrade, upgradeHeaders, upgradeRequest } from "./upgrade.js";
 
@@ -47,7 +48,6 @@ export interface H1Limits {
 
 export const DEFAULT_H1_LIMITS: H1Limits = { maxHeaderBytes: 60 * 1024, maxHeadersCount: 100, requestHeadersTimeoutMs: 60_000, idleTimeoutMs: 3_600_000 };
 
-const CRLFCRLF = Buffer.from("\r\n\r\n");
 const LAST_CHUNK = Buffer.from("0\r\n\r\n");
 const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -59,18 +59,11 @@ const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
 const HEAD_GRAMMAR = new RegExp(`^${TOKEN} [\\x21-\\x7e\\x80-\\xff]+ HTTP/\\d\\.\\d(?:\\r\\n${TOKEN}:[\\t\\x20-\\x7e\\x80-\\xff]*)*$`);
 const CONTENT_LENGTH = /^\d{1,15}$/;
-const CHUNK_SIZE_LINE = /^([0-9a-fA-F]{1,12})[\t ]*(;[^\r\n]*)?$/;
 
-// Parser states of a connection.
-const HEAD = 0;
-const BODY_LENGTH = 1;
-const CHUNK_SIZE = 2;
-const CHUNK_DATA = 3;
-const CHUNK_DATA_END = 4;
-const TRAILERS = 5;
+// Parser states of a connection, after the ones shared with the client (h1-framing.ts).
 /** The request is read; the next bytes belong to a pipelined request, parsed once the response is done. */
-const WAITING = 6;
-const CLOSED = 7;
+const WAITING = BODY_STATES_END;
+const CLOSED = BODY_STATES_END + 1;
 
 // Outgoing bytes are assembled in one scratch buffer and written from it. A
 // write to a socket with nothing queued usually completes at once (loopback, a
@@ -553,15 +546,15 @@ class H1Connection {
           break;
         }
         case CHUNK_SIZE: {
-          const eol = buf.indexOf("\r\n", at, "latin1");
+          const eol = buf.indexOf(CRLF, at);
           if (eol < 0) {
-            if (end - at > 1024) return this.brokenBody("chunk size line too long");
+            if (end - at > MAX_CHUNK_SIZE_LINE) return this.brokenBody("chunk size line too long");
             this.keep(buf, at);
             return;
           }
-          const m = CHUNK_SIZE_LINE.exec(buf.toString("latin1", at, eol));
-          if (!m) return this.brokenBody("invalid chunk size");
-          this.remaining = parseInt(m[1]!, 16);
+          const size = chunkSize(buf.toString("latin1", at, eol));
+          if (size < 0) return this.brokenBody("invalid chunk size");
+          this.remaining = size;
           at = eol + 2;
           this.state = this.remaining === 0 ? TRAILERS : CHUNK_DATA;
           break;

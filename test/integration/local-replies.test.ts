@@ -180,11 +180,9 @@ describe("a bug while handling a request", () => {
   });
 });
 
-describe("route timeout (Istio's request timeouts task)", () => {
-  it.each(HTTP1_ENGINES)("answers 504 UT after 0.5 s against a 2 s upstream, on %s, and counts it", async (engine) => {
-    const up = await startUpstream("slow");
-    const p = await startTestProxy(`${settingsYaml(engine)}---
-${serviceEntryYaml("ratings", [{ port: up.port }])}---
+/** Istio's request-timeouts task: ratings with a 0.5 s route timeout. */
+function ratingsWithTimeout(up: Upstream): string {
+  return `${serviceEntryYaml("ratings", [{ port: up.port }])}---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: ratings}
@@ -193,7 +191,13 @@ spec:
   http:
   - route: [{destination: {host: ratings}}]
     timeout: 0.5s
-`);
+`;
+}
+
+describe("route timeout (Istio's request timeouts task)", () => {
+  it.each(HTTP1_ENGINES)("answers 504 UT after 0.5 s against a 2 s upstream, on %s, and counts it", async (engine) => {
+    const up = await startUpstream("slow");
+    const p = await startTestProxy(`${settingsYaml(engine)}---\n${ratingsWithTimeout(up)}`);
     try {
       const started = Date.now();
       const slow = await get(p.url, "ratings", "/delay/2000");
@@ -214,17 +218,7 @@ spec:
 
   it("takes x-envoy-upstream-rq-timeout-ms over the route's timeout (0: none), strips it, and tells the upstream what to expect", async () => {
     const up = await startUpstream("slow");
-    const p = await startTestProxy(`${settingsYaml("h1")}---
-${serviceEntryYaml("ratings", [{ port: up.port }])}---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: ratings}
-spec:
-  hosts: [ratings]
-  http:
-  - route: [{destination: {host: ratings}}]
-    timeout: 0.5s
-`);
+    const p = await startTestProxy(`${settingsYaml("h1")}---\n${ratingsWithTimeout(up)}`);
     try {
       expect((await get(p.url, "ratings", "/delay/800", { "x-envoy-upstream-rq-timeout-ms": "0" })).status).toBe(200);
       expect((await get(p.url, "ratings", "/delay/300", { "x-envoy-upstream-rq-timeout-ms": "100" })).status).toBe(504);
