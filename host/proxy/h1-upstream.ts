@@ -186,6 +186,7 @@ class OriginPool {
   release(conn: Connection): void {
     const next = this.queue.shift();
     if (next) conn.start(next);
+    else if (this.upstream.closing) conn.close(); // the cluster is gone: nothing more comes for it
     else {
       conn.idleSince = performance.now();
       this.idle.push(conn);
@@ -616,7 +617,11 @@ export class H1Upstream {
     for (const pool of this.pools.values()) pool.sweep(now);
   }
 
+  /** Closing: idle connections close now, busy ones once their exchange ends (queued requests still go out). */
+  closing = false;
+
   async close(): Promise<void> {
+    this.closing = true;
     clearInterval(this.sweeper);
     for (const pool of this.pools.values()) for (const conn of [...pool.idle]) conn.close();
     this.pools.clear();

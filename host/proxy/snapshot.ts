@@ -85,6 +85,8 @@ export class SnapshotHolder {
     const previous = this.current;
     this.current = next;
     previous.retire();
+    // Pools of clusters the new config dropped (or whose pool settings changed) drain and close.
+    this.pools.retainOnly(new Set(next.clusters.flatMap((c) => c.pools)));
     return next;
   }
 }

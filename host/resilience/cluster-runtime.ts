@@ -22,6 +22,8 @@ export class ClusterRuntime {
   /** Absent unless the settings' healthChecks name this cluster's host. */
   readonly health: HealthChecker | undefined;
   private readonly panicPercent: number;
+  /** Every pool this cluster sends through (requests, health checks): kept across reloads while in use. */
+  readonly pools: readonly (H1Upstream | H2Upstream)[];
 
   constructor(
     private readonly cluster: ClusterInfo,
@@ -37,6 +39,7 @@ export class ClusterRuntime {
     // Checks are HTTP/1.1 (an HTTP/2 cluster's checks get a plain HTTP/1.1 pool with its limits).
     const checkVia = cluster.http2 ? pools.for(cluster.name, cluster.policy.limits) : (this.dispatcher as H1Upstream);
     this.health = cluster.healthCheck && n > 0 ? new HealthChecker(cluster.healthCheck, origins, () => this.updateEligibility(), checkVia) : undefined;
+    this.pools = this.health && checkVia !== this.dispatcher ? [this.dispatcher, checkVia] : [this.dispatcher];
     this.panicPercent = od ? od.minHealthPercent : ENVOY_PANIC_PERCENT;
   }
 

@@ -3,32 +3,36 @@
 // gets a client configured from it (connections per endpoint, requests per
 // connection, connect and idle timeouts, connection lifetime, TCP keepalive).
 // Clients are kept by policy and cluster across reloads, so an unchanged
-// config reuses its connections.
+// config reuses its connections; a client no serving cluster uses any more
+// drains (requests in flight finish) and closes, as Envoy drains a removed
+// cluster.
 
 import { H1Upstream } from "../proxy/h1-upstream.js";
 import { H2Upstream } from "../proxy/h2-upstream.js";
+import { createHash } from "node:crypto";
 import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } from "node:tls";
 import { DEFAULT_CLUSTER_POLICY, UNLIMITED, type ClusterPolicy, type UpstreamTlsModel } from "../config/traffic-policy.js";
 
 export class PoolRegistry {
-  private readonly h1 = new Map<string, H1Upstream>();
-  private readonly h2 = new Map<string, H2Upstream>();
+  // Keyed by cluster name and a digest of the settings (never the TLS key material itself).
+  private readonly h1 = new Map<string, { cluster: string; pool: H1Upstream }>();
+  private readonly h2 = new Map<string, { cluster: string; pool: H2Upstream }>();
 
   /** The HTTP/2 sessions of a cluster whose port speaks HTTP2 or GRPC. */
   http2For(cluster: string, limits: ClusterPolicy["limits"]): H2Upstream {
     const key = `${cluster}\u0000${limits.connectTimeoutMs}`;
-    let pool = this.h2.get(key);
-    if (!pool) this.h2.set(key, (pool = new H2Upstream(limits.connectTimeoutMs)));
-    return pool;
+    let entry = this.h2.get(key);
+    if (!entry) this.h2.set(key, (entry = { cluster, pool: new H2Upstream(limits.connectTimeoutMs) }));
+    return entry.pool;
   }
 
   /** The HTTP/1.1 client for a cluster with `limits` (and TLS origination when `tls` is set). */
   for(cluster: string, limits: ClusterPolicy["limits"], tls?: UpstreamTlsModel): H1Upstream {
     const shared = !tls && sameLimits(limits, DEFAULT_CLUSTER_POLICY.limits);
-    const key = shared ? "" : `${cluster}\u0000${JSON.stringify(limits)}\u0000${JSON.stringify(tls ?? null)}`;
-    let pool = this.h1.get(key);
-    if (!pool) {
-      pool = new H1Upstream({
+    const key = shared ? "" : `${cluster}\u0000${settingsDigest(limits, tls)}`;
+    let entry = this.h1.get(key);
+    if (!entry) {
+      const pool = new H1Upstream({
         connectTimeoutMs: limits.connectTimeoutMs,
         ...(limits.tcpKeepalive ? { tcpKeepaliveMs: limits.tcpKeepalive.timeMs } : {}),
         // Envoy's max_connections bounds the cluster; this bounds each endpoint's pool.
@@ -38,15 +42,38 @@ export class PoolRegistry {
         idleTimeoutMs: limits.idleTimeoutMs,
         ...(tls ? { tls: tlsConnectOptions(tls) } : {}),
       });
-      this.h1.set(key, pool);
+      this.h1.set(key, (entry = { cluster: shared ? "" : cluster, pool }));
     }
-    return pool;
+    return entry.pool;
+  }
+
+  /**
+   * After a config change: the pools of clusters (or of settings) the new config does not use
+   * drain, as Envoy drains a removed cluster: requests in flight finish, then the connections
+   * close. `used` are the pools the serving snapshot holds. The shared pool stays.
+   */
+  retainOnly(used: ReadonlySet<H1Upstream | H2Upstream>): void {
+    for (const [key, e] of this.h1) {
+      if (e.cluster === "" || used.has(e.pool)) continue;
+      this.h1.delete(key);
+      void e.pool.close();
+    }
+    for (const [key, e] of this.h2) {
+      if (used.has(e.pool)) continue;
+      this.h2.delete(key);
+      e.pool.close();
+    }
+  }
+
+  /** How many pools exist (tests: eviction). */
+  get size(): number {
+    return this.h1.size + this.h2.size;
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.h1.values()].map((p) => p.close()));
+    await Promise.all([...this.h1.values()].map((e) => e.pool.close()));
     this.h1.clear();
-    for (const p of this.h2.values()) p.close();
+    for (const e of this.h2.values()) e.pool.close();
     this.h2.clear();
   }
 }
@@ -71,6 +98,11 @@ function tlsConnectOptions(tls: UpstreamTlsModel): ConnectionOptions {
       return Object.assign(new Error(`certificate SANs ${sans.join(", ") || "(none)"} do not include ${expected.join(" or ")}`), { code: "ERR_TLS_CERT_ALTNAME_INVALID" });
     },
   };
+}
+
+/** A digest of a pool's settings: equal settings share a pool, and no key holds a private key. */
+function settingsDigest(limits: ClusterPolicy["limits"], tls: UpstreamTlsModel | undefined): string {
+  return createHash("sha256").update(JSON.stringify(limits)).update("\u0000").update(JSON.stringify(tls ?? null)).digest("base64");
 }
 
 function sameLimits(a: ClusterPolicy["limits"], b: ClusterPolicy["limits"]): boolean {

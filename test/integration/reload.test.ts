@@ -100,3 +100,34 @@ describe("config reload", () => {
     expect(p.logs.join("\n")).toMatch(/config \(file reload\): rejected; still serving version/);
   });
 });
+
+describe("a cluster removed by a reload", () => {
+  it("lets its request in flight finish, then its pool closes and leaves the registry (Envoy's cluster drain)", async () => {
+    const up = await startUpstream("old");
+    const withPool = (name: string): string => `${serviceEntryYaml(name, [{ port: up.port }])}---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ${name}}
+spec:
+  host: ${name}
+  trafficPolicy: {connectionPool: {tcp: {maxConnections: 10}}}
+`;
+    const p = await startTestProxy(`${settingsYaml("h1")}---\n${withPool("keep")}---\n${withPool("gone")}`, { watch: true });
+    try {
+      expect((await get(p.url, "keep", "/")).status).toBe(200);
+      const pools = p.proxy.holder.pools.size;
+      const slow = get(p.url, "gone", "/delay/600");
+      await waitFor(() => up.arrived() >= 2, "the slow request to reach the upstream");
+      const version = p.proxy.holder.current.version;
+      p.write(`${settingsYaml("h1")}---\n${withPool("keep")}`);
+      await waitFor(() => p.proxy.holder.current.version > version, "the reload");
+      expect(p.proxy.holder.pools.size).toBe(pools - 1);
+      expect((await slow).status).toBe(200); // the removed cluster's request in flight completed
+      expect((await get(p.url, "keep", "/")).status).toBe(200); // the kept cluster's pool still serves
+      expect((await get(p.url, "gone", "/")).status).not.toBe(200);
+    } finally {
+      await p.close();
+      await up.close();
+    }
+  });
+});
