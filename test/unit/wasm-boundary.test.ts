@@ -3,7 +3,7 @@
 // allocator, and assembly/layout.ts is consistent (every record's fields are
 // distinct, aligned and inside the record).
 
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import * as L from "../../assembly/layout.js";
 
@@ -26,6 +26,30 @@ describe("the route core's boundary", () => {
     expect(wat).not.toContain("~lib/rt");
     // Every function is the project's own code or a small std helper inlined at compile time.
     expect(functions.filter((f) => !f.startsWith("assembly/") && !f.startsWith("~lib/"))).toEqual([]);
+  });
+});
+
+describe("the route core's source (assembly/)", () => {
+  // A lint of what the hot path must not do, on the AssemblyScript sources (their decorators keep
+  // typescript-eslint from parsing them): allocate, throw, close over variables, use managed strings
+  // or collections. Comments are left out.
+  const dir = new URL("../../assembly/", import.meta.url);
+  const files = readdirSync(dir).filter((f) => f.endsWith(".ts"));
+  const code = (f: string): string[] =>
+    readFileSync(new URL(f, dir), "utf8")
+      .replace(/\/\*[\s\S]*?\*\//g, (c) => c.replace(/[^\n]/g, "")) // keeps the line numbers
+      .split("\n")
+      .map((l) => l.replace(/\/\/.*$/, ""));
+  it.each([
+    ["allocates with new", /\bnew\s/],
+    ["throws", /\bthrow\b/],
+    ["creates a closure", /=>/],
+    ["uses a managed string", /:\s*string\b|`/],
+    ["uses a managed collection", /\b(Array|Map|Set|StaticArray)\s*</],
+  ])("never %s", (_what, pattern) => {
+    expect(files.length).toBeGreaterThan(3);
+    const hits = files.flatMap((f) => code(f).flatMap((line, i) => (pattern.test(line) ? [`${f}:${i + 1}: ${line.trim()}`] : [])));
+    expect(hits).toEqual([]);
   });
 });
 
