@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 30_000,
     // Integration tests bind real sockets on port 0; files may run in parallel.
     pool: "forks",
+    setupFiles: ["test/support/fast-check-seed.ts"],
   },
 });
