@@ -23,7 +23,7 @@ Examples:
   instio validate examples/quickstart
   instio proxy --config examples/quickstart
   instio explain --config examples/quickstart 'GET http://reviews:9080/reviews/1' -H 'end-user: jason'
-  HTTP_PROXY=http://127.0.0.1:15001 curl http://reviews:9080/   (needs engine: node, see README)
+  curl -x http://127.0.0.1:15001 http://reviews:9080/reviews/1   (the proxy as an explicit HTTP proxy)
 `;
 
 function fail(message: string): never {

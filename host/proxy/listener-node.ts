@@ -1,6 +1,7 @@
-// The node:http front door: the fallback when the uWS binary cannot load, and the
-// engine for listeners that must answer absolute-form (HTTP_PROXY) requests and
-// malformed requests the way Envoy does (400, 431), which this uWS build cannot.
+// The node:http front door (engine "node"), and the fallback when the uWS binary
+// cannot load. It answers absolute-form (HTTP proxy) requests and malformed ones
+// as Envoy does (400, 431) too, but is slower than instio's own listener
+// (listener-h1.ts, the default); node:http2's compatibility API reuses it.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";

@@ -4,10 +4,11 @@
 // the pipeline needs is read there, synchronously. Writes from later callbacks
 // are corked, as uWS requires, so headers and body leave in one syscall.
 //
-// Known limits of this uWS build (20.30): it closes the connection without a
-// response on malformed requests and on absolute-form targets
-// ("GET http://host/ HTTP/1.1"). Use engine "node" on a listener that must
-// answer those (explicit HTTP_PROXY clients); see README.
+// Known limits of this uWS build (20.30), which JavaScript cannot fix (README,
+// "Listener engines"): pipelined requests, more than 48 headers, malformed
+// requests and absolute-form targets are mishandled, lax framing is forwarded,
+// and every response carries "uWebSockets: 20". It is an option; instio's own
+// listener (listener-h1.ts) is the default.
 
 import { Readable } from "node:stream";
 import { createRequire } from "node:module";
