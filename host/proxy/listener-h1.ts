@@ -30,23 +30,12 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { STATUS_CODES } from "node:http";
 import { Readable } from "node:stream";
+import type { HttpSettings } from "../config/model.js";
 import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
 import { BODY_LENGTH, BODY_STATES_END, CHUNK_DATA, CHUNK_DATA_END, CHUNK_SIZE, CRLF, CRLFCRLF, chunkSize, HEAD, MAX_CHUNK_SIZE_LINE, TRAILERS } from "./h1-framing.js";
 import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
+import { statusText } from "./status-line.js";
 import { relayRawUpgrade, upgradeHeaders, upgradeRequest } from "./upgrade.js";
-
-export interface H1Limits {
-  /** Request line and headers, bytes (Envoy's max_request_headers_kb: 60 KiB). */
-  maxHeaderBytes: number;
-  /** Header fields per request (Envoy's max_headers_count: 100). */
-  maxHeadersCount: number;
-  /** From a request's first byte to the end of its headers; 0: none. */
-  requestHeadersTimeoutMs: number;
-  /** A connection with no request in progress is closed after this; 0: never. */
-  idleTimeoutMs: number;
-}
-
-export const DEFAULT_H1_LIMITS: H1Limits = { maxHeaderBytes: 60 * 1024, maxHeadersCount: 100, requestHeadersTimeoutMs: 60_000, idleTimeoutMs: 3_600_000 };
 
 const LAST_CHUNK = Buffer.from("0\r\n\r\n");
 const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -98,16 +87,14 @@ function drained(conn: H1Connection): void {
 }
 
 const statusLines = new Map<number, string>();
+/** "HTTP/1.1 200 OK\r\n", once per status. */
 function statusLine(status: number): string {
   let line = statusLines.get(status);
-  if (line === undefined) {
-    line = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Unknown"}\r\n`;
-    statusLines.set(status, line);
-  }
+  if (line === undefined) statusLines.set(status, (line = `HTTP/1.1 ${statusText(status)}\r\n`));
   return line;
 }
 
-/** A codec error: the status Envoy answers with, and why (for the log and the tests). */
+/** A codec error: the status Envoy answers with, and why (names the rule at each throw). */
 class Rejection {
   constructor(
     readonly status: number,
@@ -136,7 +123,7 @@ interface ParsedHead {
 }
 
 /** Parses and validates one request head (without its final CRLFCRLF); throws a Rejection. */
-function parseHead(head: string, limits: H1Limits): ParsedHead {
+function parseHead(head: string, limits: HttpSettings): ParsedHead {
   if (!HEAD_GRAMMAR.test(head)) throw new Rejection(400, "malformed request head");
   let eol = head.indexOf("\r\n");
   if (eol < 0) eol = head.length;
@@ -506,7 +493,7 @@ class H1Connection {
             this.idleSince = 0;
           }
           const stop = buf.indexOf(CRLFCRLF, at);
-          const limit = this.listener.limits.maxHeaderBytes;
+          const limit = this.listener.limits.maxRequestHeadersBytes;
           if (stop < 0 || stop - at > limit) {
             if (end - at > limit) return this.reject(new Rejection(431, "request headers too large"));
             // A head with bare LFs never shows CRLFCRLF: refused now rather than at the headers timeout.
@@ -577,7 +564,7 @@ class H1Connection {
           }
           const stop = buf.indexOf(CRLFCRLF, at);
           if (stop < 0) {
-            if (end - at > this.listener.limits.maxHeaderBytes) return this.brokenBody("trailers too large");
+            if (end - at > this.listener.limits.maxRequestHeadersBytes) return this.brokenBody("trailers too large");
             this.keep(buf, at);
             return;
           }
@@ -681,7 +668,6 @@ class H1Connection {
   private reject(r: Rejection): void {
     this.state = CLOSED;
     this.pending = undefined;
-    this.listener.rejected(r.status, r.reason);
     if (this.current && !this.current.done) {
       this.current.abort();
       this.current = undefined;
@@ -697,10 +683,8 @@ class H1Connection {
       ds.abort();
       this.current = undefined;
     }
-    if (answered) {
-      this.listener.rejected(400, reason);
-      this.destroy();
-    } else this.reject(new Rejection(400, reason));
+    if (answered) this.destroy();
+    else this.reject(new Rejection(400, reason));
   }
 
   /** `Upgrade` (WebSocket): the connection leaves the parser and is relayed as raw bytes. */
@@ -743,7 +727,6 @@ class H1Connection {
     const l = this.listener.limits;
     if (this.headStartedAt > 0 && l.requestHeadersTimeoutMs > 0 && now - this.headStartedAt >= l.requestHeadersTimeoutMs) {
       this.headStartedAt = 0;
-      this.listener.headerTimeouts++;
       this.reject(new Rejection(408, "request headers timeout"));
     } else if (this.idleSince > 0 && this.current === undefined && l.idleTimeoutMs > 0 && now - this.idleSince >= l.idleTimeoutMs) {
       this.state = CLOSED;
@@ -763,7 +746,6 @@ function hasBareLf(buf: Buffer, from: number, end: number): boolean {
 class H1Server {
   readonly connections = new Set<H1Connection>();
   localAddress = "";
-  headerTimeouts = 0;
   /**
    * The time of the last sweep: connections stamp their timeout starts with it instead of
    * reading the clock per request (the timeouts are only checked at sweeps anyway).
@@ -774,10 +756,9 @@ class H1Server {
   constructor(
     readonly handler: RequestHandler,
     readonly upgrades: UpgradeRouter | undefined,
-    readonly limits: H1Limits,
+    /** The HCM's limits and timeouts (ProxySettings spec.http); the stream idle timeout is the pipeline's. */
+    readonly limits: HttpSettings,
     readonly onInternalError: (err: Error) => void,
-    /** Codec errors answered by the listener itself (Envoy's downstream_rq_4xx from the codec). */
-    readonly rejected: (status: number, reason: string) => void,
   ) {}
 
   accept(socket: Socket): void {
@@ -798,15 +779,8 @@ function sweepConnections(server: H1Server): void {
   for (const c of server.connections) c.sweep(now);
 }
 
-export interface H1ListenOptions {
-  limits?: Partial<H1Limits>;
-  onInternalError?: (err: Error) => void;
-  onRejected?: (status: number, reason: string) => void;
-}
-
-export function listenH1(address: string, port: number, handler: RequestHandler, upgrades: UpgradeRouter | undefined, options: H1ListenOptions = {}): Promise<Listener> {
-  const limits = { ...DEFAULT_H1_LIMITS, ...options.limits };
-  const h1 = new H1Server(handler, upgrades, limits, options.onInternalError ?? ((err) => console.error(err)), options.onRejected ?? noop);
+export function listenH1(address: string, port: number, handler: RequestHandler, upgrades: UpgradeRouter | undefined, http: HttpSettings, onInternalError: (err: Error) => void): Promise<Listener> {
+  const h1 = new H1Server(handler, upgrades, http, onInternalError);
   const server: Server = createServer({ noDelay: true }, (socket) => h1.accept(socket));
   return new Promise((resolve, reject) => {
     server.once("error", reject);

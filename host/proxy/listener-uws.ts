@@ -15,6 +15,7 @@ import { createRequire } from "node:module";
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from "uWebSockets.js";
 import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
 import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
+import { statusText } from "./status-line.js";
 import { upgradeHeaders, upgradeRequest } from "./upgrade.js";
 import type { WebSocket } from "ws";
 
@@ -44,18 +45,6 @@ export function loadUws(): { uws: UwsModule | undefined; reason: string } {
 }
 
 const METHODS: Record<string, string> = { get: "GET", post: "POST", put: "PUT", delete: "DELETE", head: "HEAD", options: "OPTIONS", patch: "PATCH", connect: "CONNECT", trace: "TRACE" };
-
-const STATUS_TEXT: Record<number, string> = {
-  200: "200 OK", 201: "201 Created", 202: "202 Accepted", 204: "204 No Content", 206: "206 Partial Content",
-  301: "301 Moved Permanently", 302: "302 Found", 304: "304 Not Modified", 307: "307 Temporary Redirect", 308: "308 Permanent Redirect",
-  400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found", 405: "405 Method Not Allowed",
-  408: "408 Request Timeout", 409: "409 Conflict", 413: "413 Payload Too Large", 429: "429 Too Many Requests", 431: "431 Request Header Fields Too Large",
-  500: "500 Internal Server Error", 502: "502 Bad Gateway", 503: "503 Service Unavailable", 504: "504 Gateway Timeout",
-};
-
-function statusLine(status: number): string {
-  return STATUS_TEXT[status] ?? String(status);
-}
 
 // Filled by collectHeader during req.forEach: a module-level target avoids a closure per request.
 let collecting: string[] = [];
@@ -176,7 +165,7 @@ class UwsDownstream implements Downstream {
 
   writeHead(): void {
     const res = this.res;
-    res.writeStatus(statusLine(this.headStatus));
+    res.writeStatus(statusText(this.headStatus));
     const h = this.headHeaders;
     for (let i = 0; i < h.length; i += 2) {
       // uWS writes its own Connection header when end() is told to close; a

@@ -149,7 +149,6 @@ function runPhases(options: PipelineOptions, ex: Exchange, ds: Downstream): void
     }
     const fault = snapshot.config.routes[code]!.fault;
     if (fault?.delay && Math.random() * 100 < fault.delay.percent) {
-      ex.faultDelayed = true;
       ex.addFlag("DI");
       ex.delayTimer = setTimeout(resumeAfterDelay, fault.delay.ms, options, ex);
       return;
@@ -216,8 +215,7 @@ function afterDelay(options: PipelineOptions, ex: Exchange): void {
   }
   if (info.rewrite?.uri !== undefined) ex.upstreamPath = rewritePath(ds, snapshot.config.table.entries[ex.entry]!, info.rewrite.uri);
   else if (info.rewrite?.uriRegex) ex.upstreamPath = regexRewritePath(ds, snapshot, info.rewrite.uriRegex);
-  const cluster = snapshot.config.clusters[ex.cluster]!;
-  ex.clusterName = cluster.name;
+  const cluster = snapshot.config.clusters[ex.cluster]!; // its name is the exchange's since routing
   if (cluster.passthrough) forwardPassthrough(options, ex, ds.authority!, cluster.port);
   else ex.forward(snapshot.core.hashCookieMissing ? withGeneratedCookie(snapshot, ex, cluster) : snapshot.core.endpoint, "");
   for (const m of info.mirrors) if (Math.random() * 100 < m.percent) ex.mirror(m.cluster);
@@ -325,8 +323,7 @@ export class Exchange implements DownstreamEvents, IdleWatched {
   upstreamPath: string | undefined;
   /** access-control-* headers for an allowed CORS origin, added to whatever answers the request. */
   corsHeaders: string[] | undefined;
-  /** A fault delay held this request (flag DI); the timer while it does. */
-  faultDelayed = false;
+  /** The fault delay holding this request (flag DI), while it does. */
   delayTimer: NodeJS.Timeout | undefined;
   cluster = -1;
   clusterName = "";
@@ -660,9 +657,12 @@ export class Exchange implements DownstreamEvents, IdleWatched {
       if (typeof value === "string") out.push(name, value);
       else for (const v of value) out.push(name, v);
     }
-    // Envoy measures from the router's view of the complete request: after a fault delay, including retries.
-    this.serviceTimeMs = Math.round(performance.now() - this.requestCompleteAt);
-    out.push("x-envoy-upstream-service-time", String(this.serviceTimeMs));
+    // Envoy measures from the router's view of the complete request (after a fault delay, including
+    // retries), and leaves the header out when the upstream answered before the request was all read.
+    if (this.requestCompleteAt > 0) {
+      this.serviceTimeMs = Math.round(performance.now() - this.requestCompleteAt);
+      out.push("x-envoy-upstream-service-time", String(this.serviceTimeMs));
+    }
     out.push("server", serverName(this.listener));
     this.applyRouteResponseHeaders(out);
     if (this.setCookie) out.push("set-cookie", this.setCookie);

@@ -54,8 +54,7 @@ export interface RunningProxy {
 async function listen(settings: ListenerSettings, http: HttpSettings, handler: RequestHandler, logger: Logger, upgrades?: UpgradeRouter): Promise<Listener> {
   if (settings.tls || settings.engine === "h2c") return listenH2(settings, handler, (line) => logger.info(line));
   if (settings.engine === "h1") {
-    const limits = { maxHeaderBytes: http.maxRequestHeadersBytes, maxHeadersCount: http.maxHeadersCount, requestHeadersTimeoutMs: http.requestHeadersTimeoutMs, idleTimeoutMs: http.idleTimeoutMs };
-    return listenH1(settings.address, settings.port, handler, upgrades, { limits, onInternalError: (err) => logger.error(`internal error in the HTTP/1.1 listener (connection closed): ${err.stack ?? err.message}`) });
+    return listenH1(settings.address, settings.port, handler, upgrades, http, (err) => logger.error(`internal error in the HTTP/1.1 listener (connection closed): ${err.stack ?? err.message}`));
   }
   if (settings.engine === "uws") {
     const { uws, reason } = loadUws();
