@@ -23,7 +23,7 @@ const holder = new SnapshotHolder(config, (s) => telemetry.bind(s));
 const ds = { method: "GET", path: "/reviews/1", query: undefined, headers: ["host", "reviews:9080", "user-agent", "curl/8", "accept", "*/*"], bodyBytes: 0 } as unknown as Downstream;
 const ex = new Exchange({ observer: telemetry } as unknown as PipelineOptions, listener, holder.current, ds);
 ex.cluster = 0;
-ex.upstreamEndpoint = 0;
+ex.upstreamEndpoint = holder.current.endpoints[0];
 ex.status = 200;
 ex.headerBytesSent = 180;
 ex.bytesSent = 120;

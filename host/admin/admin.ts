@@ -2,7 +2,8 @@
 // (15020 merged metrics and health, 15090 Envoy metrics, 15021 readiness).
 
 import { get as httpGet } from "node:http";
-import type { ClusterRuntime } from "../resilience/cluster-runtime.js";
+import type { ManagedCluster } from "../cluster/cluster.js";
+import type { UpstreamEndpoint } from "../cluster/endpoint.js";
 import type { Logger, LogLevel } from "../log.js";
 import { LOG_LEVELS } from "../log.js";
 import type { Lifecycle } from "../proxy/lifecycle.js";
@@ -60,29 +61,27 @@ interface HostStatus {
 }
 
 /** Envoy's health flags: /failed_active_hc and /failed_outlier_check, or "healthy". */
-function healthFlags(runtime: ClusterRuntime, endpoint: number): string {
-  const flags = (runtime.health && !runtime.health.isHealthy(endpoint) ? "/failed_active_hc" : "") + (runtime.outlier?.isEjected(endpoint) ? "/failed_outlier_check" : "");
+function healthFlags(cluster: ManagedCluster, ep: UpstreamEndpoint): string {
+  const flags = (cluster.health && !ep.healthy ? "/failed_active_hc" : "") + (cluster.outlier && ep.ejected ? "/failed_outlier_check" : "");
   return flags || "healthy";
 }
 
 /** Clusters, their endpoints and per-endpoint counters, as Envoy's /clusters. */
 function clusterStatus(ctx: AdminContext): { name: string; hosts: HostStatus[] }[] {
   const s = ctx.holder.current;
-  return s.config.clusters.map((c, i) => ({
-    name: c.name,
-    hosts: c.endpoints.map((_, j) => {
-      const dispatcher = s.clusters[i]!.dispatcher;
+  return s.clusters.map((cluster) => ({
+    name: cluster.info.name,
+    hosts: cluster.members.map((ep) => {
+      const dispatcher = cluster.dispatcher;
       const pools = "stats" in dispatcher ? dispatcher.stats : {};
-      const global = s.clusterEndpointStart[i]! + j;
-      const ep = s.endpoints[global]!;
       const pool = pools[ep.origin] as { connected?: number | boolean } | undefined;
       return {
         address: ep.hostPort,
-        rq_active: s.core.active[global]!,
-        rq_total: s.stats?.endpointRequests[global] ?? 0,
+        rq_active: ep.inFlight,
+        rq_total: ep.requests,
         cx_active: typeof pool?.connected === "number" ? pool.connected : pool?.connected ? 1 : 0,
-        // Envoy's flag for an endpoint ejected by outlier detection.
-        health_flags: healthFlags(s.clusters[i]!, j),
+        // Envoy's flags for an endpoint failing active health checks or ejected by outlier detection.
+        health_flags: healthFlags(cluster, ep),
         weight: 1,
       };
     }),

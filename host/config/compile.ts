@@ -12,6 +12,7 @@ import { egressAllows, sidecarFor, type SidecarModel } from "./sidecar.js";
 import { gatewayListeners, gatewaysFor, type GatewayListener } from "./gateway.js";
 import { clusterPolicy, type ClusterPolicy, type LoadBalancerModel, type TrafficPolicyModel } from "./traffic-policy.js";
 import type { EncodedImage } from "../core/route-core.js";
+import { updateDigests, type UpdateDigests } from "./update-digests.js";
 import { HostIndex, hostMatches, virtualHostDomains } from "./hosts.js";
 import type { ConfigModel, CorsModel, DestinationModel, HealthCheckSettings, HeadersModel, RetryPolicyModel, RouteActionModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
 
@@ -122,6 +123,8 @@ export interface CompiledConfig {
   entries: EntryInfo[];
   virtualHosts: VirtualHostInfo[];
   diagnostics: ConfigDiagnostic[];
+  /** What an update to or from this config changes: routes, a cluster's settings, a cluster's endpoints. */
+  digests: UpdateDigests;
 }
 
 const DEFAULT_HTTP_PORT = 80;
@@ -265,7 +268,7 @@ class Compiler {
     if (this.table.headerNames.length > SLOT_COUNT_MAX - SLOT_FIRST_HEADER) {
       this.error(undefined, `routes reference ${this.table.headerNames.length} distinct headers; at most ${SLOT_COUNT_MAX - SLOT_FIRST_HEADER} are supported`);
     }
-    return {
+    const config = {
       model: this.model,
       tcpListeners: this.tcpListeners(),
       gatewayListeners: this.gatewayListeners,
@@ -280,6 +283,7 @@ class Compiler {
       virtualHosts: this.vhosts,
       diagnostics: this.diagnostics,
     };
+    return { ...config, digests: updateDigests(config) };
   }
 
   /** The VirtualService whose hosts cover `host` most specifically (first in file order on a tie). */

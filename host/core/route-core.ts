@@ -1,8 +1,11 @@
 // Loads the Wasm route core and binds one instance to one route table.
 //
-// One instance per snapshot: the table image, the request area and the
-// in-flight counters live in that instance's linear memory, sized once here and
-// never grown afterwards, so the typed-array views below stay valid.
+// One instance per route table: the table image, the request area and the
+// per-endpoint arrays (requests in flight, eligibility) live in that
+// instance's linear memory. An endpoint update resizes a cluster's endpoint
+// range in place (resizeCluster) instead of building a new image; when a
+// cluster outgrows its range the endpoint arrays move to fresh memory at the
+// end, the memory may grow, and every typed-array view here is bound again.
 
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -10,7 +13,7 @@ import { instantiateSync } from "@assemblyscript/loader";
 import * as L from "../../assembly/layout.js";
 import type { Decision } from "./decision.js";
 import { buildMaglev, buildRing } from "./hash-tables.js";
-import { encodeImage } from "./image.js";
+import { encodeImage, hashTableCapacity } from "./image.js";
 import { clusterEndpointStarts, type RouteTable } from "./route-table.js";
 
 interface CoreExports {
@@ -71,16 +74,38 @@ const REGEX_INPUT_BYTES = L.REQUEST_BYTES;
 export class RouteCore {
   private readonly exports: CoreExports;
   /** Slot table of the request area: [offset, length] pairs as i32. */
-  private readonly slots: Int32Array;
+  private slots!: Int32Array;
   /** Bytes of the request area after the slot table (a Buffer: allocation-free utf8 writes for non-ASCII). */
-  private readonly bytes: Buffer;
+  private bytes!: Buffer;
+  private readonly requestAt: number;
   private readonly bytesAt: number;
-  private readonly out: Int32Array;
-  /** Requests in flight per global endpoint index; the core reads it for LEAST_REQUEST. */
-  readonly active: Int32Array;
+  private readonly outAt: number;
+  private out!: Int32Array;
+  /**
+   * Requests in flight per global endpoint index; the core reads it for LEAST_REQUEST. The host
+   * counts through UpstreamEndpoint cells bound to it; rebound when layoutGeneration changes.
+   */
+  active!: Int32Array;
   /** 1 per global endpoint the load balancers may pick; change it through setEligible(). */
-  private readonly eligible: Int32Array;
+  private eligible!: Int32Array;
   private readonly table: RouteTable;
+  // Endpoint ranges per cluster: [start, start + count) of the global endpoint arrays, with room up to capacity.
+  private readonly epStart: number[];
+  private readonly epCount: number[];
+  private readonly epCapacity: number[];
+  /** "address:port" per endpoint of consistent-hash clusters: what their tables hash. */
+  private readonly epNames: (readonly string[] | undefined)[];
+  private readonly hashTableCapacity: number[];
+  private activeAt: number;
+  private eligibleAt: number;
+  /** Cells in the global endpoint arrays, and how many of them clusters' ranges take. */
+  private globalCapacity: number;
+  private globalUsed: number;
+  /** First free byte after everything placed in memory (endpoint arrays and tables moved by updates go here). */
+  private tail: number;
+  private readonly imageAt: number;
+  /** Changes whenever endpoint cells move (or memory grows): whoever holds a cell looks it up again. */
+  layoutGeneration = 0;
   private readonly clustersAt: number;
   private readonly memory: WebAssembly.Memory;
   private cursor = 0;
@@ -90,13 +115,14 @@ export class RouteCore {
   readonly readsScheme: boolean;
   readonly readsQuery: boolean;
   readonly readsSourceIp: boolean;
-  private readonly clusterStarts: number[];
   /** Program addresses of the table's hostRegexes, by index. */
   private readonly hostRegexes: number[];
   private readonly regexInputAt: number;
-  private readonly regexInput: Buffer;
+  private regexInput!: Buffer;
   /** Capture slots of the last regexSearch(), as byte offsets into the input (-1: group did not take part). */
-  private readonly captures: Int32Array;
+  private captures!: Int32Array;
+  private readonly capturesAt: number;
+  private readonly captureCount: number;
 
   constructor(table: RouteTable, prebuilt?: EncodedImage) {
     // The loader's demangled exports wrap every function in a rest-args closure
@@ -110,30 +136,33 @@ export class RouteCore {
     const outAt = requestAt + REQUEST_AREA_BYTES;
     const regexInputAt = outAt + L.OUT_SIZE;
     const end = regexInputAt + REGEX_INPUT_BYTES;
-    const needPages = Math.ceil(end / PAGE) - memory.buffer.byteLength / PAGE;
-    if (needPages > 0) memory.grow(needPages);
-    const buffer = memory.buffer;
-    new Uint8Array(buffer, imageAt, image.length).set(image);
+    growTo(memory, end);
+    new Uint8Array(memory.buffer, imageAt, image.length).set(image);
     if (this.exports.init(imageAt, requestAt, outAt) !== 0) throw new Error("internal: route core rejected the table image");
-    this.slots = new Int32Array(buffer, requestAt, L.SLOT_COUNT_MAX * 2);
-    this.bytesAt = requestAt + L.SLOT_COUNT_MAX * L.SLOT_SIZE;
-    this.bytes = Buffer.from(buffer, this.bytesAt, L.REQUEST_BYTES);
-    this.out = new Int32Array(buffer, outAt, L.OUT_SIZE / 4);
-    const endpointCount = table.clusters.reduce((n, c) => n + c.endpointCount, 0);
-    this.active = new Int32Array(buffer, imageAt + activeOffset, endpointCount);
-    this.eligible = new Int32Array(buffer, imageAt + eligibleOffset, endpointCount);
-    this.table = table;
     this.memory = memory;
+    this.imageAt = imageAt;
+    this.requestAt = requestAt;
+    this.bytesAt = requestAt + L.SLOT_COUNT_MAX * L.SLOT_SIZE;
+    this.outAt = outAt;
+    this.regexInputAt = regexInputAt;
+    this.tail = end;
+    this.table = table;
     this.headerSlots = table.headerNames.length;
     this.hostRegexes = hostRegexes;
-    this.regexInputAt = regexInputAt;
-    this.regexInput = Buffer.from(buffer, regexInputAt, REGEX_INPUT_BYTES);
-    const view = new DataView(buffer);
-    const capsAt = view.getUint32(view.getUint32(imageAt + L.H_RX_SCRATCH, true) + L.RXS_CAPS, true);
-    this.captures = new Int32Array(buffer, capsAt, view.getUint32(imageAt + L.H_RX_MAX_SLOTS, true));
+    const view = new DataView(memory.buffer);
+    this.capturesAt = view.getUint32(view.getUint32(imageAt + L.H_RX_SCRATCH, true) + L.RXS_CAPS, true);
+    this.captureCount = view.getUint32(imageAt + L.H_RX_MAX_SLOTS, true);
     this.clustersAt = view.getUint32(imageAt + L.H_CLUSTERS, true);
+    this.epStart = clusterEndpointStarts(table).slice(0, -1);
+    this.epCount = table.clusters.map((c) => c.endpointCount);
+    this.epCapacity = [...this.epCount];
+    this.epNames = table.clusters.map((c) => c.endpointNames);
+    this.hashTableCapacity = table.clusters.map((c) => hashTableCapacity(c));
+    this.globalCapacity = this.globalUsed = this.epCount.reduce((n, c) => n + c, 0);
+    this.activeAt = imageAt + activeOffset;
+    this.eligibleAt = imageAt + eligibleOffset;
+    this.bindViews();
     this.readsSourceIp = table.clusters.some((c) => c.loadBalancer && "key" in c.loadBalancer && c.loadBalancer.key.source === "sourceIp");
-    this.clusterStarts = clusterEndpointStarts(table);
     table.clusters.forEach((_, i) => this.rebuildHashTable(i));
     this.readsMethod = table.entries.some((e) => e.method !== undefined);
     this.readsScheme = table.entries.some((e) => e.scheme !== undefined);
@@ -246,7 +275,17 @@ export class RouteCore {
     return this.regexInput.write(value, 0, "utf8");
   }
 
-  // ── Endpoint eligibility (outlier ejection, panic) and consistent-hash tables: off the hot path. ──
+  // ── Endpoints: eligibility (outlier ejection, health, panic), consistent-hash tables and
+  // endpoint updates. Off the hot path. ──
+
+  /** Global index of cluster `cluster`'s first endpoint (its endpoints are contiguous). */
+  clusterStart(cluster: number): number {
+    return this.epStart[cluster]!;
+  }
+
+  clusterSize(cluster: number): number {
+    return this.epCount[cluster]!;
+  }
 
   /** Whether the load balancers may pick global endpoint `endpoint`. */
   isEligible(endpoint: number): boolean {
@@ -259,14 +298,121 @@ export class RouteCore {
    * rebuilds its load balancer when the healthy host set changes.
    */
   setEligible(cluster: number, eligible: readonly boolean[]): void {
-    const start = this.clusterStarts[cluster]!;
+    const start = this.epStart[cluster]!;
+    const n = Math.min(eligible.length, this.epCount[cluster]!);
     let count = 0;
-    eligible.forEach((e, i) => {
-      this.eligible[start + i] = e ? 1 : 0;
-      if (e) count++;
-    });
-    new DataView(this.memory.buffer).setUint32(this.clustersAt + cluster * L.CL_SIZE + L.CL_ELIGIBLE_COUNT, count, true);
+    for (let i = 0; i < n; i++) {
+      this.eligible[start + i] = eligible[i] ? 1 : 0;
+      if (eligible[i]) count++;
+    }
+    this.clusterRecord().setUint32(this.clustersAt + cluster * L.CL_SIZE + L.CL_ELIGIBLE_COUNT, count, true);
     this.rebuildHashTable(cluster);
+  }
+
+  /**
+   * An endpoint update (Envoy's EDS): cluster `cluster` now has `names.length`
+   * endpoints, all eligible, none with requests counted; `names` ("address:port")
+   * are what consistent-hash tables hash. The route image is not rebuilt. A
+   * cluster that outgrows its range moves to free cells; when none are left the
+   * endpoint arrays are laid out again in fresh memory (every cluster's cells
+   * move, their counts and eligibility with them). Either way layoutGeneration
+   * changes and holders of cells look them up again.
+   */
+  resizeCluster(cluster: number, names: readonly string[]): void {
+    const n = names.length;
+    if (n > this.epCapacity[cluster]!) {
+      if (this.globalUsed + n <= this.globalCapacity) {
+        this.epStart[cluster] = this.globalUsed;
+        this.epCapacity[cluster] = n;
+        this.globalUsed += n;
+      } else {
+        this.relayoutEndpoints(cluster, n);
+      }
+      this.layoutGeneration++;
+    }
+    const start = this.epStart[cluster]!;
+    this.epCount[cluster] = n;
+    if (this.epNames[cluster] !== undefined) this.epNames[cluster] = [...names];
+    this.active.fill(0, start, start + n);
+    this.eligible.fill(1, start, start + n);
+    const record = this.clustersAt + cluster * L.CL_SIZE;
+    const view = this.clusterRecord();
+    view.setUint32(record + L.CL_EP_START, start, true);
+    view.setUint32(record + L.CL_EP_COUNT, n, true);
+    view.setUint32(record + L.CL_ELIGIBLE_COUNT, n, true);
+    const lb = this.table.clusters[cluster]!.loadBalancer;
+    if (lb?.kind === "ringHash" && lb.minimumRingSize + n > this.hashTableCapacity[cluster]!) {
+      // Envoy's ring holds at most minimumRingSize + hosts points; room for growth beyond that.
+      const capacity = lb.minimumRingSize + n + (n >> 1);
+      const at = this.allocate(capacity * L.RING_SIZE);
+      this.hashTableCapacity[cluster] = capacity;
+      this.clusterRecord().setUint32(record + L.CL_TABLE, at, true);
+    }
+    this.rebuildHashTable(cluster);
+  }
+
+  /** Every cluster's range packed into new arrays with room to grow; `grown` gets `size` cells. */
+  private relayoutEndpoints(grown: number, size: number): void {
+    const clusters = this.epCount.length;
+    const capacity = this.epCount.map((n, i) => {
+      const k = i === grown ? size : n;
+      return k + (k >> 1) + 4;
+    });
+    const total = capacity.reduce((n, c) => n + c, 0);
+    const oldActive = this.activeAt;
+    const oldEligible = this.eligibleAt;
+    const activeAt = this.allocate(total * 4);
+    const eligibleAt = this.allocate(total * 4);
+    const mem = new Int32Array(this.memory.buffer);
+    let next = 0;
+    for (let i = 0; i < clusters; i++) {
+      const from = this.epStart[i]!;
+      const n = i === grown ? 0 : this.epCount[i]!;
+      mem.copyWithin((activeAt >> 2) + next, (oldActive >> 2) + from, (oldActive >> 2) + from + n);
+      mem.copyWithin((eligibleAt >> 2) + next, (oldEligible >> 2) + from, (oldEligible >> 2) + from + n);
+      this.epStart[i] = next;
+      this.epCapacity[i] = capacity[i]!;
+      const record = this.clustersAt + i * L.CL_SIZE;
+      new DataView(this.memory.buffer).setUint32(record + L.CL_EP_START, next, true);
+      next += capacity[i]!;
+    }
+    this.activeAt = activeAt;
+    this.eligibleAt = eligibleAt;
+    this.globalCapacity = this.globalUsed = total;
+    const header = new DataView(this.memory.buffer);
+    header.setUint32(this.imageAt + L.H_ACTIVE, activeAt, true);
+    header.setUint32(this.imageAt + L.H_ELIGIBLE, eligibleAt, true);
+    header.setUint32(this.imageAt + L.H_ENDPOINT_COUNT, total, true);
+    this.bindViews();
+    // Ring and maglev entries name global endpoint indices, which just moved.
+    for (let i = 0; i < clusters; i++) if (i !== grown) this.rebuildHashTable(i);
+  }
+
+  /** `bytes` of fresh memory after everything placed so far (16-byte aligned); grows the memory when needed. */
+  private allocate(bytes: number): number {
+    const at = (this.tail + 15) & ~15;
+    this.tail = at + bytes;
+    if (growTo(this.memory, this.tail)) {
+      this.layoutGeneration++;
+      this.bindViews();
+    }
+    return at;
+  }
+
+  /** (Re)creates every view of the memory: growing it detaches the old ones. */
+  private bindViews(): void {
+    const buffer = this.memory.buffer;
+    this.slots = new Int32Array(buffer, this.requestAt, L.SLOT_COUNT_MAX * 2);
+    this.bytes = Buffer.from(buffer, this.bytesAt, L.REQUEST_BYTES);
+    this.out = new Int32Array(buffer, this.outAt, L.OUT_SIZE / 4);
+    this.regexInput = Buffer.from(buffer, this.regexInputAt, REGEX_INPUT_BYTES);
+    this.captures = new Int32Array(buffer, this.capturesAt, this.captureCount);
+    this.active = new Int32Array(buffer, this.activeAt, this.globalCapacity);
+    this.eligible = new Int32Array(buffer, this.eligibleAt, this.globalCapacity);
+  }
+
+  private clusterRecord(): DataView {
+    return new DataView(this.memory.buffer);
   }
 
   /** xxHash64 of a string, as the core hashes keys (tests, table building). */
@@ -279,15 +425,16 @@ export class RouteCore {
     const c = this.table.clusters[cluster]!;
     const lb = c.loadBalancer;
     if (lb?.kind !== "ringHash" && lb?.kind !== "maglev") return;
-    const start = this.clusterStarts[cluster]!;
-    const names = c.endpointNames ?? [];
+    const start = this.epStart[cluster]!;
+    const count = this.epCount[cluster]!;
+    const names = this.epNames[cluster] ?? [];
     const hosts: { endpoint: number; name: string }[] = [];
-    for (let i = 0; i < c.endpointCount; i++) if (this.eligible[start + i] === 1) hosts.push({ endpoint: start + i, name: names[i] ?? String(i) });
+    for (let i = 0; i < count; i++) if (this.eligible[start + i] === 1) hosts.push({ endpoint: start + i, name: names[i] ?? String(i) });
     const view = new DataView(this.memory.buffer);
     const record = this.clustersAt + cluster * L.CL_SIZE;
     const tableAt = view.getUint32(record + L.CL_TABLE, true);
     if (lb.kind === "ringHash") {
-      const ring = buildRing(hosts, c.endpointCount, lb.minimumRingSize, (s) => this.hash64(s));
+      const ring = buildRing(hosts, count, lb.minimumRingSize, (s) => this.hash64(s));
       ring.forEach((p, i) => {
         view.setBigUint64(tableAt + i * L.RING_SIZE + L.RING_POINT, p.point, true);
         view.setInt32(tableAt + i * L.RING_SIZE + L.RING_ENDPOINT, p.endpoint, true);
@@ -331,6 +478,14 @@ export class RouteCore {
     into.endpoint = this.endpoint;
     return into;
   }
+}
+
+/** Grows `memory` to hold `end` bytes; true when it grew (its old views are detached). */
+function growTo(memory: WebAssembly.Memory, end: number): boolean {
+  const pages = Math.ceil(end / PAGE) - memory.buffer.byteLength / PAGE;
+  if (pages <= 0) return false;
+  memory.grow(pages);
+  return true;
 }
 
 function utf8CharLength(lead: number): number {

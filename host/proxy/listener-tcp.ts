@@ -10,7 +10,6 @@ import type { Listener } from "./listener.js";
 import type { Snapshot, SnapshotHolder } from "./snapshot.js";
 import type { TcpListenerInfo } from "../config/compile.js";
 import { hostMatches } from "../config/hosts.js";
-import { splitAuthority } from "./authority.js";
 import { random32 } from "./pipeline.js";
 
 /** The largest ClientHello waited for before giving up on finding an SNI. */
@@ -87,15 +86,14 @@ function relay(snapshot: Snapshot, dests: Destinations, client: Socket, initial:
     client.destroy();
     return;
   }
-  const endpoint = snapshot.core.pickEndpoint(chosen.cluster, random32());
-  if (endpoint < 0) {
+  const endpoint = snapshot.endpoints[snapshot.core.pickEndpoint(chosen.cluster, random32())];
+  if (!endpoint) {
     snapshot.stats?.tcp(chosen.cluster, "UH").closed.inc();
     client.destroy();
     return;
   }
-  const { host, port: upPort } = splitAuthority(snapshot.endpoints[endpoint]!.hostPort);
-  const upstream = connect(Number(upPort), host.replace(/^\[|\]$/g, ""));
-  snapshot.core.active[endpoint]!++;
+  const upstream = connect(endpoint.port, endpoint.address);
+  endpoint.acquire();
   let connected = false;
   // The client's bytes wait in its socket (nothing reads it) until the upstream is connected.
   upstream.once("connect", () => {
@@ -110,7 +108,7 @@ function relay(snapshot: Snapshot, dests: Destinations, client: Socket, initial:
   const finish = (): void => {
     if (done) return;
     done = true;
-    snapshot.core.active[endpoint]!--;
+    endpoint.release();
     const counters = snapshot.stats?.tcp(chosen.cluster, connected ? "-" : "UF");
     if (counters) {
       counters.closed.inc();

@@ -29,7 +29,8 @@ import { splitAuthority, urlHost } from "./authority.js";
 import type { PassthroughGuard, PassthroughVerdict } from "./passthrough-guard.js";
 import type { IdleWatched, StreamIdleTimeout } from "./stream-idle.js";
 import type { Snapshot, SnapshotHolder } from "./snapshot.js";
-import type { ClusterRuntime } from "../resilience/cluster-runtime.js";
+import type { ManagedCluster } from "../cluster/cluster.js";
+import type { UpstreamEndpoint } from "../cluster/endpoint.js";
 import * as L from "../../assembly/layout.js";
 import type { ClusterInfo } from "../config/compile.js";
 import type { RetryPolicyModel, RouteActionModel } from "../config/model.js";
@@ -68,7 +69,7 @@ export interface PipelineOptions {
 export interface ExchangeObserver {
   attempt(ex: Exchange): void;
   /** A copy sent to shadow cluster `cluster`, endpoint `endpoint` (mirroring). */
-  shadow(ex: Exchange, cluster: number, endpoint: number): void;
+  shadow(ex: Exchange, cluster: number, endpoint: UpstreamEndpoint): void;
   connectFailure(ex: Exchange): void;
   retry(ex: Exchange): void;
   /** A retry the policy asked for was not made: the request body was streamed, not buffered. */
@@ -327,10 +328,10 @@ export class Exchange implements DownstreamEvents, IdleWatched {
   delayTimer: NodeJS.Timeout | undefined;
   cluster = -1;
   clusterName = "";
-  /** Endpoint holding an in-flight slot right now (-1 between attempts). */
-  private endpoint = -1;
-  /** The last endpoint tried, for stats and logs (-1: none, or passthrough). */
-  upstreamEndpoint = -1;
+  /** Endpoint counting this request in flight right now (none between attempts). */
+  private holding: UpstreamEndpoint | undefined = undefined;
+  /** The last endpoint tried, for stats, logs and outlier detection (none, or passthrough). */
+  upstreamEndpoint: UpstreamEndpoint | undefined = undefined;
   upstreamHost = "";
   status = 0;
   /** Envoy's response flags in the order they were set (as Envoy >= 1.30 prints them). */
@@ -370,7 +371,7 @@ export class Exchange implements DownstreamEvents, IdleWatched {
   attemptId = 0;
   private balanced = false; // sent to a cluster endpoint chosen by the core (not passthrough)
   private replayBody: ReplayableBody | undefined; // the request body kept for retries and shadows
-  private admittedBy: ClusterRuntime | undefined; // the circuit breaker counting the current attempt
+  private admittedBy: ManagedCluster | undefined; // the circuit breaker counting the current attempt
   private retriesHeld = 0; // retries counted against the cluster's max_retries until the request ends
 
   constructor(
@@ -415,15 +416,15 @@ export class Exchange implements DownstreamEvents, IdleWatched {
   /** Sends the request to global endpoint `endpoint`, or to `origin` when passthrough (endpoint -1). */
   forward(endpoint: number, origin: string): void {
     this.attempts++;
-    this.endpoint = endpoint;
-    this.upstreamEndpoint = endpoint;
-    this.balanced = endpoint >= 0;
-    if (endpoint >= 0) {
-      const ep = this.snapshot.endpoints[endpoint]!;
+    const ep = endpoint >= 0 ? this.snapshot.endpoints[endpoint] : undefined;
+    this.holding = ep;
+    this.upstreamEndpoint = ep;
+    this.balanced = ep !== undefined;
+    if (ep) {
       this.origin = ep.origin;
       this.upstreamHost = ep.hostPort;
-      this.snapshot.core.active[endpoint]!++;
-      const offset = endpoint - this.snapshot.clusterEndpointStart[this.cluster]!;
+      ep.acquire();
+      const offset = endpoint - this.snapshot.core.clusterStart(this.cluster);
       if (offset < 32) this.tried |= 1 << offset;
     } else {
       this.origin = origin;
@@ -558,14 +559,14 @@ export class Exchange implements DownstreamEvents, IdleWatched {
         return;
       }
     }
-    const endpoint = this.snapshot.core.pickEndpoint(cluster, random32());
-    if (endpoint < 0) return;
+    const endpoint = this.snapshot.endpoints[this.snapshot.core.pickEndpoint(cluster, random32())];
+    if (!endpoint) return;
     const path = this.upstreamPath ?? (this.ds.query === undefined ? this.ds.path : `${this.ds.path}?${this.ds.query}`);
     // The shadow cluster's own pool and TLS settings, and its stats, as Envoy's shadow requests use them.
     this.options.observer.shadow(this, cluster, endpoint);
     try {
       (this.snapshot.clusters[cluster]?.dispatcher ?? this.options.dispatcher).dispatch(
-        { origin: this.snapshot.endpoints[endpoint]!.origin, method: this.ds.method as Dispatcher.HttpMethod, path, headers: this.upstreamHeaders(), body, headersTimeout: 0, bodyTimeout: 0 },
+        { origin: endpoint.origin, method: this.ds.method as Dispatcher.HttpMethod, path, headers: this.upstreamHeaders(), body, headersTimeout: 0, bodyTimeout: 0 },
         SHADOW,
       );
     } catch {
@@ -798,7 +799,7 @@ export class Exchange implements DownstreamEvents, IdleWatched {
       return;
     }
     const core = this.snapshot.core;
-    const start = this.snapshot.clusterEndpointStart[this.cluster]!;
+    const start = core.clusterStart(this.cluster);
     let next = -1;
     const attempts = this.retryPolicy().avoidPreviousHosts ? HOST_SELECTION_ATTEMPTS : 1;
     for (let i = 0; i < attempts; i++) {
@@ -870,9 +871,9 @@ export class Exchange implements DownstreamEvents, IdleWatched {
 
   /** Gives back the endpoint's in-flight slot (once per attempt). */
   private release(): void {
-    if (this.endpoint >= 0) {
-      this.snapshot.core.active[this.endpoint]!--;
-      this.endpoint = -1;
+    if (this.holding) {
+      this.holding.release();
+      this.holding = undefined;
     }
     if (this.admittedBy) {
       this.admittedBy.breaker.finish();
@@ -882,9 +883,9 @@ export class Exchange implements DownstreamEvents, IdleWatched {
 
   /** Tells the cluster's outlier detector how the attempt on the current endpoint went. */
   private reportOutlier(status: number | "localFailure"): void {
-    const outlier = this.upstreamEndpoint >= 0 && this.cluster >= 0 ? this.snapshot.clusters[this.cluster]!.outlier : undefined;
-    if (!outlier) return;
-    const host = this.upstreamEndpoint - this.snapshot.clusterEndpointStart[this.cluster]!;
+    const host = this.upstreamEndpoint;
+    const outlier = host && this.cluster >= 0 ? this.snapshot.clusters[this.cluster]!.outlier : undefined;
+    if (!outlier || !host) return;
     if (status === "localFailure") outlier.reportLocalFailure(host);
     else outlier.reportStatus(host, status);
   }

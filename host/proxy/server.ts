@@ -119,7 +119,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     dns.stop();
     pipeline.streamIdle.stop();
     await Promise.all([bound.outbound?.close(), bound.inbound?.close(), admin.close(), ...agentPorts.map((l) => l.close()), ...tcpListeners.map((l) => l.close()), ...gatewayPorts.map((l) => l.close())]);
-    await current.pools.close();
+    await current.close();
   };
   const lifecycle = new Lifecycle([], settings, logger, async (code) => {
     await closeAll();

@@ -1,31 +1,29 @@
-// One immutable Snapshot per config version: the compiled config, its Wasm route
-// core and the per-endpoint runtime objects. A reload builds a new Snapshot and
-// swaps one reference; requests keep the Snapshot they started with.
+// One Snapshot per config version: the compiled config, the Wasm route core it
+// serves with and its clusters, bound to that core. Requests keep the Snapshot
+// they started with. A config update is applied at the granularity it has, as
+// Envoy applies RDS, CDS and EDS:
+//   - routes changed (or a cluster's place in the route image): a new core,
+//     and the cluster manager's clusters, old and new, attach to it;
+//   - only cluster settings or endpoints changed: the serving core stays; the
+//     clusters are reconfigured, or their endpoint ranges rewritten, in place.
+// Either way cluster state (breakers, ejections, health, in-flight counts)
+// stays with the clusters and endpoints that remain.
 
-import { urlHost } from "./authority.js";
-import type { ClusterInfo, CompiledConfig } from "../config/compile.js";
+import type { CompiledConfig } from "../config/compile.js";
 import { RouteCore } from "../core/route-core.js";
-import { clusterEndpointStarts } from "../core/route-table.js";
-import { ClusterRuntime } from "../resilience/cluster-runtime.js";
-import { PoolRegistry } from "../resilience/pools.js";
+import type { EndpointSlots, ManagedCluster } from "../cluster/cluster.js";
+import { ClusterManager, type ClusterBinding } from "../cluster/cluster-manager.js";
 import type { SnapshotStats } from "../telemetry/telemetry.js";
 
-export interface EndpointRuntime {
-  /** undici origin, e.g. "http://10.0.0.1:9080". */
-  origin: string;
-  /** "address:port" as Envoy prints an upstream host. */
-  hostPort: string;
-  cluster: ClusterInfo;
-}
+/** How a snapshot came from the one before it. */
+export type UpdateKind = "initial" | "routes" | "clusters" | "endpoints" | "unchanged";
 
 export class Snapshot {
-  readonly core: RouteCore;
-  readonly endpoints: EndpointRuntime[];
-  /** Global index of each cluster's first endpoint (the core numbers endpoints globally). */
-  readonly clusterEndpointStart: readonly number[];
   readonly headerNames: readonly string[];
-  /** Per cluster: connection pool, circuit breaker, outlier detector. */
-  readonly clusters: ClusterRuntime[];
+  /** Per cluster of the config (by index): breaker, pools, outlier detector, endpoints. */
+  readonly clusters: readonly ManagedCluster[];
+  /** Global endpoint index (the core's decision) → endpoint. */
+  readonly endpoints: EndpointSlots;
   readonly createdAt = new Date();
   /** Metric children bound for this snapshot (set by Telemetry.bind before it serves). */
   stats: SnapshotStats | undefined;
@@ -33,60 +31,81 @@ export class Snapshot {
   constructor(
     readonly version: number,
     readonly config: CompiledConfig,
-    pools: PoolRegistry,
+    readonly core: RouteCore,
+    binding: ClusterBinding,
+    readonly update: UpdateKind,
+    /** Which clusters (by index) an in-place update touched. */
+    readonly touched: readonly number[] = [],
   ) {
-    this.core = new RouteCore(config.table, config.image);
-    config.image = undefined; // copied into the core's memory; not kept twice
-
     this.headerNames = config.table.headerNames;
-    this.clusterEndpointStart = clusterEndpointStarts(config.table);
-    this.endpoints = config.clusters.flatMap((cluster) =>
-      cluster.endpoints.map((ep) => {
-        const host = urlHost(ep.address);
-        // TLS origination (DestinationRule tls SIMPLE / MUTUAL) makes the pool connect with TLS.
-        const scheme = cluster.policy.tls ? "https" : "http";
-        return { origin: `${scheme}://${host}:${ep.port}`, hostPort: `${host}:${ep.port}`, cluster };
-      }),
-    );
-    this.clusters = config.clusters.map((c, i) => {
-      const origins = this.endpoints.slice(this.clusterEndpointStart[i], this.clusterEndpointStart[i + 1]).map((e) => e.origin);
-      return new ClusterRuntime(c, origins, pools, (eligible) => this.core.setEligible(i, eligible));
-    });
-  }
-
-
-  /** Stops the snapshot's timers (outlier detection) once a newer one serves; its requests still finish. */
-  retire(): void {
-    for (const c of this.clusters) c.stop();
+    this.clusters = binding.clusters;
+    this.endpoints = binding.slots;
   }
 }
 
-/** The current snapshot, swapped atomically by reloads. */
+/** The current snapshot, swapped atomically by config updates. */
 export class SnapshotHolder {
   private nextVersion = 1;
-  /** Upstream connection pools, shared by snapshots so that a reload keeps connections. */
-  readonly pools = new PoolRegistry();
+  /** The clusters (and their pools), kept across snapshots. */
+  readonly clusters = new ClusterManager();
+  private binding: ClusterBinding;
+  current: Snapshot;
 
   /** `prepare` runs on every new snapshot before it serves (binding its metric children). */
   constructor(
     config: CompiledConfig,
     private readonly prepare: (s: Snapshot) => void = () => {},
   ) {
-    this.current = new Snapshot(this.nextVersion++, config, this.pools);
+    const core = this.newCore(config);
+    this.binding = this.clusters.attach(config, core);
+    this.current = new Snapshot(this.nextVersion++, config, core, this.binding, "initial");
     prepare(this.current);
   }
 
-  current: Snapshot;
+  get pools(): ClusterManager["pools"] {
+    return this.clusters.pools;
+  }
 
-  /** Builds and installs a snapshot for `config`; the old one serves until this returns. */
+  /** Installs `config` at the granularity of its change; the old snapshot serves until this returns. */
   swap(config: CompiledConfig): Snapshot {
-    const next = new Snapshot(this.nextVersion++, config, this.pools);
-    this.prepare(next);
     const previous = this.current;
+    const before = previous.config.digests;
+    const after = config.digests;
+    let next: Snapshot;
+    if (before.routes !== after.routes) {
+      const core = this.newCore(config);
+      this.binding = this.clusters.attach(config, core);
+      next = new Snapshot(this.nextVersion++, config, core, this.binding, "routes");
+    } else {
+      // Same route table: the serving core stays, with its image. Only clusters change.
+      config.image = undefined;
+      const reconfigured: number[] = [];
+      const moved: number[] = [];
+      config.clusters.forEach((info, i) => {
+        if (before.clusters[i] !== after.clusters[i]) {
+          this.clusters.reconfigure(this.binding, i, info);
+          reconfigured.push(i);
+        }
+        if (before.endpoints[i] !== after.endpoints[i]) {
+          this.clusters.updateEndpoints(this.binding, i, info.endpoints);
+          moved.push(i);
+        }
+      });
+      const kind: UpdateKind = reconfigured.length > 0 ? "clusters" : moved.length > 0 ? "endpoints" : "unchanged";
+      next = new Snapshot(this.nextVersion++, config, previous.core, this.binding, kind, [...new Set([...reconfigured, ...moved])]);
+    }
+    this.prepare(next);
     this.current = next;
-    previous.retire();
-    // Pools of clusters the new config dropped (or whose pool settings changed) drain and close.
-    this.pools.retainOnly(new Set(next.clusters.flatMap((c) => c.pools)));
     return next;
+  }
+
+  private newCore(config: CompiledConfig): RouteCore {
+    const core = new RouteCore(config.table, config.image);
+    config.image = undefined; // copied into the core's memory; not kept twice
+    return core;
+  }
+
+  async close(): Promise<void> {
+    await this.clusters.close();
   }
 }

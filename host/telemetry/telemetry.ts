@@ -6,6 +6,7 @@ import type { CompiledConfig } from "../config/compile.js";
 import type { Settings } from "../config/model.js";
 import type { Exchange, ExchangeObserver, ListenerRuntime } from "../proxy/pipeline.js";
 import type { Snapshot } from "../proxy/snapshot.js";
+import type { UpstreamEndpoint } from "../cluster/endpoint.js";
 import { AccessLog } from "./access-log.js";
 import { ProxyMetrics, RequestStats, type PeerLabels } from "./metrics.js";
 import type { CounterSeries } from "./series.js";
@@ -45,7 +46,8 @@ export interface TcpCounters {
 
 /** Everything one snapshot's requests record into. */
 export class SnapshotStats {
-  readonly byEndpoint: RequestStats[];
+  /** Per endpoint (its labels name the destination workload), bound at its first request. */
+  private readonly byEndpoint = new Map<UpstreamEndpoint, RequestStats>();
   readonly byCluster: RequestStats[];
   readonly byVhost: RequestStats[];
   readonly passthrough: RequestStats;
@@ -53,10 +55,12 @@ export class SnapshotStats {
   readonly inbound: RequestStats;
   readonly unrouted: RequestStats;
   readonly clusterCounters: ClusterCounters[];
-  /** Upstream attempts per global endpoint index (admin /clusters rq_total). */
-  readonly endpointRequests: Float64Array;
+  private readonly destination: (service: string, serviceName: string, namespace: string, labels: Record<string, string> | undefined) => PeerLabels;
 
-  constructor(private readonly metrics: ProxyMetrics, config: CompiledConfig, endpointsOf: (cluster: number) => { labels: Record<string, string> }[]) {
+  constructor(
+    private readonly metrics: ProxyMetrics,
+    private readonly config: CompiledConfig,
+  ) {
     const s = config.settings;
     const self = workloadLabels(s.labels, s.workload.name);
     const source: Pick<PeerLabels, `source_${string}` & keyof PeerLabels> = {
@@ -69,7 +73,7 @@ export class SnapshotStats {
       source_canonical_revision: self.canonicalRevision,
       source_cluster: s.workload.cluster,
     };
-    const destination = (service: string, serviceName: string, namespace: string, labels: Record<string, string> | undefined): PeerLabels => {
+    const destination = (this.destination = (service: string, serviceName: string, namespace: string, labels: Record<string, string> | undefined): PeerLabels => {
       const w = labels ? workloadLabels(labels, UNKNOWN) : undefined;
       return {
         reporter: "source",
@@ -89,12 +93,8 @@ export class SnapshotStats {
         grpc_response_status: "",
         connection_security_policy: UNKNOWN,
       };
-    };
-    this.byEndpoint = [];
-    this.byCluster = config.clusters.map((c, i) => {
-      for (const ep of endpointsOf(i)) this.byEndpoint.push(new RequestStats(metrics, destination(c.host, shortServiceName(c.host), c.serviceNamespace, ep.labels)));
-      return new RequestStats(metrics, destination(c.host, shortServiceName(c.host), c.serviceNamespace, undefined));
     });
+    this.byCluster = config.clusters.map((c) => new RequestStats(metrics, destination(c.host, shortServiceName(c.host), c.serviceNamespace, undefined)));
     this.byVhost = config.virtualHosts.map((v) => new RequestStats(metrics, destination(v.host, shortServiceName(v.host), v.namespace, undefined)));
     this.passthrough = new RequestStats(metrics, destination(UNKNOWN, "PassthroughCluster", UNKNOWN, undefined));
     this.blackhole = new RequestStats(metrics, destination(UNKNOWN, "BlackHoleCluster", UNKNOWN, undefined));
@@ -102,7 +102,7 @@ export class SnapshotStats {
     // Inbound: this workload is the destination; without peer metadata exchange the source is unknown.
     // Its service is the one with an endpoint carrying this proxy's labels (Istio's service selecting the pod).
     const ownLabels = Object.entries(s.labels);
-    const own = ownLabels.length === 0 ? undefined : config.clusters.find((_, i) => endpointsOf(i).some((ep) => ep.labels !== undefined && ownLabels.every(([k, v]) => ep.labels![k] === v)));
+    const own = ownLabels.length === 0 ? undefined : config.clusters.find((c) => c.endpoints.some((ep) => ep.labels !== undefined && ownLabels.every(([k, v]) => ep.labels![k] === v)));
     const inboundLabels: PeerLabels = {
       reporter: "destination",
       source_workload: UNKNOWN, source_workload_namespace: UNKNOWN, source_principal: UNKNOWN, source_app: UNKNOWN, source_version: UNKNOWN,
@@ -114,7 +114,6 @@ export class SnapshotStats {
       request_protocol: "http", grpc_response_status: "", connection_security_policy: "none",
     };
     this.inbound = new RequestStats(metrics, inboundLabels);
-    this.endpointRequests = new Float64Array(this.byEndpoint.length);
     this.clusterCounters = config.clusters.map((c) => {
       const labels = { cluster_name: c.name };
       return {
@@ -146,10 +145,19 @@ export class SnapshotStats {
     return c;
   }
 
+  private ofEndpoint(cluster: number, ep: UpstreamEndpoint): RequestStats {
+    let stats = this.byEndpoint.get(ep);
+    if (!stats) {
+      const c = this.config.clusters[cluster]!;
+      this.byEndpoint.set(ep, (stats = new RequestStats(this.metrics, this.destination(c.host, shortServiceName(c.host), c.serviceNamespace, ep.labels))));
+    }
+    return stats;
+  }
+
   /** The stats a finished request belongs to. */
   select(ex: Exchange): RequestStats {
     if (ex.listener.direction === "inbound") return this.inbound;
-    if (ex.upstreamEndpoint >= 0) return this.byEndpoint[ex.upstreamEndpoint]!;
+    if (ex.upstreamEndpoint) return this.ofEndpoint(ex.cluster, ex.upstreamEndpoint);
     if (ex.cluster >= 0) return this.byCluster[ex.cluster]!;
     if (ex.clusterName === "PassthroughCluster") return this.passthrough;
     if (ex.clusterName === "BlackHoleCluster") return this.blackhole;
@@ -178,11 +186,9 @@ export class Telemetry implements ExchangeObserver {
       clusters: () => {
         const s = serving();
         return s.config.clusters.map((c, i) => {
-          let active = 0;
-          for (let e = s.clusterEndpointStart[i]!; e < s.clusterEndpointStart[i + 1]!; e++) active += s.core.active[e]!;
           const runtime = s.clusters[i]!;
           const b = runtime.breaker;
-          return { name: c.name, endpoints: c.endpoints.length, healthy: runtime.healthyCount, active, ejected: runtime.outlier?.ejectedCount ?? 0, pending: b.pending, pendingTotal: b.pendingTotal, breaker: b.gauges() };
+          return { name: c.name, endpoints: runtime.members.length, healthy: runtime.healthyCount, active: runtime.inFlight, ejected: runtime.outlier?.ejectedCount ?? 0, pending: b.pending, pendingTotal: b.pendingTotal, breaker: b.gauges() };
         });
       },
       listeners: () => listeners.map((l) => ({ name: l.direction, inFlight: l.inFlight })),
@@ -191,19 +197,18 @@ export class Telemetry implements ExchangeObserver {
 
   /** Binds a snapshot's metric children; called when the snapshot is built, off the hot path. */
   bind(snapshot: Snapshot): void {
-    snapshot.stats = new SnapshotStats(this.metrics, snapshot.config, (i) => snapshot.config.clusters[i]!.endpoints);
+    snapshot.stats = new SnapshotStats(this.metrics, snapshot.config);
   }
 
   // HOT PATH — change with care: the four hooks below run per request or attempt.
   attempt(ex: Exchange): void {
     const stats = ex.snapshot.stats!;
     if (ex.cluster >= 0) stats.clusterCounters[ex.cluster]!.rq.inc();
-    if (ex.upstreamEndpoint >= 0) stats.endpointRequests[ex.upstreamEndpoint]!++;
+    if (ex.upstreamEndpoint) ex.upstreamEndpoint.requests++;
   }
-  shadow(ex: Exchange, cluster: number, endpoint: number): void {
-    const stats = ex.snapshot.stats!;
-    stats.clusterCounters[cluster]!.rq.inc();
-    stats.endpointRequests[endpoint]!++;
+  shadow(ex: Exchange, cluster: number, endpoint: UpstreamEndpoint): void {
+    ex.snapshot.stats!.clusterCounters[cluster]!.rq.inc();
+    endpoint.requests++;
   }
   connectFailure(ex: Exchange): void {
     if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.connectFail.inc();

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
-import { H1Upstream } from "../../host/proxy/h1-upstream.js";
+import { H1Upstream } from "../../host/upstream/h1-upstream.js";
 
 interface Outcome {
   status: number;

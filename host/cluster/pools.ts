@@ -7,8 +7,8 @@
 // drains (requests in flight finish) and closes, as Envoy drains a removed
 // cluster.
 
-import { H1Upstream } from "../proxy/h1-upstream.js";
-import { H2Upstream } from "../proxy/h2-upstream.js";
+import { H1Upstream } from "../upstream/h1-upstream.js";
+import { H2Upstream } from "../upstream/h2-upstream.js";
 import { createHash } from "node:crypto";
 import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } from "node:tls";
 import { DEFAULT_CLUSTER_POLICY, UNLIMITED, type ClusterPolicy, type UpstreamTlsModel } from "../config/traffic-policy.js";

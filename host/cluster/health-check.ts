@@ -8,38 +8,44 @@
 
 import type { Dispatcher } from "undici";
 import type { HealthCheckSettings } from "../config/model.js";
-import type { H1Upstream } from "../proxy/h1-upstream.js";
+import type { H1Upstream } from "../upstream/h1-upstream.js";
+import type { UpstreamEndpoint } from "./endpoint.js";
 
 export class HealthChecker {
-  private readonly healthy: boolean[];
-  /** Results in a row that disagree with the current state. */
-  private readonly streak: number[];
-  private readonly timer: NodeJS.Timeout;
+  private timer: NodeJS.Timeout;
   private stopped = false;
-  /** A check still running is not started again (a slow endpoint is not flooded). */
-  private readonly inFlight: boolean[];
 
   constructor(
-    private readonly settings: HealthCheckSettings,
-    /** Origins ("http://10.0.0.1:9080"), one per endpoint of the cluster. */
-    private readonly origins: readonly string[],
+    private settings: HealthCheckSettings,
+    /** The cluster's current endpoints (the array is replaced on an endpoint update, so read through this). */
+    private readonly members: () => readonly UpstreamEndpoint[],
     private readonly changed: () => void,
-    /** An HTTP/1.1 client with the cluster's connection and TLS settings. */
-    private readonly client: H1Upstream,
+    /** An HTTP/1.1 client with the cluster's connection and TLS settings (it may change with them). */
+    private readonly client: () => H1Upstream,
   ) {
-    this.healthy = origins.map(() => true);
-    this.streak = origins.map(() => 0);
-    this.inFlight = origins.map(() => false);
-    this.timer = setInterval(() => this.checkAll(), settings.intervalMs);
-    this.timer.unref();
+    this.timer = this.startTimer();
   }
 
-  isHealthy(endpoint: number): boolean {
-    return this.healthy[endpoint] ?? true;
+  /** A cluster update changed the check's settings: the endpoints' health stays, the new settings apply. */
+  configure(settings: HealthCheckSettings): void {
+    const interval = settings.intervalMs !== this.settings.intervalMs;
+    this.settings = settings;
+    if (interval) {
+      clearInterval(this.timer);
+      this.timer = this.startTimer();
+    }
+  }
+
+  private startTimer(): NodeJS.Timeout {
+    const t = setInterval(() => this.checkAll(), this.settings.intervalMs);
+    t.unref();
+    return t;
   }
 
   get unhealthyCount(): number {
-    return this.healthy.filter((h) => !h).length;
+    let n = 0;
+    for (const m of this.members()) if (!m.healthy) n++;
+    return n;
   }
 
   stop(): void {
@@ -48,37 +54,37 @@ export class HealthChecker {
   }
 
   private checkAll(): void {
-    this.origins.forEach((origin, i) => {
-      if (this.inFlight[i]) return;
-      this.inFlight[i] = true;
-      void this.check(origin).then((passed) => {
-        this.inFlight[i] = false;
-        this.record(i, passed);
+    for (const ep of this.members()) {
+      if (ep.checking) continue;
+      ep.checking = true;
+      void this.check(ep.origin).then((passed) => {
+        ep.checking = false;
+        this.record(ep, passed);
       });
-    });
+    }
   }
 
   private check(origin: string): Promise<boolean> {
     return new Promise((resolve) => {
       const probe = new Probe(resolve, this.settings.timeoutMs);
       try {
-        this.client.dispatch({ origin, method: "GET", path: this.settings.path, headers: ["host", new URL(origin).host, "user-agent", "instio-health-check"] }, probe);
+        this.client().dispatch({ origin, method: "GET", path: this.settings.path, headers: ["host", new URL(origin).host, "user-agent", "instio-health-check"] }, probe);
       } catch {
         probe.settle(false);
       }
     });
   }
 
-  private record(endpoint: number, passed: boolean): void {
-    if (this.stopped || passed === this.healthy[endpoint]) {
-      this.streak[endpoint] = 0;
+  private record(ep: UpstreamEndpoint, passed: boolean): void {
+    if (this.stopped || passed === ep.healthy) {
+      ep.healthStreak = 0;
       return;
     }
     const needed = passed ? this.settings.healthyThreshold : this.settings.unhealthyThreshold;
-    if (++this.streak[endpoint]! < needed) return;
-    this.healthy[endpoint] = passed;
-    this.streak[endpoint] = 0;
-    this.changed();
+    if (++ep.healthStreak < needed) return;
+    ep.healthy = passed;
+    ep.healthStreak = 0;
+    if (this.members().includes(ep)) this.changed();
   }
 }
 

@@ -4,6 +4,7 @@
 // bounds retries in flight. Over a limit the request is not sent: 503 UO with
 // x-envoy-overloaded (or, for a retry, the response passes through with UO).
 // Counting only: nothing is queued here, so memory stays bounded under overload.
+// The counts belong to the cluster, not to a config version: they survive updates.
 
 import type { ClusterPolicy } from "../config/traffic-policy.js";
 
@@ -15,7 +16,12 @@ export class CircuitBreaker {
   /** Requests admitted while every allowed connection was busy: they waited as pending (Envoy's upstream_rq_pending_total). */
   pendingTotal = 0;
 
-  constructor(private readonly limits: ClusterPolicy["limits"]) {}
+  constructor(private limits: ClusterPolicy["limits"]) {}
+
+  /** A cluster update changed the thresholds: the counts stay (requests in flight are still in flight). */
+  setLimits(limits: ClusterPolicy["limits"]): void {
+    this.limits = limits;
+  }
 
   /** Admits a request (counts it) or refuses it: the cluster is at its request or pending limit. */
   admit(): boolean {

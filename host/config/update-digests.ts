@@ -1,0 +1,42 @@
+// What a config update changes, in Envoy's three granularities: the route
+// table (everything the route image and the request pipeline read: RDS, and the
+// listeners), each cluster's settings (CDS), each cluster's endpoints (EDS).
+// Digests are computed where the config is compiled (on the config worker for
+// file reloads), so that the serving thread only compares strings.
+
+import { createHash } from "node:crypto";
+import type { CompiledConfig } from "./compile.js";
+
+export interface UpdateDigests {
+  /** Routes, virtual hosts, listeners, settings, and the clusters' names and load balancers (the route image holds them). */
+  routes: string;
+  /** Per cluster (in the config's order): its settings without its endpoints. */
+  clusters: string[];
+  /** Per cluster: its endpoints. */
+  endpoints: string[];
+}
+
+export function updateDigests(config: Omit<CompiledConfig, "digests">): UpdateDigests {
+  const table = { ...config.table, clusters: config.table.clusters.map((c) => ({ passthrough: c.passthrough, loadBalancer: c.loadBalancer })) };
+  const routes = digest({
+    table,
+    clusterNames: config.clusters.map((c) => c.name),
+    destinations: config.destinations,
+    routes: config.routes,
+    entries: config.entries,
+    virtualHosts: config.virtualHosts,
+    tcpListeners: config.tcpListeners,
+    gatewayListeners: config.gatewayListeners,
+    gateway: config.gateway,
+    settings: config.settings,
+  });
+  return {
+    routes,
+    clusters: config.clusters.map((c) => digest({ ...c, endpoints: undefined })),
+    endpoints: config.clusters.map((c) => digest(c.endpoints)),
+  };
+}
+
+function digest(value: unknown): string {
+  return createHash("sha256").update(JSON.stringify(value)).digest("base64");
+}
