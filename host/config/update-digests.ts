@@ -38,5 +38,13 @@ export function updateDigests(config: Omit<CompiledConfig, "digests">): UpdateDi
 }
 
 function digest(value: unknown): string {
-  return createHash("sha256").update(JSON.stringify(value)).digest("base64");
+  return createHash("sha256").update(JSON.stringify(value, withoutLocations)).digest("base64");
+}
+
+/**
+ * Where a resource was defined (file:line, for diagnostics) is no part of what it does: an edit
+ * that only moves a VirtualService down a file (more endpoints above it) is no route change.
+ */
+function withoutLocations(key: string, value: unknown): unknown {
+  return key === "source" && typeof value === "object" && value !== null && "line" in value ? undefined : value;
 }

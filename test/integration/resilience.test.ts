@@ -1,35 +1,13 @@
 // DestinationRule traffic policies over real sockets: Istio's circuit-breaking
 // task, outlier ejection and return, and the load balancers' distributions.
 
-import { createServer, type Server } from "node:http";
+import { createServer } from "node:http";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseExposition } from "../support/prometheus.js";
-import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
-import { startUpstream, type Upstream } from "../support/upstream.js";
+import { destinationRuleYaml as destinationRule, get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { failingUpstream, startUpstream, type Upstream } from "../support/upstream.js";
 
-/** An upstream that answers every request with `status` (changeable), counting them. */
-async function failingUpstream(initial: number): Promise<{ port: number; hits: () => number; setStatus: (s: number) => void; close: () => Promise<void> }> {
-  let hits = 0;
-  let status = initial;
-  const server: Server = createServer((req, res) => {
-    if (req.headers["user-agent"] !== "instio-health-check") hits++;
-    req.resume();
-    req.on("end", () => res.writeHead(status, { "content-length": "4", "x-upstream": "bad" }).end("fail"));
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return { port: (server.address() as { port: number }).port, hits: () => hits, setStatus: (s) => (status = s), close: () => new Promise((r) => server.close(() => r())) };
-}
-
-function destinationRule(host: string, trafficPolicy: string): string {
-  return `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: ${host}}
-spec:
-  host: ${host}
-  trafficPolicy: ${trafficPolicy}
-`;
-}
 
 describe("circuit breaking (Istio's task: maxConnections 1, http1MaxPendingRequests 1, maxRequestsPerConnection 1)", () => {
   let up: Upstream;

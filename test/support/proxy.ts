@@ -101,3 +101,14 @@ export async function freePort(): Promise<number> {
   await new Promise((r) => s.close(r));
   return port;
 }
+
+/** A DestinationRule for `host` with `trafficPolicy` (YAML flow text). */
+export function destinationRuleYaml(host: string, trafficPolicy: string): string {
+  return `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ${host}}
+spec:
+  host: ${host}
+  trafficPolicy: ${trafficPolicy}
+`;
+}

@@ -127,3 +127,17 @@ function streamPattern(res: import("node:http").ServerResponse, total: number, w
 export async function closedPort(): Promise<number> {
   return 1;
 }
+
+/** An upstream that answers every request with `status` (changeable), counting them. */
+export async function failingUpstream(initial: number): Promise<{ port: number; hits: () => number; setStatus: (s: number) => void; close: () => Promise<void> }> {
+  let hits = 0;
+  let status = initial;
+  const server: Server = createServer((req, res) => {
+    if (req.headers["user-agent"] !== "instio-health-check") hits++;
+    req.resume();
+    req.on("end", () => res.writeHead(status, { "content-length": "4", "x-upstream": "bad" }).end("fail"));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { port: (server.address() as { port: number }).port, hits: () => hits, setStatus: (s) => (status = s), close: () => new Promise((r) => server.close(() => r())) };
+}
+
