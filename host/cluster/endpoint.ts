@@ -45,11 +45,11 @@ export class UpstreamEndpoint {
   private slot = 0;
 
   constructor(
-    readonly key: string,
     readonly address: string,
     readonly port: number,
     labels: Record<string, string>,
-    tls: boolean,
+    /** The cluster originates TLS to it (an https origin): with the address and port, what identifies it across updates. */
+    readonly tls: boolean,
   ) {
     const host = urlHost(address);
     this.hostPort = `${host}:${port}`;
@@ -59,7 +59,7 @@ export class UpstreamEndpoint {
   }
 
   static from(ep: ClusterEndpoint, tls: boolean): UpstreamEndpoint {
-    return new UpstreamEndpoint(endpointKey(ep, tls), ep.address, ep.port, ep.labels, tls);
+    return new UpstreamEndpoint(ep.address, ep.port, ep.labels, tls);
   }
 
   // HOT PATH — change with care: once per upstream attempt.
@@ -93,9 +93,4 @@ export class UpstreamEndpoint {
     this.counters = UNBOUND;
     this.slot = 0;
   }
-}
-
-/** What identifies an endpoint across updates: its address, port and scheme (labels may change in place). */
-export function endpointKey(ep: ClusterEndpoint, tls: boolean): string {
-  return `${tls ? "s" : ""}${ep.address}:${ep.port}`;
 }

@@ -171,7 +171,7 @@ describe("an endpoint update", () => {
       const seen = new Set<string>();
       const worker = async (): Promise<void> => {
         while (running) {
-          const r = await get(p.url, "svc", "/delay/5").catch((err: Error) => ({ status: 0, text: String(err), json: () => ({}) }));
+          const r = await get(p.url, "svc", "/delay/5").catch((err: Error) => ({ status: 0, text: String(err), json: () => ({ name: "" }) }));
           if (r.status !== 200) failures.push(`${r.status} ${r.text}`);
           else seen.add(r.json().name as string);
         }
