@@ -6,8 +6,10 @@
 
 import { Bench } from "tinybench";
 import { loadConfigPath, requireConfig } from "../host/config/load.js";
-import type { Downstream } from "../host/proxy/downstream.js";
-import { Exchange, type ListenerRuntime, type PipelineOptions } from "../host/proxy/pipeline.js";
+import type { Downstream } from "../host/listeners/downstream.js";
+import { Exchange } from "../host/pipeline/exchange.js";
+import type { ListenerRuntime } from "../host/listeners/listener-runtime.js";
+import type { PipelineOptions } from "../host/pipeline/options.js";
 import { SnapshotHolder } from "../host/proxy/snapshot.js";
 import { QUICKSTART_CONFIG } from "../host/quickstart.js";
 import { Counter, Histogram, Registry } from "prom-client";
@@ -18,8 +20,8 @@ const BATCH = 1000;
 
 const config = requireConfig(loadConfigPath(QUICKSTART_CONFIG));
 const listener: ListenerRuntime = { direction: "outbound", inFlight: 0, draining: false };
-const telemetry = new Telemetry(config.settings, () => holder.current, [listener]);
-const holder = new SnapshotHolder(config, (s) => telemetry.bind(s));
+const telemetry: Telemetry = new Telemetry(config.settings, () => holder.current, [listener]);
+const holder: SnapshotHolder = new SnapshotHolder(config, (config) => telemetry.statsFor(config));
 const ds = { method: "GET", path: "/reviews/1", query: undefined, headers: ["host", "reviews:9080", "user-agent", "curl/8", "accept", "*/*"], bodyBytes: 0 } as unknown as Downstream;
 const ex = new Exchange({ observer: telemetry } as unknown as PipelineOptions, listener, holder.current, ds);
 ex.cluster = 0;

@@ -16,7 +16,7 @@ import { performance } from "node:perf_hooks";
 import type { CompiledConfig } from "../host/config/compile.js";
 import { loadConfigPath, requireConfig } from "../host/config/load.js";
 import { encodeImageFor } from "../host/core/route-core.js";
-import type { ListenerRuntime } from "../host/proxy/pipeline.js";
+import type { ListenerRuntime } from "../host/listeners/listener-runtime.js";
 import { SnapshotHolder } from "../host/proxy/snapshot.js";
 import { Telemetry } from "../host/telemetry/telemetry.js";
 import { benchMesh } from "./mesh.js";
@@ -100,8 +100,8 @@ function main(): void {
   const oneMoved = load(`${mesh}---\n${endpointsYaml(ENDPOINTS, 1)}---\n${routesYaml(10, 0)}`);
   const tenthMoved = load(`${mesh}---\n${endpointsYaml(ENDPOINTS, 100)}---\n${routesYaml(10, 0)}`);
   const routeChanged = load(`${mesh}---\n${endpointsYaml(ENDPOINTS, 0)}---\n${routesYaml(10, 1)}`);
-  const telemetry = new Telemetry(base.config.settings, () => holder.current, [listener]);
-  const holder = new SnapshotHolder(base.config, (s) => telemetry.bind(s));
+  const telemetry: Telemetry = new Telemetry(base.config.settings, () => holder.current, [listener]);
+  const holder: SnapshotHolder = new SnapshotHolder(base.config, (config) => telemetry.statsFor(config));
   rows.push([`endpoint update, ${ENDPOINTS}-endpoint cluster: 1 endpoint replaced`, summary(timeSwaps(holder, base.config, oneMoved.config, "endpoints")), `${oneMoved.ms.toFixed(0)} ms`]);
   rows.push([`endpoint update, ${ENDPOINTS}-endpoint cluster: 100 endpoints replaced`, summary(timeSwaps(holder, base.config, tenthMoved.config, "endpoints")), `${tenthMoved.ms.toFixed(0)} ms`]);
   rows.push([`the same ${ENDPOINTS} endpoints, applied as a route change (new core)`, summary(timeSwaps(holder, base.config, routeChanged.config, "routes")), `${routeChanged.ms.toFixed(0)} ms`]);
@@ -110,7 +110,7 @@ function main(): void {
   const routesA = load(`${mesh}---\n${endpointsYaml(3, 0)}---\n${routesYaml(ROUTES, 0)}`);
   const routesB = load(`${mesh}---\n${endpointsYaml(3, 0)}---\n${routesYaml(ROUTES, 1)}`);
   const routesEndpoints = load(`${mesh}---\n${endpointsYaml(3, 1)}---\n${routesYaml(ROUTES, 0)}`);
-  const holder2 = new SnapshotHolder(routesA.config, (s) => telemetry.bind(s));
+  const holder2 = new SnapshotHolder(routesA.config, (config) => telemetry.statsFor(config));
   rows.push([`route update, ${ROUTES}-route table`, summary(timeSwaps(holder2, routesA.config, routesB.config, "routes")), `${routesB.ms.toFixed(0)} ms`]);
   rows.push([`endpoint update beside a ${ROUTES}-route table`, summary(timeSwaps(holder2, routesA.config, routesEndpoints.config, "endpoints")), `${routesEndpoints.ms.toFixed(0)} ms`]);
 

@@ -8,7 +8,7 @@ import { queryParam, valueMatches } from "./core/reference-matcher.js";
 import { writeRequest } from "./core/request-fields.js";
 import { RouteCore } from "./core/route-core.js";
 import { lowerAscii, type Condition, type MatchEntry, type StringMatch } from "./core/route-table.js";
-import { originAllowed } from "./proxy/cors.js";
+import { originAllowed } from "./filters/cors.js";
 
 function describeMatch(field: string, m: StringMatch): string {
   return `${field} ${m.kind} "${m.value}"`;

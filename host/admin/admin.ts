@@ -7,7 +7,7 @@ import type { UpstreamEndpoint } from "../cluster/endpoint.js";
 import type { Logger, LogLevel } from "../log.js";
 import { LOG_LEVELS } from "../log.js";
 import type { Lifecycle } from "../proxy/lifecycle.js";
-import type { Listener } from "../proxy/listener.js";
+import type { Listener } from "../listeners/listener.js";
 import type { SnapshotHolder } from "../proxy/snapshot.js";
 import type { Telemetry } from "../telemetry/telemetry.js";
 import { envoyStats, statsFilter, type Stat } from "./envoy-stats.js";

@@ -2,8 +2,8 @@
 // checks as Envoy's admin makes them, and a Listener handle.
 
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { Listener } from "../proxy/listener.js";
-import { listenServer } from "../proxy/listener-node.js";
+import type { Listener } from "../listeners/listener.js";
+import { listenServer } from "../listeners/listener-node.js";
 
 export interface Route {
   /** Mutating endpoints take POST only; Envoy answers a GET to them with 400. */

@@ -6,7 +6,7 @@
 // Requests hold the object, not an index: an update that moves or removes the
 // endpoint cannot make a request in flight release the wrong counter.
 
-import { urlHost } from "../proxy/authority.js";
+import { urlHost } from "../http/authority.js";
 import type { ClusterEndpoint } from "../config/compile.js";
 
 /** Bound to nothing: writes go to a scratch cell nobody reads. */

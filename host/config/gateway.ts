@@ -9,7 +9,7 @@
 // certificates by SNI.
 
 import type { FieldReader, Obj } from "./fields.js";
-import type { ResourceMeta, TlsSettings } from "./model.js";
+import type { ResourceMeta, TlsSettings } from "./resource.js";
 
 export interface GatewayServerModel {
   port: number;

@@ -3,11 +3,13 @@
 
 import type { Location } from "./diagnostics.js";
 import type { GatewayModel } from "./gateway.js";
+import type { OutboundTrafficPolicy, ResourceMeta, TlsSettings } from "./resource.js";
 import type { SidecarModel } from "./sidecar.js";
+
+export type { OutboundTrafficPolicy, ResourceMeta, TlsSettings } from "./resource.js";
 import type { TrafficPolicyModel } from "./traffic-policy.js";
 import type { StringMatch, UriMatch, Condition } from "../core/route-table.js";
 
-export type OutboundTrafficPolicy = "ALLOW_ANY" | "REGISTRY_ONLY";
 /**
  * h1: instio's own HTTP/1.1 server on node:net (the default); uws: uWebSockets.js (HTTP/1.1);
  * node: node:http (HTTP/1.1); h2c: node:http2, HTTP/2 with prior knowledge. With `tls`,
@@ -37,14 +39,6 @@ export interface ListenerSettings {
   tls: TlsSettings | undefined;
 }
 
-export interface TlsSettings {
-  certFile: string;
-  keyFile: string;
-  /** Client certificates are required and verified against this CA (a MUTUAL Gateway server). */
-  clientCaFile?: string;
-  /** Certificates chosen by SNI: exact or "*.example.com" names. */
-  sni: { hosts: string[]; certFile: string; keyFile: string }[];
-}
 
 export interface Settings {
   /** The proxy's own namespace: short names resolve against each resource's namespace, alt domains against this one. */
@@ -87,13 +81,6 @@ export interface HealthCheckSettings {
   healthyThreshold: number;
 }
 
-export interface ResourceMeta {
-  kind: string;
-  name: string;
-  namespace: string;
-  exportTo: string[];
-  source: Location;
-}
 
 export interface ServicePort {
   number: number;

@@ -7,7 +7,7 @@
 
 import type { FieldReader, Obj } from "./fields.js";
 import { hostMatches } from "./hosts.js";
-import type { OutboundTrafficPolicy, ResourceMeta } from "./model.js";
+import type { OutboundTrafficPolicy, ResourceMeta } from "./resource.js";
 
 export interface SidecarModel extends ResourceMeta {
   workloadSelector: Record<string, string> | undefined;

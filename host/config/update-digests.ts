@@ -5,7 +5,21 @@
 // file reloads), so that the serving thread only compares strings.
 
 import { createHash } from "node:crypto";
-import type { CompiledConfig } from "./compile.js";
+import type { RouteTable } from "../core/route-table.js";
+
+/** The parts of a CompiledConfig that the digests cover (compile.ts calls this with its result). */
+export interface DigestedConfig {
+  table: RouteTable;
+  clusters: readonly { name: string; endpoints: unknown }[];
+  destinations: unknown;
+  routes: unknown;
+  entries: unknown;
+  virtualHosts: unknown;
+  tcpListeners: unknown;
+  gatewayListeners: unknown;
+  gateway: unknown;
+  settings: unknown;
+}
 
 export interface UpdateDigests {
   /** Routes, virtual hosts, listeners, settings, and the clusters' names and load balancers (the route image holds them). */
@@ -16,7 +30,7 @@ export interface UpdateDigests {
   endpoints: string[];
 }
 
-export function updateDigests(config: Omit<CompiledConfig, "digests">): UpdateDigests {
+export function updateDigests(config: DigestedConfig): UpdateDigests {
   const table = { ...config.table, clusters: config.table.clusters.map((c) => ({ passthrough: c.passthrough, loadBalancer: c.loadBalancer })) };
   const routes = digest({
     table,

@@ -11,8 +11,8 @@
 
 import type { Settings } from "../config/model.js";
 import type { Logger } from "../log.js";
-import type { Listener } from "./listener.js";
-import type { ListenerRuntime } from "./pipeline.js";
+import type { Listener } from "../listeners/listener.js";
+import type { ListenerRuntime } from "../listeners/listener-runtime.js";
 
 export type ServerState = "PRE_INITIALIZING" | "LIVE" | "DRAINING";
 

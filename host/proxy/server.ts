@@ -1,7 +1,7 @@
 // Starts a proxy: listeners, upstream connection pools, telemetry, admin and
 // agent ports, config reload and the shutdown lifecycle.
 
-import { splitAuthority, urlHost } from "./authority.js";
+import { splitAuthority, urlHost } from "../http/authority.js";
 import { compile, type CompiledConfig } from "../config/compile.js";
 import type { ConfigDiagnostic } from "../config/diagnostics.js";
 import { DEFAULT_CLUSTER_POLICY } from "../config/traffic-policy.js";
@@ -11,20 +11,23 @@ import type { HttpSettings, ListenerSettings } from "../config/model.js";
 import { ConfigWatcher } from "../config/watch.js";
 import { Logger } from "../log.js";
 import { Telemetry } from "../telemetry/telemetry.js";
-import type { Downstream } from "./downstream.js";
+import type { Downstream } from "../listeners/downstream.js";
 import { Lifecycle } from "./lifecycle.js";
-import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
-import { decideUpgrade } from "./upgrade.js";
-import { listenH2 } from "./listener-h2.js";
-import { listenTcp } from "./listener-tcp.js";
-import { listenH1 } from "./listener-h1.js";
-import { PassthroughGuard } from "./passthrough-guard.js";
-import { StreamIdleTimeout } from "./stream-idle.js";
-import { listenNode } from "./listener-node.js";
-import { listenUws, loadUws } from "./listener-uws.js";
+import type { Listener, RequestHandler, UpgradeRouter } from "../listeners/listener.js";
+import { decideUpgrade } from "../listeners/upgrade.js";
+import { listenH2 } from "../listeners/listener-h2.js";
+import { listenTcp } from "../listeners/listener-tcp.js";
+import { listenH1 } from "../listeners/listener-h1.js";
+import { PassthroughGuard } from "../pipeline/passthrough-guard.js";
+import { StreamIdleTimeout } from "../pipeline/stream-idle.js";
+import { listenNode } from "../listeners/listener-node.js";
+import { listenUws, loadUws } from "../listeners/listener-uws.js";
 import { ConfigUpdates } from "./config-updates.js";
-import { Exchange, handleRequest, type ListenerRuntime, type PipelineOptions } from "./pipeline.js";
-import { SnapshotHolder, type Snapshot } from "./snapshot.js";
+import { Exchange } from "../pipeline/exchange.js";
+import { handleRequest } from "../pipeline/route.js";
+import type { ListenerRuntime } from "../listeners/listener-runtime.js";
+import type { PipelineOptions } from "../pipeline/options.js";
+import { SnapshotHolder } from "./snapshot.js";
 
 export interface ProxyOptions {
   config: CompiledConfig;
@@ -92,7 +95,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     await dns.track(initial.dnsNames);
     initial = compile(initial.model!, dns.resolved);
   }
-  const current: SnapshotHolder = new SnapshotHolder(initial, (s: Snapshot) => telemetry.bind(s));
+  const current: SnapshotHolder = new SnapshotHolder(initial, (config) => telemetry.statsFor(config));
   const updates = new ConfigUpdates(current, telemetry, logger);
   // Passthrough and shadow traffic without a cluster of its own uses the default pool.
   const dispatcher = current.pools.for("PassthroughCluster", DEFAULT_CLUSTER_POLICY.limits);

@@ -13,7 +13,7 @@ import type { CompiledConfig } from "../config/compile.js";
 import { RouteCore } from "../core/route-core.js";
 import type { EndpointSlots, ManagedCluster } from "../cluster/cluster.js";
 import { ClusterManager, type ClusterBinding } from "../cluster/cluster-manager.js";
-import type { SnapshotStats } from "../telemetry/telemetry.js";
+import type { SnapshotStats } from "../telemetry/snapshot-stats.js";
 
 /** How a snapshot came from the one before it. */
 export type UpdateKind = "initial" | "routes" | "clusters" | "endpoints" | "unchanged";
@@ -25,14 +25,14 @@ export class Snapshot {
   /** Global endpoint index (the core's decision) → endpoint. */
   readonly endpoints: EndpointSlots;
   readonly createdAt = new Date();
-  /** Metric children bound for this snapshot (set by Telemetry.bind before it serves). */
-  stats: SnapshotStats | undefined;
 
   constructor(
     readonly version: number,
     readonly config: CompiledConfig,
     readonly core: RouteCore,
     binding: ClusterBinding,
+    /** The metric children this version's requests record into. */
+    readonly stats: SnapshotStats,
     readonly update: UpdateKind,
     /** Which clusters (by index) an in-place update touched. */
     readonly touched: readonly number[] = [],
@@ -51,15 +51,14 @@ export class SnapshotHolder {
   private binding: ClusterBinding;
   current: Snapshot;
 
-  /** `prepare` runs on every new snapshot before it serves (binding its metric children). */
+  /** `statsFor` binds each new version's metric children before it serves (Telemetry.statsFor). */
   constructor(
     config: CompiledConfig,
-    private readonly prepare: (s: Snapshot) => void = () => {},
+    private readonly statsFor: (config: CompiledConfig) => SnapshotStats,
   ) {
     const core = this.newCore(config);
     this.binding = this.clusters.attach(config, core);
-    this.current = new Snapshot(this.nextVersion++, config, core, this.binding, "initial");
-    prepare(this.current);
+    this.current = new Snapshot(this.nextVersion++, config, core, this.binding, statsFor(config), "initial");
   }
 
   get pools(): ClusterManager["pools"] {
@@ -75,7 +74,7 @@ export class SnapshotHolder {
     if (before.routes !== after.routes) {
       const core = this.newCore(config);
       this.binding = this.clusters.attach(config, core);
-      next = new Snapshot(this.nextVersion++, config, core, this.binding, "routes");
+      next = new Snapshot(this.nextVersion++, config, core, this.binding, this.statsFor(config), "routes");
     } else {
       // Same route table: the serving core stays, with its image. Only clusters change.
       config.image = undefined;
@@ -92,9 +91,8 @@ export class SnapshotHolder {
         }
       });
       const kind: UpdateKind = reconfigured.length > 0 ? "clusters" : moved.length > 0 ? "endpoints" : "unchanged";
-      next = new Snapshot(this.nextVersion++, config, previous.core, this.binding, kind, [...new Set([...reconfigured, ...moved])]);
+      next = new Snapshot(this.nextVersion++, config, previous.core, this.binding, this.statsFor(config), kind, [...new Set([...reconfigured, ...moved])]);
     }
-    this.prepare(next);
     this.current = next;
     return next;
   }

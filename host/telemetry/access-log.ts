@@ -2,10 +2,10 @@
 // format, or Istio's JSON variant, one line per request.
 
 import { createWriteStream, type WriteStream } from "node:fs";
-import type { Exchange } from "../proxy/pipeline.js";
+import type { ExchangeRecord } from "./record.js";
 
 /** The fields of Istio's access log, in its JSON key names; undefined prints as "-". */
-export function accessLogFields(ex: Exchange): Record<string, string | number | undefined> {
+export function accessLogFields(ex: ExchangeRecord): Record<string, string | number | undefined> {
   const path = ex.ds.query === undefined ? ex.ds.path : `${ex.ds.path}?${ex.ds.query}`;
   return {
     start_time: new Date(ex.startTime).toISOString(),
@@ -31,14 +31,14 @@ export function accessLogFields(ex: Exchange): Record<string, string | number | 
     downstream_local_address: ex.ds.localAddress,
     downstream_remote_address: ex.ds.remoteAddress,
     requested_server_name: undefined,
-    route_name: ex.entry >= 0 ? ex.snapshot.config.entries[ex.entry]!.name || undefined : ex.clusterName === "PassthroughCluster" ? "allow_any" : ex.clusterName === "BlackHoleCluster" ? "block_all" : undefined,
+    route_name: ex.routeName || (ex.clusterName === "PassthroughCluster" ? "allow_any" : ex.clusterName === "BlackHoleCluster" ? "block_all" : undefined),
   };
 }
 
 const d = (v: string | number | undefined): string => (v === undefined || v === "" ? "-" : String(v));
 
 /** Istio's EnvoyTextLogFormat. */
-export function formatText(ex: Exchange): string {
+export function formatText(ex: ExchangeRecord): string {
   const f = accessLogFields(ex);
   return (
     `[${f.start_time}] "${f.method} ${f.path} ${f.protocol}" ${f.response_code} ${d(f.response_flags)} ${d(f.response_code_details)} ${d(f.connection_termination_details)} ` +
@@ -49,7 +49,7 @@ export function formatText(ex: Exchange): string {
 }
 
 /** Istio's EnvoyJSONLogFormatIstio: the same fields; absent ones are null. */
-export function formatJson(ex: Exchange): string {
+export function formatJson(ex: ExchangeRecord): string {
   const f = accessLogFields(ex);
   const out: Record<string, string | number | null> = {};
   for (const [k, v] of Object.entries(f)) out[k] = v === undefined ? null : v;
@@ -58,14 +58,14 @@ export function formatJson(ex: Exchange): string {
 
 export class AccessLog {
   private readonly stream: NodeJS.WritableStream | WriteStream;
-  private readonly format: (ex: Exchange) => string;
+  private readonly format: (ex: ExchangeRecord) => string;
 
   constructor(path: string, format: "TEXT" | "JSON") {
     this.stream = path === "/dev/stdout" ? process.stdout : path === "/dev/stderr" ? process.stderr : createWriteStream(path, { flags: "a" });
     this.format = format === "JSON" ? formatJson : formatText;
   }
 
-  write(ex: Exchange): void {
+  write(ex: ExchangeRecord): void {
     this.stream.write(this.format(ex));
   }
 }

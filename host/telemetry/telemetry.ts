@@ -1,173 +1,37 @@
 // The pipeline's observer: Istio metrics, Envoy cluster stats and the access log.
-// Metric children are bound per snapshot (SnapshotStats), so a request only
-// indexes arrays and two small maps.
+// Metric children are bound per config version (SnapshotStats), so a request only
+// indexes arrays and a small map. Telemetry reads requests as plain records
+// (ExchangeRecord): it knows nothing of the pipeline or the snapshot.
 
+import type { ManagedCluster } from "../cluster/cluster.js";
+import type { UpstreamEndpoint } from "../cluster/endpoint.js";
 import type { CompiledConfig } from "../config/compile.js";
 import type { Settings } from "../config/model.js";
-import type { Exchange, ExchangeObserver, ListenerRuntime } from "../proxy/pipeline.js";
-import type { Snapshot } from "../proxy/snapshot.js";
-import type { UpstreamEndpoint } from "../cluster/endpoint.js";
+import type { ListenerRuntime } from "../listeners/listener-runtime.js";
 import { AccessLog } from "./access-log.js";
-import { ProxyMetrics, RequestStats, type PeerLabels } from "./metrics.js";
-import type { CounterSeries } from "./series.js";
+import { ProxyMetrics, type RequestStats } from "./metrics.js";
+import type { ExchangeObserver, ExchangeRecord } from "./record.js";
+import { SnapshotStats } from "./snapshot-stats.js";
 
-const UNKNOWN = "unknown";
-
-function shortServiceName(host: string): string {
-  const k8s = /^([^.]+)\.[^.]+\.svc\.cluster\.local$/.exec(host);
-  return k8s ? k8s[1]! : host;
+/** What the gauges read of the serving config version. */
+export interface ServingState {
+  readonly version: number;
+  readonly clusters: readonly ManagedCluster[];
 }
 
-/** Labels describing a workload from its labels, with Istio's fallbacks. */
-function workloadLabels(labels: Record<string, string>, workload: string): { app: string; version: string; canonicalService: string; canonicalRevision: string } {
-  return {
-    app: labels.app ?? UNKNOWN,
-    version: labels.version ?? UNKNOWN,
-    canonicalService: labels["service.istio.io/canonical-name"] ?? labels["app.kubernetes.io/name"] ?? labels.app ?? workload,
-    canonicalRevision: labels["service.istio.io/canonical-revision"] ?? labels["app.kubernetes.io/version"] ?? labels.version ?? "latest",
-  };
-}
-
-interface ClusterCounters {
-  rq: CounterSeries;
-  retry: CounterSeries;
-  connectFail: CounterSeries;
-  timeout: CounterSeries;
-  retryAbandoned: CounterSeries;
-  overflow: CounterSeries;
-}
-
-export interface TcpCounters {
-  opened: CounterSeries;
-  closed: CounterSeries;
-  sent: CounterSeries;
-  received: CounterSeries;
-}
-
-/** Everything one snapshot's requests record into. */
-export class SnapshotStats {
-  /** Per endpoint (its labels name the destination workload), bound at its first request. */
-  private readonly byEndpoint = new Map<UpstreamEndpoint, RequestStats>();
-  readonly byCluster: RequestStats[];
-  readonly byVhost: RequestStats[];
-  readonly passthrough: RequestStats;
-  readonly blackhole: RequestStats;
-  readonly inbound: RequestStats;
-  readonly unrouted: RequestStats;
-  readonly clusterCounters: ClusterCounters[];
-  private readonly destination: (service: string, serviceName: string, namespace: string, labels: Record<string, string> | undefined) => PeerLabels;
-
-  constructor(
-    private readonly metrics: ProxyMetrics,
-    private readonly config: CompiledConfig,
-  ) {
-    const s = config.settings;
-    const self = workloadLabels(s.labels, s.workload.name);
-    const source: Pick<PeerLabels, `source_${string}` & keyof PeerLabels> = {
-      source_workload: s.workload.name,
-      source_workload_namespace: s.namespace,
-      source_principal: UNKNOWN,
-      source_app: self.app,
-      source_version: self.version,
-      source_canonical_service: self.canonicalService,
-      source_canonical_revision: self.canonicalRevision,
-      source_cluster: s.workload.cluster,
-    };
-    const destination = (this.destination = (service: string, serviceName: string, namespace: string, labels: Record<string, string> | undefined): PeerLabels => {
-      const w = labels ? workloadLabels(labels, UNKNOWN) : undefined;
-      return {
-        reporter: "source",
-        ...source,
-        destination_workload: UNKNOWN,
-        destination_workload_namespace: labels ? namespace : UNKNOWN,
-        destination_principal: UNKNOWN,
-        destination_app: w?.app ?? UNKNOWN,
-        destination_version: w?.version ?? UNKNOWN,
-        destination_service: service,
-        destination_service_name: serviceName,
-        destination_service_namespace: namespace,
-        destination_canonical_service: w && w.canonicalService !== UNKNOWN ? w.canonicalService : UNKNOWN,
-        destination_canonical_revision: w?.canonicalRevision ?? "latest",
-        destination_cluster: labels ? s.workload.cluster : UNKNOWN,
-        request_protocol: "http",
-        grpc_response_status: "",
-        connection_security_policy: UNKNOWN,
-      };
-    });
-    this.byCluster = config.clusters.map((c) => new RequestStats(metrics, destination(c.host, shortServiceName(c.host), c.serviceNamespace, undefined)));
-    this.byVhost = config.virtualHosts.map((v) => new RequestStats(metrics, destination(v.host, shortServiceName(v.host), v.namespace, undefined)));
-    this.passthrough = new RequestStats(metrics, destination(UNKNOWN, "PassthroughCluster", UNKNOWN, undefined));
-    this.blackhole = new RequestStats(metrics, destination(UNKNOWN, "BlackHoleCluster", UNKNOWN, undefined));
-    this.unrouted = new RequestStats(metrics, destination(UNKNOWN, UNKNOWN, UNKNOWN, undefined));
-    // Inbound: this workload is the destination; without peer metadata exchange the source is unknown.
-    // Its service is the one with an endpoint carrying this proxy's labels (Istio's service selecting the pod).
-    const ownLabels = Object.entries(s.labels);
-    const own = ownLabels.length === 0 ? undefined : config.clusters.find((c) => c.endpoints.some((ep) => ep.labels !== undefined && ownLabels.every(([k, v]) => ep.labels![k] === v)));
-    const inboundLabels: PeerLabels = {
-      reporter: "destination",
-      source_workload: UNKNOWN, source_workload_namespace: UNKNOWN, source_principal: UNKNOWN, source_app: UNKNOWN, source_version: UNKNOWN,
-      source_canonical_service: UNKNOWN, source_canonical_revision: "latest", source_cluster: UNKNOWN,
-      destination_workload: s.workload.name, destination_workload_namespace: s.namespace, destination_principal: UNKNOWN,
-      destination_app: self.app, destination_version: self.version, destination_service: own?.host ?? UNKNOWN,
-      destination_service_name: own ? shortServiceName(own.host) : "InboundPassthroughClusterIpv4", destination_service_namespace: own?.serviceNamespace ?? s.namespace,
-      destination_canonical_service: self.canonicalService, destination_canonical_revision: self.canonicalRevision, destination_cluster: s.workload.cluster,
-      request_protocol: "http", grpc_response_status: "", connection_security_policy: "none",
-    };
-    this.inbound = new RequestStats(metrics, inboundLabels);
-    this.clusterCounters = config.clusters.map((c) => {
-      const labels = { cluster_name: c.name };
-      return {
-        overflow: metrics.upstreamRqPendingOverflow.bind(labels),
-        rq: metrics.upstreamRq.bind(labels),
-        retry: metrics.upstreamRqRetry.bind(labels),
-        connectFail: metrics.upstreamCxConnectFail.bind(labels),
-        timeout: metrics.upstreamRqTimeout.bind(labels),
-        retryAbandoned: metrics.retryOrShadowAbandoned.bind(labels),
-      };
-    });
-  }
-
-  private readonly tcpCounters = new Map<string, TcpCounters>();
-
-  /** Istio's TCP counters for connections to `cluster` with `flag`, bound on first use. */
-  tcp(cluster: number, flag: string): TcpCounters {
-    const key = `${cluster}\u0000${flag}`;
-    let c = this.tcpCounters.get(key);
-    if (!c) {
-      // Istio's TCP metrics carry the peer labels without the HTTP-only ones (response_code, grpc_response_status).
-      const labels: Record<string, string> = { ...this.byCluster[cluster]!.peer, request_protocol: "tcp", response_flags: flag };
-      delete labels.response_code;
-      delete labels.grpc_response_status;
-      const m = this.metrics;
-      c = { opened: m.tcpOpened.bind(labels), closed: m.tcpClosed.bind(labels), sent: m.tcpSentBytes.bind(labels), received: m.tcpReceivedBytes.bind(labels) };
-      this.tcpCounters.set(key, c);
-    }
-    return c;
-  }
-
-  private ofEndpoint(cluster: number, ep: UpstreamEndpoint): RequestStats {
-    let stats = this.byEndpoint.get(ep);
-    if (!stats) {
-      const c = this.config.clusters[cluster]!;
-      this.byEndpoint.set(ep, (stats = new RequestStats(this.metrics, this.destination(c.host, shortServiceName(c.host), c.serviceNamespace, ep.labels))));
-    }
-    return stats;
-  }
-
-  /** The stats a finished request belongs to. */
-  select(ex: Exchange): RequestStats {
-    if (ex.listener.direction === "inbound") return this.inbound;
-    if (ex.upstreamEndpoint) return this.ofEndpoint(ex.cluster, ex.upstreamEndpoint);
-    if (ex.cluster >= 0) return this.byCluster[ex.cluster]!;
-    if (ex.clusterName === "PassthroughCluster") return this.passthrough;
-    if (ex.clusterName === "BlackHoleCluster") return this.blackhole;
-    if (ex.vhost >= 0) return this.byVhost[ex.vhost]!;
-    return this.unrouted;
-  }
+/** The series a finished request belongs to. */
+function selectStats(stats: SnapshotStats, ex: ExchangeRecord): RequestStats {
+  if (ex.listener.direction === "inbound") return stats.inbound;
+  if (ex.upstreamEndpoint) return stats.ofEndpoint(ex.cluster, ex.upstreamEndpoint);
+  if (ex.cluster >= 0) return stats.byCluster[ex.cluster]!;
+  if (ex.clusterName === "PassthroughCluster") return stats.passthrough;
+  if (ex.clusterName === "BlackHoleCluster") return stats.blackhole;
+  if (ex.vhost >= 0) return stats.byVhost[ex.vhost]!;
+  return stats.unrouted;
 }
 
 /** Approximate wire bytes of the request: request line, headers, blank line, body. */
-function requestWireBytes(ex: Exchange): number {
+function requestWireBytes(ex: ExchangeRecord): number {
   const ds = ex.ds;
   let n = ds.method.length + ds.path.length + (ds.query === undefined ? 0 : ds.query.length + 1) + 12;
   const h = ds.headers;
@@ -179,55 +43,54 @@ export class Telemetry implements ExchangeObserver {
   readonly metrics: ProxyMetrics;
   private readonly accessLog: AccessLog | undefined;
 
-  constructor(settings: Settings, serving: () => Snapshot, listeners: ListenerRuntime[]) {
+  constructor(settings: Settings, serving: () => ServingState, listeners: readonly ListenerRuntime[]) {
     this.accessLog = settings.accessLog ? new AccessLog(settings.accessLog.path, settings.accessLog.format) : undefined;
     this.metrics = new ProxyMetrics({
       configVersion: () => serving().version,
       clusters: () => {
         const s = serving();
-        return s.config.clusters.map((c, i) => {
-          const runtime = s.clusters[i]!;
+        return s.clusters.map((runtime) => {
           const b = runtime.breaker;
-          return { name: c.name, endpoints: runtime.members.length, healthy: runtime.healthyCount, active: runtime.inFlight, ejected: runtime.outlier?.ejectedCount ?? 0, pending: b.pending, pendingTotal: b.pendingTotal, breaker: b.gauges() };
+          return { name: runtime.info.name, endpoints: runtime.members.length, healthy: runtime.healthyCount, active: runtime.inFlight, ejected: runtime.outlier?.ejectedCount ?? 0, pending: b.pending, pendingTotal: b.pendingTotal, breaker: b.gauges() };
         });
       },
       listeners: () => listeners.map((l) => ({ name: l.direction, inFlight: l.inFlight })),
     });
   }
 
-  /** Binds a snapshot's metric children; called when the snapshot is built, off the hot path. */
-  bind(snapshot: Snapshot): void {
-    snapshot.stats = new SnapshotStats(this.metrics, snapshot.config);
+  /** The metric children of a config version; bound when its snapshot is built, off the hot path. */
+  statsFor(config: CompiledConfig): SnapshotStats {
+    return new SnapshotStats(this.metrics, config);
   }
 
   // HOT PATH — change with care: the four hooks below run per request or attempt.
-  attempt(ex: Exchange): void {
-    const stats = ex.snapshot.stats!;
+  attempt(ex: ExchangeRecord): void {
+    const stats = ex.stats;
     if (ex.cluster >= 0) stats.clusterCounters[ex.cluster]!.rq.inc();
     if (ex.upstreamEndpoint) ex.upstreamEndpoint.requests++;
   }
-  shadow(ex: Exchange, cluster: number, endpoint: UpstreamEndpoint): void {
-    ex.snapshot.stats!.clusterCounters[cluster]!.rq.inc();
+  shadow(ex: ExchangeRecord, cluster: number, endpoint: UpstreamEndpoint): void {
+    ex.stats.clusterCounters[cluster]!.rq.inc();
     endpoint.requests++;
   }
-  connectFailure(ex: Exchange): void {
-    if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.connectFail.inc();
+  connectFailure(ex: ExchangeRecord): void {
+    if (ex.cluster >= 0) ex.stats.clusterCounters[ex.cluster]!.connectFail.inc();
   }
-  retry(ex: Exchange): void {
-    if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.retry.inc();
+  retry(ex: ExchangeRecord): void {
+    if (ex.cluster >= 0) ex.stats.clusterCounters[ex.cluster]!.retry.inc();
   }
-  retryAbandoned(ex: Exchange): void {
-    if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.retryAbandoned.inc();
+  retryAbandoned(ex: ExchangeRecord): void {
+    if (ex.cluster >= 0) ex.stats.clusterCounters[ex.cluster]!.retryAbandoned.inc();
   }
-  timeout(ex: Exchange): void {
-    if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.timeout.inc();
+  timeout(ex: ExchangeRecord): void {
+    if (ex.cluster >= 0) ex.stats.clusterCounters[ex.cluster]!.timeout.inc();
   }
-  overflow(ex: Exchange): void {
-    if (ex.cluster >= 0) ex.snapshot.stats!.clusterCounters[ex.cluster]!.overflow.inc();
+  overflow(ex: ExchangeRecord): void {
+    if (ex.cluster >= 0) ex.stats.clusterCounters[ex.cluster]!.overflow.inc();
   }
-  complete(ex: Exchange): void {
+  complete(ex: ExchangeRecord): void {
     const duration = performance.now() - ex.startedAt;
-    ex.snapshot.stats!.select(ex).record(ex.status, ex.flag, ex.grpcStatus, duration, requestWireBytes(ex), ex.headerBytesSent + ex.bytesSent);
+    selectStats(ex.stats, ex).record(ex.status, ex.flag, ex.grpcStatus, duration, requestWireBytes(ex), ex.headerBytesSent + ex.bytesSent);
     this.accessLog?.write(ex);
   }
 }

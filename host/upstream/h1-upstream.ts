@@ -25,8 +25,8 @@ import { connect as netConnect, isIP, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import type { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
-import { splitAuthority } from "../proxy/authority.js";
-import { BODY_LENGTH, BODY_STATES_END, CHUNK_DATA, CHUNK_DATA_END, CHUNK_SIZE, CRLF, CRLFCRLF, chunkSize, HEAD, MAX_CHUNK_SIZE_LINE, TRAILERS } from "../proxy/h1-framing.js";
+import { splitAuthority } from "../http/authority.js";
+import { BODY_LENGTH, BODY_STATES_END, CHUNK_DATA, CHUNK_DATA_END, CHUNK_SIZE, CRLF, CRLFCRLF, chunkSize, HEAD, MAX_CHUNK_SIZE_LINE, TRAILERS } from "../http/h1-framing.js";
 
 export interface H1PoolOptions {
   connectTimeoutMs: number;

@@ -8,7 +8,7 @@
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
 import type { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
-import { isHopByHop } from "../proxy/headers.js";
+import { isHopByHop } from "../http/headers.js";
 
 /** Request headers HTTP/2 forbids, besides the hop-by-hop ones (and "te" other than "trailers"). */
 const FORBIDDEN = new Set(["host", "http2-settings"]);

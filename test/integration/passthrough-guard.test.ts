@@ -5,7 +5,7 @@
 import fc from "fast-check";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PassthroughGuard, unmapIPv4 } from "../../host/proxy/passthrough-guard.js";
+import { PassthroughGuard, unmapIPv4 } from "../../host/pipeline/passthrough-guard.js";
 import { get, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
 

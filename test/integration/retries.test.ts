@@ -4,7 +4,7 @@
 
 import { createHash } from "node:crypto";
 import { request } from "undici";
-import { REPLAY_BUFFER_LIMIT } from "../../host/proxy/replay-body.js";
+import { REPLAY_BUFFER_LIMIT } from "../../host/pipeline/replay-body.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseExposition } from "../support/prometheus.js";
 import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";

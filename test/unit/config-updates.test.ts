@@ -22,7 +22,7 @@ function setup() {
   const lines: string[] = [];
   const box: { holder?: SnapshotHolder } = {};
   const telemetry = new Telemetry(config.settings, () => box.holder!.current, []);
-  const holder = (box.holder = new SnapshotHolder(config, (s) => telemetry.bind(s)));
+  const holder = (box.holder = new SnapshotHolder(config, (config) => telemetry.statsFor(config)));
   const updates = new ConfigUpdates(holder, telemetry, new Logger("info", (l) => lines.push(l)));
   return { config, holder, updates, lines, telemetry };
 }

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { defaultSettings } from "../../host/config/settings.js";
 import { Logger } from "../../host/log.js";
 import { Lifecycle } from "../../host/proxy/lifecycle.js";
-import type { ListenerRuntime } from "../../host/proxy/pipeline.js";
+import type { ListenerRuntime } from "../../host/listeners/listener-runtime.js";
 
 function setup(exitOnZeroActiveConnections: boolean) {
   const runtime: ListenerRuntime = { direction: "outbound", inFlight: 2, draining: false };

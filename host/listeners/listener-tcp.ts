@@ -7,10 +7,10 @@
 
 import { connect, createServer, type Socket } from "node:net";
 import type { Listener } from "./listener.js";
-import type { Snapshot, SnapshotHolder } from "./snapshot.js";
+import type { Snapshot, SnapshotHolder } from "../proxy/snapshot.js";
 import type { TcpListenerInfo } from "../config/compile.js";
 import { hostMatches } from "../config/hosts.js";
-import { random32 } from "./pipeline.js";
+import { random32 } from "../pipeline/random.js";
 
 /** The largest ClientHello waited for before giving up on finding an SNI. */
 const MAX_CLIENT_HELLO = 16 * 1024;
@@ -88,7 +88,7 @@ function relay(snapshot: Snapshot, dests: Destinations, client: Socket, initial:
   }
   const endpoint = snapshot.endpoints[snapshot.core.pickEndpoint(chosen.cluster, random32())];
   if (!endpoint) {
-    snapshot.stats?.tcp(chosen.cluster, "UH").closed.inc();
+    snapshot.stats.tcp(chosen.cluster, "UH").closed.inc();
     client.destroy();
     return;
   }
@@ -98,7 +98,7 @@ function relay(snapshot: Snapshot, dests: Destinations, client: Socket, initial:
   // The client's bytes wait in its socket (nothing reads it) until the upstream is connected.
   upstream.once("connect", () => {
     connected = true;
-    snapshot.stats?.tcp(chosen.cluster, "-").opened.inc();
+    snapshot.stats.tcp(chosen.cluster, "-").opened.inc();
     if (initial) upstream.write(initial);
     upstream.pipe(client);
     client.pipe(upstream);
@@ -109,7 +109,7 @@ function relay(snapshot: Snapshot, dests: Destinations, client: Socket, initial:
     if (done) return;
     done = true;
     endpoint.release();
-    const counters = snapshot.stats?.tcp(chosen.cluster, connected ? "-" : "UF");
+    const counters = snapshot.stats.tcp(chosen.cluster, connected ? "-" : "UF");
     if (counters) {
       counters.closed.inc();
       counters.sent.inc(client.bytesWritten);

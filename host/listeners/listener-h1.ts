@@ -32,9 +32,9 @@ import { STATUS_CODES } from "node:http";
 import { Readable } from "node:stream";
 import type { HttpSettings } from "../config/model.js";
 import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
-import { BODY_LENGTH, BODY_STATES_END, CHUNK_DATA, CHUNK_DATA_END, CHUNK_SIZE, CRLF, CRLFCRLF, chunkSize, HEAD, MAX_CHUNK_SIZE_LINE, TRAILERS } from "./h1-framing.js";
+import { BODY_LENGTH, BODY_STATES_END, CHUNK_DATA, CHUNK_DATA_END, CHUNK_SIZE, CRLF, CRLFCRLF, chunkSize, HEAD, MAX_CHUNK_SIZE_LINE, TRAILERS } from "../http/h1-framing.js";
 import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
-import { statusText } from "./status-line.js";
+import { statusText } from "../http/status-line.js";
 import { relayRawUpgrade, upgradeHeaders, upgradeRequest } from "./upgrade.js";
 
 const LAST_CHUNK = Buffer.from("0\r\n\r\n");

@@ -11,11 +11,12 @@
 import { connect, type Socket } from "node:net";
 import { RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST, type RouteRequest } from "../core/decision.js";
 import { writeRequest } from "../core/request-fields.js";
-import { splitAuthority } from "./authority.js";
+import { splitAuthority } from "../http/authority.js";
 import { headerValue } from "./downstream.js";
-import { isHopByHop } from "./headers.js";
-import { random32, type PipelineOptions } from "./pipeline.js";
-import * as Reply from "./local-reply.js";
+import { isHopByHop } from "../http/headers.js";
+import { random32 } from "../pipeline/random.js";
+import type { PipelineOptions } from "../pipeline/options.js";
+import * as Reply from "../http/local-reply.js";
 
 /** An upgrade request's fields, as the route core reads them, from a flat [name, value, ...] header list. */
 export function upgradeRequest(method: string, target: string, headers: string[], remoteAddress: string, scheme: string): RouteRequest {

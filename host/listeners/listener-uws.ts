@@ -15,7 +15,7 @@ import { createRequire } from "node:module";
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from "uWebSockets.js";
 import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
 import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
-import { statusText } from "./status-line.js";
+import { statusText } from "../http/status-line.js";
 import { upgradeHeaders, upgradeRequest } from "./upgrade.js";
 import type { WebSocket } from "ws";
 

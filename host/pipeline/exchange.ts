@@ -1,0 +1,590 @@
+// One request in flight (the Exchange): the per-request context every stage
+// reads and writes, the upstream client's handler for its attempts, and the
+// listener's event sink. The stages around it: route.ts (phase 2),
+// filter-chain.ts and host/filters (phase 3), router.ts, passthrough.ts and
+// mirror.ts (phase 4's entry); here are the attempts themselves, with their
+// retries (the decisions in retry-policy.ts), timeouts (timeouts.ts), circuit
+// breaking and outlier reports, and phase 5, the response or a local reply.
+//
+// HOT PATH — change with care: no closures are created per request here.
+
+import { randomUUID } from "node:crypto";
+import type { Dispatcher } from "undici";
+import type { Readable } from "node:stream";
+import { RC_NO_ROUTE } from "../core/decision.js";
+import type { RouteCore } from "../core/route-core.js";
+import type { MatchEntry } from "../core/route-table.js";
+import type { RouteInfo } from "../config/compile.js";
+import type { HeadersModel, RetryPolicyModel } from "../config/model.js";
+import type { ManagedCluster } from "../cluster/cluster.js";
+import type { UpstreamEndpoint } from "../cluster/endpoint.js";
+import type { FilterContext } from "../filters/filter.js";
+import { applyResponseHeaders } from "../filters/header-operations.js";
+import { connectionListed, isListenerOwnedResponseHeader } from "../http/headers.js";
+import * as Reply from "../http/local-reply.js";
+import type { Downstream, DownstreamEvents } from "../listeners/downstream.js";
+import type { ListenerRuntime } from "../listeners/listener-runtime.js";
+import type { Snapshot } from "../proxy/snapshot.js";
+import type { ExchangeRecord } from "../telemetry/record.js";
+import type { SnapshotStats } from "../telemetry/snapshot-stats.js";
+import type { PipelineOptions } from "./options.js";
+import { random32 } from "./random.js";
+import { ReplayableBody } from "./replay-body.js";
+import { applyCors, headerWireBytes, serverName } from "./respond.js";
+import { backoffMs, HOST_SELECTION_ATTEMPTS, NO_RETRY, retriableFailure, retriableResponse, retriableTimeout } from "./retry-policy.js";
+import type { IdleWatched } from "./stream-idle.js";
+import { requestTimeouts, type RequestTimeouts } from "./timeouts.js";
+import { isConnectFailure, isProtocolError, transportFailure } from "./upstream-errors.js";
+import { upstreamRequestHeaders } from "./upstream-request.js";
+
+/** One request in flight: the undici handler for its upstream attempt and the listener's event sink. */
+export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, FilterContext {
+  readonly startedAt = performance.now();
+  readonly startTime = Date.now();
+  routeIndex = RC_NO_ROUTE;
+  vhost = -1;
+  entry = -1;
+  /** Global destination index the core chose (header operations), -1 when none. */
+  dest = -1;
+  /** gRPC status from the response headers or trailers (or a local reply); "" when not gRPC. */
+  grpcStatus = "";
+  /** A Set-Cookie for a generated consistent-hash cookie, added to the response. */
+  setCookie: string | undefined;
+  /** Path and query sent upstream when a rewrite changed them. */
+  upstreamPath: string | undefined;
+  /** access-control-* headers for an allowed CORS origin, added to whatever answers the request. */
+  corsHeaders: string[] | undefined;
+  /** The fault delay holding this request (flag DI), while it does; pauseMs is how long a pausing filter asked for. */
+  delayTimer: NodeJS.Timeout | undefined;
+  pauseMs = 0;
+  cluster = -1;
+  clusterName = "";
+  /** Endpoint counting this request in flight right now (none between attempts). */
+  private holding: UpstreamEndpoint | undefined = undefined;
+  /** The last endpoint tried, for stats, logs and outlier detection (none, or passthrough). */
+  upstreamEndpoint: UpstreamEndpoint | undefined = undefined;
+  upstreamHost = "";
+  status = 0;
+  /** Envoy's response flags in the order they were set (as Envoy >= 1.30 prints them). */
+  private readonly flags: string[] = [];
+  get flag(): string {
+    return this.flags.length === 0 ? "-" : this.flags.join(",");
+  }
+  addFlag(f: string): void {
+    if (f !== "-" && !this.flags.includes(f)) this.flags.push(f);
+  }
+  details = "";
+  transportFailure = "";
+  /** x-request-id and x-forwarded-for as sent upstream (for the access log). */
+  requestId = "";
+  forwardedFor = "";
+  /** Milliseconds from the complete request to upstream response headers; -1 when there were none. */
+  serviceTimeMs = -1;
+  private requestCompleteAt = 0;
+  /** Response body bytes and header bytes sent downstream. */
+  bytesSent = 0;
+  headerBytesSent = 0;
+  attempts = 0;
+  private origin = "";
+  private controller: Dispatcher.DispatchController | undefined;
+  private responseStarted = false;
+  private finished = false;
+  private downstreamAborted = false;
+
+  /** The response is complete or the client is gone: nothing more is to be done for this request. */
+  get over(): boolean {
+    return this.finished || this.downstreamAborted;
+  }
+  private tried = 0; // bitmask of cluster endpoint offsets already tried (first 32)
+  private routeTimer: NodeJS.Timeout | undefined;
+  private tryTimer: NodeJS.Timeout | undefined;
+  /** The current attempt; callbacks from superseded attempts are ignored (see Attempt). */
+  attemptId = 0;
+  private balanced = false; // sent to a cluster endpoint chosen by the core (not passthrough)
+  private replayBody: ReplayableBody | undefined; // the request body kept for retries and shadows
+  private admittedBy: ManagedCluster | undefined; // the circuit breaker counting the current attempt
+  private retriesHeld = 0; // retries counted against the cluster's max_retries until the request ends
+
+  constructor(
+    readonly options: PipelineOptions,
+    readonly listener: ListenerRuntime,
+    readonly snapshot: Snapshot,
+    readonly ds: Downstream,
+  ) {
+    listener.inFlight++;
+    options.streamIdle.add(this);
+  }
+
+  /** The matched route (routeIndex >= 0 only). */
+  get route(): RouteInfo {
+    return this.snapshot.config.routes[this.routeIndex]!;
+  }
+  get matchEntry(): MatchEntry {
+    return this.snapshot.config.table.entries[this.entry]!;
+  }
+  get core(): RouteCore {
+    return this.snapshot.core;
+  }
+  get routeName(): string {
+    return this.entry >= 0 ? this.snapshot.config.entries[this.entry]!.name : "";
+  }
+  /** The chosen destination's header operations (a weighted destination's own headers). */
+  get destinationHeaders(): HeadersModel | undefined {
+    return this.snapshot.config.destinations[this.dest]?.headers;
+  }
+  get stats(): SnapshotStats {
+    return this.snapshot.stats;
+  }
+
+  idleSeen = 0;
+  idleSince = 0;
+  idlePrev: IdleWatched | undefined = undefined;
+  idleNext: IdleWatched | undefined = undefined;
+
+  activity(): number {
+    return this.ds.bodyBytes + this.bytesSent;
+  }
+
+  /** No bytes either way for stream_idle_timeout: 408 while the request is incomplete, 504 after, a reset once the response started (Envoy). */
+  onStreamIdleTimeout(): void {
+    if (this.finished) return;
+    if (this.delayTimer !== undefined) {
+      clearTimeout(this.delayTimer);
+      this.delayTimer = undefined;
+    }
+    if (this.responseStarted) {
+      this.addFlag("SI");
+      this.details = "stream_idle_timeout";
+      this.ds.reset();
+      this.complete();
+    } else {
+      this.localReply({ status: this.requestCompleteAt > 0 ? 504 : 408, flag: "SI", body: "stream timeout", details: "stream_idle_timeout" });
+    }
+    this.controller?.abort(new Error("stream idle timeout"));
+  }
+
+  // ── phase 4: upstream ────────────────────────────────────────────────────
+
+  /** Sends the request to global endpoint `endpoint`, or to `origin` when passthrough (endpoint -1). */
+  forward(endpoint: number, origin: string): void {
+    this.attempts++;
+    const ep = endpoint >= 0 ? this.snapshot.endpoints[endpoint] : undefined;
+    this.holding = ep;
+    this.upstreamEndpoint = ep;
+    this.balanced = ep !== undefined;
+    if (ep) {
+      this.origin = ep.origin;
+      this.upstreamHost = ep.hostPort;
+      ep.acquire();
+      const offset = endpoint - this.snapshot.core.clusterStart(this.cluster);
+      if (offset < 32) this.tried |= 1 << offset;
+    } else {
+      this.origin = origin;
+      this.upstreamHost = origin.slice("http://".length);
+    }
+    let opts: Dispatcher.DispatchOptions;
+    try {
+      const body = this.ds.hasBody ? this.attemptBody() : null;
+      // Envoy's route timeout runs from the end of the request to the end of the response, across attempts.
+      if (this.attempts === 1) {
+        if (body) body.once("end", () => this.requestComplete());
+        else this.requestComplete();
+      }
+      opts = {
+        origin: this.origin,
+        method: this.ds.method as Dispatcher.HttpMethod,
+        path: this.upstreamPath ?? (this.ds.query === undefined ? this.ds.path : `${this.ds.path}?${this.ds.query}`),
+        headers: upstreamRequestHeaders(this),
+        body,
+        headersTimeout: 0,
+        bodyTimeout: 0,
+      };
+    } catch {
+      this.release();
+      this.localReply(Reply.BAD_REQUEST);
+      return;
+    }
+    const runtime = this.cluster >= 0 ? this.snapshot.clusters[this.cluster] : undefined;
+    if (runtime) {
+      if (!runtime.breaker.admit()) {
+        this.release();
+        this.options.observer.overflow(this);
+        this.localReply(Reply.UPSTREAM_OVERFLOW, ["x-envoy-overloaded", "true"]);
+        return;
+      }
+      this.admittedBy = runtime;
+    }
+    this.options.observer.attempt(this);
+    const attempt = new Attempt(this, ++this.attemptId);
+    const perTry = this.timeouts().perTryMs;
+    if (perTry > 0) this.tryTimer = setTimeout(perTryTimeout, perTry, this, this.attemptId);
+    try {
+      (runtime?.dispatcher ?? this.options.dispatcher).dispatch(opts, attempt);
+    } catch (err) {
+      // An origin undici cannot parse (a passthrough authority such as "a b") is the client's error.
+      this.release();
+      this.details = (err as Error).message;
+      this.localReply(Reply.BAD_REQUEST);
+    }
+  }
+
+  /**
+   * The request body for this attempt. When the route may retry or mirror, the
+   * body is kept (up to REPLAY_BUFFER_LIMIT) so that it can be sent again.
+   */
+  private attemptBody(): Readable | null {
+    if (this.attempts === 1) {
+      const info = this.routeIndex >= 0 ? this.snapshot.config.routes[this.routeIndex]! : undefined;
+      const replay = this.balanced && info !== undefined && (this.retryPolicy().attempts > 1 || info.mirrors.length > 0);
+      if (!replay) return this.ds.body();
+      this.replayBody = new ReplayableBody(this.ds.body(), () => this.options.observer.retryAbandoned(this));
+    }
+    return this.replayBody?.forAttempt() ?? null;
+  }
+
+  /** The request body for a shadow (mirroring): a replay of the kept body; null when it outgrew the buffer. */
+  shadowBody(): Readable | null {
+    return this.replayBody?.forShadow() ?? null;
+  }
+
+  private timeoutsOf: RequestTimeouts | undefined;
+
+  /** The request's route and per-try timeouts (timeouts.ts), read once. */
+  timeouts(): RequestTimeouts {
+    return (this.timeoutsOf ??= requestTimeouts(this.routeIndex >= 0 ? this.route : undefined, this.ds));
+  }
+
+  /** The whole request has been read (the router's "downstream request complete"): the route timeout and the service time start. */
+  private requestComplete(): void {
+    this.requestCompleteAt = performance.now();
+    this.startRouteTimeout();
+  }
+
+  private startRouteTimeout(): void {
+    const ms = this.timeouts().routeMs;
+    if (ms > 0 && !this.finished) this.routeTimer = setTimeout(routeTimeout, ms, this);
+  }
+
+  /** The route timeout ran out: 504 UT before the response started, a reset after (as Envoy). */
+  onRouteTimeout(): void {
+    this.routeTimer = undefined;
+    if (this.finished) return;
+    this.options.observer.timeout(this);
+    if (this.responseStarted) {
+      this.addFlag("UT");
+      this.details = "response_timeout";
+      this.ds.reset();
+      this.complete();
+    } else {
+      this.localReply(Reply.UPSTREAM_TIMEOUT);
+    }
+    // After the reply: aborting calls onResponseError at once, which must find the exchange finished.
+    this.controller?.abort(new Error("upstream request timeout"));
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.downstreamAborted) controller.abort(new Error("downstream aborted"));
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // 1xx interim responses are not relayed; after a local reply (route timeout) nothing is.
+    if (statusCode < 200 || this.downstreamAborted || this.finished) return;
+    clearTimeout(this.tryTimer);
+    this.reportOutlier(statusCode);
+    if (retriableResponse(this.retryPolicy(), statusCode, headers)) {
+      if (this.mayRetry()) {
+        this.supersedeAttempt("retrying a retriable response");
+        this.scheduleRetry();
+        return;
+      }
+      this.retryLimitHit();
+    }
+    this.responseStarted = true;
+    this.status = statusCode;
+    const grpc = headers["grpc-status"];
+    if (typeof grpc === "string") this.grpcStatus = grpc;
+    const out: string[] = [];
+    let contentLength = -1;
+    const listed = connectionListed(headers.connection as string | undefined);
+    for (const name in headers) {
+      const value = headers[name];
+      if (value === undefined) continue;
+      if (name === "content-length") {
+        contentLength = Number(value);
+        continue;
+      }
+      if (isListenerOwnedResponseHeader(name) || listed?.has(name) || name === "server") continue;
+      if (typeof value === "string") out.push(name, value);
+      else for (const v of value) out.push(name, v);
+    }
+    // Envoy measures from the router's view of the complete request (after a fault delay, including
+    // retries), and leaves the header out when the upstream answered before the request was all read.
+    if (this.requestCompleteAt > 0) {
+      this.serviceTimeMs = Math.round(performance.now() - this.requestCompleteAt);
+      out.push("x-envoy-upstream-service-time", String(this.serviceTimeMs));
+    }
+    out.push("server", serverName(this.listener));
+    this.applyRouteResponseHeaders(out);
+    if (this.setCookie) out.push("set-cookie", this.setCookie);
+    if (this.corsHeaders) applyCors(out, this.corsHeaders);
+    if (this.listener.draining) out.push("connection", "close");
+    this.headerBytesSent = headerWireBytes(out);
+    const bodyless = this.ds.method === "HEAD" || statusCode === 204 || statusCode === 304;
+    this.ds.sendHead(statusCode, out, contentLength, bodyless);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.downstreamAborted || this.finished) return;
+    this.bytesSent += chunk.length;
+    if (!this.ds.sendChunk(chunk)) controller.pause();
+  }
+
+  onResponseEnd(trailers?: Record<string, string | string[] | undefined>): void {
+    const grpc = trailers?.["grpc-status"];
+    if (typeof grpc === "string") this.grpcStatus = grpc;
+    if (!this.downstreamAborted && !this.finished) this.ds.sendEnd(trailers);
+    this.complete();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.release();
+    if (this.finished) return; // answered already (route timeout)
+    if (this.downstreamAborted) {
+      this.addFlag("DC");
+      this.complete();
+      return;
+    }
+    if (this.responseStarted) {
+      // Too late for a local reply: the client sees the reset, as with Envoy.
+      this.addFlag("UR");
+      this.ds.reset();
+      this.complete();
+      return;
+    }
+    clearTimeout(this.tryTimer);
+    this.reportOutlier("localFailure");
+    const connectFailure = isConnectFailure(err);
+    this.transportFailure = transportFailure(err) ?? "";
+    if (connectFailure) this.options.observer.connectFailure(this);
+    const retriable = retriableFailure(this.retryPolicy(), connectFailure);
+    if (retriable && this.mayRetry()) {
+      this.scheduleRetry();
+      return;
+    }
+    if (retriable) this.retryLimitHit();
+    const kind = connectFailure ? "connection failure" : isProtocolError(err) ? "protocol error" : "connection termination";
+    this.localReply(Reply.upstreamReset(kind, kind === "protocol error" ? undefined : this.transportFailure || undefined, this.attempts > 1));
+  }
+
+  private retryPolicy(): RetryPolicyModel {
+    return this.routeIndex >= 0 ? this.snapshot.config.routes[this.routeIndex]!.retry : NO_RETRY;
+  }
+
+  /** Attempts left, and a request that can be sent again: a body past the replay buffer cannot. */
+  private mayRetry(): boolean {
+    if (this.attempts >= this.retryPolicy().attempts || !this.balanced) return false;
+    if (this.ds.hasBody && (!this.replayBody || this.replayBody.overflowed)) {
+      this.options.observer.retryAbandoned(this);
+      return false;
+    }
+    // Envoy's max_retries: retries outstanding to the cluster; over it, the response passes through, flagged UO.
+    if (!this.snapshot.clusters[this.cluster]!.breaker.admitRetry()) {
+      this.addFlag("UO");
+      return false;
+    }
+    this.retriesHeld++;
+    return true;
+  }
+
+  private scheduleRetry(): void {
+    this.options.observer.retry(this);
+    setTimeout(retryExchange, backoffMs(this.retryPolicy(), this.attempts), this);
+  }
+
+  /** Leaves the current attempt behind: its slot is released and its late callbacks are ignored. */
+  private supersedeAttempt(reason: string): void {
+    const controller = this.controller;
+    this.attemptId++;
+    this.controller = undefined;
+    clearTimeout(this.tryTimer);
+    this.release();
+    controller?.abort(new Error(reason));
+  }
+
+  /** Envoy's per_try_timeout: the attempt is abandoned; retried if retryOn allows, else 504 UT. */
+  onPerTryTimeout(attemptId: number): void {
+    if (attemptId !== this.attemptId || this.finished || this.responseStarted) return;
+    this.options.observer.timeout(this);
+    this.reportOutlier("localFailure");
+    this.supersedeAttempt("per-try timeout");
+    const retriable = retriableTimeout(this.retryPolicy());
+    if (retriable && this.mayRetry()) {
+      this.scheduleRetry();
+      return;
+    }
+    if (retriable) this.retryLimitHit();
+    this.localReply(Reply.PER_TRY_TIMEOUT);
+  }
+
+  /** The retry policy wanted another attempt and none was left: flag URX (when there were retries at all). */
+  private retryLimitHit(): void {
+    if (this.attempts > 1) this.addFlag("URX");
+  }
+
+  /** A retry: prefer an endpoint not tried yet (Envoy's previous_hosts predicate). */
+  retry(): void {
+    if (this.finished) return; // the route timeout ran out during the backoff
+    if (this.downstreamAborted) {
+      this.complete();
+      return;
+    }
+    const core = this.snapshot.core;
+    const start = core.clusterStart(this.cluster);
+    let next = -1;
+    const attempts = this.retryPolicy().avoidPreviousHosts ? HOST_SELECTION_ATTEMPTS : 1;
+    for (let i = 0; i < attempts; i++) {
+      next = core.pickEndpoint(this.cluster, random32());
+      const offset = next - start;
+      if (next < 0 || offset >= 32 || (this.tried & (1 << offset)) === 0) break;
+    }
+    if (next < 0) {
+      this.localReply(Reply.NO_HEALTHY_UPSTREAM);
+      return;
+    }
+    this.forward(next, "");
+  }
+
+  // ── phase 5: respond ─────────────────────────────────────────────────────
+
+  /** Answers without the upstream. `extraHeaders` (a redirect's location) come before the route's operations. */
+  localReply(reply: Reply.LocalReply, extraHeaders?: string[]): void {
+    this.addFlag(reply.flag);
+    this.details = reply.details;
+    // Envoy's HCM gives every request its x-request-id before routing, so local replies log one too (not a missing Host's 400, which comes first).
+    if (this.requestId === "" && reply !== Reply.MISSING_HOST) this.requestId = this.ds.header("x-request-id") ?? randomUUID();
+    // A gRPC client gets Envoy's gRPC form: 200 with grpc-status (mapped from the HTTP status) and grpc-message.
+    const grpc = !extraHeaders?.includes("grpc-status") && this.ds.header("content-type")?.startsWith("application/grpc");
+    if (grpc) {
+      extraHeaders = [...(extraHeaders ?? []), "content-type", "application/grpc", "grpc-status", String(Reply.grpcStatusFor(reply.status)), "grpc-message", Reply.grpcMessage(String(reply.body))];
+      reply = { ...reply, status: 200, body: "" };
+    }
+    this.status = reply.status;
+    const g = extraHeaders?.indexOf("grpc-status") ?? -1;
+    if (g >= 0) this.grpcStatus = extraHeaders![g + 1]!;
+    if (!this.downstreamAborted) {
+      const headers = reply.body.length > 0 ? ["content-type", "text/plain"] : [];
+      if (extraHeaders) headers.push(...extraHeaders);
+      headers.push("server", serverName(this.listener));
+      this.applyRouteResponseHeaders(headers);
+      if (this.corsHeaders) applyCors(headers, this.corsHeaders);
+      if (this.listener.draining) headers.push("connection", "close");
+      this.ds.sendLocal(reply.status, headers, reply.body);
+      this.bytesSent = Buffer.byteLength(reply.body);
+      this.headerBytesSent = headerWireBytes(headers);
+    }
+    this.complete();
+  }
+
+  /** The matched route's (and destination's) response header operations; Envoy applies them to its local replies too. */
+  private applyRouteResponseHeaders(headers: string[]): void {
+    if (this.routeIndex < 0) return;
+    applyResponseHeaders(headers, this.snapshot.config.destinations[this.dest]?.headers, this.snapshot.config.routes[this.routeIndex]!.headers);
+  }
+
+  onDownstreamAborted(): void {
+    if (this.delayTimer !== undefined) {
+      // The client left while a fault delay held the request: nothing went upstream yet.
+      clearTimeout(this.delayTimer);
+      this.delayTimer = undefined;
+      this.downstreamAborted = true;
+      this.addFlag("DC");
+      this.complete();
+      return;
+    }
+    this.downstreamAborted = true;
+    this.controller?.abort(new Error("downstream aborted"));
+  }
+
+  onDownstreamWritable(): void {
+    this.controller?.resume();
+  }
+
+  /** Gives back the endpoint's in-flight slot (once per attempt). */
+  private release(): void {
+    if (this.holding) {
+      this.holding.release();
+      this.holding = undefined;
+    }
+    if (this.admittedBy) {
+      this.admittedBy.breaker.finish();
+      this.admittedBy = undefined;
+    }
+  }
+
+  /** Tells the cluster's outlier detector how the attempt on the current endpoint went. */
+  private reportOutlier(status: number | "localFailure"): void {
+    const host = this.upstreamEndpoint;
+    const outlier = host && this.cluster >= 0 ? this.snapshot.clusters[this.cluster]!.outlier : undefined;
+    if (!outlier || !host) return;
+    if (status === "localFailure") outlier.reportLocalFailure(host);
+    else outlier.reportStatus(host, status);
+  }
+
+  private complete(): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.retriesHeld > 0) {
+      const breaker = this.snapshot.clusters[this.cluster]!.breaker;
+      for (; this.retriesHeld > 0; this.retriesHeld--) breaker.finishRetry();
+    }
+    clearTimeout(this.routeTimer);
+    this.options.streamIdle.delete(this);
+    this.release();
+    this.listener.inFlight--;
+    this.options.observer.complete(this);
+  }
+}
+
+/**
+ * undici's handler for one upstream attempt. It passes callbacks on while it is
+ * the exchange's current attempt; once superseded (a retry, a per-try timeout)
+ * its late callbacks are dropped, so they cannot touch the next attempt.
+ */
+class Attempt implements Dispatcher.DispatchHandler {
+  constructor(
+    private readonly ex: Exchange,
+    private readonly id: number,
+  ) {}
+  private get current(): boolean {
+    return this.ex.attemptId === this.id;
+  }
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    if (this.current) this.ex.onRequestStart(controller);
+    else controller.abort(new Error("superseded attempt"));
+  }
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (this.current) this.ex.onResponseStart(controller, statusCode, headers);
+  }
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.current) this.ex.onResponseData(controller, chunk);
+  }
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+    if (this.current) this.ex.onResponseEnd(trailers);
+  }
+  onResponseError(controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.current) this.ex.onResponseError(controller, err);
+  }
+}
+
+function perTryTimeout(ex: Exchange, attemptId: number): void {
+  ex.onPerTryTimeout(attemptId);
+}
+
+function routeTimeout(ex: Exchange): void {
+  ex.onRouteTimeout();
+}
+
+function retryExchange(ex: Exchange): void {
+  ex.retry();
+}
