@@ -261,7 +261,7 @@ spec:
 `;
 }
 
-function instioPeer(name: string, port: number, extra: string, engine?: "h1" | "uws"): Peer {
+function instioPeer(name: string, port: number, extra: string, engine?: "h1" | "uws", root = ROOT): Peer {
   return {
     name,
     port,
@@ -269,7 +269,7 @@ function instioPeer(name: string, port: number, extra: string, engine?: "h1" | "
       const d = join(dir, name.replace(/\W+/g, "-"));
       mkdirSync(d, { recursive: true });
       writeFileSync(join(d, "mesh.yaml"), instioSettings(port, engine) + extra);
-      return start(0, join(ROOT, "bin/instio.js"), ["proxy", "--config", d]); // as users run it, with its V8 flags
+      return start(0, join(root, "bin/instio.js"), ["proxy", "--config", d]); // as users run it, with its V8 flags
     },
   };
 }
@@ -279,6 +279,8 @@ const ALL_PEERS: Peer[] = [
   instioPeer("instio (300 VirtualServices)", 18005, realisticMesh(300)),
   // The uWebSockets.js listener, the default before instio's own: the new default must be at least as fast.
   instioPeer("instio, uWS listener", 18006, "", "uws"),
+  // BENCH_BASELINE=<another checkout, built>: the same config through that build, for a same-run A/B of a change.
+  ...(process.env.BENCH_BASELINE ? [instioPeer("instio, baseline build", 18007, "", undefined, process.env.BENCH_BASELINE)] : []),
   {
     name: "nginx",
     port: 18002,
