@@ -4,8 +4,10 @@
 // baseline the core must beat.
 
 import { RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST, type Decision, type RouteRequest } from "./decision.js";
+import { buildMaglev, buildRing } from "./hash-tables.js";
 import { fullMatchRegExp } from "./regex/js.js";
-import { clusterEndpointStarts, lowerAscii, type Condition, type MatchEntry, type RouteTable, type StringMatch } from "./route-table.js";
+import { clusterEndpointStarts, lowerAscii, type Condition, type MatchEntry, type RouteTable, type StringMatch, type TableHashKey } from "./route-table.js";
+import { xxhash64 } from "./xxhash64.js";
 
 export class ReferenceMatcher {
   private readonly exactDomains = new Map<string, number>();
@@ -84,7 +86,7 @@ export class ReferenceMatcher {
     const c = this.table.clusters[cluster]!;
     if (c.passthrough) return routeIndex;
     if (c.endpointCount === 0) return RC_NO_ENDPOINT;
-    const endpoint = this.pick(cluster, random);
+    const endpoint = this.pick(cluster, random, req);
     if (endpoint < 0) return RC_NO_ENDPOINT;
     out.endpoint = endpoint;
     return routeIndex;
@@ -94,14 +96,27 @@ export class ReferenceMatcher {
   private readonly cursors = new Map<number, number>();
 
   /** The cluster's load balancer among its eligible endpoints; a global endpoint index or -1. */
-  private pick(cluster: number, random: number): number {
+  private pick(cluster: number, random: number, req: RouteRequest): number {
     const c = this.table.clusters[cluster]!;
     const start = this.endpointStarts[cluster]!;
     const eligible: number[] = [];
     for (let i = 0; i < c.endpointCount; i++) if (this.eligible[start + i] === 1) eligible.push(i);
     if (eligible.length === 0) return -1;
-    const kind = c.loadBalancer?.kind ?? "leastRequest";
-    if (kind === "ringHash" || kind === "maglev") throw new Error("reference matcher: consistent hashing is tested on its own (test/integration/load-balancing)");
+    const lb = c.loadBalancer ?? { kind: "leastRequest" };
+    const kind = lb.kind;
+    if (lb.kind === "ringHash" || lb.kind === "maglev") {
+      const key = hashKey(lb.key, req);
+      // No key in the request: Envoy's hash policy yields no hash, and the pick is random.
+      if (key === undefined) return start + eligible[scale(random, eligible.length)]!;
+      const hash = xxhash64(Buffer.from(key, "utf8"));
+      const hosts = eligible.map((i) => ({ endpoint: start + i, name: c.endpointNames?.[i] ?? String(i) }));
+      if (lb.kind === "maglev") {
+        const slots = buildMaglev(hosts, lb.tableSize, (name, seed) => xxhash64(Buffer.from(name, "utf8"), seed));
+        return slots[Number(hash % BigInt(lb.tableSize))]!;
+      }
+      const ring = buildRing(hosts, c.endpointCount, lb.minimumRingSize, (name) => xxhash64(Buffer.from(name, "utf8")));
+      return (ring.find((p) => p.point >= hash) ?? ring[0]!).endpoint;
+    }
     if (kind === "random") return start + eligible[scale(random, eligible.length)]!;
     if (kind === "roundRobin") {
       const cursor = (this.cursors.get(cluster) ?? 0) % c.endpointCount;
@@ -122,6 +137,21 @@ export class ReferenceMatcher {
     }
     return -1;
   }
+}
+
+/** The consistent-hash key of the request, as the core finds it; undefined when the request has none. */
+function hashKey(key: TableHashKey, req: RouteRequest): string | undefined {
+  if (key.source === "sourceIp") return req.remoteAddress;
+  if (key.source === "query") return queryParam(req.query, key.name);
+  if (key.source === "header") return req.header(key.name);
+  const cookies = req.header("cookie");
+  if (cookies === undefined) return undefined;
+  // Cookies split on ';' with leading spaces dropped; the first one named `key.name` (its value may contain '=').
+  for (const part of cookies.split(";")) {
+    const c = part.replace(/^ +/, "");
+    if (c.length > key.name.length && c.startsWith(key.name) && c[key.name.length] === "=") return c.slice(key.name.length + 1);
+  }
+  return undefined;
 }
 
 function utf8Length(s: string): number {

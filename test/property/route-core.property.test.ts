@@ -8,33 +8,41 @@ import { emptyDecision } from "../../host/core/decision.js";
 import { ReferenceMatcher } from "../../host/core/reference-matcher.js";
 import { RouteCore } from "../../host/core/route-core.js";
 import { writeRequest } from "../../host/core/request-fields.js";
-import { clusterEndpointStarts } from "../../host/core/route-table.js";
-import { routeRequest, routeTable } from "../support/tables.js";
+import { clusterEndpointStarts, type RouteTable } from "../../host/core/route-table.js";
+import { consistentHashTable, routeRequest, routeTable, type GeneratedRequest } from "../support/tables.js";
+
+/** Builds the core and the reference for `table` with some endpoints ejected and some load, and compares their decisions. */
+function agree(table: RouteTable, requests: readonly GeneratedRequest[], load: readonly number[], ejected: readonly boolean[], random: number): void {
+  const core = new RouteCore(table);
+  load.forEach((n, i) => {
+    if (i < core.active.length) core.active[i] = n;
+  });
+  // Some endpoints ejected (outlier detection): both sides pick among the rest.
+  const eligible = Array.from(core.active, (_, i) => (ejected[i] ? 0 : 1));
+  const starts = clusterEndpointStarts(table);
+  table.clusters.forEach((c, i) => core.setEligible(i, eligible.slice(starts[i], starts[i]! + c.endpointCount).map((e) => e === 1)));
+  const reference = new ReferenceMatcher(table, core.active, eligible);
+  requests.forEach((req, i) => {
+    const r = (random + i * 0x9e3779b9) >>> 0;
+    expect(writeRequest(core, table.headerNames, req)).toBe(true);
+    const fromCore = core.readDecision(core.route(r), emptyDecision());
+    const fromReference = emptyDecision();
+    reference.decide(req, r, fromReference);
+    expect(fromCore).toEqual(fromReference);
+  });
+}
+
+const requests = fc.array(routeRequest, { minLength: 1, maxLength: 24 });
+const loads = fc.array(fc.nat(5), { maxLength: 16 });
+const ejections = fc.array(fc.boolean(), { maxLength: 16 });
 
 describe("route core vs reference matcher", () => {
   it("agrees on random tables, requests and in-flight counts", () => {
-    fc.assert(
-      fc.property(routeTable, fc.array(routeRequest, { minLength: 1, maxLength: 24 }), fc.array(fc.nat(5), { maxLength: 16 }), fc.array(fc.boolean(), { maxLength: 16 }), fc.nat(), (table, requests, load, ejected, random) => {
-        const core = new RouteCore(table);
-        load.forEach((n, i) => {
-          if (i < core.active.length) core.active[i] = n;
-        });
-        // Some endpoints ejected (outlier detection): both sides pick among the rest.
-        const eligible = Array.from(core.active, (_, i) => (ejected[i] ? 0 : 1));
-        const starts = clusterEndpointStarts(table);
-        table.clusters.forEach((c, i) => core.setEligible(i, eligible.slice(starts[i], starts[i]! + c.endpointCount).map((e) => e === 1)));
-        const reference = new ReferenceMatcher(table, core.active, eligible);
-        requests.forEach((req, i) => {
-          const r = (random + i * 0x9e3779b9) >>> 0;
-          expect(writeRequest(core, table.headerNames, req)).toBe(true);
-          const fromCore = core.readDecision(core.route(r), emptyDecision());
-          const fromReference = emptyDecision();
-          reference.decide(req, r, fromReference);
-          expect(fromCore).toEqual(fromReference);
-        });
-      }),
-      { numRuns: 400 },
-    );
+    fc.assert(fc.property(routeTable, requests, loads, ejections, fc.nat(), agree), { numRuns: 400 });
+  });
+
+  it("agrees on consistent-hash clusters: ring hash and maglev on headers, cookies, query parameters and the source IP", () => {
+    fc.assert(fc.property(consistentHashTable, requests, loads, ejections, fc.nat(), agree), { numRuns: 300 });
   });
 
   it("rotates round robin over the eligible endpoints and picks only eligible ones", () => {

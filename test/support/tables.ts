@@ -61,13 +61,27 @@ const entryShape = fc.record({
   conditions: fc.array(condition, { maxLength: 3 }),
 });
 
-export const routeTable: fc.Arbitrary<RouteTable> = fc
+// Every load balancer; consistent hashing on each key source, with small tables so that collisions happen.
+const hashKey = fc.oneof(
+  fc.record({ source: fc.constantFrom<"header">("header"), name: fc.constantFrom(...headerNames) }),
+  fc.record({ source: fc.constant<"cookie">("cookie"), name: fc.constantFrom("c", "session") }),
+  fc.record({ source: fc.constant<"query">("query"), name: fc.constantFrom(...queryNames) }),
+  fc.constant({ source: "sourceIp" as const }),
+);
+const consistentHash: fc.Arbitrary<TableLoadBalancer> = fc.oneof(
+  fc.record({ kind: fc.constant<"ringHash">("ringHash"), key: hashKey, minimumRingSize: fc.constantFrom(1, 7, 64) }),
+  fc.record({ kind: fc.constant<"maglev">("maglev"), key: hashKey, tableSize: fc.constantFrom(7, 13, 251) }),
+);
+const anyLoadBalancer: fc.Arbitrary<TableLoadBalancer> = fc.oneof(fc.constantFrom<TableLoadBalancer>({ kind: "leastRequest" }, { kind: "roundRobin" }, { kind: "random" }), consistentHash);
+
+/** Random route tables whose clusters balance with `loadBalancer`. */
+const tablesWith = (loadBalancer: fc.Arbitrary<TableLoadBalancer>): fc.Arbitrary<RouteTable> => fc
   .record({
     clusters: fc.array(
       fc.record({
         endpointCount: fc.integer({ min: 0, max: 4 }),
         passthrough: fc.boolean(),
-        loadBalancer: fc.constantFrom<TableLoadBalancer>({ kind: "leastRequest" }, { kind: "roundRobin" }, { kind: "random" }),
+        loadBalancer: loadBalancer,
       }),
       { minLength: 1, maxLength: 4 },
     ),
@@ -80,7 +94,14 @@ export const routeTable: fc.Arbitrary<RouteTable> = fc
     ),
   })
   .map(({ clusters, hosts }) => {
-    const table: RouteTable = { virtualHosts: [], entries: [], routes: [], clusters, headerNames: [] };
+    const table: RouteTable = {
+      virtualHosts: [],
+      entries: [],
+      routes: [],
+      // Consistent-hash clusters name their endpoints ("address:port"), as the compiler does.
+      clusters: clusters.map((c, i) => (c.loadBalancer.kind === "ringHash" || c.loadBalancer.kind === "maglev" ? { ...c, endpointNames: Array.from({ length: c.endpointCount }, (_, j) => `10.${i}.0.${j}:80`) } : c)),
+      headerNames: [],
+    };
     for (const [h, host] of hosts.entries()) {
       const entryStart = table.entries.length;
       for (const r of host.routes) {
@@ -90,9 +111,26 @@ export const routeTable: fc.Arbitrary<RouteTable> = fc
       }
       table.virtualHosts.push({ name: `vh${h}`, domains: host.domains, entryStart, entryCount: table.entries.length - entryStart });
     }
-    table.headerNames = [...new Set(table.entries.flatMap((e) => e.conditions.filter((c) => c.source === "header").map((c) => c.name)))];
+    const hashHeaders = clusters.flatMap((c) => ("key" in c.loadBalancer && (c.loadBalancer.key.source === "header" || c.loadBalancer.key.source === "cookie") ? [c.loadBalancer.key.source === "cookie" ? "cookie" : c.loadBalancer.key.name] : []));
+    table.headerNames = [...new Set([...table.entries.flatMap((e) => e.conditions.filter((c) => c.source === "header").map((c) => c.name)), ...hashHeaders])];
     return table;
   });
+
+export const routeTable = tablesWith(anyLoadBalancer);
+
+/**
+ * One host "svc" whose catch-all route spreads over 1-3 clusters, each ring hash or maglev on
+ * some key source: nearly every request reaches a consistent-hash pick.
+ */
+export const consistentHashTable: fc.Arbitrary<RouteTable> = fc
+  .array(fc.record({ endpointCount: fc.integer({ min: 1, max: 9 }), loadBalancer: consistentHash, weight: fc.integer({ min: 1, max: 5 }) }), { minLength: 1, maxLength: 3 })
+  .map((clusters) => ({
+    virtualHosts: [{ name: "svc", domains: ["a", "b.example.com", "*.com"], entryStart: 0, entryCount: 1 }],
+    entries: [{ route: 0, conditions: [] }],
+    routes: [{ destinations: clusters.map((c, i) => ({ cluster: i, weight: c.weight })) }],
+    clusters: clusters.map((c, i) => ({ endpointCount: c.endpointCount, passthrough: false, loadBalancer: c.loadBalancer, endpointNames: Array.from({ length: c.endpointCount }, (_, j) => `10.${i}.0.${j}:80`) })),
+    headerNames: [...new Set(clusters.flatMap((c) => ("key" in c.loadBalancer && c.loadBalancer.key.source !== "query" && c.loadBalancer.key.source !== "sourceIp" ? [c.loadBalancer.key.source === "cookie" ? "cookie" : c.loadBalancer.key.name] : [])))],
+  }));
 
 export interface GeneratedRequest extends RouteRequest {
   headers: Record<string, string>;
@@ -105,6 +143,7 @@ export const routeRequest: fc.Arbitrary<GeneratedRequest> = fc
     path: pathString,
     query: fc.option(fc.constantFrom("q=v", "q=va&r", "r=v&q", "q", "x=1&q=jason", ""), { nil: undefined }),
     scheme: fc.constantFrom("http", "https"),
-    headers: fc.dictionary(fc.constantFrom(...headerNames), valueString, { maxKeys: 3 }),
+    headers: fc.record({ plain: fc.dictionary(fc.constantFrom(...headerNames), valueString, { maxKeys: 3 }), cookie: fc.option(fc.constantFrom("c=v", "c=jason; d=1", "d=2;c=va", " c=", "cc=1", "session=x=y", "c", "; ;c=j"), { nil: undefined }) }).map(({ plain, cookie }): Record<string, string> => (cookie === undefined ? plain : { ...plain, cookie })),
+    remoteAddress: fc.constantFrom("10.0.0.1", "10.0.0.2", "::1"),
   })
   .map((r) => ({ ...r, header: (name: string) => r.headers[name] }));
