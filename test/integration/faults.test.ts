@@ -4,7 +4,7 @@
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseExposition } from "../support/prometheus.js";
-import { get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { get, serviceEntryYaml, settingsYaml, startTestProxy, waitFor, type TestProxy } from "../support/proxy.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
 
 describe("fault injection", () => {
@@ -55,21 +55,20 @@ spec:
   });
 
   it("delays jason's requests past the caller's timeout, and nobody else's", async () => {
-    const started = Date.now();
     await expect(request(`${p.url}/ratings/0`, { headers: { host: "ratings", "end-user": "jason" }, headersTimeout: 1000 })).rejects.toThrow(/timeout/i);
-    expect(Date.now() - started).toBeLessThan(3000);
     expect(up.received.filter((r) => r.headers["end-user"] === "jason")).toEqual([]);
     expect((await get(p.url, "ratings", "/ratings/0", { "end-user": "mike" })).status).toBe(200);
-    await new Promise((r) => setTimeout(r, 100));
-    expect(p.proxy.lifecycle.inFlight).toBe(0); // the delayed request ended with its client
+    await waitFor(() => p.proxy.lifecycle.inFlight === 0, "the delayed request to end with its client");
   });
 
   it("leaves the fault delay out of x-envoy-upstream-service-time (Envoy measures after the fault filter)", async () => {
     const started = Date.now();
     const r = await get(p.url, "ratings", "/status/201", { "end-user": "slowly" }); // 201: apart from the other tests' DI counts
+    const elapsed = Date.now() - started;
     expect(r.status).toBe(201);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
-    expect(Number(r.headers["x-envoy-upstream-service-time"])).toBeLessThan(250);
+    expect(elapsed).toBeGreaterThanOrEqual(290); // the 300 ms delay (a timer never fires early)
+    // Measured after the delay: at most what the client waited beyond it, however slow the machine (1 ms of rounding each side).
+    expect(Number(r.headers["x-envoy-upstream-service-time"])).toBeLessThanOrEqual(elapsed - 300 + 2);
   });
 
   it("aborts with the configured status and Envoy's body", async () => {

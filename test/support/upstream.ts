@@ -18,6 +18,10 @@ export interface Upstream {
   received: Received[];
   /** Requests whose head arrived, complete or not (a body that never ends is never "received"). */
   arrived: () => number;
+  /** Requests to /hold/KEY waiting for release(KEY). */
+  held(key: string): number;
+  /** Answers every request held at /hold/KEY (200) and lets later ones through at once. */
+  release(key: string): void;
   close(): Promise<void>;
 }
 
@@ -30,10 +34,13 @@ export interface Upstream {
  *   /delay/N     answers after N milliseconds
  *   /metrics     an application's own Prometheus metrics (app_custom_total 7)
  *   /flaky/P     answers 503 with probability P percent, else 200
+ *   .../hold/KEY answers when the test calls release(KEY): time under the test's control
  */
 export async function startUpstream(name: string): Promise<Upstream> {
   const received: Received[] = [];
   let arrived = 0;
+  const holding = new Map<string, (() => void)[]>();
+  const released = new Set<string>();
   const server: Server = createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
     arrived++;
     const hash = createHash("sha256");
@@ -62,7 +69,13 @@ export async function startUpstream(name: string): Promise<Upstream> {
         res.writeHead(status ? Number(status[1]) : 200, { "content-type": "application/json", "content-length": Buffer.byteLength(body), "x-upstream": name, connection: "keep-alive", "keep-alive": "timeout=30" });
         res.end(req.method === "HEAD" ? undefined : body);
       };
-      if (delay) setTimeout(reply, Number(delay[1]));
+      const hold = /\/hold\/([^/?]+)/.exec(req.url!);
+      if (hold && !released.has(hold[1]!)) {
+        const list = holding.get(hold[1]!) ?? [];
+        list.push(reply);
+        holding.set(hold[1]!, list);
+        res.on("close", () => list.splice(list.indexOf(reply) >>> 0, 1)); // the proxy gave up on it
+      } else if (delay) setTimeout(reply, Number(delay[1]));
       else reply();
     });
   });
@@ -73,6 +86,11 @@ export async function startUpstream(name: string): Promise<Upstream> {
     port: (server.address() as AddressInfo).port,
     received,
     arrived: () => arrived,
+    held: (key) => holding.get(key)?.length ?? 0,
+    release: (key) => {
+      released.add(key);
+      for (const reply of holding.get(key)?.splice(0) ?? []) reply();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
