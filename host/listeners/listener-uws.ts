@@ -77,6 +77,40 @@ function corkedWrite(ds: UwsDownstream, kind: number): void {
   corkedDownstream = undefined;
 }
 
+/**
+ * uWS cuts an HTTP response that makes no progress for 10 s (its compiled-in HTTP timeout): a
+ * client that stops reading that long would be disconnected, where Envoy waits for
+ * stream_idle_timeout. While a response waits for its socket to drain, its socket is touched every
+ * few seconds: pause() then resume() re-arms uWS's timeout and keeps it polling for writability.
+ * Only responses under backpressure are in the set; one timer per listener serves them all.
+ */
+class WritableWaits {
+  private readonly waiting = new Set<UwsDownstream>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor() {
+    this.timer = setInterval(() => {
+      for (const ds of this.waiting) ds.keepAlive();
+    }, WRITABLE_KEEPALIVE_MS);
+    this.timer.unref();
+  }
+
+  add(ds: UwsDownstream): void {
+    this.waiting.add(ds);
+  }
+
+  delete(ds: UwsDownstream): void {
+    this.waiting.delete(ds);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+/** Well inside uWS's 10 s HTTP timeout, whose resolution is about 4 s. */
+const WRITABLE_KEEPALIVE_MS = 3000;
+
 class UwsDownstream implements Downstream {
   readonly method: string;
   readonly authority: string | undefined;
@@ -99,12 +133,15 @@ class UwsDownstream implements Downstream {
   private bodyless = false;
   /** The response says "connection: close" (draining): uWS closes only when told at end(). */
   private closeAfter = false;
+  /** The request body is throttled (res.pause()) until its reader wants more. */
+  private bodyPaused = false;
 
   constructor(
     readonly res: HttpResponse,
     req: HttpRequest,
     readonly scheme: string,
     readonly localAddress: string,
+    private readonly waits: WritableWaits,
   ) {
     const m = req.getMethod();
     this.method = METHODS[m] ?? m.toUpperCase();
@@ -127,6 +164,7 @@ class UwsDownstream implements Downstream {
     this.remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
     res.onAborted(() => {
       this.aborted = true;
+      this.waits.delete(this);
       this.stream?.destroy();
       this.events?.onDownstreamAborted();
     });
@@ -138,12 +176,20 @@ class UwsDownstream implements Downstream {
 
   body(): Readable {
     const res = this.res;
-    const stream = new Readable({ read: () => res.resume() });
+    const stream = new Readable({
+      read: () => {
+        this.bodyPaused = false;
+        res.resume();
+      },
+    });
     this.stream = stream;
     res.onData((chunk, isLast) => {
       // uWS reuses the chunk's memory after this callback: copy it.
       this.bodyBytes += chunk.byteLength;
-      if (chunk.byteLength > 0 && !stream.push(Buffer.from(chunk.slice(0)))) res.pause();
+      if (chunk.byteLength > 0 && !stream.push(Buffer.from(chunk.slice(0)))) {
+        this.bodyPaused = true;
+        res.pause();
+      }
       if (isLast) stream.push(null);
     });
     return stream;
@@ -203,7 +249,7 @@ class UwsDownstream implements Downstream {
     if (this.contentLength >= 0) this.wrote = this.tryEndChunk(chunk);
     else {
       this.wrote = this.res.write(chunk);
-      if (!this.wrote) this.res.onWritable(() => this.writable());
+      if (!this.wrote) this.waitWritable(() => this.writable());
     }
   }
 
@@ -222,11 +268,29 @@ class UwsDownstream implements Downstream {
     if (ok) return true;
     this.pending = owned ? chunk : Buffer.from(chunk); // a borrowed chunk kept for onWritable is copied
     this.pendingOffset = offset;
-    this.res.onWritable((offset) => this.retryPending(offset));
+    this.waitWritable((offset) => this.retryPending(offset));
     return false;
   }
 
+  /** The socket is full: `handler` runs when it drains; meanwhile uWS's timeout is kept off (WritableWaits). */
+  private waitWritable(handler: (offset: number) => boolean): void {
+    this.waits.add(this);
+    this.res.onWritable(handler);
+  }
+
+  /** Re-arms uWS's 10 s timeout while the client is slow to read (not while the request body is throttled: pause() is its). */
+  keepAlive(): void {
+    if (this.aborted || this.done) {
+      this.waits.delete(this);
+      return;
+    }
+    if (this.bodyPaused) return;
+    this.res.pause();
+    this.res.resume();
+  }
+
   private retryPending(offset: number): boolean {
+    this.waits.delete(this);
     const pending = this.pending;
     if (!pending) return true;
     const [ok, done] = this.res.tryEnd(pending.subarray(offset - this.pendingOffset), this.contentLength);
@@ -236,7 +300,10 @@ class UwsDownstream implements Downstream {
       this.queue.length = 0;
       return true;
     }
-    if (!ok) return false;
+    if (!ok) {
+      this.waits.add(this); // still waiting: uWS calls this handler again
+      return false;
+    }
     this.pending = undefined;
     while (this.queue.length > 0) {
       if (!this.tryEndChunk(this.queue.shift()!, true)) return false; // waits for the next writable event
@@ -248,6 +315,7 @@ class UwsDownstream implements Downstream {
   }
 
   private writable(): boolean {
+    this.waits.delete(this);
     this.events?.onDownstreamWritable();
     return true;
   }
@@ -412,8 +480,9 @@ function serveWebSockets(app: TemplatedApp, upgrades: UpgradeRouter): void {
 export function listenUws(uws: UwsModule, address: string, port: number, handler: RequestHandler, upgrades?: UpgradeRouter): Promise<Listener> {
   const app: TemplatedApp = uws.App();
   let local = `${address}:${port}`;
+  const waits = new WritableWaits();
   const onRequest = (res: HttpResponse, req: HttpRequest): void => {
-    const ds = new UwsDownstream(res, req, "http", local);
+    const ds = new UwsDownstream(res, req, "http", local, waits);
     ds.events = handler(ds);
   };
   if (upgrades) serveWebSockets(app, upgrades);
@@ -438,6 +507,7 @@ export function listenUws(uws: UwsModule, address: string, port: number, handler
         stopAccepting,
         close: async () => {
           stopAccepting();
+          waits.stop();
           (app as { close?: () => void }).close?.();
         },
       });
