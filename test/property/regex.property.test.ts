@@ -26,7 +26,20 @@ const pattern: fc.Arbitrary<string> = fc.letrec<{ alt: string; concat: string; p
     tie("alt").map((a) => `(?:${a})`),
   ),
 }))
-  .alt;
+  // Patterns whose program outgrows MAX_PROGRAM_INSTRUCTIONS are refused (a test below checks the
+  // limit); drawn here, such a pattern failed the property and its shrinking ran for minutes.
+  .alt.filter(compilesWithinLimits);
+
+function compilesWithinLimits(p: string): boolean {
+  try {
+    compilePattern(p, "fullMatch");
+    compilePattern(p, "search");
+    return true;
+  } catch (err) {
+    if ((err as Error).message.startsWith("regex program too large")) return false;
+    throw err;
+  }
+}
 
 const subject = fc.array(fc.constantFrom("a", "b", "c", "/", "-", "1", "é", "A", "."), { maxLength: 12 }).map((c) => c.join(""));
 const asciiSubject = fc.array(fc.constantFrom("a", "b", "c", "/", "-", "1"), { maxLength: 12 }).map((c) => c.join(""));
