@@ -28,7 +28,8 @@ export class ClusterManager {
     const slots: EndpointSlots = [];
     const clusters = config.clusters.map((info) => {
       let c = this.byName.get(info.name);
-      if (c) c.configure(info);
+      // Eligibility is applied when it attaches to the new core, not to the core it leaves.
+      if (c) c.configure(info, false);
       else this.byName.set(info.name, (c = new ManagedCluster(info, this.pools)));
       return c;
     });

@@ -55,7 +55,7 @@ export class ManagedCluster {
    * counts under the new limits, outlier detection keeps its ejections, health checks keep
    * each endpoint's health; pools follow the settings (a pool no cluster uses drains).
    */
-  configure(info: ClusterInfo): void {
+  configure(info: ClusterInfo, applyEligibility = true): void {
     this.info = info;
     const policy = info.policy;
     this.breaker.setLimits(policy.limits);
@@ -80,7 +80,7 @@ export class ManagedCluster {
     }
     this.pools = this.health && this.checkVia !== this.dispatcher ? [this.dispatcher, this.checkVia] : [this.dispatcher];
     this.panicPercent = od ? od.minHealthPercent : ENVOY_PANIC_PERCENT;
-    this.updateEligibility();
+    if (applyEligibility) this.updateEligibility();
   }
 
   /**

@@ -20,7 +20,6 @@ import type { ManagedCluster } from "../cluster/cluster.js";
 import type { UpstreamEndpoint } from "../cluster/endpoint.js";
 import type { FilterContext } from "../filters/filter.js";
 import { applyResponseHeaders } from "../filters/header-operations.js";
-import { connectionListed, isListenerOwnedResponseHeader } from "../http/headers.js";
 import * as Reply from "../http/local-reply.js";
 import type { Downstream, DownstreamEvents } from "../listeners/downstream.js";
 import type { ListenerRuntime } from "../listeners/listener-runtime.js";
@@ -30,7 +29,8 @@ import type { SnapshotStats } from "../telemetry/snapshot-stats.js";
 import type { PipelineOptions } from "./options.js";
 import { random32 } from "./random.js";
 import { ReplayableBody } from "./replay-body.js";
-import { applyCors, headerWireBytes, serverName } from "./respond.js";
+import { Attempt, type AttemptTarget } from "./attempt.js";
+import { applyCors, headerWireBytes, relayedHeaders, serverName } from "./respond.js";
 import { backoffMs, HOST_SELECTION_ATTEMPTS, NO_RETRY, retriableFailure, retriableResponse, retriableTimeout } from "./retry-policy.js";
 import type { IdleWatched } from "./stream-idle.js";
 import { requestTimeouts, type RequestTimeouts } from "./timeouts.js";
@@ -38,7 +38,7 @@ import { isConnectFailure, isProtocolError, transportFailure } from "./upstream-
 import { upstreamRequestHeaders } from "./upstream-request.js";
 
 /** One request in flight: the undici handler for its upstream attempt and the listener's event sink. */
-export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, FilterContext {
+export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, FilterContext, AttemptTarget {
   readonly startedAt = performance.now();
   readonly startTime = Date.now();
   routeIndex = RC_NO_ROUTE;
@@ -305,19 +305,7 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
     const grpc = headers["grpc-status"];
     if (typeof grpc === "string") this.grpcStatus = grpc;
     const out: string[] = [];
-    let contentLength = -1;
-    const listed = connectionListed(headers.connection as string | undefined);
-    for (const name in headers) {
-      const value = headers[name];
-      if (value === undefined) continue;
-      if (name === "content-length") {
-        contentLength = Number(value);
-        continue;
-      }
-      if (isListenerOwnedResponseHeader(name) || listed?.has(name) || name === "server") continue;
-      if (typeof value === "string") out.push(name, value);
-      else for (const v of value) out.push(name, v);
-    }
+    const contentLength = relayedHeaders(headers, out);
     // Envoy measures from the router's view of the complete request (after a fault delay, including
     // retries), and leaves the header out when the upstream answered before the request was all read.
     if (this.requestCompleteAt > 0) {
@@ -543,37 +531,6 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
     this.release();
     this.listener.inFlight--;
     this.options.observer.complete(this);
-  }
-}
-
-/**
- * undici's handler for one upstream attempt. It passes callbacks on while it is
- * the exchange's current attempt; once superseded (a retry, a per-try timeout)
- * its late callbacks are dropped, so they cannot touch the next attempt.
- */
-class Attempt implements Dispatcher.DispatchHandler {
-  constructor(
-    private readonly ex: Exchange,
-    private readonly id: number,
-  ) {}
-  private get current(): boolean {
-    return this.ex.attemptId === this.id;
-  }
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    if (this.current) this.ex.onRequestStart(controller);
-    else controller.abort(new Error("superseded attempt"));
-  }
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    if (this.current) this.ex.onResponseStart(controller, statusCode, headers);
-  }
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.current) this.ex.onResponseData(controller, chunk);
-  }
-  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
-    if (this.current) this.ex.onResponseEnd(trailers);
-  }
-  onResponseError(controller: Dispatcher.DispatchController, err: Error): void {
-    if (this.current) this.ex.onResponseError(controller, err);
   }
 }
 

@@ -1,6 +1,30 @@
 // Pieces of phase 5 (respond) shared by upstream responses and local replies.
 
+import { connectionListed, isListenerOwnedResponseHeader } from "../http/headers.js";
 import type { ListenerRuntime } from "../listeners/listener-runtime.js";
+
+/**
+ * The upstream's response headers as relayed, into `out`: hop-by-hop, connection-listed and
+ * listener-owned ones dropped, the upstream's `server` replaced later, content-length taken out
+ * (the listener frames the body). Returns the content length, -1 when there is none.
+ * HOT PATH: once per response.
+ */
+export function relayedHeaders(headers: Record<string, string | string[] | undefined>, out: string[]): number {
+  let contentLength = -1;
+  const listed = connectionListed(headers.connection as string | undefined);
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (name === "content-length") {
+      contentLength = Number(value);
+      continue;
+    }
+    if (isListenerOwnedResponseHeader(name) || listed?.has(name) || name === "server") continue;
+    if (typeof value === "string") out.push(name, value);
+    else for (const v of value) out.push(name, v);
+  }
+  return contentLength;
+}
 
 /**
  * The `server` response header, overwritten as Istio configures Envoy: "istio-envoy" on inbound
