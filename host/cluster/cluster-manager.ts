@@ -3,8 +3,9 @@
 // image depends on) attaches the same cluster objects to its new core; a
 // cluster change reconfigures them in place; an endpoint change rewrites one
 // cluster's endpoint range in the serving core. What stays keeps its state
-// (breaker counts, ejections, health, in-flight counts, round-robin cursor
-// aside); what the config dropped stops and its pools drain.
+// (breaker counts, ejections, health, in-flight counts, the round-robin
+// position; ring and maglev tables are rebuilt from the same endpoints, so they
+// hash as before); what the config dropped stops and its pools drain.
 
 import type { ClusterEndpoint, ClusterInfo, CompiledConfig } from "../config/compile.js";
 import type { RouteCore } from "../core/route-core.js";

@@ -104,6 +104,9 @@ export class ManagedCluster {
    */
   attach(core: RouteCore, index: number, slots: EndpointSlots, endpoints: readonly ClusterEndpoint[]): void {
     const inFlight = this.replaceMembers(endpoints);
+    // Round robin goes on where it was, as an Envoy cluster's load balancer does across a route update.
+    const cursor = this.core?.roundRobinCursor(this.index) ?? 0;
+    core.setRoundRobinCursor(index, cursor);
     this.core = core;
     this.index = index;
     this.slots = slots;

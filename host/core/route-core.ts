@@ -287,6 +287,15 @@ export class RouteCore {
     return this.epCount[cluster]!;
   }
 
+  /** ROUND_ROBIN's position in `cluster` (the core moves it), to carry over to a new core. */
+  roundRobinCursor(cluster: number): number {
+    return this.clusterRecord().getUint32(this.clustersAt + cluster * L.CL_SIZE + L.CL_CURSOR, true);
+  }
+
+  setRoundRobinCursor(cluster: number, cursor: number): void {
+    this.clusterRecord().setUint32(this.clustersAt + cluster * L.CL_SIZE + L.CL_CURSOR, cursor, true);
+  }
+
   /** Whether the load balancers may pick global endpoint `endpoint`. */
   isEligible(endpoint: number): boolean {
     return this.eligible[endpoint] === 1;

@@ -11,6 +11,15 @@ import type { Logger } from "../log.js";
 import type { Telemetry } from "../telemetry/telemetry.js";
 import type { Snapshot, SnapshotHolder } from "./snapshot.js";
 
+/** What the update changed, as the log says it: a new route table, or which clusters were patched. */
+function describeUpdate(s: Snapshot): string {
+  if (s.update === "initial" || s.update === "routes") return "new route table";
+  if (s.update === "unchanged") return "nothing the proxy serves changed";
+  const names = s.touched.map((i) => s.config.clusters[i]!.name);
+  const shown = names.length > 3 ? `${names.slice(0, 3).join(", ")} and ${names.length - 3} more` : names.join(", ");
+  return `${s.update === "clusters" ? "cluster settings" : "endpoints"} of ${shown}, in place`;
+}
+
 export class ConfigUpdates {
   readonly stats = { applied: 0, rejected: 0 };
 
@@ -43,7 +52,7 @@ export class ConfigUpdates {
     }
     this.stats.applied++;
     this.telemetry.metrics.configReloads.inc({ result: "applied" });
-    this.logger.info(`config: version ${s.version} applied (${origin}: ${config.virtualHosts.length} virtual hosts, ${config.routes.length} routes, ${config.clusters.length} clusters)`);
+    this.logger.info(`config: version ${s.version} applied (${origin}: ${config.virtualHosts.length} virtual hosts, ${config.routes.length} routes, ${config.clusters.length} clusters; ${describeUpdate(s)})`);
     return s;
   }
 

@@ -85,6 +85,36 @@ describe("an ejected endpoint", () => {
   });
 });
 
+describe("load-balancer state", () => {
+  it("round robin goes on where it was across a route change; a consistent hash keeps each key's endpoint", async () => {
+    const ups = await Promise.all(["a", "b", "c"].map((n) => startUpstream(n)));
+    const ports = ups.map((u) => u.port);
+    const p = await startTestProxy(mesh(ports, "{loadBalancer: {simple: ROUND_ROBIN}}"), { watch: true });
+    try {
+      const names = async (n: number): Promise<string[]> => {
+        const out: string[] = [];
+        for (let i = 0; i < n; i++) out.push((await get(p.url, "svc", "/")).json().name);
+        return out;
+      };
+      expect(await names(2)).toEqual(["a", "b"]);
+      expect(await reload(p, mesh(ports, "{loadBalancer: {simple: ROUND_ROBIN}}", "2"))).toBe("routes");
+      expect(await names(2)).toEqual(["c", "a"]); // not "a" again: the position came along
+
+      const hashed = "{loadBalancer: {consistentHash: {httpHeaderName: x-user}}}";
+      await reload(p, mesh(ports, hashed, "3"));
+      const users = Array.from({ length: 12 }, (_, i) => `user-${i}`);
+      const pick = async (): Promise<string[]> => Promise.all(users.map(async (u) => (await get(p.url, "svc", "/", { "x-user": u })).json().name));
+      const before = await pick();
+      expect(new Set(before).size).toBeGreaterThan(1);
+      expect(await reload(p, mesh(ports, hashed, "4"))).toBe("routes");
+      expect(await pick()).toEqual(before);
+    } finally {
+      await p.close();
+      await Promise.all(ups.map((u) => u.close()));
+    }
+  });
+});
+
 describe("a circuit breaker", () => {
   it("keeps counting the requests in flight across a reload", async () => {
     const up = await startUpstream("up");
