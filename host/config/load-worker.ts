@@ -10,11 +10,13 @@ import { configDigest } from "./digest.js";
 import { loadConfigPath } from "./load.js";
 import { encodeImageFor } from "../core/route-core.js";
 
-/** What the serving thread asks: load `path` unless its files still have digest `unless`. */
+/** What the serving thread asks: load `path` unless its files still have digest `unless` ("": load anyway). */
 export interface LoadRequest {
   id: number;
   path: string;
   unless: string;
+  /** The DNS answers to compile DNS-resolved ServiceEntries with (a DNS change recompiles here too). */
+  resolved: [string, string[]][];
 }
 
 /** The answer: the files' digest, and the serialized LoadResult when they changed. */
@@ -32,9 +34,9 @@ parentPort?.on("message", (req: LoadRequest) => {
   if (digest === req.unless) reply = { id: req.id, digest, result: undefined, failure: undefined };
   else {
     try {
-      const result = loadConfigPath(req.path);
-      // Only DNS refreshes compile a config again, from its model: without DNS names it stays here.
-      if (result.config && result.config.dnsNames.length === 0) result.config.model = undefined;
+      const result = loadConfigPath(req.path, new Map(req.resolved));
+      // Every recompile (a DNS change too) happens here: the model, most of the bytes, stays behind.
+      if (result.config) result.config.model = undefined;
       // The table image too is encoded here, not on the serving thread.
       if (result.config) result.config.image = encodeImageFor(result.config.table);
       const bytes = serialize(result);

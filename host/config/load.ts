@@ -18,18 +18,22 @@ function ordered(diagnostics: ConfigDiagnostic[]): ConfigDiagnostic[] {
   return [...diagnostics].sort((a, b) => fileOrder.get(a.file)! - fileOrder.get(b.file)! || a.line - b.line || a.column - b.column);
 }
 
-function build(docs: SourceDocument[], sink: DiagnosticSink): LoadResult {
+/** DNS answers for the config's DNS-resolved names (host/discovery/dns.ts keeps them). */
+export type ResolvedNames = ReadonlyMap<string, readonly string[]>;
+
+function build(docs: SourceDocument[], sink: DiagnosticSink, resolved?: ResolvedNames): LoadResult {
   const model = readModel(docs, sink);
   if (sink.hasErrors) return { config: undefined, diagnostics: ordered(sink.diagnostics) };
-  const config = compile(model);
+  const config = compile(model, resolved);
   const diagnostics = ordered([...sink.diagnostics, ...config.diagnostics]);
   if (diagnostics.some((d) => d.severity === "error")) return { config: undefined, diagnostics };
   return { config, diagnostics };
 }
 
-export function loadConfigPath(path: string): LoadResult {
+/** Loads `path`; DNS-resolved names get the addresses in `resolved` (none: no endpoints from them yet). */
+export function loadConfigPath(path: string, resolved?: ResolvedNames): LoadResult {
   const sink = new DiagnosticSink();
-  return build(readSources(path, sink), sink);
+  return build(readSources(path, sink), sink, resolved);
 }
 
 export function loadConfigText(name: string, text: string): LoadResult {

@@ -9,12 +9,13 @@ import { Worker } from "node:worker_threads";
 import type { CompiledConfig } from "./compile.js";
 import { configDigest } from "./digest.js";
 import { formatDiagnostic, type ConfigDiagnostic } from "./diagnostics.js";
-import type { LoadResult } from "./load.js";
+import type { LoadResult, ResolvedNames } from "./load.js";
 import type { LoadReply, LoadRequest } from "./load-worker.js";
 
 export interface ReloadEvents {
-  applied(config: CompiledConfig, diagnostics: ConfigDiagnostic[]): void;
-  rejected(diagnostics: ConfigDiagnostic[]): void;
+  /** `origin` says why it was loaded: "file reload", or "DNS addresses changed" (recompile()). */
+  applied(config: CompiledConfig, diagnostics: ConfigDiagnostic[], origin: string): void;
+  rejected(diagnostics: ConfigDiagnostic[], origin: string): void;
 }
 
 const DEBOUNCE_MS = 100;
@@ -25,7 +26,7 @@ class WorkerLoader {
   private nextId = 0;
   private readonly waiting = new Map<number, (reply: LoadReply) => void>();
 
-  load(path: string, unless: string): Promise<LoadReply> {
+  load(path: string, unless: string, resolved: ResolvedNames): Promise<LoadReply> {
     if (!this.worker) {
       this.worker = new Worker(workerScript());
       this.worker.unref();
@@ -39,7 +40,7 @@ class WorkerLoader {
     const id = ++this.nextId;
     return new Promise((resolve) => {
       this.waiting.set(id, resolve);
-      this.worker!.postMessage({ id, path, unless } satisfies LoadRequest);
+      this.worker!.postMessage({ id, path, unless, resolved: [...resolved].map(([name, addresses]) => [name, [...addresses]]) } satisfies LoadRequest);
     });
   }
 
@@ -70,9 +71,19 @@ export class ConfigWatcher {
   constructor(
     private readonly path: string,
     private readonly events: ReloadEvents,
+    /** The DNS answers each load compiles with. */
+    private readonly resolved: () => ResolvedNames = () => new Map(),
   ) {
     this.lastDigest = configDigest(path);
   }
+
+  /** Compiles the config again with the current DNS answers, on the worker, whether or not the files changed. */
+  recompile(): Promise<boolean> {
+    this.recompiling = true;
+    return this.reload();
+  }
+
+  private recompiling = false;
 
   start(): void {
     const isDir = statSync(this.path).isDirectory();
@@ -114,20 +125,23 @@ export class ConfigWatcher {
   private readonly loader = new WorkerLoader();
 
   private async reloadOnce(): Promise<boolean> {
-    const reply = await this.loader.load(this.path, this.lastDigest);
+    const origin = this.recompiling ? "DNS addresses changed" : "file reload";
+    const unless = this.recompiling ? "" : this.lastDigest;
+    this.recompiling = false;
+    const reply = await this.loader.load(this.path, unless, this.resolved());
     if (reply.failure !== undefined) {
       // A bug in loading or compiling must not take down a proxy that is serving.
-      this.events.rejected([{ file: this.path, line: 1, column: 1, path: "", message: `internal error while loading: ${reply.failure}`, severity: "error" }]);
+      this.events.rejected([{ file: this.path, line: 1, column: 1, path: "", message: `internal error while loading: ${reply.failure}`, severity: "error" }], origin);
       return false;
     }
     if (reply.result === undefined || this.stopped) return false;
     this.lastDigest = reply.digest;
     const result = deserialize(new Uint8Array(reply.result)) as LoadResult;
     if (!result.config) {
-      this.events.rejected(result.diagnostics);
+      this.events.rejected(result.diagnostics, origin);
       return false;
     }
-    this.events.applied(result.config, result.diagnostics);
+    this.events.applied(result.config, result.diagnostics, origin);
     return true;
   }
 

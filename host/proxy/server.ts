@@ -85,10 +85,12 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const runtimes = settings.inbound ? [outboundRuntime, inboundRuntime] : [outboundRuntime];
   // The telemetry reads the serving snapshot for its gauges; the holder binds each new snapshot's stats.
   const telemetry = new Telemetry(settings, () => current.current, runtimes);
-  // DNS ServiceEntries: resolve their names before serving, then follow changes with new snapshots.
+  // DNS ServiceEntries: resolve their names before serving, then follow changes with config updates
+  // (endpoint updates, since only addresses change). A watched config compiles again on the config
+  // worker; one given as an object (no files to watch) compiles its model here.
   const dns = new DnsDiscovery(settings.dns.servers, settings.dns.refreshRateMs, (resolved) => {
-    // A config with DNS names keeps its model, to compile again with the new addresses.
-    updates.apply("DNS addresses changed", () => compile(current.current.config.model!, resolved));
+    if (watcher) void watcher.recompile();
+    else updates.apply("DNS addresses changed", () => compile(options.config.model!, resolved));
   }, (line) => logger.info(line));
   let initial = options.config;
   if (initial.dnsNames.length > 0) {
@@ -178,20 +180,32 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   }
 
   if (options.configPath) {
-    watcher = new ConfigWatcher(options.configPath, {
-      applied: (loaded, diagnostics) => void applyLoaded(loaded, diagnostics),
-      rejected: (diagnostics) => updates.reject("file reload", diagnostics),
-    });
-    /** A config that passed validation on the worker: its DNS names are resolved before it serves. */
-    const applyLoaded = async (loaded: CompiledConfig, diagnostics: ConfigDiagnostic[]): Promise<void> => {
+    const w = (watcher = new ConfigWatcher(
+      options.configPath,
+      {
+        applied: (loaded, diagnostics, origin) => void applyLoaded(loaded, diagnostics, origin),
+        rejected: (diagnostics, origin) => updates.reject(origin, diagnostics),
+      },
+      () => dns.resolved,
+    ));
+    /**
+     * A config that passed validation on the worker, compiled with the DNS answers known then. Names
+     * it brings are resolved first; once some resolved, the worker compiles it again with them.
+     */
+    const applyLoaded = async (loaded: CompiledConfig, diagnostics: ConfigDiagnostic[], origin: string): Promise<void> => {
       const before = current.current.config.settings;
+      const unresolved = loaded.dnsNames.filter((name) => !dns.resolved.has(name));
       try {
         await dns.track(loaded.dnsNames);
       } catch (err) {
-        updates.reject("file reload", [], `resolving its DNS names failed: ${(err as Error).message}`);
+        updates.reject(origin, [], `resolving its DNS names failed: ${(err as Error).message}`);
         return;
       }
-      const s = updates.apply("file reload", () => (loaded.dnsNames.length > 0 ? compile(loaded.model!, dns.resolved) : loaded), diagnostics);
+      if (unresolved.some((name) => dns.resolved.has(name))) {
+        void w.recompile();
+        return;
+      }
+      const s = updates.apply(origin, () => loaded, diagnostics);
       const changed = (a: unknown, b: unknown): boolean => JSON.stringify(a) !== JSON.stringify(b);
       const now = s?.config.settings;
       if (now && (changed(before.outbound, now.outbound) || changed(before.inbound, now.inbound) || changed(before.admin, now.admin) || changed(before.agent, now.agent))) {

@@ -4,7 +4,7 @@
 import { createServer, type Server } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFakeDns, type FakeDns } from "../support/dns-server.js";
-import { get, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { get, settingsYaml, startTestProxy, waitFor, type TestProxy } from "../support/proxy.js";
 
 /** An upstream answering its own name, on `address:port` (port 0: any). */
 async function named(name: string, address: string, port: number): Promise<{ server: Server; port: number }> {
@@ -80,5 +80,44 @@ spec:
     const names = new Set<string>();
     for (let i = 0; i < 4; i++) names.add((await get(p.url, `pool.internal:${a.port}`)).text);
     expect([...names].sort()).toEqual(["a", "b"]);
+  });
+});
+
+describe("DNS resolution with a watched config", () => {
+  it("recompiles on the config worker when addresses change, applied as an endpoint update; a reload's new name is resolved first", async () => {
+    const a = await named("a", "127.0.0.2", 0);
+    const b = await named("b", "127.0.0.3", a.port);
+    const dns = await startFakeDns({ "backend.example": ["127.0.0.2"], "other.example": ["127.0.0.3"] });
+    const entry = (name: string): string => `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ${name.split(".")[0]}}
+spec:
+  hosts: [${name}]
+  ports: [{number: ${a.port}, name: http}]
+  resolution: DNS
+`;
+    const settings = settingsYaml("h1", `  dns: {servers: ["${dns.server}"], refreshRate: 100ms}`);
+    const p = await startTestProxy(`${settings}---\n${entry("backend.example")}`, { watch: true });
+    try {
+      const host = `backend.example:${a.port}`;
+      expect((await get(p.url, host)).text).toBe("a");
+      const core = p.proxy.holder.current.core;
+      dns.records.set("backend.example", ["127.0.0.3"]);
+      await waitFor(() => p.logs.some((l) => l.includes("(DNS addresses changed:") && l.includes("endpoints of outbound|")), "the DNS change to be applied");
+      expect((await get(p.url, host)).text).toBe("b");
+      expect(p.proxy.holder.current.core).toBe(core); // endpoints patched in place, no new route core
+      expect(p.proxy.holder.current.update).toBe("endpoints");
+
+      // A file reload bringing a name nobody resolved yet: resolved, then compiled with its address.
+      const version = p.proxy.holder.current.version;
+      p.write(`${settings}---\n${entry("backend.example")}---\n${entry("other.example")}`);
+      await waitFor(() => p.proxy.holder.current.version > version && p.proxy.holder.current.config.dnsNames.includes("other.example"), "the reload with the new name");
+      expect((await get(p.url, `other.example:${a.port}`)).text).toBe("b");
+    } finally {
+      await p.close();
+      await dns.close();
+      a.server.close();
+      b.server.close();
+    }
   });
 });
