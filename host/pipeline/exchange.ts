@@ -16,7 +16,6 @@ import type { RouteCore } from "../core/route-core.js";
 import type { MatchEntry } from "../core/route-table.js";
 import type { RouteInfo } from "../config/compile.js";
 import type { HeadersModel, RetryPolicyModel } from "../config/model.js";
-import type { ManagedCluster } from "../cluster/cluster.js";
 import type { UpstreamEndpoint } from "../cluster/endpoint.js";
 import type { FilterContext } from "../filters/filter.js";
 import { applyResponseHeaders } from "../filters/header-operations.js";
@@ -35,6 +34,7 @@ import { backoffMs, HOST_SELECTION_ATTEMPTS, NO_RETRY, retriableFailure, retriab
 import type { IdleWatched } from "./stream-idle.js";
 import { requestTimeouts, type RequestTimeouts } from "./timeouts.js";
 import { isConnectFailure, isProtocolError, transportFailure } from "./upstream-errors.js";
+import { UpstreamLease } from "./upstream-lease.js";
 import { upstreamRequestHeaders } from "./upstream-request.js";
 
 /** One request in flight: the undici handler for its upstream attempt and the listener's event sink. */
@@ -59,8 +59,8 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   pauseMs = 0;
   cluster = -1;
   clusterName = "";
-  /** Endpoint counting this request in flight right now (none between attempts). */
-  private holding: UpstreamEndpoint | undefined = undefined;
+  /** What the current attempt holds upstream: the endpoint's in-flight count, the breaker's admission. */
+  private readonly lease = new UpstreamLease();
   /** The last endpoint tried, for stats, logs and outlier detection (none, or passthrough). */
   upstreamEndpoint: UpstreamEndpoint | undefined = undefined;
   upstreamHost = "";
@@ -102,7 +102,6 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   attemptId = 0;
   private balanced = false; // sent to a cluster endpoint chosen by the core (not passthrough)
   private replayBody: ReplayableBody | undefined; // the request body kept for retries and shadows
-  private admittedBy: ManagedCluster | undefined; // the circuit breaker counting the current attempt
   private retriesHeld = 0; // retries counted against the cluster's max_retries until the request ends
 
   constructor(
@@ -169,13 +168,12 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   forward(endpoint: number, origin: string): void {
     this.attempts++;
     const ep = endpoint >= 0 ? this.snapshot.endpoints[endpoint] : undefined;
-    this.holding = ep;
+    this.lease.hold(ep);
     this.upstreamEndpoint = ep;
     this.balanced = ep !== undefined;
     if (ep) {
       this.origin = ep.origin;
       this.upstreamHost = ep.hostPort;
-      ep.acquire();
       const offset = endpoint - this.snapshot.core.clusterStart(this.cluster);
       if (offset < 32) this.tried |= 1 << offset;
     } else {
@@ -205,14 +203,11 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
       return;
     }
     const runtime = this.cluster >= 0 ? this.snapshot.clusters[this.cluster] : undefined;
-    if (runtime) {
-      if (!runtime.breaker.admit()) {
-        this.release();
-        this.options.observer.overflow(this);
-        this.localReply(Reply.UPSTREAM_OVERFLOW, ["x-envoy-overloaded", "true"]);
-        return;
-      }
-      this.admittedBy = runtime;
+    if (runtime && !this.lease.admit(runtime)) {
+      this.release();
+      this.options.observer.overflow(this);
+      this.localReply(Reply.UPSTREAM_OVERFLOW, ["x-envoy-overloaded", "true"]);
+      return;
     }
     this.options.observer.attempt(this);
     const attempt = new Attempt(this, ++this.attemptId);
@@ -498,16 +493,9 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
     this.controller?.resume();
   }
 
-  /** Gives back the endpoint's in-flight slot (once per attempt). */
+  /** Gives back what the attempt holds (once per attempt). */
   private release(): void {
-    if (this.holding) {
-      this.holding.release();
-      this.holding = undefined;
-    }
-    if (this.admittedBy) {
-      this.admittedBy.breaker.finish();
-      this.admittedBy = undefined;
-    }
+    this.lease.release();
   }
 
   /** Tells the cluster's outlier detector how the attempt on the current endpoint went. */
