@@ -98,9 +98,8 @@ export class RouteCore {
   private readonly hashTableCapacity: number[];
   private activeAt: number;
   private eligibleAt: number;
-  /** Cells in the global endpoint arrays, and how many of them clusters' ranges take. */
+  /** Cells in the global endpoint arrays (every one in some cluster's range). */
   private globalCapacity: number;
-  private globalUsed: number;
   /** First free byte after everything placed in memory (endpoint arrays and tables moved by updates go here). */
   private tail: number;
   private readonly imageAt: number;
@@ -158,7 +157,7 @@ export class RouteCore {
     this.epCapacity = [...this.epCount];
     this.epNames = table.clusters.map((c) => c.endpointNames);
     this.hashTableCapacity = table.clusters.map((c) => hashTableCapacity(c));
-    this.globalCapacity = this.globalUsed = this.epCount.reduce((n, c) => n + c, 0);
+    this.globalCapacity = this.epCount.reduce((n, c) => n + c, 0);
     this.activeAt = imageAt + activeOffset;
     this.eligibleAt = imageAt + eligibleOffset;
     this.bindViews();
@@ -289,11 +288,11 @@ export class RouteCore {
 
   /** ROUND_ROBIN's position in `cluster` (the core moves it), to carry over to a new core. */
   roundRobinCursor(cluster: number): number {
-    return this.clusterRecord().getUint32(this.clustersAt + cluster * L.CL_SIZE + L.CL_CURSOR, true);
+    return this.memoryView().getUint32(this.clustersAt + cluster * L.CL_SIZE + L.CL_CURSOR, true);
   }
 
   setRoundRobinCursor(cluster: number, cursor: number): void {
-    this.clusterRecord().setUint32(this.clustersAt + cluster * L.CL_SIZE + L.CL_CURSOR, cursor, true);
+    this.memoryView().setUint32(this.clustersAt + cluster * L.CL_SIZE + L.CL_CURSOR, cursor, true);
   }
 
   /** Whether the load balancers may pick global endpoint `endpoint`. */
@@ -314,7 +313,7 @@ export class RouteCore {
       this.eligible[start + i] = eligible[i] ? 1 : 0;
       if (eligible[i]) count++;
     }
-    this.clusterRecord().setUint32(this.clustersAt + cluster * L.CL_SIZE + L.CL_ELIGIBLE_COUNT, count, true);
+    this.memoryView().setUint32(this.clustersAt + cluster * L.CL_SIZE + L.CL_ELIGIBLE_COUNT, count, true);
     this.rebuildHashTable(cluster);
   }
 
@@ -322,21 +321,15 @@ export class RouteCore {
    * An endpoint update (Envoy's EDS): cluster `cluster` now has `names.length`
    * endpoints, all eligible, none with requests counted; `names` ("address:port")
    * are what consistent-hash tables hash. The route image is not rebuilt. A
-   * cluster that outgrows its range moves to free cells; when none are left the
-   * endpoint arrays are laid out again in fresh memory (every cluster's cells
-   * move, their counts and eligibility with them). Either way layoutGeneration
-   * changes and holders of cells look them up again.
+   * cluster that outgrows its range has the endpoint arrays laid out again in
+   * fresh memory, every range with room to grow (every cluster's cells move,
+   * their counts and eligibility with them); layoutGeneration then changes and
+   * holders of cells look them up again.
    */
   resizeCluster(cluster: number, names: readonly string[]): void {
     const n = names.length;
     if (n > this.epCapacity[cluster]!) {
-      if (this.globalUsed + n <= this.globalCapacity) {
-        this.epStart[cluster] = this.globalUsed;
-        this.epCapacity[cluster] = n;
-        this.globalUsed += n;
-      } else {
-        this.relayoutEndpoints(cluster, n);
-      }
+      this.relayoutEndpoints(cluster, n);
       this.layoutGeneration++;
     }
     const start = this.epStart[cluster]!;
@@ -345,7 +338,7 @@ export class RouteCore {
     this.active.fill(0, start, start + n);
     this.eligible.fill(1, start, start + n);
     const record = this.clustersAt + cluster * L.CL_SIZE;
-    const view = this.clusterRecord();
+    const view = this.memoryView();
     view.setUint32(record + L.CL_EP_START, start, true);
     view.setUint32(record + L.CL_EP_COUNT, n, true);
     view.setUint32(record + L.CL_ELIGIBLE_COUNT, n, true);
@@ -355,7 +348,7 @@ export class RouteCore {
       const capacity = lb.minimumRingSize + n + (n >> 1);
       const at = this.allocate(capacity * L.RING_SIZE);
       this.hashTableCapacity[cluster] = capacity;
-      this.clusterRecord().setUint32(record + L.CL_TABLE, at, true);
+      this.memoryView().setUint32(record + L.CL_TABLE, at, true);
     }
     this.rebuildHashTable(cluster);
   }
@@ -372,7 +365,9 @@ export class RouteCore {
     const oldEligible = this.eligibleAt;
     const activeAt = this.allocate(total * 4);
     const eligibleAt = this.allocate(total * 4);
+    // Both allocations are done: the memory will not grow under these views.
     const mem = new Int32Array(this.memory.buffer);
+    const view = this.memoryView();
     let next = 0;
     for (let i = 0; i < clusters; i++) {
       const from = this.epStart[i]!;
@@ -381,17 +376,15 @@ export class RouteCore {
       mem.copyWithin((eligibleAt >> 2) + next, (oldEligible >> 2) + from, (oldEligible >> 2) + from + n);
       this.epStart[i] = next;
       this.epCapacity[i] = capacity[i]!;
-      const record = this.clustersAt + i * L.CL_SIZE;
-      new DataView(this.memory.buffer).setUint32(record + L.CL_EP_START, next, true);
+      view.setUint32(this.clustersAt + i * L.CL_SIZE + L.CL_EP_START, next, true);
       next += capacity[i]!;
     }
     this.activeAt = activeAt;
     this.eligibleAt = eligibleAt;
-    this.globalCapacity = this.globalUsed = total;
-    const header = new DataView(this.memory.buffer);
-    header.setUint32(this.imageAt + L.H_ACTIVE, activeAt, true);
-    header.setUint32(this.imageAt + L.H_ELIGIBLE, eligibleAt, true);
-    header.setUint32(this.imageAt + L.H_ENDPOINT_COUNT, total, true);
+    this.globalCapacity = total;
+    view.setUint32(this.imageAt + L.H_ACTIVE, activeAt, true);
+    view.setUint32(this.imageAt + L.H_ELIGIBLE, eligibleAt, true);
+    view.setUint32(this.imageAt + L.H_ENDPOINT_COUNT, total, true);
     this.bindViews();
     // Ring and maglev entries name global endpoint indices, which just moved.
     for (let i = 0; i < clusters; i++) if (i !== grown) this.rebuildHashTable(i);
@@ -420,7 +413,8 @@ export class RouteCore {
     this.eligible = new Int32Array(buffer, this.eligibleAt, this.globalCapacity);
   }
 
-  private clusterRecord(): DataView {
+  /** A view of the whole memory, for cluster records and the image header (made anew: growing detaches it). */
+  private memoryView(): DataView {
     return new DataView(this.memory.buffer);
   }
 
@@ -439,7 +433,7 @@ export class RouteCore {
     const names = this.epNames[cluster] ?? [];
     const hosts: { endpoint: number; name: string }[] = [];
     for (let i = 0; i < count; i++) if (this.eligible[start + i] === 1) hosts.push({ endpoint: start + i, name: names[i] ?? String(i) });
-    const view = new DataView(this.memory.buffer);
+    const view = this.memoryView();
     const record = this.clustersAt + cluster * L.CL_SIZE;
     const tableAt = view.getUint32(record + L.CL_TABLE, true);
     if (lb.kind === "ringHash") {

@@ -16,7 +16,7 @@ export const NO_CLUSTER: LocalReply = { status: 503, flag: "NC", body: "", detai
 export const NO_HEALTHY_UPSTREAM: LocalReply = { status: 503, flag: "UH", body: "no healthy upstream", details: "no_healthy_upstream" };
 /** Istio's block_all virtual host under REGISTRY_ONLY: a direct response, so no flag. */
 export const BLOCKED_BY_REGISTRY_ONLY: LocalReply = { status: 502, flag: "-", body: "", details: "direct_response" };
-/** Passthrough to this proxy's own listener: refused instead of looping (see pipeline.ts). */
+/** Passthrough to this proxy's own listener: refused instead of looping (see pipeline/passthrough-guard.ts). */
 /** Passthrough to a loopback address the settings do not allow (passthrough.allowLoopback). */
 export const PASSTHROUGH_LOOPBACK: LocalReply = { status: 502, flag: "-", body: "", details: "passthrough_to_loopback" };
 export const PASSTHROUGH_LOOP: LocalReply = { status: 502, flag: "-", body: "", details: "passthrough_to_self" };
