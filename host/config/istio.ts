@@ -626,7 +626,7 @@ function readDestinationRule(r: FieldReader, top: Obj): DestinationRuleModel | u
 // ── ServiceEntry and WorkloadEntry ──────────────────────────────────────────
 
 /** Istio port protocols instio serves: HTTP ones through the HTTP routes, the others through TCP listeners. */
-const PROTOCOLS = ["HTTP", "", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "MONGO", "TLS", "HTTPS"];
+export const SERVICE_PROTOCOLS = ["HTTP", "", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "MONGO", "TLS", "HTTPS"];
 
 function readServiceEntry(r: FieldReader, top: Obj): ServiceModel | undefined {
   const spec = r.object(top.spec, ["spec"], ["hosts", "addresses", "ports", "location", "resolution", "endpoints", "workloadSelector", "exportTo"], {
@@ -659,7 +659,7 @@ function readServiceEntry(r: FieldReader, top: Obj): ServiceModel | undefined {
     const number = r.integer(port.number, [...path, "number"], 1, 65535, true);
     const name = r.string(port.name, [...path, "name"], true) ?? "";
     const protocol = (r.string(port.protocol, [...path, "protocol"]) ?? "").toUpperCase();
-    if (!PROTOCOLS.includes(protocol)) r.error([...path, "protocol"], `unknown protocol "${protocol}"`);
+    if (!SERVICE_PROTOCOLS.includes(protocol)) r.error([...path, "protocol"], `unknown protocol "${protocol}"`);
     const targetPort = r.integer(port.targetPort, [...path, "targetPort"], 1, 65535);
     if (number === undefined) return [];
     if (seenPorts.has(number)) r.error([...path, "number"], `port ${number} is declared twice`);

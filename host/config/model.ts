@@ -95,6 +95,8 @@ export interface WorkloadEndpoint {
   /** Port overrides by service port name. */
   ports: Record<string, number>;
   labels: Record<string, string>;
+  /** The workload's service account (Kubernetes pods; WorkloadEntry serviceAccount): its SPIFFE identity. */
+  serviceAccount?: string;
 }
 
 export interface ServiceModel extends ResourceMeta {

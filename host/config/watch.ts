@@ -86,12 +86,7 @@ export class ConfigWatcher {
   private recompiling = false;
 
   start(): void {
-    const isDir = statSync(this.path).isDirectory();
-    // Watch the directory, not the file: editors and Kubernetes ConfigMaps replace files by rename.
-    const target = isDir ? this.path : dirname(this.path);
-    const name = basename(this.path);
-    this.watcher = watch(target, { recursive: isDir, persistent: false }, (_event, file) => {
-      if (!isDir && file !== null && file !== name && !file.startsWith("..")) return;
+    this.watcher = watchConfigPath(this.path, () => {
       clearTimeout(this.timer);
       this.timer = setTimeout(() => void this.reload(), DEBOUNCE_MS);
     });
@@ -153,6 +148,21 @@ export class ConfigWatcher {
     clearTimeout(this.timer);
     this.watcher?.close();
   }
+}
+
+/**
+ * Calls `changed` when a file of the config at `path` (a file or a directory,
+ * recursively) may have changed. The directory is watched, not the file:
+ * editors and Kubernetes ConfigMaps replace files by rename.
+ */
+export function watchConfigPath(path: string, changed: () => void): FSWatcher {
+  const isDir = statSync(path).isDirectory();
+  const target = isDir ? path : dirname(path);
+  const name = basename(path);
+  return watch(target, { recursive: isDir, persistent: false }, (_event, file) => {
+    if (!isDir && file !== null && file !== name && !file.startsWith("..")) return;
+    changed();
+  });
 }
 
 export function logDiagnostics(diagnostics: ConfigDiagnostic[], log: (line: string) => void): void {

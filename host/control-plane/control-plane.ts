@@ -1,0 +1,175 @@
+// `instio control-plane`: the composition root. Reads the mesh (Istio config and
+// the Kubernetes registry), serves ADS on 15010 and metrics and debug on 15014,
+// and pushes every change to the connected proxies.
+
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import * as grpc from "@grpc/grpc-js";
+import { formatDiagnostic } from "../config/diagnostics.js";
+import { watchConfigPath } from "../config/watch.js";
+import { unpackAny, PUSH_ORDER, TYPE_SHORT_NAMES } from "../envoy/protos.js";
+import { Logger } from "../log.js";
+import { Debouncer, ISTIO_DEBOUNCE, type DebounceOptions } from "./debounce.js";
+import { loadMesh, Mesh, type MeshPaths, type MeshSnapshot } from "./mesh.js";
+import { ControlPlaneMetrics } from "./metrics.js";
+import { AdsServer, GRPC_SERVER_OPTIONS } from "./xds/ads-server.js";
+import type { FSWatcher } from "node:fs";
+
+export interface ControlPlaneOptions extends MeshPaths {
+  /** gRPC xDS, plaintext (istiod: 15010); 0 picks a free port. */
+  xdsAddress: string;
+  xdsPort: number;
+  /** /metrics and /debug (istiod: 15014). */
+  monitoringAddress: string;
+  monitoringPort: number;
+  debounce?: DebounceOptions;
+  log?: Logger;
+}
+
+export interface ControlPlane {
+  xdsPort: number;
+  monitoringPort: number;
+  ads: AdsServer;
+  mesh: Mesh;
+  metrics: ControlPlaneMetrics;
+  /** Reads the files again now (tests; the watcher does this on change). */
+  reload(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class MeshLoadError extends Error {}
+
+export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const log = options.log ?? new Logger();
+  const first = loadMesh(options);
+  for (const d of first.diagnostics) log.log(d.severity === "error" ? "error" : "warning", formatDiagnostic(d));
+  if (!first.snapshot) throw new MeshLoadError(`the mesh config has ${first.diagnostics.filter((d) => d.severity === "error").length} error(s)`);
+  const metrics = new ControlPlaneMetrics();
+  const mesh = new Mesh(first.snapshot);
+  countMesh(metrics, first.snapshot);
+  const ads = new AdsServer(mesh, metrics, log);
+
+  const server = new grpc.Server(GRPC_SERVER_OPTIONS);
+  ads.register(server);
+  const xdsPort = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${options.xdsAddress}:${options.xdsPort}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+  });
+
+  const reload = async (since: number): Promise<void> => {
+    const result = loadMesh(options);
+    if (!result.snapshot) {
+      metrics.configRejected.inc();
+      log.error(`config rejected; the last good config keeps serving:`);
+      for (const d of result.diagnostics) log.error(`  ${formatDiagnostic(d)}`);
+      return;
+    }
+    const before = mesh.snapshot;
+    const next = result.snapshot;
+    if (next.configDigest === before.configDigest && next.endpointsDigest === before.endpointsDigest) return;
+    const endpointsOnly = next.configDigest === before.configDigest;
+    metrics.pushTriggers.inc({ type: endpointsOnly ? "endpoint" : "config" });
+    metrics.inboundUpdates.inc({ type: endpointsOnly ? "eds" : "config" });
+    metrics.debounceTime.observe((Date.now() - since) / 1000);
+    for (const d of result.diagnostics) log.warn(formatDiagnostic(d));
+    mesh.update(next);
+    countMesh(metrics, next);
+    log.info(`mesh updated (${endpointsOnly ? "endpoints" : "config"}); pushing to ${ads.connections.size} proxies`);
+    await ads.pushAll(since);
+  };
+  const debouncer = new Debouncer(options.debounce ?? ISTIO_DEBOUNCE, reload);
+  const watchers: FSWatcher[] = [];
+  for (const path of [options.config, options.kubeDir]) if (path !== undefined) watchers.push(watchConfigPath(path, () => debouncer.event()));
+
+  const monitoring = createServer((req, res) => {
+    serveMonitoring(req, res, { ads, mesh, metrics }).catch((err: unknown) => {
+      if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
+      res.end(`internal error: ${String(err)}\n`);
+    });
+  });
+  const monitoringPort = await new Promise<number>((resolve, reject) => {
+    monitoring.once("error", reject);
+    monitoring.listen(options.monitoringPort, options.monitoringAddress, () => resolve((monitoring.address() as AddressInfo).port));
+  });
+  log.info(`control plane: xDS on ${options.xdsAddress}:${xdsPort}, monitoring on ${options.monitoringAddress}:${monitoringPort}`);
+
+  return {
+    xdsPort,
+    monitoringPort,
+    ads,
+    mesh,
+    metrics,
+    reload: () => reload(Date.now()),
+    close: async () => {
+      debouncer.stop();
+      for (const w of watchers) w.close();
+      await new Promise<void>((resolve) => monitoring.close(() => resolve()));
+      monitoring.closeAllConnections();
+      server.forceShutdown();
+    },
+  };
+}
+
+function countMesh(metrics: ControlPlaneMetrics, snapshot: MeshSnapshot): void {
+  metrics.services.set(snapshot.model.services.length);
+  metrics.virtualServices.set(snapshot.model.virtualServices.length);
+}
+
+interface MonitoringContext {
+  ads: AdsServer;
+  mesh: Mesh;
+  metrics: ControlPlaneMetrics;
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json" }).end(`${JSON.stringify(body, null, 2)}\n`);
+}
+
+/** istiod's monitoring port: /metrics, and the debug endpoints istioctl and operators read. */
+async function serveMonitoring(req: IncomingMessage, res: ServerResponse, ctx: MonitoringContext): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://localhost");
+  switch (url.pathname) {
+    case "/metrics":
+      res.writeHead(200, { "content-type": ctx.metrics.registry.contentType }).end(await ctx.metrics.registry.metrics());
+      return;
+    case "/ready":
+      res.writeHead(200).end("ok\n");
+      return;
+    case "/debug/syncz":
+      // One entry per connected proxy: each type's state as istioctl proxy-status shows it.
+      json(res, 200, [...ctx.ads.connections].map((c) => ({
+        proxy: c.node.name,
+        proxy_type: c.node.type,
+        cluster_id: c.node.clusterId,
+        istio_version: c.node.istioVersion,
+        ...Object.fromEntries(PUSH_ORDER.map((t) => [TYPE_SHORT_NAMES[t], c.syncStatus(t)])),
+        ...Object.fromEntries(PUSH_ORDER.flatMap((t) => [[`${TYPE_SHORT_NAMES[t]}_sent`, c.watches.get(t)?.nonceSent ?? ""], [`${TYPE_SHORT_NAMES[t]}_acked`, c.watches.get(t)?.nonceAcked ?? ""]])),
+        last_error: Object.fromEntries([...c.watches].filter(([, w]) => w.lastError).map(([t, w]) => [TYPE_SHORT_NAMES[t] ?? t, w.lastError])),
+      })));
+      return;
+    case "/debug/adsz":
+      json(res, 200, { pushVersion: ctx.ads.pushVersion, connections: [...ctx.ads.connections].map((c) => c.describe()) });
+      return;
+    case "/debug/registryz":
+      json(res, 200, ctx.mesh.snapshot.model.services.map((s) => ({ kind: s.kind, name: s.name, namespace: s.namespace, hosts: s.hosts, addresses: s.addresses, ports: s.ports, resolution: s.resolution, endpoints: s.endpoints })));
+      return;
+    case "/debug/config_dump": {
+      // What the control plane would send a connected proxy, by POD.NAMESPACE.
+      const id = url.searchParams.get("proxyID");
+      const conn = [...ctx.ads.connections].find((c) => c.node.name === id);
+      if (!conn) return json(res, 404, { error: `no connected proxy ${id ?? "(proxyID not given)"}` });
+      const resources = ctx.mesh.resourcesFor(conn.node);
+      const dump: Record<string, unknown> = {};
+      for (const type of PUSH_ORDER) {
+        const w = conn.watches.get(type);
+        const names = w ? (w.wildcard ? [...resources.all(type)].map((r) => r.name) : [...w.names]) : [];
+        dump[TYPE_SHORT_NAMES[type]!] = names.flatMap((n) => {
+          const r = resources.get(type, n);
+          return r ? [unpackAny(r.any)] : [];
+        });
+      }
+      return json(res, 200, dump);
+    }
+    default:
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found: /metrics, /ready, /debug/syncz, /debug/adsz, /debug/registryz, /debug/config_dump?proxyID=POD.NAMESPACE\n");
+  }
+}

@@ -1,0 +1,106 @@
+// The control plane's view of the mesh: Istio config and the Kubernetes
+// registry read by the same loader as `instio proxy` (file:line for every
+// problem), and each proxy's Envoy resources generated from it, once per kind
+// of proxy (namespace, labels, generator) and mesh version.
+
+import { createHash } from "node:crypto";
+import { compile } from "../config/compile.js";
+import type { ConfigDiagnostic } from "../config/diagnostics.js";
+import { readModel } from "../config/istio.js";
+import type { ConfigModel } from "../config/model.js";
+import { DiagnosticSink, readSources, type SourceDocument } from "../config/source.js";
+import { ProxyResources } from "../envoy/generate/resources.js";
+import { isKubeDocument, readKubeObjects, type KubeObjects } from "./registry/kube-objects.js";
+import { kubeServices } from "./registry/kube-services.js";
+import type { ProxyNode } from "./xds/node.js";
+
+export interface MeshSnapshot {
+  model: ConfigModel;
+  kube: KubeObjects;
+  /** Warnings kept with the snapshot (errors reject it). */
+  diagnostics: ConfigDiagnostic[];
+  /** Everything but the endpoints: when only endpoints change, only EDS is pushed. */
+  configDigest: string;
+  endpointsDigest: string;
+}
+
+export interface MeshPaths {
+  /** Istio config: a file or directory (it may hold Kubernetes objects too). */
+  config: string | undefined;
+  /** Kubernetes objects: Services, EndpointSlices, Pods, Namespaces (Istio resources are read here too). */
+  kubeDir: string | undefined;
+}
+
+export interface MeshLoad {
+  snapshot: MeshSnapshot | undefined;
+  diagnostics: ConfigDiagnostic[];
+}
+
+/** Reads and validates the mesh; `snapshot` is undefined when anything is an error. */
+export function loadMesh(paths: MeshPaths): MeshLoad {
+  const sink = new DiagnosticSink();
+  const docs: SourceDocument[] = [];
+  for (const path of [paths.config, paths.kubeDir]) if (path !== undefined) docs.push(...readSources(path, sink));
+  return meshFromDocuments(docs, sink);
+}
+
+/** The mesh from documents already read (a live cluster's objects come this way too). */
+export function meshFromDocuments(docs: SourceDocument[], sink: DiagnosticSink): MeshLoad {
+  const kubeDocs = docs.filter(isKubeDocument);
+  const model = readModel(docs.filter((d) => !isKubeDocument(d)), sink);
+  const kube = readKubeObjects(kubeDocs, sink);
+  const problems: ConfigDiagnostic[] = [];
+  model.services.push(...kubeServices(kube, problems));
+  const diagnostics = [...sink.diagnostics, ...problems];
+  if (diagnostics.some((d) => d.severity === "error")) return { snapshot: undefined, diagnostics };
+  return { snapshot: { model, kube, diagnostics, ...meshDigests(model) }, diagnostics };
+}
+
+function meshDigests(model: ConfigModel): { configDigest: string; endpointsDigest: string } {
+  // Source positions are left out: a resource moving down a file is not a change.
+  const config = JSON.stringify(model, (key, value: unknown) => (key === "source" || key === "endpoints" ? undefined : value));
+  const endpoints = JSON.stringify(model.services.map((s) => s.endpoints));
+  const h = (s: string): string => createHash("sha256").update(s).digest("hex");
+  return { configDigest: h(config), endpointsDigest: h(endpoints) };
+}
+
+/** What proxies with the same namespace, labels and generator share: their resources. */
+function proxyClass(node: ProxyNode, labels: Record<string, string>): string {
+  return `${node.generator}|${node.namespace}|${JSON.stringify(Object.entries(labels).sort())}`;
+}
+
+export class Mesh {
+  private readonly byClass = new Map<string, ProxyResources>();
+
+  constructor(private current: MeshSnapshot) {}
+
+  get snapshot(): MeshSnapshot {
+    return this.current;
+  }
+
+  update(snapshot: MeshSnapshot): void {
+    this.current = snapshot;
+    this.byClass.clear();
+  }
+
+  /** The node's labels, else its pod's from the registry (a bootstrap without LABELS). */
+  labelsOf(node: ProxyNode): Record<string, string> {
+    if (Object.keys(node.labels).length > 0) return node.labels;
+    const pod = this.current.kube.pods.find((p) => `${p.name}.${p.namespace}` === node.name);
+    return pod?.labels ?? {};
+  }
+
+  /** The resources for this proxy at the current mesh version; compiled on first use per proxy class. */
+  resourcesFor(node: ProxyNode): ProxyResources {
+    const labels = this.labelsOf(node);
+    const key = proxyClass(node, labels);
+    const known = this.byClass.get(key);
+    if (known) return known;
+    const model = this.current.model;
+    const config = compile({ ...model, settings: { ...model.settings, namespace: node.namespace, labels } });
+    const resources = new ProxyResources(config, node.generator);
+    resources.diagnostics.unshift(...config.diagnostics.filter((d) => d.severity === "error"));
+    this.byClass.set(key, resources);
+    return resources;
+  }
+}

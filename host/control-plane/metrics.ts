@@ -1,0 +1,22 @@
+// The control plane's metrics, under istiod's names and labels
+// (pilot/pkg/xds/monitoring.go), so dashboards written for istiod read them.
+
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+export class ControlPlaneMetrics {
+  readonly registry = new Registry();
+  /** Connected proxies by Istio version. */
+  readonly connected = new Gauge({ name: "pilot_xds", help: "Number of endpoints connected to this pilot using XDS.", labelNames: ["version"], registers: [this.registry] });
+  readonly pushes = new Counter({ name: "pilot_xds_pushes", help: "Pilot build and send errors for lds, rds, cds and eds.", labelNames: ["type"], registers: [this.registry] });
+  readonly pushTime = new Histogram({ name: "pilot_xds_push_time", help: "Total time in seconds Pilot takes to push lds, rds, cds and eds.", labelNames: ["type"], buckets: [0.01, 0.1, 0.5, 1, 3, 5, 10, 20, 30], registers: [this.registry] });
+  readonly convergence = new Histogram({ name: "pilot_proxy_convergence_time", help: "Delay in seconds between config change and a proxy receiving all required configuration.", buckets: [0.1, 0.5, 1, 3, 5, 10, 20, 30], registers: [this.registry] });
+  readonly rejects = new Counter({ name: "pilot_total_xds_rejects", help: "Total number of XDS responses from pilot rejected by proxy.", labelNames: ["type"], registers: [this.registry] });
+  readonly expiredNonce = new Counter({ name: "pilot_xds_expired_nonce", help: "Total number of XDS requests with an expired nonce.", labelNames: ["type"], registers: [this.registry] });
+  readonly internalErrors = new Counter({ name: "pilot_total_xds_internal_errors", help: "Total number of internal XDS errors in pilot.", registers: [this.registry] });
+  readonly pushTriggers = new Counter({ name: "pilot_push_triggers", help: "Total number of times a push was triggered, labeled by reason for the push.", labelNames: ["type"], registers: [this.registry] });
+  readonly inboundUpdates = new Counter({ name: "pilot_inbound_updates", help: "Total number of updates received by pilot.", labelNames: ["type"], registers: [this.registry] });
+  readonly configRejected = new Counter({ name: "pilot_config_rejected", help: "Config changes that failed validation; the last good config keeps serving.", registers: [this.registry] });
+  readonly services = new Gauge({ name: "pilot_services", help: "Total services known to pilot.", registers: [this.registry] });
+  readonly virtualServices = new Gauge({ name: "pilot_virt_services", help: "Total virtual services known to pilot.", registers: [this.registry] });
+  readonly debounceTime = new Histogram({ name: "pilot_debounce_time", help: "Delay in seconds between the first config enters debouncing and the merged push request is pushed into the push queue.", buckets: [0.01, 0.1, 0.5, 1, 3, 5, 10, 20, 30], registers: [this.registry] });
+}

@@ -1,0 +1,136 @@
+// Compiled clusters → Envoy v3 Cluster and ClusterLoadAssignment, as istiod
+// writes them (cluster_builder.go, cluster_traffic_policy.go, endpoint_builder.go).
+
+import type { ClusterInfo } from "../../config/compile.js";
+import type { ConfigDiagnostic } from "../../config/diagnostics.js";
+import { duration, packAny, TYPE_PREFIX } from "../protos.js";
+import type { Generator, Json } from "./routes.js";
+
+export const HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+const HTTP_PROTOCOL_OPTIONS_TYPE = `${TYPE_PREFIX}${HTTP_PROTOCOL_OPTIONS}`;
+const UPSTREAM_TLS_TYPE = `${TYPE_PREFIX}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`;
+
+/** Clusters are fetched over ADS, and Envoy waits for them however long it takes (Istio's initial_fetch_timeout: 0s). */
+export const ADS_CONFIG_SOURCE: Json = { ads: {}, initial_fetch_timeout: duration(0), resource_api_version: "V3" };
+
+/** Istio's catch-all clusters for a sidecar's outbound traffic. */
+export function builtinClusters(connectTimeoutMs: number): Json[] {
+  return [
+    { name: "PassthroughCluster", type: "ORIGINAL_DST", lb_policy: "CLUSTER_PROVIDED", connect_timeout: duration(connectTimeoutMs) },
+    { name: "BlackHoleCluster", type: "STATIC", connect_timeout: duration(connectTimeoutMs) },
+  ];
+}
+
+/**
+ * One cluster. `problems` receives what cannot go over xDS (client key material:
+ * the control plane does not send private keys until SDS serves them); such a
+ * cluster is left out, so requests to it get 503 NC rather than going out in
+ * plain text.
+ */
+export function envoyCluster(c: ClusterInfo, generator: Generator, problems: ConfigDiagnostic[]): Json | undefined {
+  const p = c.policy;
+  const limits = p.limits;
+  const base: Json = { name: c.name, connect_timeout: duration(limits.connectTimeoutMs) };
+  if (c.passthrough) return { ...base, type: "ORIGINAL_DST", lb_policy: "CLUSTER_PROVIDED" };
+  const cluster: Json = {
+    ...base,
+    type: "EDS",
+    eds_cluster_config: { service_name: c.name, eds_config: ADS_CONFIG_SOURCE },
+    ...loadBalancer(c, generator),
+    circuit_breakers: {
+      thresholds: [generator === "grpc"
+        ? { max_requests: { value: limits.maxRequests } }
+        : { max_connections: { value: limits.maxConnections }, max_pending_requests: { value: limits.maxPendingRequests }, max_requests: { value: limits.maxRequests }, max_retries: { value: limits.maxRetries }, track_remaining: true }],
+    },
+  };
+  if (generator === "sidecar") {
+    cluster.typed_extension_protocol_options = { [HTTP_PROTOCOL_OPTIONS]: packAny(HTTP_PROTOCOL_OPTIONS_TYPE, httpProtocolOptions(c)) };
+    if (limits.tcpKeepalive) cluster.upstream_connection_options = { tcp_keepalive: { keepalive_time: { value: Math.max(1, Math.round(limits.tcpKeepalive.timeMs / 1000)) } } };
+    if (c.healthCheck) {
+      const h = c.healthCheck;
+      cluster.health_checks = [{ timeout: duration(h.timeoutMs), interval: duration(h.intervalMs), unhealthy_threshold: { value: h.unhealthyThreshold }, healthy_threshold: { value: h.healthyThreshold }, http_health_check: { path: h.path } }];
+    }
+  }
+  if (p.outlierDetection) {
+    const o = p.outlierDetection;
+    const enforce = (n: number): Json => ({ value: n > 0 ? 100 : 0 });
+    cluster.outlier_detection = {
+      consecutive_5xx: { value: o.consecutive5xxErrors },
+      enforcing_consecutive_5xx: enforce(o.consecutive5xxErrors),
+      consecutive_gateway_failure: { value: o.consecutiveGatewayErrors },
+      enforcing_consecutive_gateway_failure: enforce(o.consecutiveGatewayErrors),
+      split_external_local_origin_errors: o.splitExternalLocalOriginErrors,
+      consecutive_local_origin_failure: { value: o.consecutiveLocalOriginFailures },
+      enforcing_consecutive_local_origin_failure: enforce(o.consecutiveLocalOriginFailures),
+      // Istio turns success-rate ejection off; only consecutive errors eject.
+      enforcing_success_rate: { value: 0 },
+      interval: duration(o.intervalMs),
+      base_ejection_time: duration(o.baseEjectionTimeMs),
+      max_ejection_percent: { value: o.maxEjectionPercent },
+    };
+    cluster.common_lb_config = { healthy_panic_threshold: { value: o.minHealthPercent } };
+  }
+  const tls = p.tls;
+  if (tls && tls.mode !== "DISABLE") {
+    if (tls.key) {
+      problems.push({ file: "<control-plane>", line: 1, column: 1, path: "", severity: "error", message: `${c.name}: TLS origination with a client certificate (MUTUAL) is not sent over xDS (the control plane does not send private keys); the cluster is left out` });
+      return undefined;
+    }
+    cluster.transport_socket = { name: "envoy.transport_sockets.tls", typed_config: packAny(UPSTREAM_TLS_TYPE, upstreamTls(tls, c.host)) };
+  }
+  return cluster;
+}
+
+function loadBalancer(c: ClusterInfo, generator: Generator): Json {
+  const lb = c.policy.loadBalancer;
+  switch (lb.kind) {
+    case "RING_HASH":
+      return { lb_policy: "RING_HASH", ring_hash_lb_config: { minimum_ring_size: { value: lb.minimumRingSize }, hash_function: "XX_HASH" } };
+    case "MAGLEV":
+      // gRPC clients reject MAGLEV, as they do when istiod sends it: a NACK the operator sees.
+      return { lb_policy: "MAGLEV", maglev_lb_config: { table_size: { value: lb.tableSize } } };
+    case "ROUND_ROBIN":
+      return { lb_policy: "ROUND_ROBIN" };
+    case "RANDOM":
+      return { lb_policy: generator === "grpc" ? "ROUND_ROBIN" : "RANDOM" };
+    default:
+      // Istio's default is LEAST_REQUEST; gRPC clients have no least-request policy, and grpcgen sends them round robin.
+      return { lb_policy: generator === "grpc" ? "ROUND_ROBIN" : "LEAST_REQUEST" };
+  }
+}
+
+function httpProtocolOptions(c: ClusterInfo): Json {
+  const limits = c.policy.limits;
+  const common: Json = { idle_timeout: duration(limits.idleTimeoutMs) };
+  if (limits.maxRequestsPerConnection > 0) common.max_requests_per_connection = { value: limits.maxRequestsPerConnection };
+  if (limits.maxConnectionDurationMs > 0) common.max_connection_duration = duration(limits.maxConnectionDurationMs);
+  return { common_http_protocol_options: common, explicit_http_config: c.http2 ? { http2_protocol_options: {} } : { http_protocol_options: {} } };
+}
+
+function upstreamTls(tls: NonNullable<ClusterInfo["policy"]["tls"]>, host: string): Json {
+  const context: Json = {};
+  if (!tls.insecureSkipVerify) {
+    context.validation_context = {
+      ...(tls.ca ? { trusted_ca: { inline_bytes: tls.ca } } : {}),
+      match_typed_subject_alt_names: (tls.subjectAltNames.length > 0 ? tls.subjectAltNames : [tls.sni ?? host]).map((san) => ({ san_type: san.includes("://") ? "URI" : "DNS", matcher: { exact: san } })),
+    };
+  }
+  return { sni: tls.sni ?? host, common_tls_context: context };
+}
+
+/** The endpoints of one cluster, in one locality (istiod groups by locality label; instio has none yet). */
+export function loadAssignment(c: ClusterInfo): Json {
+  if (c.endpoints.length === 0) return { cluster_name: c.name, endpoints: [] };
+  return {
+    cluster_name: c.name,
+    endpoints: [{
+      locality: {},
+      load_balancing_weight: { value: c.endpoints.length },
+      lb_endpoints: c.endpoints.map((ep) => ({
+        endpoint: { address: { socket_address: { address: ep.address, port_value: ep.port } } },
+        health_status: "HEALTHY",
+        load_balancing_weight: { value: 1 },
+      })),
+    }],
+  };
+}

@@ -1,0 +1,108 @@
+// One proxy's Envoy v3 resources, generated from its compiled config and encoded
+// once: what the control plane sends over xDS, resource by resource.
+
+import { createHash } from "node:crypto";
+import type { CompiledConfig } from "../../config/compile.js";
+import type { ConfigDiagnostic } from "../../config/diagnostics.js";
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, packAny, ROUTE_TYPE, type AnyMessage } from "../protos.js";
+import { builtinClusters, envoyCluster, loadAssignment } from "./clusters.js";
+import { grpcListener, httpPorts, sidecarListeners } from "./listeners.js";
+import { RouteGenerator, type Generator, type Json } from "./routes.js";
+
+export interface EncodedResource {
+  name: string;
+  /** The resource as sent: an Any of its type. */
+  any: AnyMessage;
+  /** A digest of the encoded bytes: what Delta xDS calls the resource's version. */
+  version: string;
+  /** The resource in Envoy's field names, for config dumps. */
+  json: Json;
+}
+
+function encode(typeUrl: string, name: string, json: Json): EncodedResource {
+  const any = packAny(typeUrl, json);
+  return { name, any, version: createHash("sha256").update(any.value).digest("base64url").slice(0, 16), json };
+}
+
+/**
+ * Every resource a proxy can ask for. A sidecar's are all built up front (it
+ * subscribes to every listener and cluster); a gRPC client names the listeners
+ * it dials and the route configs they use, built on first request.
+ */
+export class ProxyResources {
+  readonly diagnostics: ConfigDiagnostic[] = [];
+  private readonly byType = new Map<string, Map<string, EncodedResource>>();
+  private readonly routes: RouteGenerator;
+  /** gRPC: virtual host index by every domain it answers ("reviews:9080", "reviews.default.svc.cluster.local:9080", ...). */
+  private readonly vhostByDomain = new Map<string, number>();
+  private readonly vhostByName = new Map<string, number>();
+
+  constructor(
+    readonly config: CompiledConfig,
+    readonly generator: Generator,
+  ) {
+    this.routes = new RouteGenerator(config, generator);
+    for (const t of [LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE]) this.byType.set(t, new Map());
+    const clusters = this.byType.get(CLUSTER_TYPE)!;
+    const endpoints = this.byType.get(ENDPOINT_TYPE)!;
+    for (const c of config.clusters) {
+      const cluster = envoyCluster(c, generator, this.diagnostics);
+      if (!cluster) continue;
+      clusters.set(c.name, encode(CLUSTER_TYPE, c.name, cluster));
+      if (!c.passthrough) endpoints.set(c.name, encode(ENDPOINT_TYPE, c.name, loadAssignment(c)));
+    }
+    if (generator === "sidecar") {
+      const connectTimeout = config.clusters[0]?.policy.limits.connectTimeoutMs ?? 10_000;
+      for (const c of builtinClusters(connectTimeout)) clusters.set(c.name as string, encode(CLUSTER_TYPE, c.name as string, c));
+      for (const l of sidecarListeners(config)) this.byType.get(LISTENER_TYPE)!.set(l.name as string, encode(LISTENER_TYPE, l.name as string, l));
+      for (const port of httpPorts(config)) this.byType.get(ROUTE_TYPE)!.set(String(port), encode(ROUTE_TYPE, String(port), this.sidecarRouteConfig(port)));
+    } else {
+      config.table.virtualHosts.forEach((vh, i) => {
+        this.vhostByName.set(vh.name, i);
+        for (const d of vh.domains) if (!this.vhostByDomain.has(d)) this.vhostByDomain.set(d, i);
+      });
+    }
+  }
+
+  /** Wildcard subscriptions get every resource of the type (a gRPC client's listeners are only those it names). */
+  all(typeUrl: string): Iterable<EncodedResource> {
+    return this.byType.get(typeUrl)?.values() ?? [];
+  }
+
+  get(typeUrl: string, name: string): EncodedResource | undefined {
+    const known = this.byType.get(typeUrl)?.get(name);
+    if (known || this.generator !== "grpc") return known;
+    const made = typeUrl === LISTENER_TYPE ? this.grpcListener(name) : typeUrl === ROUTE_TYPE ? this.grpcRouteConfig(name) : undefined;
+    if (made) this.byType.get(typeUrl)!.set(name, made);
+    return made;
+  }
+
+  /** The route config a sidecar's listener on `port` uses: that port's virtual hosts, then Istio's catch-all. */
+  private sidecarRouteConfig(port: number): Json {
+    const vhosts: Json[] = [];
+    this.config.table.virtualHosts.forEach((_, i) => {
+      if (this.config.virtualHosts[i]!.port === port) vhosts.push(this.routes.virtualHost(i));
+    });
+    const allowAny = this.config.settings.outboundTrafficPolicy !== "REGISTRY_ONLY";
+    vhosts.push(allowAny
+      ? { name: "allow_any", domains: ["*"], routes: [{ name: "allow_any", match: { prefix: "/" }, route: { cluster: "PassthroughCluster", timeout: { seconds: 0 } } }] }
+      : { name: "block_all", domains: ["*"], routes: [{ name: "block_all", match: { prefix: "/" }, direct_response: { status: 502 } }] });
+    return { name: String(port), virtual_hosts: vhosts, validate_clusters: { value: false }, ignore_port_in_host_matching: true };
+  }
+
+  /** istiod's grpcgen: a listener per dial target, echoed under the name asked for. */
+  private grpcListener(name: string): EncodedResource | undefined {
+    const i = this.vhostByDomain.get(name.toLowerCase());
+    if (i === undefined) return undefined;
+    const info = this.config.virtualHosts[i]!;
+    return encode(LISTENER_TYPE, name, grpcListener(name, `outbound|${info.port}||${info.host}`));
+  }
+
+  /** "outbound|PORT||HOST": the one virtual host of that service port. */
+  private grpcRouteConfig(name: string): EncodedResource | undefined {
+    const m = /^outbound\|(\d+)\|\|(.+)$/.exec(name);
+    const i = m ? this.vhostByName.get(`${m[2]}:${m[1]}`) : undefined;
+    if (i === undefined) return undefined;
+    return encode(ROUTE_TYPE, name, { name, virtual_hosts: [this.routes.virtualHost(i)] });
+  }
+}
