@@ -8,6 +8,8 @@ import { logDiagnostics } from "./config/watch.js";
 import { explain } from "./explain.js";
 import { startProxy } from "./proxy/server.js";
 import { runQuickstart } from "./quickstart.js";
+import { startControlPlane } from "./control-plane/control-plane.js";
+import { fetchStatus, renderStatus } from "./control-plane/status.js";
 
 const HELP = `instio: a service-mesh sidecar proxy configured with Istio YAML
 
@@ -17,6 +19,10 @@ Usage:
   instio explain --config PATH 'METHOD URL' [-H 'name: value' ...]
                                       show the route decision for one request
   instio quickstart                   demo upstreams + the quickstart mesh (npm start)
+  instio control-plane [--config PATH] [--kube-dir DIR] [--xds-port 15010] [--monitoring-port 15014] [--address ADDR]
+                                      serve Envoy v3 xDS (ADS) from Istio config and Kubernetes objects
+  instio status [--control-plane HOST:PORT]
+                                      each connected proxy's xDS sync state (istioctl proxy-status)
   instio --help
 
 Examples:
@@ -103,6 +109,32 @@ async function main(argv: string[]): Promise<number> {
     case "quickstart":
       await runQuickstart();
       return -1;
+    case "control-plane": {
+      const { values } = parseArgs({ args: rest, options: { config: { type: "string", short: "c" }, "kube-dir": { type: "string" }, "xds-port": { type: "string" }, "monitoring-port": { type: "string" }, address: { type: "string" } } });
+      if (!values.config && !values["kube-dir"]) fail("control-plane needs --config PATH and/or --kube-dir DIR");
+      const port = (name: string, value: string | undefined, fallback: number): number => {
+        const n = value === undefined ? fallback : Number(value);
+        return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : fail(`--${name} must be a port number, got "${value}"`);
+      };
+      const address = values.address ?? "0.0.0.0";
+      const cp = await startControlPlane({
+        config: values.config,
+        kubeDir: values["kube-dir"],
+        xdsAddress: address,
+        xdsPort: port("xds-port", values["xds-port"], 15010),
+        monitoringAddress: address,
+        monitoringPort: port("monitoring-port", values["monitoring-port"], 15014),
+      });
+      const quit = (): void => void cp.close().then(() => process.exit(0));
+      process.on("SIGTERM", quit);
+      process.on("SIGINT", quit);
+      return -1;
+    }
+    case "status": {
+      const { values } = parseArgs({ args: rest, options: { "control-plane": { type: "string" } } });
+      process.stdout.write(renderStatus(await fetchStatus(values["control-plane"] ?? "127.0.0.1:15014")));
+      return 0;
+    }
     default:
       return fail(`unknown command "${command}"; see instio --help`);
   }

@@ -51,7 +51,9 @@ export function envoyCluster(c: ClusterInfo, generator: Generator, problems: Con
       cluster.health_checks = [{ timeout: duration(h.timeoutMs), interval: duration(h.intervalMs), unhealthy_threshold: { value: h.unhealthyThreshold }, healthy_threshold: { value: h.healthyThreshold }, http_health_check: { path: h.path } }];
     }
   }
-  if (p.outlierDetection) {
+  if (p.outlierDetection && generator === "grpc") {
+    cluster.outlier_detection = grpcOutlierDetection(p.outlierDetection);
+  } else if (p.outlierDetection) {
     const o = p.outlierDetection;
     const enforce = (n: number): Json => ({ value: n > 0 ? 100 : 0 });
     cluster.outlier_detection = {
@@ -79,6 +81,26 @@ export function envoyCluster(c: ClusterInfo, generator: Generator, problems: Con
     cluster.transport_socket = { name: "envoy.transport_sockets.tls", typed_config: packAny(UPSTREAM_TLS_TYPE, upstreamTls(tls, c.host)) };
   }
   return cluster;
+}
+
+/**
+ * gRPC clients eject by success rate or failure percentage only (gRFC A50), not
+ * by consecutive errors, and istiod's grpcgen sends them no outlier detection at
+ * all. instio sends the nearest rule: an endpoint all of whose requests in an
+ * interval failed, at least consecutive5xxErrors of them, is ejected.
+ */
+function grpcOutlierDetection(o: NonNullable<ClusterInfo["policy"]["outlierDetection"]>): Json {
+  const errors = Math.max(o.consecutive5xxErrors, o.consecutiveGatewayErrors);
+  return {
+    interval: duration(o.intervalMs),
+    base_ejection_time: duration(o.baseEjectionTimeMs),
+    max_ejection_percent: { value: o.maxEjectionPercent },
+    enforcing_success_rate: { value: 0 },
+    failure_percentage_threshold: { value: 100 },
+    enforcing_failure_percentage: { value: errors > 0 ? 100 : 0 },
+    failure_percentage_minimum_hosts: { value: 1 },
+    failure_percentage_request_volume: { value: Math.max(1, errors) },
+  };
 }
 
 function loadBalancer(c: ClusterInfo, generator: Generator): Json {
