@@ -8,8 +8,6 @@ import { logDiagnostics } from "./config/watch.js";
 import { explain } from "./explain.js";
 import { startProxy } from "./proxy/server.js";
 import { runQuickstart } from "./quickstart.js";
-import { startControlPlane } from "./control-plane/control-plane.js";
-import { fetchStatus, renderStatus } from "./control-plane/status.js";
 
 const HELP = `instio: a service-mesh sidecar proxy configured with Istio YAML
 
@@ -117,6 +115,8 @@ async function main(argv: string[]): Promise<number> {
         return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : fail(`--${name} must be a port number, got "${value}"`);
       };
       const address = values.address ?? "0.0.0.0";
+      // Loaded here, not at the top: `instio proxy` should not pay for gRPC and the Envoy protos at start-up.
+      const { startControlPlane } = await import("./control-plane/control-plane.js");
       const cp = await startControlPlane({
         config: values.config,
         kubeDir: values["kube-dir"],
@@ -132,6 +132,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case "status": {
       const { values } = parseArgs({ args: rest, options: { "control-plane": { type: "string" } } });
+      const { fetchStatus, renderStatus } = await import("./control-plane/status.js");
       process.stdout.write(renderStatus(await fetchStatus(values["control-plane"] ?? "127.0.0.1:15014")));
       return 0;
     }

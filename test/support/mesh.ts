@@ -114,6 +114,8 @@ export interface TestMesh {
   /** Replaces the Kubernetes objects (one file) and waits for the control plane to take them. */
   setKube(yaml: string): Promise<void>;
   client(target: string, proxy?: string): EchoCaller;
+  /** Closes the clients made so far (each test starts with fresh ones). */
+  closeClients(): void;
   close(): Promise<void>;
 }
 
@@ -168,6 +170,9 @@ export async function startMesh(istio: string, kube: string): Promise<TestMesh> 
       };
       clients.push(caller);
       return caller;
+    },
+    closeClients() {
+      for (const c of clients.splice(0)) c.close();
     },
     async close() {
       for (const c of clients) c.close();
