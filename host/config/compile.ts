@@ -185,6 +185,7 @@ class Compiler {
     private readonly model: ConfigModel,
     /** Addresses of DNS names, as last resolved; a name missing here has no endpoints yet. */
     private readonly resolved: ReadonlyMap<string, readonly string[]> = new Map(),
+    private readonly options: CompileOptions = {},
   ) {
     const ns = model.settings.namespace;
     // The Sidecar resource scopes what this proxy imports (egress.hosts).
@@ -265,6 +266,7 @@ class Compiler {
         this.addVirtualHost({ name: `${host}:${ports[0] ?? DEFAULT_HTTP_PORT}`, host, namespace: vs.namespace, domains: [host, ...ports.map((p) => `${host}:${p}`)], port: ports[0] ?? DEFAULT_HTTP_PORT }, vs, undefined);
       }
     }
+    if (this.options.everyCluster) this.addUnroutedClusters();
     if (this.table.headerNames.length > SLOT_COUNT_MAX - SLOT_FIRST_HEADER) {
       this.error(undefined, `routes reference ${this.table.headerNames.length} distinct headers; at most ${SLOT_COUNT_MAX - SLOT_FIRST_HEADER} are supported`);
     }
@@ -284,6 +286,22 @@ class Compiler {
       diagnostics: this.diagnostics,
     };
     return { ...config, digests: updateDigests(config) };
+  }
+
+  /** istiod's cluster set: `outbound|PORT||HOST` for each service port, and one per subset of the host's DestinationRule. */
+  private addUnroutedClusters(): void {
+    for (const service of this.services) {
+      for (const host of service.hosts) {
+        if (host.startsWith("*")) continue; // a wildcard host has no cluster of its own
+        this.drIndex ??= new HostIndex(this.destinationRules, (r) => [r.host]);
+        const subsets = this.drIndex.best(host)[0]?.item.subsets ?? [];
+        for (const port of service.ports) {
+          for (const subset of [undefined, ...subsets.map((s) => s.name)]) {
+            this.clusterFor({ host, subset, port: port.number, weight: 100, headers: undefined, source: service.source }, port.number);
+          }
+        }
+      }
+    }
   }
 
   /** The VirtualService whose hosts cover `host` most specifically (first in file order on a tie). */
@@ -520,6 +538,16 @@ class Compiler {
   }
 }
 
-export function compile(model: ConfigModel, resolved?: ReadonlyMap<string, readonly string[]>): CompiledConfig {
-  return new Compiler(model, resolved).compile();
+export interface CompileOptions {
+  /**
+   * Build a cluster for every visible service port and DestinationRule subset,
+   * routed to or not, as istiod does for the proxies it configures: a client may
+   * hold a cluster an older route named while the new route takes over. The proxy
+   * itself builds only the clusters its routes use.
+   */
+  everyCluster?: boolean;
+}
+
+export function compile(model: ConfigModel, resolved?: ReadonlyMap<string, readonly string[]>, options: CompileOptions = {}): CompiledConfig {
+  return new Compiler(model, resolved, options).compile();
 }

@@ -97,7 +97,7 @@ export class Mesh {
     const known = this.byClass.get(key);
     if (known) return known;
     const model = this.current.model;
-    const config = compile({ ...model, settings: { ...model.settings, namespace: node.namespace, labels } });
+    const config = compile({ ...model, settings: { ...model.settings, namespace: node.namespace, labels } }, undefined, { everyCluster: true });
     const resources = new ProxyResources(config, node.generator);
     resources.diagnostics.unshift(...config.diagnostics.filter((d) => d.severity === "error"));
     this.byClass.set(key, resources);

@@ -87,7 +87,10 @@ export function envoyCluster(c: ClusterInfo, generator: Generator, problems: Con
  * gRPC clients eject by success rate or failure percentage only (gRFC A50), not
  * by consecutive errors, and istiod's grpcgen sends them no outlier detection at
  * all. instio sends the nearest rule: an endpoint all of whose requests in an
- * interval failed, at least consecutive5xxErrors of them, is ejected.
+ * interval failed, at least consecutive5xxErrors of them, is ejected. gRPC ejects
+ * when the failure percentage is strictly above the threshold (gRFC A50), where
+ * Envoy ejects at or above it, so "all failed" is a threshold of 99 for fewer
+ * than 100 requests in the interval.
  */
 function grpcOutlierDetection(o: NonNullable<ClusterInfo["policy"]["outlierDetection"]>): Json {
   const errors = Math.max(o.consecutive5xxErrors, o.consecutiveGatewayErrors);
@@ -96,7 +99,7 @@ function grpcOutlierDetection(o: NonNullable<ClusterInfo["policy"]["outlierDetec
     base_ejection_time: duration(o.baseEjectionTimeMs),
     max_ejection_percent: { value: o.maxEjectionPercent },
     enforcing_success_rate: { value: 0 },
-    failure_percentage_threshold: { value: 100 },
+    failure_percentage_threshold: { value: 99 },
     enforcing_failure_percentage: { value: errors > 0 ? 100 : 0 },
     failure_percentage_minimum_hosts: { value: 1 },
     failure_percentage_request_volume: { value: Math.max(1, errors) },
