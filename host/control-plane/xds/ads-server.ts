@@ -31,7 +31,8 @@ function codec(typeName: string): { serialize: (m: object) => Buffer; deserializ
   };
 }
 
-function serviceDefinition(): grpc.ServiceDefinition {
+/** The service, with protobufjs codecs for its messages (the server and test clients share it). */
+export function adsServiceDefinition(): grpc.ServiceDefinition {
   const req = codec("envoy.service.discovery.v3.DiscoveryRequest");
   const res = codec("envoy.service.discovery.v3.DiscoveryResponse");
   const dreq = codec("envoy.service.discovery.v3.DeltaDiscoveryRequest");
@@ -75,7 +76,7 @@ export class AdsServer {
   }
 
   register(server: grpc.Server): void {
-    server.addService(serviceDefinition(), {
+    server.addService(adsServiceDefinition(), {
       StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequest, object>) => this.serve(call, false),
       DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, object>) => this.serve(call, true),
     });
