@@ -19,7 +19,7 @@ const RawClient = grpc.makeGenericClientConstructor({
 }, "Raw");
 
 /** Writes the messages, half-closes, and waits for the stream to end (or gives up after a while: a quiet server is fine). */
-async function exchange(call: grpc.ClientDuplexStream<unknown, unknown>, messages: unknown[]): Promise<void> {
+async function exchange(call: grpc.ClientDuplexStream<Buffer, Buffer>, messages: Buffer[]): Promise<void> {
   call.on("data", () => {});
   const ended = new Promise<void>((resolve) => {
     call.on("status", () => resolve());
