@@ -17,8 +17,9 @@ Usage:
   instio explain --config PATH 'METHOD URL' [-H 'name: value' ...]
                                       show the route decision for one request
   instio quickstart                   demo upstreams + the quickstart mesh (npm start)
-  instio control-plane [--config PATH] [--kube-dir DIR] [--xds-port 15010] [--monitoring-port 15014] [--address ADDR]
+  instio control-plane [--config PATH] [--kube-dir DIR | --kubeconfig FILE] [--xds-port 15010] [--monitoring-port 15014] [--address ADDR]
                                       serve Envoy v3 xDS (ADS) from Istio config and Kubernetes objects
+                                      (a directory of YAML, or a live cluster; in a pod, its service account)
   instio status [--control-plane HOST:PORT]
                                       each connected proxy's xDS sync state (istioctl proxy-status)
   instio --help
@@ -108,8 +109,11 @@ async function main(argv: string[]): Promise<number> {
       await runQuickstart();
       return -1;
     case "control-plane": {
-      const { values } = parseArgs({ args: rest, options: { config: { type: "string", short: "c" }, "kube-dir": { type: "string" }, "xds-port": { type: "string" }, "monitoring-port": { type: "string" }, address: { type: "string" } } });
-      if (!values.config && !values["kube-dir"]) fail("control-plane needs --config PATH and/or --kube-dir DIR");
+      const { values } = parseArgs({ args: rest, options: { config: { type: "string", short: "c" }, "kube-dir": { type: "string" }, kubeconfig: { type: "string" }, "xds-port": { type: "string" }, "monitoring-port": { type: "string" }, address: { type: "string" } } });
+      if (values["kube-dir"] && values.kubeconfig) fail("control-plane reads Kubernetes objects from --kube-dir or from a cluster (--kubeconfig), not both");
+      // In a pod (and told of no directory), the cluster is the pod's own, as istiod finds it.
+      const watchCluster = values.kubeconfig !== undefined || (!values["kube-dir"] && process.env.KUBERNETES_SERVICE_HOST !== undefined);
+      if (!values.config && !values["kube-dir"] && !watchCluster) fail("control-plane needs --config PATH, --kube-dir DIR or --kubeconfig FILE");
       const port = (name: string, value: string | undefined, fallback: number): number => {
         const n = value === undefined ? fallback : Number(value);
         return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : fail(`--${name} must be a port number, got "${value}"`);
@@ -117,9 +121,11 @@ async function main(argv: string[]): Promise<number> {
       const address = values.address ?? "0.0.0.0";
       // Loaded here, not at the top: `instio proxy` should not pay for gRPC and the Envoy protos at start-up.
       const { startControlPlane } = await import("./control-plane/control-plane.js");
+      const kube = watchCluster ? { config: (await import("./control-plane/registry/kube-cluster.js")).loadKubeConfig(values.kubeconfig) } : undefined;
       const cp = await startControlPlane({
         config: values.config,
         kubeDir: values["kube-dir"],
+        kube,
         xdsAddress: address,
         xdsPort: port("xds-port", values["xds-port"], 15010),
         monitoringAddress: address,

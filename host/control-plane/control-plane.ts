@@ -10,10 +10,11 @@ import { watchConfigPath } from "../config/watch.js";
 import { unpackAny, PUSH_ORDER, TYPE_SHORT_NAMES } from "../envoy/protos.js";
 import { Logger } from "../log.js";
 import { Debouncer, ISTIO_DEBOUNCE, type DebounceOptions } from "./debounce.js";
-import { loadMesh, Mesh, type MeshPaths, type MeshSnapshot } from "./mesh.js";
+import { loadMesh, Mesh, type MeshLoad, type MeshPaths, type MeshSnapshot } from "./mesh.js";
 import { ControlPlaneMetrics } from "./metrics.js";
 import { AdsServer, GRPC_SERVER_OPTIONS } from "./xds/ads-server.js";
 import type { FSWatcher } from "node:fs";
+import type { KubeConfig } from "@kubernetes/client-node";
 
 export interface ControlPlaneOptions extends MeshPaths {
   /** gRPC xDS, plaintext (istiod: 15010); 0 picks a free port. */
@@ -22,6 +23,8 @@ export interface ControlPlaneOptions extends MeshPaths {
   /** /metrics and /debug (istiod: 15014). */
   monitoringAddress: string;
   monitoringPort: number;
+  /** A live cluster to watch (Services, EndpointSlices, Pods, Namespaces and Istio's CRDs). */
+  kube?: { config: KubeConfig; retryMs?: number; missingRetryMs?: number };
   debounce?: DebounceOptions;
   log?: Logger;
 }
@@ -41,10 +44,26 @@ export class MeshLoadError extends Error {}
 
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const log = options.log ?? new Logger();
-  const first = loadMesh(options);
-  for (const d of first.diagnostics) log.log(d.severity === "error" ? "error" : "warning", formatDiagnostic(d));
-  if (!first.snapshot) throw new MeshLoadError(`the mesh config has ${first.diagnostics.filter((d) => d.severity === "error").length} error(s)`);
   const metrics = new ControlPlaneMetrics();
+  let clusterChanged = (): void => {};
+  // Loaded only when a cluster is watched: the client library is large.
+  const cluster = options.kube
+    ? await (await import("./registry/kube-cluster.js")).KubeClusterSource.start({ kubeConfig: options.kube.config, retryMs: options.kube.retryMs, missingRetryMs: options.kube.missingRetryMs, log, metrics, onChange: () => clusterChanged() })
+    : undefined;
+  const paths: MeshPaths = { config: options.config, kubeDir: options.kubeDir, cluster };
+  const reportHeldBack = (result: MeshLoad): void => {
+    if (!result.heldBack) return;
+    metrics.configRejected.inc();
+    log.error(`cluster objects rejected; each keeps serving at its last good version (or not at all), the rest of the mesh updates:`);
+    for (const d of result.heldBack) log.error(`  ${formatDiagnostic(d)}`);
+  };
+  const first = loadMesh(paths);
+  reportHeldBack(first);
+  for (const d of first.diagnostics) log.log(d.severity === "error" ? "error" : "warning", formatDiagnostic(d));
+  if (!first.snapshot) {
+    cluster?.close();
+    throw new MeshLoadError(`the mesh config has ${first.diagnostics.filter((d) => d.severity === "error").length} error(s)`);
+  }
   const mesh = new Mesh(first.snapshot);
   countMesh(metrics, first.snapshot);
   const ads = new AdsServer(mesh, metrics, log);
@@ -56,7 +75,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   });
 
   const reload = async (since: number): Promise<void> => {
-    const result = loadMesh(options);
+    const result = loadMesh(paths);
+    reportHeldBack(result);
     if (!result.snapshot) {
       metrics.configRejected.inc();
       log.error(`config rejected; the last good config keeps serving:`);
@@ -79,6 +99,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const debouncer = new Debouncer(options.debounce ?? ISTIO_DEBOUNCE, reload);
   const watchers: FSWatcher[] = [];
   for (const path of [options.config, options.kubeDir]) if (path !== undefined) watchers.push(watchConfigPath(path, () => debouncer.event()));
+  clusterChanged = () => debouncer.event();
 
   const monitoring = createServer((req, res) => {
     serveMonitoring(req, res, { ads, mesh, metrics }).catch((err: unknown) => {
@@ -101,6 +122,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     reload: () => reload(Date.now()),
     close: async () => {
       debouncer.stop();
+      cluster?.close();
       for (const w of watchers) w.close();
       await new Promise<void>((resolve) => monitoring.close(() => resolve()));
       monitoring.closeAllConnections();

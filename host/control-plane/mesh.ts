@@ -29,19 +29,52 @@ export interface MeshPaths {
   config: string | undefined;
   /** Kubernetes objects: Services, EndpointSlices, Pods, Namespaces (Istio resources are read here too). */
   kubeDir: string | undefined;
+  /** A live cluster's objects, Istio's CRDs included (registry/kube-cluster.ts). */
+  cluster?: ClusterDocuments;
+}
+
+/** Documents from a cluster are named cluster:KIND/NAMESPACE/NAME. */
+export const CLUSTER_DOCUMENT_PREFIX = "cluster:";
+
+/** A cluster's objects as documents, able to fall back to an object's last accepted version. */
+export interface ClusterDocuments {
+  documents(sink: DiagnosticSink): SourceDocument[];
+  /** The documents last given made a good mesh. */
+  accept(): void;
+  /** Serve these objects at their last accepted version until they change; returns those held. */
+  holdBack(names: Iterable<string>): string[];
 }
 
 export interface MeshLoad {
   snapshot: MeshSnapshot | undefined;
   diagnostics: ConfigDiagnostic[];
+  /** Errors of cluster objects served at their last accepted version instead (the snapshot stands without them). */
+  heldBack?: ConfigDiagnostic[];
 }
 
-/** Reads and validates the mesh; `snapshot` is undefined when anything is an error. */
+/**
+ * Reads and validates the mesh; `snapshot` is undefined when anything is an
+ * error. Files are all or nothing (a bad edit keeps the last good config), but
+ * a cluster object in error is held at its last accepted version, so that one
+ * bad VirtualService does not freeze the whole cluster's changes.
+ */
 export function loadMesh(paths: MeshPaths): MeshLoad {
-  const sink = new DiagnosticSink();
-  const docs: SourceDocument[] = [];
-  for (const path of [paths.config, paths.kubeDir]) if (path !== undefined) docs.push(...readSources(path, sink));
-  return meshFromDocuments(docs, sink);
+  const read = (): MeshLoad => {
+    const sink = new DiagnosticSink();
+    const docs: SourceDocument[] = [];
+    for (const path of [paths.config, paths.kubeDir]) if (path !== undefined) docs.push(...readSources(path, sink));
+    if (paths.cluster) docs.push(...paths.cluster.documents(sink));
+    return meshFromDocuments(docs, sink);
+  };
+  const result = read();
+  if (result.snapshot) paths.cluster?.accept();
+  if (result.snapshot || !paths.cluster) return result;
+  const errors = result.diagnostics.filter((d) => d.severity === "error");
+  if (!errors.every((d) => d.file.startsWith(CLUSTER_DOCUMENT_PREFIX))) return result;
+  if (paths.cluster.holdBack(new Set(errors.map((d) => d.file))).length === 0) return result;
+  const retried = read();
+  if (retried.snapshot) paths.cluster.accept();
+  return { ...retried, heldBack: errors };
 }
 
 /** The mesh from documents already read (a live cluster's objects come this way too). */

@@ -16,6 +16,9 @@ export class ControlPlaneMetrics {
   readonly pushTriggers = new Counter({ name: "pilot_push_triggers", help: "Total number of times a push was triggered, labeled by reason for the push.", labelNames: ["type"], registers: [this.registry] });
   readonly inboundUpdates = new Counter({ name: "pilot_inbound_updates", help: "Total number of updates received by pilot.", labelNames: ["type"], registers: [this.registry] });
   readonly configRejected = new Counter({ name: "pilot_config_rejected", help: "Config changes that failed validation; the last good config keeps serving.", registers: [this.registry] });
+  /** Live-cluster informer events: Kubernetes registry kinds, and Istio's config kinds. */
+  readonly registryEvents = new Counter({ name: "pilot_k8s_reg_events", help: "Events from k8s registry.", labelNames: ["type", "event"], registers: [this.registry] });
+  readonly configEvents = new Counter({ name: "pilot_k8s_cfg_events", help: "Events from k8s config.", labelNames: ["type", "event"], registers: [this.registry] });
   readonly services = new Gauge({ name: "pilot_services", help: "Total services known to pilot.", registers: [this.registry] });
   readonly virtualServices = new Gauge({ name: "pilot_virt_services", help: "Total virtual services known to pilot.", registers: [this.registry] });
   readonly debounceTime = new Histogram({ name: "pilot_debounce_time", help: "Delay in seconds between the first config enters debouncing and the merged push request is pushed into the push queue.", buckets: [0.01, 0.1, 0.5, 1, 3, 5, 10, 20, 30], registers: [this.registry] });

@@ -1,0 +1,184 @@
+// A small Kubernetes API server for the live-cluster path: cluster-wide list
+// and watch of any collection, as the real one speaks them: a resourceVersion
+// per change, lists whose items carry neither kind nor apiVersion, watches that
+// replay from a resourceVersion, BOOKMARK events when asked for, and 410 Gone
+// (as an HTTP status or an ERROR event) for a resourceVersion older than the
+// last compaction. No kube-apiserver can run on our machines; this is the
+// nearest real thing: real HTTP, and @kubernetes/client-node's own informers.
+
+import { createServer, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+export interface ApiObject {
+  metadata: { name: string; namespace?: string; resourceVersion?: string; [k: string]: unknown };
+  [k: string]: unknown;
+}
+
+interface Event {
+  rv: number;
+  type: "ADDED" | "MODIFIED" | "DELETED";
+  object: ApiObject;
+}
+
+interface Collection {
+  kind: string;
+  apiVersion: string;
+  objects: Map<string, ApiObject>;
+  events: Event[];
+}
+
+export interface KubeApiServer {
+  url: string;
+  /** Every request, in order: path and query. */
+  requests: { path: string; query: Record<string, string> }[];
+  /** Adds or replaces an object in the collection at `path`. */
+  apply(path: string, object: ApiObject): void;
+  remove(path: string, namespace: string | undefined, name: string): void;
+  /** Collections answering 404 (a CRD not installed). */
+  missing: Set<string>;
+  /** Answers the next `n` list requests of `path` with a 500. */
+  failLists(path: string, n: number): void;
+  /** Forgets history up to now: watches from an older resourceVersion get 410 Gone. */
+  compact(): void;
+  /** How a 410 is given: the watch request's HTTP status, or an ERROR event on a 200 stream (what newer servers do). */
+  expiry: "status" | "event";
+  /** Sends every open watch that asked for them a BOOKMARK at the current resourceVersion. */
+  bookmark(): void;
+  /** Ends every open watch (the server's watch timeout, or a restart). */
+  closeWatches(): void;
+  resourceVersion(): number;
+  close(): Promise<void>;
+}
+
+const LIST_KINDS: Record<string, { kind: string; apiVersion: string }> = {
+  "/api/v1/namespaces": { kind: "Namespace", apiVersion: "v1" },
+  "/api/v1/services": { kind: "Service", apiVersion: "v1" },
+  "/api/v1/pods": { kind: "Pod", apiVersion: "v1" },
+  "/apis/discovery.k8s.io/v1/endpointslices": { kind: "EndpointSlice", apiVersion: "discovery.k8s.io/v1" },
+};
+
+function collectionKind(path: string): { kind: string; apiVersion: string } {
+  const known = LIST_KINDS[path];
+  if (known) return known;
+  const m = /^\/apis\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(path);
+  if (!m) throw new Error(`not a collection path: ${path}`);
+  const plural = m[3]!;
+  const kinds: Record<string, string> = { virtualservices: "VirtualService", destinationrules: "DestinationRule", serviceentries: "ServiceEntry", workloadentries: "WorkloadEntry", gateways: "Gateway", sidecars: "Sidecar" };
+  return { kind: kinds[plural] ?? plural, apiVersion: `${m[1]}/${m[2]}` };
+}
+
+const key = (o: { metadata: { namespace?: string; name: string } }): string => `${o.metadata.namespace ?? ""}/${o.metadata.name}`;
+
+export async function startKubeApiServer(): Promise<KubeApiServer> {
+  let rv = 100;
+  let compactedAt = 0;
+  const collections = new Map<string, Collection>();
+  const watches = new Set<{ path: string; res: ServerResponse; bookmarks: boolean; send: (e: object) => void }>();
+  const listFailures = new Map<string, number>();
+  const requests: KubeApiServer["requests"] = [];
+
+  const collection = (path: string): Collection => {
+    let c = collections.get(path);
+    if (!c) {
+      c = { ...collectionKind(path), objects: new Map(), events: [] };
+      collections.set(path, c);
+    }
+    return c;
+  };
+  const record = (path: string, type: Event["type"], object: ApiObject): void => {
+    const event = { rv, type, object };
+    collection(path).events.push(event);
+    for (const w of watches) if (w.path === path) w.send({ type, object });
+  };
+
+  const api: KubeApiServer = {
+    url: "",
+    requests,
+    missing: new Set(),
+    expiry: "status",
+    apply(path, object) {
+      const c = collection(path);
+      const stored: ApiObject = { ...object, metadata: { ...object.metadata, resourceVersion: String(++rv), uid: `uid-${key(object)}` } };
+      const existed = c.objects.has(key(object));
+      c.objects.set(key(object), stored);
+      record(path, existed ? "MODIFIED" : "ADDED", stored);
+    },
+    remove(path, namespace, name) {
+      const c = collection(path);
+      const k = `${namespace ?? ""}/${name}`;
+      const old = c.objects.get(k);
+      if (!old) return;
+      c.objects.delete(k);
+      record(path, "DELETED", { ...old, metadata: { ...old.metadata, resourceVersion: String(++rv) } });
+    },
+    failLists(path, n) {
+      listFailures.set(path, n);
+    },
+    compact() {
+      compactedAt = rv;
+      for (const c of collections.values()) c.events = [];
+    },
+    bookmark() {
+      for (const w of watches) {
+        const { kind, apiVersion } = collection(w.path);
+        if (w.bookmarks) w.send({ type: "BOOKMARK", object: { kind, apiVersion, metadata: { resourceVersion: String(rv) } } });
+      }
+    },
+    closeWatches() {
+      for (const w of [...watches]) w.res.end();
+      watches.clear();
+    },
+    resourceVersion: () => rv,
+    close: () => new Promise((resolve) => {
+      api.closeWatches();
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+  };
+
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const query = Object.fromEntries(url.searchParams);
+    requests.push({ path: url.pathname, query });
+    const status = (code: number, reason: string, message: string): void => {
+      res.writeHead(code, { "content-type": "application/json" }).end(JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Failure", reason, message, code }));
+    };
+    if (req.method !== "GET") return status(405, "MethodNotAllowed", "this server only lists and watches");
+    if (api.missing.has(url.pathname)) return status(404, "NotFound", "the server could not find the requested resource");
+    let c: Collection;
+    try {
+      c = collection(url.pathname);
+    } catch {
+      return status(404, "NotFound", "the server could not find the requested resource");
+    }
+    if (query.watch !== "true") {
+      const failures = listFailures.get(url.pathname) ?? 0;
+      if (failures > 0) {
+        listFailures.set(url.pathname, failures - 1);
+        return status(500, "InternalError", "etcd is having a bad day");
+      }
+      // List items carry no kind or apiVersion, as the real server's.
+      const items = [...c.objects.values()].map(({ kind: _k, apiVersion: _a, ...rest }) => rest);
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ kind: `${c.kind}List`, apiVersion: c.apiVersion, metadata: { resourceVersion: String(rv) }, items }));
+      return;
+    }
+    const from = Number(query.resourceVersion ?? "0");
+    if (from !== 0 && from < compactedAt) {
+      if (api.expiry === "status") return status(410, "Expired", `too old resource version: ${from} (${compactedAt})`);
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(`${JSON.stringify({ type: "ERROR", object: { kind: "Status", apiVersion: "v1", status: "Failure", reason: "Expired", message: `too old resource version: ${from} (${compactedAt})`, code: 410 } })}\n`);
+      return;
+    }
+    res.writeHead(200, { "content-type": "application/json", "transfer-encoding": "chunked" });
+    res.flushHeaders(); // the informer's start() waits for the watch's headers
+    const send = (e: object): void => void res.write(`${JSON.stringify(e)}\n`);
+    // Replay what happened after the client's resourceVersion (0 or absent: from now on).
+    if (from !== 0) for (const e of c.events) if (e.rv > from) send({ type: e.type, object: e.object });
+    const watch = { path: url.pathname, res, bookmarks: query.allowWatchBookmarks === "true", send };
+    watches.add(watch);
+    req.on("close", () => watches.delete(watch));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  api.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return api;
+}
