@@ -17,6 +17,7 @@ Usage:
   instio explain --config PATH 'METHOD URL' [-H 'name: value' ...]
                                       show the route decision for one request
   instio quickstart                   demo upstreams + the quickstart mesh (npm start)
+  instio quickstart --mesh            the control plane configuring gRPC clients over xDS
   instio control-plane [--config PATH] [--kube-dir DIR | --kubeconfig FILE] [--xds-port 15010] [--monitoring-port 15014] [--address ADDR]
                                       serve Envoy v3 xDS (ADS) from Istio config and Kubernetes objects
                                       (a directory of YAML, or a live cluster; in a pod, its service account)
@@ -105,9 +106,19 @@ async function main(argv: string[]): Promise<number> {
       process.on("SIGINT", () => void proxy.lifecycle.quit());
       return -1; // keep running
     }
-    case "quickstart":
-      await runQuickstart();
+    case "quickstart": {
+      const { values } = parseArgs({ args: rest, options: { mesh: { type: "boolean" } } });
+      if (!values.mesh) {
+        await runQuickstart();
+        return -1;
+      }
+      const { runMeshQuickstart } = await import("./control-plane/quickstart.js");
+      const demo = await runMeshQuickstart();
+      const quit = (): void => void demo.close().then(() => process.exit(0));
+      process.on("SIGTERM", quit);
+      process.on("SIGINT", quit);
       return -1;
+    }
     case "control-plane": {
       const { values } = parseArgs({ args: rest, options: { config: { type: "string", short: "c" }, "kube-dir": { type: "string" }, kubeconfig: { type: "string" }, "xds-port": { type: "string" }, "monitoring-port": { type: "string" }, address: { type: "string" } } });
       if (values["kube-dir"] && values.kubeconfig) fail("control-plane reads Kubernetes objects from --kube-dir or from a cluster (--kubeconfig), not both");

@@ -110,7 +110,34 @@ function aliasErrorOffset(doc: Document): number | undefined {
   return offset;
 }
 
-export function readSources(path: string, sink: DiagnosticSink): SourceDocument[] {
+/**
+ * Parsed files by path, reused while a file's text is unchanged: a control
+ * plane reading thousands of objects on every change parses only the files
+ * that changed. Files that did not parse cleanly are not kept.
+ */
+export class ParseCache {
+  private readonly files = new Map<string, { text: string; docs: SourceDocument[] }>();
+  private seen = new Set<string>();
+
+  parse(file: string, text: string, sink: DiagnosticSink): SourceDocument[] {
+    this.seen.add(file);
+    const known = this.files.get(file);
+    if (known && known.text === text) return known.docs;
+    const before = sink.diagnostics.length;
+    const docs = parseSource(file, text, sink);
+    if (sink.diagnostics.length === before) this.files.set(file, { text, docs });
+    else this.files.delete(file);
+    return docs;
+  }
+
+  /** Forgets the files not parsed since the last sweep (deleted, or moved out of the config). */
+  sweep(): void {
+    for (const file of this.files.keys()) if (!this.seen.has(file)) this.files.delete(file);
+    this.seen = new Set();
+  }
+}
+
+export function readSources(path: string, sink: DiagnosticSink, cache?: ParseCache): SourceDocument[] {
   const docs: SourceDocument[] = [];
   let files: string[];
   try {
@@ -134,7 +161,7 @@ export function readSources(path: string, sink: DiagnosticSink): SourceDocument[
       sink.diagnostics.push({ file, line: 1, column: 1, path: "", message: `cannot read: ${(err as Error).message}`, severity: "error" });
       continue;
     }
-    docs.push(...parseSource(file, text, sink));
+    docs.push(...(cache ? cache.parse(file, text, sink) : parseSource(file, text, sink)));
   }
   return docs;
 }

@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { formatDiagnostic } from "../config/diagnostics.js";
+import { ParseCache } from "../config/source.js";
 import { watchConfigPath } from "../config/watch.js";
 import { unpackAny, PUSH_ORDER, TYPE_SHORT_NAMES } from "../envoy/protos.js";
 import { Logger } from "../log.js";
@@ -50,7 +51,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const cluster = options.kube
     ? await (await import("./registry/kube-cluster.js")).KubeClusterSource.start({ kubeConfig: options.kube.config, retryMs: options.kube.retryMs, missingRetryMs: options.kube.missingRetryMs, log, metrics, onChange: () => clusterChanged() })
     : undefined;
-  const paths: MeshPaths = { config: options.config, kubeDir: options.kubeDir, cluster };
+  const paths: MeshPaths = { config: options.config, kubeDir: options.kubeDir, cluster, parseCache: new ParseCache() };
   const reportHeldBack = (result: MeshLoad): void => {
     if (!result.heldBack) return;
     metrics.configRejected.inc();

@@ -8,8 +8,8 @@ import { compile } from "../config/compile.js";
 import type { ConfigDiagnostic } from "../config/diagnostics.js";
 import { readModel } from "../config/istio.js";
 import type { ConfigModel } from "../config/model.js";
-import { DiagnosticSink, readSources, type SourceDocument } from "../config/source.js";
-import { ProxyResources } from "../envoy/generate/resources.js";
+import { DiagnosticSink, readSources, type ParseCache, type SourceDocument } from "../config/source.js";
+import { EncodeCache, ProxyResources } from "../envoy/generate/resources.js";
 import { isKubeDocument, readKubeObjects, type KubeObjects } from "./registry/kube-objects.js";
 import { kubeServices } from "./registry/kube-services.js";
 import type { ProxyNode } from "./xds/node.js";
@@ -31,6 +31,8 @@ export interface MeshPaths {
   kubeDir: string | undefined;
   /** A live cluster's objects, Istio's CRDs included (registry/kube-cluster.ts). */
   cluster?: ClusterDocuments;
+  /** Parsed files kept between loads (only changed files are parsed again). */
+  parseCache?: ParseCache;
 }
 
 /** Documents from a cluster are named cluster:KIND/NAMESPACE/NAME. */
@@ -62,7 +64,8 @@ export function loadMesh(paths: MeshPaths): MeshLoad {
   const read = (): MeshLoad => {
     const sink = new DiagnosticSink();
     const docs: SourceDocument[] = [];
-    for (const path of [paths.config, paths.kubeDir]) if (path !== undefined) docs.push(...readSources(path, sink));
+    for (const path of [paths.config, paths.kubeDir]) if (path !== undefined) docs.push(...readSources(path, sink, paths.parseCache));
+    paths.parseCache?.sweep();
     if (paths.cluster) docs.push(...paths.cluster.documents(sink));
     return meshFromDocuments(docs, sink);
   };
@@ -97,15 +100,41 @@ function meshDigests(model: ConfigModel): { configDigest: string; endpointsDiges
   return { configDigest: h(config), endpointsDigest: h(endpoints) };
 }
 
-/** What proxies with the same namespace, labels and generator share: their resources. */
-function proxyClass(node: ProxyNode, labels: Record<string, string>): string {
-  return `${node.generator}|${node.namespace}|${JSON.stringify(Object.entries(labels).sort())}`;
+/**
+ * The label keys a proxy's config can depend on: those some selector reads
+ * (Sidecar workloadSelector, Gateway selector, a route match's sourceLabels).
+ * Proxies that differ only in other labels (app, version, pod-template-hash)
+ * share their generated resources.
+ */
+function selectorKeys(model: ConfigModel): Set<string> {
+  const keys = new Set<string>();
+  const add = (labels: Record<string, string> | undefined): void => {
+    for (const k of Object.keys(labels ?? {})) keys.add(k);
+  };
+  for (const s of model.sidecars) add(s.workloadSelector);
+  for (const g of model.gateways) add(g.selector);
+  for (const vs of model.virtualServices) {
+    for (const route of vs.http) for (const m of route.matches) add(m.sourceLabels);
+    for (const route of [...vs.tcp, ...vs.tls]) for (const m of route.matches) add(m.sourceLabels);
+  }
+  return keys;
+}
+
+/** What proxies with the same namespace, selected-on labels and generator share: their resources. */
+function proxyClass(node: ProxyNode, labels: Record<string, string>, keys: Set<string>): string {
+  return `${node.generator}|${node.namespace}|${JSON.stringify(Object.entries(labels).filter(([k]) => keys.has(k)).sort())}`;
 }
 
 export class Mesh {
-  private readonly byClass = new Map<string, ProxyResources>();
+  private byClass = new Map<string, ProxyResources>();
+  /** The classes' resources at the previous version: what the new ones are diffed against. */
+  private previousByClass = new Map<string, ProxyResources>();
+  private readonly encoded = new EncodeCache();
+  private keys: Set<string>;
 
-  constructor(private current: MeshSnapshot) {}
+  constructor(private current: MeshSnapshot) {
+    this.keys = selectorKeys(current.model);
+  }
 
   get snapshot(): MeshSnapshot {
     return this.current;
@@ -113,7 +142,10 @@ export class Mesh {
 
   update(snapshot: MeshSnapshot): void {
     this.current = snapshot;
-    this.byClass.clear();
+    this.keys = selectorKeys(snapshot.model);
+    this.previousByClass = this.byClass;
+    this.byClass = new Map();
+    this.encoded.nextGeneration();
   }
 
   /** The node's labels, else its pod's from the registry (a bootstrap without LABELS). */
@@ -126,12 +158,18 @@ export class Mesh {
   /** The resources for this proxy at the current mesh version; compiled on first use per proxy class. */
   resourcesFor(node: ProxyNode): ProxyResources {
     const labels = this.labelsOf(node);
-    const key = proxyClass(node, labels);
+    const key = proxyClass(node, labels, this.keys);
     const known = this.byClass.get(key);
     if (known) return known;
     const model = this.current.model;
     const config = compile({ ...model, settings: { ...model.settings, namespace: node.namespace, labels } }, undefined, { everyCluster: true });
-    const resources = new ProxyResources(config, node.generator);
+    const resources = new ProxyResources(config, node.generator, this.encoded);
+    if (node.generator === "sidecar") {
+      const previous = this.previousByClass.get(key);
+      // Only the current version is ever diffed against: the chain stops here.
+      if (previous) previous.predecessor = undefined;
+      resources.predecessor = previous;
+    }
     resources.diagnostics.unshift(...config.diagnostics.filter((d) => d.severity === "error"));
     this.byClass.set(key, resources);
     return resources;

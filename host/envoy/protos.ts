@@ -79,9 +79,17 @@ export function envoyProtos(): protobuf.Root {
 
 /** The protobuf type of a full name ("envoy.config.listener.v3.Listener") or a type URL. */
 export function messageType(nameOrUrl: string): protobuf.Type {
-  const name = nameOrUrl.startsWith(TYPE_PREFIX) ? nameOrUrl.slice(TYPE_PREFIX.length) : nameOrUrl;
-  return envoyProtos().lookupType(name);
+  let type = typeCache.get(nameOrUrl);
+  if (!type) {
+    const name = nameOrUrl.startsWith(TYPE_PREFIX) ? nameOrUrl.slice(TYPE_PREFIX.length) : nameOrUrl;
+    type = envoyProtos().lookupType(name);
+    typeCache.set(nameOrUrl, type);
+  }
+  return type;
 }
+
+/** Lookups walk the namespace tree; resources are encoded by the thousand. */
+const typeCache = new Map<string, protobuf.Type>();
 
 /** A `google.protobuf.Any` as protobufjs writes it. */
 export interface AnyMessage {

@@ -1,7 +1,8 @@
 // A small Kubernetes API server for the live-cluster path: cluster-wide list
 // and watch of any collection, as the real one speaks them: a resourceVersion
 // per change, lists whose items carry neither kind nor apiVersion, watches that
-// replay from a resourceVersion, BOOKMARK events when asked for, and 410 Gone
+// replay from a resourceVersion (or start with every object, given none),
+// BOOKMARK events when asked for, and 410 Gone
 // (as an HTTP status or an ERROR event) for a resourceVersion older than the
 // last compaction. No kube-apiserver can run on our machines; this is the
 // nearest real thing: real HTTP, and @kubernetes/client-node's own informers.
@@ -172,8 +173,10 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
     res.writeHead(200, { "content-type": "application/json", "transfer-encoding": "chunked" });
     res.flushHeaders(); // the informer's start() waits for the watch's headers
     const send = (e: object): void => void res.write(`${JSON.stringify(e)}\n`);
-    // Replay what happened after the client's resourceVersion (0 or absent: from now on).
+    // Replay what happened after the client's resourceVersion; with none, every object as ADDED first
+    // (the API server's "get state and start at most recent").
     if (from !== 0) for (const e of c.events) if (e.rv > from) send({ type: e.type, object: e.object });
+    if (from === 0) for (const o of c.objects.values()) send({ type: "ADDED", object: o });
     const watch = { path: url.pathname, res, bookmarks: query.allowWatchBookmarks === "true", send };
     watches.add(watch);
     req.on("close", () => watches.delete(watch));

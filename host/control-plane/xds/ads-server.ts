@@ -25,7 +25,8 @@ export const GRPC_SERVER_OPTIONS: grpc.ServerOptions = {
 function codec(typeName: string): { serialize: (m: object) => Buffer; deserialize: (b: Buffer) => object } {
   const type = messageType(typeName);
   return {
-    serialize: (m) => Buffer.from(type.encode(type.fromObject(m)).finish()),
+    // Responses arrive encoded already (wire.ts); test clients send objects.
+    serialize: (m) => (Buffer.isBuffer(m) ? m : Buffer.from(type.encode(type.fromObject(m)).finish())),
     // A message that does not decode fails the call (grpc-js answers INTERNAL), never the server.
     deserialize: (b) => type.toObject(type.decode(b), DECODE_OPTIONS),
   };
@@ -37,7 +38,7 @@ export function adsServiceDefinition(): grpc.ServiceDefinition {
   const res = codec("envoy.service.discovery.v3.DiscoveryResponse");
   const dreq = codec("envoy.service.discovery.v3.DeltaDiscoveryRequest");
   const dres = codec("envoy.service.discovery.v3.DeltaDiscoveryResponse");
-  const method = (name: string, rq: typeof req, rs: typeof res): grpc.MethodDefinition<object, object> => ({
+  const method = (name: string, rq: typeof req, rs: typeof res): grpc.MethodDefinition<object, object | Buffer> => ({
     path: `/${SERVICE}/${name}`,
     requestStream: true,
     responseStream: true,

@@ -5,6 +5,7 @@
 import { randomUUID } from "node:crypto";
 import type { ProxyResources, EncodedResource } from "../../envoy/generate/resources.js";
 import { CLUSTER_TYPE, LISTENER_TYPE, PUSH_ORDER, TYPE_SHORT_NAMES } from "../../envoy/protos.js";
+import { encodeDeltaResponse, encodeSotwResponse } from "./wire.js";
 import type { ProxyNode } from "./node.js";
 
 /** Listener and Cluster are the types with wildcard subscriptions (and full-state SotW responses). */
@@ -31,6 +32,14 @@ export interface DeltaDiscoveryRequest {
   error_detail?: { code?: number; message?: string };
 }
 
+interface SendPlan {
+  /** Everything the watch covers, when computed. */
+  wanted: EncodedResource[] | undefined;
+  changed: EncodedResource[];
+  gone: string[];
+  missing: string[];
+}
+
 /** Per type: what the client asked for and where the exchange stands. */
 export class Watch {
   readonly names = new Set<string>();
@@ -46,6 +55,8 @@ export class Watch {
   readonly held = new Map<string, string>();
   /** Delta: subscribed names already reported as not existing (in removed_resources). */
   readonly reportedMissing = new Set<string>();
+  /** The proxy resources the client was last brought up to date with, for this type and these names. */
+  syncedWith: ProxyResources | undefined;
 }
 
 /** What the stream reports to the server (metrics, logs). */
@@ -58,8 +69,8 @@ export interface ConnectionEvents {
 }
 
 export interface Outbound {
-  /** Writes a response; false: the stream's buffer is full, wait for drain(). */
-  write(message: object): boolean;
+  /** Writes an encoded response; false: the stream's buffer is full, wait for drain(). */
+  write(message: Buffer): boolean;
   drain(): Promise<void>;
 }
 
@@ -235,19 +246,20 @@ export class AdsConnection {
   private send(type: string, w: Watch, force: boolean): boolean {
     const started = performance.now();
     const resources = this.resources();
-    const wanted = this.wanted(resources, type, w);
-    const changed = wanted.filter((r) => w.held.get(r.name) !== r.version);
-    const wantedNames = new Set(wanted.map((r) => r.name));
-    const gone = [...w.held.keys()].filter((name) => !wantedNames.has(name));
-    // Delta: a subscribed name that does not exist is reported removed, once.
-    const missing = this.delta ? [...w.names].filter((n) => !w.held.has(n) && !w.reportedMissing.has(n) && !wantedNames.has(n)) : [];
-    let message: object;
+    const plan = !force && w.syncedWith !== undefined && resources.predecessor === w.syncedWith ? this.planFromDiff(resources, type, w) : this.plan(resources, type, w);
+    w.syncedWith = resources;
+    const { changed, gone, missing } = plan;
+    let message: Buffer;
     let count: number;
+    const nonce = this.nonce();
     if (this.delta) {
       if (changed.length === 0 && gone.length === 0 && missing.length === 0 && !force) return true;
-      const removed = [...gone, ...missing];
-      message = { system_version_info: this.version(), type_url: type, nonce: this.nonce(), resources: changed.map((r) => ({ name: r.name, version: r.version, resource: r.any })), removed_resources: removed };
-      for (const n of gone) w.held.delete(n);
+      message = encodeDeltaResponse(this.version(), type, nonce, changed, [...gone, ...missing]);
+      for (const n of gone) {
+        w.held.delete(n);
+        // A name subscribed by name stays subscribed: it is reported again if it comes back, not as missing again.
+        if (w.names.has(n)) w.reportedMissing.add(n);
+      }
       for (const n of missing) w.reportedMissing.add(n);
       for (const r of changed) {
         w.held.set(r.name, r.version);
@@ -257,19 +269,42 @@ export class AdsConnection {
     } else {
       const fullState = isWildcardType(type);
       if (!force && changed.length === 0 && (!fullState || gone.length === 0)) return true;
-      const sent = fullState || force ? wanted : changed;
-      message = { version_info: this.version(), type_url: type, nonce: this.nonce(), resources: sent.map((r) => r.any) };
+      const sent = fullState || force ? (plan.wanted ?? this.wanted(resources, type, w)) : changed;
+      message = encodeSotwResponse(this.version(), type, nonce, sent);
       if (fullState) w.held.clear();
       for (const n of gone) w.held.delete(n);
       for (const r of sent) w.held.set(r.name, r.version);
       count = sent.length;
     }
-    w.nonceSent = (message as { nonce: string }).nonce;
+    w.nonceSent = nonce;
     w.versionSent = this.version();
     w.sentAt = Date.now();
     const ok = this.out.write(message);
     this.events.pushed(this, type, count, (performance.now() - started) / 1000);
     return ok;
+  }
+
+  /** What to send, comparing everything the watch covers with what the client holds. */
+  private plan(resources: ProxyResources, type: string, w: Watch): SendPlan {
+    const wanted = this.wanted(resources, type, w);
+    const changed = wanted.filter((r) => w.held.get(r.name) !== r.version);
+    const wantedNames = new Set(wanted.map((r) => r.name));
+    const gone = [...w.held.keys()].filter((name) => !wantedNames.has(name));
+    // Delta: a subscribed name that does not exist is reported removed, once.
+    const missing = this.delta ? [...w.names].filter((n) => !w.held.has(n) && !w.reportedMissing.has(n) && !wantedNames.has(n)) : [];
+    return { wanted, changed, gone, missing };
+  }
+
+  /**
+   * The same, from what changed between the resources this watch last synced
+   * with and the current ones (computed once per proxy class and push): a push
+   * to thousands of proxies costs each the size of the change, not of its config.
+   */
+  private planFromDiff(resources: ProxyResources, type: string, w: Watch): SendPlan {
+    const diff = resources.diffFromPredecessor(type);
+    const changed = diff.changed.filter((r) => (w.wildcard || w.names.has(r.name)) && w.held.get(r.name) !== r.version);
+    const gone = diff.removed.filter((n) => w.held.has(n));
+    return { wanted: undefined, changed, gone, missing: [] };
   }
 
   /** The resources of the type this watch covers: all of them for a wildcard, else those named that exist. */

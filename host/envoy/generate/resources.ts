@@ -17,11 +17,49 @@ export interface EncodedResource {
   version: string;
   /** The resource in Envoy's field names, for config dumps. */
   json: Json;
+  /** Its Any and delta Resource wire encodings, made on first send (control-plane/xds/wire.ts). */
+  anyBytes?: Buffer;
+  deltaBytes?: Buffer;
+}
+
+/** What changed for one type from a proxy class's previous resources to these. */
+export interface ResourceDiff {
+  /** New, or with a new version. */
+  changed: EncodedResource[];
+  removed: string[];
 }
 
 function encode(typeUrl: string, name: string, json: Json): EncodedResource {
   const any = packAny(typeUrl, json);
   return { name, any, version: createHash("sha256").update(any.value).digest("base64url").slice(0, 16), json };
+}
+
+/**
+ * Encoded resources by content, shared by every proxy class (proxies in ten
+ * namespaces see the same thousand clusters) and kept from one mesh version to
+ * the next while still in use: a resource is encoded once, not once per class
+ * and per change. Checking that a resource has only known fields, and
+ * protobuf encoding, cost far more than the JSON digest that finds it here.
+ */
+export class EncodeCache {
+  private current = new Map<string, EncodedResource>();
+  private previous = new Map<string, EncodedResource>();
+
+  encode(typeUrl: string, name: string, json: Json): EncodedResource {
+    const key = `${typeUrl}|${name}|${createHash("sha256").update(JSON.stringify(json)).digest("base64url")}`;
+    let r = this.current.get(key);
+    if (!r) {
+      r = this.previous.get(key) ?? encode(typeUrl, name, json);
+      this.current.set(key, r);
+    }
+    return r;
+  }
+
+  /** A new mesh version: entries the last version used survive one more, then go unless used again. */
+  nextGeneration(): void {
+    this.previous = this.current;
+    this.current = new Map();
+  }
 }
 
 /**
@@ -36,10 +74,18 @@ export class ProxyResources {
   /** gRPC: virtual host index by every domain it answers ("reviews:9080", "reviews.default.svc.cluster.local:9080", ...). */
   private readonly vhostByDomain = new Map<string, number>();
   private readonly vhostByName = new Map<string, number>();
+  /**
+   * The same proxy class's resources at the previous mesh version (sidecars
+   * only: a gRPC client's are built by name on demand, so two versions' maps
+   * cannot be compared). Dropped once this version's diffs are known.
+   */
+  predecessor: ProxyResources | undefined;
+  private readonly diffs = new Map<string, ResourceDiff>();
 
   constructor(
     readonly config: CompiledConfig,
     readonly generator: Generator,
+    private readonly cache: EncodeCache = new EncodeCache(),
   ) {
     this.routes = new RouteGenerator(config, generator);
     for (const t of [LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE]) this.byType.set(t, new Map());
@@ -48,20 +94,31 @@ export class ProxyResources {
     for (const c of config.clusters) {
       const cluster = envoyCluster(c, generator, this.diagnostics);
       if (!cluster) continue;
-      clusters.set(c.name, encode(CLUSTER_TYPE, c.name, cluster));
-      if (!c.passthrough) endpoints.set(c.name, encode(ENDPOINT_TYPE, c.name, loadAssignment(c)));
+      clusters.set(c.name, this.cache.encode(CLUSTER_TYPE, c.name, cluster));
+      if (!c.passthrough) endpoints.set(c.name, this.cache.encode(ENDPOINT_TYPE, c.name, loadAssignment(c)));
     }
     if (generator === "sidecar") {
       const connectTimeout = config.clusters[0]?.policy.limits.connectTimeoutMs ?? 10_000;
-      for (const c of builtinClusters(connectTimeout)) clusters.set(c.name as string, encode(CLUSTER_TYPE, c.name as string, c));
-      for (const l of sidecarListeners(config)) this.byType.get(LISTENER_TYPE)!.set(l.name as string, encode(LISTENER_TYPE, l.name as string, l));
-      for (const port of httpPorts(config)) this.byType.get(ROUTE_TYPE)!.set(String(port), encode(ROUTE_TYPE, String(port), this.sidecarRouteConfig(port)));
+      for (const c of builtinClusters(connectTimeout)) clusters.set(c.name as string, this.cache.encode(CLUSTER_TYPE, c.name as string, c));
+      for (const l of sidecarListeners(config)) this.byType.get(LISTENER_TYPE)!.set(l.name as string, this.cache.encode(LISTENER_TYPE, l.name as string, l));
+      for (const port of httpPorts(config)) this.byType.get(ROUTE_TYPE)!.set(String(port), this.cache.encode(ROUTE_TYPE, String(port), this.sidecarRouteConfig(port)));
     } else {
       config.table.virtualHosts.forEach((vh, i) => {
         this.vhostByName.set(vh.name, i);
         for (const d of vh.domains) if (!this.vhostByDomain.has(d)) this.vhostByDomain.set(d, i);
       });
     }
+  }
+
+  /** What changed for the type since the predecessor (everything, if there is none). */
+  diffFromPredecessor(typeUrl: string): ResourceDiff {
+    let diff = this.diffs.get(typeUrl);
+    if (diff) return diff;
+    const now = this.byType.get(typeUrl) ?? new Map<string, EncodedResource>();
+    const before = this.predecessor?.byType.get(typeUrl) ?? new Map<string, EncodedResource>();
+    diff = { changed: [...now.values()].filter((r) => before.get(r.name)?.version !== r.version), removed: [...before.keys()].filter((n) => !now.has(n)) };
+    this.diffs.set(typeUrl, diff);
+    return diff;
   }
 
   /** Wildcard subscriptions get every resource of the type (a gRPC client's listeners are only those it names). */
@@ -95,7 +152,7 @@ export class ProxyResources {
     const i = this.vhostByDomain.get(name.toLowerCase());
     if (i === undefined) return undefined;
     const info = this.config.virtualHosts[i]!;
-    return encode(LISTENER_TYPE, name, grpcListener(name, `outbound|${info.port}||${info.host}`));
+    return this.cache.encode(LISTENER_TYPE, name, grpcListener(name, `outbound|${info.port}||${info.host}`));
   }
 
   /** "outbound|PORT||HOST": the one virtual host of that service port. */
@@ -103,6 +160,6 @@ export class ProxyResources {
     const m = /^outbound\|(\d+)\|\|(.+)$/.exec(name);
     const i = m ? this.vhostByName.get(`${m[2]}:${m[1]}`) : undefined;
     if (i === undefined) return undefined;
-    return encode(ROUTE_TYPE, name, { name, virtual_hosts: [this.routes.virtualHost(i)] });
+    return this.cache.encode(ROUTE_TYPE, name, { name, virtual_hosts: [this.routes.virtualHost(i)] });
   }
 }

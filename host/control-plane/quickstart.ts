@@ -1,0 +1,108 @@
+// `instio quickstart --mesh`: the control plane configuring clients, in one
+// command. Three gRPC "reviews" pods run on loopback; `instio control-plane`
+// serves examples/mesh-quickstart (Istio YAML, and Kubernetes objects in place
+// of a cluster) on istiod's ports; @grpc/grpc-js-xds clients, bootstrapped
+// through GRPC_XDS_BOOTSTRAP as any proxyless gRPC app is, call
+// xds:///reviews:9080 and print where their calls went. Edit the YAML while it
+// runs: the split follows.
+
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import { startControlPlane } from "./control-plane.js";
+
+const EXAMPLE = fileURLToPath(new URL(import.meta.url.includes("/dist/") ? "../../../examples/mesh-quickstart/" : "../../examples/mesh-quickstart/", import.meta.url));
+
+/** The pods of examples/mesh-quickstart/kube/reviews.yaml, on the ports its EndpointSlices name. */
+const PODS = [
+  { version: "v1", port: 19181 },
+  { version: "v2", port: 19182 },
+  { version: "v3", port: 19183 },
+];
+
+/** A gRPC method with JSON bodies, so the demo needs no .proto file. */
+const json = { serialize: (v: unknown) => Buffer.from(JSON.stringify(v)), deserialize: (b: Buffer): unknown => JSON.parse(b.toString("utf8")) };
+const REVIEWS = {
+  get: { path: "/bookinfo.Reviews/Get", requestStream: false, responseStream: false, requestSerialize: json.serialize, requestDeserialize: json.deserialize, responseSerialize: json.serialize, responseDeserialize: json.deserialize },
+} as const;
+
+async function startPod(version: string, port: number): Promise<grpc.Server> {
+  const server = new grpc.Server();
+  server.addService(REVIEWS, {
+    get: (call: grpc.ServerUnaryCall<unknown, unknown>, done: grpc.sendUnaryData<unknown>) => done(null, { service: "reviews", version, endUser: call.metadata.get("end-user")[0] ?? null }),
+  });
+  await new Promise<void>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(new Error(`reviews ${version} cannot listen on 127.0.0.1:${port}: ${err.message}`)) : resolve())));
+  return server;
+}
+
+export interface MeshQuickstartOptions {
+  xdsPort?: number;
+  monitoringPort?: number;
+  /** How often the clients report (ms). */
+  reportEveryMs?: number;
+  print?: (line: string) => void;
+}
+
+export async function runMeshQuickstart(options: MeshQuickstartOptions = {}): Promise<{ close(): Promise<void> }> {
+  const print = options.print ?? ((l: string) => console.log(l));
+  const pods = await Promise.all(PODS.map((p) => startPod(p.version, p.port)));
+  const istio = join(EXAMPLE, "istio");
+  const kube = join(EXAMPLE, "kube");
+  const cp = await startControlPlane({ config: istio, kubeDir: kube, xdsAddress: "127.0.0.1", xdsPort: options.xdsPort ?? 15010, monitoringAddress: "127.0.0.1", monitoringPort: options.monitoringPort ?? 15014 });
+
+  // What a proxyless gRPC app is given in a pod (Istio's injector writes it for grpc-agent).
+  const bootstrap = join(mkdtempSync(join(tmpdir(), "instio-mesh-quickstart-")), "grpc-bootstrap.json");
+  writeFileSync(bootstrap, `${JSON.stringify({
+    xds_servers: [{ server_uri: `127.0.0.1:${cp.xdsPort}`, channel_creds: [{ type: "insecure" }], server_features: ["xds_v3"] }],
+    node: { id: "sidecar~127.0.0.1~productpage-v1-6b746f74dc-9stvs.default~default.svc.cluster.local", locality: {}, metadata: { GENERATOR: "grpc", NAMESPACE: "default", ISTIO_VERSION: "1.28.0", LABELS: { app: "productpage", version: "v1" } } },
+  }, null, 2)}\n`);
+  process.env.GRPC_XDS_BOOTSTRAP = bootstrap;
+  // Loaded after GRPC_XDS_BOOTSTRAP is set; registering the xds: scheme is what an app does once.
+  const xds = await import("@grpc/grpc-js-xds");
+  xds.register();
+  const Reviews = grpc.makeGenericClientConstructor(REVIEWS, "Reviews");
+  const client = new Reviews("xds:///reviews:9080", grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    get(req: unknown, md: grpc.Metadata, o: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { version: string }) => void): void;
+  };
+  const call = (user?: string): Promise<string> => new Promise((resolve) => {
+    const md = new grpc.Metadata();
+    if (user) md.set("end-user", user);
+    client.get({ id: 1 }, md, { deadline: Date.now() + 5000 }, (err, res) => resolve(err ? `error ${grpc.status[err.code] ?? err.code}${process.env.INSTIO_DEBUG ? ` ${err.details}` : ""}` : `reviews-${res!.version}`));
+  });
+
+  const monitoring = `http://127.0.0.1:${cp.monitoringPort}`;
+  print(`instio quickstart --mesh: control plane xDS on 127.0.0.1:${cp.xdsPort}, monitoring ${monitoring}`);
+  print(`config: ${istio} (Istio) and ${kube} (Kubernetes objects); edit them: the clients follow`);
+  print(`pods: ${PODS.map((p) => `reviews-${p.version} 127.0.0.1:${p.port}`).join(", ")}`);
+  print(`gRPC clients: xds:///reviews:9080, GRPC_XDS_BOOTSTRAP=${bootstrap}`);
+  print("\nTry, in another terminal:");
+  print(`  node dist/host/cli.js status --control-plane 127.0.0.1:${cp.monitoringPort}     # istioctl proxy-status`);
+  print(`  curl -s '${monitoring}/debug/config_dump?proxyID=productpage-v1-6b746f74dc-9stvs.default' | head -40`);
+  print(`  curl -s ${monitoring}/metrics | grep pilot_xds_pushes`);
+  print(`  sed -i 's/weight: 80/weight: 50/; s/weight: 20/weight: 50/' ${join(istio, "reviews.yaml")}   # then watch the split`);
+  print("\nEvery few seconds, 50 calls and one as end-user jason:");
+
+  let stopped = false;
+  const report = async (): Promise<void> => {
+    while (!stopped) {
+      const results = await Promise.all(Array.from({ length: 50 }, () => call()));
+      const counts = new Map<string, number>();
+      for (const r of results) counts.set(r, (counts.get(r) ?? 0) + 1);
+      const split = [...counts].sort().map(([k, n]) => `${k} ${n}`).join(", ");
+      print(`  50 calls: ${split}   |   end-user jason: ${await call("jason")}`);
+      await new Promise((r) => setTimeout(r, options.reportEveryMs ?? 3000));
+    }
+  };
+  const reporting = report();
+  return {
+    close: async () => {
+      stopped = true;
+      await reporting;
+      client.close();
+      await cp.close();
+      for (const p of pods) p.forceShutdown();
+    },
+  };
+}
