@@ -175,6 +175,16 @@ async function main(): Promise<void> {
   const cpuEndpoints = usage(cp.pid!).cpu - cpuBeforeEndpoints;
   const peak = readFileSync(`/proc/${cp.pid}/status`, "utf8").match(/VmHWM:\s+(\d+) kB/)![1];
 
+  // Mean response size per type (istiod's pilot_xds_config_size_bytes).
+  const metrics = await (await fetch(`http://127.0.0.1:${monitoringPort}/metrics`)).text();
+  const meanBytes: Record<string, number> = {};
+  for (const type of ["cds", "eds", "lds", "rds"]) {
+    const sum = Number(new RegExp(`pilot_xds_config_size_bytes_sum\\{type="${type}"\\} (\\S+)`).exec(metrics)?.[1] ?? 0);
+    const count = Number(new RegExp(`pilot_xds_config_size_bytes_count\\{type="${type}"\\} (\\S+)`).exec(metrics)?.[1] ?? 0);
+    meanBytes[type] = count > 0 ? Math.round(sum / count) : 0;
+  }
+  const gauge = (name: string): number => Number(new RegExp(`^${name} (\\S+)`, "m").exec(metrics)?.[1] ?? 0);
+  const memory = { heapUsed: gauge("nodejs_heap_size_used_bytes"), external: gauge("nodejs_external_memory_bytes") };
   clients.send({ cmd: "stop" });
   cp.kill("SIGTERM");
 
@@ -193,6 +203,9 @@ async function main(): Promise<void> {
     cpuAtRestPercent: ((restEnd.cpu - restStart.cpu) / 10) * 100,
     cpuPerRouteRoundSeconds: cpuRoutes / ROUNDS,
     cpuPerEndpointRoundSeconds: cpuEndpoints / ROUNDS,
+    meanResponseBytes: meanBytes,
+    heapUsedBytes: memory.heapUsed,
+    externalBytes: memory.external,
     routeConvergenceMs: { p50: percentile(routeLatencies, 50), p99: percentile(routeLatencies, 99), max: routeLatencies[routeLatencies.length - 1] },
     endpointConvergenceMs: { p50: percentile(endpointLatencies, 50), p99: percentile(endpointLatencies, 99), max: endpointLatencies[endpointLatencies.length - 1] },
   };
@@ -200,6 +213,8 @@ async function main(): Promise<void> {
   console.log(`  start-up to ready                 ${startup} ms`);
   console.log(`  every sidecar's first full config ${synced.ms} ms (${cpuSync.toFixed(1)} CPU s in the control plane)`);
   console.log(`  RSS: before clients ${mb(empty.rss)}, at rest with ${CLIENTS} connected ${mb(restEnd.rss)}, peak ${mb(Number(peak) * 1024)}`);
+  console.log(`  of which JS heap in use ${mb(memory.heapUsed)}, external (buffers) ${mb(memory.external)}`);
+  console.log(`  mean response size                 ${Object.entries(meanBytes).map(([t, b]) => `${t} ${(b / 1024).toFixed(0)} KiB`).join(", ")}`);
   console.log(`  CPU at rest                       ${result.cpuAtRestPercent.toFixed(1)} % of a core`);
   console.log(`  ${row("VirtualService change → RDS", routeLatencies)}   (${result.cpuPerRouteRoundSeconds.toFixed(2)} CPU s per change)`);
   console.log(`  ${row("EndpointSlice change → EDS", endpointLatencies)}   (${result.cpuPerEndpointRoundSeconds.toFixed(2)} CPU s per change)`);

@@ -1,14 +1,19 @@
 // The control plane's metrics, under istiod's names and labels
 // (pilot/pkg/xds/monitoring.go), so dashboards written for istiod read them.
 
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 
 export class ControlPlaneMetrics {
   readonly registry = new Registry();
+  constructor() {
+    // The process's own (istiod exports Go's): heap, external memory, event-loop lag, CPU.
+    collectDefaultMetrics({ register: this.registry });
+  }
   /** Connected proxies by Istio version. */
   readonly connected = new Gauge({ name: "pilot_xds", help: "Number of endpoints connected to this pilot using XDS.", labelNames: ["version"], registers: [this.registry] });
   readonly pushes = new Counter({ name: "pilot_xds_pushes", help: "Pilot build and send errors for lds, rds, cds and eds.", labelNames: ["type"], registers: [this.registry] });
   readonly pushTime = new Histogram({ name: "pilot_xds_push_time", help: "Total time in seconds Pilot takes to push lds, rds, cds and eds.", labelNames: ["type"], buckets: [0.01, 0.1, 0.5, 1, 3, 5, 10, 20, 30], registers: [this.registry] });
+  readonly configSize = new Histogram({ name: "pilot_xds_config_size_bytes", help: "Distribution of configuration sizes pushed to clients", labelNames: ["type"], buckets: [1, 10_000, 1_000_000, 4_000_000, 10_000_000, 40_000_000], registers: [this.registry] });
   readonly convergence = new Histogram({ name: "pilot_proxy_convergence_time", help: "Delay in seconds between config change and a proxy receiving all required configuration.", buckets: [0.1, 0.5, 1, 3, 5, 10, 20, 30], registers: [this.registry] });
   readonly rejects = new Counter({ name: "pilot_total_xds_rejects", help: "Total number of XDS responses from pilot rejected by proxy.", labelNames: ["type"], registers: [this.registry] });
   readonly expiredNonce = new Counter({ name: "pilot_xds_expired_nonce", help: "Total number of XDS requests with an expired nonce.", labelNames: ["type"], registers: [this.registry] });

@@ -89,10 +89,11 @@ export class AdsServer {
       this.log.warn(`ads: ${TYPE_SHORT_NAMES[type] ?? type} rejected by ${conn.node.name} (${conn.id}): ${detail.slice(0, 2000)}`);
     },
     expiredNonce: (_conn, type) => this.metrics.expiredNonce.inc({ type: TYPE_SHORT_NAMES[type] ?? type }),
-    pushed: (_conn, type, _count, seconds) => {
+    pushed: (_conn, type, _count, seconds, bytes) => {
       const short = TYPE_SHORT_NAMES[type] ?? type;
       this.metrics.pushes.inc({ type: short });
       this.metrics.pushTime.observe({ type: short }, seconds);
+      this.metrics.configSize.observe({ type: short }, bytes);
     },
     converged: (_conn, since) => this.metrics.convergence.observe((Date.now() - since) / 1000),
   };

@@ -63,7 +63,7 @@ export class Watch {
 export interface ConnectionEvents {
   nack(conn: AdsConnection, typeUrl: string, detail: string): void;
   expiredNonce(conn: AdsConnection, typeUrl: string): void;
-  pushed(conn: AdsConnection, typeUrl: string, resources: number, seconds: number): void;
+  pushed(conn: AdsConnection, typeUrl: string, resources: number, seconds: number, bytes: number): void;
   /** Every type this connection watches has acknowledged the push that started at `since`. */
   converged(conn: AdsConnection, since: number): void;
 }
@@ -249,12 +249,12 @@ export class AdsConnection {
     const plan = !force && w.syncedWith !== undefined && resources.predecessor === w.syncedWith ? this.planFromDiff(resources, type, w) : this.plan(resources, type, w);
     w.syncedWith = resources;
     const { changed, gone, missing } = plan;
-    let message: Buffer;
-    let count: number;
-    const nonce = this.nonce();
+    let sent: EncodedResource[];
+    let removed: string[] = [];
     if (this.delta) {
       if (changed.length === 0 && gone.length === 0 && missing.length === 0 && !force) return true;
-      message = encodeDeltaResponse(this.version(), type, nonce, changed, [...gone, ...missing]);
+      sent = changed;
+      removed = [...gone, ...missing];
       for (const n of gone) {
         w.held.delete(n);
         // A name subscribed by name stays subscribed: it is reported again if it comes back, not as missing again.
@@ -265,22 +265,28 @@ export class AdsConnection {
         w.held.set(r.name, r.version);
         w.reportedMissing.delete(r.name);
       }
-      count = changed.length;
     } else {
       const fullState = isWildcardType(type);
       if (!force && changed.length === 0 && (!fullState || gone.length === 0)) return true;
-      const sent = fullState || force ? (plan.wanted ?? this.wanted(resources, type, w)) : changed;
-      message = encodeSotwResponse(this.version(), type, nonce, sent);
+      sent = fullState || force ? (plan.wanted ?? this.wanted(resources, type, w)) : changed;
       if (fullState) w.held.clear();
       for (const n of gone) w.held.delete(n);
       for (const r of sent) w.held.set(r.name, r.version);
-      count = sent.length;
     }
+    const count = sent.length;
+    const version = this.version();
+    // Streams of one proxy class are mostly sent the same thing: encoded once, with one nonce
+    // (a nonce only has to tell a stream's responses apart).
+    const key = `${this.delta ? "delta" : "sotw"}|${version}|${type}|${sent.map((r) => r.version).join(",")}|${removed.join(",")}`;
+    const { nonce, bytes: message } = resources.sharedResponse(key, () => {
+      const n = this.nonce();
+      return { nonce: n, bytes: this.delta ? encodeDeltaResponse(version, type, n, sent, removed) : encodeSotwResponse(version, type, n, sent) };
+    });
     w.nonceSent = nonce;
-    w.versionSent = this.version();
+    w.versionSent = version;
     w.sentAt = Date.now();
     const ok = this.out.write(message);
-    this.events.pushed(this, type, count, (performance.now() - started) / 1000);
+    this.events.pushed(this, type, count, (performance.now() - started) / 1000, message.length);
     return ok;
   }
 

@@ -81,6 +81,7 @@ export class ProxyResources {
    */
   predecessor: ProxyResources | undefined;
   private readonly diffs = new Map<string, ResourceDiff>();
+  private readonly responses = new Map<string, { nonce: string; bytes: Buffer }>();
 
   constructor(
     readonly config: CompiledConfig,
@@ -108,6 +109,21 @@ export class ProxyResources {
         for (const d of vh.domains) if (!this.vhostByDomain.has(d)) this.vhostByDomain.set(d, i);
       });
     }
+  }
+
+  /**
+   * An encoded response, made once for every stream of this class that is sent
+   * the same (key: the type, version and resources) — a push to thousands of
+   * proxies encodes each distinct response once. The last few are kept.
+   */
+  sharedResponse(key: string, make: () => { nonce: string; bytes: Buffer }): { nonce: string; bytes: Buffer } {
+    let r = this.responses.get(key);
+    if (!r) {
+      r = make();
+      if (this.responses.size >= 16) this.responses.delete(this.responses.keys().next().value!);
+      this.responses.set(key, r);
+    }
+    return r;
   }
 
   /** What changed for the type since the predecessor (everything, if there is none). */
