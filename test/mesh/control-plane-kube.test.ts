@@ -6,12 +6,17 @@
 // not installed, an API server error, and a bad object that keeps the last good
 // config serving.
 
+import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as k8s from "@kubernetes/client-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startControlPlane, type ControlPlane } from "../../host/control-plane/control-plane.js";
 import { Logger } from "../../host/log.js";
 import { startKubeApiServer, type ApiObject, type KubeApiServer } from "../support/kube-api-server.js";
+import { CLI } from "../support/child-proxy.js";
 import { ECHO_SERVICE, eventually, grpcBootstrap, startBackend, type Backend } from "../support/mesh.js";
 import { parseExposition } from "../support/prometheus.js";
 
@@ -157,5 +162,31 @@ describe("control plane on a live cluster (client-node informers, list/watch ser
     // Fixed, the object serves at its new version.
     api.apply(VIRTUAL_SERVICES, routeTo("v2"));
     await eventually(async () => (await call(c)) !== "echo-v1", 5000, "the fixed VirtualService");
+  });
+
+  it("is what `instio control-plane --kubeconfig FILE` watches", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "instio-kubeconfig-"));
+    const file = join(dir, "config");
+    writeFileSync(file, `apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: "${api.url}", insecure-skip-tls-verify: true}}]
+users: [{name: test, user: {}}]
+contexts: [{name: test, context: {cluster: test, user: test}}]
+current-context: test
+`);
+    const child = spawn(process.execPath, [CLI, "control-plane", "--kubeconfig", file, "--xds-port", "0", "--monitoring-port", "0", "--address", "127.0.0.1"], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    try {
+      await eventually(() => /monitoring on 127\.0\.0\.1:\d+/.test(out), 15_000, `the control plane to start:\n${out}`);
+      expect(out).toMatch(/kubernetes: synced from http:\/\/127\.0\.0\.1:\d+: .*Service/);
+      const port = /monitoring on 127\.0\.0\.1:(\d+)/.exec(out)![1];
+      const services = (await (await fetch(`http://127.0.0.1:${port}/debug/registryz`)).json()) as { name: string }[];
+      expect(services.map((s) => s.name)).toContain("echo");
+    } finally {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    }
   });
 });
