@@ -487,6 +487,29 @@ class Compiler {
     return this.serviceIndex.best(host)[0]?.item;
   }
 
+  /** The endpoints of a cluster: the service's (DNS-resolved) endpoints that match the subset's labels, on the port. */
+  private clusterEndpoints(service: ServiceModel, host: string, port: ServiceModel["ports"][number], selector: Record<string, string>): ClusterEndpoint[] {
+    return this.resolveEndpoints(service, host)
+      .filter((ep) => labelsMatch(selector, ep.labels))
+      .map((ep) => ({ address: ep.address, port: ep.ports[port.name] ?? port.targetPort ?? port.number, labels: ep.labels }));
+  }
+
+  /**
+   * The endpoints of clusters compiled before, from this model: after an
+   * endpoint-only change, nothing else needs compiling again. A cluster whose
+   * service or subset is gone gets none (a config change would drop it).
+   */
+  clusterEndpointsOf(clusters: readonly ClusterInfo[]): ClusterEndpoint[][] {
+    this.drIndex ??= new HostIndex(this.destinationRules, (r) => [r.host]);
+    return clusters.map((c) => {
+      const service = c.passthrough ? undefined : this.serviceFor(c.host);
+      const port = service?.ports.find((p) => p.number === c.port);
+      if (!service || !port) return [];
+      const subset = c.subset === undefined ? { labels: {} } : this.drIndex!.best(c.host)[0]?.item.subsets.find((x) => x.name === c.subset);
+      return subset ? this.clusterEndpoints(service, c.host, port, subset.labels) : [];
+    });
+  }
+
   /** The cluster a destination names, created on first use; -1 when it cannot exist (503 NC at run time). */
   private clusterFor(d: DestinationModel, listenerPort: number): number {
     const service = this.serviceFor(d.host);
@@ -520,11 +543,7 @@ class Compiler {
     const policy = clusterPolicy(dr?.trafficPolicy, subsetPolicy, port.number);
     // loadBalancer PASSTHROUGH is Envoy's ORIGINAL_DST: like resolution NONE, the requested address is used.
     const passthrough = service.resolution === "NONE" || policy.loadBalancer.kind === "PASSTHROUGH";
-    const endpoints = passthrough
-      ? []
-      : this.resolveEndpoints(service, d.host)
-          .filter((ep) => labelsMatch(selector, ep.labels))
-          .map((ep) => ({ address: ep.address, port: ep.ports[port.name] ?? port.targetPort ?? port.number, labels: ep.labels }));
+    const endpoints = passthrough ? [] : this.clusterEndpoints(service, d.host, port, selector);
     const index = this.clusters.length;
     const healthCheck = this.model.settings.healthChecks.find((h) => h.host === d.host && (h.port === undefined || h.port === port.number));
     const http2 = ["HTTP2", "GRPC", "GRPC-WEB"].includes(port.protocol);
@@ -550,4 +569,13 @@ export interface CompileOptions {
 
 export function compile(model: ConfigModel, resolved?: ReadonlyMap<string, readonly string[]>, options: CompileOptions = {}): CompiledConfig {
   return new Compiler(model, resolved, options).compile();
+}
+
+/**
+ * `config` with its clusters' endpoints read again from `model`, compiled with
+ * the same settings and differing from config's model only in endpoints.
+ */
+export function withEndpointsFrom(config: CompiledConfig, model: ConfigModel, resolved?: ReadonlyMap<string, readonly string[]>): CompiledConfig {
+  const fresh = new Compiler(model, resolved).clusterEndpointsOf(config.clusters);
+  return { ...config, model, clusters: config.clusters.map((c, i) => ({ ...c, endpoints: fresh[i]! })) };
 }

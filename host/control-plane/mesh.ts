@@ -4,7 +4,7 @@
 // of proxy (namespace, labels, generator) and mesh version.
 
 import { createHash } from "node:crypto";
-import { compile } from "../config/compile.js";
+import { compile, withEndpointsFrom } from "../config/compile.js";
 import type { ConfigDiagnostic } from "../config/diagnostics.js";
 import { readModel } from "../config/istio.js";
 import type { ConfigModel } from "../config/model.js";
@@ -131,6 +131,10 @@ export class Mesh {
   private previousByClass = new Map<string, ProxyResources>();
   private readonly encoded = new EncodeCache();
   private keys: Set<string>;
+  /** Whether the last update changed endpoints only (each class then keeps all but its EDS). */
+  private endpointsOnly = false;
+  /** Each connected node's class at this version (its labels, its class key). */
+  private nodeClasses = new WeakMap<ProxyNode, { key: string; labels: Record<string, string> }>();
 
   constructor(private current: MeshSnapshot) {
     this.keys = selectorKeys(current.model);
@@ -141,10 +145,12 @@ export class Mesh {
   }
 
   update(snapshot: MeshSnapshot): void {
+    this.endpointsOnly = snapshot.configDigest === this.current.configDigest;
     this.current = snapshot;
     this.keys = selectorKeys(snapshot.model);
     this.previousByClass = this.byClass;
     this.byClass = new Map();
+    this.nodeClasses = new WeakMap();
     this.encoded.nextGeneration();
   }
 
@@ -157,20 +163,31 @@ export class Mesh {
 
   /** The resources for this proxy at the current mesh version; compiled on first use per proxy class. */
   resourcesFor(node: ProxyNode): ProxyResources {
-    const labels = this.labelsOf(node);
-    const key = proxyClass(node, labels, this.keys);
+    let cls = this.nodeClasses.get(node);
+    if (!cls) {
+      const labels = this.labelsOf(node);
+      cls = { key: proxyClass(node, labels, this.keys), labels };
+      this.nodeClasses.set(node, cls);
+    }
+    const { key, labels } = cls;
     const known = this.byClass.get(key);
     if (known) return known;
     const model = this.current.model;
-    const config = compile({ ...model, settings: { ...model.settings, namespace: node.namespace, labels } }, undefined, { everyCluster: true });
-    const resources = new ProxyResources(config, node.generator, this.encoded);
+    const classModel = { ...model, settings: { ...model.settings, namespace: node.namespace, labels } };
+    const previous = this.previousByClass.get(key);
+    let resources: ProxyResources;
+    if (previous && this.endpointsOnly) {
+      resources = new ProxyResources(withEndpointsFrom(previous.config, classModel), node.generator, this.encoded, previous);
+    } else {
+      const config = compile(classModel, undefined, { everyCluster: true });
+      resources = new ProxyResources(config, node.generator, this.encoded);
+      resources.diagnostics.unshift(...config.diagnostics.filter((d) => d.severity === "error"));
+    }
     if (node.generator === "sidecar") {
-      const previous = this.previousByClass.get(key);
       // Only the current version is ever diffed against: the chain stops here.
       if (previous) previous.predecessor = undefined;
       resources.predecessor = previous;
     }
-    resources.diagnostics.unshift(...config.diagnostics.filter((d) => d.severity === "error"));
     this.byClass.set(key, resources);
     return resources;
   }

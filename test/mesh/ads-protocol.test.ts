@@ -5,7 +5,7 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from "../../host/envoy/protos.js";
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, unpackAny, type AnyMessage } from "../../host/envoy/protos.js";
 import { adsNode, openAds, resourceNames, type AdsStream } from "../support/ads-client.js";
 import { kubeService, startMesh, type Backend, type TestMesh } from "../support/mesh.js";
 import { parseExposition } from "../support/prometheus.js";
@@ -171,6 +171,25 @@ describe("ADS protocol (a bare client)", () => {
       expect(cds3.resources ?? []).toEqual([]);
       s.send({ type_url: CLUSTER_TYPE, response_nonce: cds3.nonce });
       await s.quiet(300);
+    });
+
+    it("pushes an endpoint-only change as EDS alone, with the new endpoint", async () => {
+      const s = open(true);
+      s.send({ node: adsNode("delta-3", "default"), type_url: CLUSTER_TYPE });
+      const cds = await s.next();
+      s.send({ type_url: CLUSTER_TYPE, response_nonce: cds.nonce });
+      s.send({ type_url: ENDPOINT_TYPE, resource_names_subscribe: [ECHO] });
+      const eds = await s.next();
+      s.send({ type_url: ENDPOINT_TYPE, response_nonce: eds.nonce });
+      await s.quiet(200);
+      await mesh.setKube(kubeService("echo", 7070, [pod("echo-1", 17071)]));
+      const update = await s.next();
+      expect(update.type_url).toBe(ENDPOINT_TYPE);
+      const resource = (update.resources as { resource: AnyMessage }[])[0]!.resource;
+      const cla = unpackAny(resource) as { endpoints: { lb_endpoints: { endpoint: { address: { socket_address: { port_value: number } } } }[] }[] };
+      expect(cla.endpoints[0]!.lb_endpoints.map((e) => e.endpoint.address.socket_address.port_value)).toEqual([17071]);
+      s.send({ type_url: ENDPOINT_TYPE, response_nonce: update.nonce });
+      await s.quiet(300); // no CDS, LDS or RDS
     });
 
     it("on reconnect, sends only the resources whose version differs from initial_resource_versions", async () => {

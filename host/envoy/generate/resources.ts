@@ -83,27 +83,44 @@ export class ProxyResources {
   private readonly diffs = new Map<string, ResourceDiff>();
   private readonly responses = new Map<string, { nonce: string; bytes: Buffer }>();
 
+  /**
+   * `endpointsOnlyFrom`: the class's resources at the previous version, when
+   * only endpoints changed since: its listeners, routes and clusters are kept
+   * as they are, and only the endpoint assignments are generated (Envoy's EDS
+   * granularity; nothing is compiled or encoded again but those).
+   */
   constructor(
     readonly config: CompiledConfig,
     readonly generator: Generator,
     private readonly cache: EncodeCache = new EncodeCache(),
+    endpointsOnlyFrom?: ProxyResources,
   ) {
     this.routes = new RouteGenerator(config, generator);
-    for (const t of [LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE]) this.byType.set(t, new Map());
-    const clusters = this.byType.get(CLUSTER_TYPE)!;
-    const endpoints = this.byType.get(ENDPOINT_TYPE)!;
-    for (const c of config.clusters) {
-      const cluster = envoyCluster(c, generator, this.diagnostics);
-      if (!cluster) continue;
-      clusters.set(c.name, this.cache.encode(CLUSTER_TYPE, c.name, cluster));
-      if (!c.passthrough) endpoints.set(c.name, this.cache.encode(ENDPOINT_TYPE, c.name, loadAssignment(c)));
-    }
-    if (generator === "sidecar") {
-      const connectTimeout = config.clusters[0]?.policy.limits.connectTimeoutMs ?? 10_000;
-      for (const c of builtinClusters(connectTimeout)) clusters.set(c.name as string, this.cache.encode(CLUSTER_TYPE, c.name as string, c));
-      for (const l of sidecarListeners(config)) this.byType.get(LISTENER_TYPE)!.set(l.name as string, this.cache.encode(LISTENER_TYPE, l.name as string, l));
-      for (const port of httpPorts(config)) this.byType.get(ROUTE_TYPE)!.set(String(port), this.cache.encode(ROUTE_TYPE, String(port), this.sidecarRouteConfig(port)));
+    const endpoints = new Map<string, EncodedResource>();
+    if (endpointsOnlyFrom) {
+      for (const t of [LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE]) this.byType.set(t, new Map(endpointsOnlyFrom.byType.get(t)));
+      this.byType.set(ENDPOINT_TYPE, endpoints);
+      this.diagnostics.push(...endpointsOnlyFrom.diagnostics);
+      const clusters = this.byType.get(CLUSTER_TYPE)!;
+      for (const c of config.clusters) if (!c.passthrough && clusters.has(c.name)) endpoints.set(c.name, this.cache.encode(ENDPOINT_TYPE, c.name, loadAssignment(c)));
     } else {
+      for (const t of [LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE]) this.byType.set(t, new Map());
+      this.byType.set(ENDPOINT_TYPE, endpoints);
+      const clusters = this.byType.get(CLUSTER_TYPE)!;
+      for (const c of config.clusters) {
+        const cluster = envoyCluster(c, generator, this.diagnostics);
+        if (!cluster) continue;
+        clusters.set(c.name, this.cache.encode(CLUSTER_TYPE, c.name, cluster));
+        if (!c.passthrough) endpoints.set(c.name, this.cache.encode(ENDPOINT_TYPE, c.name, loadAssignment(c)));
+      }
+      if (generator === "sidecar") {
+        const connectTimeout = config.clusters[0]?.policy.limits.connectTimeoutMs ?? 10_000;
+        for (const c of builtinClusters(connectTimeout)) clusters.set(c.name as string, this.cache.encode(CLUSTER_TYPE, c.name as string, c));
+        for (const l of sidecarListeners(config)) this.byType.get(LISTENER_TYPE)!.set(l.name as string, this.cache.encode(LISTENER_TYPE, l.name as string, l));
+        for (const port of httpPorts(config)) this.byType.get(ROUTE_TYPE)!.set(String(port), this.cache.encode(ROUTE_TYPE, String(port), this.sidecarRouteConfig(port)));
+      }
+    }
+    if (generator === "grpc") {
       config.table.virtualHosts.forEach((vh, i) => {
         this.vhostByName.set(vh.name, i);
         for (const d of vh.domains) if (!this.vhostByDomain.has(d)) this.vhostByDomain.set(d, i);
