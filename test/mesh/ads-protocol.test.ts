@@ -130,6 +130,29 @@ describe("ADS protocol (a bare client)", () => {
       const rds = await s.next();
       expect(resourceNames(rds)).toEqual([ECHO]);
     });
+    it("warns, with the route's file:line, of what a gRPC client will not apply", async () => {
+      await mesh.setIstio(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo, namespace: default}
+spec:
+  hosts: [echo]
+  http:
+  - name: edge
+    corsPolicy: {allowOrigins: [{exact: "https://a.example"}]}
+    mirror: {host: echo}
+    route: [{destination: {host: echo}}]
+`);
+      try {
+        const s = open(false);
+        s.send({ node: adsNode("grpc-warn-1", "default", "grpc"), type_url: LISTENER_TYPE, resource_names: ["echo:7070"] });
+        await s.next();
+        const warnings = mesh.logs.filter((l) => l.includes("grpc-warn-1.default") && l.includes("proxyless gRPC"));
+        expect(warnings.some((l) => /config\.yaml:7:\d+/.test(l) && l.includes("corsPolicy is not applied"))).toBe(true);
+        expect(warnings.some((l) => l.includes("mirror is not applied"))).toBe(true);
+      } finally {
+        await mesh.setIstio("");
+      }
+    });
   });
 
   describe("delta", () => {

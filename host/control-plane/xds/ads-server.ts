@@ -3,6 +3,7 @@
 // (incremental, what Istio's Envoy uses), on istiod's plaintext port 15010.
 
 import * as grpc from "@grpc/grpc-js";
+import { formatDiagnostic } from "../../config/diagnostics.js";
 import type { Logger } from "../../log.js";
 import { DECODE_OPTIONS, messageType, TYPE_SHORT_NAMES } from "../../envoy/protos.js";
 import type { Mesh } from "../mesh.js";
@@ -138,7 +139,7 @@ export class AdsServer {
           this.metrics.connected.inc({ version: node.istioVersion || "unknown" });
           this.log.info(`ads: ${node.name} connected (${conn.id}, ${delta ? "delta" : "state of the world"}, ${node.generator} generator) from ${peer}`);
           const problems = this.mesh.resourcesFor(node).diagnostics;
-          for (const d of problems) this.log.warn(`ads: ${node.name}: ${d.message}`);
+          for (const d of problems) this.log.warn(`ads: ${node.name}: ${formatDiagnostic(d)}`);
         }
         if (delta) conn.onDeltaRequest(req);
         else conn.onRequest(req);

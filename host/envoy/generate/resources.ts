@@ -6,6 +6,7 @@ import type { CompiledConfig } from "../../config/compile.js";
 import type { ConfigDiagnostic } from "../../config/diagnostics.js";
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, packAny, ROUTE_TYPE, type AnyMessage } from "../protos.js";
 import { builtinClusters, envoyCluster, loadAssignment } from "./clusters.js";
+import { grpcUnsupported } from "./grpc-unsupported.js";
 import { grpcListener, httpPorts, sidecarListeners } from "./listeners.js";
 import { RouteGenerator, type Generator, type Json } from "./routes.js";
 
@@ -113,6 +114,7 @@ export class ProxyResources {
         clusters.set(c.name, this.cache.encode(CLUSTER_TYPE, c.name, cluster));
         if (!c.passthrough) endpoints.set(c.name, this.cache.encode(ENDPOINT_TYPE, c.name, loadAssignment(c)));
       }
+      if (generator === "grpc") this.diagnostics.push(...grpcUnsupported(config));
       if (generator === "sidecar") {
         const connectTimeout = config.clusters[0]?.policy.limits.connectTimeoutMs ?? 10_000;
         for (const c of builtinClusters(connectTimeout)) clusters.set(c.name as string, this.cache.encode(CLUSTER_TYPE, c.name as string, c));
