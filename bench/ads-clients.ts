@@ -138,8 +138,9 @@ process.on("message", (msg: { cmd: string; port?: number; clients?: number; name
     let synced = 0;
     for (let i = 0; i < msg.clients!; i++) {
       const ns = `ns-${i % msg.namespaces!}`;
-      // Each sidecar on its own connection, as each pod's Envoy is.
-      const client = new grpc.Client(`127.0.0.1:${msg.port}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1, "grpc.max_receive_message_length": -1 });
+      // Each sidecar on its own connection, as each pod's Envoy is, with Envoy's HTTP/2
+      // flow-control window (initial_stream_window_size: 256 MiB), not Node's 64 KiB.
+      const client = new grpc.Client(`127.0.0.1:${msg.port}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1, "grpc.max_receive_message_length": -1, "grpc-node.flow_control_window": 256 * 1024 * 1024 });
       const node = { id: `sidecar~10.1.${i >> 8}.${i & 255}~pod-${i}.${ns}~${ns}.svc.cluster.local`, metadata: { fields: { NAMESPACE: { stringValue: ns }, ISTIO_VERSION: { stringValue: "1.28.0" }, LABELS: { structValue: { fields: { app: { stringValue: `svc-${i % 1000}` }, version: { stringValue: "v1" } } } } } } };
       const s = new Sidecar(client, node, () => {
         if (++synced === msg.clients) send({ event: "synced", ms: Date.now() - started });
