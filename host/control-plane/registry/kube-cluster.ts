@@ -239,8 +239,8 @@ export class KubeClusterSource implements ClusterDocuments {
   /**
    * The informer's list call, made here rather than through the typed API so
    * that every kind, Istio's CRDs included, arrives as the same raw JSON the
-   * watch events carry. A 404 (the CRD is not installed) reads as an empty
-   * list: what was there is deleted, and the collection is listed again later.
+   * watch events carry. A 404 (the CRD is not installed) deletes what was
+   * there, and the collection is listed again later.
    */
   private async list(w: KindWatch): Promise<ApiList> {
     const { status, body } = await getJson(this.options.kubeConfig, `${this.server}${w.kind.path}`);
@@ -248,7 +248,10 @@ export class KubeClusterSource implements ClusterDocuments {
       if (w.installed) this.options.log.info(`kubernetes: ${w.kind.apiVersion} ${w.kind.kind} is not served by ${this.server} (CRD not installed?); looking again every ${(this.options.missingRetryMs ?? 30_000) / 1000} s`);
       w.installed = false;
       this.markSynced(w);
-      return { metadata: { resourceVersion: "" }, items: [] };
+      // What was there is deleted (an empty list); with nothing to delete, the informer is stopped
+      // here rather than left to watch a collection that is not there (the retry lists again).
+      if ((w.informer?.list().length ?? 0) > 0) return { metadata: { resourceVersion: "" }, items: [] };
+      throw Object.assign(new Error("not installed"), { statusCode: 404 });
     }
     if (status !== 200) throw Object.assign(new Error(`list answered HTTP ${status}: ${apiMessage(body)}`), { statusCode: status });
     const list = body as ApiList;
