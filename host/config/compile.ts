@@ -123,8 +123,8 @@ export interface CompiledConfig {
   entries: EntryInfo[];
   virtualHosts: VirtualHostInfo[];
   diagnostics: ConfigDiagnostic[];
-  /** What an update to or from this config changes: routes, a cluster's settings, a cluster's endpoints. */
-  digests: UpdateDigests;
+  /** What an update to or from this config changes: routes, a cluster's settings, a cluster's endpoints (absent when compiled without: CompileOptions.digests). */
+  digests: UpdateDigests | undefined;
 }
 
 const DEFAULT_HTTP_PORT = 80;
@@ -285,7 +285,7 @@ class Compiler {
       virtualHosts: this.vhosts,
       diagnostics: this.diagnostics,
     };
-    return { ...config, digests: updateDigests(config) };
+    return { ...config, digests: this.options.digests === false ? undefined : updateDigests(config) };
   }
 
   /** istiod's cluster set: `outbound|PORT||HOST` for each service port, and one per subset of the host's DestinationRule. */
@@ -565,6 +565,12 @@ export interface CompileOptions {
    * itself builds only the clusters its routes use.
    */
   everyCluster?: boolean;
+  /**
+   * Compute the update digests (default): the proxy compares them to apply a
+   * change at its granularity, and the config worker computes them off the
+   * serving thread. The control plane diffs the Envoy resources instead.
+   */
+  digests?: boolean;
 }
 
 export function compile(model: ConfigModel, resolved?: ReadonlyMap<string, readonly string[]>, options: CompileOptions = {}): CompiledConfig {

@@ -179,7 +179,7 @@ export class Mesh {
     if (previous && this.endpointsOnly) {
       resources = new ProxyResources(withEndpointsFrom(previous.config, classModel), node.generator, this.encoded, previous);
     } else {
-      const config = compile(classModel, undefined, { everyCluster: true });
+      const config = compile(classModel, undefined, { everyCluster: true, digests: false });
       resources = new ProxyResources(config, node.generator, this.encoded);
       resources.diagnostics.unshift(...config.diagnostics.filter((d) => d.severity === "error"));
     }

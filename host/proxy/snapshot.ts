@@ -10,6 +10,7 @@
 // stays with the clusters and endpoints that remain.
 
 import type { CompiledConfig } from "../config/compile.js";
+import { updateDigests } from "../config/update-digests.js";
 import { RouteCore } from "../core/route-core.js";
 import type { EndpointSlots, ManagedCluster } from "../cluster/cluster.js";
 import { ClusterManager, type ClusterBinding } from "../cluster/cluster-manager.js";
@@ -68,8 +69,9 @@ export class SnapshotHolder {
   /** Installs `config` at the granularity of its change; the old snapshot serves until this returns. */
   swap(config: CompiledConfig): Snapshot {
     const previous = this.current;
-    const before = previous.config.digests;
-    const after = config.digests;
+    // Compiled with digests (the default); computed here only for a config compiled without.
+    const before = previous.config.digests ?? updateDigests(previous.config);
+    const after = config.digests ?? updateDigests(config);
     let next: Snapshot;
     if (before.routes !== after.routes) {
       const core = this.newCore(config);
