@@ -132,11 +132,16 @@ function httpProtocolOptions(c: ClusterInfo): Json {
   return { common_http_protocol_options: common, explicit_http_config: c.http2 ? { http2_protocol_options: {} } : { http_protocol_options: {} } };
 }
 
+/** Debian's and Istio's proxy image's system CA bundle. */
+const SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
+
 function upstreamTls(tls: NonNullable<ClusterInfo["policy"]["tls"]>, host: string): Json {
   const context: Json = {};
   if (!tls.insecureSkipVerify) {
     context.validation_context = {
-      ...(tls.ca ? { trusted_ca: { inline_bytes: tls.ca } } : {}),
+      // Without caCertificates, the system's roots, as the proxy verifies (and as istiod points Envoy at them):
+      // Envoy refuses SAN matching with no trusted CA.
+      trusted_ca: tls.ca ? { inline_bytes: tls.ca } : { filename: SYSTEM_CA_BUNDLE },
       match_typed_subject_alt_names: (tls.subjectAltNames.length > 0 ? tls.subjectAltNames : [tls.sni ?? host]).map((san) => ({ san_type: san.includes("://") ? "URI" : "DNS", matcher: { exact: san } })),
     };
   }
