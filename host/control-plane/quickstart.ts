@@ -66,10 +66,14 @@ export async function runMeshQuickstart(options: MeshQuickstartOptions = {}): Pr
   const client = new Reviews("xds:///reviews:9080", grpc.credentials.createInsecure()) as unknown as grpc.Client & {
     get(req: unknown, md: grpc.Metadata, o: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { version: string }) => void): void;
   };
+  let lastError = "";
   const call = (user?: string): Promise<string> => new Promise((resolve) => {
     const md = new grpc.Metadata();
     if (user) md.set("end-user", user);
-    client.get({ id: 1 }, md, { deadline: Date.now() + 5000 }, (err, res) => resolve(err ? `error ${grpc.status[err.code] ?? err.code}${process.env.INSTIO_DEBUG ? ` ${err.details}` : ""}` : `reviews-${res!.version}`));
+    client.get({ id: 1 }, md, { deadline: Date.now() + 5000 }, (err, res) => {
+      if (err) lastError = err.details;
+      resolve(err ? `error ${grpc.status[err.code] ?? err.code}` : `reviews-${res!.version}`);
+    });
   });
 
   const monitoring = `http://127.0.0.1:${cp.monitoringPort}`;
@@ -92,6 +96,8 @@ export async function runMeshQuickstart(options: MeshQuickstartOptions = {}): Pr
       for (const r of results) counts.set(r, (counts.get(r) ?? 0) + 1);
       const split = [...counts].sort().map(([k, n]) => `${k} ${n}`).join(", ");
       print(`  50 calls: ${split}   |   end-user jason: ${await call("jason")}`);
+      if (lastError) print(`  (last error: ${lastError})`);
+      lastError = "";
       await new Promise((r) => setTimeout(r, options.reportEveryMs ?? 3000));
     }
   };
