@@ -159,6 +159,13 @@ describe("control plane on a live cluster (client-node informers, list/watch ser
     api.apply(PODS, pod(v2b));
     api.apply(SLICES, slice(v2b));
     await eventually(async () => (await echoPorts()).includes(v2b.port), 5000, "the endpoint change");
+    // The held VirtualService still routes, at its last good version, once the clients have the push.
+    expect(cp.mesh.snapshot.model.virtualServices.map((v) => `${v.namespace}/${v.name}`)).toEqual(["default/echo"]);
+    await eventually(async () => {
+      const sync = (await (await fetch(`http://127.0.0.1:${cp.monitoringPort}/debug/syncz`)).json()) as Record<string, string>[];
+      return sync.length > 0 && sync.every((p) => ["cds", "eds", "lds", "rds"].every((t) => p[t] === "SYNCED" || p[t] === "IGNORED"));
+    }, 5000, "the clients to ACK the endpoint change");
+    expect(new Set(await Promise.all(Array.from({ length: 12 }, () => call(c))))).toEqual(new Set(["echo-v1"]));
     // Fixed, the object serves at its new version.
     api.apply(VIRTUAL_SERVICES, routeTo("v2"));
     await eventually(async () => (await call(c)) !== "echo-v1", 5000, "the fixed VirtualService");

@@ -168,10 +168,10 @@ export class KubeClusterSource implements ClusterDocuments {
 
   /** The objects documents() gave were accepted: they are what a rejected change falls back to. */
   accept(): void {
-    this.accepted.clear();
+    for (const name of this.accepted.keys()) if (!this.documentCache.has(name)) this.accepted.delete(name);
     for (const [name, { version, docs }] of this.documentCache) {
-      if (this.heldBack.get(name) === version) continue;
-      this.accepted.set(name, docs);
+      // A held object's accepted version is the one it is served at: it stays.
+      if (this.heldBack.get(name) !== version) this.accepted.set(name, docs);
     }
     for (const name of this.heldBack.keys()) if (!this.documentCache.has(name)) this.heldBack.delete(name);
   }
