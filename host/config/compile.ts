@@ -293,8 +293,7 @@ class Compiler {
     for (const service of this.services) {
       for (const host of service.hosts) {
         if (host.startsWith("*")) continue; // a wildcard host has no cluster of its own
-        this.drIndex ??= new HostIndex(this.destinationRules, (r) => [r.host]);
-        const subsets = this.drIndex.best(host)[0]?.item.subsets ?? [];
+        const subsets = this.destinationRuleFor(host)?.subsets ?? [];
         for (const port of service.ports) {
           for (const subset of [undefined, ...subsets.map((s) => s.name)]) {
             this.clusterFor({ host, subset, port: port.number, weight: 100, headers: undefined, source: service.source }, port.number);
@@ -481,6 +480,12 @@ class Compiler {
     return { ...cors, allowOrigins: cors.allowOrigins.map((m) => ({ ...m, program: m.kind === "regex" ? this.hostRegex(m.value, "fullMatch") : -1 })) };
   }
 
+  /** The DestinationRule for `host`: the most specific host that covers it. */
+  private destinationRuleFor(host: string): DestinationRuleModel | undefined {
+    this.drIndex ??= new HostIndex(this.destinationRules, (r) => [r.host]);
+    return this.drIndex.best(host)[0]?.item;
+  }
+
   /** The ServiceEntry defining `host`: an exact host first, else the most specific wildcard host. */
   private serviceFor(host: string): ServiceModel | undefined {
     this.serviceIndex ??= new HostIndex(this.services, (s) => s.hosts);
@@ -500,12 +505,11 @@ class Compiler {
    * service or subset is gone gets none (a config change would drop it).
    */
   clusterEndpointsOf(clusters: readonly ClusterInfo[]): ClusterEndpoint[][] {
-    this.drIndex ??= new HostIndex(this.destinationRules, (r) => [r.host]);
     return clusters.map((c) => {
       const service = c.passthrough ? undefined : this.serviceFor(c.host);
       const port = service?.ports.find((p) => p.number === c.port);
       if (!service || !port) return [];
-      const subset = c.subset === undefined ? { labels: {} } : this.drIndex!.best(c.host)[0]?.item.subsets.find((x) => x.name === c.subset);
+      const subset = c.subset === undefined ? { labels: {} } : this.destinationRuleFor(c.host)?.subsets.find((x) => x.name === c.subset);
       return subset ? this.clusterEndpoints(service, c.host, port, subset.labels) : [];
     });
   }
@@ -525,8 +529,7 @@ class Compiler {
       return -1;
     }
     let selector: Record<string, string> = {};
-    this.drIndex ??= new HostIndex(this.destinationRules, (r) => [r.host]);
-    const dr = this.drIndex.best(d.host)[0]?.item;
+    const dr = this.destinationRuleFor(d.host);
     let subsetPolicy: TrafficPolicyModel | undefined;
     if (d.subset !== undefined) {
       const subset = dr?.subsets.find((s) => s.name === d.subset);
