@@ -128,6 +128,7 @@ export class AdsConnection {
     this.subscribeSotw(w, type, names);
     const added = [...w.names].some((n) => !before.has(n)) || (w.wildcard && !wasWildcard);
     const removed = [...before].some((n) => !w.names.has(n));
+    if (added) w.syncedWith = undefined; // names the diff between versions knows nothing of: compare in full
     // Full-state types answer any change of names; the others only names added.
     if (added || (removed && isWildcardType(type))) this.send(type, w, false);
   }
@@ -185,7 +186,10 @@ export class AdsConnection {
         w.reportedMissing.delete(n);
       }
     }
-    if (added) this.send(type, w, false);
+    if (added) {
+      w.syncedWith = undefined; // names the diff between versions knows nothing of: compare in full
+      this.send(type, w, false);
+    }
   }
 
   // ── Both ──────────────────────────────────────────────────────────────────
