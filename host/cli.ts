@@ -37,6 +37,13 @@ function fail(message: string): never {
   process.exit(2);
 }
 
+/** SIGTERM and SIGINT close `service` and exit 0 (the control plane has no drain of its own yet). */
+function closeOnSignals(service: { close(): Promise<void> }): void {
+  const quit = (): void => void service.close().then(() => process.exit(0));
+  process.on("SIGTERM", quit);
+  process.on("SIGINT", quit);
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -114,9 +121,7 @@ async function main(argv: string[]): Promise<number> {
       }
       const { runMeshQuickstart } = await import("./control-plane/quickstart.js");
       const demo = await runMeshQuickstart();
-      const quit = (): void => void demo.close().then(() => process.exit(0));
-      process.on("SIGTERM", quit);
-      process.on("SIGINT", quit);
+      closeOnSignals(demo);
       return -1;
     }
     case "control-plane": {
@@ -142,9 +147,7 @@ async function main(argv: string[]): Promise<number> {
         monitoringAddress: address,
         monitoringPort: port("monitoring-port", values["monitoring-port"], 15014),
       });
-      const quit = (): void => void cp.close().then(() => process.exit(0));
-      process.on("SIGTERM", quit);
-      process.on("SIGINT", quit);
+      closeOnSignals(cp);
       return -1;
     }
     case "status": {
