@@ -121,13 +121,15 @@ describe("a circuit breaker", () => {
     const policy = "{connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}}";
     const p = await startTestProxy(mesh([up.port], policy), { watch: true });
     try {
-      const slow = [get(p.url, "svc", "/delay/600"), get(p.url, "svc", "/delay/600")];
+      // Held at the upstream until the test releases them: the reload cannot outlast them.
+      const slow = [get(p.url, "svc", "/hold/breaker"), get(p.url, "svc", "/hold/breaker")];
       const breaker = p.proxy.holder.clusters.get(SVC)!.breaker;
       await waitFor(() => breaker.active === 2, "both slow requests to be admitted");
       expect(await reload(p, mesh([up.port], policy, "2"))).toBe("routes");
       // One on the connection, one pending: a third is over the limit, under the new config as under the old.
       const third = await get(p.url, "svc", "/");
       expect([third.status, third.headers["x-envoy-overloaded"]]).toEqual([503, "true"]);
+      up.release("breaker");
       expect((await Promise.all(slow)).map((r) => r.status)).toEqual([200, 200]);
       expect(breaker.active).toBe(0);
       expect((await get(p.url, "svc", "/")).status).toBe(200);
