@@ -130,6 +130,9 @@ export interface CompiledConfig {
 const DEFAULT_HTTP_PORT = 80;
 const TCP_PROTOCOLS = ["TCP", "MONGO", "TLS", "HTTPS"];
 
+/** No retries: routes answered without an upstream, inbound traffic, and an Envoy route without retry_policy. */
+export const NO_RETRY: RetryPolicyModel = { attempts: 1, perTryTimeoutMs: 0, on: { fiveXx: false, gatewayError: false, reset: false, connectFailure: false, retriable4xx: false, statusCodes: [], grpcStatuses: [] }, backoffMs: 25, avoidPreviousHosts: false };
+
 /**
  * Istio's built-in outbound retry policy when a route sets none: 2 retries on
  * connect-failure, refused-stream, unavailable, cancelled and (since 1.24, with
@@ -150,6 +153,10 @@ function visibleTo(meta: ResourceMeta, namespace: string): boolean {
 
 function labelsMatch(selector: Record<string, string>, labels: Record<string, string>): boolean {
   return Object.entries(selector).every(([k, v]) => labels[k] === v);
+}
+
+export function isHashed(lb: LoadBalancerModel | undefined): lb is Extract<LoadBalancerModel, { key: unknown }> {
+  return lb?.kind === "RING_HASH" || lb?.kind === "MAGLEV";
 }
 
 function isCatchAll(e: MatchEntry): boolean {
@@ -373,9 +380,12 @@ class Compiler {
 
   private addRoute(route: HttpRouteModel, port: number, virtualService: string): number {
     const destinations: WeightedDestination[] = route.destinations.map((d) => ({ cluster: this.clusterFor(d, port), weight: d.weight }));
+    let retry = route.retries ?? ISTIO_DEFAULT_RETRY;
+    // Istio leaves the previous-hosts predicate off routes that hash to a host: there, the same host is the point.
+    if (retry.avoidPreviousHosts && destinations.some((d) => isHashed(this.clusters[d.cluster]?.policy.loadBalancer))) retry = { ...retry, avoidPreviousHosts: false };
     this.table.routes.push({ destinations });
     for (const d of route.destinations) this.destinations.push({ headers: d.headers });
-    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, headers: route.headers, action: route.action, rewrite: this.rewriteOf(route.rewrite), fault: route.fault, cors: this.corsOf(route.cors), retry: route.retries ?? ISTIO_DEFAULT_RETRY,
+    this.routes.push({ name: route.name ?? "", virtualService, timeoutMs: route.timeoutMs, headers: route.headers, action: route.action, rewrite: this.rewriteOf(route.rewrite), fault: route.fault, cors: this.corsOf(route.cors), retry,
       mirrors: route.mirrors.map((m) => ({ cluster: this.clusterFor(m.destination, port), percent: m.percent })),
       source: route.source,
     });

@@ -51,6 +51,11 @@ export function updateDigests(config: DigestedConfig): UpdateDigests {
   };
 }
 
+/** `digests` after an update that changed endpoints only: the routes' and clusters' digests stand. */
+export function withEndpointDigests(digests: UpdateDigests, clusters: readonly { endpoints: unknown }[]): UpdateDigests {
+  return { ...digests, endpoints: clusters.map((c) => digest(c.endpoints)) };
+}
+
 function digest(value: unknown): string {
   return createHash("sha256").update(JSON.stringify(value, withoutLocations)).digest("base64");
 }

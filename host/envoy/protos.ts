@@ -40,6 +40,7 @@ const PROTO_FILES = [
   "envoy/extensions/filters/http/cors/v3/cors.proto",
   "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
   "envoy/extensions/transport_sockets/tls/v3/tls.proto",
+  "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto",
   "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
   "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
   "envoy/extensions/filters/listener/original_dst/v3/original_dst.proto",
@@ -148,4 +149,40 @@ export const DECODE_OPTIONS: protobuf.IConversionOptions = { longs: String, enum
 export function unpackAny(any: AnyMessage): Record<string, unknown> {
   const type = messageType(any.type_url);
   return type.toObject(type.decode(any.value), DECODE_OPTIONS);
+}
+
+/** google.protobuf.Struct / Value as decoded → plain JSON. */
+export function structToJson(struct: unknown): Record<string, unknown> {
+  const fields = (struct as { fields?: Record<string, unknown> } | undefined)?.fields ?? {};
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) out[k] = valueToJson(v);
+  return out;
+}
+
+function valueToJson(v: unknown): unknown {
+  // protobufjs's bundled struct.proto names its fields in camelCase, whatever keepCase says.
+  const value = v as Record<string, unknown> | null;
+  if (!value) return null;
+  if ("stringValue" in value) return value.stringValue;
+  if ("numberValue" in value) return value.numberValue;
+  if ("boolValue" in value) return value.boolValue;
+  if ("structValue" in value) return structToJson(value.structValue);
+  if ("listValue" in value) return ((value.listValue as { values?: unknown[] }).values ?? []).map(valueToJson);
+  return null;
+}
+
+/** Plain JSON → a google.protobuf.Struct for protobufjs (its bundled struct.proto names fields in camelCase). */
+export function jsonToStruct(json: Record<string, unknown>): { fields: Record<string, unknown> } {
+  const fields: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(json)) if (v !== undefined) fields[k] = jsonToValue(v);
+  return { fields };
+}
+
+function jsonToValue(v: unknown): unknown {
+  if (v === null) return { nullValue: "NULL_VALUE" };
+  if (typeof v === "string") return { stringValue: v };
+  if (typeof v === "number") return { numberValue: v };
+  if (typeof v === "boolean") return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(jsonToValue) } };
+  return { structValue: jsonToStruct(v as Record<string, unknown>) };
 }

@@ -8,8 +8,6 @@ import type { RetryPolicyModel } from "../config/model.js";
 /** Envoy's host_selection_retry_max_attempts in Istio's default policy. */
 export const HOST_SELECTION_ATTEMPTS = 5;
 
-/** No retries: routes answered without an upstream, and inbound traffic. */
-export const NO_RETRY: RetryPolicyModel = { attempts: 1, perTryTimeoutMs: 0, on: { fiveXx: false, gatewayError: false, reset: false, connectFailure: false, retriable4xx: false, statusCodes: [], grpcStatuses: [] }, backoffMs: 25, avoidPreviousHosts: true };
 
 /** Does retryOn ask for a retry of this response? */
 export function retriableResponse(policy: RetryPolicyModel, status: number, headers: Record<string, string | string[] | undefined>): boolean {

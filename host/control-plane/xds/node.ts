@@ -3,6 +3,7 @@
 // ParseServiceNodeWithMetadata, pkg/model/proxy.go NodeMetadata).
 
 import type { Generator } from "../../envoy/generate/routes.js";
+import { structToJson } from "../../envoy/protos.js";
 
 export interface ProxyNode {
   /** The node id as sent: TYPE~IP~POD.NAMESPACE~DNS_DOMAIN. */
@@ -22,26 +23,6 @@ export interface ProxyNode {
 }
 
 const NODE_TYPES = ["sidecar", "router", "waypoint", "ztunnel"];
-
-/** google.protobuf.Struct / Value as decoded → plain JSON. */
-export function structToJson(struct: unknown): Record<string, unknown> {
-  const fields = (struct as { fields?: Record<string, unknown> } | undefined)?.fields ?? {};
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(fields)) out[k] = valueToJson(v);
-  return out;
-}
-
-function valueToJson(v: unknown): unknown {
-  // protobufjs's bundled struct.proto names its fields in camelCase, whatever keepCase says.
-  const value = v as Record<string, unknown> | null;
-  if (!value) return null;
-  if ("stringValue" in value) return value.stringValue;
-  if ("numberValue" in value) return value.numberValue;
-  if ("boolValue" in value) return value.boolValue;
-  if ("structValue" in value) return structToJson(value.structValue);
-  if ("listValue" in value) return ((value.listValue as { values?: unknown[] }).values ?? []).map(valueToJson);
-  return null;
-}
 
 /** Reads a decoded envoy.config.core.v3.Node; throws a message for the client when it cannot be used. */
 export function parseNode(node: unknown): ProxyNode {

@@ -3,7 +3,7 @@
 
 import type { ClusterInfo } from "../../config/compile.js";
 import type { ConfigDiagnostic } from "../../config/diagnostics.js";
-import { duration, packAny, TYPE_PREFIX } from "../protos.js";
+import { duration, jsonToStruct, packAny, TYPE_PREFIX } from "../protos.js";
 import type { Generator, Json } from "./routes.js";
 
 export const HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -44,6 +44,7 @@ export function envoyCluster(c: ClusterInfo, generator: Generator, problems: Con
     },
   };
   if (generator === "sidecar") {
+    cluster.metadata = clusterMetadata(c);
     cluster.typed_extension_protocol_options = { [HTTP_PROTOCOL_OPTIONS]: packAny(HTTP_PROTOCOL_OPTIONS_TYPE, httpProtocolOptions(c)) };
     if (limits.tcpKeepalive) cluster.upstream_connection_options = { tcp_keepalive: { keepalive_time: { value: Math.max(1, Math.round(limits.tcpKeepalive.timeMs / 1000)) } } };
     if (c.healthCheck) {
@@ -148,6 +149,19 @@ function upstreamTls(tls: NonNullable<ClusterInfo["policy"]["tls"]>, host: strin
   return { sni: tls.sni ?? host, common_tls_context: context };
 }
 
+/** Istio's cluster metadata: the service it is for (istio.services[]{host,name,namespace}), which the stats read. */
+function clusterMetadata(c: ClusterInfo): Json {
+  const name = c.host.endsWith(".svc.cluster.local") ? c.host.split(".")[0]! : c.host;
+  return { filter_metadata: { istio: jsonToStruct({ services: [{ host: c.host, name, namespace: c.serviceNamespace }] }) } };
+}
+
+/**
+ * An endpoint's workload labels (app, version, ...), which a sidecar's metrics label the destination with.
+ * istiod sends Envoy a lossy "workload;namespace;canonical-service;revision;cluster" string instead; instio's
+ * sidecar reads the labels from its own metadata namespace, which Envoy ignores.
+ */
+export const INSTIO_METADATA = "instio";
+
 /** The endpoints of one cluster, in one locality (istiod groups by locality label; instio has none yet). */
 export function loadAssignment(c: ClusterInfo): Json {
   if (c.endpoints.length === 0) return { cluster_name: c.name, endpoints: [] };
@@ -160,6 +174,7 @@ export function loadAssignment(c: ClusterInfo): Json {
         endpoint: { address: { socket_address: { address: ep.address, port_value: ep.port } } },
         health_status: "HEALTHY",
         load_balancing_weight: { value: 1 },
+        ...(Object.keys(ep.labels).length > 0 ? { metadata: { filter_metadata: { [INSTIO_METADATA]: jsonToStruct({ labels: ep.labels }) } } } : {}),
       })),
     }],
   };

@@ -3,9 +3,8 @@
 // block, weighted clusters, Istio's retry and timeout forms, faults and CORS as
 // per-filter config.
 
-import type { CompiledConfig, RouteInfo } from "../../config/compile.js";
+import { isHashed, type CompiledConfig, type RouteInfo } from "../../config/compile.js";
 import type { HeaderOperations, RetryPolicyModel } from "../../config/model.js";
-import type { LoadBalancerModel } from "../../config/traffic-policy.js";
 import type { Condition, MatchEntry, StringMatch, VirtualHostTable } from "../../core/route-table.js";
 import { duration, packAny, TYPE_PREFIX } from "../protos.js";
 
@@ -144,7 +143,7 @@ export class RouteGenerator {
       action.timeout = duration(info.timeoutMs);
       action.max_stream_duration = { grpc_timeout_header_max: duration(info.timeoutMs) };
     }
-    const retry = this.retryPolicy(info.retry, destinations.map((d) => d.cluster));
+    const retry = this.retryPolicy(info.retry);
     if (retry) action.retry_policy = retry;
     const hash = this.hashPolicy(destinations.map((d) => d.cluster));
     if (hash) action.hash_policy = [hash];
@@ -159,7 +158,7 @@ export class RouteGenerator {
   }
 
   /** Istio's HTTPRetry as Envoy's retry_policy (route/retry/retry.go); none when retries are off. */
-  private retryPolicy(retry: RetryPolicyModel, clusters: number[]): Json | undefined {
+  private retryPolicy(retry: RetryPolicyModel): Json | undefined {
     const retries = retry.attempts - 1;
     if (retries < 1) return undefined;
     const on = retryOn(retry);
@@ -171,8 +170,8 @@ export class RouteGenerator {
     };
     if (retry.perTryTimeoutMs > 0) policy.per_try_timeout = duration(retry.perTryTimeoutMs);
     if (retry.on.statusCodes.length > 0) policy.retriable_status_codes = retry.on.statusCodes;
-    // The previous-hosts predicate is left out for consistent-hash routes: there, the same host is the point.
-    if (retry.avoidPreviousHosts && this.generator === "sidecar" && !clusters.some((c) => isHashed(this.config.clusters[c]?.policy.loadBalancer))) {
+    // compile.ts turns the predicate off for consistent-hash routes, as Istio does.
+    if (retry.avoidPreviousHosts && this.generator === "sidecar") {
       policy.retry_host_predicate = [{ name: "envoy.retry_host_predicates.previous_hosts", typed_config: packAny(PREVIOUS_HOSTS_TYPE, {}) }];
       policy.host_selection_retry_max_attempts = 5;
     }
@@ -210,10 +209,6 @@ export class RouteGenerator {
       forward_not_matching_preflights: { value: cors.forwardUnmatchedPreflights },
     };
   }
-}
-
-function isHashed(lb: LoadBalancerModel | undefined): lb is Extract<LoadBalancerModel, { key: unknown }> {
-  return lb?.kind === "RING_HASH" || lb?.kind === "MAGLEV";
 }
 
 function headerMatcher(c: Condition): Json {

@@ -1,0 +1,129 @@
+// The Envoy resources a sidecar holds, translated as they arrive. A resource
+// that cannot be served rejects the whole update of its type (the response is
+// NACKed with the resource's name and the field's path, and the previous
+// resources stay, as Envoy keeps its config). Translating on arrival keeps the
+// serving thread's work per update to assembling what changed.
+
+import type { ClusterEndpoint, CompiledConfig } from "../config/compile.js";
+import type { Settings } from "../config/model.js";
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, type AnyMessage } from "../envoy/protos.js";
+import { assembleConfig, withEndpoints, type XdsResources } from "../envoy/translate/assemble.js";
+import { readCluster, readLoadAssignment, type XdsCluster } from "../envoy/translate/clusters.js";
+import { readListener, type XdsListener } from "../envoy/translate/listeners.js";
+import { MessageReader, Unsupported } from "../envoy/translate/reader.js";
+import { readRouteConfiguration, type XdsRouteConfiguration } from "../envoy/translate/routes.js";
+
+/** The types a sidecar subscribes to, in the order Envoy warms them: clusters and their endpoints before listeners and routes. */
+export const SIDECAR_TYPES = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE] as const;
+export type SidecarType = (typeof SIDECAR_TYPES)[number];
+
+/** A response that cannot be served, for the NACK's error_detail. */
+export class Rejected extends Error {}
+
+interface Translated {
+  name: string;
+  value: XdsListener | XdsRouteConfiguration | XdsCluster | ClusterEndpoint[];
+}
+
+function translate(typeUrl: string, any: AnyMessage, index: number): Translated {
+  const r = MessageReader.ofAny(any, "", [typeUrl]);
+  const name = r.peek("name") ?? r.peek("cluster_name") ?? `#${index}`;
+  try {
+    switch (typeUrl) {
+      case LISTENER_TYPE:
+        return { name, value: readListener(r) };
+      case ROUTE_TYPE:
+        return { name, value: readRouteConfiguration(r) };
+      case CLUSTER_TYPE:
+        return { name, value: readCluster(r) };
+      default:
+        return { name, value: readLoadAssignment(r).endpoints };
+    }
+  } catch (err) {
+    if (err instanceof Unsupported) throw new Rejected(`${name}: ${err.message}`);
+    throw err;
+  }
+}
+
+export class ResourceSet implements XdsResources {
+  readonly listeners = new Map<string, XdsListener>();
+  readonly routes = new Map<string, XdsRouteConfiguration>();
+  readonly clusters = new Map<string, XdsCluster>();
+  readonly endpoints = new Map<string, ClusterEndpoint[]>();
+  /** Types received at least once (a wildcard type may legitimately be empty). */
+  readonly received = new Set<string>();
+  /** The version each type's last applied response carried (SotW version_info, or the delta system version). */
+  readonly versions = new Map<string, string>();
+  /** The encoded resources as applied, for the config dump. */
+  readonly raw = new Map<string, Map<string, AnyMessage>>();
+
+  private mapOf(typeUrl: string): Map<string, unknown> {
+    if (typeUrl === LISTENER_TYPE) return this.listeners;
+    if (typeUrl === ROUTE_TYPE) return this.routes;
+    if (typeUrl === CLUSTER_TYPE) return this.clusters;
+    return this.endpoints;
+  }
+
+  /**
+   * Applies one response: `resources` added or updated; `removed` names gone
+   * (`replaceAll`: state of the world, where what is not listed is gone, for
+   * listeners and clusters). Translates everything before changing anything:
+   * throws Rejected, and keeps the previous resources, when one cannot be served.
+   */
+  apply(typeUrl: string, resources: readonly AnyMessage[], removed: readonly string[], replaceAll: boolean, version: string): void {
+    const translated = resources.map((any, i) => ({ any, ...translate(typeUrl, any, i) }));
+    const seen = new Set<string>();
+    for (const t of translated) {
+      if (seen.has(t.name)) throw new Rejected(`${t.name}: sent twice in one response`);
+      seen.add(t.name);
+    }
+    const map = this.mapOf(typeUrl);
+    let raw = this.raw.get(typeUrl);
+    if (!raw) this.raw.set(typeUrl, (raw = new Map()));
+    // SotW: listeners and clusters not listed are gone; routes and endpoints are only what was asked for, and stay.
+    const gone = replaceAll && (typeUrl === LISTENER_TYPE || typeUrl === CLUSTER_TYPE) ? [...map.keys()].filter((n) => !seen.has(n)) : removed;
+    for (const name of gone) {
+      map.delete(name);
+      raw.delete(name);
+    }
+    for (const t of translated) {
+      map.set(t.name, t.value);
+      raw.set(t.name, t.any);
+    }
+    this.received.add(typeUrl);
+    this.versions.set(typeUrl, version);
+  }
+
+  /** The route configurations the listeners use (RDS names to subscribe to). */
+  routeNames(): string[] {
+    const names = new Set<string>();
+    for (const l of this.listeners.values()) if (l.kind === "http" && l.rds !== undefined) names.add(l.rds);
+    return [...names];
+  }
+
+  /** The load assignments the EDS clusters use. */
+  endpointNames(): string[] {
+    const names = new Set<string>();
+    for (const c of this.clusters.values()) if (c.edsName !== undefined) names.add(c.edsName);
+    return [...names];
+  }
+
+  /**
+   * Warm: clusters with every endpoint assignment they name, and listeners with
+   * every route configuration they name (Envoy's warming, so that no listener
+   * serves with a route or cluster missing because it has not arrived yet).
+   */
+  warm(): boolean {
+    if (!this.received.has(CLUSTER_TYPE) || !this.received.has(LISTENER_TYPE)) return false;
+    return this.endpointNames().every((n) => this.endpoints.has(n)) && this.routeNames().every((n) => this.routes.has(n));
+  }
+
+  build(settings: Settings): CompiledConfig {
+    return assembleConfig(this, settings);
+  }
+
+  /** The serving config with this set's endpoints: for an update that changed only EDS. */
+  withEndpoints(config: CompiledConfig): CompiledConfig {
+    return withEndpoints(config, this);
+  }
+}

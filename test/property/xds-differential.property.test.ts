@@ -1,0 +1,271 @@
+// The two config paths agree. Each config is compiled once from files, as
+// `instio proxy --config` serves it, and once through the control plane's path:
+// compiled for the proxy's class, generated as Envoy v3 resources, encoded,
+// then decoded and translated by the sidecar's xDS side (ResourceSet). On a
+// generated corpus of requests both must make the same decision (virtual host,
+// route, cluster, endpoint) and act on it the same way (the route's timeout,
+// retries, rewrites, header edits, faults, CORS, mirrors; the cluster's
+// policy). The wire itself is covered by test/mesh/sidecar-xds.test.ts.
+
+import { readFileSync } from "node:fs";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { compile, type CompiledConfig } from "../../host/config/compile.js";
+import type { HeaderOperations, HeadersModel } from "../../host/config/model.js";
+import { loadConfigText, requireConfig } from "../../host/config/load.js";
+import type { Decision, RouteRequest } from "../../host/core/decision.js";
+import { emptyDecision } from "../../host/core/decision.js";
+import { ReferenceMatcher } from "../../host/core/reference-matcher.js";
+import { clusterEndpointStarts } from "../../host/core/route-table.js";
+import { ProxyResources } from "../../host/envoy/generate/resources.js";
+import { ResourceSet, SIDECAR_TYPES } from "../../host/xds/resource-set.js";
+import "../support/fast-check-seed.js";
+
+const SE = (name: string, ports: string, endpoints: string, extra = ""): string => `---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ${name}, namespace: default}
+spec:
+  hosts: [${name}.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [${ports}]
+  resolution: STATIC
+  endpoints: [${endpoints}]
+${extra}`;
+
+const RICH = `apiVersion: instio.dev/v1alpha1
+kind: ProxySettings
+metadata: {name: differential}
+spec:
+  namespace: default
+  labels: {app: productpage, version: v1}
+  healthChecks: [{host: ratings.default.svc.cluster.local, path: /healthz, interval: 5s, timeout: 1s, unhealthyThreshold: 3, healthyThreshold: 2}]
+${SE("reviews", "{number: 9080, name: http, protocol: HTTP}", "{address: 10.0.0.1, labels: {app: reviews, version: v1}}, {address: 10.0.0.2, labels: {app: reviews, version: v2}}, {address: 10.0.0.3, labels: {app: reviews, version: v3}}")}
+${SE("ratings", "{number: 9080, name: http, protocol: HTTP}", "{address: 10.0.1.1, labels: {app: ratings, version: v1}}, {address: 10.0.1.2, labels: {app: ratings, version: v1}}")}
+${SE("httpbin", "{number: 80, name: http, protocol: HTTP}, {number: 8000, name: http-alt, protocol: HTTP}", "{address: 10.0.2.1, labels: {app: httpbin}}, {address: 10.0.2.2, ports: {http-alt: 18000}, labels: {app: httpbin}}")}
+${SE("grpc", "{number: 7070, name: grpc, protocol: GRPC}", "{address: 10.0.3.1, labels: {app: grpc}}")}
+${SE("hashed", "{number: 80, name: http, protocol: HTTP}", "{address: 10.0.4.1}, {address: 10.0.4.2}, {address: 10.0.4.3}, {address: 10.0.4.4}")}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external, namespace: default}
+spec:
+  hosts: [api.example.com]
+  location: MESH_EXTERNAL
+  ports: [{number: 443, name: https, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 192.0.2.10}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    connectionPool: {tcp: {maxConnections: 10, connectTimeout: 2s}, http: {http1MaxPendingRequests: 5, http2MaxRequests: 50, maxRetries: 4, idleTimeout: 30s, maxRequestsPerConnection: 100}}
+    outlierDetection: {consecutive5xxErrors: 3, interval: 2s, baseEjectionTime: 45s, maxEjectionPercent: 50}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {simple: RANDOM}}}
+  - {name: v3, labels: {version: v3}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: hashed, namespace: default}
+spec:
+  host: hashed
+  trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user, minimumRingSize: 64}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings, namespace: default}
+spec:
+  host: ratings
+  trafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: session, path: /, ttl: 60s}, maglev: {tableSize: 251}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: external, namespace: default}
+spec:
+  host: api.example.com
+  trafficPolicy: {tls: {mode: SIMPLE, sni: api.example.com}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - name: jason
+    match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}, headers: {request: {set: {x-canary: "yes"}}}}]
+    headers: {response: {add: {x-served-by: reviews}, remove: [server]}}
+  - name: not-mobile
+    match: [{uri: {prefix: /api}, withoutHeaders: {user-agent: {prefix: mobile}}}]
+    rewrite: {uri: /v2/api}
+    timeout: 3s
+    retries: {attempts: 4, perTryTimeout: 500ms, retryOn: "5xx,gateway-error,503"}
+    route: [{destination: {host: reviews, subset: v3}}]
+  - name: regex
+    match: [{uri: {regex: "/items/[0-9]+"}, method: {exact: GET}}, {queryParams: {id: {regex: "[0-9]+"}}}]
+    rewrite: {uriRegexRewrite: {match: "^/items/([0-9]+)$", rewrite: "/item?id=\\\\1"}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - name: faulty
+    match: [{uri: {exact: /fault}}]
+    fault: {delay: {fixedDelay: 2s, percentage: {value: 25}}, abort: {httpStatus: 503, percentage: {value: 10}}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - name: moved
+    match: [{uri: {prefix: /old}}]
+    redirect: {uri: /new, authority: reviews.default.svc.cluster.local, redirectCode: 308}
+  - name: teapot
+    match: [{uri: {prefix: /tea}, authority: {prefix: reviews}}]
+    directResponse: {status: 418, body: {string: "short and stout"}}
+  - name: canary
+    route:
+    - {destination: {host: reviews, subset: v1}, weight: 90}
+    - {destination: {host: reviews, subset: v3}, weight: 10}
+    mirror: {host: ratings}
+    mirrorPercentage: {value: 50}
+    corsPolicy:
+      allowOrigins: [{exact: "https://example.com"}, {regex: "https://.*\\\\.example\\\\.org"}]
+      allowMethods: [GET, POST]
+      allowHeaders: [x-user]
+      maxAge: 24h
+      allowCredentials: true
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin, namespace: default}
+spec:
+  hosts: [httpbin]
+  http:
+  - match: [{port: 8000}]
+    route: [{destination: {host: httpbin, port: {number: 8000}}}]
+    headers: {request: {set: {host: httpbin.internal}}}
+  - match: [{headers: {x-hash: {}}}]
+    route: [{destination: {host: hashed}}]
+  - route: [{destination: {host: httpbin, port: {number: 80}}, weight: 70}, {destination: {host: ratings, port: {number: 9080}}, weight: 30}]
+`;
+
+const CONFIGS: [string, string][] = [
+  ["the quickstart", readFileSync(new URL("../../examples/quickstart/mesh.yaml", import.meta.url), "utf8")],
+  ["features across routes and clusters", RICH],
+];
+
+/** The file path's config, and the same config as the sidecar has it after the control plane's xDS. */
+function bothPaths(text: string): { files: CompiledConfig; xds: CompiledConfig } {
+  const files = requireConfig(loadConfigText("mesh.yaml", text));
+  // The control plane compiles the proxy's class with every cluster, as istiod does.
+  const generated = new ProxyResources(compile(files.model!, undefined, { everyCluster: true, digests: false }), "sidecar");
+  expect(generated.diagnostics).toEqual([]);
+  const set = new ResourceSet();
+  for (const type of SIDECAR_TYPES) set.apply(type, [...generated.all(type)].map((r) => r.any), [], true, "1");
+  expect(set.warm()).toBe(true);
+  return { files, xds: set.build(files.settings) };
+}
+
+/** Header edits as what they do: an empty set of operations is none. */
+function edits(h: HeadersModel | undefined): unknown {
+  const ops = (o: HeaderOperations | undefined): HeaderOperations | undefined => (o && o.set.length + o.add.length + o.remove.length > 0 ? o : undefined);
+  const request = ops(h?.request);
+  const response = ops(h?.response);
+  return request || response || h?.hostRewrite !== undefined ? { request, response, hostRewrite: h?.hostRewrite } : undefined;
+}
+
+/** Everything a decision leads to, by name: what the request does, independent of indices. */
+function outcome(config: CompiledConfig, d: Decision): unknown {
+  const cluster = d.cluster >= 0 ? config.clusters[d.cluster] : undefined;
+  const starts = clusterEndpointStarts(config.table);
+  const endpoint = cluster && d.endpoint >= 0 ? cluster.endpoints[d.endpoint - starts[d.cluster]!] : undefined;
+  const route = d.route >= 0 ? config.routes[d.route] : undefined;
+  const regex = (program: number): string => config.table.hostRegexes![program]!.pattern;
+  return {
+    code: d.code < 0 ? d.code : "route",
+    vhost: d.vhost >= 0 ? config.table.virtualHosts[d.vhost]!.name : undefined,
+    entry: d.entry >= 0 ? config.entries[d.entry]!.name : undefined,
+    route: route && {
+      timeoutMs: route.timeoutMs,
+      headers: edits(route.headers && { ...route.headers, hostRewrite: undefined }),
+      // Istio's host rewrite by a `host` header set is Envoy's host_rewrite_literal, the same rewrite.
+      authority: route.rewrite?.authority ?? route.headers?.hostRewrite,
+      uri: route.rewrite?.uri,
+      uriRegex: route.rewrite?.uriRegex && { pattern: regex(route.rewrite.uriRegex.program), rewrite: route.rewrite.uriRegex.rewrite },
+      action: route.action,
+      fault: route.fault,
+      cors: route.cors && { ...route.cors, allowOrigins: route.cors.allowOrigins.map((o) => ({ kind: o.kind, value: o.value })) },
+      // A redirect or a direct response never goes upstream: its retry policy does nothing (Envoy's has none).
+      retry: route.action.kind === "forward" ? route.retry : undefined,
+      mirrors: route.mirrors.map((m) => ({ cluster: config.clusters[m.cluster]?.name, percent: m.percent })),
+    },
+    destinationHeaders: d.dest >= 0 ? edits(config.destinations[d.dest]?.headers) : undefined,
+    cluster: cluster && {
+      name: cluster.name,
+      host: cluster.host,
+      namespace: cluster.serviceNamespace,
+      http2: cluster.http2,
+      passthrough: cluster.passthrough,
+      // Without an SNI or SANs, Istio names the host (istiod writes it out): the same check.
+      policy: { ...cluster.policy, tls: cluster.policy.tls && { ...cluster.policy.tls, sni: cluster.policy.tls.sni ?? cluster.host, subjectAltNames: cluster.policy.tls.subjectAltNames.length > 0 ? cluster.policy.tls.subjectAltNames : [cluster.policy.tls.sni ?? cluster.host] } },
+      healthCheck: cluster.healthCheck && { ...cluster.healthCheck, host: undefined, port: undefined },
+      endpoints: cluster.endpoints,
+    },
+    endpoint,
+  };
+}
+
+function corpus(configs: CompiledConfig[]): fc.Arbitrary<{ request: RouteRequest; random: number }> {
+  const authorities = new Set<string>(["unknown.example", "reviews:1234"]);
+  const paths = new Set<string>(["/", "/x"]);
+  const headers = new Map<string, Set<string>>([["end-user", new Set(["jason", "bob"])], ["user-agent", new Set(["mobile-app", "curl"])], ["x-user", new Set(["a", "b", "c"])], ["cookie", new Set(["session=1", "session=2"])]]);
+  for (const c of configs) {
+    for (const vh of c.table.virtualHosts) for (const d of vh.domains) authorities.add(d);
+    for (const e of c.table.entries) {
+      if (e.uri) {
+        paths.add(e.uri.value);
+        paths.add(`${e.uri.value}/1`);
+      }
+      for (const cond of e.conditions) if (cond.source === "header") (headers.get(cond.name) ?? headers.set(cond.name, new Set()).get(cond.name)!).add(cond.value);
+    }
+  }
+  paths.add("/items/42");
+  const headerValue = (name: string): fc.Arbitrary<string | undefined> => fc.option(fc.constantFrom(...headers.get(name)!), { nil: undefined });
+  const headerRecord = fc.record(Object.fromEntries([...headers.keys()].map((n) => [n, headerValue(n)])));
+  return fc.record({
+    authority: fc.constantFrom(...authorities),
+    path: fc.constantFrom(...paths),
+    query: fc.constantFrom(undefined, "id=7", "id=x"),
+    method: fc.constantFrom("GET", "POST"),
+    headers: headerRecord,
+    random: fc.integer({ min: 0, max: 0xffffffff }),
+  }).map(({ authority, path, query, method, headers: h, random }) => ({
+    request: { method, authority, path, query, scheme: "http", header: (n: string) => (h as Record<string, string | undefined>)[n], remoteAddress: "10.1.1.1" },
+    random,
+  }));
+}
+
+describe("a config served from files and the same config over xDS", () => {
+  for (const [name, text] of CONFIGS) {
+    it(`decide and act alike: ${name}`, () => {
+      const { files, xds } = bothPaths(text);
+      const matcher = (c: CompiledConfig): ReferenceMatcher => new ReferenceMatcher(c.table, new Array<number>(clusterEndpointStarts(c.table).at(-1)!).fill(0));
+      const fromFiles = matcher(files);
+      const fromXds = matcher(xds);
+      const reached = new Set<number>();
+      fc.assert(
+        fc.property(corpus([files, xds]), ({ request, random }) => {
+          const a = emptyDecision();
+          const b = emptyDecision();
+          fromFiles.decide(request, random, a);
+          fromXds.decide(request, random, b);
+          expect(outcome(xds, b)).toEqual(outcome(files, a));
+          reached.add(a.entry);
+        }),
+        { numRuns: 2000 },
+      );
+      // The corpus is worth something only if it reaches every route of the config.
+      expect(files.entries.filter((_, i) => !reached.has(i)).map((e) => e.name)).toEqual([]);
+      expect(xds.settings.outboundTrafficPolicy).toBe(files.settings.outboundTrafficPolicy);
+    });
+  }
+});
