@@ -8,11 +8,20 @@ import { logDiagnostics } from "./config/watch.js";
 import { explain } from "./explain.js";
 import { startProxy } from "./proxy/server.js";
 import { runQuickstart } from "./quickstart.js";
+import type { Settings } from "./config/model.js";
+import { defaultSettings } from "./config/settings.js";
+import { xdsStartingConfig } from "./xds/starting-config.js";
+import { nodeIdentity, parseLabels, type NodeIdentity } from "./xds/node-identity.js";
 
 const HELP = `instio: a service-mesh sidecar proxy configured with Istio YAML
 
 Usage:
   instio proxy --config PATH          serve PATH (a YAML file or directory); reloads on change
+  instio proxy --xds HOST:PORT [--config SETTINGS] [--pod-name P] [--namespace NS] [--ip IP]
+               [--service-account SA] [--labels a=b,c=d] [--cluster-id ID]
+                                      take routes, clusters and endpoints from a control plane (ADS);
+                                      identity from the flags, else POD_NAME, POD_NAMESPACE, INSTANCE_IP,
+                                      SERVICE_ACCOUNT, ISTIO_META_* as Istio's injector sets them
   instio validate PATH                check PATH; lists every error, exits 1 if any
   instio explain --config PATH 'METHOD URL' [-H 'name: value' ...]
                                       show the route decision for one request
@@ -31,6 +40,21 @@ Examples:
   instio explain --config examples/quickstart 'GET http://reviews:9080/reviews/1' -H 'end-user: jason'
   curl -x http://127.0.0.1:15001 http://reviews:9080/reviews/1   (the proxy as an explicit HTTP proxy)
 `;
+
+/**
+ * The settings a proxy fed by xDS starts from: those of --config (a ProxySettings document; any Istio
+ * resources there are ignored, the control plane's win), or the defaults.
+ */
+function xdsSettings(path: string | undefined): Settings {
+  if (!path) return defaultSettings();
+  const result = loadConfigPath(path);
+  logDiagnostics(result.diagnostics, (l) => process.stderr.write(`${l}\n`));
+  const loaded = requireConfig(result);
+  const m = loaded.model!;
+  const ignored = m.services.length + m.virtualServices.length + m.destinationRules.length + m.workloadEntries.length + m.sidecars.length + m.gateways.length;
+  if (ignored > 0) process.stderr.write(`instio: ${path}: ${ignored} Istio resources ignored; with --xds the control plane configures routes, clusters and endpoints\n`);
+  return loaded.settings;
+}
 
 function fail(message: string): never {
   process.stderr.write(`instio: ${message}\n`);
@@ -98,11 +122,37 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case "proxy": {
-      const { values } = parseArgs({ args: rest, options: { config: { type: "string", short: "c" } } });
-      if (!values.config) fail("proxy needs --config PATH");
-      const result = loadConfigPath(values.config);
-      logDiagnostics(result.diagnostics, (l) => process.stderr.write(`${l}\n`));
-      const proxy = await startProxy({ config: requireConfig(result), configPath: values.config, onExit: (code) => process.exit(code) });
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          config: { type: "string", short: "c" },
+          xds: { type: "string" },
+          "pod-name": { type: "string" },
+          namespace: { type: "string" },
+          ip: { type: "string" },
+          "service-account": { type: "string" },
+          labels: { type: "string" },
+          "cluster-id": { type: "string" },
+        },
+      });
+      if (!values.config && !values.xds) fail("proxy needs --config PATH or --xds HOST:PORT");
+      let proxy: Awaited<ReturnType<typeof startProxy>>;
+      if (values.xds) {
+        if (!/^[^\s:]+:\d+$/.test(values.xds) && !/^\[[0-9a-fA-F:]+\]:\d+$/.test(values.xds)) fail(`--xds must be HOST:PORT, got "${values.xds}"`);
+        let node: NodeIdentity;
+        try {
+          node = nodeIdentity({ podName: values["pod-name"], namespace: values.namespace, ip: values.ip, serviceAccount: values["service-account"], labels: values.labels === undefined ? undefined : parseLabels(values.labels), clusterId: values["cluster-id"] });
+        } catch (err) {
+          return fail((err as Error).message);
+        }
+        const config = xdsStartingConfig(xdsSettings(values.config), node);
+        proxy = await startProxy({ config, xds: { address: values.xds, node }, onExit: (code) => process.exit(code) });
+        process.stderr.write(`instio: node ${node.id}, control plane ${values.xds}; ready once its first complete config is applied\n`);
+      } else {
+        const result = loadConfigPath(values.config!);
+        logDiagnostics(result.diagnostics, (l) => process.stderr.write(`${l}\n`));
+        proxy = await startProxy({ config: requireConfig(result), configPath: values.config, onExit: (code) => process.exit(code) });
+      }
       process.stderr.write(
         `instio: outbound ${proxy.outbound.address}:${proxy.outbound.port} (${proxy.outbound.engine})` +
           (proxy.inbound ? `, inbound ${proxy.inbound.address}:${proxy.inbound.port} (${proxy.inbound.engine})` : "") +

@@ -22,6 +22,8 @@ function describeUpdate(s: Snapshot): string {
 
 export class ConfigUpdates {
   readonly stats = { applied: 0, rejected: 0 };
+  /** Why the last rejected update was rejected, in one line (an xDS NACK carries it back). */
+  lastRejection = "";
 
   constructor(
     private readonly holder: SnapshotHolder,
@@ -59,6 +61,7 @@ export class ConfigUpdates {
   /** An update that cannot be served: logged with its origin and counted; the serving snapshot stays. */
   reject(origin: string, diagnostics: readonly ConfigDiagnostic[], reason?: string): undefined {
     this.stats.rejected++;
+    this.lastRejection = [...diagnostics.filter((d) => d.severity === "error").map(formatDiagnostic), ...(reason ? [reason] : [])].join("; ");
     this.telemetry.metrics.configReloads.inc({ result: "rejected" });
     for (const d of diagnostics) this.logger.error(`config (${origin}): ${formatDiagnostic(d)}`);
     this.logger.error(`config (${origin}): rejected${reason ? `, ${reason}` : ""}; still serving version ${this.holder.current.version}`);

@@ -28,11 +28,16 @@ import { handleRequest } from "../pipeline/route.js";
 import type { ListenerRuntime } from "../listeners/listener-runtime.js";
 import type { PipelineOptions } from "../pipeline/options.js";
 import { SnapshotHolder } from "./snapshot.js";
+import type { XdsClient } from "../xds/ads-client.js";
+import type { NodeIdentity } from "../xds/node-identity.js";
 
 export interface ProxyOptions {
+  /** The config to serve; with `xds`, only its settings are used until the control plane's first config is applied. */
   config: CompiledConfig;
   /** Watched for changes when given. */
   configPath?: string;
+  /** Take routes, clusters, endpoints and listeners from this control plane (ADS) instead of the config's resources. */
+  xds?: { address: string; node: NodeIdentity; backoff?: { baseMs: number; maxMs: number } };
   /** Where the proxy's own log lines go (stderr by default). */
   log?: (line: string) => void;
   /** Called after a shutdown has closed everything (the CLI ends the process here). */
@@ -46,6 +51,8 @@ export interface RunningProxy {
   admin: Listener;
   agentPorts: Listener[];
   watcher: ConfigWatcher | undefined;
+  /** The ADS client, with `xds`. */
+  xds: XdsClient | undefined;
   telemetry: Telemetry;
   lifecycle: Lifecycle;
   /** Config updates applied and rejected, from every producer (file reloads, DNS). */
@@ -121,6 +128,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     if (closed) return;
     closed = true;
     watcher?.stop();
+    xds?.stop();
     dns.stop();
     pipeline.streamIdle.stop();
     await Promise.all([bound.outbound?.close(), bound.inbound?.close(), admin.close(), ...agentPorts.map((l) => l.close()), ...tcpListeners.map((l) => l.close()), ...gatewayPorts.map((l) => l.close())]);
@@ -163,6 +171,25 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     tcpListeners.push(await listenTcp(l.address, l.port, current));
     logger.info(`instio: TCP ${l.address}:${l.port}`);
   }
+  /** Over xDS, TCP listeners come and go with LDS: bind the new ports, close the ones gone. */
+  const syncTcpListeners = async (config: CompiledConfig): Promise<void> => {
+    const wanted = new Set(config.tcpListeners.map((l) => `${l.address}:${l.port}`));
+    for (const l of [...tcpListeners]) {
+      if (wanted.has(`${l.address}:${l.port}`)) continue;
+      tcpListeners.splice(tcpListeners.indexOf(l), 1);
+      await l.close();
+      logger.info(`instio: TCP ${l.address}:${l.port} closed (its listener is gone)`);
+    }
+    for (const l of config.tcpListeners) {
+      if (tcpListeners.some((t) => t.address === l.address && t.port === l.port)) continue;
+      try {
+        tcpListeners.push(await listenTcp(l.address, l.port, current));
+        logger.info(`instio: TCP ${l.address}:${l.port}`);
+      } catch (err) {
+        logger.error(`instio: TCP listener ${l.address}:${l.port} cannot bind: ${(err as Error).message}`);
+      }
+    }
+  };
 
   if (settings.inbound) {
     const app = settings.inbound;
@@ -214,7 +241,27 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     };
     watcher.start();
   }
-  lifecycle.markLive();
+  let xds: XdsClient | undefined;
+  if (options.xds) {
+    // Readiness stays 503 until the control plane's first complete config is applied, as Envoy's
+    // PRE_INITIALIZING lasts until its listeners and clusters are warm.
+    const origin = `xds ${options.xds.address}`;
+    // Loaded only here: a proxy configured by files does not pay for gRPC and Envoy's protos at start-up.
+    const { XdsClient } = await import("../xds/ads-client.js");
+    xds = new XdsClient({
+      ...options.xds,
+      logger,
+      metrics: telemetry.metrics,
+      apply: (resources, endpointsOnly) => {
+        const s = updates.apply(origin, () => (endpointsOnly ? resources.withEndpoints(current.current.config) : resources.build(settings)));
+        if (!s) return `the proxy cannot serve this config: ${updates.lastRejection}`;
+        void syncTcpListeners(s.config);
+        lifecycle.markLive();
+        return undefined;
+      },
+    });
+    xds.start();
+  } else lifecycle.markLive();
 
-  return { holder: current, outbound, inbound: bound.inbound, admin, agentPorts, watcher, telemetry, lifecycle, updates, close: closeAll };
+  return { holder: current, outbound, inbound: bound.inbound, admin, agentPorts, watcher, xds, telemetry, lifecycle, updates, close: closeAll };
 }

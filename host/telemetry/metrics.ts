@@ -68,6 +68,10 @@ export class ProxyMetrics {
   readonly configReloads: Counter<"result">;
   readonly internalErrors: Counter;
   readonly configVersion: Gauge;
+  /** The xDS client: connected to the control plane (Envoy's control_plane.connected_state), and each response's fate. */
+  readonly xdsConnected: Gauge;
+  readonly xdsUpdates: Counter<"type" | "result">;
+  readonly xdsReconnects: Counter;
   readonly downstreamRqActive: Gauge<"listener">;
 
   constructor(sources: GaugeSources) {
@@ -111,6 +115,9 @@ export class ProxyMetrics {
     for (const stat of BREAKER_GAUGES) gauge(`envoy_cluster_circuit_breakers_default_${stat}`, `Envoy's circuit_breakers.default.${stat}, per cluster`, (c) => c.breaker[stat] ?? 0);
     this.configReloads = new Counter({ name: "instio_config_reloads_total", help: "Config reloads by result (applied, rejected)", labelNames: ["result"], registers: r });
     this.internalErrors = new Counter({ name: "instio_internal_errors_total", help: "Requests answered 500 because of a bug in the proxy (each one is logged)", registers: r });
+    this.xdsConnected = new Gauge({ name: "envoy_control_plane_connected_state", help: "1 while the ADS stream to the control plane is up (only with --xds)", registers: r });
+    this.xdsUpdates = new Counter({ name: "instio_xds_updates_total", help: "xDS responses by type (lds, rds, cds, eds) and result (applied: ACKed; rejected: NACKed)", labelNames: ["type", "result"], registers: r });
+    this.xdsReconnects = new Counter({ name: "instio_xds_reconnects_total", help: "ADS streams opened again after the control plane went away", registers: r });
     this.configVersion = new Gauge({
       name: "instio_config_version",
       help: "Version of the config being served",

@@ -64,13 +64,23 @@ export class ResourceSet implements XdsResources {
     return this.endpoints;
   }
 
+  /** Names the control plane said it does not have (delta's removed_resources): known to be missing, not awaited. */
+  private readonly absent = new Map<string, Set<string>>();
+
+  private absentOf(typeUrl: string): Set<string> {
+    let set = this.absent.get(typeUrl);
+    if (!set) this.absent.set(typeUrl, (set = new Set()));
+    return set;
+  }
+
   /**
    * Applies one response: `resources` added or updated; `removed` names gone
-   * (`replaceAll`: state of the world, where what is not listed is gone, for
-   * listeners and clusters). Translates everything before changing anything:
-   * throws Rejected, and keeps the previous resources, when one cannot be served.
+   * (`replaceAll`: state of the world, where listeners and clusters not listed
+   * are gone). Translates everything before changing anything: throws Rejected,
+   * and keeps the previous resources, when one cannot be served. Returns what
+   * puts the previous resources back (the proxy may still refuse the result).
    */
-  apply(typeUrl: string, resources: readonly AnyMessage[], removed: readonly string[], replaceAll: boolean, version: string): void {
+  apply(typeUrl: string, resources: readonly AnyMessage[], removed: readonly string[], replaceAll: boolean, version: string): () => void {
     const translated = resources.map((any, i) => ({ any, ...translate(typeUrl, any, i) }));
     const seen = new Set<string>();
     for (const t of translated) {
@@ -80,18 +90,40 @@ export class ResourceSet implements XdsResources {
     const map = this.mapOf(typeUrl);
     let raw = this.raw.get(typeUrl);
     if (!raw) this.raw.set(typeUrl, (raw = new Map()));
-    // SotW: listeners and clusters not listed are gone; routes and endpoints are only what was asked for, and stay.
+    const before = { map: new Map(map), raw: new Map(raw), absent: new Set(this.absentOf(typeUrl)), received: this.received.has(typeUrl), version: this.versions.get(typeUrl) };
     const gone = replaceAll && (typeUrl === LISTENER_TYPE || typeUrl === CLUSTER_TYPE) ? [...map.keys()].filter((n) => !seen.has(n)) : removed;
+    const absent = this.absentOf(typeUrl);
     for (const name of gone) {
       map.delete(name);
       raw.delete(name);
+      absent.add(name);
     }
     for (const t of translated) {
       map.set(t.name, t.value);
       raw.set(t.name, t.any);
+      absent.delete(t.name);
     }
     this.received.add(typeUrl);
     this.versions.set(typeUrl, version);
+    return () => {
+      map.clear();
+      for (const [k, v] of before.map) map.set(k, v);
+      this.raw.set(typeUrl, before.raw);
+      this.absent.set(typeUrl, before.absent);
+      if (!before.received) this.received.delete(typeUrl);
+      if (before.version === undefined) this.versions.delete(typeUrl);
+      else this.versions.set(typeUrl, before.version);
+    };
+  }
+
+  /** Resources no longer subscribed to: dropped (a SotW server does not say they are gone). */
+  forget(typeUrl: string, names: readonly string[]): void {
+    const map = this.mapOf(typeUrl);
+    for (const n of names) {
+      map.delete(n);
+      this.raw.get(typeUrl)?.delete(n);
+      this.absent.get(typeUrl)?.delete(n);
+    }
   }
 
   /** The route configurations the listeners use (RDS names to subscribe to). */
@@ -115,7 +147,8 @@ export class ResourceSet implements XdsResources {
    */
   warm(): boolean {
     if (!this.received.has(CLUSTER_TYPE) || !this.received.has(LISTENER_TYPE)) return false;
-    return this.endpointNames().every((n) => this.endpoints.has(n)) && this.routeNames().every((n) => this.routes.has(n));
+    const known = (type: string, map: ReadonlyMap<string, unknown>) => (n: string) => map.has(n) || this.absent.get(type)?.has(n) === true;
+    return this.endpointNames().every(known(ENDPOINT_TYPE, this.endpoints)) && this.routeNames().every(known(ROUTE_TYPE, this.routes));
   }
 
   build(settings: Settings): CompiledConfig {

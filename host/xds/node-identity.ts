@@ -1,0 +1,97 @@
+// Who this sidecar is, told to the control plane as pilot-agent tells istiod:
+// the node id sidecar~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local and Istio's
+// node metadata (pkg/model/proxy.go NodeMetadata), from flags or from the
+// environment Istio's injector sets (POD_NAME, POD_NAMESPACE, INSTANCE_IP,
+// SERVICE_ACCOUNT, ISTIO_META_*).
+
+import { readFileSync } from "node:fs";
+import { jsonToStruct } from "../envoy/protos.js";
+
+export interface NodeIdentityInput {
+  podName?: string;
+  namespace?: string;
+  ip?: string;
+  serviceAccount?: string;
+  labels?: Record<string, string>;
+  clusterId?: string;
+}
+
+export interface NodeIdentity {
+  id: string;
+  /** Envoy's node.cluster: the workload's service cluster, as pilot-agent names it (APP.NAMESPACE). */
+  cluster: string;
+  namespace: string;
+  podName: string;
+  ip: string;
+  labels: Record<string, string>;
+  metadata: Record<string, unknown>;
+}
+
+/** instio's version, as ISTIO_VERSION in the metadata (the control plane's proxy-status shows it). */
+export function instioVersion(): string {
+  // host/xds/ from the sources, dist/host/xds/ once built: the package's root is two or three levels up.
+  for (const up of ["../../package.json", "../../../package.json"]) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "instio" && pkg.version) return pkg.version;
+    } catch {
+      // not there
+    }
+  }
+  return "unknown";
+}
+
+/** ISTIO_META_FOO_BAR=x → FOO_BAR: x, as pilot-agent copies them into the metadata. */
+function istioMetaFromEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (k.startsWith("ISTIO_META_") && v !== undefined) out[k.slice("ISTIO_META_".length)] = v;
+  return out;
+}
+
+/** Labels given as "a=b,c=d" (ISTIO_METAJSON_LABELS carries JSON instead). */
+export function parseLabels(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of text.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new Error(`label "${pair}" is not NAME=VALUE`);
+    out[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return out;
+}
+
+export function nodeIdentity(input: NodeIdentityInput, env: NodeJS.ProcessEnv = process.env): NodeIdentity {
+  const namespace = input.namespace ?? env.POD_NAMESPACE ?? "default";
+  const podName = input.podName ?? env.POD_NAME ?? env.HOSTNAME ?? "instio";
+  const ip = input.ip ?? env.INSTANCE_IP ?? "127.0.0.1";
+  const meta = istioMetaFromEnv(env);
+  let labels = input.labels;
+  if (!labels && env.ISTIO_METAJSON_LABELS) {
+    try {
+      labels = JSON.parse(env.ISTIO_METAJSON_LABELS) as Record<string, string>;
+    } catch {
+      throw new Error("ISTIO_METAJSON_LABELS is not JSON");
+    }
+  }
+  labels ??= {};
+  const serviceAccount = input.serviceAccount ?? env.SERVICE_ACCOUNT ?? "default";
+  const clusterId = input.clusterId ?? meta.CLUSTER_ID ?? "Kubernetes";
+  const metadata: Record<string, unknown> = {
+    ...meta,
+    NAMESPACE: namespace,
+    NAME: podName,
+    INSTANCE_IPS: ip,
+    SERVICE_ACCOUNT: serviceAccount,
+    LABELS: labels,
+    CLUSTER_ID: clusterId,
+    ISTIO_VERSION: meta.ISTIO_VERSION ?? instioVersion(),
+    // What this proxy is: the control plane answers with the sidecar generator.
+    INSTIO: "true",
+  };
+  const app = labels.app ?? labels["app.kubernetes.io/name"] ?? podName;
+  return { id: `sidecar~${ip}~${podName}.${namespace}~${namespace}.svc.cluster.local`, cluster: `${app}.${namespace}`, namespace, podName, ip, labels, metadata };
+}
+
+/** The envoy.config.core.v3.Node the ADS requests carry. */
+export function nodeMessage(node: NodeIdentity): Record<string, unknown> {
+  return { id: node.id, cluster: node.cluster, metadata: jsonToStruct(node.metadata), user_agent_name: "instio", user_agent_version: String(node.metadata.ISTIO_VERSION) };
+}
