@@ -26,9 +26,10 @@ interface Translated {
 }
 
 function translate(typeUrl: string, any: AnyMessage, index: number): Translated {
-  const r = MessageReader.ofAny(any, "", [typeUrl]);
-  const name = r.peek("name") ?? r.peek("cluster_name") ?? `#${index}`;
+  let name = `#${index}`;
   try {
+    const r = MessageReader.ofAny(any, "", [typeUrl]);
+    name = r.peek("name") ?? r.peek("cluster_name") ?? name;
     switch (typeUrl) {
       case LISTENER_TYPE:
         return { name, value: readListener(r) };

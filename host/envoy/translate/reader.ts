@@ -21,6 +21,9 @@ export class Unsupported extends Error {
 
 type Obj = Record<string, unknown>;
 
+/** The longest timer Node keeps (about 24.8 days). */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+
 export class MessageReader {
   private readonly read = new Set<string>();
 
@@ -34,6 +37,7 @@ export class MessageReader {
 
   /** Decodes an Any (by its type URL) into a reader; `expected` type URLs only. */
   static ofAny(any: AnyMessage, path: string, expected?: readonly string[]): MessageReader {
+    if (typeof any.type_url !== "string" || any.type_url === "") throw new Unsupported(path, "an Any without a type_url");
     if (expected && !expected.includes(any.type_url)) throw new Unsupported(path, `type ${any.type_url.replace(TYPE_PREFIX, "")} is not supported here (expected ${expected.map((t) => t.replace(TYPE_PREFIX, "")).join(" or ")})`);
     let type: protobuf.Type;
     try {
@@ -120,7 +124,10 @@ export class MessageReader {
     const nanos = Number(d.take("nanos") ?? 0);
     d.done();
     if (seconds < 0 || nanos < 0) this.fail(key, "a negative duration");
-    return seconds * 1000 + nanos / 1e6;
+    const ms = seconds * 1000 + nanos / 1e6;
+    // Node's timers hold at most 2^31-1 ms; a longer one would fire at once.
+    if (!(ms <= MAX_DURATION_MS)) this.fail(key, `durations over ${MAX_DURATION_MS / 86_400_000} days are not supported`);
+    return ms;
   }
 
   obj(key: string): MessageReader | undefined {

@@ -6,6 +6,7 @@
 // assembled (assemble.ts), where they become indices.
 
 import { NO_RETRY } from "../../config/compile.js";
+import { compilePattern, parseRewriteTemplate, type RegexMode } from "../../core/regex/program.js";
 import type { CorsModel, FaultModel, HeaderOperations, HeadersModel, RegexRewriteModel, RetryConditions, RetryPolicyModel, RouteActionModel } from "../../config/model.js";
 import type { HashKeySource } from "../../config/traffic-policy.js";
 import { lowerAscii, type Condition, type StringMatch, type UriMatch } from "../../core/route-table.js";
@@ -129,7 +130,7 @@ function readMatch(r: MessageReader): MatchPart {
   let uri: UriMatch;
   if (r.has("prefix")) uri = { kind: "prefix", value: r.str("prefix")!, ignoreCase };
   else if (r.has("path")) uri = { kind: "exact", value: r.str("path")!, ignoreCase };
-  else if (r.has("safe_regex")) uri = { kind: "regex", value: regexOf(r.obj("safe_regex")!), ignoreCase };
+  else if (r.has("safe_regex")) uri = { kind: "regex", value: regexOf(r.obj("safe_regex")!).pattern, ignoreCase };
   else uri = { kind: "prefix", value: r.str("prefix") ?? "", ignoreCase };
   const out: MatchPart = { uri, method: undefined, authority: undefined, scheme: undefined, conditions: [] };
   for (const h of r.list("headers")) {
@@ -171,7 +172,7 @@ export function stringMatch(r: MessageReader): StringMatch {
   let m: StringMatch;
   if (r.has("exact")) m = { kind: "exact", value: r.str("exact")! };
   else if (r.has("prefix")) m = { kind: "prefix", value: r.str("prefix")! };
-  else if (r.has("safe_regex")) m = { kind: "regex", value: regexOf(r.obj("safe_regex")!) };
+  else if (r.has("safe_regex")) m = { kind: "regex", value: regexOf(r.obj("safe_regex")!).pattern };
   else if (r.has("suffix")) m = { kind: "regex", value: `.*${escapeRegex(r.str("suffix")!)}` };
   else if (r.has("contains")) m = { kind: "regex", value: `.*${escapeRegex(r.str("contains")!)}.*` };
   else m = { kind: "exact", value: r.str("exact") ?? "" };
@@ -183,11 +184,16 @@ function escapeRegex(s: string): string {
   return s.replace(/[\\^$.*+?()[\]{}|]/g, "\\$&");
 }
 
-function regexOf(r: MessageReader): string {
-  const regex = r.str("regex") ?? "";
+/** A RegexMatcher's pattern, checked by the RE2 engine the route core runs (an invalid one is the resource's error). */
+function regexOf(r: MessageReader, mode: RegexMode = "fullMatch"): { pattern: string; groups: number } {
+  const pattern = r.str("regex") ?? "";
   r.accept("google_re2"); // deprecated, and RE2 is what instio runs
   r.done();
-  return regex;
+  try {
+    return { pattern, groups: compilePattern(pattern, mode).groups };
+  } catch (err) {
+    throw r.error("regex", (err as Error).message);
+  }
 }
 
 function readRouteAction(r: MessageReader): Partial<XdsRoute> {
@@ -225,8 +231,12 @@ function readRouteAction(r: MessageReader): Partial<XdsRoute> {
   const regexRewrite = r.obj("regex_rewrite");
   let uriRegex: RegexRewriteModel | undefined;
   if (regexRewrite) {
-    const pattern = regexOf(regexRewrite.obj("pattern") ?? regexRewrite.fail("pattern", "a regex_rewrite needs a pattern"));
-    uriRegex = { match: pattern, rewrite: substitutionTemplate(regexRewrite.str("substitution") ?? "") };
+    const { pattern, groups } = regexOf(regexRewrite.obj("pattern") ?? regexRewrite.fail("pattern", "a regex_rewrite needs a pattern"), "search");
+    try {
+      uriRegex = { match: pattern, rewrite: parseRewriteTemplate(regexRewrite.str("substitution") ?? "", groups) };
+    } catch (err) {
+      throw regexRewrite.error("substitution", (err as Error).message);
+    }
     regexRewrite.done();
   }
   const authority = r.str("host_rewrite_literal");
@@ -251,6 +261,8 @@ function readWeightedClusters(r: MessageReader): XdsDestination[] {
   });
   r.accept("total_weight"); // deprecated: weights are relative to their sum
   r.done();
+  // Envoy's limit, and the route core's: the sum is a 32-bit running total.
+  if (clusters.reduce((sum, c) => sum + c.weight, 0) > 0xffffffff) r.fail("clusters", "the weights add up to more than 2^32-1");
   return clusters;
 }
 
@@ -349,26 +361,6 @@ export function fractionalPercent(r: MessageReader): number {
   const per = denominator === "HUNDRED" ? 100 : denominator === "TEN_THOUSAND" ? 10_000 : denominator === "MILLION" ? 1_000_000 : NaN;
   if (Number.isNaN(per)) r.fail("denominator", `${denominator} is not a denominator`);
   return Math.min(100, (numerator * 100) / per);
-}
-
-/** Envoy's substitution ("\1" for group 1, "\\" for a backslash) → RE2's template parts. */
-function substitutionTemplate(s: string): (string | number)[] {
-  const out: (string | number)[] = [];
-  let text = "";
-  for (let i = 0; i < s.length; i++) {
-    const ch = s[i]!;
-    if (ch === "\\" && i + 1 < s.length) {
-      const next = s[i + 1]!;
-      if (next >= "0" && next <= "9") {
-        if (text) out.push(text);
-        text = "";
-        out.push(Number(next));
-      } else text += next;
-      i++;
-    } else text += ch;
-  }
-  if (text) out.push(text);
-  return out;
 }
 
 const REDIRECT_STATUS: Record<string, number> = { MOVED_PERMANENTLY: 301, FOUND: 302, SEE_OTHER: 303, TEMPORARY_REDIRECT: 307, PERMANENT_REDIRECT: 308 };
