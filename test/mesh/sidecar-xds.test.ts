@@ -15,7 +15,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { loadConfigText, requireConfig } from "../../host/config/load.js";
 import { startControlPlane, type ControlPlane } from "../../host/control-plane/control-plane.js";
 import { adsServiceDefinition } from "../../host/control-plane/xds/ads-server.js";
-import { CLUSTER_TYPE, LISTENER_TYPE, packAny } from "../../host/envoy/protos.js";
+import { HCM_TYPE } from "../../host/envoy/generate/listeners.js";
+import { CLUSTER_TYPE, LISTENER_TYPE, packAny, type AnyMessage } from "../../host/envoy/protos.js";
 import { Logger } from "../../host/log.js";
 import { startProxy, type RunningProxy } from "../../host/proxy/server.js";
 import { nodeIdentity } from "../../host/xds/node-identity.js";
@@ -169,21 +170,23 @@ describe("a sidecar configured by the control plane over xDS", () => {
   });
 });
 
-/** A control plane written for the test: it sends what it is told to, and records what the sidecar answers. */
-async function scriptedControlPlane(): Promise<{ port: number; requests: Record<string, unknown>[]; send(response: object): void; close(): void }> {
+/**
+ * A control plane written for the test: it sends what it is told to, and records what the sidecar
+ * answers. It serves one protocol; the other answers UNIMPLEMENTED, as a server without it does.
+ */
+async function scriptedControlPlane(protocol: "delta" | "sotw" = "delta"): Promise<{ port: number; requests: Record<string, unknown>[]; send(response: object): void; close(): void }> {
   const requests: Record<string, unknown>[] = [];
   let stream: grpc.ServerDuplexStream<object, object> | undefined;
   const waiting: object[] = [];
   const server = new grpc.Server();
-  server.addService(adsServiceDefinition(), {
-    StreamAggregatedResources: (call: grpc.ServerDuplexStream<object, object>) => call.emit("error", { code: grpc.status.UNIMPLEMENTED, details: "not here" }),
-    DeltaAggregatedResources: (call: grpc.ServerDuplexStream<object, object>) => {
-      stream = call;
-      call.on("data", (r: Record<string, unknown>) => requests.push(r));
-      call.on("error", () => {});
-      for (const w of waiting.splice(0)) call.write(w);
-    },
-  });
+  const serve = (call: grpc.ServerDuplexStream<object, object>): void => {
+    stream = call;
+    call.on("data", (r: Record<string, unknown>) => requests.push(r));
+    call.on("error", () => {});
+    for (const w of waiting.splice(0)) call.write(w);
+  };
+  const refuse = (call: grpc.ServerDuplexStream<object, object>): boolean => call.emit("error", { code: grpc.status.UNIMPLEMENTED, details: "not here" });
+  server.addService(adsServiceDefinition(), { StreamAggregatedResources: protocol === "sotw" ? serve : refuse, DeltaAggregatedResources: protocol === "delta" ? serve : refuse });
   const port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   return {
     port,
@@ -193,6 +196,51 @@ async function scriptedControlPlane(): Promise<{ port: number; requests: Record<
   };
 }
 
+/** A STATIC cluster "static" to `port`, and an HTTP listener routing static.example there. */
+function staticResources(port: number, clusterExtra: object = {}): { cluster: AnyMessage; listener: AnyMessage } {
+  const cluster = packAny(CLUSTER_TYPE, {
+    name: "static",
+    type: "STATIC",
+    connect_timeout: { seconds: 1 },
+    load_assignment: { cluster_name: "static", endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: port } } } }] }] },
+    ...clusterExtra,
+  });
+  const listener = packAny(LISTENER_TYPE, {
+    name: "0.0.0.0_80",
+    address: { socket_address: { address: "0.0.0.0", port_value: 80 } },
+    bind_to_port: { value: false },
+    filter_chains: [{ filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: packAny(HCM_TYPE, {
+      stat_prefix: "outbound_0.0.0.0_80",
+      route_config: { name: "80", virtual_hosts: [{ name: "static", domains: ["static.example"], routes: [{ match: { prefix: "/" }, route: { cluster: "static", timeout: { seconds: 5 } } }] }] },
+      http_filters: [{ name: "envoy.filters.http.router", typed_config: packAny("type.googleapis.com/envoy.extensions.filters.http.router.v3.Router", {}) }],
+    }) }] }],
+  });
+  return { cluster, listener };
+}
+
+describe("a control plane without delta xDS", () => {
+  it("gets state of the world: versions and nonces ACKed per type, resources listed in full", { timeout: 20_000 }, async () => {
+    const up = await startUpstream("sotw");
+    cleanups.push(() => up.close());
+    const cp = await scriptedControlPlane("sotw");
+    cleanups.push(() => cp.close());
+    const proxy = await sidecar(cp.port);
+    await eventually(() => cp.requests.length >= 2, 5000, "the subscriptions");
+    expect(cp.requests.map((r) => r.type_url).sort()).toEqual([CLUSTER_TYPE, LISTENER_TYPE].sort());
+    const { cluster, listener } = staticResources(up.port);
+    cp.send({ type_url: CLUSTER_TYPE, version_info: "v1", nonce: "c1", resources: [cluster] });
+    cp.send({ type_url: LISTENER_TYPE, version_info: "v1", nonce: "l1", resources: [listener] });
+    await eventually(async () => (await ready(proxy)) === 200, 5000, "ready");
+    expect(proxy.xds!.protocol).toBe("sotw");
+    expect(cp.requests.find((r) => r.response_nonce === "c1")).toMatchObject({ type_url: CLUSTER_TYPE, version_info: "v1" });
+    expect((await get(`http://127.0.0.1:${proxy.outbound.port}`, "static.example", "/")).json().name).toBe("sotw");
+    // A listener list without the listener: it is gone (SotW lists every one), and so is its route.
+    cp.send({ type_url: LISTENER_TYPE, version_info: "v2", nonce: "l2", resources: [] });
+    await eventually(async () => (await get(`http://127.0.0.1:${proxy.outbound.port}`, "static.example", "/")).status !== 200, 5000, "the listener to go");
+    expect(cp.requests.find((r) => r.response_nonce === "l2")).toMatchObject({ version_info: "v2" });
+  });
+});
+
 describe("a response the sidecar cannot serve", () => {
   it("is NACKed with the resource's name and the field's path; the previous config keeps serving", { timeout: 20_000 }, async () => {
     const up = await startUpstream("static");
@@ -201,31 +249,8 @@ describe("a response the sidecar cannot serve", () => {
     cleanups.push(() => cp.close());
     const logs: string[] = [];
     const proxy = await sidecar(cp.port, logs);
-    const staticCluster = (name: string, extra: object = {}) => ({
-      name,
-      version: "1",
-      resource: packAny(CLUSTER_TYPE, {
-        name,
-        type: "STATIC",
-        connect_timeout: { seconds: 1 },
-        load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: up.port } } } }] }] },
-        ...extra,
-      }),
-    });
-    const httpListener = {
-      name: "0.0.0.0_80",
-      version: "1",
-      resource: packAny(LISTENER_TYPE, {
-        name: "0.0.0.0_80",
-        address: { socket_address: { address: "0.0.0.0", port_value: 80 } },
-        bind_to_port: { value: false },
-        filter_chains: [{ filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: packAny("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", {
-          stat_prefix: "outbound_0.0.0.0_80",
-          route_config: { name: "80", virtual_hosts: [{ name: "static", domains: ["static.example"], routes: [{ match: { prefix: "/" }, route: { cluster: "static", timeout: { seconds: 5 } } }] }] },
-          http_filters: [{ name: "envoy.filters.http.router", typed_config: packAny("type.googleapis.com/envoy.extensions.filters.http.router.v3.Router", {}) }],
-        }) }] }],
-      }),
-    };
+    const staticCluster = (extra: object = {}) => ({ name: "static", version: "1", resource: staticResources(up.port, extra).cluster });
+    const httpListener = { name: "0.0.0.0_80", version: "1", resource: staticResources(up.port).listener };
     const nonces = { n: 0 };
     const respond = (type: string, resources: object[]): string => {
       const nonce = `n${++nonces.n}`;
@@ -241,19 +266,19 @@ describe("a response the sidecar cannot serve", () => {
     expect(cp.requests[0]!.node).toMatchObject({ id: "sidecar~127.0.0.1~productpage-1.default~default.svc.cluster.local" });
 
     // A cluster kind instio does not run: NACKed, naming the cluster and the field.
-    const bad = await answerTo(respond(CLUSTER_TYPE, [staticCluster("static", { type: "LOGICAL_DNS" })]));
+    const bad = await answerTo(respond(CLUSTER_TYPE, [staticCluster({ type: "LOGICAL_DNS" })]));
     expect(bad.error_detail).toMatchObject({ code: 3, message: expect.stringMatching(/^static: type: LOGICAL_DNS clusters are not supported/) });
     expect(await ready(proxy)).toBe(503);
 
     // A good cluster and listener: ACKed (no error), ready, and serving.
-    expect((await answerTo(respond(CLUSTER_TYPE, [staticCluster("static")]))).error_detail).toBeUndefined();
+    expect((await answerTo(respond(CLUSTER_TYPE, [staticCluster()]))).error_detail).toBeUndefined();
     expect((await answerTo(respond(LISTENER_TYPE, [httpListener]))).error_detail).toBeUndefined();
     await eventually(async () => (await ready(proxy)) === 200, 5000, "ready");
     const url = `http://127.0.0.1:${proxy.outbound.port}`;
     expect((await get(url, "static.example", "/")).json().name).toBe("static");
 
     // A field instio would have to drop silently: NACKed with its path; the previous cluster keeps serving.
-    const unread = await answerTo(respond(CLUSTER_TYPE, [staticCluster("static", { lb_subset_config: { fallback_policy: "ANY_ENDPOINT" } })]));
+    const unread = await answerTo(respond(CLUSTER_TYPE, [staticCluster({ lb_subset_config: { fallback_policy: "ANY_ENDPOINT" } })]));
     expect(unread.error_detail).toMatchObject({ message: "static: lb_subset_config: is not supported by instio" });
     expect((await get(url, "static.example", "/")).json().name).toBe("static");
     expect(logs.some((l) => l.includes("cds update rejected (NACK), still serving the previous config"))).toBe(true);
