@@ -5,7 +5,10 @@
 //   - the same config applied as a route change (RDS): a new core from an
 //     image encoded ahead of time, the clusters attached to it (what every
 //     update cost before the cluster manager);
-//   - a route update in a 10 000-route table, the same way.
+//   - a route update in a 10 000-route table, the same way;
+//   - over xDS (the sidecar fed by the control plane): an EDS update of a
+//     1 000-endpoint cluster and an RDS update of a 1 000-route table, each
+//     decoded and translated, assembled and swapped on the serving thread.
 // Compiling (and encoding the image) happens on the config worker thread for
 // file reloads; its time is printed apart, since requests do not wait for it.
 
@@ -20,9 +23,14 @@ import type { ListenerRuntime } from "../host/listeners/listener-runtime.js";
 import { SnapshotHolder } from "../host/proxy/snapshot.js";
 import { Telemetry } from "../host/telemetry/telemetry.js";
 import { benchMesh } from "./mesh.js";
+import { compile } from "../host/config/compile.js";
+import { ProxyResources } from "../host/envoy/generate/resources.js";
+import { ENDPOINT_TYPE, ROUTE_TYPE, type AnyMessage } from "../host/envoy/protos.js";
+import { ResourceSet, SIDECAR_TYPES } from "../host/xds/resource-set.js";
 
 const ENDPOINTS = 1000;
 const ROUTES = 10_000;
+const XDS_ROUTES = 1000;
 const ROUNDS = Number(process.env.UPDATE_ROUNDS ?? 40);
 
 function endpointsYaml(count: number, shift: number): string {
@@ -58,10 +66,15 @@ ${routes}  - route: [{destination: {host: big}}]
 /** Each config's image as the worker encoded it: a swap takes it from the config, the bench puts it back. */
 const images = new Map<CompiledConfig, CompiledConfig["image"]>();
 
-/** Loads `yaml` as the config worker would (with its image encoded), timing it. */
-function load(yaml: string): { config: CompiledConfig; ms: number } {
+function writeTemp(yaml: string): string {
   const dir = mkdtempSync(join(tmpdir(), "instio-updates-"));
   writeFileSync(join(dir, "mesh.yaml"), yaml);
+  return dir;
+}
+
+/** Loads `yaml` as the config worker would (with its image encoded), timing it. */
+function load(yaml: string): { config: CompiledConfig; ms: number } {
+  const dir = writeTemp(yaml);
   const t = performance.now();
   const config = requireConfig(loadConfigPath(dir));
   config.image = encodeImageFor(config.table);
@@ -114,10 +127,56 @@ function main(): void {
   rows.push([`route update, ${ROUTES}-route table`, summary(timeSwaps(holder2, routesA.config, routesB.config, "routes")), `${routesB.ms.toFixed(0)} ms`]);
   rows.push([`endpoint update beside a ${ROUTES}-route table`, summary(timeSwaps(holder2, routesA.config, routesEndpoints.config, "endpoints")), `${routesEndpoints.ms.toFixed(0)} ms`]);
 
+  rows.push(...xdsRows(mesh, telemetry));
+
   console.log(`Serving-thread cost of a config update (holder.swap with its telemetry binding), ${ROUNDS} alternating updates each; compile = parse, validate, compile and encode on the config worker.\n`);
   console.log("| update | serving thread p50 | p99 | compile (worker) |");
   console.log("|---|---:|---:|---:|");
   for (const [name, times, compile] of rows) console.log(`| ${name} | ${times.replace(" | ", " | ")} | ${compile} |`);
+}
+
+/** A config's Envoy resources as the control plane sends them (compiled with every cluster, as it does). */
+function generated(yaml: string): ProxyResources {
+  return new ProxyResources(compile(requireConfig(loadConfigPath(writeTemp(yaml))).model!, undefined, { everyCluster: true, digests: false }), "sidecar");
+}
+
+/**
+ * The sidecar fed by xDS: what one EDS or RDS response costs the serving thread,
+ * from the encoded resource to the swapped snapshot (decode and translate, then
+ * assemble, then swap). Alternates between two versions of the resource.
+ */
+function xdsRows(mesh: string, telemetry: Telemetry): [string, string, string][] {
+  const rows: [string, string, string][] = [];
+  const run = (name: string, type: string, a: AnyMessage, b: AnyMessage, base: ProxyResources, expect: string): void => {
+    const set = new ResourceSet();
+    for (const t of SIDECAR_TYPES) set.apply(t, [...base.all(t)].map((r) => r.any), [], false, "0");
+    const holder = new SnapshotHolder(set.build(base.config.settings), (config) => telemetry.statsFor(config));
+    const totals: number[] = [];
+    const translate: number[] = [];
+    for (let i = -10; i < ROUNDS; i++) {
+      const t0 = performance.now();
+      set.apply(type, [i % 2 === 0 ? b : a], [], false, String(i));
+      const t1 = performance.now();
+      const config = type === ENDPOINT_TYPE ? set.withEndpoints(holder.current.config) : set.build(holder.current.config.settings);
+      const s = holder.swap(config);
+      const t2 = performance.now();
+      if (s.update !== expect) throw new Error(`${name}: expected a ${expect} update, got ${s.update}`);
+      if (i >= 0) {
+        totals.push(t2 - t0);
+        translate.push(t1 - t0);
+      }
+    }
+    rows.push([name, summary(totals), `translate p50 ${summary(translate).split(" | ")[0]}`]);
+  };
+  const endpointsA = generated(`${mesh}---\n${endpointsYaml(ENDPOINTS, 0)}---\n${routesYaml(10, 0)}`);
+  const endpointsB = generated(`${mesh}---\n${endpointsYaml(ENDPOINTS, 1)}---\n${routesYaml(10, 0)}`);
+  const cla = (r: ProxyResources): AnyMessage => [...r.all(ENDPOINT_TYPE)].find((x) => x.name === "outbound|80||big.default.svc.cluster.local")!.any;
+  run(`xDS: EDS update, ${ENDPOINTS}-endpoint cluster, 1 endpoint replaced`, ENDPOINT_TYPE, cla(endpointsA), cla(endpointsB), endpointsA, "endpoints");
+  const routesA = generated(`${mesh}---\n${endpointsYaml(3, 0)}---\n${routesYaml(XDS_ROUTES, 0)}`);
+  const routesB = generated(`${mesh}---\n${endpointsYaml(3, 0)}---\n${routesYaml(XDS_ROUTES, 1)}`);
+  const rc = (r: ProxyResources): AnyMessage => [...r.all(ROUTE_TYPE)].find((x) => x.name === "80")!.any;
+  run(`xDS: RDS update, ${XDS_ROUTES}-route table`, ROUTE_TYPE, rc(routesA), rc(routesB), routesA, "routes");
+  return rows;
 }
 
 main();

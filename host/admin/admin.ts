@@ -12,6 +12,7 @@ import type { SnapshotHolder } from "../proxy/snapshot.js";
 import type { Telemetry } from "../telemetry/telemetry.js";
 import { envoyStats, statsFilter, type Stat } from "./envoy-stats.js";
 import { isLocal, send, serveEndpoints, type Route } from "./http-endpoint.js";
+import type { DumpSource } from "./config-dump.js";
 
 export const VERSION = "0.1.0";
 
@@ -22,9 +23,11 @@ export interface AdminContext {
   logger: Logger;
   listeners: () => { name: string; address: string; port: number; engine: string }[];
   reloads: { applied: number; rejected: number };
+  /** With --xds: the control plane, the protocol, this node and the resources it sent (for /config_dump). */
+  xds?: () => DumpSource["xds"];
 }
 
-/** The active snapshot: settings, virtual hosts with their routes in match order, clusters. */
+/** instio's own view of the active snapshot (?format=instio): settings, virtual hosts with their routes in match order, clusters. */
 function configDump(ctx: AdminContext): object {
   const s = ctx.holder.current;
   const { table, entries, routes, clusters, virtualHosts, settings } = s.config;
@@ -130,7 +133,16 @@ export function adminRoutes(ctx: AdminContext): Record<string, Route> {
       },
     },
     "/stats/prometheus": { method: "GET", help: "statistics in Prometheus text format", handle: async (_q, res) => send(res, 200, await prometheus(ctx), ctx.telemetry.metrics.registry.contentType) },
-    "/config_dump": { method: "GET", help: "the active snapshot and its version, as JSON", handle: (_q, res) => send(res, 200, JSON.stringify(configDump(ctx), null, 2), "application/json") },
+    "/config_dump": {
+      method: "GET",
+      help: "the active config in Envoy's ConfigDump shape (?include_eds; ?format=instio for instio's compiled view)",
+      handle: async (_q, res, query) => {
+        if (query.get("format") === "instio") return send(res, 200, JSON.stringify(configDump(ctx), null, 2), "application/json");
+        const { envoyConfigDump } = await import("./config-dump.js");
+        const s = ctx.holder.current;
+        send(res, 200, JSON.stringify(envoyConfigDump({ config: s.config, version: s.version, createdAt: s.createdAt, xds: ctx.xds?.() }, query.has("include_eds")), null, 2), "application/json");
+      },
+    },
     "/clusters": {
       method: "GET",
       help: "clusters, endpoints, health and counters (?format=json)",

@@ -123,6 +123,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   // Admin and agent ports come up first, so that readiness answers 503 (PRE_INITIALIZING) until the listeners are bound.
   const bound: { outbound?: Listener; inbound?: Listener } = {};
   let watcher: ConfigWatcher | undefined;
+  let xds: XdsClient | undefined;
   let closed = false;
   const closeAll = async (): Promise<void> => {
     if (closed) return;
@@ -144,6 +145,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     lifecycle,
     logger,
     reloads: updates.stats,
+    xds: () => (xds && options.xds ? { address: options.xds.address, protocol: xds.protocol, node: options.xds.node, raw: xds.resources.raw } : undefined),
     listeners: () => Object.entries(bound).map(([name, l]) => ({ name, address: l.address, port: l.port, engine: l.engine })),
   };
   const admin = await startAdmin(settings.admin.address, settings.admin.port, ctx);
@@ -241,7 +243,6 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     };
     watcher.start();
   }
-  let xds: XdsClient | undefined;
   if (options.xds) {
     // Readiness stays 503 until the control plane's first complete config is applied, as Envoy's
     // PRE_INITIALIZING lasts until its listeners and clusters are warm.

@@ -20,6 +20,12 @@ export type SidecarType = (typeof SIDECAR_TYPES)[number];
 /** A response that cannot be served, for the NACK's error_detail. */
 export class Rejected extends Error {}
 
+export interface AppliedResource {
+  any: AnyMessage;
+  version: string;
+  at: Date;
+}
+
 interface Translated {
   name: string;
   value: XdsListener | XdsRouteConfiguration | XdsCluster | ClusterEndpoint[];
@@ -55,8 +61,8 @@ export class ResourceSet implements XdsResources {
   readonly received = new Set<string>();
   /** The version each type's last applied response carried (SotW version_info, or the delta system version). */
   readonly versions = new Map<string, string>();
-  /** The encoded resources as applied, for the config dump. */
-  readonly raw = new Map<string, Map<string, AnyMessage>>();
+  /** The encoded resources as applied, with the version of the response that brought each and when: the config dump. */
+  readonly raw = new Map<string, Map<string, AppliedResource>>();
 
   private mapOf(typeUrl: string): Map<string, unknown> {
     if (typeUrl === LISTENER_TYPE) return this.listeners;
@@ -99,9 +105,10 @@ export class ResourceSet implements XdsResources {
       raw.delete(name);
       absent.add(name);
     }
+    const at = new Date();
     for (const t of translated) {
       map.set(t.name, t.value);
-      raw.set(t.name, t.any);
+      raw.set(t.name, { any: t.any, version, at });
       absent.delete(t.name);
     }
     this.received.add(typeUrl);

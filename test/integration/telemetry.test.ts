@@ -168,7 +168,10 @@ spec:
     const stats = (await fetchText(`${admin}/stats?filter=upstream_rq_total`)).text;
     expect(stats).toContain("cluster.outbound|80|v2|reviews.default.svc.cluster.local.upstream_rq_total: 3");
     expect(stats).not.toContain("istio_requests_total");
-    expect(JSON.parse((await fetchText(`${admin}/config_dump`)).text).version).toBe(1);
+    expect(JSON.parse((await fetchText(`${admin}/config_dump?format=instio`)).text).version).toBe(1);
+    // Envoy's shape by default: the bootstrap, then clusters, listeners and routes, each @typed.
+    const dump = JSON.parse((await fetchText(`${admin}/config_dump`)).text) as { configs: { "@type": string }[] };
+    expect(dump.configs.map((c) => c["@type"].split(".").at(-1))).toEqual(["BootstrapConfigDump", "ClustersConfigDump", "ListenersConfigDump", "RoutesConfigDump"]);
     for (const path of ["/quitquitquit", "/healthcheck/fail", "/drain_listeners", "/logging"]) expect((await fetchText(`${admin}${path}`)).status).toBe(400);
     expect((await fetchText(`${admin}/logging?level=debug`, "POST")).text).toContain("instio: debug");
     expect((await fetchText(`${admin}/logging?level=loud`, "POST")).status).toBe(400);

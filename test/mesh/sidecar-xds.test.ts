@@ -131,6 +131,20 @@ describe("a sidecar configured by the control plane over xDS", () => {
     expect((await get(url, "reviews:9080", "/", { "end-user": "jason" })).json().name).toBe("v2-a");
     expect((await get(url, "reviews.default.svc.cluster.local:9080", "/")).json().name).toBe("v1-a");
     expect(proxy.xds!.protocol).toBe("delta");
+    // /config_dump in Envoy's shape: what the control plane sent, @typed, with versions.
+    const dump: unknown = await (await fetch(`http://127.0.0.1:${proxy.admin.port}/config_dump?include_eds`)).json();
+    const admin = "type.googleapis.com/envoy.admin.v3.";
+    expect(dump).toMatchObject({
+      configs: [
+        { "@type": `${admin}BootstrapConfigDump`, bootstrap: { node: { id: "sidecar~127.0.0.1~productpage-1.default~default.svc.cluster.local" }, dynamicResources: { adsConfig: { apiType: "DELTA_GRPC" } } } },
+        { "@type": `${admin}ClustersConfigDump`, dynamicActiveClusters: expect.arrayContaining([{ versionInfo: expect.stringMatching(/\S/), lastUpdated: expect.any(String), cluster: expect.objectContaining({ "@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster", name: "outbound|9080|v1|reviews.default.svc.cluster.local", type: "EDS", lbPolicy: "ROUND_ROBIN", connectTimeout: "10s" }) }]) },
+        { "@type": `${admin}ListenersConfigDump`, dynamicListeners: expect.arrayContaining([expect.objectContaining({ name: "0.0.0.0_9080" })]) },
+        { "@type": `${admin}RoutesConfigDump`, dynamicRouteConfigs: [{ routeConfig: { name: "9080", virtualHosts: expect.arrayContaining([expect.objectContaining({ domains: expect.arrayContaining(["reviews"]) })]) } }] },
+        { "@type": `${admin}EndpointsConfigDump` },
+      ],
+    });
+    const v2Endpoints = (dump as { configs: { dynamicEndpointConfigs?: { endpointConfig: { clusterName: string } }[] }[] }).configs[4]!.dynamicEndpointConfigs!.find((e) => e.endpointConfig.clusterName === "outbound|9080|v2|reviews.default.svc.cluster.local");
+    expect(v2Endpoints).toMatchObject({ endpointConfig: { endpoints: [{ lbEndpoints: [{ endpoint: { address: { socketAddress: { address: "127.0.0.1", portValue: v2a.port } } }, healthStatus: "HEALTHY" }] }] } });
 
     // A VirtualService edit under traffic: everyone moves to v2, nothing fails.
     const load = traffic(url);
