@@ -1,10 +1,13 @@
 // `instio quickstart --mesh`: the control plane configuring clients, in one
 // command. Three gRPC "reviews" pods run on loopback; `instio control-plane`
 // serves examples/mesh-quickstart (Istio YAML, and Kubernetes objects in place
-// of a cluster) on istiod's ports; @grpc/grpc-js-xds clients, bootstrapped
-// through GRPC_XDS_BOOTSTRAP as any proxyless gRPC app is, call
-// xds:///reviews:9080 and print where their calls went. Edit the YAML while it
-// runs: the split follows.
+// of a cluster) on istiod's ports; two kinds of client take their config from
+// it and print where their calls went:
+//   - @grpc/grpc-js-xds clients, bootstrapped through GRPC_XDS_BOOTSTRAP as any
+//     proxyless gRPC app is, calling xds:///reviews:9080;
+//   - an instio sidecar (`instio proxy --xds`) on 127.0.0.1:15001, through
+//     which a plain gRPC client calls reviews:9080.
+// Edit the YAML while it runs: both splits follow.
 
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,6 +15,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import { startControlPlane } from "./control-plane.js";
+import { defaultSettings } from "../config/settings.js";
+import { startProxy } from "../proxy/server.js";
+import { nodeIdentity } from "../xds/node-identity.js";
+import { xdsStartingConfig } from "../xds/starting-config.js";
 
 const EXAMPLE = fileURLToPath(new URL(import.meta.url.includes("/dist/") ? "../../../examples/mesh-quickstart/" : "../../examples/mesh-quickstart/", import.meta.url));
 
@@ -40,6 +47,9 @@ async function startPod(version: string, port: number): Promise<grpc.Server> {
 export interface MeshQuickstartOptions {
   xdsPort?: number;
   monitoringPort?: number;
+  /** The instio sidecar's outbound and admin ports (15001, 15000). */
+  sidecarPort?: number;
+  sidecarAdminPort?: number;
   /** How often the clients report (ms). */
   reportEveryMs?: number;
   print?: (line: string) => void;
@@ -66,36 +76,54 @@ export async function runMeshQuickstart(options: MeshQuickstartOptions = {}): Pr
   const client = new Reviews("xds:///reviews:9080", grpc.credentials.createInsecure()) as unknown as grpc.Client & {
     get(req: unknown, md: grpc.Metadata, o: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { version: string }) => void): void;
   };
+  // A second productpage pod, with an instio sidecar in front of a plain gRPC client: the sidecar takes its
+  // routes from the control plane and speaks HTTP/2 (h2c) on its outbound port, as the app's calls do.
+  const node = nodeIdentity({ podName: "productpage-v1-6b746f74dc-k8s2p", namespace: "default", ip: "127.0.0.1", serviceAccount: "bookinfo-productpage", labels: { app: "productpage", version: "v1" } }, {});
+  const base = defaultSettings();
+  const settings = {
+    ...base,
+    outbound: { ...base.outbound, port: options.sidecarPort ?? 15001, engine: "h2c" as const },
+    admin: { ...base.admin, port: options.sidecarAdminPort ?? 15000 },
+    agent: undefined,
+  };
+  const sidecar = await startProxy({ config: xdsStartingConfig(settings, node), xds: { address: `127.0.0.1:${cp.xdsPort}`, node }, log: () => {} });
+  const viaSidecar = new Reviews(`127.0.0.1:${sidecar.outbound.port}`, grpc.credentials.createInsecure(), { "grpc.default_authority": "reviews:9080" }) as unknown as typeof client;
+
   let lastError = "";
-  const call = (user?: string): Promise<string> => new Promise((resolve) => {
+  const callWith = (c: typeof client) => (user?: string): Promise<string> => new Promise((resolve) => {
     const md = new grpc.Metadata();
     if (user) md.set("end-user", user);
-    client.get({ id: 1 }, md, { deadline: Date.now() + 5000 }, (err, res) => {
+    c.get({ id: 1 }, md, { deadline: Date.now() + 5000 }, (err, res) => {
       if (err) lastError = err.details;
       resolve(err ? `error ${grpc.status[err.code] ?? err.code}` : `reviews-${res!.version}`);
     });
   });
+  const callers = [["proxyless gRPC", callWith(client)], ["via instio sidecar", callWith(viaSidecar)]] as const;
 
   const monitoring = `http://127.0.0.1:${cp.monitoringPort}`;
   print(`instio quickstart --mesh: control plane xDS on 127.0.0.1:${cp.xdsPort}, monitoring ${monitoring}`);
   print(`config: ${istio} (Istio) and ${kube} (Kubernetes objects); edit them: the clients follow`);
   print(`pods: ${PODS.map((p) => `reviews-${p.version} 127.0.0.1:${p.port}`).join(", ")}`);
   print(`gRPC clients: xds:///reviews:9080, GRPC_XDS_BOOTSTRAP=${bootstrap}`);
+  print(`instio sidecar (${node.id}): outbound h2c 127.0.0.1:${sidecar.outbound.port}, admin 127.0.0.1:${sidecar.admin.port}, configured by the control plane over delta xDS`);
   print("\nTry, in another terminal:");
   print(`  node dist/host/cli.js status --control-plane 127.0.0.1:${cp.monitoringPort}     # istioctl proxy-status`);
   print(`  curl -s '${monitoring}/debug/config_dump?proxyID=productpage-v1-6b746f74dc-9stvs.default' | head -40`);
   print(`  curl -s ${monitoring}/metrics | grep pilot_xds_pushes`);
+  print(`  curl -s 127.0.0.1:${sidecar.admin.port}/config_dump | head -40                  # the sidecar's config, in Envoy's shape`);
   print(`  sed -i 's/weight: 80/weight: 50/; s/weight: 20/weight: 50/' ${join(istio, "reviews.yaml")}   # then watch the split`);
-  print("\nEvery few seconds, 50 calls and one as end-user jason:");
+  print("\nEvery few seconds, from each kind of client, 50 calls and one as end-user jason:");
 
   let stopped = false;
   const report = async (): Promise<void> => {
     while (!stopped) {
-      const results = await Promise.all(Array.from({ length: 50 }, () => call()));
-      const counts = new Map<string, number>();
-      for (const r of results) counts.set(r, (counts.get(r) ?? 0) + 1);
-      const split = [...counts].sort().map(([k, n]) => `${k} ${n}`).join(", ");
-      print(`  50 calls: ${split}   |   end-user jason: ${await call("jason")}`);
+      for (const [who, call] of callers) {
+        const results = await Promise.all(Array.from({ length: 50 }, () => call()));
+        const counts = new Map<string, number>();
+        for (const r of results) counts.set(r, (counts.get(r) ?? 0) + 1);
+        const split = [...counts].sort().map(([k, n]) => `${k} ${n}`).join(", ");
+        print(`  ${who.padEnd(18)} 50 calls: ${split}   |   end-user jason: ${await call("jason")}`);
+      }
       if (lastError) print(`  (last error: ${lastError})`);
       lastError = "";
       await new Promise((r) => setTimeout(r, options.reportEveryMs ?? 3000));
@@ -107,6 +135,8 @@ export async function runMeshQuickstart(options: MeshQuickstartOptions = {}): Pr
       stopped = true;
       await reporting;
       client.close();
+      viaSidecar.close();
+      await sidecar.close();
       await cp.close();
       for (const p of pods) p.forceShutdown();
     },

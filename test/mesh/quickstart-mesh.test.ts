@@ -14,14 +14,17 @@ describe("instio quickstart --mesh", () => {
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr.on("data", (d: Buffer) => (out += d.toString()));
     try {
-      await eventually(() => /50 calls: .*\| {3}end-user jason:/.test(out), 20_000, `a report from the clients; output so far:\n${out}`);
-      const report = /50 calls: (.*)\| {3}end-user jason: (\S+)/.exec(out)!;
-      expect(report[2]).toBe("reviews-v2");
-      const counts = Object.fromEntries([...report[1]!.matchAll(/(reviews-v\d|error \w+) (\d+)/g)].map((m) => [m[1], Number(m[2])]));
-      expect(Object.keys(counts).sort()).toEqual(expect.arrayContaining(["reviews-v1"]));
-      expect(counts["reviews-v2"]).toBeUndefined(); // only jason goes to v2
-      expect(Object.keys(counts).filter((k) => k.startsWith("error"))).toEqual([]);
-      expect((counts["reviews-v1"] ?? 0) + (counts["reviews-v3"] ?? 0)).toBe(50);
+      await eventually(() => /via instio sidecar +50 calls: .*\| {3}end-user jason:/.test(out), 20_000, `a report from both kinds of client; output so far:\n${out}`);
+      // The proxyless gRPC clients and the instio sidecar are configured alike: the 80/20 canary, jason on v2.
+      for (const who of ["proxyless gRPC", "via instio sidecar"]) {
+        const report = new RegExp(`${who} +50 calls: (.*)\\| {3}end-user jason: (\\S+)`).exec(out)!;
+        expect(report[2]).toBe("reviews-v2");
+        const counts = Object.fromEntries([...report[1]!.matchAll(/(reviews-v\d|error \w+) (\d+)/g)].map((m) => [m[1], Number(m[2])]));
+        expect(Object.keys(counts).sort()).toEqual(expect.arrayContaining(["reviews-v1"]));
+        expect(counts["reviews-v2"]).toBeUndefined(); // only jason goes to v2
+        expect(Object.keys(counts).filter((k) => k.startsWith("error"))).toEqual([]);
+        expect((counts["reviews-v1"] ?? 0) + (counts["reviews-v3"] ?? 0)).toBe(50);
+      }
       expect(out).toMatch(/GRPC_XDS_BOOTSTRAP=\S+grpc-bootstrap\.json/);
       const status = spawnSync(process.execPath, [CLI, "status", "--control-plane", "127.0.0.1:15014"], { encoding: "utf8" });
       expect(status.status).toBe(0);
