@@ -47,13 +47,13 @@ export function updateDigests(config: DigestedConfig): UpdateDigests {
   return {
     routes,
     clusters: config.clusters.map((c) => digest({ ...c, endpoints: undefined })),
-    endpoints: config.clusters.map((c) => digest(c.endpoints)),
+    endpoints: config.clusters.map((c) => endpointsDigest(c.endpoints)),
   };
 }
 
-/** `digests` after an update that changed endpoints only: the routes' and clusters' digests stand. */
-export function withEndpointDigests(digests: UpdateDigests, clusters: readonly { endpoints: unknown }[]): UpdateDigests {
-  return { ...digests, endpoints: clusters.map((c) => digest(c.endpoints)) };
+/** One cluster's endpoints digest (UpdateDigests.endpoints[i]), for an update that patches endpoints only. */
+export function endpointsDigest(endpoints: unknown): string {
+  return digest(endpoints);
 }
 
 function digest(value: unknown): string {

@@ -6,6 +6,7 @@ import { statSync, watch, type FSWatcher } from "node:fs";
 import { basename, dirname } from "node:path";
 import { deserialize } from "node:v8";
 import { Worker } from "node:worker_threads";
+import { workerScript } from "../worker-script.js";
 import type { CompiledConfig } from "./compile.js";
 import { configDigest } from "./digest.js";
 import { formatDiagnostic, type ConfigDiagnostic } from "./diagnostics.js";
@@ -28,7 +29,7 @@ class WorkerLoader {
 
   load(path: string, unless: string, resolved: ResolvedNames): Promise<LoadReply> {
     if (!this.worker) {
-      this.worker = new Worker(workerScript());
+      this.worker = new Worker(workerScript(import.meta.url, "load-worker.js"));
       this.worker.unref();
       this.worker.on("message", (reply: LoadReply) => {
         this.waiting.get(reply.id)?.(reply);
@@ -56,12 +57,6 @@ class WorkerLoader {
   }
 }
 
-/** The worker's script: beside this file once built; from dist when this runs as TypeScript (the tests). */
-function workerScript(): URL {
-  const here = import.meta.url;
-  if (here.endsWith(".ts")) return new URL("../../dist/host/config/load-worker.js", here);
-  return new URL("./load-worker.js", here);
-}
 
 export class ConfigWatcher {
   private watcher: FSWatcher | undefined;

@@ -87,6 +87,9 @@ export async function runMeshQuickstart(options: MeshQuickstartOptions = {}): Pr
     agent: undefined,
   };
   const sidecar = await startProxy({ config: xdsStartingConfig(settings, node), xds: { address: `127.0.0.1:${cp.xdsPort}`, node }, log: () => {} });
+  // The first report waits for the sidecar's first complete config (its readiness), as a pod's app waits for it.
+  for (const until = Date.now() + 15_000; !sidecar.lifecycle.ready && Date.now() < until; ) await new Promise((r) => setTimeout(r, 50));
+  if (!sidecar.lifecycle.ready) print("instio sidecar: not ready after 15 s (no complete config from the control plane yet); its calls fail until it is");
   const viaSidecar = new Reviews(`127.0.0.1:${sidecar.outbound.port}`, grpc.credentials.createInsecure(), { "grpc.default_authority": "reviews:9080" }) as unknown as typeof client;
 
   let lastError = "";

@@ -29,6 +29,7 @@ import type { ListenerRuntime } from "../listeners/listener-runtime.js";
 import type { PipelineOptions } from "../pipeline/options.js";
 import { SnapshotHolder } from "./snapshot.js";
 import type { XdsClient } from "../xds/ads-client.js";
+import { patchEndpoints } from "../envoy/translate/assemble.js";
 import type { NodeIdentity } from "../xds/node-identity.js";
 
 export interface ProxyOptions {
@@ -145,7 +146,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     lifecycle,
     logger,
     reloads: updates.stats,
-    xds: () => (xds && options.xds ? { address: options.xds.address, protocol: xds.protocol, node: options.xds.node, raw: xds.resources.raw } : undefined),
+    xds: () => (xds && options.xds ? { address: options.xds.address, protocol: xds.protocol, node: options.xds.node, raw: xds.applied } : undefined),
     listeners: () => Object.entries(bound).map(([name, l]) => ({ name, address: l.address, port: l.port, engine: l.engine })),
   };
   const admin = await startAdmin(settings.admin.address, settings.admin.port, ctx);
@@ -253,8 +254,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       ...options.xds,
       logger,
       metrics: telemetry.metrics,
-      apply: (resources, endpointsOnly) => {
-        const s = updates.apply(origin, () => (endpointsOnly ? resources.withEndpoints(current.current.config) : resources.build(settings)));
+      settings,
+      apply: (update) => {
+        const s = updates.apply(origin, () => update.config ?? patchEndpoints(current.current.config, update.endpoints));
         if (!s) return `the proxy cannot serve this config: ${updates.lastRejection}`;
         void syncTcpListeners(s.config);
         lifecycle.markLive();

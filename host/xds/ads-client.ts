@@ -9,18 +9,23 @@
 //   - A response is ACKed only once translated and, when the resources are
 //     warm (Envoy's warming: clusters with their endpoints, listeners with
 //     their routes), applied; otherwise NACKed with the resource's name and the
-//     field path in error_detail, and the previous resources stay.
+//     field path in error_detail, and the previous resources stay. Translation
+//     runs on a worker thread (translator.ts); responses are handled one at a
+//     time, in order.
 //   - The control plane gone: the proxy keeps serving what it has; the stream
 //     is opened again with jittered exponential backoff and resubscribes,
 //     telling a delta server the versions it holds.
 
 import * as grpc from "@grpc/grpc-js";
 import { adsServiceDefinition } from "../control-plane/xds/ads-server.js";
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, TYPE_SHORT_NAMES, type AnyMessage } from "../envoy/protos.js";
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, messageType, ROUTE_TYPE, TYPE_SHORT_NAMES, type AnyMessage } from "../envoy/protos.js";
 import type { Logger } from "../log.js";
 import type { ProxyMetrics } from "../telemetry/metrics.js";
 import { nodeMessage, type NodeIdentity } from "./node-identity.js";
-import { Rejected, ResourceSet, type SidecarType } from "./resource-set.js";
+import type { AppliedResource } from "./resource-set.js";
+import type { Settings } from "../config/model.js";
+import { Translator, type XdsUpdate } from "./translator.js";
+import type { TranslateReply } from "./translate-worker.js";
 
 /** google.rpc.Code INVALID_ARGUMENT, what Envoy puts in a NACK's error_detail. */
 const INVALID_ARGUMENT = 3;
@@ -31,12 +36,13 @@ export interface XdsClientOptions {
   node: NodeIdentity;
   logger: Logger;
   metrics: ProxyMetrics;
+  /** The proxy's settings, which every config assembled from the resources carries. */
+  settings: Settings;
   /**
-   * Serves the warm resources. `endpointsOnly`: only endpoint assignments
-   * changed since the last config served. Returns why the proxy could not serve
-   * them, or undefined when it does.
+   * Serves the warm resources: a whole config, or new endpoints for clusters of
+   * the one served. Returns why the proxy could not serve them, or undefined.
    */
-  apply(resources: ResourceSet, endpointsOnly: boolean): string | undefined;
+  apply(update: XdsUpdate): string | undefined;
   /** Reconnect backoff: the first delay and the cap (Envoy's xDS retry: 500 ms to 30 s, jittered). */
   backoff?: { baseMs: number; maxMs: number };
 }
@@ -65,7 +71,11 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
 };
 
 export class XdsClient {
-  readonly resources = new ResourceSet();
+  /** The resources as applied, as the control plane encoded them (for /config_dump). */
+  readonly applied = new Map<string, Map<string, AppliedResource>>();
+  private readonly translator = new Translator();
+  /** Responses are handled one after the other (each waits for the translator). */
+  private queue: Promise<void> = Promise.resolve();
   private readonly client: grpc.Client & Record<string, () => Stream>;
   private stream: Stream | undefined;
   private delta = true;
@@ -106,6 +116,7 @@ export class XdsClient {
     this.stream?.cancel();
     this.stream = undefined;
     this.client.close();
+    this.translator.stop();
   }
 
   private get log(): Logger {
@@ -125,11 +136,9 @@ export class XdsClient {
         this.options.metrics.xdsConnected.set(1);
         this.log.info(`xds: connected to ${this.options.address} (${this.protocol})`);
       }
-      try {
-        this.onResponse(r);
-      } catch (err) {
+      this.queue = this.queue.then(() => this.onResponse(stream, r)).catch((err: unknown) => {
         this.log.error(`xds: internal error handling a ${TYPE_SHORT_NAMES[r.type_url] ?? r.type_url} response: ${(err as Error).stack ?? String(err)}`);
-      }
+      });
     });
     stream.on("error", () => {}); // the status event says how the stream ended
     stream.on("status", (status: grpc.StatusObject) => {
@@ -186,8 +195,9 @@ export class XdsClient {
     }
   }
 
-  private onResponse(r: Response): void {
-    const type = r.type_url as SidecarType;
+  private async onResponse(stream: Stream, r: Response): Promise<void> {
+    if (stream !== this.stream) return; // from a stream that has ended since
+    const type = r.type_url;
     const short = TYPE_SHORT_NAMES[type];
     if (!short) {
       this.nack(r, `type ${r.type_url} is not one instio subscribes to`);
@@ -208,63 +218,105 @@ export class XdsClient {
       anys = (r.resources ?? []) as AnyMessage[];
     }
     const version = (this.delta ? r.system_version_info : r.version_info) ?? "";
-    let undo: () => void;
-    try {
-      undo = this.resources.apply(type, anys, r.removed_resources ?? [], !this.delta, version);
-    } catch (err) {
-      if (!(err instanceof Rejected)) throw err;
-      this.nack(r, err.message);
+    const removed = r.removed_resources ?? [];
+    const reply = await this.translator.request({ kind: "apply", type, resources: anys, removed, replaceAll: !this.delta, version, settings: this.options.settings, endpointsOnly: this.endpointsOnlyWith(type) });
+    if (stream !== this.stream) return;
+    if (reply.failure) return this.translatorFailed(reply.failure);
+    if (reply.rejected) {
+      this.nack(r, reply.rejected);
       return;
     }
-    this.pending.add(type);
-    const problem = this.serveIfWarm();
+    const problem = await this.serve(type, reply);
     if (problem) {
-      undo();
       this.nack(r, problem);
       return;
     }
-    // Held versions for resubscription.
-    let held = this.versions.get(type);
-    if (!held) this.versions.set(type, (held = new Map()));
-    if (!this.delta) held.clear();
-    for (const name of r.removed_resources ?? []) held.delete(name);
-    for (const [name, v] of versions) held.set(name, v);
+    this.record(type, anys, versions, removed, version);
     this.accepted.set(type, version);
     this.options.metrics.xdsUpdates.inc({ type: short, result: "applied" });
     this.ack(r);
     // What the new clusters and listeners name is subscribed to after the ACK, as Envoy does.
-    if (type === CLUSTER_TYPE) this.resubscribe(ENDPOINT_TYPE, this.resources.endpointNames());
-    if (type === LISTENER_TYPE) this.resubscribe(ROUTE_TYPE, this.resources.routeNames());
+    if (type === CLUSTER_TYPE) await this.resubscribe(ENDPOINT_TYPE, reply.endpointNames);
+    if (type === LISTENER_TYPE) await this.resubscribe(ROUTE_TYPE, reply.routeNames);
   }
 
-  /** Serves the resources when warm; returns why the proxy refused them. */
-  private serveIfWarm(): string | undefined {
-    if (!this.resources.warm()) return undefined;
-    const endpointsOnly = this.served && [...this.pending].every((t) => t === ENDPOINT_TYPE);
-    const problem = this.options.apply(this.resources, endpointsOnly);
-    if (problem) return problem;
-    this.pending.clear();
-    if (!this.served) this.log.info(`xds: first complete config from ${this.options.address} applied (${this.resources.clusters.size} clusters, ${this.resources.listeners.size} listeners, ${this.resources.routes.size} route configurations)`);
-    this.served = true;
+  /** Whether serving after a change of `type` needs only the endpoints patched. */
+  private endpointsOnlyWith(type: string): boolean {
+    return this.served && type === ENDPOINT_TYPE && [...this.pending].every((t) => t === ENDPOINT_TYPE);
+  }
+
+  /**
+   * Serves what the translator made of a change (when warm), then commits it in
+   * the translator, or undoes it there; returns why the proxy refused it.
+   */
+  private async serve(type: string, reply: TranslateReply): Promise<string | undefined> {
+    this.pending.add(type);
+    const update = reply.warm ? Translator.update(reply) : undefined;
+    const problem = update ? this.options.apply(update) : undefined;
+    await this.translator.request({ kind: problem ? "undo" : "commit" });
+    if (problem) {
+      this.pending.delete(type);
+      return problem;
+    }
+    if (update) {
+      this.pending.clear();
+      if (!this.served) this.log.info(`xds: first complete config from ${this.options.address} applied (${this.count(CLUSTER_TYPE)} clusters, ${this.count(LISTENER_TYPE)} listeners, ${this.count(ROUTE_TYPE)} route configurations)`);
+      this.served = true;
+    }
     return undefined;
   }
 
-  private resubscribe(type: typeof ENDPOINT_TYPE | typeof ROUTE_TYPE, names: string[]): void {
+  private count(type: string): number {
+    return this.applied.get(type)?.size ?? 0;
+  }
+
+  /** The applied resources and their versions: for the config dump, and a delta resubscription. */
+  private record(type: string, anys: readonly AnyMessage[], versions: readonly [string, string][], removed: readonly string[], version: string): void {
+    let held = this.versions.get(type);
+    if (!held) this.versions.set(type, (held = new Map()));
+    let applied = this.applied.get(type);
+    if (!applied) this.applied.set(type, (applied = new Map()));
+    const names = this.delta ? versions.map(([n]) => n) : anys.map((a) => resourceName(a));
+    // State of the world: listeners and clusters not listed are gone.
+    const gone = !this.delta && (type === LISTENER_TYPE || type === CLUSTER_TYPE) ? [...applied.keys()].filter((n) => !names.includes(n)) : removed;
+    for (const n of gone) {
+      held.delete(n);
+      applied.delete(n);
+    }
+    const at = new Date();
+    anys.forEach((any, i) => applied.set(names[i]!, { any, version, at }));
+    for (const [n, v] of versions) held.set(n, v);
+  }
+
+  /** The worker failed (a bug, or it died): its resources may be gone, so start over with a fresh stream. */
+  private translatorFailed(failure: string): void {
+    this.log.error(`xds: internal error in the translator; reconnecting for a full config: ${failure}`);
+    this.versions.clear();
+    this.accepted.clear();
+    this.applied.clear();
+    for (const names of this.subscribed.values()) names.clear();
+    this.stream?.cancel();
+  }
+
+  private async resubscribe(type: typeof ENDPOINT_TYPE | typeof ROUTE_TYPE, names: string[]): Promise<void> {
     const now = this.subscribed.get(type)!;
     const added = names.filter((n) => !now.has(n));
     const removed = [...now].filter((n) => !names.includes(n));
     if (added.length === 0 && removed.length === 0) return;
     this.subscribed.set(type, new Set(names));
-    // Resources no longer named are dropped now (state of the world does not say they are gone).
-    if (removed.length > 0) this.resources.forget(type, removed);
     if (this.delta) this.send({ type_url: type, resource_names_subscribe: added, resource_names_unsubscribe: removed });
     else this.send({ type_url: type, resource_names: names, version_info: this.accepted.get(type) ?? "" });
-    // Dropping names can make the set warm (a listener whose route configuration never came is gone).
-    if (removed.length > 0) {
-      this.pending.add(type);
-      const problem = this.serveIfWarm();
-      if (problem) this.log.error(`xds: after unsubscribing from ${removed.length} ${TYPE_SHORT_NAMES[type]} resources: ${problem}`);
+    if (removed.length === 0) return;
+    // Resources no longer named are dropped now (state of the world does not say they are gone); that can make the
+    // set warm (a listener whose route configuration never came is gone).
+    for (const n of removed) {
+      this.applied.get(type)?.delete(n);
+      this.versions.get(type)?.delete(n);
     }
+    const reply = await this.translator.request({ kind: "forget", type, names: removed, settings: this.options.settings, endpointsOnly: false });
+    if (reply.failure) return this.translatorFailed(reply.failure);
+    const problem = await this.serve(type, reply);
+    if (problem) this.log.error(`xds: after unsubscribing from ${removed.length} ${TYPE_SHORT_NAMES[type]} resources: ${problem}`);
   }
 
   private ack(r: Response): void {
@@ -280,4 +332,11 @@ export class XdsClient {
     if (this.delta) this.send({ type_url: r.type_url, response_nonce: r.nonce, error_detail });
     else this.send({ type_url: r.type_url, response_nonce: r.nonce, version_info: this.accepted.get(r.type_url) ?? "", resource_names: [...(this.subscribed.get(r.type_url) ?? [])], error_detail });
   }
+}
+
+/** A resource's name, from its encoded message (state of the world sends no names beside the resources). */
+function resourceName(any: AnyMessage): string {
+  const type = messageType(any.type_url);
+  const m = type.decode(any.value) as unknown as { name?: string; cluster_name?: string };
+  return m.name ?? m.cluster_name ?? "";
 }

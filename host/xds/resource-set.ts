@@ -7,7 +7,7 @@
 import type { ClusterEndpoint, CompiledConfig } from "../config/compile.js";
 import type { Settings } from "../config/model.js";
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, type AnyMessage } from "../envoy/protos.js";
-import { assembleConfig, withEndpoints, type XdsResources } from "../envoy/translate/assemble.js";
+import { assembleConfig, endpointPatches, type EndpointPatch, type XdsResources } from "../envoy/translate/assemble.js";
 import { readCluster, readLoadAssignment, type XdsCluster } from "../envoy/translate/clusters.js";
 import { readListener, type XdsListener } from "../envoy/translate/listeners.js";
 import { MessageReader, Unsupported } from "../envoy/translate/reader.js";
@@ -163,8 +163,8 @@ export class ResourceSet implements XdsResources {
     return assembleConfig(this, settings);
   }
 
-  /** The serving config with this set's endpoints: for an update that changed only EDS. */
-  withEndpoints(config: CompiledConfig): CompiledConfig {
-    return withEndpoints(config, this);
+  /** What an update that changed only EDS changes in the serving config: the clusters with new endpoints. */
+  endpointPatches(config: CompiledConfig): EndpointPatch[] {
+    return endpointPatches(config, this);
   }
 }

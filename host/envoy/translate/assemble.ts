@@ -12,7 +12,7 @@
 import type { ClusterEndpoint, ClusterInfo, CompiledConfig, CorsInfo, EntryInfo, RouteInfo, TcpListenerInfo, VirtualHostInfo } from "../../config/compile.js";
 import type { HeadersModel, Settings } from "../../config/model.js";
 import { DEFAULT_CLUSTER_POLICY, type HashKeySource } from "../../config/traffic-policy.js";
-import { updateDigests, withEndpointDigests } from "../../config/update-digests.js";
+import { endpointsDigest, updateDigests } from "../../config/update-digests.js";
 import type { RegexMode } from "../../core/regex/program.js";
 import type { RouteTable, TableLoadBalancer } from "../../core/route-table.js";
 import type { XdsCluster } from "./clusters.js";
@@ -153,7 +153,7 @@ class Assembler {
     let policy = xds.info.policy;
     const lb = policy.loadBalancer;
     if (lb.kind === "RING_HASH" || lb.kind === "MAGLEV") policy = { ...policy, loadBalancer: { ...lb, key: this.hashKeys.get(name) ?? NO_HASH_KEY } };
-    const endpoints = xds.info.passthrough ? [] : (xds.endpoints ?? this.resources.endpoints.get(xds.edsName!) ?? []);
+    const endpoints = xds.info.passthrough ? NO_ENDPOINTS : (xds.endpoints ?? this.resources.endpoints.get(xds.edsName!) ?? NO_ENDPOINTS);
     const index = this.clusters.length;
     this.clusters.push({ ...xds.info, policy, endpoints });
     const tableLb = this.tableLoadBalancer(policy.loadBalancer);
@@ -197,12 +197,35 @@ export function assembleConfig(resources: XdsResources, settings: Settings): Com
   return new Assembler(resources).assemble(settings);
 }
 
-/** `config` with new endpoints for its EDS clusters: an EDS update touches nothing else (no route is read again). */
-export function withEndpoints(config: CompiledConfig, resources: XdsResources): CompiledConfig {
-  const clusters = config.clusters.map((c) => {
+/** A cluster's new endpoints, by its index in a config, with their update digest (made where the patch is, off the serving thread). */
+export interface EndpointPatch {
+  cluster: number;
+  endpoints: ClusterEndpoint[];
+  digest: string;
+}
+
+/** An EDS cluster whose assignment has not come (or was removed) has none; one array for all of them. */
+const NO_ENDPOINTS: ClusterEndpoint[] = [];
+
+/** The EDS clusters of `config` whose endpoints in `resources` are not the ones it serves. */
+export function endpointPatches(config: CompiledConfig, resources: XdsResources): EndpointPatch[] {
+  const patches: EndpointPatch[] = [];
+  config.clusters.forEach((c, i) => {
     const xds = resources.clusters.get(c.name);
-    if (!xds || xds.edsName === undefined) return c;
-    return { ...c, endpoints: resources.endpoints.get(xds.edsName) ?? [] };
+    if (!xds || xds.edsName === undefined) return;
+    const endpoints = resources.endpoints.get(xds.edsName) ?? NO_ENDPOINTS;
+    if (endpoints !== c.endpoints) patches.push({ cluster: i, endpoints, digest: endpointsDigest(endpoints) });
   });
-  return { ...config, clusters, image: undefined, digests: config.digests && withEndpointDigests(config.digests, clusters) };
+  return patches;
+}
+
+/** `config` with new endpoints for some clusters: an EDS update touches nothing else (no route is read again). */
+export function patchEndpoints(config: CompiledConfig, patches: readonly EndpointPatch[]): CompiledConfig {
+  const clusters = [...config.clusters];
+  const digests = config.digests && { ...config.digests, endpoints: [...config.digests.endpoints] };
+  for (const p of patches) {
+    clusters[p.cluster] = { ...clusters[p.cluster]!, endpoints: p.endpoints };
+    if (digests) digests.endpoints[p.cluster] = p.digest;
+  }
+  return { ...config, clusters, image: undefined, digests };
 }
