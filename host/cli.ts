@@ -11,12 +11,15 @@ import { runQuickstart } from "./quickstart.js";
 import type { Settings } from "./config/model.js";
 import { defaultSettings } from "./config/settings.js";
 import { xdsStartingConfig } from "./xds/starting-config.js";
-import { nodeIdentity, parseLabels, type NodeIdentity } from "./xds/node-identity.js";
+import { nodeIdentity, parseLabels, withBootstrapNode, type NodeIdentity } from "./xds/node-identity.js";
 
 const HELP = `instio: a service-mesh sidecar proxy configured with Istio YAML
 
 Usage:
   instio proxy --config PATH          serve PATH (a YAML file or directory); reloads on change
+  instio proxy --bootstrap envoy.yaml [--config SETTINGS]
+                                      start from an Envoy bootstrap: static_resources with no control
+                                      plane, or dynamic_resources pointing at an ADS server
   instio proxy --xds HOST:PORT [--config SETTINGS] [--pod-name P] [--namespace NS] [--ip IP]
                [--service-account SA] [--labels a=b,c=d] [--cluster-id ID]
                                       take routes, clusters and endpoints from a control plane (ADS);
@@ -127,6 +130,7 @@ async function main(argv: string[]): Promise<number> {
         options: {
           config: { type: "string", short: "c" },
           xds: { type: "string" },
+          bootstrap: { type: "string" },
           "pod-name": { type: "string" },
           namespace: { type: "string" },
           ip: { type: "string" },
@@ -135,16 +139,41 @@ async function main(argv: string[]): Promise<number> {
           "cluster-id": { type: "string" },
         },
       });
-      if (!values.config && !values.xds) fail("proxy needs --config PATH or --xds HOST:PORT");
+      if (!values.config && !values.xds && !values.bootstrap) fail("proxy needs --config PATH, --xds HOST:PORT or --bootstrap FILE");
+      if (values.xds && values.bootstrap) fail("proxy takes its control plane from --xds or from the bootstrap's dynamic_resources, not both");
       let proxy: Awaited<ReturnType<typeof startProxy>>;
-      if (values.xds) {
-        if (!/^[^\s:]+:\d+$/.test(values.xds) && !/^\[[0-9a-fA-F:]+\]:\d+$/.test(values.xds)) fail(`--xds must be HOST:PORT, got "${values.xds}"`);
-        let node: NodeIdentity;
+      const identity = (): NodeIdentity => {
         try {
-          node = nodeIdentity({ podName: values["pod-name"], namespace: values.namespace, ip: values.ip, serviceAccount: values["service-account"], labels: values.labels === undefined ? undefined : parseLabels(values.labels), clusterId: values["cluster-id"] });
+          return nodeIdentity({ podName: values["pod-name"], namespace: values.namespace, ip: values.ip, serviceAccount: values["service-account"], labels: values.labels === undefined ? undefined : parseLabels(values.labels), clusterId: values["cluster-id"] });
         } catch (err) {
           return fail((err as Error).message);
         }
+      };
+      if (values.bootstrap) {
+        const { readBootstrap, BootstrapError } = await import("./envoy/bootstrap.js");
+        const { staticBootstrapConfig } = await import("./xds/starting-config.js");
+        try {
+          const bootstrap = readBootstrap(values.bootstrap);
+          let settings = xdsSettings(values.config);
+          if (bootstrap.admin) settings = { ...settings, admin: bootstrap.admin };
+          if (bootstrap.ads) {
+            const node = withBootstrapNode(identity(), bootstrap.node);
+            proxy = await startProxy({ config: xdsStartingConfig(settings, node), xds: { address: bootstrap.ads.address, node, protocol: bootstrap.ads.delta ? "delta" : "sotw" }, onExit: (code) => process.exit(code) });
+            process.stderr.write(`instio: ${values.bootstrap}: node ${node.id}, ADS ${bootstrap.ads.address} (${bootstrap.ads.delta ? "delta" : "state of the world"}); ready once its first complete config is applied\n`);
+          } else {
+            const { config, resources } = staticBootstrapConfig(bootstrap, settings);
+            proxy = await startProxy({ config, staticResources: resources, onExit: (code) => process.exit(code) });
+            process.stderr.write(`instio: ${values.bootstrap}: ${bootstrap.listeners.length} static listeners, ${bootstrap.clusters.length} static clusters\n`);
+          }
+        } catch (err) {
+          if (!(err instanceof BootstrapError)) throw err;
+          for (const d of err.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
+          process.stderr.write(`${values.bootstrap}: ${err.diagnostics.length} error(s)\n`);
+          return 1;
+        }
+      } else if (values.xds) {
+        if (!/^[^\s:]+:\d+$/.test(values.xds) && !/^\[[0-9a-fA-F:]+\]:\d+$/.test(values.xds)) fail(`--xds must be HOST:PORT, got "${values.xds}"`);
+        const node = identity();
         const config = xdsStartingConfig(xdsSettings(values.config), node);
         proxy = await startProxy({ config, xds: { address: values.xds, node }, onExit: (code) => process.exit(code) });
         process.stderr.write(`instio: node ${node.id}, control plane ${values.xds}; ready once its first complete config is applied\n`);

@@ -25,6 +25,8 @@ export interface AdminContext {
   reloads: { applied: number; rejected: number };
   /** With --xds: the control plane, the protocol, this node and the resources it sent (for /config_dump). */
   xds?: () => DumpSource["xds"];
+  /** From an Envoy bootstrap's static_resources: those resources (for /config_dump). */
+  staticResources?: DumpSource["staticResources"];
 }
 
 /** instio's own view of the active snapshot (?format=instio): settings, virtual hosts with their routes in match order, clusters. */
@@ -140,7 +142,7 @@ export function adminRoutes(ctx: AdminContext): Record<string, Route> {
         if (query.get("format") === "instio") return send(res, 200, JSON.stringify(configDump(ctx), null, 2), "application/json");
         const { envoyConfigDump } = await import("./config-dump.js");
         const s = ctx.holder.current;
-        send(res, 200, JSON.stringify(envoyConfigDump({ config: s.config, version: s.version, createdAt: s.createdAt, xds: ctx.xds?.() }, query.has("include_eds")), null, 2), "application/json");
+        send(res, 200, JSON.stringify(envoyConfigDump({ config: s.config, version: s.version, createdAt: s.createdAt, xds: ctx.xds?.(), staticResources: ctx.staticResources }, query.has("include_eds")), null, 2), "application/json");
       },
     },
     "/clusters": {

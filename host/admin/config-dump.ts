@@ -1,9 +1,10 @@
 // /config_dump in Envoy's shape (envoy.admin.v3.ConfigDump): configs[] holding
 // the bootstrap, then the clusters, listeners, routes and (with include_eds)
 // endpoints, each @typed, with its version and when it was last updated.
-// Fed by xDS, these are the resources as the control plane sent them; fed by
-// files, they are the Envoy resources the serving config amounts to, generated
-// as the control plane would send them. Loaded on first use (it needs Envoy's
+// Fed by xDS, these are the resources as the control plane sent them; from an
+// Envoy bootstrap's static_resources, those (as Envoy's static_* entries); fed
+// by files, the Envoy resources the serving config amounts to, generated as the
+// control plane would send them. Loaded on first use (it needs Envoy's
 // protos), so a proxy that is never asked pays nothing.
 
 import type { CompiledConfig } from "../config/compile.js";
@@ -23,14 +24,28 @@ export interface DumpSource {
   createdAt: Date;
   /** With --xds: the resources as applied, and who this proxy told the control plane it is. */
   xds?: { address: string; protocol: string; node: NodeIdentity; raw: ReadonlyMap<string, ReadonlyMap<string, AppliedResource>> };
+  /** From an Envoy bootstrap's static_resources: those resources (Envoy dumps them as static_*). */
+  staticResources?: ReadonlyMap<string, ReadonlyMap<string, AppliedResource>>;
 }
 
 export function envoyConfigDump(source: DumpSource, includeEds: boolean): { configs: Record<string, unknown>[] } {
-  const resources = source.xds ? source.xds.raw : generatedResources(source);
+  const resources = source.xds?.raw ?? source.staticResources ?? generatedResources(source);
   const list = (type: string): [string, AppliedResource][] => [...(resources.get(type) ?? new Map<string, AppliedResource>())].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const stamp = (r: AppliedResource): { versionInfo: string; lastUpdated: string } => ({ versionInfo: r.version, lastUpdated: r.at.toISOString() });
+  const boot = { "@type": `${ADMIN}BootstrapConfigDump`, bootstrap: bootstrap(source), lastUpdated: source.createdAt.toISOString() };
+  if (source.staticResources) {
+    // Envoy's form for what its bootstrap defines: static_*, no versions.
+    const at = (r: AppliedResource): string => r.at.toISOString();
+    return {
+      configs: [
+        boot,
+        { "@type": `${ADMIN}ClustersConfigDump`, staticClusters: list(CLUSTER_TYPE).map(([, r]) => ({ cluster: anyToJson(r.any), lastUpdated: at(r) })) },
+        { "@type": `${ADMIN}ListenersConfigDump`, staticListeners: list(LISTENER_TYPE).map(([, r]) => ({ listener: anyToJson(r.any), lastUpdated: at(r) })) },
+      ],
+    };
+  }
   const configs: Record<string, unknown>[] = [
-    { "@type": `${ADMIN}BootstrapConfigDump`, bootstrap: bootstrap(source), lastUpdated: source.createdAt.toISOString() },
+    boot,
     { "@type": `${ADMIN}ClustersConfigDump`, versionInfo: latest(list(CLUSTER_TYPE)), dynamicActiveClusters: list(CLUSTER_TYPE).map(([, r]) => ({ ...stamp(r), cluster: anyToJson(r.any) })) },
     { "@type": `${ADMIN}ListenersConfigDump`, versionInfo: latest(list(LISTENER_TYPE)), dynamicListeners: list(LISTENER_TYPE).map(([name, r]) => ({ name, activeState: { ...stamp(r), listener: anyToJson(r.any) } })) },
     { "@type": `${ADMIN}RoutesConfigDump`, dynamicRouteConfigs: list(ROUTE_TYPE).map(([, r]) => ({ ...stamp(r), routeConfig: anyToJson(r.any) })) },

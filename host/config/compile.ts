@@ -110,6 +110,12 @@ export interface CompiledConfig {
   tcpListeners: TcpListenerInfo[];
   /** Ports of the Gateways that select this proxy (ingress mode). */
   gatewayListeners: GatewayListener[];
+  /**
+   * HTTP listeners that bind a port of their own and route by it, as Envoy's
+   * (from LDS or an Envoy bootstrap): their virtual hosts' domains carry the port
+   * (see envoy/translate/assemble.ts). The YAML path has none.
+   */
+  boundHttpListeners: { address: string; port: number }[];
   /** Ingress mode: a Gateway selects this proxy (unknown hosts get 404, not a passthrough). */
   gateway: boolean;
   /** Names the DNS-resolved ServiceEntries need resolved (their endpoints, or their hosts). */
@@ -281,6 +287,7 @@ class Compiler {
       model: this.model,
       tcpListeners: this.tcpListeners(),
       gatewayListeners: this.gatewayListeners,
+      boundHttpListeners: [],
       gateway: this.gatewayRefs.length > 0,
       dnsNames: [...this.dnsNames],
       settings: this.settings,

@@ -17,6 +17,7 @@ export interface DigestedConfig {
   virtualHosts: unknown;
   tcpListeners: unknown;
   gatewayListeners: unknown;
+  boundHttpListeners: unknown;
   gateway: unknown;
   settings: unknown;
 }
@@ -41,6 +42,7 @@ export function updateDigests(config: DigestedConfig): UpdateDigests {
     virtualHosts: config.virtualHosts,
     tcpListeners: config.tcpListeners,
     gatewayListeners: config.gatewayListeners,
+    boundHttpListeners: config.boundHttpListeners,
     gateway: config.gateway,
     settings: config.settings,
   });

@@ -19,6 +19,8 @@
 
 import { RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST } from "../core/decision.js";
 import { writeRequest } from "../core/request-fields.js";
+import { SLOT_AUTHORITY } from "../../assembly/layout.js";
+import { splitAuthority } from "../http/authority.js";
 import * as Reply from "../http/local-reply.js";
 import type { Downstream } from "../listeners/downstream.js";
 import type { ListenerRuntime } from "../listeners/listener-runtime.js";
@@ -33,8 +35,10 @@ import { random32 } from "./random.js";
 const FIELDS_TOO_LARGE = -431;
 
 /** Copies the referenced fields into the core and decides. Returns the route code or FIELDS_TOO_LARGE. */
-function route(snapshot: Snapshot, ds: Downstream): number {
+function route(snapshot: Snapshot, ds: Downstream, listener: ListenerRuntime): number {
   if (!writeRequest(snapshot.core, snapshot.headerNames, ds)) return FIELDS_TOO_LARGE;
+  // A listener with routes of its own routes by its port (the slot written again; the forwarded Host stays as sent).
+  if (listener.routePort !== undefined && !snapshot.core.set(SLOT_AUTHORITY, splitAuthority(ds.authority!).host + listener.routePort)) return FIELDS_TOO_LARGE;
   return snapshot.core.route(random32());
 }
 
@@ -57,7 +61,7 @@ function routeAndFilter(ex: Exchange, ds: Downstream): void {
     ex.localReply(Reply.MISSING_HOST);
     return;
   }
-  const code = route(snapshot, ds);
+  const code = route(snapshot, ds, ex.listener);
   const core = snapshot.core;
   ex.routeIndex = code;
   ex.vhost = core.vhost;

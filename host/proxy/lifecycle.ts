@@ -49,6 +49,12 @@ export class Lifecycle {
     this.listeners.push(listener);
   }
 
+  /** A listener that went away (its LDS resource was removed): it no longer drains with the others. */
+  remove(listener: Listener): void {
+    const i = this.listeners.findIndex((l) => l.listener === listener);
+    if (i >= 0) this.listeners.splice(i, 1);
+  }
+
   /** Every listener is up: readiness may pass. */
   markLive(): void {
     this.initializing = false;

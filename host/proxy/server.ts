@@ -31,14 +31,17 @@ import { SnapshotHolder } from "./snapshot.js";
 import type { XdsClient } from "../xds/ads-client.js";
 import { patchEndpoints } from "../envoy/translate/assemble.js";
 import type { NodeIdentity } from "../xds/node-identity.js";
+import type { AppliedResource } from "../xds/resource-set.js";
 
 export interface ProxyOptions {
   /** The config to serve; with `xds`, only its settings are used until the control plane's first config is applied. */
   config: CompiledConfig;
   /** Watched for changes when given. */
   configPath?: string;
+  /** The Envoy resources `config` was translated from (an Envoy bootstrap's static_resources), for /config_dump. */
+  staticResources?: ReadonlyMap<string, ReadonlyMap<string, AppliedResource>>;
   /** Take routes, clusters, endpoints and listeners from this control plane (ADS) instead of the config's resources. */
-  xds?: { address: string; node: NodeIdentity; backoff?: { baseMs: number; maxMs: number } };
+  xds?: { address: string; node: NodeIdentity; protocol?: "delta" | "sotw"; backoff?: { baseMs: number; maxMs: number } };
   /** Where the proxy's own log lines go (stderr by default). */
   log?: (line: string) => void;
   /** Called after a shutdown has closed everything (the CLI ends the process here). */
@@ -133,7 +136,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     xds?.stop();
     dns.stop();
     pipeline.streamIdle.stop();
-    await Promise.all([bound.outbound?.close(), bound.inbound?.close(), admin.close(), ...agentPorts.map((l) => l.close()), ...tcpListeners.map((l) => l.close()), ...gatewayPorts.map((l) => l.close())]);
+    await Promise.all([bound.outbound?.close(), bound.inbound?.close(), admin.close(), ...agentPorts.map((l) => l.close()), ...tcpListeners.map((l) => l.close()), ...boundHttp.map((b) => b.listener.close()), ...gatewayPorts.map((l) => l.close())]);
     await current.close();
   };
   const lifecycle = new Lifecycle([], settings, logger, async (code) => {
@@ -146,6 +149,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     lifecycle,
     logger,
     reloads: updates.stats,
+    staticResources: options.staticResources,
     xds: () => (xds && options.xds ? { address: options.xds.address, protocol: xds.protocol, node: options.xds.node, raw: xds.applied } : undefined),
     listeners: () => Object.entries(bound).map(([name, l]) => ({ name, address: l.address, port: l.port, engine: l.engine })),
   };
@@ -168,31 +172,51 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     logger.info(`instio: gateway ${g.tls ? "HTTPS" : g.httpsRedirect ? "HTTP (redirect to HTTPS)" : "HTTP"} ${l.address}:${l.port}`);
   }
 
-  // TCP proxy listeners from the Sidecar's egress listeners (their ports apply from startup, as the HTTP ones).
+  // TCP proxy listeners from the Sidecar's egress listeners (from files they apply from startup, as the HTTP ones).
   const tcpListeners: Listener[] = [];
-  for (const l of initial.tcpListeners) {
-    tcpListeners.push(await listenTcp(l.address, l.port, current));
-    logger.info(`instio: TCP ${l.address}:${l.port}`);
-  }
-  /** Over xDS, TCP listeners come and go with LDS: bind the new ports, close the ones gone. */
-  const syncTcpListeners = async (config: CompiledConfig): Promise<void> => {
-    const wanted = new Set(config.tcpListeners.map((l) => `${l.address}:${l.port}`));
+  /**
+   * Over xDS, listeners come and go with LDS: TCP proxies, and HTTP listeners that bind a port of their
+   * own (routing by it). The new ones are bound, the ones gone closed; a port that cannot be bound is logged.
+   */
+  const boundHttp: { address: string; port: number; listener: Listener }[] = [];
+  const syncListeners = async (config: CompiledConfig): Promise<void> => {
+    const key = (l: { address: string; port: number }): string => `${l.address}:${l.port}`;
+    const wantedTcp = new Set(config.tcpListeners.map(key));
+    const wantedHttp = new Set(config.boundHttpListeners.map(key));
     for (const l of [...tcpListeners]) {
-      if (wanted.has(`${l.address}:${l.port}`)) continue;
+      if (wantedTcp.has(key(l))) continue;
       tcpListeners.splice(tcpListeners.indexOf(l), 1);
       await l.close();
-      logger.info(`instio: TCP ${l.address}:${l.port} closed (its listener is gone)`);
+      logger.info(`instio: TCP ${key(l)} closed (its listener is gone)`);
     }
-    for (const l of config.tcpListeners) {
-      if (tcpListeners.some((t) => t.address === l.address && t.port === l.port)) continue;
-      try {
+    for (const b of [...boundHttp]) {
+      if (wantedHttp.has(key(b))) continue;
+      boundHttp.splice(boundHttp.indexOf(b), 1);
+      lifecycle.remove(b.listener);
+      await b.listener.close();
+      logger.info(`instio: HTTP ${key(b)} closed (its listener is gone)`);
+    }
+    try {
+      for (const l of config.tcpListeners) {
+        if (tcpListeners.some((t) => key(t) === key(l))) continue;
         tcpListeners.push(await listenTcp(l.address, l.port, current));
-        logger.info(`instio: TCP ${l.address}:${l.port}`);
-      } catch (err) {
-        logger.error(`instio: TCP listener ${l.address}:${l.port} cannot bind: ${(err as Error).message}`);
+        logger.info(`instio: TCP ${key(l)}`);
       }
+      for (const l of config.boundHttpListeners) {
+        if (boundHttp.some((b) => key(b) === key(l))) continue;
+        const runtime: ListenerRuntime = { direction: "outbound", inFlight: 0, draining: false, routePort: `:${l.port}` };
+        const listener = await listen({ ...settings.outbound, address: l.address, port: l.port, tls: undefined }, settings.http, (ds) => handleRequest(pipeline, runtime, ds), logger, (req, done) => decideUpgrade(pipeline, req, done));
+        boundHttp.push({ ...l, listener });
+        pipeline.passthrough.selfPorts.add(listener.port);
+        lifecycle.add({ runtime, listener });
+        logger.info(`instio: HTTP ${key(l)} (routes of its own)`);
+      }
+    } catch (err) {
+      logger.error(`instio: a listener cannot bind: ${(err as Error).message}`);
     }
   };
+  await syncListeners(initial);
+  let listenersSynced = Promise.resolve();
 
   if (settings.inbound) {
     const app = settings.inbound;
@@ -258,7 +282,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       apply: (update) => {
         const s = updates.apply(origin, () => update.config ?? patchEndpoints(current.current.config, update.endpoints));
         if (!s) return `the proxy cannot serve this config: ${updates.lastRejection}`;
-        void syncTcpListeners(s.config);
+        // One sync at a time, in order: two updates in a row must not bind a port twice.
+        listenersSynced = listenersSynced.then(() => syncListeners(s.config));
         lifecycle.markLive();
         return undefined;
       },

@@ -43,6 +43,8 @@ export interface XdsClientOptions {
    * the one served. Returns why the proxy could not serve them, or undefined.
    */
   apply(update: XdsUpdate): string | undefined;
+  /** The protocol to try first (delta unless told; an Envoy bootstrap's api_type GRPC is state of the world). */
+  protocol?: "delta" | "sotw";
   /** Reconnect backoff: the first delay and the cap (Envoy's xDS retry: 500 ms to 30 s, jittered). */
   backoff?: { baseMs: number; maxMs: number };
 }
@@ -95,6 +97,7 @@ export class XdsClient {
   served = false;
 
   constructor(private readonly options: XdsClientOptions) {
+    this.delta = options.protocol !== "sotw";
     this.client = new AdsClient(options.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as grpc.Client & Record<string, () => Stream>;
   }
 

@@ -91,6 +91,14 @@ export function nodeIdentity(input: NodeIdentityInput, env: NodeJS.ProcessEnv = 
   return { id: `sidecar~${ip}~${podName}.${namespace}~${namespace}.svc.cluster.local`, cluster: `${app}.${namespace}`, namespace, podName, ip, labels, metadata };
 }
 
+/** A bootstrap's node (id, cluster, metadata) over the identity from flags and environment. */
+export function withBootstrapNode(base: NodeIdentity, node: { id?: string; cluster?: string; metadata: Record<string, unknown> }): NodeIdentity {
+  const metadata = { ...base.metadata, ...node.metadata };
+  const labels = metadata.LABELS && typeof metadata.LABELS === "object" ? (metadata.LABELS as Record<string, string>) : base.labels;
+  const namespace = typeof metadata.NAMESPACE === "string" ? metadata.NAMESPACE : base.namespace;
+  return { ...base, id: node.id ?? base.id, cluster: node.cluster ?? base.cluster, namespace, labels, metadata: { ...metadata, NAMESPACE: namespace, LABELS: labels } };
+}
+
 /** The envoy.config.core.v3.Node the ADS requests carry. */
 export function nodeMessage(node: NodeIdentity): Record<string, unknown> {
   return { id: node.id, cluster: node.cluster, metadata: jsonToStruct(node.metadata), user_agent_name: "instio", user_agent_version: String(node.metadata.ISTIO_VERSION) };

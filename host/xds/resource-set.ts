@@ -17,8 +17,18 @@ import { readRouteConfiguration, type XdsRouteConfiguration } from "../envoy/tra
 export const SIDECAR_TYPES = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE] as const;
 export type SidecarType = (typeof SIDECAR_TYPES)[number];
 
-/** A response that cannot be served, for the NACK's error_detail. */
-export class Rejected extends Error {}
+/** A response that cannot be served, for the NACK's error_detail: the resource, and where in it and why. */
+export class Rejected extends Error {
+  constructor(
+    message: string,
+    /** The resource's index in the response, and the field's path in it ("" for the whole resource). */
+    readonly index?: number,
+    readonly path?: string,
+    readonly reason?: string,
+  ) {
+    super(message);
+  }
+}
 
 export interface AppliedResource {
   any: AnyMessage;
@@ -47,7 +57,7 @@ function translate(typeUrl: string, any: AnyMessage, index: number): Translated 
         return { name, value: readLoadAssignment(r).endpoints };
     }
   } catch (err) {
-    if (err instanceof Unsupported) throw new Rejected(`${name}: ${err.message}`);
+    if (err instanceof Unsupported) throw new Rejected(`${name}: ${err.message}`, index, err.path, err.reason);
     throw err;
   }
 }

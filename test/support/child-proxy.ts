@@ -17,8 +17,9 @@ export interface ChildProxy {
   stop(): Promise<void>;
 }
 
-export async function startChildProxy(configPath: string): Promise<ChildProxy> {
-  const child = spawn(process.execPath, [CLI, "proxy", "--config", configPath], { stdio: ["ignore", "pipe", "pipe"] });
+/** `instio proxy --config configPath`, with `extraArgs` after it (an Envoy bootstrap, say). */
+export async function startChildProxy(configPath: string, extraArgs: string[] = []): Promise<ChildProxy> {
+  const child = spawn(process.execPath, [CLI, "proxy", "--config", configPath, ...extraArgs], { stdio: ["ignore", "pipe", "pipe"] });
   let err = "";
   child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
   const ports = await new Promise<{ out: number; admin: number }>((resolve, reject) => {

@@ -3,11 +3,14 @@
 // clusters and route info the YAML path compiles, served by the same snapshot,
 // route core and pipeline.
 //
-// instio serves outbound HTTP on one listener (explicit proxying until traffic
-// capture lands), so the route configurations of every port share one table:
-// a domain of port P's routes is matched as "domain:P", and the authority
-// without a port goes to port 80's routes, else to the lowest port whose
-// routes list the name (what the YAML path does for a service's first port).
+// instio serves a sidecar's outbound HTTP on one listener (explicit proxying
+// until traffic capture lands), so the route configurations of every port share
+// one table: a domain of port P's routes is matched as "domain:P", and the
+// authority without a port goes to port 80's routes, else to the lowest port
+// whose routes list the name (what the YAML path does for a service's first
+// port). A listener that binds its own port P (a bootstrap's, say) routes every
+// request as "host:P" (ListenerRuntime.routePort), so its domains carry the
+// port only.
 
 import type { ClusterEndpoint, ClusterInfo, CompiledConfig, CorsInfo, EntryInfo, RouteInfo, TcpListenerInfo, VirtualHostInfo } from "../../config/compile.js";
 import type { HeadersModel, Settings } from "../../config/model.js";
@@ -29,6 +32,8 @@ export interface XdsResources {
 
 /** A name no request header can have (':' is not a token character): a ring-hash cluster no route gives a hash key picks at random, as Envoy. */
 const NO_HASH_KEY: HashKeySource = { kind: "header", name: "instio:no-hash-policy" };
+
+const NO_OWNERS: ReadonlyMap<string, number> = new Map();
 
 /** The port whose routes an authority without a port goes to, per domain. */
 function portlessOwners(http: { port: number; config: XdsRouteConfiguration }[]): Map<string, number> {
@@ -64,17 +69,17 @@ class Assembler {
     const http = listeners
       .filter((l): l is Extract<XdsListener, { kind: "http" }> => l.kind === "http")
       .sort((a, b) => a.port - b.port)
-      .map((l) => ({ port: l.port, config: l.inline ?? this.resources.routes.get(l.rds!) }))
-      .filter((l): l is { port: number; config: XdsRouteConfiguration } => l.config !== undefined);
+      .map((l) => ({ port: l.port, bound: l.bind !== undefined, config: l.inline ?? this.resources.routes.get(l.rds!) }))
+      .filter((l): l is { port: number; bound: boolean; config: XdsRouteConfiguration } => l.config !== undefined);
     for (const { config } of http) for (const vh of config.virtualHosts) for (const r of vh.routes) if (r.hash) for (const d of r.destinations) if (!this.hashKeys.has(d.cluster)) this.hashKeys.set(d.cluster, r.hash);
     // Clusters in the order CDS delivered them, so that an update keeps the others' indices.
     for (const name of this.resources.clusters.keys()) {
       if (name !== PASSTHROUGH_CLUSTER && name !== BLACKHOLE_CLUSTER) this.clusterFor(name);
     }
-    const owners = portlessOwners(http);
-    for (const { port, config } of http) for (const vh of config.virtualHosts) if (!isIstioCatchAll(vh)) this.addVirtualHost(vh, port, owners);
+    const owners = portlessOwners(http.filter((l) => !l.bound));
+    for (const { port, bound, config } of http) for (const vh of config.virtualHosts) if (!isIstioCatchAll(vh)) this.addVirtualHost(vh, port, bound ? NO_OWNERS : owners);
     const tcpListeners = listeners.filter((l): l is Extract<XdsListener, { kind: "tcp" }> => l.kind === "tcp").map((l): TcpListenerInfo => ({
-      address: settings.outbound.address,
+      address: l.bind?.address ?? settings.outbound.address,
       port: l.port,
       destinations: this.weighted(l.destinations),
       sni: l.sni?.map((s) => ({ hosts: s.hosts, destinations: this.weighted(s.destinations) })),
@@ -83,6 +88,7 @@ class Assembler {
       model: undefined,
       tcpListeners,
       gatewayListeners: [],
+      boundHttpListeners: listeners.flatMap((l) => (l.kind === "http" && l.bind ? [l.bind] : [])),
       gateway: false,
       dnsNames: [],
       settings: { ...settings, outboundTrafficPolicy: outbound && !outbound.passthrough ? ("REGISTRY_ONLY" as const) : ("ALLOW_ANY" as const) },

@@ -27,14 +27,24 @@ export interface XdsWeightedCluster {
 export type XdsListener =
   /** The capture listener (use_original_dst): its catch-all chain decides ALLOW_ANY or REGISTRY_ONLY. */
   | { kind: "virtualOutbound"; name: string; port: number; passthrough: boolean }
-  | { kind: "http"; name: string; port: number; rds: string | undefined; inline: XdsRouteConfiguration | undefined }
-  | { kind: "tcp"; name: string; port: number; destinations: XdsWeightedCluster[]; sni: { hosts: string[]; destinations: XdsWeightedCluster[] }[] | undefined };
+  | { kind: "http"; name: string; port: number; rds: string | undefined; inline: XdsRouteConfiguration | undefined; bind: Bind | undefined }
+  | { kind: "tcp"; name: string; port: number; destinations: XdsWeightedCluster[]; sni: { hosts: string[]; destinations: XdsWeightedCluster[] }[] | undefined; bind: Bind | undefined };
+
+/**
+ * Where a listener that binds its own port listens (bind_to_port, Envoy's default; a bootstrap's
+ * listeners). Istio's per-port sidecar listeners do not bind: traffic reaches them through the
+ * outbound listener.
+ */
+export interface Bind {
+  address: string;
+  port: number;
+}
 
 export function readListener(r: MessageReader): XdsListener {
   const name = r.str("name") ?? r.fail("name", "a listener needs a name");
   const address = r.obj("address") ?? r.fail("address", "a listener needs an address");
   const socket = address.obj("socket_address") ?? address.fail("socket_address", "only socket addresses are supported");
-  socket.accept("address"); // the sidecar serves on its own outbound address (explicit proxying; capture comes later)
+  const host = socket.str("address") ?? "0.0.0.0";
   const port = socket.num("port_value") ?? 0;
   socket.only("protocol", ["TCP"]);
   socket.done();
@@ -53,8 +63,8 @@ export function readListener(r: MessageReader): XdsListener {
   if (originalDst) {
     listener = { kind: "virtualOutbound", name, port, passthrough: virtualOutboundPassthrough(chains, port) };
   } else {
-    if (bound) r.fail("bind_to_port", "listeners that bind a port of their own are not supported yet: instio serves outbound HTTP on its outbound listener");
-    listener = readChains(chains, name, port);
+    if (bound && (port <= 0 || port > 65535)) r.fail("address", `a listener that binds needs a port from 1 to 65535, not ${port}`);
+    listener = readChains(chains, name, port, bound ? { address: host, port } : undefined);
   }
   r.done();
   return listener;
@@ -91,7 +101,7 @@ function singleFilter(chain: MessageReader, expected: string): MessageReader {
   return f;
 }
 
-function readChains(chains: MessageReader[], name: string, port: number): XdsListener {
+function readChains(chains: MessageReader[], name: string, port: number, bind: Bind | undefined): XdsListener {
   if (chains.length === 0) throw new MessageReader({}, name).fail("filter_chains", "a listener needs a filter chain");
   const first = chains[0]!;
   const filterName = first.list("filters")[0]?.str("name");
@@ -100,7 +110,7 @@ function readChains(chains: MessageReader[], name: string, port: number): XdsLis
     first.accept("name");
     const hcm = readHcm(singleFilter(first, HCM_FILTER));
     first.done();
-    return { kind: "http", name, port, ...hcm };
+    return { kind: "http", name, port, ...hcm, bind };
   }
   const sni: { hosts: string[]; destinations: XdsWeightedCluster[] }[] = [];
   let plain: XdsWeightedCluster[] | undefined;
@@ -115,7 +125,7 @@ function readChains(chains: MessageReader[], name: string, port: number): XdsLis
     } else plain = tcp.destinations;
     chain.done();
   }
-  return { kind: "tcp", name, port, destinations: plain ?? [], sni: sni.length > 0 ? sni : undefined };
+  return { kind: "tcp", name, port, destinations: plain ?? [], sni: sni.length > 0 ? sni : undefined, bind };
 }
 
 function readTcpProxy(filter: MessageReader): { destinations: XdsWeightedCluster[] } {
