@@ -83,6 +83,8 @@ export function messageType(nameOrUrl: string): protobuf.Type {
   let type = typeCache.get(nameOrUrl);
   if (!type) {
     const name = nameOrUrl.startsWith(TYPE_PREFIX) ? nameOrUrl.slice(TYPE_PREFIX.length) : nameOrUrl;
+    // An empty name finds the root namespace, which protobufjs hands back as if it were a type.
+    if (name === "") throw new Error(`no such type: "${nameOrUrl}"`);
     type = envoyProtos().lookupType(name);
     typeCache.set(nameOrUrl, type);
   }

@@ -77,7 +77,7 @@ function paths(value: unknown, at: (string | number)[] = []): (string | number)[
   return out;
 }
 
-const STRANGE: unknown[] = [0, -1, 1.5, 4294967295, "", "x", "*", "((", "5xx,bogus", "a:b:c", true, false, {}, [], { value: 0 }, { value: 4294967295 }, { seconds: -1 }, { seconds: "315576000000" }];
+const STRANGE: unknown[] = [0, -1, 1.5, 4294967295, "", "x", "*", "type.googleapis.com/", "((", "5xx,bogus", "a:b:c", true, false, {}, [], { value: 0 }, { value: 4294967295 }, { seconds: -1 }, { seconds: "315576000000" }];
 
 type Mutation = { kind: "delete" } | { kind: "set"; value: unknown } | { kind: "repeat" };
 
