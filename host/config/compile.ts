@@ -467,23 +467,12 @@ class Compiler {
     return routes;
   }
 
-  /** The core's form of a load balancer; a hash on a header or cookie gets that header a request slot. */
   private tableLoadBalancer(lb: LoadBalancerModel): TableLoadBalancer {
-    if (lb.kind !== "RING_HASH" && lb.kind !== "MAGLEV") return { kind: lb.kind === "ROUND_ROBIN" ? "roundRobin" : lb.kind === "RANDOM" ? "random" : "leastRequest" }; // PASSTHROUGH clusters pick no endpoint
-    const k = lb.key;
-    const key: TableHashKey = k.kind === "sourceIp" ? { source: "sourceIp" } : { source: k.kind, name: k.name };
-    if (k.kind === "header" || k.kind === "cookie") {
-      const header = k.kind === "cookie" ? "cookie" : k.name;
-      if (!this.table.headerNames.includes(header)) this.table.headerNames.push(header);
-    }
-    return lb.kind === "RING_HASH" ? { kind: "ringHash", key, minimumRingSize: lb.minimumRingSize } : { kind: "maglev", key, tableSize: lb.tableSize };
+    return tableLoadBalancer(this.table, lb);
   }
 
-  /** Index of a pattern in table.hostRegexes (programs the host runs through the route core). */
   private hostRegex(pattern: string, mode: RegexMode): number {
-    const list = this.table.hostRegexes!;
-    const found = list.findIndex((r) => r.pattern === pattern && r.mode === mode);
-    return found >= 0 ? found : list.push({ pattern, mode }) - 1;
+    return hostRegexIndex(this.table, pattern, mode);
   }
 
   private rewriteOf(rewrite: HttpRouteModel["rewrite"]): RewriteInfo | undefined {
@@ -575,6 +564,25 @@ class Compiler {
     this.clusterIndex.set(name, index);
     return index;
   }
+}
+
+/** The core's form of a load balancer; a hash on a header or cookie gets that header a request slot in `table`. */
+export function tableLoadBalancer(table: RouteTable, lb: LoadBalancerModel): TableLoadBalancer {
+  if (lb.kind !== "RING_HASH" && lb.kind !== "MAGLEV") return { kind: lb.kind === "ROUND_ROBIN" ? "roundRobin" : lb.kind === "RANDOM" ? "random" : "leastRequest" }; // PASSTHROUGH clusters pick no endpoint
+  const k = lb.key;
+  const key: TableHashKey = k.kind === "sourceIp" ? { source: "sourceIp" } : { source: k.kind, name: k.name };
+  if (k.kind === "header" || k.kind === "cookie") {
+    const header = k.kind === "cookie" ? "cookie" : k.name;
+    if (!table.headerNames.includes(header)) table.headerNames.push(header);
+  }
+  return lb.kind === "RING_HASH" ? { kind: "ringHash", key, minimumRingSize: lb.minimumRingSize } : { kind: "maglev", key, tableSize: lb.tableSize };
+}
+
+/** Index of a pattern in table.hostRegexes (programs the host runs through the route core), added when new. */
+export function hostRegexIndex(table: RouteTable, pattern: string, mode: RegexMode): number {
+  const list = table.hostRegexes!;
+  const found = list.findIndex((r) => r.pattern === pattern && r.mode === mode);
+  return found >= 0 ? found : list.push({ pattern, mode }) - 1;
 }
 
 export interface CompileOptions {

@@ -12,12 +12,11 @@
 // request as "host:P" (ListenerRuntime.routePort), so its domains carry the
 // port only.
 
-import type { ClusterEndpoint, ClusterInfo, CompiledConfig, CorsInfo, EntryInfo, RouteInfo, TcpListenerInfo, VirtualHostInfo } from "../../config/compile.js";
+import { hostRegexIndex, tableLoadBalancer, type ClusterEndpoint, type ClusterInfo, type CompiledConfig, type CorsInfo, type EntryInfo, type RouteInfo, type TcpListenerInfo, type VirtualHostInfo } from "../../config/compile.js";
 import type { HeadersModel, Settings } from "../../config/model.js";
 import { DEFAULT_CLUSTER_POLICY, type HashKeySource } from "../../config/traffic-policy.js";
 import { endpointsDigest, updateDigests } from "../../config/update-digests.js";
-import type { RegexMode } from "../../core/regex/program.js";
-import type { RouteTable, TableLoadBalancer } from "../../core/route-table.js";
+import type { RouteTable } from "../../core/route-table.js";
 import type { XdsCluster } from "./clusters.js";
 import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, type XdsListener, type XdsWeightedCluster } from "./listeners.js";
 import type { XdsRouteConfiguration, XdsVirtualHost } from "./routes.js";
@@ -128,9 +127,9 @@ class Assembler {
         timeoutMs: route.timeoutMs,
         headers: route.headers,
         action: route.action,
-        rewrite: route.rewrite && { uri: route.rewrite.uri, authority: route.rewrite.authority, uriRegex: rx && { program: this.hostRegex(rx.match, "search"), rewrite: rx.rewrite } },
+        rewrite: route.rewrite && { uri: route.rewrite.uri, authority: route.rewrite.authority, uriRegex: rx && { program: hostRegexIndex(this.table, rx.match, "search"), rewrite: rx.rewrite } },
         fault: route.fault,
-        cors: route.cors && ({ ...route.cors, allowOrigins: route.cors.allowOrigins.map((m) => ({ ...m, program: m.kind === "regex" ? this.hostRegex(m.value, "fullMatch") : -1 })) } satisfies CorsInfo),
+        cors: route.cors && ({ ...route.cors, allowOrigins: route.cors.allowOrigins.map((m) => ({ ...m, program: m.kind === "regex" ? hostRegexIndex(this.table, m.value, "fullMatch") : -1 })) } satisfies CorsInfo),
         retry: route.retry,
         mirrors: route.mirrors.map((m) => ({ cluster: this.clusterFor(m.cluster), percent: m.percent })),
         source: undefined,
@@ -142,12 +141,6 @@ class Assembler {
     this.table.virtualHosts.push({ name: vh.name, domains, entryStart, entryCount: this.table.entries.length - entryStart });
     const host = vh.name.replace(/:\d+$/, "");
     this.vhosts.push({ name: vh.name, host, namespace: /^[^.]+\.([^.]+)\.svc\./.exec(host)?.[1] ?? "", domains, port });
-  }
-
-  private hostRegex(pattern: string, mode: RegexMode): number {
-    const list = this.table.hostRegexes!;
-    const found = list.findIndex((r) => r.pattern === pattern && r.mode === mode);
-    return found >= 0 ? found : list.push({ pattern, mode }) - 1;
   }
 
   /** The index of a cluster by name; -1 when CDS has not sent it (a request there gets 503 NC, as in Envoy). */
@@ -162,23 +155,13 @@ class Assembler {
     const endpoints = xds.info.passthrough ? NO_ENDPOINTS : (xds.endpoints ?? this.resources.endpoints.get(xds.edsName!) ?? NO_ENDPOINTS);
     const index = this.clusters.length;
     this.clusters.push({ ...xds.info, policy, endpoints });
-    const tableLb = this.tableLoadBalancer(policy.loadBalancer);
+    const tableLb = tableLoadBalancer(this.table, policy.loadBalancer);
     const endpointNames = tableLb.kind === "ringHash" || tableLb.kind === "maglev" ? endpoints.map((ep) => `${ep.address}:${ep.port}`) : undefined;
     this.table.clusters.push({ endpointCount: endpoints.length, passthrough: xds.info.passthrough, loadBalancer: tableLb, endpointNames });
     this.clusterIndex.set(name, index);
     return index;
   }
 
-  private tableLoadBalancer(lb: ClusterInfo["policy"]["loadBalancer"]): TableLoadBalancer {
-    if (lb.kind !== "RING_HASH" && lb.kind !== "MAGLEV") return { kind: lb.kind === "ROUND_ROBIN" ? "roundRobin" : lb.kind === "RANDOM" ? "random" : "leastRequest" };
-    const k = lb.key;
-    if (k.kind === "header" || k.kind === "cookie") {
-      const header = k.kind === "cookie" ? "cookie" : k.name;
-      if (!this.table.headerNames.includes(header)) this.table.headerNames.push(header);
-    }
-    const key = k.kind === "sourceIp" ? { source: "sourceIp" as const } : { source: k.kind, name: k.name };
-    return lb.kind === "RING_HASH" ? { kind: "ringHash", key, minimumRingSize: lb.minimumRingSize } : { kind: "maglev", key, tableSize: lb.tableSize };
-  }
 }
 
 /**
