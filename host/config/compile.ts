@@ -39,6 +39,11 @@ export interface ClusterInfo {
   healthCheck: HealthCheckSettings | undefined;
   /** HTTP/2 (h2c) to the endpoints: the port's protocol is HTTP2, GRPC or GRPC-WEB, as Istio chooses. */
   http2: boolean;
+  /**
+   * A DNS-resolved service's cluster (Envoy's STRICT_DNS, or LOGICAL_DNS: the first address only): the
+   * endpoints as configured, names unresolved. `endpoints` holds them resolved.
+   */
+  dns?: { logical: boolean; targets: ClusterEndpoint[] };
 }
 
 export interface RouteInfo {
@@ -406,13 +411,12 @@ class Compiler {
    */
   private resolveEndpoints(service: ServiceModel, host: string): WorkloadEndpoint[] {
     if (service.resolution !== "DNS" && service.resolution !== "DNS_ROUND_ROBIN") return service.endpoints;
-    const named = service.endpoints.length > 0 || service.workloadSelector ? service.endpoints : [{ address: host, ports: {}, labels: {} }];
-    return named.flatMap((ep) => {
-      if (isIP(ep.address) !== 0) return [ep];
-      this.dnsNames.add(ep.address);
-      const addresses = this.resolved.get(ep.address) ?? [];
-      return (service.resolution === "DNS" ? addresses : addresses.slice(0, 1)).map((address) => ({ ...ep, address }));
-    });
+    return resolveDnsEndpoints(this.dnsTargetsOf(service, host), service.resolution === "DNS_ROUND_ROBIN", this.resolved, this.dnsNames);
+  }
+
+  /** A DNS service's endpoints as configured: its endpoints' names, or without endpoints the host itself. */
+  private dnsTargetsOf(service: ServiceModel, host: string): WorkloadEndpoint[] {
+    return service.endpoints.length > 0 || service.workloadSelector ? service.endpoints : [{ address: host, ports: {}, labels: {} }];
   }
 
   /**
@@ -499,8 +503,8 @@ class Compiler {
   }
 
   /** The endpoints of a cluster: the service's (DNS-resolved) endpoints that match the subset's labels, on the port. */
-  private clusterEndpoints(service: ServiceModel, host: string, port: ServiceModel["ports"][number], selector: Record<string, string>): ClusterEndpoint[] {
-    return this.resolveEndpoints(service, host)
+  private clusterEndpoints(service: ServiceModel, host: string, port: ServiceModel["ports"][number], selector: Record<string, string>, endpoints = this.resolveEndpoints(service, host)): ClusterEndpoint[] {
+    return endpoints
       .filter((ep) => labelsMatch(selector, ep.labels))
       .map((ep) => ({ address: ep.address, port: ep.ports[port.name] ?? port.targetPort ?? port.number, labels: ep.labels }));
   }
@@ -510,13 +514,14 @@ class Compiler {
    * endpoint-only change, nothing else needs compiling again. A cluster whose
    * service or subset is gone gets none (a config change would drop it).
    */
-  clusterEndpointsOf(clusters: readonly ClusterInfo[]): ClusterEndpoint[][] {
+  clusterEndpointsOf(clusters: readonly ClusterInfo[]): Pick<ClusterInfo, "endpoints" | "dns">[] {
     return clusters.map((c) => {
       const service = c.passthrough ? undefined : this.serviceFor(c.host);
       const port = service?.ports.find((p) => p.number === c.port);
-      if (!service || !port) return [];
       const subset = c.subset === undefined ? { labels: {} } : this.destinationRuleFor(c.host)?.subsets.find((x) => x.name === c.subset);
-      return subset ? this.clusterEndpoints(service, c.host, port, subset.labels) : [];
+      if (!service || !port || !subset) return { endpoints: [], dns: c.dns && { ...c.dns, targets: [] } };
+      const endpoints = this.clusterEndpoints(service, c.host, port, subset.labels);
+      return { endpoints, dns: c.dns && { ...c.dns, targets: this.clusterEndpoints(service, c.host, port, subset.labels, this.dnsTargetsOf(service, c.host)) } };
     });
   }
 
@@ -557,13 +562,29 @@ class Compiler {
     const healthCheck = this.model.settings.healthChecks.find((h) => h.host === d.host && (h.port === undefined || h.port === port.number));
     const http2 = ["HTTP2", "GRPC", "GRPC-WEB"].includes(port.protocol);
     if (http2 && policy.tls) this.error(dr?.source, `${name}: TLS origination to an ${port.protocol} port is not supported yet (HTTP/2 upstreams are h2c); the connection would not be encrypted`);
-    this.clusters.push({ name, host: d.host, serviceNamespace: service.namespace, port: port.number, subset: d.subset, passthrough, endpoints, policy, healthCheck, http2 });
+    const dnsResolved = !passthrough && (service.resolution === "DNS" || service.resolution === "DNS_ROUND_ROBIN");
+    const dns = dnsResolved ? { logical: service.resolution === "DNS_ROUND_ROBIN", targets: this.clusterEndpoints(service, d.host, port, selector, this.dnsTargetsOf(service, d.host)) } : undefined;
+    this.clusters.push({ name, host: d.host, serviceNamespace: service.namespace, port: port.number, subset: d.subset, passthrough, endpoints, policy, healthCheck, http2, ...(dns ? { dns } : {}) });
     const loadBalancer = this.tableLoadBalancer(policy.loadBalancer);
     const endpointNames = loadBalancer.kind === "ringHash" || loadBalancer.kind === "maglev" ? endpoints.map((ep) => `${ep.address}:${ep.port}`) : undefined;
     this.table.clusters.push({ endpointCount: endpoints.length, passthrough, loadBalancer, endpointNames });
     this.clusterIndex.set(name, index);
     return index;
   }
+}
+
+/**
+ * Endpoints whose addresses may be names, resolved: every address of a name
+ * (Envoy's STRICT_DNS), or the first (`logical`, LOGICAL_DNS); a name not
+ * resolved yet gives none. The names met are added to `names`.
+ */
+export function resolveDnsEndpoints<T extends { address: string }>(targets: readonly T[], logical: boolean, resolved: ReadonlyMap<string, readonly string[]>, names: Set<string>): T[] {
+  return targets.flatMap((ep) => {
+    if (isIP(ep.address) !== 0) return [ep];
+    names.add(ep.address);
+    const addresses = resolved.get(ep.address) ?? [];
+    return (logical ? addresses.slice(0, 1) : addresses).map((address) => ({ ...ep, address }));
+  });
 }
 
 /** The core's form of a load balancer; a hash on a header or cookie gets that header a request slot in `table`. */
@@ -611,5 +632,5 @@ export function compile(model: ConfigModel, resolved?: ReadonlyMap<string, reado
  */
 export function withEndpointsFrom(config: CompiledConfig, model: ConfigModel, resolved?: ReadonlyMap<string, readonly string[]>): CompiledConfig {
   const fresh = new Compiler(model, resolved).clusterEndpointsOf(config.clusters);
-  return { ...config, model, clusters: config.clusters.map((c, i) => ({ ...c, endpoints: fresh[i]! })) };
+  return { ...config, model, clusters: config.clusters.map((c, i) => ({ ...c, ...fresh[i]! })) };
 }

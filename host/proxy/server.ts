@@ -100,7 +100,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   // (endpoint updates, since only addresses change). A watched config compiles again on the config
   // worker; one given as an object (no files to watch) compiles its model here.
   const dns = new DnsDiscovery(settings.dns.servers, settings.dns.refreshRateMs, (resolved) => {
-    if (watcher) void watcher.recompile();
+    if (xds) xds.dnsChanged(resolved);
+    else if (watcher) void watcher.recompile();
     else updates.apply("DNS addresses changed", () => compile(options.config.model!, resolved));
   }, (line) => logger.info(line));
   let initial = options.config;
@@ -272,6 +273,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     // Readiness stays 503 until the control plane's first complete config is applied, as Envoy's
     // PRE_INITIALIZING lasts until its listeners and clusters are warm.
     const origin = `xds ${options.xds.address}`;
+    let dnsTracked = "";
     // Loaded only here: a proxy configured by files does not pay for gRPC and Envoy's protos at start-up.
     const { XdsClient } = await import("../xds/ads-client.js");
     xds = new XdsClient({
@@ -284,6 +286,12 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
         if (!s) return `the proxy cannot serve this config: ${updates.lastRejection}`;
         // One sync at a time, in order: two updates in a row must not bind a port twice.
         listenersSynced = listenersSynced.then(() => syncListeners(s.config));
+        // Names of STRICT_DNS and LOGICAL_DNS clusters: resolved, then kept resolved; new answers patch the endpoints.
+        const names = s.config.dnsNames;
+        if (names.join() !== dnsTracked) {
+          dnsTracked = names.join();
+          void dns.track(names).then(() => names.length > 0 && xds?.dnsChanged(dns.resolved), (err: Error) => logger.error(`dns: ${err.message}`));
+        }
         lifecycle.markLive();
         return undefined;
       },

@@ -27,6 +27,9 @@ import type { Settings } from "../config/model.js";
 import { Translator, type XdsUpdate } from "./translator.js";
 import type { TranslateReply } from "./translate-worker.js";
 
+/** Not an xDS type: the pending change when the proxy's DNS answers moved. */
+const DNS_CHANGE = "dns";
+
 /** google.rpc.Code INVALID_ARGUMENT, what Envoy puts in a NACK's error_detail. */
 const INVALID_ARGUMENT = 3;
 
@@ -243,9 +246,26 @@ export class XdsClient {
     if (type === LISTENER_TYPE) await this.resubscribe(ROUTE_TYPE, reply.routeNames);
   }
 
-  /** Whether serving after a change of `type` needs only the endpoints patched. */
+  /** Whether serving after a change of `type` needs only the endpoints patched (EDS, or new DNS answers). */
   private endpointsOnlyWith(type: string): boolean {
-    return this.served && type === ENDPOINT_TYPE && [...this.pending].every((t) => t === ENDPOINT_TYPE);
+    const endpointsOnly = (t: string): boolean => t === ENDPOINT_TYPE || t === DNS_CHANGE;
+    return this.served && endpointsOnly(type) && [...this.pending].every(endpointsOnly);
+  }
+
+  /**
+   * The proxy's DNS answers changed (a name of a STRICT_DNS or LOGICAL_DNS cluster): the clusters'
+   * endpoints are resolved again and patched in, after the responses before it.
+   */
+  dnsChanged(resolved: ReadonlyMap<string, readonly string[]>): void {
+    const answers = [...resolved].map(([name, addresses]): [string, string[]] => [name, [...addresses]]);
+    this.queue = this.queue
+      .then(async () => {
+        const reply = await this.translator.request({ kind: "dns", resolved: answers, settings: this.options.settings, endpointsOnly: this.endpointsOnlyWith(DNS_CHANGE) });
+        if (reply.failure) return this.translatorFailed(reply.failure);
+        const problem = await this.serve(DNS_CHANGE, reply);
+        if (problem) this.log.error(`xds: new DNS answers not applied: ${problem}`);
+      })
+      .catch((err: unknown) => this.log.error(`xds: internal error applying DNS answers: ${(err as Error).stack ?? String(err)}`));
   }
 
   /**

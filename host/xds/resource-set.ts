@@ -67,6 +67,8 @@ export class ResourceSet implements XdsResources {
   readonly routes = new Map<string, XdsRouteConfiguration>();
   readonly clusters = new Map<string, XdsCluster>();
   readonly endpoints = new Map<string, ClusterEndpoint[]>();
+  /** The proxy's DNS answers for the names STRICT_DNS and LOGICAL_DNS clusters resolve (set by the proxy). */
+  resolved: ReadonlyMap<string, readonly string[]> = new Map();
   /** Types received at least once (a wildcard type may legitimately be empty). */
   readonly received = new Set<string>();
   /** The version each type's last applied response carried (SotW version_info, or the delta system version). */

@@ -21,6 +21,8 @@ import { Rejected, ResourceSet } from "./resource-set.js";
 export type TranslateRequest =
   | { id: number; kind: "apply"; type: string; resources: AnyMessage[]; removed: string[]; replaceAll: boolean; version: string; settings: Settings; endpointsOnly: boolean }
   | { id: number; kind: "forget"; type: string; names: string[]; settings: Settings; endpointsOnly: boolean }
+  /** The proxy's DNS answers changed: DNS clusters' endpoints are resolved again. */
+  | { id: number; kind: "dns"; resolved: [string, string[]][]; settings: Settings; endpointsOnly: boolean }
   | { id: number; kind: "commit" }
   | { id: number; kind: "undo" };
 
@@ -77,10 +79,16 @@ parentPort?.on("message", (req: TranslateRequest) => {
       candidate = undefined;
       undo = set.apply(req.type, req.resources, req.removed, req.replaceAll, req.version);
       transfer = build(req, reply);
-    } else {
+    } else if (req.kind === "forget") {
       candidate = undefined;
       set.forget(req.type, req.names);
       undo = undefined;
+      transfer = build(req, reply);
+    } else {
+      candidate = undefined;
+      const before = set.resolved;
+      set.resolved = new Map(req.resolved);
+      undo = () => (set.resolved = before);
       transfer = build(req, reply);
     }
   } catch (err) {

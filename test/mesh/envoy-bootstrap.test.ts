@@ -29,7 +29,7 @@ function tempDir(): string {
 }
 
 /** Envoy's own front-proxy example, shaped: a listener with an inline route table to two STATIC clusters. */
-function staticBootstrap(listenPort: number, webPort: number, apiPort: number, clusterType = "STATIC"): string {
+function staticBootstrap(listenPort: number, webPort: number, apiPort: number, lbPolicy = "ROUND_ROBIN"): string {
   return `# as envoy -c reads it
 admin:
   address: {socket_address: {address: 127.0.0.1, port_value: 0}}
@@ -65,7 +65,8 @@ static_resources:
             typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
   clusters:
   - name: web
-    type: ${clusterType}
+    type: STATIC
+    lb_policy: ${lbPolicy}
     connect_timeout: 1s
     load_assignment:
       cluster_name: web
@@ -114,13 +115,13 @@ describe("an Envoy bootstrap", () => {
       const r = spawnSync(process.execPath, [CLI, "proxy", "--config", join(dir, "settings.yaml"), "--bootstrap", file], { encoding: "utf8", timeout: 20_000 });
       return { status: r.status, stderr: r.stderr };
     };
-    const text = staticBootstrap(1, 2, 3, "LOGICAL_DNS");
+    const text = staticBootstrap(1, 2, 3, "CLUSTER_PROVIDED");
     writeFileSync(file, text);
     let r = run();
     expect(r.status).toBe(1);
-    // At the web cluster's "type:" line, column of its value.
-    const line = text.split("\n").findIndex((l) => l.includes("type: LOGICAL_DNS")) + 1;
-    expect(r.stderr).toContain(`${file}:${line}:11: error: static_resources.clusters.0.type: LOGICAL_DNS clusters are not supported yet`);
+    // At the web cluster's "lb_policy:" line, column of its value.
+    const line = text.split("\n").findIndex((l) => l.includes("lb_policy: CLUSTER_PROVIDED")) + 1;
+    expect(r.stderr).toContain(`${file}:${line}:16: error: static_resources.clusters.0.lb_policy: CLUSTER_PROVIDED is not supported`);
     writeFileSync(file, staticBootstrap(1, 2, 3).replace("stat_prefix: ingress_http", "stat_prefix: ingress_http\n          not_a_field: 1"));
     r = run();
     expect(r.status).toBe(1);

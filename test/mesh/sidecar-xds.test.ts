@@ -24,6 +24,8 @@ import { xdsStartingConfig } from "../../host/xds/starting-config.js";
 import { freePort, get, settingsYaml } from "../support/proxy.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
 import { eventually } from "../support/mesh.js";
+import { startFakeDns } from "../support/dns-server.js";
+import { createServer } from "node:http";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -73,9 +75,9 @@ async function controlPlane(dir: string, port = 0): Promise<ControlPlane> {
   return startControlPlane({ config: dir, kubeDir: undefined, xdsAddress: "127.0.0.1", xdsPort: port, monitoringAddress: "127.0.0.1", monitoringPort: 0, debounce: { quietMs: 10, maxMs: 50 }, log: new Logger("info", (l) => logs.push(l)) });
 }
 
-async function sidecar(xdsPort: number, logs: string[] = []): Promise<RunningProxy> {
+async function sidecar(xdsPort: number, logs: string[] = [], extraSettings = ""): Promise<RunningProxy> {
   const node = nodeIdentity({ podName: "productpage-1", namespace: "default", ip: "127.0.0.1", labels: { app: "productpage", version: "v1" } }, {});
-  const settings = requireConfig(loadConfigText("settings.yaml", settingsYaml("h1"))).settings;
+  const settings = requireConfig(loadConfigText("settings.yaml", settingsYaml("h1", extraSettings))).settings;
   const proxy = await startProxy({ config: xdsStartingConfig(settings, node), xds: { address: `127.0.0.1:${xdsPort}`, node, backoff: { baseMs: 50, maxMs: 200 } }, log: (l) => logs.push(l) });
   cleanups.push(() => proxy.close());
   return proxy;
@@ -184,6 +186,45 @@ describe("a sidecar configured by the control plane over xDS", () => {
   });
 });
 
+describe("a DNS ServiceEntry over xDS", () => {
+  it("reaches the sidecar as a STRICT_DNS cluster whose names the sidecar resolves, and follows a DNS change", { timeout: 30_000 }, async () => {
+    // Two upstreams on one port at two loopback addresses: DNS decides which one the name means.
+    const [a, b] = await Promise.all(["127.0.0.2", "127.0.0.3"].map(async (address) => {
+      const server = createServer((req, res) => res.end(address));
+      await new Promise<void>((r) => server.listen(0, address, r));
+      cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+      return { address, port: (server.address() as { port: number }).port, server };
+    }));
+    await new Promise<void>((r) => b!.server.close(() => r()));
+    await new Promise<void>((r) => b!.server.listen(a!.port, b!.address, r));
+    const dns = await startFakeDns({ "db.internal": ["127.0.0.2"] });
+    cleanups.push(() => dns.close());
+    const dir = mkdtempSync(join(tmpdir(), "instio-xds-dns-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, "mesh.yaml"), `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db.example.com]
+  location: MESH_EXTERNAL
+  ports: [{number: ${a!.port}, name: http, protocol: HTTP}]
+  resolution: DNS
+  endpoints: [{address: db.internal}]
+`);
+    const cp = await controlPlane(dir);
+    cleanups.push(() => cp.close());
+    const proxy = await sidecar(cp.xdsPort, [], `  dns: {servers: ["${dns.server}"], refreshRate: 100ms}`);
+    await eventually(async () => (await ready(proxy)) === 200, 10_000, "ready");
+    const url = `http://127.0.0.1:${proxy.outbound.port}`;
+    const host = `db.example.com:${a!.port}`;
+    await eventually(async () => (await get(url, host, "/")).text === "127.0.0.2", 5000, "the name resolved");
+    expect(proxy.holder.current.config.clusters.find((c) => c.host === "db.example.com")!.dns).toMatchObject({ logical: false, targets: [{ address: "db.internal", port: a!.port }] });
+    dns.records.set("db.internal", ["127.0.0.3"]);
+    await eventually(async () => (await get(url, host, "/")).text === "127.0.0.3", 5000, "the DNS change");
+    expect(proxy.holder.current.update).toBe("endpoints");
+  });
+});
+
 /**
  * A control plane written for the test: it sends what it is told to, and records what the sidecar
  * answers. It serves one protocol; the other answers UNIMPLEMENTED, as a server without it does.
@@ -279,9 +320,9 @@ describe("a response the sidecar cannot serve", () => {
     await eventually(() => cp.requests.length >= 2, 5000, "the subscriptions");
     expect(cp.requests[0]!.node).toMatchObject({ id: "sidecar~127.0.0.1~productpage-1.default~default.svc.cluster.local" });
 
-    // A cluster kind instio does not run: NACKed, naming the cluster and the field.
-    const bad = await answerTo(respond(CLUSTER_TYPE, [staticCluster({ type: "LOGICAL_DNS" })]));
-    expect(bad.error_detail).toMatchObject({ code: 3, message: expect.stringMatching(/^static: type: LOGICAL_DNS clusters are not supported/) });
+    // A load balancer instio does not run: NACKed, naming the cluster and the field.
+    const bad = await answerTo(respond(CLUSTER_TYPE, [staticCluster({ lb_policy: "CLUSTER_PROVIDED" })]));
+    expect(bad.error_detail).toMatchObject({ code: 3, message: "static: lb_policy: CLUSTER_PROVIDED is not supported" });
     expect(await ready(proxy)).toBe(503);
 
     // A good cluster and listener: ACKed (no error), ready, and serving.

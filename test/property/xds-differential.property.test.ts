@@ -57,6 +57,25 @@ spec:
   endpoints: [{address: 192.0.2.10}]
 ---
 apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: dns-strict, namespace: default}
+spec:
+  hosts: [db.example.com]
+  location: MESH_EXTERNAL
+  ports: [{number: 5000, name: http, protocol: HTTP}]
+  resolution: DNS
+  endpoints: [{address: db-a.internal, labels: {zone: a}}, {address: db-b.internal, labels: {zone: b}}, {address: 10.9.9.9}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: dns-logical, namespace: default}
+spec:
+  hosts: [cdn.example.com]
+  location: MESH_EXTERNAL
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS_ROUND_ROBIN
+---
+apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: reviews, namespace: default}
 spec:
@@ -153,16 +172,24 @@ const CONFIGS: [string, string][] = [
   ["features across routes and clusters", RICH],
 ];
 
+/** What the proxy's DNS discovery found for the DNS ServiceEntries' names (the same for both paths). */
+const RESOLVED = new Map<string, string[]>([["db-a.internal", ["10.5.0.1", "10.5.0.2"]], ["db-b.internal", ["10.5.0.3"]], ["cdn.example.com", ["10.6.0.1", "10.6.0.2"]]]);
+
 /** The file path's config, and the same config as the sidecar has it after the control plane's xDS. */
 function bothPaths(text: string): { files: CompiledConfig; xds: CompiledConfig } {
-  const files = requireConfig(loadConfigText("mesh.yaml", text));
+  const loaded = requireConfig(loadConfigText("mesh.yaml", text));
+  const files = compile(loaded.model!, RESOLVED);
   // The control plane compiles the proxy's class with every cluster, as istiod does.
   const generated = new ProxyResources(compile(files.model!, undefined, { everyCluster: true, digests: false }), "sidecar");
   expect(generated.diagnostics).toEqual([]);
   const set = new ResourceSet();
   for (const type of SIDECAR_TYPES) set.apply(type, [...generated.all(type)].map((r) => r.any), [], true, "1");
   expect(set.warm()).toBe(true);
-  return { files, xds: set.build(files.settings) };
+  set.resolved = RESOLVED;
+  const xds = set.build(files.settings);
+  // The sidecar resolves the same names the file path would.
+  expect([...xds.dnsNames].sort()).toEqual([...files.dnsNames].sort());
+  return { files, xds };
 }
 
 /** Header edits as what they do: an empty set of operations is none. */

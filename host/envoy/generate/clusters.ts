@@ -32,10 +32,14 @@ export function envoyCluster(c: ClusterInfo, generator: Generator, problems: Con
   const limits = p.limits;
   const base: Json = { name: c.name, connect_timeout: duration(limits.connectTimeoutMs) };
   if (c.passthrough) return { ...base, type: "ORIGINAL_DST", lb_policy: "CLUSTER_PROVIDED" };
+  // A DNS-resolved service's cluster resolves its names itself, as istiod sends one (the control plane
+  // resolves nothing); gRPC clients get EDS, as before (they take only LOGICAL_DNS with one endpoint).
+  const dns = generator === "sidecar" ? c.dns : undefined;
   const cluster: Json = {
     ...base,
-    type: "EDS",
-    eds_cluster_config: { service_name: c.name, eds_config: ADS_CONFIG_SOURCE },
+    ...(dns
+      ? { type: dns.logical ? "LOGICAL_DNS" : "STRICT_DNS", load_assignment: loadAssignment({ ...c, endpoints: dns.targets }) }
+      : { type: "EDS", eds_cluster_config: { service_name: c.name, eds_config: ADS_CONFIG_SOURCE } }),
     ...loadBalancer(c, generator),
     circuit_breakers: {
       thresholds: [generator === "grpc"

@@ -103,7 +103,14 @@ export class ProxyResources {
       this.byType.set(ENDPOINT_TYPE, endpoints);
       this.diagnostics.push(...endpointsOnlyFrom.diagnostics);
       const clusters = this.byType.get(CLUSTER_TYPE)!;
-      for (const c of config.clusters) if (!c.passthrough && clusters.has(c.name)) endpoints.set(c.name, this.cache.encode(ENDPOINT_TYPE, c.name, loadAssignment(c)));
+      for (const c of config.clusters) {
+        if (!clusters.has(c.name) || c.passthrough) continue;
+        // A DNS cluster carries its endpoints (names) itself: its Cluster is what changes.
+        if (c.dns && generator === "sidecar") {
+          const cluster = envoyCluster(c, generator, this.diagnostics);
+          if (cluster) clusters.set(c.name, this.cache.encode(CLUSTER_TYPE, c.name, cluster));
+        } else endpoints.set(c.name, this.cache.encode(ENDPOINT_TYPE, c.name, loadAssignment(c)));
+      }
     } else {
       for (const t of [LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE]) this.byType.set(t, new Map());
       this.byType.set(ENDPOINT_TYPE, endpoints);
@@ -112,7 +119,7 @@ export class ProxyResources {
         const cluster = envoyCluster(c, generator, this.diagnostics);
         if (!cluster) continue;
         clusters.set(c.name, this.cache.encode(CLUSTER_TYPE, c.name, cluster));
-        if (!c.passthrough) endpoints.set(c.name, this.cache.encode(ENDPOINT_TYPE, c.name, loadAssignment(c)));
+        if (!c.passthrough && !(c.dns && generator === "sidecar")) endpoints.set(c.name, this.cache.encode(ENDPOINT_TYPE, c.name, loadAssignment(c)));
       }
       if (generator === "grpc") this.diagnostics.push(...grpcUnsupported(config));
       if (generator === "sidecar") {

@@ -12,7 +12,7 @@
 // request as "host:P" (ListenerRuntime.routePort), so its domains carry the
 // port only.
 
-import { hostRegexIndex, tableLoadBalancer, type ClusterEndpoint, type ClusterInfo, type CompiledConfig, type CorsInfo, type EntryInfo, type RouteInfo, type TcpListenerInfo, type VirtualHostInfo } from "../../config/compile.js";
+import { hostRegexIndex, resolveDnsEndpoints, tableLoadBalancer, type ClusterEndpoint, type ClusterInfo, type CompiledConfig, type CorsInfo, type EntryInfo, type RouteInfo, type TcpListenerInfo, type VirtualHostInfo } from "../../config/compile.js";
 import type { HeadersModel, Settings } from "../../config/model.js";
 import { DEFAULT_CLUSTER_POLICY, type HashKeySource } from "../../config/traffic-policy.js";
 import { endpointsDigest, updateDigests } from "../../config/update-digests.js";
@@ -27,6 +27,8 @@ export interface XdsResources {
   clusters: ReadonlyMap<string, XdsCluster>;
   /** ClusterLoadAssignments by name (an EDS cluster's service_name). */
   endpoints: ReadonlyMap<string, ClusterEndpoint[]>;
+  /** Addresses of the names STRICT_DNS and LOGICAL_DNS clusters resolve, as last resolved by the proxy. */
+  resolved: ReadonlyMap<string, readonly string[]>;
 }
 
 /** A name no request header can have (':' is not a token character): a ring-hash cluster no route gives a hash key picks at random, as Envoy. */
@@ -57,6 +59,8 @@ class Assembler {
   private readonly entries: EntryInfo[] = [];
   private readonly vhosts: VirtualHostInfo[] = [];
   private readonly destinations: { headers: HeadersModel | undefined }[] = [];
+  /** Names the DNS clusters resolve (CompiledConfig.dnsNames: the proxy keeps them resolved). */
+  private readonly dnsNames = new Set<string>();
   /** Hash keys of the routes that use each consistent-hash cluster (Envoy hashes per route, instio per cluster). */
   private readonly hashKeys = new Map<string, HashKeySource>();
 
@@ -89,7 +93,7 @@ class Assembler {
       gatewayListeners: [],
       boundHttpListeners: listeners.flatMap((l) => (l.kind === "http" && l.bind ? [l.bind] : [])),
       gateway: false,
-      dnsNames: [],
+      dnsNames: [...this.dnsNames],
       settings: { ...settings, outboundTrafficPolicy: outbound && !outbound.passthrough ? ("REGISTRY_ONLY" as const) : ("ALLOW_ANY" as const) },
       table: this.table,
       destinations: this.destinations,
@@ -152,9 +156,9 @@ class Assembler {
     let policy = xds.info.policy;
     const lb = policy.loadBalancer;
     if (lb.kind === "RING_HASH" || lb.kind === "MAGLEV") policy = { ...policy, loadBalancer: { ...lb, key: this.hashKeys.get(name) ?? NO_HASH_KEY } };
-    const endpoints = xds.info.passthrough ? NO_ENDPOINTS : (xds.endpoints ?? this.resources.endpoints.get(xds.edsName!) ?? NO_ENDPOINTS);
+    const endpoints = xds.info.passthrough ? NO_ENDPOINTS : clusterEndpoints(xds, this.resources, this.dnsNames);
     const index = this.clusters.length;
-    this.clusters.push({ ...xds.info, policy, endpoints });
+    this.clusters.push({ ...xds.info, policy, endpoints, ...(xds.dns ? { dns: xds.dns } : {}) });
     const tableLb = tableLoadBalancer(this.table, policy.loadBalancer);
     const endpointNames = tableLb.kind === "ringHash" || tableLb.kind === "maglev" ? endpoints.map((ep) => `${ep.address}:${ep.port}`) : undefined;
     this.table.clusters.push({ endpointCount: endpoints.length, passthrough: xds.info.passthrough, loadBalancer: tableLb, endpointNames });
@@ -179,6 +183,7 @@ function passthroughCluster(): XdsCluster {
     info: { name: PASSTHROUGH_CLUSTER, host: PASSTHROUGH_CLUSTER, serviceNamespace: "", port: 0, subset: undefined, passthrough: true, policy: DEFAULT_CLUSTER_POLICY, healthCheck: undefined, http2: false },
     edsName: undefined,
     endpoints: undefined,
+    dns: undefined,
   };
 }
 
@@ -196,12 +201,26 @@ export interface EndpointPatch {
 /** An EDS cluster whose assignment has not come (or was removed) has none; one array for all of them. */
 const NO_ENDPOINTS: ClusterEndpoint[] = [];
 
-/** The EDS clusters of `config` whose endpoints in `resources` are not the ones it serves. */
+/** A cluster's endpoints: its own (STATIC), its assignment's (EDS), or its names' addresses (STRICT_DNS, LOGICAL_DNS). */
+function clusterEndpoints(xds: XdsCluster, resources: XdsResources, dnsNames: Set<string>): ClusterEndpoint[] {
+  if (xds.dns) return resolveDnsEndpoints(xds.dns.targets, xds.dns.logical, resources.resolved, dnsNames);
+  return xds.endpoints ?? resources.endpoints.get(xds.edsName!) ?? NO_ENDPOINTS;
+}
+
+/** The EDS and DNS clusters of `config` whose endpoints in `resources` (and its DNS answers) are not the ones it serves. */
 export function endpointPatches(config: CompiledConfig, resources: XdsResources): EndpointPatch[] {
   const patches: EndpointPatch[] = [];
   config.clusters.forEach((c, i) => {
     const xds = resources.clusters.get(c.name);
-    if (!xds || xds.edsName === undefined) return;
+    if (!xds) return;
+    if (xds.dns) {
+      // Resolved anew: changed when its digest is.
+      const endpoints = clusterEndpoints(xds, resources, new Set());
+      const digest = endpointsDigest(endpoints);
+      if (digest !== config.digests?.endpoints[i]) patches.push({ cluster: i, endpoints, digest });
+      return;
+    }
+    if (xds.edsName === undefined) return;
     const endpoints = resources.endpoints.get(xds.edsName) ?? NO_ENDPOINTS;
     if (endpoints !== c.endpoints) patches.push({ cluster: i, endpoints, digest: endpointsDigest(endpoints) });
   });

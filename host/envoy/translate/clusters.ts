@@ -21,6 +21,8 @@ export interface XdsCluster {
   edsName: string | undefined;
   /** STATIC: the endpoints the cluster carries itself. */
   endpoints: ClusterEndpoint[] | undefined;
+  /** STRICT_DNS / LOGICAL_DNS: the endpoints as written (names), resolved when the config is assembled. */
+  dns: { logical: boolean; targets: ClusterEndpoint[] } | undefined;
 }
 
 /** Istio's cluster names: outbound|PORT|SUBSET|HOST (and inbound|PORT||). */
@@ -42,6 +44,7 @@ export function readCluster(r: MessageReader): XdsCluster {
   const policy: ClusterPolicy = { loadBalancer: { kind: "LEAST_REQUEST" }, limits, outlierDetection: undefined, tls: undefined };
   let edsName: string | undefined;
   let endpoints: ClusterEndpoint[] | undefined;
+  let dns: XdsCluster["dns"];
   let passthrough = false;
   if (type === "EDS") {
     const eds = r.obj("eds_cluster_config");
@@ -51,11 +54,19 @@ export function readCluster(r: MessageReader): XdsCluster {
   } else if (type === "STATIC") {
     const assignment = r.obj("load_assignment");
     endpoints = assignment ? readLoadAssignment(assignment).endpoints : [];
+  } else if (type === "STRICT_DNS" || type === "LOGICAL_DNS") {
+    const assignment = r.obj("load_assignment");
+    const targets = assignment ? readLoadAssignment(assignment).endpoints : [];
+    if (type === "LOGICAL_DNS" && targets.length !== 1) r.fail("load_assignment", "a LOGICAL_DNS cluster has exactly one endpoint");
+    dns = { logical: type === "LOGICAL_DNS", targets };
+    // Names are re-resolved at the proxy's DNS refresh rate (ProxySettings dns.refreshRate, Istio's dnsRefreshRate).
+    r.accept("dns_refresh_rate", "dns_lookup_family");
+    r.only("respect_dns_ttl", [false], "is not supported (names are re-resolved at the proxy's refresh rate)");
   } else if (type === "ORIGINAL_DST") {
     passthrough = true;
     r.only("lb_policy", ["CLUSTER_PROVIDED", "ROUND_ROBIN"], "with ORIGINAL_DST is not supported");
   } else {
-    r.fail("type", `${type} clusters are not supported yet (EDS, STATIC and ORIGINAL_DST are)`);
+    r.fail("type", `${type} clusters are not supported (EDS, STATIC, STRICT_DNS, LOGICAL_DNS and ORIGINAL_DST are)`);
   }
   if (!passthrough) policy.loadBalancer = loadBalancer(r, lbPolicy);
   const thresholds = r.obj("circuit_breakers");
@@ -115,7 +126,7 @@ export function readCluster(r: MessageReader): XdsCluster {
     socket.done();
   }
   const service = filterMetadata(r, "istio").services;
-  r.accept("dns_lookup_family", "alt_stat_name");
+  r.accept("alt_stat_name");
   r.done();
   const id = istioName(name);
   // The service's namespace from Istio's cluster metadata (a ServiceEntry's host does not name it).
@@ -125,6 +136,7 @@ export function readCluster(r: MessageReader): XdsCluster {
     info: { name, host: id.host, serviceNamespace, port: id.port, subset: id.subset, passthrough, policy, healthCheck, http2 },
     edsName,
     endpoints,
+    dns,
   };
 }
 
