@@ -5,7 +5,8 @@ import { compile } from "../../host/config/compile.js";
 import { DiagnosticSink, parseSource } from "../../host/config/source.js";
 import { meshFromDocuments } from "../../host/control-plane/mesh.js";
 import { envoyCluster } from "../../host/envoy/generate/clusters.js";
-import { unpackAny, type AnyMessage } from "../../host/envoy/protos.js";
+import { ENDPOINT_TYPE, jsonToStruct, packAny, unpackAny, type AnyMessage } from "../../host/envoy/protos.js";
+import { ResourceSet } from "../../host/xds/resource-set.js";
 
 function clusterFor(yaml: string, name: string): Record<string, unknown> {
   const sink = new DiagnosticSink();
@@ -41,5 +42,27 @@ spec:
     expect(tls.sni).toBe("api.example.com");
     expect(tls.common_tls_context.validation_context.trusted_ca.filename).toBe("/etc/ssl/certs/ca-certificates.crt");
     expect(tls.common_tls_context.validation_context.match_typed_subject_alt_names[0]!.matcher.exact).toBe("api.example.com");
+  });
+});
+
+describe("endpoint metadata", () => {
+  it("reads the workload's labels from istiod's metadata (istio.workload, the transport-socket match) when instio's own is absent", () => {
+    const set = new ResourceSet();
+    const cla = packAny(ENDPOINT_TYPE, {
+      cluster_name: "outbound|9080||reviews.default.svc.cluster.local",
+      endpoints: [{
+        locality: {},
+        lb_endpoints: [{
+          endpoint: { address: { socket_address: { address: "10.0.0.7", port_value: 9080 } } },
+          metadata: { filter_metadata: { istio: jsonToStruct({ workload: "reviews-v2;default;reviews;v2;Kubernetes" }), "envoy.transport_socket_match": jsonToStruct({ tlsMode: "istio" }) } },
+        }],
+      }],
+    });
+    set.apply(ENDPOINT_TYPE, [cla], [], false, "1");
+    expect(set.endpoints.get("outbound|9080||reviews.default.svc.cluster.local")).toEqual([{
+      address: "10.0.0.7",
+      port: 9080,
+      labels: { "service.istio.io/workload-name": "reviews-v2", "service.istio.io/canonical-name": "reviews", "service.istio.io/canonical-revision": "v2", "security.istio.io/tlsMode": "istio" },
+    }]);
   });
 });

@@ -166,6 +166,24 @@ function clusterMetadata(c: ClusterInfo): Json {
  */
 export const INSTIO_METADATA = "instio";
 
+/**
+ * An endpoint's metadata: istiod's (the transport-socket match for auto mTLS, and istio.workload,
+ * "workload;namespace;canonical-service;canonical-revision;cluster", the stats' fallback), and the
+ * labels themselves in instio's namespace.
+ */
+function endpointMetadata(labels: Record<string, string>): Json {
+  if (Object.keys(labels).length === 0) return {};
+  const meta: Json = { [INSTIO_METADATA]: jsonToStruct({ labels }) };
+  const service = labels["service.istio.io/canonical-name"] ?? labels["app.kubernetes.io/name"] ?? labels.app;
+  if (service) {
+    const revision = labels["service.istio.io/canonical-revision"] ?? labels["app.kubernetes.io/version"] ?? labels.version ?? "latest";
+    meta.istio = jsonToStruct({ workload: `${labels["service.istio.io/workload-name"] ?? service};;${service};${revision};` });
+  }
+  const tlsMode = labels["security.istio.io/tlsMode"];
+  if (tlsMode && tlsMode !== "disabled") meta["envoy.transport_socket_match"] = jsonToStruct({ tlsMode });
+  return { metadata: { filter_metadata: meta } };
+}
+
 /** The endpoints of one cluster, in one locality (istiod groups by locality label; instio has none yet). */
 export function loadAssignment(c: ClusterInfo): Json {
   if (c.endpoints.length === 0) return { cluster_name: c.name, endpoints: [] };
@@ -178,7 +196,7 @@ export function loadAssignment(c: ClusterInfo): Json {
         endpoint: { address: { socket_address: { address: ep.address, port_value: ep.port } } },
         health_status: "HEALTHY",
         load_balancing_weight: { value: 1 },
-        ...(Object.keys(ep.labels).length > 0 ? { metadata: { filter_metadata: { [INSTIO_METADATA]: jsonToStruct({ labels: ep.labels }) } } } : {}),
+        ...endpointMetadata(ep.labels),
       })),
     }],
   };

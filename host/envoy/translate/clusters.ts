@@ -314,10 +314,7 @@ export function readLoadAssignment(r: MessageReader): XdsLoadAssignment {
       address.done();
       endpoint.accept("hostname", "health_check_config");
       endpoint.done();
-      // The workload's labels, for the destination's metric labels (../generate/clusters.ts INSTIO_METADATA).
-      const meta = filterMetadata(lb, INSTIO_METADATA).labels;
-      const labels: Record<string, string> = {};
-      if (meta && typeof meta === "object") for (const [k, v] of Object.entries(meta)) if (typeof v === "string") labels[k] = v;
+      const labels = endpointLabels(lb);
       lb.done();
       if (!UNHEALTHY.includes(health)) endpoints.push({ address: host, port, labels });
     }
@@ -326,6 +323,35 @@ export function readLoadAssignment(r: MessageReader): XdsLoadAssignment {
   r.accept("policy"); // overprovisioning and drop_overload: instio has no priorities or overload drops to apply them to
   r.done();
   return { name, endpoints };
+}
+
+/**
+ * The workload's labels, for the destination's metric labels: instio's own metadata namespace when the
+ * control plane is instio's (../generate/clusters.ts INSTIO_METADATA), else what istiod's metadata says:
+ * istio.workload's canonical service and revision, and the transport-socket match's tlsMode.
+ */
+function endpointLabels(lb: MessageReader): Record<string, string> {
+  const meta = lb.obj("metadata");
+  if (!meta) return {};
+  const namespaces = new Map(meta.map("filter_metadata").map(([ns, struct]) => [ns, structToJson(struct)]));
+  meta.accept("typed_filter_metadata");
+  meta.done();
+  const labels: Record<string, string> = {};
+  const own = namespaces.get(INSTIO_METADATA)?.labels;
+  if (own && typeof own === "object") {
+    for (const [k, v] of Object.entries(own)) if (typeof v === "string") labels[k] = v;
+    return labels;
+  }
+  const workload = namespaces.get("istio")?.workload;
+  if (typeof workload === "string") {
+    const [name, , service, revision] = workload.split(";");
+    if (name) labels["service.istio.io/workload-name"] = name;
+    if (service) labels["service.istio.io/canonical-name"] = service;
+    if (revision) labels["service.istio.io/canonical-revision"] = revision;
+  }
+  const tlsMode = namespaces.get("envoy.transport_socket_match")?.tlsMode;
+  if (typeof tlsMode === "string") labels["security.istio.io/tlsMode"] = tlsMode;
+  return labels;
 }
 
 /**
