@@ -167,9 +167,65 @@ spec:
   - route: [{destination: {host: httpbin, port: {number: 80}}, weight: 70}, {destination: {host: ratings, port: {number: 9080}}, weight: 30}]
 `;
 
+/** Delegate VirtualServices, build-time match filters (sourceLabels, port), a Sidecar's egress scope and REGISTRY_ONLY. */
+const SCOPED = `apiVersion: instio.dev/v1alpha1
+kind: ProxySettings
+metadata: {name: scoped}
+spec:
+  namespace: shop
+  labels: {app: cart, version: v2}
+${SE("reviews", "{number: 9080, name: http, protocol: HTTP}, {number: 9443, name: http-admin, protocol: HTTP}", "{address: 10.1.0.1, labels: {version: v1}}, {address: 10.1.0.2, labels: {version: v2}}")}
+${SE("hidden", "{number: 80, name: http, protocol: HTTP}", "{address: 10.1.1.1}")}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: shop}
+spec:
+  egress: [{hosts: ["default/reviews.default.svc.cluster.local"]}]
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews.default.svc.cluster.local
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  http:
+  - name: carts
+    match: [{sourceLabels: {app: cart}, uri: {prefix: /cart}}]
+    route: [{destination: {host: reviews.default.svc.cluster.local, subset: v2}}]
+  - name: not-me
+    match: [{sourceLabels: {app: other}}]
+    route: [{destination: {host: reviews.default.svc.cluster.local, subset: v1}}]
+  - name: admin-port
+    match: [{port: 9443}]
+    route: [{destination: {host: reviews.default.svc.cluster.local, port: {number: 9443}}}]
+  - name: team
+    match: [{uri: {prefix: /team}}]
+    delegate: {name: team-routes, namespace: default}
+  - route: [{destination: {host: reviews.default.svc.cluster.local, subset: v1, port: {number: 9080}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: team-routes, namespace: default}
+spec:
+  http:
+  - match: [{uri: {prefix: /team/a}, headers: {x-team: {exact: a}}}]
+    route: [{destination: {host: reviews.default.svc.cluster.local, subset: v2, port: {number: 9080}}}]
+    timeout: 2s
+  - route: [{destination: {host: reviews.default.svc.cluster.local, subset: v1, port: {number: 9080}}}]
+`;
+
 const CONFIGS: [string, string][] = [
   ["the quickstart", readFileSync(new URL("../../examples/quickstart/mesh.yaml", import.meta.url), "utf8")],
   ["features across routes and clusters", RICH],
+  ["delegates, build-time matches, a Sidecar's scope and REGISTRY_ONLY", SCOPED],
 ];
 
 /** What the proxy's DNS discovery found for the DNS ServiceEntries' names (the same for both paths). */
@@ -244,7 +300,7 @@ function outcome(config: CompiledConfig, d: Decision): unknown {
 function corpus(configs: CompiledConfig[]): fc.Arbitrary<{ request: RouteRequest; random: number }> {
   const authorities = new Set<string>(["unknown.example", "reviews:1234"]);
   const paths = new Set<string>(["/", "/x"]);
-  const headers = new Map<string, Set<string>>([["end-user", new Set(["jason", "bob"])], ["user-agent", new Set(["mobile-app", "curl"])], ["x-user", new Set(["a", "b", "c"])], ["cookie", new Set(["session=1", "session=2"])]]);
+  const headers = new Map<string, Set<string>>([["x-team", new Set(["a", "b"])], ["end-user", new Set(["jason", "bob"])], ["user-agent", new Set(["mobile-app", "curl"])], ["x-user", new Set(["a", "b", "c"])], ["cookie", new Set(["session=1", "session=2"])]]);
   for (const c of configs) {
     for (const vh of c.table.virtualHosts) for (const d of vh.domains) authorities.add(d);
     for (const e of c.table.entries) {
