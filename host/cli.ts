@@ -6,12 +6,11 @@ import { loadConfigPath, requireConfig } from "./config/load.js";
 import { formatDiagnostic } from "./config/diagnostics.js";
 import { logDiagnostics } from "./config/watch.js";
 import { explain } from "./explain.js";
-import { startProxy } from "./proxy/server.js";
+import { startProxy, type RunningProxy } from "./proxy/server.js";
 import { runQuickstart } from "./quickstart.js";
 import type { Settings } from "./config/model.js";
 import { defaultSettings } from "./config/settings.js";
-import { xdsStartingConfig } from "./xds/starting-config.js";
-import { nodeIdentity, parseLabels, withBootstrapNode, type NodeIdentity } from "./xds/node-identity.js";
+import type { NodeIdentity } from "./xds/node-identity.js";
 
 const HELP = `instio: a service-mesh sidecar proxy configured with Istio YAML
 
@@ -57,6 +56,64 @@ function xdsSettings(path: string | undefined): Settings {
   const ignored = m.services.length + m.virtualServices.length + m.destinationRules.length + m.workloadEntries.length + m.sidecars.length + m.gateways.length;
   if (ignored > 0) process.stderr.write(`instio: ${path}: ${ignored} Istio resources ignored; with --xds the control plane configures routes, clusters and endpoints\n`);
   return loaded.settings;
+}
+
+interface ProxyFlags {
+  config?: string;
+  xds?: string;
+  bootstrap?: string;
+  "pod-name"?: string;
+  namespace?: string;
+  ip?: string;
+  "service-account"?: string;
+  labels?: string;
+  "cluster-id"?: string;
+}
+
+/**
+ * A proxy configured by a control plane (--xds, or an Envoy bootstrap's dynamic_resources) or by an Envoy
+ * bootstrap's static_resources. Its modules are loaded only here: they bring Envoy's protos, which a proxy
+ * configured by files does without. Undefined when the bootstrap has errors (printed).
+ */
+async function startWithoutFiles(values: ProxyFlags): Promise<RunningProxy | undefined> {
+  const { nodeIdentity, parseLabels, withBootstrapNode } = await import("./xds/node-identity.js");
+  const { xdsStartingConfig, staticBootstrapConfig } = await import("./xds/starting-config.js");
+  const identity = (): NodeIdentity => {
+    try {
+      return nodeIdentity({ podName: values["pod-name"], namespace: values.namespace, ip: values.ip, serviceAccount: values["service-account"], labels: values.labels === undefined ? undefined : parseLabels(values.labels), clusterId: values["cluster-id"] });
+    } catch (err) {
+      return fail((err as Error).message);
+    }
+  };
+  const onExit = (code: number): never => process.exit(code);
+  if (values.xds) {
+    if (!/^[^\s:]+:\d+$/.test(values.xds) && !/^\[[0-9a-fA-F:]+\]:\d+$/.test(values.xds)) fail(`--xds must be HOST:PORT, got "${values.xds}"`);
+    const node = identity();
+    const proxy = await startProxy({ config: xdsStartingConfig(xdsSettings(values.config), node), xds: { address: values.xds, node }, onExit });
+    process.stderr.write(`instio: node ${node.id}, control plane ${values.xds}; ready once its first complete config is applied\n`);
+    return proxy;
+  }
+  const { readBootstrap, BootstrapError } = await import("./envoy/bootstrap.js");
+  try {
+    const bootstrap = readBootstrap(values.bootstrap!);
+    let settings = xdsSettings(values.config);
+    if (bootstrap.admin) settings = { ...settings, admin: bootstrap.admin };
+    if (bootstrap.ads) {
+      const node = withBootstrapNode(identity(), bootstrap.node);
+      const proxy = await startProxy({ config: xdsStartingConfig(settings, node), xds: { address: bootstrap.ads.address, node, protocol: bootstrap.ads.delta ? "delta" : "sotw" }, onExit });
+      process.stderr.write(`instio: ${values.bootstrap}: node ${node.id}, ADS ${bootstrap.ads.address} (${bootstrap.ads.delta ? "delta" : "state of the world"}); ready once its first complete config is applied\n`);
+      return proxy;
+    }
+    const { config, resources } = staticBootstrapConfig(bootstrap, settings);
+    const proxy = await startProxy({ config, staticResources: resources, onExit });
+    process.stderr.write(`instio: ${values.bootstrap}: ${bootstrap.listeners.length} static listeners, ${bootstrap.clusters.length} static clusters\n`);
+    return proxy;
+  } catch (err) {
+    if (!(err instanceof BootstrapError)) throw err;
+    for (const d of err.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
+    process.stderr.write(`${values.bootstrap}: ${err.diagnostics.length} error(s)\n`);
+    return undefined;
+  }
 }
 
 function fail(message: string): never {
@@ -141,42 +198,11 @@ async function main(argv: string[]): Promise<number> {
       });
       if (!values.config && !values.xds && !values.bootstrap) fail("proxy needs --config PATH, --xds HOST:PORT or --bootstrap FILE");
       if (values.xds && values.bootstrap) fail("proxy takes its control plane from --xds or from the bootstrap's dynamic_resources, not both");
-      let proxy: Awaited<ReturnType<typeof startProxy>>;
-      const identity = (): NodeIdentity => {
-        try {
-          return nodeIdentity({ podName: values["pod-name"], namespace: values.namespace, ip: values.ip, serviceAccount: values["service-account"], labels: values.labels === undefined ? undefined : parseLabels(values.labels), clusterId: values["cluster-id"] });
-        } catch (err) {
-          return fail((err as Error).message);
-        }
-      };
-      if (values.bootstrap) {
-        const { readBootstrap, BootstrapError } = await import("./envoy/bootstrap.js");
-        const { staticBootstrapConfig } = await import("./xds/starting-config.js");
-        try {
-          const bootstrap = readBootstrap(values.bootstrap);
-          let settings = xdsSettings(values.config);
-          if (bootstrap.admin) settings = { ...settings, admin: bootstrap.admin };
-          if (bootstrap.ads) {
-            const node = withBootstrapNode(identity(), bootstrap.node);
-            proxy = await startProxy({ config: xdsStartingConfig(settings, node), xds: { address: bootstrap.ads.address, node, protocol: bootstrap.ads.delta ? "delta" : "sotw" }, onExit: (code) => process.exit(code) });
-            process.stderr.write(`instio: ${values.bootstrap}: node ${node.id}, ADS ${bootstrap.ads.address} (${bootstrap.ads.delta ? "delta" : "state of the world"}); ready once its first complete config is applied\n`);
-          } else {
-            const { config, resources } = staticBootstrapConfig(bootstrap, settings);
-            proxy = await startProxy({ config, staticResources: resources, onExit: (code) => process.exit(code) });
-            process.stderr.write(`instio: ${values.bootstrap}: ${bootstrap.listeners.length} static listeners, ${bootstrap.clusters.length} static clusters\n`);
-          }
-        } catch (err) {
-          if (!(err instanceof BootstrapError)) throw err;
-          for (const d of err.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
-          process.stderr.write(`${values.bootstrap}: ${err.diagnostics.length} error(s)\n`);
-          return 1;
-        }
-      } else if (values.xds) {
-        if (!/^[^\s:]+:\d+$/.test(values.xds) && !/^\[[0-9a-fA-F:]+\]:\d+$/.test(values.xds)) fail(`--xds must be HOST:PORT, got "${values.xds}"`);
-        const node = identity();
-        const config = xdsStartingConfig(xdsSettings(values.config), node);
-        proxy = await startProxy({ config, xds: { address: values.xds, node }, onExit: (code) => process.exit(code) });
-        process.stderr.write(`instio: node ${node.id}, control plane ${values.xds}; ready once its first complete config is applied\n`);
+      let proxy: RunningProxy;
+      if (values.xds || values.bootstrap) {
+        const started = await startWithoutFiles(values);
+        if (!started) return 1;
+        proxy = started;
       } else {
         const result = loadConfigPath(values.config!);
         logDiagnostics(result.diagnostics, (l) => process.stderr.write(`${l}\n`));

@@ -29,7 +29,6 @@ import type { ListenerRuntime } from "../listeners/listener-runtime.js";
 import type { PipelineOptions } from "../pipeline/options.js";
 import { SnapshotHolder } from "./snapshot.js";
 import type { XdsClient } from "../xds/ads-client.js";
-import { patchEndpoints } from "../envoy/translate/assemble.js";
 import type { NodeIdentity } from "../xds/node-identity.js";
 import type { AppliedResource } from "../xds/resource-set.js";
 
@@ -275,14 +274,14 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     const origin = `xds ${options.xds.address}`;
     let dnsTracked = "";
     // Loaded only here: a proxy configured by files does not pay for gRPC and Envoy's protos at start-up.
-    const { XdsClient } = await import("../xds/ads-client.js");
+    const { XdsClient, updatedConfig } = await import("../xds/ads-client.js");
     xds = new XdsClient({
       ...options.xds,
       logger,
       metrics: telemetry.metrics,
       settings,
       apply: (update) => {
-        const s = updates.apply(origin, () => update.config ?? patchEndpoints(current.current.config, update.endpoints));
+        const s = updates.apply(origin, () => updatedConfig(update, current.current.config));
         if (!s) return `the proxy cannot serve this config: ${updates.lastRejection}`;
         // One sync at a time, in order: two updates in a row must not bind a port twice.
         listenersSynced = listenersSynced.then(() => syncListeners(s.config));

@@ -24,8 +24,15 @@ import type { ProxyMetrics } from "../telemetry/metrics.js";
 import { nodeMessage, type NodeIdentity } from "./node-identity.js";
 import type { AppliedResource } from "./resource-set.js";
 import type { Settings } from "../config/model.js";
+import type { CompiledConfig } from "../config/compile.js";
+import { patchEndpoints } from "../envoy/translate/assemble.js";
 import { Translator, type XdsUpdate } from "./translator.js";
 import type { TranslateReply } from "./translate-worker.js";
+
+/** The config an update makes of the one served: the update's own, or the served one with new endpoints patched in. */
+export function updatedConfig(update: XdsUpdate, serving: CompiledConfig): CompiledConfig {
+  return update.config ?? patchEndpoints(serving, update.endpoints);
+}
 
 /** Not an xDS type: the pending change when the proxy's DNS answers moved. */
 const DNS_CHANGE = "dns";
@@ -226,8 +233,12 @@ export class XdsClient {
     const version = (this.delta ? r.system_version_info : r.version_info) ?? "";
     const removed = r.removed_resources ?? [];
     const reply = await this.translator.request({ kind: "apply", type, resources: anys, removed, replaceAll: !this.delta, version, settings: this.options.settings, endpointsOnly: this.endpointsOnlyWith(type) });
-    if (stream !== this.stream) return;
     if (reply.failure) return this.translatorFailed(reply.failure);
+    if (stream !== this.stream) {
+      // The stream ended while this was translated: nothing was acknowledged, so nothing is kept.
+      await this.translator.request({ kind: "undo" });
+      return;
+    }
     if (reply.rejected) {
       this.nack(r, reply.rejected);
       return;

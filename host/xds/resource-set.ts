@@ -1,8 +1,9 @@
 // The Envoy resources a sidecar holds, translated as they arrive. A resource
 // that cannot be served rejects the whole update of its type (the response is
 // NACKed with the resource's name and the field's path, and the previous
-// resources stay, as Envoy keeps its config). Translating on arrival keeps the
-// serving thread's work per update to assembling what changed.
+// resources stay, as Envoy keeps its config). A sidecar's set lives on the
+// translator worker (translate-worker.ts), so none of this runs on the thread
+// that serves requests; an Envoy bootstrap's static resources use one at start.
 
 import type { ClusterEndpoint, CompiledConfig } from "../config/compile.js";
 import type { Settings } from "../config/model.js";
