@@ -1,24 +1,30 @@
 // The two config paths agree. Each config is compiled once from files, as
-// `instio proxy --config` serves it, and once through the control plane's path:
-// compiled for the proxy's class, generated as Envoy v3 resources, encoded,
-// then decoded and translated by the sidecar's xDS side (ResourceSet). On a
-// generated corpus of requests both must make the same decision (virtual host,
-// route, cluster, endpoint) and act on it the same way (the route's timeout,
-// retries, rewrites, header edits, faults, CORS, mirrors; the cluster's
-// policy). The wire itself is covered by test/mesh/sidecar-xds.test.ts.
+// `instio proxy --config` serves it, and once as it reaches a sidecar through
+// `instio control-plane` → ADS → `instio proxy --xds` (every piece real, over
+// loopback). On a generated corpus of requests reaching every route, both must
+// make the same decision (virtual host, route, cluster, endpoint) and act on it
+// the same way (the route's timeout, retries, rewrites, header edits, faults,
+// CORS, mirrors; the cluster's policy and endpoints).
 
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
-import { compile, type CompiledConfig } from "../../host/config/compile.js";
+import { afterEach, describe, expect, it } from "vitest";
+import { compile, resolveDnsEndpoints, type CompiledConfig } from "../../host/config/compile.js";
+import { startControlPlane } from "../../host/control-plane/control-plane.js";
+import { Logger } from "../../host/log.js";
+import { startProxy } from "../../host/proxy/server.js";
+import { nodeIdentity } from "../../host/xds/node-identity.js";
+import { xdsStartingConfig } from "../../host/xds/starting-config.js";
+import { startFakeDns } from "../support/dns-server.js";
+import { eventually } from "../support/mesh.js";
 import type { HeaderOperations, HeadersModel } from "../../host/config/model.js";
 import { loadConfigText, requireConfig } from "../../host/config/load.js";
 import type { Decision, RouteRequest } from "../../host/core/decision.js";
 import { emptyDecision } from "../../host/core/decision.js";
 import { ReferenceMatcher } from "../../host/core/reference-matcher.js";
-import { clusterEndpointStarts } from "../../host/core/route-table.js";
-import { ProxyResources } from "../../host/envoy/generate/resources.js";
-import { ResourceSet, SIDECAR_TYPES } from "../../host/xds/resource-set.js";
+import { clusterEndpointStarts, type RouteTable } from "../../host/core/route-table.js";
 import "../support/fast-check-seed.js";
 
 const SE = (name: string, ports: string, endpoints: string, extra = ""): string => `---
@@ -231,21 +237,47 @@ const CONFIGS: [string, string][] = [
 /** What the proxy's DNS discovery found for the DNS ServiceEntries' names (the same for both paths). */
 const RESOLVED = new Map<string, string[]>([["db-a.internal", ["10.5.0.1", "10.5.0.2"]], ["db-b.internal", ["10.5.0.3"]], ["cdn.example.com", ["10.6.0.1", "10.6.0.2"]]]);
 
-/** The file path's config, and the same config as the sidecar has it after the control plane's xDS. */
-function bothPaths(text: string): { files: CompiledConfig; xds: CompiledConfig } {
+/**
+ * The file path's config, and the same config as a live sidecar has it: the YAML served by `instio
+ * control-plane`, pushed over ADS to an instio sidecar (its node naming the settings' namespace and
+ * labels), translated by its worker, the DNS names resolved by its own discovery against a DNS server
+ * answering RESOLVED.
+ */
+async function bothPaths(text: string): Promise<{ files: CompiledConfig; xds: CompiledConfig }> {
   const loaded = requireConfig(loadConfigText("mesh.yaml", text));
   const files = compile(loaded.model!, RESOLVED);
-  // The control plane compiles the proxy's class with every cluster, as istiod does.
-  const generated = new ProxyResources(compile(files.model!, undefined, { everyCluster: true, digests: false }), "sidecar");
-  expect(generated.diagnostics).toEqual([]);
-  const set = new ResourceSet();
-  for (const type of SIDECAR_TYPES) set.apply(type, [...generated.all(type)].map((r) => r.any), [], true, "1");
-  expect(set.warm()).toBe(true);
-  set.resolved = RESOLVED;
-  const xds = set.build(files.settings);
+  const dir = mkdtempSync(join(tmpdir(), "instio-differential-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, "mesh.yaml"), text);
+  const dns = await startFakeDns(Object.fromEntries(RESOLVED));
+  cleanups.push(() => dns.close());
+  const logs: string[] = [];
+  const cp = await startControlPlane({ config: dir, kubeDir: undefined, xdsAddress: "127.0.0.1", xdsPort: 0, monitoringAddress: "127.0.0.1", monitoringPort: 0, log: new Logger("info", (l) => logs.push(l)) });
+  cleanups.push(() => cp.close());
+  // The control plane found nothing wrong with the config (what the file path would say too).
+  expect(logs.filter((l) => /: (error|warning): /.test(l))).toEqual([]);
+  const node = nodeIdentity({ podName: "differential-0", namespace: files.settings.namespace, ip: "127.0.0.1", labels: files.settings.labels }, {});
+  const settings = { ...files.settings, outbound: { ...files.settings.outbound, port: 0 }, admin: { ...files.settings.admin, port: 0 }, agent: undefined, dns: { servers: [dns.server], refreshRateMs: 60_000 } };
+  const proxy = await startProxy({ config: xdsStartingConfig(settings, node), xds: { address: `127.0.0.1:${cp.xdsPort}`, node }, log: () => {} });
+  cleanups.push(() => proxy.close());
+  // Ready, and the DNS clusters' names resolved and patched in.
+  const resolvedEverywhere = (): boolean => proxy.holder.current.config.clusters.every((c) => !c.dns || c.endpoints.length === resolveDnsEndpoints(c.dns.targets, c.dns.logical, RESOLVED, new Set()).length);
+  await eventually(() => proxy.lifecycle.ready && resolvedEverywhere(), 15_000, "the sidecar's first complete config, DNS resolved");
+  const xds = proxy.holder.current.config;
   // The sidecar resolves the same names the file path would.
   expect([...xds.dnsNames].sort()).toEqual([...files.dnsNames].sort());
   return { files, xds };
+}
+
+/** The route table with each cluster's endpoint count as its endpoints are now (EDS and DNS patch the endpoints, and the cluster manager the core). */
+function currentTable(config: CompiledConfig): RouteTable {
+  return {
+    ...config.table,
+    clusters: config.table.clusters.map((c, i) => {
+      const endpoints = config.clusters[i]!.endpoints;
+      return { ...c, endpointCount: endpoints.length, endpointNames: c.endpointNames && endpoints.map((ep) => `${ep.address}:${ep.port}`) };
+    }),
+  };
 }
 
 /** Header edits as what they do: an empty set of operations is none. */
@@ -259,7 +291,7 @@ function edits(h: HeadersModel | undefined): unknown {
 /** Everything a decision leads to, by name: what the request does, independent of indices. */
 function outcome(config: CompiledConfig, d: Decision): unknown {
   const cluster = d.cluster >= 0 ? config.clusters[d.cluster] : undefined;
-  const starts = clusterEndpointStarts(config.table);
+  const starts = clusterEndpointStarts(currentTable(config));
   const endpoint = cluster && d.endpoint >= 0 ? cluster.endpoints[d.endpoint - starts[d.cluster]!] : undefined;
   const route = d.route >= 0 ? config.routes[d.route] : undefined;
   const regex = (program: number): string => config.table.hostRegexes![program]!.pattern;
@@ -327,11 +359,19 @@ function corpus(configs: CompiledConfig[]): fc.Arbitrary<{ request: RouteRequest
   }));
 }
 
-describe("a config served from files and the same config over xDS", () => {
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe("a config served from files and the same config through the control plane to a sidecar", () => {
   for (const [name, text] of CONFIGS) {
-    it(`decide and act alike: ${name}`, () => {
-      const { files, xds } = bothPaths(text);
-      const matcher = (c: CompiledConfig): ReferenceMatcher => new ReferenceMatcher(c.table, new Array<number>(clusterEndpointStarts(c.table).at(-1)!).fill(0));
+    it(`decide and act alike: ${name}`, { timeout: 30_000 }, async () => {
+      const { files, xds } = await bothPaths(text);
+      const matcher = (c: CompiledConfig): ReferenceMatcher => {
+        const table = currentTable(c);
+        return new ReferenceMatcher(table, new Array<number>(clusterEndpointStarts(table).at(-1)!).fill(0));
+      };
       const fromFiles = matcher(files);
       const fromXds = matcher(xds);
       const reached = new Set<number>();
