@@ -5,7 +5,10 @@
 // do not have, is an error at the file's line, and the proxy does not start.
 
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer as createHttpsServer } from "node:https";
+import type { TLSSocket } from "node:tls";
+import { makeCa } from "../support/certs.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -106,6 +109,38 @@ describe("an Envoy bootstrap", () => {
     const dump = (await (await fetch(`http://127.0.0.1:${proxy.adminPort}/config_dump`)).json()) as { configs: { staticListeners?: { listener: { name: string } }[]; staticClusters?: { cluster: { name: string } }[] }[] };
     expect(dump.configs[2]!.staticListeners!.map((l) => l.listener.name)).toEqual(["ingress"]);
     expect(dump.configs[1]!.staticClusters!.map((c) => c.cluster.name)).toEqual(["api", "web"]);
+  });
+
+  it("originates TLS to a cluster as its transport socket says: a CA file, SNI, SANs and a client certificate", { timeout: 30_000 }, async () => {
+    const ca = makeCa();
+    ca.issue("upstream", ["api.internal"]);
+    ca.issue("client", ["instio-client"]);
+    const upstream = createHttpsServer({ key: readFileSync(ca.path("upstream.key")), cert: readFileSync(ca.path("upstream.pem")), ca: readFileSync(ca.path("ca.pem")), requestCert: true, rejectUnauthorized: true }, (req, res) => {
+      const peer = (req.socket as TLSSocket).getPeerCertificate();
+      res.end(JSON.stringify({ client: peer.subject?.CN, servername: (req.socket as TLSSocket & { servername?: string }).servername }));
+    });
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise<void>((r) => upstream.close(() => r())));
+    const dir = tempDir();
+    const listenPort = await freePort();
+    const tls = `
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: api.internal
+        common_tls_context:
+          tls_certificates: [{certificate_chain: {filename: ${ca.path("client.pem")}}, private_key: {filename: ${ca.path("client.key")}}}]
+          validation_context:
+            trusted_ca: {filename: ${ca.path("ca.pem")}}
+            match_typed_subject_alt_names: [{san_type: DNS, matcher: {exact: api.internal}}]`;
+    const text = staticBootstrap(listenPort, 1, (upstream.address() as { port: number }).port).replace("    lb_policy: ROUND_ROBIN\n    circuit_breakers", `    lb_policy: ROUND_ROBIN${tls}\n    circuit_breakers`);
+    writeFileSync(join(dir, "envoy.yaml"), text);
+    const proxy = await startChildProxy(join(dir, "settings.yaml"), ["--bootstrap", join(dir, "envoy.yaml")]);
+    cleanups.push(() => proxy.stop());
+    const url = `http://127.0.0.1:${listenPort}`;
+    await eventually(async () => (await get(url, "api.example.com", "/").catch(() => ({ status: 0 }))).status === 200, 10_000, `the TLS upstream through the bootstrap's listener\n${proxy.stderr()}`);
+    expect(JSON.parse((await get(url, "api.example.com", "/")).text)).toEqual({ client: "instio-client", servername: "api.internal" });
   });
 
   it("that instio cannot serve, or that Envoy's protos reject, is an error at its line and the proxy does not start", async () => {

@@ -8,6 +8,8 @@ import type { HealthCheckSettings } from "../../config/model.js";
 import { DEFAULT_CLUSTER_POLICY, type ClusterPolicy, type LoadBalancerModel, type OutlierDetectionModel, type UpstreamTlsModel } from "../../config/traffic-policy.js";
 import { HTTP_PROTOCOL_OPTIONS, INSTIO_METADATA } from "../generate/clusters.js";
 import { structToJson, TYPE_PREFIX } from "../protos.js";
+import { MAX_PEM_BYTES, readBounded } from "../../config/files.js";
+import { createSecureContext } from "node:tls";
 import { MessageReader, Unsupported } from "./reader.js";
 
 const HTTP_PROTOCOL_OPTIONS_TYPE = `${TYPE_PREFIX}${HTTP_PROTOCOL_OPTIONS}`;
@@ -113,7 +115,9 @@ export function readCluster(r: MessageReader): XdsCluster {
     if (panic) {
       const value = panic.num("value") ?? 0;
       panic.done();
+      // instio's panic threshold is outlier detection's (Istio's minHealthPercent); elsewhere only Envoy's default applies.
       if (policy.outlierDetection) policy.outlierDetection.minHealthPercent = value;
+      else if (value !== 50) common.fail("healthy_panic_threshold", "a panic threshold other than 50% is supported only with outlier_detection");
     }
     common.done();
   }
@@ -254,6 +258,8 @@ function readUpstreamTls(r: MessageReader): UpstreamTlsModel {
   const sni = r.str("sni");
   const common = r.obj("common_tls_context");
   let ca: Buffer | undefined;
+  let cert: Buffer | undefined;
+  let key: Buffer | undefined;
   let subjectAltNames: string[] = [];
   let insecureSkipVerify = true;
   if (common) {
@@ -261,13 +267,9 @@ function readUpstreamTls(r: MessageReader): UpstreamTlsModel {
     if (validation) {
       insecureSkipVerify = false;
       const trusted = validation.obj("trusted_ca");
-      if (trusted) {
-        const filename = trusted.str("filename");
-        // The system's CA bundle is what instio verifies against without a CA of its own.
-        ca = filename === "/etc/ssl/certs/ca-certificates.crt" ? undefined : trusted.bytes("inline_bytes") ?? (trusted.has("inline_string") ? Buffer.from(trusted.str("inline_string")!) : undefined);
-        if (filename && filename !== "/etc/ssl/certs/ca-certificates.crt") trusted.fail("filename", "a CA file other than the system bundle is not supported over xDS yet (use inline_bytes)");
-        trusted.done();
-      }
+      // The system's CA bundle is what instio verifies against without a CA of its own.
+      if (trusted && trusted.peek("filename") !== SYSTEM_CA_BUNDLE) ca = dataSource(trusted);
+      else trusted?.accept("filename").done();
       subjectAltNames = validation.list("match_typed_subject_alt_names").map((m) => {
         m.accept("san_type");
         const matcher = m.obj("matcher") ?? m.fail("matcher", "a SAN matcher needs a matcher");
@@ -278,12 +280,44 @@ function readUpstreamTls(r: MessageReader): UpstreamTlsModel {
       });
       validation.done();
     }
-    if (common.list("tls_certificates").length > 0) common.fail("tls_certificates", "client certificates over xDS are not supported yet (they come with SDS)");
+    const certificates = common.list("tls_certificates");
+    if (certificates.length > 1) common.fail("tls_certificates", "one client certificate is supported");
+    const c = certificates[0];
+    if (c) {
+      cert = dataSource(c.obj("certificate_chain") ?? c.fail("certificate_chain", "a client certificate needs its chain"));
+      key = dataSource(c.obj("private_key") ?? c.fail("private_key", "a client certificate needs its key"));
+      c.done();
+    }
     common.accept("alpn_protocols");
     common.done();
   }
+  // Checked now, as the YAML path checks a DestinationRule's: a bad PEM is this resource's error, not every request's.
+  try {
+    createSecureContext({ ca, cert, key });
+  } catch (err) {
+    r.fail("common_tls_context", `the certificates cannot be used: ${(err as Error).message}`);
+  }
   r.done();
-  return { mode: "SIMPLE", ca, cert: undefined, key: undefined, sni, subjectAltNames, insecureSkipVerify };
+  return { mode: cert ? "MUTUAL" : "SIMPLE", ca, cert, key, sni, subjectAltNames, insecureSkipVerify };
+}
+
+const SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
+
+/** Envoy's DataSource: a file (read now, bounded), inline bytes or an inline string. */
+function dataSource(r: MessageReader): Buffer {
+  let value: Buffer;
+  if (r.has("filename")) {
+    const file = r.str("filename")!;
+    try {
+      value = readBounded(file, MAX_PEM_BYTES);
+    } catch (err) {
+      throw r.error("filename", `cannot read ${file}: ${(err as Error).message}`);
+    }
+  } else if (r.has("inline_bytes")) value = r.bytes("inline_bytes")!;
+  else if (r.has("inline_string")) value = Buffer.from(r.str("inline_string")!);
+  else r.fail("specifier", "needs filename, inline_bytes or inline_string");
+  r.done();
+  return value;
 }
 
 export interface XdsLoadAssignment {
