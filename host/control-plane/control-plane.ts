@@ -14,6 +14,8 @@ import { Debouncer, ISTIO_DEBOUNCE, type DebounceOptions } from "./debounce.js";
 import { loadMesh, Mesh, type MeshLoad, type MeshPaths, type MeshSnapshot } from "./mesh.js";
 import { ControlPlaneMetrics } from "./metrics.js";
 import { AdsServer, GRPC_SERVER_OPTIONS } from "./xds/ads-server.js";
+import { CertificateAuthority } from "./ca/authority.js";
+import { ISTIOD_NAME, registerCertificateService, type Authenticator } from "./ca/ca-service.js";
 import type { FSWatcher } from "node:fs";
 import type { KubeConfig } from "@kubernetes/client-node";
 
@@ -26,12 +28,20 @@ export interface ControlPlaneOptions extends MeshPaths {
   monitoringPort: number;
   /** A live cluster to watch (Services, EndpointSlices, Pods, Namespaces and Istio's CRDs). */
   kube?: { config: KubeConfig; retryMs?: number; missingRetryMs?: number };
+  /**
+   * The certificate authority, and ADS and Istio's certificate API over TLS (istiod's 15012): the CA's
+   * directory (a plug-in CA's files, or where a self-signed root is kept), and who may ask for which identity.
+   */
+  ca?: { dir: string; trustDomain?: string; address: string; port: number; authenticate: Authenticator };
   debounce?: DebounceOptions;
   log?: Logger;
 }
 
 export interface ControlPlane {
   xdsPort: number;
+  /** ADS and the certificate API over TLS (with `ca`). */
+  securePort: number | undefined;
+  ca: CertificateAuthority | undefined;
   monitoringPort: number;
   ads: AdsServer;
   mesh: Mesh;
@@ -74,6 +84,31 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const xdsPort = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${options.xdsAddress}:${options.xdsPort}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
   });
+  // 15012: the same ADS, and Istio's certificate API, over TLS with a certificate from the mesh's CA.
+  let ca: CertificateAuthority | undefined;
+  let secure: grpc.Server | undefined;
+  let securePort: number | undefined;
+  if (options.ca) {
+    ca = await CertificateAuthority.open(options.ca.dir, options.ca.trustDomain);
+    const serving = await ca.servingCertificate([ISTIOD_NAME, "istiod.istio-system", "istiod", "localhost"]);
+    secure = new grpc.Server(GRPC_SERVER_OPTIONS);
+    ads.register(secure);
+    registerCertificateService(secure, ca, options.ca.authenticate, log, {
+      issued: () => {
+        metrics.csrs.inc();
+        metrics.certsIssued.inc();
+      },
+      refused: (reason) => {
+        metrics.csrs.inc();
+        (reason === "authentication" ? metrics.authnErrors : metrics.csrErrors).inc();
+      },
+    });
+    const credentials = grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(serving.key), cert_chain: Buffer.from(serving.cert) }], false);
+    const port = options.ca.port;
+    const address = options.ca.address;
+    securePort = await new Promise<number>((resolve, reject) => secure!.bindAsync(`${address}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))));
+    log.info(`control plane: CA (${options.ca.dir}, trust domain ${ca.trustDomain}) and xDS over TLS on ${address}:${securePort}`);
+  }
 
   const reload = async (since: number): Promise<void> => {
     const result = loadMesh(paths);
@@ -116,6 +151,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
   return {
     xdsPort,
+    securePort,
+    ca,
     monitoringPort,
     ads,
     mesh,
@@ -128,6 +165,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       await new Promise<void>((resolve) => monitoring.close(() => resolve()));
       monitoring.closeAllConnections();
       server.forceShutdown();
+      secure?.forceShutdown();
     },
   };
 }

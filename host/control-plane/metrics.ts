@@ -17,6 +17,11 @@ export class ControlPlaneMetrics {
   readonly convergence = new Histogram({ name: "pilot_proxy_convergence_time", help: "Delay in seconds between config change and a proxy receiving all required configuration.", buckets: [0.1, 0.5, 1, 3, 5, 10, 20, 30], registers: [this.registry] });
   readonly rejects = new Counter({ name: "pilot_total_xds_rejects", help: "Total number of XDS responses from pilot rejected by proxy.", labelNames: ["type"], registers: [this.registry] });
   readonly expiredNonce = new Counter({ name: "pilot_xds_expired_nonce", help: "Total number of XDS requests with an expired nonce.", labelNames: ["type"], registers: [this.registry] });
+  /** istiod's CA metrics (security/pkg/server/ca/monitoring.go). */
+  readonly csrs = new Counter({ name: "citadel_server_csr_count", help: "The number of CSRs received by Citadel server.", registers: [this.registry] });
+  readonly certsIssued = new Counter({ name: "citadel_server_success_cert_issuance_count", help: "The number of certificates issuances that have succeeded.", registers: [this.registry] });
+  readonly authnErrors = new Counter({ name: "citadel_server_authentication_failure_count", help: "The number of authentication failures.", registers: [this.registry] });
+  readonly csrErrors = new Counter({ name: "citadel_server_csr_parsing_err_count", help: "The number of errors occurred when parsing the CSR.", registers: [this.registry] });
   readonly internalErrors = new Counter({ name: "pilot_total_xds_internal_errors", help: "Total number of internal XDS errors in pilot.", registers: [this.registry] });
   readonly pushTriggers = new Counter({ name: "pilot_push_triggers", help: "Total number of times a push was triggered, labeled by reason for the push.", labelNames: ["type"], registers: [this.registry] });
   readonly inboundUpdates = new Counter({ name: "pilot_inbound_updates", help: "Total number of updates received by pilot.", labelNames: ["type"], registers: [this.registry] });
