@@ -11,11 +11,16 @@ import { runQuickstart } from "./quickstart.js";
 import type { Settings } from "./config/model.js";
 import { defaultSettings } from "./config/settings.js";
 import type { NodeIdentity } from "./xds/node-identity.js";
+import type { CertificateSource } from "./security/workload-certificates.js";
+import { readFileSync } from "node:fs";
 
 const HELP = `instio: a service-mesh sidecar proxy configured with Istio YAML
 
 Usage:
   instio proxy --config PATH          serve PATH (a YAML file or directory); reloads on change
+  instio proxy ... [--ca HOST:15012 --ca-root FILE --token FILE | --cert-dir DIR]
+                                      the workload certificate: from the control plane's CA (renewed at
+                                      half-life), or from cert-chain.pem, key.pem, root-cert.pem
   instio proxy --bootstrap envoy.yaml [--config SETTINGS]
                                       start from an Envoy bootstrap: static_resources with no control
                                       plane, or dynamic_resources pointing at an ADS server
@@ -30,6 +35,7 @@ Usage:
   instio quickstart                   demo upstreams + the quickstart mesh (npm start)
   instio quickstart --mesh            the control plane configuring gRPC clients over xDS
   instio control-plane [--config PATH] [--kube-dir DIR | --kubeconfig FILE] [--xds-port 15010] [--monitoring-port 15014] [--address ADDR]
+               [--ca-dir DIR --ca-tokens FILE [--trust-domain cluster.local] [--secure-port 15012]]
                                       serve Envoy v3 xDS (ADS) from Istio config and Kubernetes objects
                                       (a directory of YAML, or a live cluster; in a pod, its service account)
   instio status [--control-plane HOST:PORT]
@@ -59,6 +65,10 @@ function xdsSettings(path: string | undefined): Settings {
 }
 
 interface ProxyFlags {
+  ca?: string;
+  "ca-root"?: string;
+  token?: string;
+  "cert-dir"?: string;
   config?: string;
   xds?: string;
   bootstrap?: string;
@@ -68,6 +78,23 @@ interface ProxyFlags {
   "service-account"?: string;
   labels?: string;
   "cluster-id"?: string;
+}
+
+/**
+ * Where the workload certificate comes from: the control plane's CA (--ca, with the mesh's root and the
+ * workload's token at Istio's paths unless given), or files (--cert-dir, Istio's /etc/certs layout).
+ */
+function certificateSource(values: ProxyFlags): CertificateSource | undefined {
+  if (values["cert-dir"]) return { kind: "files", dir: values["cert-dir"] };
+  if (!values.ca) return undefined;
+  let rootPem: string;
+  const rootFile = values["ca-root"] ?? "/var/run/secrets/istio/root-cert.pem";
+  try {
+    rootPem = readFileSync(rootFile, "utf8");
+  } catch (err) {
+    return fail(`--ca-root ${rootFile}: ${(err as Error).message}`);
+  }
+  return { kind: "ca", ca: { address: values.ca, rootPem }, tokenFile: values.token ?? "/var/run/secrets/tokens/istio-token" };
 }
 
 /**
@@ -89,7 +116,7 @@ async function startWithoutFiles(values: ProxyFlags): Promise<RunningProxy | und
   if (values.xds) {
     if (!/^[^\s:]+:\d+$/.test(values.xds) && !/^\[[0-9a-fA-F:]+\]:\d+$/.test(values.xds)) fail(`--xds must be HOST:PORT, got "${values.xds}"`);
     const node = identity();
-    const proxy = await startProxy({ config: xdsStartingConfig(xdsSettings(values.config), node), xds: { address: values.xds, node }, onExit });
+    const proxy = await startProxy({ config: xdsStartingConfig(xdsSettings(values.config), node), xds: { address: values.xds, node }, certificates: certificateSource(values), onExit });
     process.stderr.write(`instio: node ${node.id}, control plane ${values.xds}; ready once its first complete config is applied\n`);
     return proxy;
   }
@@ -194,8 +221,13 @@ async function main(argv: string[]): Promise<number> {
           "service-account": { type: "string" },
           labels: { type: "string" },
           "cluster-id": { type: "string" },
+          ca: { type: "string" },
+          "ca-root": { type: "string" },
+          token: { type: "string" },
+          "cert-dir": { type: "string" },
         },
       });
+      if (values.ca && values["cert-dir"]) fail("the workload certificate comes from --ca or from --cert-dir, not both");
       if (!values.config && !values.xds && !values.bootstrap) fail("proxy needs --config PATH, --xds HOST:PORT or --bootstrap FILE");
       if (values.xds && values.bootstrap) fail("proxy takes its control plane from --xds or from the bootstrap's dynamic_resources, not both");
       let proxy: RunningProxy;
@@ -206,7 +238,7 @@ async function main(argv: string[]): Promise<number> {
       } else {
         const result = loadConfigPath(values.config!);
         logDiagnostics(result.diagnostics, (l) => process.stderr.write(`${l}\n`));
-        proxy = await startProxy({ config: requireConfig(result), configPath: values.config, onExit: (code) => process.exit(code) });
+        proxy = await startProxy({ config: requireConfig(result), configPath: values.config, certificates: certificateSource(values), onExit: (code) => process.exit(code) });
       }
       process.stderr.write(
         `instio: outbound ${proxy.outbound.address}:${proxy.outbound.port} (${proxy.outbound.engine})` +
@@ -230,7 +262,8 @@ async function main(argv: string[]): Promise<number> {
       return -1;
     }
     case "control-plane": {
-      const { values } = parseArgs({ args: rest, options: { config: { type: "string", short: "c" }, "kube-dir": { type: "string" }, kubeconfig: { type: "string" }, "xds-port": { type: "string" }, "monitoring-port": { type: "string" }, address: { type: "string" } } });
+      const { values } = parseArgs({ args: rest, options: { config: { type: "string", short: "c" }, "kube-dir": { type: "string" }, kubeconfig: { type: "string" }, "xds-port": { type: "string" }, "monitoring-port": { type: "string" }, "secure-port": { type: "string" }, address: { type: "string" }, "ca-dir": { type: "string" }, "ca-tokens": { type: "string" }, "trust-domain": { type: "string" } } });
+      if (values["ca-tokens"] && !values["ca-dir"]) fail("--ca-tokens needs --ca-dir (where the CA's root is kept, or Istio's plug-in CA files)");
       if (values["kube-dir"] && values.kubeconfig) fail("control-plane reads Kubernetes objects from --kube-dir or from a cluster (--kubeconfig), not both");
       // In a pod (and told of no directory), the cluster is the pod's own, as istiod finds it.
       const watchCluster = values.kubeconfig !== undefined || (!values["kube-dir"] && process.env.KUBERNETES_SERVICE_HOST !== undefined);
@@ -251,6 +284,9 @@ async function main(argv: string[]): Promise<number> {
         xdsPort: port("xds-port", values["xds-port"], 15010),
         monitoringAddress: address,
         monitoringPort: port("monitoring-port", values["monitoring-port"], 15014),
+        ca: values["ca-dir"]
+          ? { dir: values["ca-dir"], trustDomain: values["trust-domain"], address, port: port("secure-port", values["secure-port"], 15012), authenticate: (await import("./control-plane/ca/ca-service.js")).tokenFile(values["ca-tokens"] ?? fail("--ca-dir needs --ca-tokens FILE (which token proves which identity; TokenReview against a cluster is not supported yet)")) }
+          : undefined,
       });
       closeOnSignals(cp);
       return -1;

@@ -1,6 +1,7 @@
 // Envoy's admin interface (default 127.0.0.1:15000) and Istio's agent ports
 // (15020 merged metrics and health, 15090 Envoy metrics, 15021 readiness).
 
+import { X509Certificate } from "node:crypto";
 import { get as httpGet } from "node:http";
 import type { ManagedCluster } from "../cluster/cluster.js";
 import type { UpstreamEndpoint } from "../cluster/endpoint.js";
@@ -27,6 +28,8 @@ export interface AdminContext {
   xds?: () => DumpSource["xds"];
   /** From an Envoy bootstrap's static_resources: those resources (for /config_dump). */
   staticResources?: DumpSource["staticResources"];
+  /** The workload certificate in use, when the proxy has one (for /certs). */
+  certificate?: () => { chain: string[]; notBefore: Date; notAfter: Date } | undefined;
 }
 
 /** instio's own view of the active snapshot (?format=instio): settings, virtual hosts with their routes in match order, clusters. */
@@ -54,6 +57,23 @@ function configDump(ctx: AdminContext): object {
     }),
     clusters,
   };
+}
+
+/** Envoy's /certs: each certificate's serial, SANs, validity and days left; the trust bundle as ca_cert. */
+function certificatesDump(ctx: AdminContext): object[] {
+  const cert = ctx.certificate?.();
+  if (!cert) return [];
+  const describe = (pem: string): object => {
+    const c = new X509Certificate(pem);
+    return {
+      serial_number: c.serialNumber.toLowerCase(),
+      subject_alt_names: (c.subjectAltName ?? "").split(", ").filter((s) => s !== "").map((s) => (s.startsWith("URI:") ? { uri: s.slice(4) } : { dns: s.replace(/^DNS:/, "") })),
+      days_until_expiration: String(Math.floor((new Date(c.validTo).getTime() - Date.now()) / 86_400_000)),
+      valid_from: new Date(c.validFrom).toISOString(),
+      expiration_time: new Date(c.validTo).toISOString(),
+    };
+  };
+  return [{ ca_cert: [describe(cert.chain.at(-1)!)], cert_chain: cert.chain.slice(0, -1).map(describe) }];
 }
 
 interface HostStatus {
@@ -144,6 +164,11 @@ export function adminRoutes(ctx: AdminContext): Record<string, Route> {
         const s = ctx.holder.current;
         send(res, 200, JSON.stringify(envoyConfigDump({ config: s.config, version: s.version, createdAt: s.createdAt, xds: ctx.xds?.(), staticResources: ctx.staticResources }, query.has("include_eds")), null, 2), "application/json");
       },
+    },
+    "/certs": {
+      method: "GET",
+      help: "the workload certificate and its trust bundle, as Envoy's /certs",
+      handle: (_q, res) => send(res, 200, JSON.stringify({ certificates: certificatesDump(ctx) }, null, 2), "application/json"),
     },
     "/clusters": {
       method: "GET",

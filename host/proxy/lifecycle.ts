@@ -28,6 +28,8 @@ export class Lifecycle {
   private terminating = false;
   private healthCheckFailed = false;
   private draining = false;
+  /** Why the workload certificate cannot be used (none yet, or expired); readiness fails while set. */
+  private certificateProblem: string | undefined;
   readonly startedAt = Date.now();
 
   constructor(
@@ -61,7 +63,12 @@ export class Lifecycle {
   }
 
   get ready(): boolean {
-    return this.state === "LIVE";
+    return this.state === "LIVE" && this.certificateProblem === undefined;
+  }
+
+  /** The workload certificate is missing or expired (a message), or fine again (undefined). */
+  setCertificateProblem(problem: string | undefined): void {
+    this.certificateProblem = problem;
   }
 
   get inFlight(): number {

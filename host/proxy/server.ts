@@ -31,6 +31,7 @@ import { SnapshotHolder } from "./snapshot.js";
 import type { XdsClient } from "../xds/ads-client.js";
 import type { NodeIdentity } from "../xds/node-identity.js";
 import type { AppliedResource } from "../xds/resource-set.js";
+import type { CertificateSource, WorkloadCertificates } from "../security/workload-certificates.js";
 
 export interface ProxyOptions {
   /** The config to serve; with `xds`, only its settings are used until the control plane's first config is applied. */
@@ -41,6 +42,8 @@ export interface ProxyOptions {
   staticResources?: ReadonlyMap<string, ReadonlyMap<string, AppliedResource>>;
   /** Take routes, clusters, endpoints and listeners from this control plane (ADS) instead of the config's resources. */
   xds?: { address: string; node: NodeIdentity; protocol?: "delta" | "sotw"; backoff?: { baseMs: number; maxMs: number } };
+  /** The workload certificate: from the control plane's CA, or from files (Istio's /etc/certs). */
+  certificates?: CertificateSource;
   /** Where the proxy's own log lines go (stderr by default). */
   log?: (line: string) => void;
   /** Called after a shutdown has closed everything (the CLI ends the process here). */
@@ -56,6 +59,8 @@ export interface RunningProxy {
   watcher: ConfigWatcher | undefined;
   /** The ADS client, with `xds`. */
   xds: XdsClient | undefined;
+  /** The workload certificate, with `certificates`. */
+  certificates: WorkloadCertificates | undefined;
   telemetry: Telemetry;
   lifecycle: Lifecycle;
   /** Config updates applied and rejected, from every producer (file reloads, DNS). */
@@ -128,12 +133,14 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const bound: { outbound?: Listener; inbound?: Listener } = {};
   let watcher: ConfigWatcher | undefined;
   let xds: XdsClient | undefined;
+  let certificates: WorkloadCertificates | undefined;
   let closed = false;
   const closeAll = async (): Promise<void> => {
     if (closed) return;
     closed = true;
     watcher?.stop();
     xds?.stop();
+    certificates?.stop();
     dns.stop();
     pipeline.streamIdle.stop();
     await Promise.all([bound.outbound?.close(), bound.inbound?.close(), admin.close(), ...agentPorts.map((l) => l.close()), ...tcpListeners.map((l) => l.close()), ...boundHttp.map((b) => b.listener.close()), ...gatewayPorts.map((l) => l.close())]);
@@ -150,6 +157,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     logger,
     reloads: updates.stats,
     staticResources: options.staticResources,
+    certificate: () => certificates?.current,
     xds: () => (xds && options.xds ? { address: options.xds.address, protocol: xds.protocol, node: options.xds.node, raw: xds.applied } : undefined),
     listeners: () => Object.entries(bound).map(([name, l]) => ({ name, address: l.address, port: l.port, engine: l.engine })),
   };
@@ -268,6 +276,22 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     };
     watcher.start();
   }
+  if (options.certificates) {
+    // Not ready until the workload has its certificate; an expired one fails readiness again.
+    lifecycle.setCertificateProblem("no workload certificate yet");
+    const metrics = telemetry.metrics;
+    // Loaded only here (gRPC, X.509): a proxy without certificates does not pay for them.
+    const { WorkloadCertificates } = await import("../security/workload-certificates.js");
+    certificates = new WorkloadCertificates(options.certificates, {
+      renewed: (cert) => {
+        metrics.certificateRenewals.inc({ result: "renewed" });
+        metrics.certificateDays.set(Math.floor((cert.notAfter.getTime() - Date.now()) / 86_400_000));
+      },
+      expired: (problem) => lifecycle.setCertificateProblem(problem),
+      failed: () => metrics.certificateRenewals.inc({ result: "failed" }),
+    }, logger);
+    void certificates.start();
+  }
   if (options.xds) {
     // Readiness stays 503 until the control plane's first complete config is applied, as Envoy's
     // PRE_INITIALIZING lasts until its listeners and clusters are warm.
@@ -298,5 +322,5 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     xds.start();
   } else lifecycle.markLive();
 
-  return { holder: current, outbound, inbound: bound.inbound, admin, agentPorts, watcher, xds, telemetry, lifecycle, updates, close: closeAll };
+  return { holder: current, outbound, inbound: bound.inbound, admin, agentPorts, watcher, xds, certificates, telemetry, lifecycle, updates, close: closeAll };
 }

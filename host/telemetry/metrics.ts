@@ -72,6 +72,9 @@ export class ProxyMetrics {
   readonly xdsConnected: Gauge;
   readonly xdsUpdates: Counter<"type" | "result">;
   readonly xdsReconnects: Counter;
+  /** The workload certificate: Envoy's days until it expires, and each renewal's result. */
+  readonly certificateDays: Gauge;
+  readonly certificateRenewals: Counter<"result">;
   readonly downstreamRqActive: Gauge<"listener">;
 
   constructor(sources: GaugeSources) {
@@ -117,6 +120,8 @@ export class ProxyMetrics {
     this.internalErrors = new Counter({ name: "instio_internal_errors_total", help: "Requests answered 500 because of a bug in the proxy (each one is logged)", registers: r });
     this.xdsConnected = new Gauge({ name: "envoy_control_plane_connected_state", help: "1 while the ADS stream to the control plane is up (only with --xds)", registers: r });
     this.xdsUpdates = new Counter({ name: "instio_xds_updates_total", help: "xDS responses by type (lds, rds, cds, eds) and result (applied: ACKed; rejected: NACKed)", labelNames: ["type", "result"], registers: r });
+    this.certificateDays = new Gauge({ name: "envoy_server_days_until_first_cert_expiring", help: "Days until the workload certificate expires (only with a CA or --cert-dir)", registers: r });
+    this.certificateRenewals = new Counter({ name: "instio_workload_certificate_renewals_total", help: "Workload certificate renewals by result (renewed, failed)", labelNames: ["result"], registers: r });
     this.xdsReconnects = new Counter({ name: "instio_xds_reconnects_total", help: "ADS streams opened again after the control plane went away", registers: r });
     this.configVersion = new Gauge({
       name: "instio_config_version",

@@ -16,6 +16,10 @@ import { startControlPlane, type ControlPlane } from "../../host/control-plane/c
 import { staticTokens } from "../../host/control-plane/ca/ca-service.js";
 import { Logger } from "../../host/log.js";
 import { requestCertificate } from "../../host/security/ca-client.js";
+import { loadConfigText, requireConfig } from "../../host/config/load.js";
+import { startProxy } from "../../host/proxy/server.js";
+import { eventually } from "../support/mesh.js";
+import { settingsYaml } from "../support/proxy.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -100,6 +104,36 @@ describe("the control plane's certificate authority", () => {
     expect(leaf!.verify(intermediate!.publicKey)).toBe(true);
     expect(intermediate!.verify(top!.publicKey)).toBe(true);
     expect(leaf!.issuer).toContain("example intermediate");
+  });
+
+  it("keeps a sidecar's certificate: not ready without one, renewed at half-life, readiness failing once it expires unrenewed", { timeout: 40_000 }, async () => {
+    const caDir = tempCaDir();
+    const cp = await controlPlane(caDir);
+    const root = readFileSync(join(caDir, "root-cert.pem"), "utf8");
+    const tokenFile = join(caDir, "istio-token");
+    writeFileSync(tokenFile, "reviews-token\n");
+    const logs: string[] = [];
+    const proxy = await startProxy({
+      config: requireConfig(loadConfigText("s.yaml", settingsYaml("h1"))),
+      // Six-second certificates: renewed about every three.
+      certificates: { kind: "ca", ca: { address: `127.0.0.1:${cp.securePort}`, rootPem: root, ttlSeconds: 6 }, tokenFile },
+      log: (l) => logs.push(l),
+    });
+    cleanups.push(() => proxy.close());
+    const admin = `http://127.0.0.1:${proxy.admin.port}`;
+    const status = async (): Promise<number> => (await fetch(`${admin}/ready`)).status;
+    const certs = async (): Promise<{ serial_number: string; subject_alt_names: { uri?: string }[] }[]> => ((await (await fetch(`${admin}/certs`)).json()) as { certificates: { cert_chain: { serial_number: string; subject_alt_names: { uri?: string }[] }[] }[] }).certificates.flatMap((c) => c.cert_chain);
+    await eventually(async () => (await status()) === 200, 10_000, "ready with a certificate");
+    const [first] = await certs();
+    expect(first!.subject_alt_names).toEqual([{ uri: "spiffe://cluster.local/ns/default/sa/bookinfo-reviews" }]);
+    await eventually(async () => (await certs())[0]!.serial_number !== first!.serial_number, 10_000, "a renewal");
+    expect(await status()).toBe(200);
+    // The CA gone: renewals fail, and once the certificate expires the sidecar is not ready.
+    await cp.close();
+    await eventually(async () => (await status()) === 503, 15_000, "readiness to fail on expiry");
+    const metrics = await (await fetch(`${admin}/stats/prometheus`)).text();
+    expect(metrics).toMatch(/^instio_workload_certificate_renewals_total\{result="failed"\} [1-9]/m);
+    expect(logs.some((l) => l.includes("the workload certificate expired"))).toBe(true);
   });
 
   it("serves ADS over the same TLS (the sidecar's secure xDS)", { timeout: 30_000 }, async () => {

@@ -10,6 +10,8 @@
 
 import * as grpc from "@grpc/grpc-js";
 import protobuf from "protobufjs";
+import { parse as parseYaml } from "yaml";
+import { readBounded } from "../../config/files.js";
 import type { Logger } from "../../log.js";
 import { CaError, type CertificateAuthority, type WorkloadIdentity } from "./authority.js";
 
@@ -56,6 +58,28 @@ export type Authenticator = (token: string) => Promise<WorkloadIdentity | undefi
 export function staticTokens(tokens: readonly { token: string; namespace: string; serviceAccount: string }[]): Authenticator {
   const byToken = new Map(tokens.map((t) => [t.token, { namespace: t.namespace, serviceAccount: t.serviceAccount }]));
   return async (token) => byToken.get(token);
+}
+
+/**
+ * staticTokens from a YAML file: `tokens: [{token, namespace, serviceAccount}]`. Read once; a bad file
+ * is an error with its path.
+ */
+export function tokenFile(path: string): Authenticator {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readBounded(path, 1024 * 1024).toString("utf8"));
+  } catch (err) {
+    throw new CaError(`${path}: ${(err as Error).message}`);
+  }
+  const tokens = (doc as { tokens?: unknown } | null)?.tokens;
+  if (!Array.isArray(tokens)) throw new CaError(`${path}: expected tokens: [{token, namespace, serviceAccount}, ...]`);
+  return staticTokens(tokens.map((t: unknown, i) => {
+    const e = t as Record<string, unknown>;
+    if (typeof e?.token !== "string" || e.token.length < 16 || typeof e.namespace !== "string" || typeof e.serviceAccount !== "string") {
+      throw new CaError(`${path}: tokens[${i}] needs a token (16 characters at least), a namespace and a serviceAccount`);
+    }
+    return { token: e.token, namespace: e.namespace, serviceAccount: e.serviceAccount };
+  }));
 }
 
 export interface CaMetrics {
