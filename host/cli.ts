@@ -264,6 +264,7 @@ async function main(argv: string[]): Promise<number> {
     case "control-plane": {
       const { values } = parseArgs({ args: rest, options: { config: { type: "string", short: "c" }, "kube-dir": { type: "string" }, kubeconfig: { type: "string" }, "xds-port": { type: "string" }, "monitoring-port": { type: "string" }, "secure-port": { type: "string" }, address: { type: "string" }, "ca-dir": { type: "string" }, "ca-tokens": { type: "string" }, "trust-domain": { type: "string" } } });
       if (values["ca-tokens"] && !values["ca-dir"]) fail("--ca-tokens needs --ca-dir (where the CA's root is kept, or Istio's plug-in CA files)");
+      if (values["ca-dir"] && !values["ca-tokens"] && !values.kubeconfig && process.env.KUBERNETES_SERVICE_HOST === undefined) fail("--ca-dir needs --ca-tokens FILE (which token proves which identity), or a cluster whose TokenReview checks them");
       if (values["kube-dir"] && values.kubeconfig) fail("control-plane reads Kubernetes objects from --kube-dir or from a cluster (--kubeconfig), not both");
       // In a pod (and told of no directory), the cluster is the pod's own, as istiod finds it.
       const watchCluster = values.kubeconfig !== undefined || (!values["kube-dir"] && process.env.KUBERNETES_SERVICE_HOST !== undefined);
@@ -285,7 +286,7 @@ async function main(argv: string[]): Promise<number> {
         monitoringAddress: address,
         monitoringPort: port("monitoring-port", values["monitoring-port"], 15014),
         ca: values["ca-dir"]
-          ? { dir: values["ca-dir"], trustDomain: values["trust-domain"], address, port: port("secure-port", values["secure-port"], 15012), authenticate: (await import("./control-plane/ca/ca-service.js")).tokenFile(values["ca-tokens"] ?? fail("--ca-dir needs --ca-tokens FILE (which token proves which identity; TokenReview against a cluster is not supported yet)")) }
+          ? { dir: values["ca-dir"], trustDomain: values["trust-domain"], address, port: port("secure-port", values["secure-port"], 15012), authenticate: values["ca-tokens"] ? (await import("./control-plane/ca/ca-service.js")).tokenFile(values["ca-tokens"]) : undefined }
           : undefined,
       });
       closeOnSignals(cp);

@@ -32,7 +32,7 @@ export interface ControlPlaneOptions extends MeshPaths {
    * The certificate authority, and ADS and Istio's certificate API over TLS (istiod's 15012): the CA's
    * directory (a plug-in CA's files, or where a self-signed root is kept), and who may ask for which identity.
    */
-  ca?: { dir: string; trustDomain?: string; address: string; port: number; authenticate: Authenticator };
+  ca?: { dir: string; trustDomain?: string; address: string; port: number; authenticate?: Authenticator };
   debounce?: DebounceOptions;
   log?: Logger;
 }
@@ -93,7 +93,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const serving = await ca.servingCertificate([ISTIOD_NAME, "istiod.istio-system", "istiod", "localhost"]);
     secure = new grpc.Server(GRPC_SERVER_OPTIONS);
     ads.register(secure);
-    registerCertificateService(secure, ca, options.ca.authenticate, log, {
+    // Tokens the user issued, else the cluster's TokenReview, as istiod checks a pod's projected token.
+    let authenticate = options.ca.authenticate;
+    if (!authenticate && options.kube) authenticate = (await import("./ca/token-review.js")).tokenReview(options.kube.config, log);
+    if (!authenticate) throw new MeshLoadError("the CA needs a way to check identities: per-workload tokens, or a cluster for TokenReview");
+    registerCertificateService(secure, ca, authenticate, log, {
       issued: () => {
         metrics.csrs.inc();
         metrics.certsIssued.inc();

@@ -19,6 +19,8 @@ import { requestCertificate } from "../../host/security/ca-client.js";
 import { loadConfigText, requireConfig } from "../../host/config/load.js";
 import { startProxy } from "../../host/proxy/server.js";
 import { eventually } from "../support/mesh.js";
+import { startKubeApiServer } from "../support/kube-api-server.js";
+import * as k8s from "@kubernetes/client-node";
 import { settingsYaml } from "../support/proxy.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -134,6 +136,25 @@ describe("the control plane's certificate authority", () => {
     const metrics = await (await fetch(`${admin}/stats/prometheus`)).text();
     expect(metrics).toMatch(/^instio_workload_certificate_renewals_total\{result="failed"\} [1-9]/m);
     expect(logs.some((l) => l.includes("the workload certificate expired"))).toBe(true);
+  });
+
+  it("checks a pod's service-account token with the cluster's TokenReview (audience istio-ca) when a cluster is watched", { timeout: 30_000 }, async () => {
+    const api = await startKubeApiServer();
+    cleanups.push(() => api.close());
+    api.tokens.set("projected-reviews-token", { username: "system:serviceaccount:default:bookinfo-reviews", audiences: ["istio-ca"] });
+    api.tokens.set("api-server-token", { username: "system:serviceaccount:default:bookinfo-reviews", audiences: ["https://kubernetes.default.svc"] });
+    api.tokens.set("a-user-token", { username: "jane", audiences: ["istio-ca"] });
+    const kc = new k8s.KubeConfig();
+    kc.loadFromOptions({ clusters: [{ name: "test", server: api.url, skipTLSVerify: true }], users: [{ name: "test" }], contexts: [{ name: "test", cluster: "test", user: "test" }], currentContext: "test" });
+    const caDir = tempCaDir();
+    const cp = await startControlPlane({ config: undefined, kubeDir: undefined, kube: { config: kc }, xdsAddress: "127.0.0.1", xdsPort: 0, monitoringAddress: "127.0.0.1", monitoringPort: 0, ca: { dir: caDir, address: "127.0.0.1", port: 0 }, log: new Logger("info", () => {}) });
+    cleanups.push(() => cp.close());
+    const root = readFileSync(join(caDir, "root-cert.pem"), "utf8");
+    const ask = (token: string) => requestCertificate({ address: `127.0.0.1:${cp.securePort}`, rootPem: root, token });
+    expect(new X509Certificate((await ask("projected-reviews-token")).chain[0]!).subjectAltName).toBe("URI:spiffe://cluster.local/ns/default/sa/bookinfo-reviews");
+    // A token for another audience, a user that is no service account, a token the cluster does not know: nothing.
+    for (const token of ["api-server-token", "a-user-token", "forged"]) await expect(ask(token)).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+    expect(api.requests.filter((r) => r.path === "/apis/authentication.k8s.io/v1/tokenreviews")).toHaveLength(4);
   });
 
   it("serves ADS over the same TLS (the sidecar's secure xDS)", { timeout: 30_000 }, async () => {

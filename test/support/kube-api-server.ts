@@ -48,6 +48,8 @@ export interface KubeApiServer {
   /** Ends every open watch (the server's watch timeout, or a restart). */
   closeWatches(): void;
   resourceVersion(): number;
+  /** Service-account tokens TokenReview knows: token → the account's user name and the token's audiences. */
+  tokens: Map<string, { username: string; audiences: string[] }>;
   close(): Promise<void>;
 }
 
@@ -130,6 +132,7 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
       watches.clear();
     },
     resourceVersion: () => rv,
+    tokens: new Map(),
     close: () => new Promise((resolve) => {
       api.closeWatches();
       server.close(() => resolve());
@@ -144,6 +147,25 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
     const status = (code: number, reason: string, message: string): void => {
       res.writeHead(code, { "content-type": "application/json" }).end(JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Failure", reason, message, code }));
     };
+    if (req.method === "POST" && url.pathname === "/apis/authentication.k8s.io/v1/tokenreviews") {
+      // TokenReview, as the API server answers it: authenticated only for a known token with an audience asked for.
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString()));
+      req.on("end", () => {
+        const review = JSON.parse(body) as { spec?: { token?: string; audiences?: string[] } };
+        const known = api.tokens.get(review.spec?.token ?? "");
+        const asked = review.spec?.audiences ?? [];
+        const audiences = known ? known.audiences.filter((a) => asked.length === 0 || asked.includes(a)) : [];
+        const ok = known !== undefined && audiences.length > 0;
+        res.writeHead(201, { "content-type": "application/json" }).end(JSON.stringify({
+          kind: "TokenReview",
+          apiVersion: "authentication.k8s.io/v1",
+          spec: review.spec,
+          status: ok ? { authenticated: true, user: { username: known.username, groups: ["system:serviceaccounts"] }, audiences } : { authenticated: false, error: "invalid bearer token" },
+        }));
+      });
+      return;
+    }
     if (req.method !== "GET") return status(405, "MethodNotAllowed", "this server only lists and watches");
     if (api.missing.has(url.pathname)) return status(404, "NotFound", "the server could not find the requested resource");
     let c: Collection;
