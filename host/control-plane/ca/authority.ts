@@ -121,7 +121,14 @@ export class CertificateAuthority {
     } catch (err) {
       throw new CaError(`the CSR does not parse: ${(err as Error).message}`);
     }
-    if (!(await csr.verify())) throw new CaError("the CSR's signature does not verify (it was not made with the key it carries)");
+    let verified: boolean;
+    try {
+      verified = await csr.verify();
+    } catch (err) {
+      // An algorithm this CA does not know, a key that does not decode: the request's fault, not the CA's.
+      throw new CaError(`the CSR's key or signature cannot be checked: ${(err as Error).message}`);
+    }
+    if (!verified) throw new CaError("the CSR's signature does not verify (it was not made with the key it carries)");
     const ttl = ttlSeconds > 0 ? ttlSeconds : DEFAULT_WORKLOAD_TTL_S;
     if (ttl > MAX_WORKLOAD_TTL_S) throw new CaError(`a validity of ${ttl} s is more than the ${MAX_WORKLOAD_TTL_S} s allowed`);
     const now = Date.now();
@@ -143,6 +150,8 @@ export class CertificateAuthority {
         // An empty subject makes the SAN critical (RFC 5280 4.2.1.6).
         new x509.SubjectAlternativeNameExtension([{ type: "url", value: spiffeId(this.trustDomain, identity) }], true),
       ],
+    }).catch((err: Error) => {
+      throw new CaError(`no certificate can be made for the CSR's key: ${err.message}`);
     });
     return [leaf.toString("pem"), ...this.chain];
   }
