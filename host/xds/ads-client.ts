@@ -268,6 +268,7 @@ export class XdsClient {
    * endpoints are resolved again and patched in, after the responses before it.
    */
   dnsChanged(resolved: ReadonlyMap<string, readonly string[]>): void {
+    if (this.stopped) return;
     const answers = [...resolved].map(([name, addresses]): [string, string[]] => [name, [...addresses]]);
     this.queue = this.queue
       .then(async () => {
@@ -324,6 +325,7 @@ export class XdsClient {
 
   /** The worker failed (a bug, or it died): its resources may be gone, so start over with a fresh stream. */
   private translatorFailed(failure: string): void {
+    if (this.stopped) return;
     this.log.error(`xds: internal error in the translator; reconnecting for a full config: ${failure}`);
     this.versions.clear();
     this.accepted.clear();

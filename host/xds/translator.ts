@@ -19,8 +19,11 @@ export class Translator {
   private worker: Worker | undefined;
   private nextId = 0;
   private readonly waiting = new Map<number, (reply: TranslateReply) => void>();
+  private stopped = false;
 
   request(req: Request): Promise<TranslateReply> {
+    // After stop, no worker is started again: the proxy is closing.
+    if (this.stopped) return Promise.resolve({ id: 0, failure: "the translator is stopped", warm: false, endpointNames: [], routeNames: [] });
     if (!this.worker) {
       const worker = (this.worker = new Worker(workerScript(import.meta.url, "translate-worker.js")));
       worker.unref();
@@ -53,6 +56,7 @@ export class Translator {
   }
 
   stop(): void {
+    this.stopped = true;
     void this.worker?.terminate();
     this.worker = undefined;
   }
