@@ -13,7 +13,12 @@ import { createHash } from "node:crypto";
 import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } from "node:tls";
 import { DEFAULT_CLUSTER_POLICY, UNLIMITED, type ClusterPolicy, type UpstreamTlsModel } from "../config/traffic-policy.js";
 
+/** The workload's own certificate (the sidecar's identity), for ISTIO_MUTUAL: read at each new connection, so a renewal applies to the next one. */
+export type WorkloadIdentity = () => { key: string; chain: string[] } | undefined;
+
 export class PoolRegistry {
+  /** Set when the proxy has a workload certificate (security/workload-certificates.ts). */
+  workloadIdentity: WorkloadIdentity | undefined;
   // Keyed by cluster name and a digest of the settings (never the TLS key material itself).
   private readonly h1 = new Map<string, { cluster: string; pool: H1Upstream }>();
   private readonly h2 = new Map<string, { cluster: string; pool: H2Upstream }>();
@@ -40,7 +45,7 @@ export class PoolRegistry {
         maxRequestsPerConnection: limits.maxRequestsPerConnection,
         maxConnectionDurationMs: limits.maxConnectionDurationMs,
         idleTimeoutMs: limits.idleTimeoutMs,
-        ...(tls ? { tls: tlsConnectOptions(tls) } : {}),
+        ...(tls ? { tls: tlsConnectOptions(tls, () => this.workloadIdentity?.()) } : {}),
       });
       this.h1.set(key, (entry = { cluster: shared ? "" : cluster, pool }));
     }
@@ -83,20 +88,35 @@ export class PoolRegistry {
  * certificate for MUTUAL, SNI (else the request's authority, see h1-upstream.ts),
  * and SAN verification against subjectAltNames when given (else the hostname).
  */
-function tlsConnectOptions(tls: UpstreamTlsModel): ConnectionOptions {
+function tlsConnectOptions(tls: UpstreamTlsModel, identity: WorkloadIdentity): ConnectionOptions {
   const expected = tls.subjectAltNames;
+  if (tls.mode === "ISTIO_MUTUAL") {
+    // The certificate, key and root as they are when each connection is made (getters: the client spreads
+    // these options per connection). Istio's ALPN for a sidecar calling a sidecar over HTTP/1.1.
+    const options: ConnectionOptions = { ALPNProtocols: ["istio-http/1.1", "istio", "http/1.1"], servername: tls.sni, rejectUnauthorized: true, checkServerIdentity: sanCheck(expected) };
+    Object.defineProperties(options, {
+      cert: { enumerable: true, get: () => identity()?.chain.slice(0, -1).join("") },
+      key: { enumerable: true, get: () => identity()?.key },
+      ca: { enumerable: true, get: () => identity()?.chain.at(-1) },
+    });
+    return options;
+  }
   return {
     ...(tls.ca ? { ca: tls.ca } : {}),
     ...(tls.mode === "MUTUAL" ? { cert: tls.cert, key: tls.key } : {}),
     ...(tls.sni ? { servername: tls.sni } : {}),
     rejectUnauthorized: !tls.insecureSkipVerify,
-    checkServerIdentity: (host: string, cert: PeerCertificate): Error | undefined => {
-      if (tls.insecureSkipVerify) return undefined;
-      if (expected.length === 0) return checkServerIdentity(host, cert);
-      const sans = (cert.subjectaltname ?? "").split(", ").map((s) => s.replace(/^(DNS|URI|IP Address):/, ""));
-      if (expected.some((e) => sans.includes(e))) return undefined;
-      return Object.assign(new Error(`certificate SANs ${sans.join(", ") || "(none)"} do not include ${expected.join(" or ")}`), { code: "ERR_TLS_CERT_ALTNAME_INVALID" });
-    },
+    checkServerIdentity: (host: string, cert: PeerCertificate): Error | undefined => (tls.insecureSkipVerify ? undefined : sanCheck(expected)(host, cert)),
+  };
+}
+
+/** SAN verification against `expected` names (DNS or SPIFFE URI); with none, the hostname. */
+function sanCheck(expected: readonly string[]): (host: string, cert: PeerCertificate) => Error | undefined {
+  return (host, cert) => {
+    if (expected.length === 0) return checkServerIdentity(host, cert);
+    const sans = (cert.subjectaltname ?? "").split(", ").map((s) => s.replace(/^(DNS|URI|IP Address):/, ""));
+    if (expected.some((e) => sans.includes(e))) return undefined;
+    return Object.assign(new Error(`certificate SANs ${sans.join(", ") || "(none)"} do not include ${expected.join(" or ")}`), { code: "ERR_TLS_CERT_ALTNAME_INVALID" });
   };
 }
 

@@ -554,7 +554,13 @@ class Compiler {
     const name = `outbound|${port.number}|${d.subset ?? ""}|${d.host}`;
     const known = this.clusterIndex.get(name);
     if (known !== undefined) return known;
-    const policy = clusterPolicy(dr?.trafficPolicy, subsetPolicy, port.number);
+    let policy = clusterPolicy(dr?.trafficPolicy, subsetPolicy, port.number);
+    if (policy.tls?.mode === "ISTIO_MUTUAL") {
+      // Istio's defaults: the SNI names the cluster (outbound_.PORT_.SUBSET_.HOST), and the peer must be one of the
+      // service accounts the destination's endpoints run as (its SPIFFE identities).
+      const accounts = [...new Set(this.resolveEndpoints(service, d.host).filter((ep) => labelsMatch(selector, ep.labels) && ep.serviceAccount).map((ep) => spiffeOf(service.namespace, ep.serviceAccount!)))];
+      policy = { ...policy, tls: { ...policy.tls, sni: policy.tls.sni ?? `outbound_.${port.number}_.${d.subset ?? ""}_.${d.host}`, subjectAltNames: policy.tls.subjectAltNames.length > 0 ? policy.tls.subjectAltNames : accounts } };
+    }
     // loadBalancer PASSTHROUGH is Envoy's ORIGINAL_DST: like resolution NONE, the requested address is used.
     const passthrough = service.resolution === "NONE" || policy.loadBalancer.kind === "PASSTHROUGH";
     const endpoints = passthrough ? [] : this.clusterEndpoints(service, d.host, port, selector);
@@ -571,6 +577,16 @@ class Compiler {
     this.clusterIndex.set(name, index);
     return index;
   }
+}
+
+/** The mesh's trust domain (Istio's default; instio has no setting for another yet). */
+export const TRUST_DOMAIN = "cluster.local";
+
+/** A service account's SPIFFE identity; `account` may be "ns/sa" or a bare name in `namespace`. */
+function spiffeOf(namespace: string, account: string): string {
+  if (account.startsWith("spiffe://")) return account;
+  const [ns, sa] = account.includes("/") ? account.split("/", 2) : [namespace, account];
+  return `spiffe://${TRUST_DOMAIN}/ns/${ns}/sa/${sa}`;
 }
 
 /**

@@ -698,6 +698,8 @@ function readWorkloadEndpoint(r: FieldReader, value: unknown, path: FieldPath, r
     if (n !== undefined) ports[name] = n;
   }
   const labels = r.stringMap(e.labels, [...path, "labels"]);
+  // The workload's identity: what ISTIO_MUTUAL verifies the peer against (it was read and then dropped before).
+  const serviceAccount = r.string(e.serviceAccount, [...path, "serviceAccount"]);
   if (!address) return undefined;
   if (address.startsWith("unix://")) {
     r.error([...path, "address"], "unix domain socket endpoints are not supported yet");
@@ -707,7 +709,7 @@ function readWorkloadEndpoint(r: FieldReader, value: unknown, path: FieldPath, r
     r.error([...path, "address"], `resolution STATIC needs an IP address, got "${address}" (use resolution DNS for names)`);
     return undefined;
   }
-  return { address, ports, labels };
+  return { address, ports, labels, ...(serviceAccount ? { serviceAccount } : {}) };
 }
 
 function readWorkloadEntry(r: FieldReader, top: Obj): WorkloadEntryModel | undefined {

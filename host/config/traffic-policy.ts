@@ -44,7 +44,8 @@ export interface OutlierDetectionModel {
 
 /** ClientTLSSettings: TLS origination to the endpoints, certificates loaded at validation. */
 export interface UpstreamTlsModel {
-  mode: "DISABLE" | "SIMPLE" | "MUTUAL";
+  /** ISTIO_MUTUAL: the workload's own certificate and the mesh's root, as a sidecar calls another (issue 16). */
+  mode: "DISABLE" | "SIMPLE" | "MUTUAL" | "ISTIO_MUTUAL";
   /** PEM contents (undefined: the system's CAs / no client certificate). */
   ca: Buffer | undefined;
   cert: Buffer | undefined;
@@ -144,7 +145,7 @@ function readUpstreamTls(r: FieldReader, value: unknown, path: FieldPath): Upstr
     caCrl: "certificate revocation lists",
   });
   if (!t) return undefined;
-  const mode = r.oneOf(t.mode, [...path, "mode"], ["DISABLE", "SIMPLE", "MUTUAL"], ["ISTIO_MUTUAL"]) ?? "DISABLE";
+  const mode = r.oneOf(t.mode, [...path, "mode"], ["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"]) ?? "DISABLE";
   const file = (key: string): Buffer | undefined => {
     const name = r.string(t[key], [...path, key]);
     if (name === undefined) return undefined;
@@ -166,7 +167,9 @@ function readUpstreamTls(r: FieldReader, value: unknown, path: FieldPath): Upstr
     insecureSkipVerify: r.boolean(t.insecureSkipVerify, [...path, "insecureSkipVerify"]) ?? false,
   };
   if (mode === "MUTUAL" && (!tls.cert || !tls.key)) r.error(path, "mode MUTUAL needs clientCertificate and privateKey");
-  if (mode !== "DISABLE") {
+  // As Istio: ISTIO_MUTUAL takes the workload's certificate and the mesh's root, never files.
+  if (mode === "ISTIO_MUTUAL" && (tls.cert || tls.key || tls.ca)) r.error(path, "mode ISTIO_MUTUAL uses the workload's certificate and the mesh's root; clientCertificate, privateKey and caCertificates go with MUTUAL");
+  if (mode === "SIMPLE" || mode === "MUTUAL") {
     try {
       createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key });
     } catch (err) {
@@ -335,7 +338,7 @@ export function clusterPolicy(rule: TrafficPolicyModel | undefined, subset: Traf
       idleTimeoutMs: cp.httpIdleTimeoutMs ?? cp.idleTimeoutMs ?? d.idleTimeoutMs,
       tcpKeepalive: cp.tcpKeepalive?.timeMs !== undefined ? { timeMs: cp.tcpKeepalive.timeMs } : undefined,
     },
-    tls: merged.tls?.mode === "SIMPLE" || merged.tls?.mode === "MUTUAL" ? merged.tls : undefined,
+    tls: merged.tls?.mode === "SIMPLE" || merged.tls?.mode === "MUTUAL" || merged.tls?.mode === "ISTIO_MUTUAL" ? merged.tls : undefined,
     outlierDetection: od && {
       consecutive5xxErrors: od.consecutive5xxErrors ?? 5,
       consecutiveGatewayErrors: od.consecutiveGatewayErrors ?? 0,

@@ -290,6 +290,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       expired: (problem) => lifecycle.setCertificateProblem(problem),
       failed: () => metrics.certificateRenewals.inc({ result: "failed" }),
     }, logger);
+    const held = certificates;
+    current.pools.workloadIdentity = () => held.current;
     void certificates.start();
   }
   if (options.xds) {

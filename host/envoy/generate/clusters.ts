@@ -78,6 +78,10 @@ export function envoyCluster(c: ClusterInfo, generator: Generator, problems: Con
     cluster.common_lb_config = { healthy_panic_threshold: { value: o.minHealthPercent } };
   }
   const tls = p.tls;
+  if (tls?.mode === "ISTIO_MUTUAL") {
+    problems.push({ file: "<control-plane>", line: 1, column: 1, path: "", severity: "error", message: `${c.name}: ISTIO_MUTUAL is not sent over xDS yet (the workload certificate needs SDS); the cluster is left out` });
+    return undefined;
+  }
   if (tls && tls.mode !== "DISABLE") {
     if (tls.key) {
       problems.push({ file: "<control-plane>", line: 1, column: 1, path: "", severity: "error", message: `${c.name}: TLS origination with a client certificate (MUTUAL) is not sent over xDS (the control plane does not send private keys); the cluster is left out` });
