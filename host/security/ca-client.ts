@@ -8,6 +8,7 @@ import { webcrypto } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import * as x509 from "@peculiar/x509";
 import { certificateServiceDefinition, ISTIOD_NAME, type CertificateRequest, type CertificateResponse } from "../control-plane/ca/ca-service.js";
+import { pkcs8Pem } from "../control-plane/ca/authority.js";
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -51,8 +52,7 @@ export async function requestCertificate(o: CaClientOptions): Promise<WorkloadCe
     // As pilot-agent: a chain without the root is refused.
     if (response.cert_chain.length < 2) throw new Error(`the CA answered a chain of ${response.cert_chain.length} certificate(s); it must end with the root`);
     const leaf = new x509.X509Certificate(response.cert_chain[0]!);
-    const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)).toString("base64");
-    return { key: `-----BEGIN PRIVATE KEY-----\n${pkcs8}\n-----END PRIVATE KEY-----\n`, chain: response.cert_chain, notBefore: leaf.notBefore, notAfter: leaf.notAfter };
+    return { key: await pkcs8Pem(keys.privateKey), chain: response.cert_chain, notBefore: leaf.notBefore, notAfter: leaf.notAfter };
   } finally {
     client.close();
   }

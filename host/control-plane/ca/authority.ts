@@ -81,8 +81,7 @@ export class CertificateAuthority {
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       ],
     });
-    const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)).toString("base64");
-    writeFileSync(keyFile, `-----BEGIN PRIVATE KEY-----\n${pkcs8.replace(/(.{64})/g, "$1\n").trimEnd()}\n-----END PRIVATE KEY-----\n`, { mode: 0o600 });
+    writeFileSync(keyFile, await pkcs8Pem(keys.privateKey), { mode: 0o600 });
     chmodSync(keyFile, 0o600);
     writeFileSync(certFile, cert.toString("pem"));
     return new CertificateAuthority(trustDomain, cert, { key: keys.privateKey, algorithm: RSA }, [cert.toString("pem")]);
@@ -131,26 +130,12 @@ export class CertificateAuthority {
     if (!verified) throw new CaError("the CSR's signature does not verify (it was not made with the key it carries)");
     const ttl = ttlSeconds > 0 ? ttlSeconds : DEFAULT_WORKLOAD_TTL_S;
     if (ttl > MAX_WORKLOAD_TTL_S) throw new CaError(`a validity of ${ttl} s is more than the ${MAX_WORKLOAD_TTL_S} s allowed`);
-    const now = Date.now();
-    const leaf = await x509.X509CertificateGenerator.create({
-      serialNumber: serial(),
-      subject: "",
-      issuer: this.signer.subject,
-      // A minute back, for clocks a little behind.
-      notBefore: new Date(now - 60_000),
-      notAfter: new Date(now + ttl * 1000),
-      signingAlgorithm: this.signingKey.algorithm,
-      publicKey: csr.publicKey,
-      signingKey: this.signingKey.key,
-      extensions: [
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        await x509.AuthorityKeyIdentifierExtension.create(this.signer.publicKey),
-        // An empty subject makes the SAN critical (RFC 5280 4.2.1.6).
-        new x509.SubjectAlternativeNameExtension([{ type: "url", value: spiffeId(this.trustDomain, identity) }], true),
-      ],
-    }).catch((err: Error) => {
+    const leaf = await this.issue(csr.publicKey, "", ttl, [
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      // An empty subject makes the SAN critical (RFC 5280 4.2.1.6).
+      new x509.SubjectAlternativeNameExtension([{ type: "url", value: spiffeId(this.trustDomain, identity) }], true),
+    ]).catch((err: Error) => {
       throw new CaError(`no certificate can be made for the CSR's key: ${err.message}`);
     });
     return [leaf.toString("pem"), ...this.chain];
@@ -159,26 +144,38 @@ export class CertificateAuthority {
   /** A serving certificate for the control plane itself (15012), by DNS names; its key stays here. */
   async servingCertificate(dnsNames: string[]): Promise<{ cert: string; key: string }> {
     const keys = await webcrypto.subtle.generateKey(ECDSA, true, ["sign", "verify"]);
+    const leaf = await this.issue(keys.publicKey, `CN=${dnsNames[0] ?? "istiod"}`, DEFAULT_WORKLOAD_TTL_S, [
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension(dnsNames.map((value) => ({ type: "dns" as const, value }))),
+    ]);
+    return { cert: [leaf.toString("pem"), ...this.chain.slice(0, -1)].join("\n"), key: await pkcs8Pem(keys.privateKey) };
+  }
+
+  /** A leaf signed by this CA: valid from a minute back (clocks a little behind) for `ttlSeconds`, with the usages every leaf has. */
+  private async issue(publicKey: CryptoKey | x509.PublicKey, subject: string, ttlSeconds: number, extensions: x509.Extension[]): Promise<x509.X509Certificate> {
     const now = Date.now();
-    const leaf = await x509.X509CertificateGenerator.create({
+    return x509.X509CertificateGenerator.create({
       serialNumber: serial(),
-      subject: `CN=${dnsNames[0] ?? "istiod"}`,
+      subject,
       issuer: this.signer.subject,
       notBefore: new Date(now - 60_000),
-      notAfter: new Date(now + DEFAULT_WORKLOAD_TTL_S * 1000),
+      notAfter: new Date(now + ttlSeconds * 1000),
       signingAlgorithm: this.signingKey.algorithm,
-      publicKey: keys.publicKey,
+      publicKey,
       signingKey: this.signingKey.key,
       extensions: [
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
         await x509.AuthorityKeyIdentifierExtension.create(this.signer.publicKey),
-        new x509.SubjectAlternativeNameExtension(dnsNames.map((value) => ({ type: "dns" as const, value }))),
+        ...extensions,
       ],
     });
-    const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)).toString("base64");
-    return { cert: [leaf.toString("pem"), ...this.chain.slice(0, -1)].join("\n"), key: `-----BEGIN PRIVATE KEY-----\n${pkcs8}\n-----END PRIVATE KEY-----\n` };
   }
+}
+
+/** A private key as PKCS#8 PEM (the form Node's TLS and Istio's files take). */
+export async function pkcs8Pem(key: CryptoKey): Promise<string> {
+  const der = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", key)).toString("base64");
+  return `-----BEGIN PRIVATE KEY-----\n${der.replace(/(.{64})/g, "$1\n").trimEnd()}\n-----END PRIVATE KEY-----\n`;
 }
 
 function serial(): string {
