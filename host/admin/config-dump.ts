@@ -9,7 +9,7 @@
 
 import type { CompiledConfig } from "../config/compile.js";
 import { ProxyResources } from "../envoy/generate/resources.js";
-import { anyToJson } from "../envoy/json.js";
+import { anyToJson, dynamicResourcesDump } from "../envoy/json.js";
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, TYPE_PREFIX } from "../envoy/protos.js";
 import type { AppliedResource } from "../xds/resource-set.js";
 import type { NodeIdentity } from "../xds/node-identity.js";
@@ -31,7 +31,6 @@ export interface DumpSource {
 export function envoyConfigDump(source: DumpSource, includeEds: boolean): { configs: Record<string, unknown>[] } {
   const resources = source.xds?.raw ?? source.staticResources ?? generatedResources(source);
   const list = (type: string): [string, AppliedResource][] => [...(resources.get(type) ?? new Map<string, AppliedResource>())].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const stamp = (r: AppliedResource): { versionInfo: string; lastUpdated: string } => ({ versionInfo: r.version, lastUpdated: r.at.toISOString() });
   const boot = { "@type": `${ADMIN}BootstrapConfigDump`, bootstrap: bootstrap(source), lastUpdated: source.createdAt.toISOString() };
   if (source.staticResources) {
     // Envoy's form for what its bootstrap defines: static_*, no versions.
@@ -44,22 +43,8 @@ export function envoyConfigDump(source: DumpSource, includeEds: boolean): { conf
       ],
     };
   }
-  const configs: Record<string, unknown>[] = [
-    boot,
-    { "@type": `${ADMIN}ClustersConfigDump`, versionInfo: latest(list(CLUSTER_TYPE)), dynamicActiveClusters: list(CLUSTER_TYPE).map(([, r]) => ({ ...stamp(r), cluster: anyToJson(r.any) })) },
-    { "@type": `${ADMIN}ListenersConfigDump`, versionInfo: latest(list(LISTENER_TYPE)), dynamicListeners: list(LISTENER_TYPE).map(([name, r]) => ({ name, activeState: { ...stamp(r), listener: anyToJson(r.any) } })) },
-    { "@type": `${ADMIN}RoutesConfigDump`, dynamicRouteConfigs: list(ROUTE_TYPE).map(([, r]) => ({ ...stamp(r), routeConfig: anyToJson(r.any) })) },
-  ];
-  // As Envoy: endpoints only when asked for (?include_eds), they are most of the bytes.
-  if (includeEds) configs.push({ "@type": `${ADMIN}EndpointsConfigDump`, dynamicEndpointConfigs: list(ENDPOINT_TYPE).map(([, r]) => ({ ...stamp(r), endpointConfig: anyToJson(r.any) })) });
+  const configs: Record<string, unknown>[] = [boot, ...dynamicResourcesDump(resources, includeEds)];
   return { configs };
-}
-
-/** The newest version among the resources of a type (the type's version_info). */
-function latest(resources: [string, AppliedResource][]): string | undefined {
-  let newest: AppliedResource | undefined;
-  for (const [, r] of resources) if (!newest || r.at > newest.at) newest = r;
-  return newest?.version;
 }
 
 function generatedResources(source: DumpSource): Map<string, Map<string, AppliedResource>> {

@@ -8,7 +8,8 @@ import * as grpc from "@grpc/grpc-js";
 import { formatDiagnostic } from "../config/diagnostics.js";
 import { ParseCache } from "../config/source.js";
 import { watchConfigPath } from "../config/watch.js";
-import { unpackAny, PUSH_ORDER, TYPE_SHORT_NAMES } from "../envoy/protos.js";
+import { PUSH_ORDER, TYPE_SHORT_NAMES } from "../envoy/protos.js";
+import { dynamicResourcesDump, type DumpedResource } from "../envoy/json.js";
 import { Logger } from "../log.js";
 import { Debouncer, ISTIO_DEBOUNCE, type DebounceOptions } from "./debounce.js";
 import { loadMesh, Mesh, type MeshLoad, type MeshPaths, type MeshSnapshot } from "./mesh.js";
@@ -223,16 +224,20 @@ async function serveMonitoring(req: IncomingMessage, res: ServerResponse, ctx: M
       const conn = [...ctx.ads.connections].find((c) => c.node.name === id);
       if (!conn) return json(res, 404, { error: `no connected proxy ${id ?? "(proxyID not given)"}` });
       const resources = ctx.mesh.resourcesFor(conn.node);
-      const dump: Record<string, unknown> = {};
+      // Envoy's ConfigDump shape (as istiod's): what this proxy is subscribed to at the current push version.
+      const at = new Date();
+      const held = new Map<string, Map<string, DumpedResource>>();
       for (const type of PUSH_ORDER) {
         const w = conn.watches.get(type);
         const names = w ? (w.wildcard ? [...resources.all(type)].map((r) => r.name) : [...w.names]) : [];
-        dump[TYPE_SHORT_NAMES[type]!] = names.flatMap((n) => {
+        const byName = new Map<string, DumpedResource>();
+        for (const n of names) {
           const r = resources.get(type, n);
-          return r ? [unpackAny(r.any)] : [];
-        });
+          if (r) byName.set(n, { any: r.any, version: ctx.ads.pushVersion, at });
+        }
+        held.set(type, byName);
       }
-      return json(res, 200, dump);
+      return json(res, 200, { configs: dynamicResourcesDump(held, url.searchParams.has("include_eds")) });
     }
     default:
       res.writeHead(404, { "content-type": "text/plain" }).end("not found: /metrics, /ready, /debug/syncz, /debug/adsz, /debug/registryz, /debug/config_dump?proxyID=POD.NAMESPACE\n");

@@ -5,7 +5,7 @@
 // strings. Tools written for Envoy (istioctl proxy-config, jq recipes) read it.
 
 import protobuf from "protobufjs";
-import { messageType, structToJson, type AnyMessage } from "./protos.js";
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, messageType, ROUTE_TYPE, structToJson, TYPE_PREFIX, type AnyMessage } from "./protos.js";
 
 const WRAPPERS = new Set(["DoubleValue", "FloatValue", "Int64Value", "UInt64Value", "Int32Value", "UInt32Value", "BoolValue", "StringValue", "BytesValue"].map((n) => `.google.protobuf.${n}`));
 
@@ -68,4 +68,30 @@ function durationString(d: Record<string, unknown>): string {
   const nanos = Number(d.nanos ?? 0);
   if (nanos === 0) return `${seconds}s`;
   return `${(seconds + nanos / 1e9).toFixed(9).replace(/0+$/, "")}s`;
+}
+
+/** A resource as a proxy holds it: the Any, the version of the response that brought it, and when. */
+export interface DumpedResource {
+  any: AnyMessage;
+  version: string;
+  at: Date;
+}
+
+const ADMIN = `${TYPE_PREFIX}envoy.admin.v3.`;
+
+/**
+ * Envoy's ClustersConfigDump, ListenersConfigDump, RoutesConfigDump and (with `includeEds`, as Envoy's
+ * ?include_eds) EndpointsConfigDump of dynamic resources, by type URL then name, each with its version.
+ */
+export function dynamicResourcesDump(resources: ReadonlyMap<string, ReadonlyMap<string, DumpedResource>>, includeEds: boolean): Record<string, unknown>[] {
+  const list = (type: string): [string, DumpedResource][] => [...(resources.get(type) ?? new Map<string, DumpedResource>())].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const stamp = (r: DumpedResource): { versionInfo: string; lastUpdated: string } => ({ versionInfo: r.version, lastUpdated: r.at.toISOString() });
+  const latest = (items: [string, DumpedResource][]): string | undefined => items.reduce<DumpedResource | undefined>((n, [, r]) => (!n || r.at > n.at ? r : n), undefined)?.version;
+  const configs: Record<string, unknown>[] = [
+    { "@type": `${ADMIN}ClustersConfigDump`, versionInfo: latest(list(CLUSTER_TYPE)), dynamicActiveClusters: list(CLUSTER_TYPE).map(([, r]) => ({ ...stamp(r), cluster: anyToJson(r.any) })) },
+    { "@type": `${ADMIN}ListenersConfigDump`, versionInfo: latest(list(LISTENER_TYPE)), dynamicListeners: list(LISTENER_TYPE).map(([name, r]) => ({ name, activeState: { ...stamp(r), listener: anyToJson(r.any) } })) },
+    { "@type": `${ADMIN}RoutesConfigDump`, dynamicRouteConfigs: list(ROUTE_TYPE).map(([, r]) => ({ ...stamp(r), routeConfig: anyToJson(r.any) })) },
+  ];
+  if (includeEds) configs.push({ "@type": `${ADMIN}EndpointsConfigDump`, dynamicEndpointConfigs: list(ENDPOINT_TYPE).map(([, r]) => ({ ...stamp(r), endpointConfig: anyToJson(r.any) })) });
+  return configs;
 }

@@ -145,6 +145,10 @@ describe("a sidecar configured by the control plane over xDS", () => {
         { "@type": `${admin}EndpointsConfigDump` },
       ],
     });
+    // The control plane's view of the same proxy (istiod's /debug/config_dump?proxyID=), in the same shape.
+    const cpDump = (await (await fetch(`http://127.0.0.1:${cp.monitoringPort}/debug/config_dump?proxyID=productpage-1.default&include_eds`)).json()) as { configs: { "@type": string; dynamicActiveClusters?: { cluster: { name: string } }[] }[] };
+    expect(cpDump.configs.map((c) => c["@type"].split(".").at(-1))).toEqual(["ClustersConfigDump", "ListenersConfigDump", "RoutesConfigDump", "EndpointsConfigDump"]);
+    expect(cpDump.configs[0]!.dynamicActiveClusters!.map((c) => c.cluster.name)).toContain("outbound|9080|v1|reviews.default.svc.cluster.local");
     const v2Endpoints = (dump as { configs: { dynamicEndpointConfigs?: { endpointConfig: { clusterName: string } }[] }[] }).configs[4]!.dynamicEndpointConfigs!.find((e) => e.endpointConfig.clusterName === "outbound|9080|v2|reviews.default.svc.cluster.local");
     expect(v2Endpoints).toMatchObject({ endpointConfig: { endpoints: [{ lbEndpoints: [{ endpoint: { address: { socketAddress: { address: "127.0.0.1", portValue: v2a.port } } }, healthStatus: "HEALTHY" }] }] } });
 
