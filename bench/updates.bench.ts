@@ -153,13 +153,13 @@ function xdsRows(mesh: string, telemetry: Telemetry): [string, string, string][]
   const rows: [string, string, string][] = [];
   const run = (name: string, type: string, a: AnyMessage, b: AnyMessage, base: ProxyResources, expect: string): void => {
     const set = new ResourceSet();
-    for (const t of SIDECAR_TYPES) set.apply(t, [...base.all(t)].map((r) => r.any), [], false, "0");
+    for (const t of SIDECAR_TYPES) set.apply(t, [...base.all(t)].map((r) => r.any), [], false);
     const holder = new SnapshotHolder(set.build(base.config.settings), (config) => telemetry.statsFor(config));
     const serving: number[] = [];
     const worker: number[] = [];
     for (let i = -10; i < ROUNDS; i++) {
       const t0 = performance.now();
-      set.apply(type, [i % 2 === 0 ? b : a], [], false, String(i));
+      set.apply(type, [i % 2 === 0 ? b : a], [], false);
       let bytes: Buffer;
       if (type === ENDPOINT_TYPE) bytes = serialize(set.endpointPatches(holder.current.config));
       else {

@@ -11,7 +11,7 @@ import type { CompiledConfig } from "../config/compile.js";
 import { ProxyResources } from "../envoy/generate/resources.js";
 import { anyToJson, dynamicResourcesDump } from "../envoy/json.js";
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, TYPE_PREFIX } from "../envoy/protos.js";
-import type { AppliedResource } from "../xds/resource-set.js";
+import type { DumpedResource } from "../envoy/json.js";
 import type { NodeIdentity } from "../xds/node-identity.js";
 
 const ADMIN = `${TYPE_PREFIX}envoy.admin.v3.`;
@@ -23,18 +23,18 @@ export interface DumpSource {
   version: number;
   createdAt: Date;
   /** With --xds: the resources as applied, and who this proxy told the control plane it is. */
-  xds?: { address: string; protocol: string; node: NodeIdentity; raw: ReadonlyMap<string, ReadonlyMap<string, AppliedResource>> };
+  xds?: { address: string; protocol: string; node: NodeIdentity; raw: ReadonlyMap<string, ReadonlyMap<string, DumpedResource>> };
   /** From an Envoy bootstrap's static_resources: those resources (Envoy dumps them as static_*). */
-  staticResources?: ReadonlyMap<string, ReadonlyMap<string, AppliedResource>>;
+  staticResources?: ReadonlyMap<string, ReadonlyMap<string, DumpedResource>>;
 }
 
 export function envoyConfigDump(source: DumpSource, includeEds: boolean): { configs: Record<string, unknown>[] } {
   const resources = source.xds?.raw ?? source.staticResources ?? generatedResources(source);
-  const list = (type: string): [string, AppliedResource][] => [...(resources.get(type) ?? new Map<string, AppliedResource>())].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const list = (type: string): [string, DumpedResource][] => [...(resources.get(type) ?? new Map<string, DumpedResource>())].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const boot = { "@type": `${ADMIN}BootstrapConfigDump`, bootstrap: bootstrap(source), lastUpdated: source.createdAt.toISOString() };
   if (source.staticResources) {
     // Envoy's form for what its bootstrap defines: static_*, no versions.
-    const at = (r: AppliedResource): string => r.at.toISOString();
+    const at = (r: DumpedResource): string => r.at.toISOString();
     return {
       configs: [
         boot,
@@ -47,9 +47,9 @@ export function envoyConfigDump(source: DumpSource, includeEds: boolean): { conf
   return { configs };
 }
 
-function generatedResources(source: DumpSource): Map<string, Map<string, AppliedResource>> {
+function generatedResources(source: DumpSource): Map<string, Map<string, DumpedResource>> {
   const generated = new ProxyResources(source.config, "sidecar");
-  const out = new Map<string, Map<string, AppliedResource>>();
+  const out = new Map<string, Map<string, DumpedResource>>();
   for (const type of [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE]) {
     out.set(type, new Map([...generated.all(type)].map((r) => [r.name, { any: r.any, version: `file-${source.version}`, at: source.createdAt }])));
   }

@@ -30,7 +30,7 @@ import type { PipelineOptions } from "../pipeline/options.js";
 import { SnapshotHolder } from "./snapshot.js";
 import type { XdsClient } from "../xds/ads-client.js";
 import type { NodeIdentity } from "../xds/node-identity.js";
-import type { AppliedResource } from "../xds/resource-set.js";
+import type { DumpedResource } from "../envoy/json.js";
 import type { CertificateSource, WorkloadCertificates } from "../security/workload-certificates.js";
 
 export interface ProxyOptions {
@@ -39,7 +39,7 @@ export interface ProxyOptions {
   /** Watched for changes when given. */
   configPath?: string;
   /** The Envoy resources `config` was translated from (an Envoy bootstrap's static_resources), for /config_dump. */
-  staticResources?: ReadonlyMap<string, ReadonlyMap<string, AppliedResource>>;
+  staticResources?: ReadonlyMap<string, ReadonlyMap<string, DumpedResource>>;
   /** Take routes, clusters, endpoints and listeners from this control plane (ADS) instead of the config's resources. */
   xds?: { address: string; node: NodeIdentity; protocol?: "delta" | "sotw"; backoff?: { baseMs: number; maxMs: number } };
   /** The workload certificate: from the control plane's CA, or from files (Istio's /etc/certs). */

@@ -18,11 +18,11 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { adsServiceDefinition } from "../control-plane/xds/ads-server.js";
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, messageType, ROUTE_TYPE, TYPE_SHORT_NAMES, type AnyMessage } from "../envoy/protos.js";
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, TYPE_SHORT_NAMES, type AnyMessage } from "../envoy/protos.js";
 import type { Logger } from "../log.js";
 import type { ProxyMetrics } from "../telemetry/metrics.js";
 import { nodeMessage, type NodeIdentity } from "./node-identity.js";
-import type { AppliedResource } from "./resource-set.js";
+import type { DumpedResource } from "../envoy/json.js";
 import type { Settings } from "../config/model.js";
 import type { CompiledConfig } from "../config/compile.js";
 import { patchEndpoints } from "../envoy/translate/assemble.js";
@@ -84,7 +84,7 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
 
 export class XdsClient {
   /** The resources as applied, as the control plane encoded them (for /config_dump). */
-  readonly applied = new Map<string, Map<string, AppliedResource>>();
+  readonly applied = new Map<string, Map<string, DumpedResource>>();
   private readonly translator = new Translator();
   /** Responses are handled one after the other (each waits for the translator). */
   private queue: Promise<void> = Promise.resolve();
@@ -232,7 +232,7 @@ export class XdsClient {
     }
     const version = (this.delta ? r.system_version_info : r.version_info) ?? "";
     const removed = r.removed_resources ?? [];
-    const reply = await this.translator.request({ kind: "apply", type, resources: anys, removed, replaceAll: !this.delta, version, settings: this.options.settings, endpointsOnly: this.endpointsOnlyWith(type) });
+    const reply = await this.translator.request({ kind: "apply", type, resources: anys, removed, replaceAll: !this.delta, settings: this.options.settings, endpointsOnly: this.endpointsOnlyWith(type) });
     if (reply.failure) return this.translatorFailed(reply.failure);
     if (stream !== this.stream) {
       // The stream ended while this was translated: nothing was acknowledged, so nothing is kept.
@@ -248,7 +248,7 @@ export class XdsClient {
       this.nack(r, problem);
       return;
     }
-    this.record(type, anys, versions, removed, version);
+    this.record(type, anys, reply.names ?? [], versions, removed, version);
     this.accepted.set(type, version);
     this.options.metrics.xdsUpdates.inc({ type: short, result: "applied" });
     this.ack(r);
@@ -306,12 +306,11 @@ export class XdsClient {
   }
 
   /** The applied resources and their versions: for the config dump, and a delta resubscription. */
-  private record(type: string, anys: readonly AnyMessage[], versions: readonly [string, string][], removed: readonly string[], version: string): void {
+  private record(type: string, anys: readonly AnyMessage[], names: readonly string[], versions: readonly [string, string][], removed: readonly string[], version: string): void {
     let held = this.versions.get(type);
     if (!held) this.versions.set(type, (held = new Map()));
     let applied = this.applied.get(type);
     if (!applied) this.applied.set(type, (applied = new Map()));
-    const names = this.delta ? versions.map(([n]) => n) : anys.map((a) => resourceName(a));
     // State of the world: listeners and clusters not listed are gone.
     const gone = !this.delta && (type === LISTENER_TYPE || type === CLUSTER_TYPE) ? [...applied.keys()].filter((n) => !names.includes(n)) : removed;
     for (const n of gone) {
@@ -368,11 +367,4 @@ export class XdsClient {
     if (this.delta) this.send({ type_url: r.type_url, response_nonce: r.nonce, error_detail });
     else this.send({ type_url: r.type_url, response_nonce: r.nonce, version_info: this.accepted.get(r.type_url) ?? "", resource_names: [...(this.subscribed.get(r.type_url) ?? [])], error_detail });
   }
-}
-
-/** A resource's name, from its encoded message (state of the world sends no names beside the resources). */
-function resourceName(any: AnyMessage): string {
-  const type = messageType(any.type_url);
-  const m = type.decode(any.value) as unknown as { name?: string; cluster_name?: string };
-  return m.name ?? m.cluster_name ?? "";
 }

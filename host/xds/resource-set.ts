@@ -31,12 +31,6 @@ export class Rejected extends Error {
   }
 }
 
-export interface AppliedResource {
-  any: AnyMessage;
-  version: string;
-  at: Date;
-}
-
 interface Translated {
   name: string;
   value: XdsListener | XdsRouteConfiguration | XdsCluster | ClusterEndpoint[];
@@ -72,10 +66,6 @@ export class ResourceSet implements XdsResources {
   resolved: ReadonlyMap<string, readonly string[]> = new Map();
   /** Types received at least once (a wildcard type may legitimately be empty). */
   readonly received = new Set<string>();
-  /** The version each type's last applied response carried (SotW version_info, or the delta system version). */
-  readonly versions = new Map<string, string>();
-  /** The encoded resources as applied, with the version of the response that brought each and when: the config dump. */
-  readonly raw = new Map<string, Map<string, AppliedResource>>();
 
   private mapOf(typeUrl: string): Map<string, unknown> {
     if (typeUrl === LISTENER_TYPE) return this.listeners;
@@ -97,44 +87,37 @@ export class ResourceSet implements XdsResources {
    * Applies one response: `resources` added or updated; `removed` names gone
    * (`replaceAll`: state of the world, where listeners and clusters not listed
    * are gone). Translates everything before changing anything: throws Rejected,
-   * and keeps the previous resources, when one cannot be served. Returns what
-   * puts the previous resources back (the proxy may still refuse the result).
+   * and keeps the previous resources, when one cannot be served. Returns the
+   * resources' names, in order, and what puts the previous resources back (the
+   * proxy may still refuse the result).
    */
-  apply(typeUrl: string, resources: readonly AnyMessage[], removed: readonly string[], replaceAll: boolean, version: string): () => void {
-    const translated = resources.map((any, i) => ({ any, ...translate(typeUrl, any, i) }));
+  apply(typeUrl: string, resources: readonly AnyMessage[], removed: readonly string[], replaceAll: boolean): { names: string[]; undo: () => void } {
+    const translated = resources.map((any, i) => translate(typeUrl, any, i));
     const seen = new Set<string>();
     for (const t of translated) {
       if (seen.has(t.name)) throw new Rejected(`${t.name}: sent twice in one response`);
       seen.add(t.name);
     }
     const map = this.mapOf(typeUrl);
-    let raw = this.raw.get(typeUrl);
-    if (!raw) this.raw.set(typeUrl, (raw = new Map()));
-    const before = { map: new Map(map), raw: new Map(raw), absent: new Set(this.absentOf(typeUrl)), received: this.received.has(typeUrl), version: this.versions.get(typeUrl) };
+    const before = { map: new Map(map), absent: new Set(this.absentOf(typeUrl)), received: this.received.has(typeUrl) };
     const gone = replaceAll && (typeUrl === LISTENER_TYPE || typeUrl === CLUSTER_TYPE) ? [...map.keys()].filter((n) => !seen.has(n)) : removed;
     const absent = this.absentOf(typeUrl);
     for (const name of gone) {
       map.delete(name);
-      raw.delete(name);
       absent.add(name);
     }
-    const at = new Date();
     for (const t of translated) {
       map.set(t.name, t.value);
-      raw.set(t.name, { any: t.any, version, at });
       absent.delete(t.name);
     }
     this.received.add(typeUrl);
-    this.versions.set(typeUrl, version);
-    return () => {
+    const undo = (): void => {
       map.clear();
       for (const [k, v] of before.map) map.set(k, v);
-      this.raw.set(typeUrl, before.raw);
       this.absent.set(typeUrl, before.absent);
       if (!before.received) this.received.delete(typeUrl);
-      if (before.version === undefined) this.versions.delete(typeUrl);
-      else this.versions.set(typeUrl, before.version);
     };
+    return { names: translated.map((t) => t.name), undo };
   }
 
   /** Resources no longer subscribed to: dropped (a SotW server does not say they are gone). */
@@ -142,7 +125,6 @@ export class ResourceSet implements XdsResources {
     const map = this.mapOf(typeUrl);
     for (const n of names) {
       map.delete(n);
-      this.raw.get(typeUrl)?.delete(n);
       this.absent.get(typeUrl)?.delete(n);
     }
   }

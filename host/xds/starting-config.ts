@@ -9,6 +9,7 @@ import type { ConfigDiagnostic } from "../config/diagnostics.js";
 import type { Settings } from "../config/model.js";
 import { BootstrapError, type Bootstrap } from "../envoy/bootstrap.js";
 import { CLUSTER_TYPE, LISTENER_TYPE } from "../envoy/protos.js";
+import type { DumpedResource } from "../envoy/json.js";
 import type { NodeIdentity } from "./node-identity.js";
 import { Rejected, ResourceSet } from "./resource-set.js";
 
@@ -23,12 +24,16 @@ export function xdsStartingConfig(base: Settings, node: NodeIdentity): CompiledC
  * resources are (the same errors, placed at the bootstrap's file:line), with no
  * control plane. Throws BootstrapError with every problem found.
  */
-export function staticBootstrapConfig(bootstrap: Bootstrap, settings: Settings): { config: CompiledConfig; resources: ResourceSet["raw"] } {
+export function staticBootstrapConfig(bootstrap: Bootstrap, settings: Settings): { config: CompiledConfig; resources: Map<string, Map<string, DumpedResource>> } {
   const set = new ResourceSet();
   const problems: ConfigDiagnostic[] = [];
+  // The resources as the bootstrap gave them, by name, for /config_dump.
+  const dumped = new Map<string, Map<string, DumpedResource>>();
+  const at = new Date();
   for (const [type, kind, resources] of [[CLUSTER_TYPE, "clusters", bootstrap.clusters], [LISTENER_TYPE, "listeners", bootstrap.listeners]] as const) {
     try {
-      set.apply(type, resources, [], true, "static");
+      const { names } = set.apply(type, resources, [], true);
+      dumped.set(type, new Map(names.map((name, i) => [name, { any: resources[i]!, version: "static", at }])));
     } catch (err) {
       if (!(err instanceof Rejected)) throw err;
       problems.push({ ...bootstrap.locate(kind, err.index ?? 0, err.path ?? ""), message: err.reason ?? err.message });
@@ -39,5 +44,5 @@ export function staticBootstrapConfig(bootstrap: Bootstrap, settings: Settings):
     problems.push({ file: bootstrap.file, line: 1, column: 1, path: "static_resources", severity: "error", message: `${missing.join(", ")} can only come from a control plane: give dynamic_resources, or use STATIC clusters and inline route_config` });
   }
   if (problems.length > 0) throw new BootstrapError(problems);
-  return { config: set.build(settings), resources: set.raw };
+  return { config: set.build(settings), resources: dumped };
 }

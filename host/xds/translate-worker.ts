@@ -19,7 +19,7 @@ import type { AnyMessage } from "../envoy/protos.js";
 import { Rejected, ResourceSet } from "./resource-set.js";
 
 export type TranslateRequest =
-  | { id: number; kind: "apply"; type: string; resources: AnyMessage[]; removed: string[]; replaceAll: boolean; version: string; settings: Settings; endpointsOnly: boolean }
+  | { id: number; kind: "apply"; type: string; resources: AnyMessage[]; removed: string[]; replaceAll: boolean; settings: Settings; endpointsOnly: boolean }
   | { id: number; kind: "forget"; type: string; names: string[]; settings: Settings; endpointsOnly: boolean }
   /** The proxy's DNS answers changed: DNS clusters' endpoints are resolved again. */
   | { id: number; kind: "dns"; resolved: [string, string[]][]; settings: Settings; endpointsOnly: boolean }
@@ -33,6 +33,8 @@ export interface TranslateReply {
   /** A bug, as text. */
   failure?: string;
   warm: boolean;
+  /** apply: the names of the response's resources, in order (state of the world sends none beside them). */
+  names?: string[];
   endpointNames: string[];
   routeNames: string[];
   /** Warm after a change beyond endpoints: the serialized CompiledConfig, its image encoded. */
@@ -77,7 +79,9 @@ parentPort?.on("message", (req: TranslateRequest) => {
       undo = candidate = undefined;
     } else if (req.kind === "apply") {
       candidate = undefined;
-      undo = set.apply(req.type, req.resources, req.removed, req.replaceAll, req.version);
+      const applied = set.apply(req.type, req.resources, req.removed, req.replaceAll);
+      undo = applied.undo;
+      reply.names = applied.names;
       transfer = build(req, reply);
     } else if (req.kind === "forget") {
       candidate = undefined;

@@ -66,7 +66,7 @@ const RESOURCES = SIDECAR_TYPES.flatMap((type) => [...generated.all(type)].map((
 
 /** The good resources; each case applies its own on top and puts them back (the undo apply returns). */
 const set = new ResourceSet();
-for (const type of SIDECAR_TYPES) set.apply(type, [...generated.all(type)].map((r) => r.any), [], true, "1");
+for (const type of SIDECAR_TYPES) set.apply(type, [...generated.all(type)].map((r) => r.any), [], true);
 
 /** Every path to a value inside a resource's JSON (Any contents are bytes, left alone). */
 function paths(value: unknown, at: (string | number)[] = []): (string | number)[][] {
@@ -101,7 +101,7 @@ let coresBuilt = 0;
 function serveOrReject(type: string, any: AnyMessage): "served" | "rejected" {
   let undo: () => void;
   try {
-    undo = set.apply(type, [any], [], false, "2");
+    undo = set.apply(type, [any], [], false).undo;
   } catch (err) {
     if (!(err instanceof Rejected)) throw err;
     expect(err.message.length).toBeGreaterThan(0);

@@ -58,7 +58,7 @@ describe("endpoint metadata", () => {
         }],
       }],
     });
-    set.apply(ENDPOINT_TYPE, [cla], [], false, "1");
+    set.apply(ENDPOINT_TYPE, [cla], [], false);
     expect(set.endpoints.get("outbound|9080||reviews.default.svc.cluster.local")).toEqual([{
       address: "10.0.0.7",
       port: 9080,
