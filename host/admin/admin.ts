@@ -15,7 +15,7 @@ import { envoyStats, statsFilter, type Stat } from "./envoy-stats.js";
 import { isLocal, send, serveEndpoints, type Route } from "./http-endpoint.js";
 import type { DumpSource } from "./config-dump.js";
 
-export const VERSION = "0.1.0";
+import { VERSION } from "../version.js";
 
 export interface AdminContext {
   holder: SnapshotHolder;

@@ -13,7 +13,7 @@ import { gatewayListeners, gatewaysFor, type GatewayListener } from "./gateway.j
 import { clusterPolicy, type ClusterPolicy, type LoadBalancerModel, type TrafficPolicyModel } from "./traffic-policy.js";
 import type { EncodedImage } from "../core/route-core.js";
 import { updateDigests, type UpdateDigests } from "./update-digests.js";
-import { HostIndex, hostMatches, virtualHostDomains } from "./hosts.js";
+import { HostIndex, hostMatches, spiffeId, TRUST_DOMAIN, virtualHostDomains } from "./hosts.js";
 import type { ConfigModel, CorsModel, DestinationModel, HealthCheckSettings, HeadersModel, RetryPolicyModel, RouteActionModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
 
 export interface ClusterEndpoint {
@@ -558,7 +558,8 @@ class Compiler {
     if (policy.tls?.mode === "ISTIO_MUTUAL") {
       // Istio's defaults: the SNI names the cluster (outbound_.PORT_.SUBSET_.HOST), and the peer must be one of the
       // service accounts the destination's endpoints run as (its SPIFFE identities).
-      const accounts = [...new Set(this.resolveEndpoints(service, d.host).filter((ep) => labelsMatch(selector, ep.labels) && ep.serviceAccount).map((ep) => spiffeOf(service.namespace, ep.serviceAccount!)))];
+      // Identities do not depend on addresses: the service's workloads as configured, not resolved again.
+      const accounts = [...new Set(service.endpoints.filter((ep) => labelsMatch(selector, ep.labels) && ep.serviceAccount).map((ep) => spiffeOf(service.namespace, ep.serviceAccount!)))];
       policy = { ...policy, tls: { ...policy.tls, sni: policy.tls.sni ?? `outbound_.${port.number}_.${d.subset ?? ""}_.${d.host}`, subjectAltNames: policy.tls.subjectAltNames.length > 0 ? policy.tls.subjectAltNames : accounts } };
     }
     // loadBalancer PASSTHROUGH is Envoy's ORIGINAL_DST: like resolution NONE, the requested address is used.
@@ -579,14 +580,11 @@ class Compiler {
   }
 }
 
-/** The mesh's trust domain (Istio's default; instio has no setting for another yet). */
-export const TRUST_DOMAIN = "cluster.local";
-
-/** A service account's SPIFFE identity; `account` may be "ns/sa" or a bare name in `namespace`. */
+/** A service account's SPIFFE identity in the mesh's trust domain (instio has no setting for another yet); `account` may be "ns/sa" or a bare name in `namespace`. */
 function spiffeOf(namespace: string, account: string): string {
   if (account.startsWith("spiffe://")) return account;
   const [ns, sa] = account.includes("/") ? account.split("/", 2) : [namespace, account];
-  return `spiffe://${TRUST_DOMAIN}/ns/${ns}/sa/${sa}`;
+  return spiffeId(TRUST_DOMAIN, { namespace: ns!, serviceAccount: sa! });
 }
 
 /**

@@ -4,6 +4,14 @@ import { isIP } from "node:net";
 
 export const CLUSTER_DOMAIN = "cluster.local";
 
+/** Istio's default trust domain (mesh trustDomain). */
+export const TRUST_DOMAIN = "cluster.local";
+
+/** A service account's SPIFFE identity, spiffe://TRUST_DOMAIN/ns/NS/sa/SA (an "@" in the trust domain becomes ".", as Istio's pkg/spiffe). */
+export function spiffeId(trustDomain: string, id: { namespace: string; serviceAccount: string }): string {
+  return `spiffe://${trustDomain.replace(/@/g, ".")}/ns/${id.namespace}/sa/${id.serviceAccount}`;
+}
+
 /**
  * Istio's ResolveShortnameToFQDN: a name without a dot is qualified with the
  * resource's namespace and the cluster domain; anything with a dot, "*" and IP

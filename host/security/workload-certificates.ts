@@ -10,6 +10,7 @@ import { X509Certificate } from "node:crypto";
 import { MAX_PEM_BYTES, readBounded } from "../config/files.js";
 import type { Logger } from "../log.js";
 import { requestCertificate, type CaClientOptions, type WorkloadCertificate } from "./ca-client.js";
+import { pemBlocks } from "../control-plane/ca/authority.js";
 
 /** Istio's SECRET_GRACE_PERIOD_RATIO and its jitter. */
 const GRACE_RATIO = 0.5;
@@ -38,7 +39,7 @@ export function renewAt(cert: { notBefore: Date; notAfter: Date }, random = Math
 
 function readFiles(dir: string): WorkloadCertificate {
   const read = (name: string): string => readBounded(`${dir}/${name}`, MAX_PEM_BYTES).toString("utf8");
-  const chain = [...read("cert-chain.pem").matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)].map((m) => `${m[0]}\n`);
+  const chain = pemBlocks(read("cert-chain.pem"));
   const root = read("root-cert.pem");
   if (chain.length === 0) throw new Error(`${dir}/cert-chain.pem holds no certificate`);
   const leaf = new X509Certificate(chain[0]!);

@@ -4,8 +4,8 @@
 // environment Istio's injector sets (POD_NAME, POD_NAMESPACE, INSTANCE_IP,
 // SERVICE_ACCOUNT, ISTIO_META_*).
 
-import { readFileSync } from "node:fs";
 import { jsonToStruct } from "../envoy/protos.js";
+import { VERSION } from "../version.js";
 
 export interface NodeIdentityInput {
   podName?: string;
@@ -25,20 +25,6 @@ export interface NodeIdentity {
   ip: string;
   labels: Record<string, string>;
   metadata: Record<string, unknown>;
-}
-
-/** instio's version, as ISTIO_VERSION in the metadata (the control plane's proxy-status shows it). */
-export function instioVersion(): string {
-  // host/xds/ from the sources, dist/host/xds/ once built: the package's root is two or three levels up.
-  for (const up of ["../../package.json", "../../../package.json"]) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), "utf8")) as { name?: string; version?: string };
-      if (pkg.name === "instio" && pkg.version) return pkg.version;
-    } catch {
-      // not there
-    }
-  }
-  return "unknown";
 }
 
 /** ISTIO_META_FOO_BAR=x → FOO_BAR: x, as pilot-agent copies them into the metadata. */
@@ -83,7 +69,7 @@ export function nodeIdentity(input: NodeIdentityInput, env: NodeJS.ProcessEnv = 
     SERVICE_ACCOUNT: serviceAccount,
     LABELS: labels,
     CLUSTER_ID: clusterId,
-    ISTIO_VERSION: meta.ISTIO_VERSION ?? instioVersion(),
+    ISTIO_VERSION: meta.ISTIO_VERSION ?? VERSION,
     // What this proxy is: the control plane answers with the sidecar generator.
     INSTIO: "true",
   };

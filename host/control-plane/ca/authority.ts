@@ -9,6 +9,7 @@ import { createPrivateKey, randomBytes, webcrypto } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
+import { spiffeId, TRUST_DOMAIN } from "../../config/hosts.js";
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -26,10 +27,6 @@ export interface WorkloadIdentity {
   serviceAccount: string;
 }
 
-export function spiffeId(trustDomain: string, id: WorkloadIdentity): string {
-  // Istio replaces "@" in the trust domain (pkg/spiffe).
-  return `spiffe://${trustDomain.replace(/@/g, ".")}/ns/${id.namespace}/sa/${id.serviceAccount}`;
-}
 
 export class CaError extends Error {}
 
@@ -57,7 +54,7 @@ export class CertificateAuthority {
    * The CA in `dir`: the plug-in files when ca-cert.pem is there, else the self-signed root kept there
    * (made on first start).
    */
-  static async open(dir: string, trustDomain = "cluster.local"): Promise<CertificateAuthority> {
+  static async open(dir: string, trustDomain = TRUST_DOMAIN): Promise<CertificateAuthority> {
     if (existsSync(join(dir, "ca-cert.pem"))) return CertificateAuthority.plugIn(dir, trustDomain);
     const certFile = join(dir, "root-cert.pem");
     const keyFile = join(dir, "root-key.pem");
@@ -185,7 +182,8 @@ function serial(): string {
   return bytes.toString("hex");
 }
 
-function pemBlocks(text: string): string[] {
+/** The PEM certificates in a text (a chain file), each with its trailing newline. */
+export function pemBlocks(text: string): string[] {
   return [...text.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)].map((m) => `${m[0]}\n`);
 }
 

@@ -129,7 +129,7 @@ export function readCluster(r: MessageReader): XdsCluster {
     else config?.done(); // raw_buffer: plain text, as without a transport socket
     socket.done();
   }
-  const service = filterMetadata(r, "istio").services;
+  const service = filterMetadata(r).get("istio")?.services;
   r.accept("alt_stat_name");
   r.done();
   const id = istioName(name);
@@ -365,11 +365,7 @@ export function readLoadAssignment(r: MessageReader): XdsLoadAssignment {
  * istio.workload's canonical service and revision, and the transport-socket match's tlsMode.
  */
 function endpointLabels(lb: MessageReader): Record<string, string> {
-  const meta = lb.obj("metadata");
-  if (!meta) return {};
-  const namespaces = new Map(meta.map("filter_metadata").map(([ns, struct]) => [ns, structToJson(struct)]));
-  meta.accept("typed_filter_metadata");
-  meta.done();
+  const namespaces = filterMetadata(lb);
   const labels: Record<string, string> = {};
   const own = namespaces.get(INSTIO_METADATA)?.labels;
   if (own && typeof own === "object") {
@@ -389,15 +385,14 @@ function endpointLabels(lb: MessageReader): Record<string, string> {
 }
 
 /**
- * One namespace of a message's metadata, as JSON. Metadata describes; it changes
+ * A message's metadata by namespace, as JSON. Metadata describes; it changes
  * nothing Envoy does, so namespaces instio does not read are accepted as they are.
  */
-function filterMetadata(r: MessageReader, namespace: string): Record<string, unknown> {
+function filterMetadata(r: MessageReader): Map<string, Record<string, unknown>> {
   const meta = r.obj("metadata");
-  if (!meta) return {};
-  let found: Record<string, unknown> = {};
-  for (const [ns, struct] of meta.map("filter_metadata")) if (ns === namespace) found = structToJson(struct);
+  if (!meta) return new Map();
+  const namespaces = new Map(meta.map("filter_metadata").map(([ns, struct]) => [ns, structToJson(struct)]));
   meta.accept("typed_filter_metadata");
   meta.done();
-  return found;
+  return namespaces;
 }
