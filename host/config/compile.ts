@@ -10,7 +10,8 @@ import type { ConfigDiagnostic, Location } from "./diagnostics.js";
 import { resolveDelegates } from "./delegate.js";
 import { egressAllows, sidecarFor, type SidecarModel } from "./sidecar.js";
 import { gatewayListeners, gatewaysFor, type GatewayListener } from "./gateway.js";
-import { clusterPolicy, type ClusterPolicy, type LoadBalancerModel, type TrafficPolicyModel } from "./traffic-policy.js";
+import { inboundSecurity, mtlsModeFor, type InboundSecurity } from "./security-policy.js";
+import { clusterPolicy, ISTIO_MUTUAL_DEFAULTS, type ClusterPolicy, type LoadBalancerModel, type TrafficPolicyModel } from "./traffic-policy.js";
 import type { EncodedImage } from "../core/route-core.js";
 import { updateDigests, type UpdateDigests } from "./update-digests.js";
 import { HostIndex, hostMatches, spiffeId, TRUST_DOMAIN, virtualHostDomains } from "./hosts.js";
@@ -121,6 +122,8 @@ export interface CompiledConfig {
    * (see envoy/translate/assemble.ts). The YAML path has none.
    */
   boundHttpListeners: { address: string; port: number }[];
+  /** PeerAuthentication and AuthorizationPolicies for this workload's inbound side. */
+  inboundSecurity: InboundSecurity;
   /** Ingress mode: a Gateway selects this proxy (unknown hosts get 404, not a passthrough). */
   gateway: boolean;
   /** Names the DNS-resolved ServiceEntries need resolved (their endpoints, or their hosts). */
@@ -293,6 +296,7 @@ class Compiler {
       tcpListeners: this.tcpListeners(),
       gatewayListeners: this.gatewayListeners,
       boundHttpListeners: [],
+      inboundSecurity: inboundSecurity(this.model),
       gateway: this.gatewayRefs.length > 0,
       dnsNames: [...this.dnsNames],
       settings: this.settings,
@@ -525,6 +529,26 @@ class Compiler {
     });
   }
 
+  /**
+   * Istio's auto mTLS: a destination without TLS settings whose workloads run a sidecar (label
+   * security.istio.io/tlsMode: istio) is called with ISTIO_MUTUAL, unless its PeerAuthentication
+   * disables mTLS for that port. Not for resolution NONE (Envoy's ORIGINAL_DST) or services
+   * outside the mesh. instio decides per cluster: with some endpoints labeled and others not,
+   * the cluster stays plaintext (Envoy chooses per endpoint), and a warning says so.
+   */
+  private autoMtls(service: ServiceModel, port: ServicePort, selector: Record<string, string>, cluster: string): boolean {
+    if (service.resolution === "NONE" || service.location === "MESH_EXTERNAL") return false;
+    const endpoints = service.endpoints.filter((ep) => labelsMatch(selector, ep.labels));
+    const mesh = endpoints.filter((ep) => ep.labels["security.istio.io/tlsMode"] === "istio");
+    if (mesh.length === 0) return false;
+    if (mesh.length < endpoints.length) {
+      this.warn(service.source, `${cluster}: ${mesh.length} of ${endpoints.length} endpoints run a sidecar (security.istio.io/tlsMode: istio); instio chooses mTLS per cluster, so this one stays plaintext: label them all, or set the DestinationRule's tls`);
+      return false;
+    }
+    const target = port.targetPort ?? port.number;
+    return mesh.every((ep) => mtlsModeFor(inboundSecurity({ settings: { ...this.settings, namespace: service.namespace, labels: ep.labels }, peerAuthentications: this.model.peerAuthentications, authorizationPolicies: [] }).mtls, ep.ports[port.name] ?? target) !== "DISABLE");
+  }
+
   /** The cluster a destination names, created on first use; -1 when it cannot exist (503 NC at run time). */
   private clusterFor(d: DestinationModel, listenerPort: number): number {
     const service = this.serviceFor(d.host);
@@ -555,6 +579,7 @@ class Compiler {
     const known = this.clusterIndex.get(name);
     if (known !== undefined) return known;
     let policy = clusterPolicy(dr?.trafficPolicy, subsetPolicy, port.number);
+    if (!policy.tls && this.autoMtls(service, port, selector, name)) policy = { ...policy, tls: ISTIO_MUTUAL_DEFAULTS };
     if (policy.tls?.mode === "ISTIO_MUTUAL") {
       // Istio's defaults: the SNI names the cluster (outbound_.PORT_.SUBSET_.HOST), and the peer must be one of the
       // service accounts the destination's endpoints run as (its SPIFFE identities).

@@ -12,6 +12,12 @@ export function spiffeId(trustDomain: string, id: { namespace: string; serviceAc
   return `spiffe://${trustDomain.replace(/@/g, ".")}/ns/${id.namespace}/sa/${id.serviceAccount}`;
 }
 
+/** The first URI SAN of a certificate (node's subjectaltname text; Istio puts the SPIFFE id there), "" when none. */
+export function spiffeOf(subjectAltName: string | undefined): string {
+  for (const san of (subjectAltName ?? "").split(", ")) if (san.startsWith("URI:")) return san.slice(4);
+  return "";
+}
+
 /**
  * Istio's ResolveShortnameToFQDN: a name without a dot is qualified with the
  * resource's namespace and the cluster domain; anything with a dot, "*" and IP

@@ -11,6 +11,7 @@ import { resolveHost } from "./hosts.js";
 import { readTrafficPolicy } from "./traffic-policy.js";
 import { readSidecar } from "./sidecar.js";
 import { readGateway } from "./gateway.js";
+import { readAuthorizationPolicy, readPeerAuthentication, SECURITY_GROUP, SECURITY_VERSIONS } from "./security-policy.js";
 import type {
   ConfigModel, CorsModel, DestinationModel, RetryConditions, RetryPolicyModel, DestinationRuleModel, FaultModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, RegexRewriteModel, TcpRouteModel, ResourceMeta, RouteActionModel, ServiceModel,
   ServicePort, VirtualServiceModel, WorkloadEndpoint, WorkloadEntryModel,
@@ -46,7 +47,7 @@ function lastApplied<T extends ResourceMeta>(list: T[], replaced: (earlier: T, l
 
 /** Reads every document into the model; all problems go to `sink`. */
 export function readModel(docs: SourceDocument[], sink: DiagnosticSink): ConfigModel {
-  const model: ConfigModel = { settings: defaultSettings(), services: [], workloadEntries: [], virtualServices: [], destinationRules: [], sidecars: [], gateways: [] };
+  const model: ConfigModel = { settings: defaultSettings(), services: [], workloadEntries: [], virtualServices: [], destinationRules: [], sidecars: [], gateways: [], peerAuthentications: [], authorizationPolicies: [] };
   let settingsSeen: SourceDocument | undefined;
   for (const doc of docs) {
     const r = new FieldReader(sink, doc);
@@ -64,8 +65,19 @@ export function readModel(docs: SourceDocument[], sink: DiagnosticSink): ConfigM
       model.settings = readSettings(r, top);
       continue;
     }
+    if (apiVersion.startsWith(SECURITY_GROUP)) {
+      if (!SECURITY_VERSIONS.includes(apiVersion.slice(SECURITY_GROUP.length))) r.error(["apiVersion"], `unknown version; expected ${SECURITY_VERSIONS.map((v) => SECURITY_GROUP + v).join(", ")}`);
+      else if (kind === "PeerAuthentication") {
+        const pa = readPeerAuthentication(r, top, model.peerAuthentications.length);
+        if (pa) model.peerAuthentications.push(pa);
+      } else if (kind === "AuthorizationPolicy") {
+        const ap = readAuthorizationPolicy(r, top);
+        if (ap) model.authorizationPolicies.push(ap);
+      } else r.error(["kind"], kind === "RequestAuthentication" ? "RequestAuthentication is not supported yet (JWT validation)" : `unknown kind "${kind}" in ${apiVersion}`);
+      continue;
+    }
     if (!apiVersion.startsWith(ISTIO_GROUP)) {
-      r.warn(["apiVersion"], `ignored: ${apiVersion} ${kind} is not an Istio networking resource or instio settings`);
+      r.warn(["apiVersion"], `ignored: ${apiVersion} ${kind} is not an Istio networking or security resource or instio settings`);
       continue;
     }
     if (!ISTIO_VERSIONS.includes(apiVersion.slice(ISTIO_GROUP.length))) {
@@ -116,6 +128,8 @@ export function readModel(docs: SourceDocument[], sink: DiagnosticSink): ConfigM
   model.gateways = lastApplied(model.gateways, replaced);
   model.sidecars = lastApplied(model.sidecars, replaced);
   model.workloadEntries = lastApplied(model.workloadEntries, replaced);
+  model.peerAuthentications = lastApplied(model.peerAuthentications, replaced);
+  model.authorizationPolicies = lastApplied(model.authorizationPolicies, replaced);
   for (const vs of model.virtualServices) {
     for (const g of vs.gateways) {
       // istioctl analyze's GatewayAnalyzer: a VirtualService bound to a Gateway that is not there.
@@ -643,7 +657,7 @@ function readServiceEntry(r: FieldReader, top: Obj): ServiceModel | undefined {
     if (h === "*") r.error(["spec", "hosts", i], `"*" is not allowed in a ServiceEntry`);
   });
   const addresses = r.stringList(spec.addresses, ["spec", "addresses"]);
-  r.oneOf(spec.location, ["spec", "location"], ["MESH_EXTERNAL", "MESH_INTERNAL"]);
+  const location = r.oneOf(spec.location, ["spec", "location"], ["MESH_EXTERNAL", "MESH_INTERNAL"]) ?? "MESH_EXTERNAL";
   const resolution = r.oneOf(spec.resolution, ["spec", "resolution"], ["STATIC", "NONE", "DNS", "DNS_ROUND_ROBIN"], ["DYNAMIC_DNS"]) ?? "NONE";
   if ((resolution === "DNS" || resolution === "DNS_ROUND_ROBIN") && spec.endpoints === undefined && !spec.workloadSelector) {
     // Without endpoints, Envoy resolves the hosts themselves: they must be names, not wildcards.
@@ -680,6 +694,7 @@ function readServiceEntry(r: FieldReader, top: Obj): ServiceModel | undefined {
     addresses,
     ports,
     resolution,
+    location,
     endpoints,
     workloadSelector: selector ? r.stringMap(selector.labels, ["spec", "workloadSelector", "labels"]) : undefined,
   };

@@ -5,6 +5,7 @@ import type { Location } from "./diagnostics.js";
 import type { GatewayModel } from "./gateway.js";
 import type { OutboundTrafficPolicy, ResourceMeta, TlsSettings } from "./resource.js";
 import type { SidecarModel } from "./sidecar.js";
+import type { AuthorizationPolicyModel, PeerAuthenticationModel } from "./security-policy.js";
 
 export type { OutboundTrafficPolicy, ResourceMeta, TlsSettings } from "./resource.js";
 import type { TrafficPolicyModel } from "./traffic-policy.js";
@@ -43,6 +44,8 @@ export interface ListenerSettings {
 export interface Settings {
   /** The proxy's own namespace: short names resolve against each resource's namespace, alt domains against this one. */
   namespace: string;
+  /** MeshConfig rootNamespace: its PeerAuthentication and AuthorizationPolicies without a selector apply mesh-wide. */
+  rootNamespace: string;
   /** The proxy's workload labels, for `match.sourceLabels`. */
   labels: Record<string, string>;
   outboundTrafficPolicy: OutboundTrafficPolicy;
@@ -106,6 +109,8 @@ export interface ServiceModel extends ResourceMeta {
   ports: ServicePort[];
   /** DNS / DNS_ROUND_ROBIN: endpoint addresses (or, without endpoints, the hosts) are names resolved periodically. */
   resolution: "STATIC" | "NONE" | "DNS" | "DNS_ROUND_ROBIN";
+  /** MESH_INTERNAL: the service's workloads are in the mesh (Kubernetes services; auto mTLS applies). ServiceEntry's default is MESH_EXTERNAL. */
+  location: "MESH_EXTERNAL" | "MESH_INTERNAL";
   endpoints: WorkloadEndpoint[];
   /** workloadSelector labels: endpoints come from matching WorkloadEntries in the same namespace. */
   workloadSelector: Record<string, string> | undefined;
@@ -258,6 +263,8 @@ export interface ConfigModel {
   destinationRules: DestinationRuleModel[];
   sidecars: SidecarModel[];
   gateways: GatewayModel[];
+  peerAuthentications: PeerAuthenticationModel[];
+  authorizationPolicies: AuthorizationPolicyModel[];
 }
 
 /** rewrite.uriRegexRewrite: a search pattern and RE2's rewrite template (literal text and group numbers). */

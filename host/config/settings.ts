@@ -5,6 +5,7 @@
 //   kind: ProxySettings
 //   spec:
 //     namespace: default
+//     rootNamespace: istio-system     # MeshConfig rootNamespace: mesh-wide security policies live here
 //     labels: {app: productpage, version: v1}
 //     outboundTrafficPolicy: {mode: ALLOW_ANY}
 //     listeners:
@@ -34,6 +35,7 @@ export const SETTINGS_KIND = "ProxySettings";
 export function defaultSettings(): Settings {
   return {
     namespace: "default",
+    rootNamespace: "istio-system",
     labels: {},
     outboundTrafficPolicy: "ALLOW_ANY",
     outbound: { address: "127.0.0.1", port: 15001, engine: "h1", tls: undefined },
@@ -66,9 +68,10 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
   const s = defaultSettings();
   s.source = r.doc.locate([]);
   r.object(top.metadata, ["metadata"], ["name", "namespace", "labels", "annotations"]);
-  const spec = r.object(top.spec, ["spec"], ["namespace", "labels", "outboundTrafficPolicy", "listeners", "http", "passthrough", "admin", "workload", "agent", "accessLog", "drain", "dns", "healthChecks"]);
+  const spec = r.object(top.spec, ["spec"], ["namespace", "rootNamespace", "labels", "outboundTrafficPolicy", "listeners", "http", "passthrough", "admin", "workload", "agent", "accessLog", "drain", "dns", "healthChecks"]);
   if (!spec) return s;
   s.namespace = r.string(spec.namespace, ["spec", "namespace"]) || s.namespace;
+  s.rootNamespace = r.string(spec.rootNamespace, ["spec", "rootNamespace"]) || s.rootNamespace;
   s.labels = r.stringMap(spec.labels, ["spec", "labels"]);
   const otp = r.object(spec.outboundTrafficPolicy, ["spec", "outboundTrafficPolicy"], ["mode"]);
   if (otp) s.outboundTrafficPolicy = r.oneOf<OutboundTrafficPolicy>(otp.mode, ["spec", "outboundTrafficPolicy", "mode"], ["ALLOW_ANY", "REGISTRY_ONLY"]) ?? s.outboundTrafficPolicy;

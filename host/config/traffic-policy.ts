@@ -57,6 +57,9 @@ export interface UpstreamTlsModel {
   insecureSkipVerify: boolean;
 }
 
+/** ISTIO_MUTUAL with Istio's defaults (auto mTLS): the SNI and SANs are filled in per cluster. */
+export const ISTIO_MUTUAL_DEFAULTS: UpstreamTlsModel = { mode: "ISTIO_MUTUAL", ca: undefined, cert: undefined, key: undefined, sni: undefined, subjectAltNames: [], insecureSkipVerify: false };
+
 /** One level of policy: a DestinationRule's, a subset's, or a port-level entry. */
 export interface TrafficPolicyModel {
   loadBalancer?: LoadBalancerModel;

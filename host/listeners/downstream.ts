@@ -3,6 +3,16 @@
 
 import type { Readable } from "node:stream";
 
+/** The verified peer of a mutual-TLS connection (inbound mesh traffic). */
+export interface ConnectionPeer {
+  /** The peer certificate's SPIFFE id ("spiffe://td/ns/NS/sa/SA"), "" when it names none. */
+  readonly principal: string;
+  /** This workload's own SPIFFE id, as its certificate presented it. */
+  readonly localPrincipal: string;
+  /** The SNI the client asked for ("" without). */
+  readonly sni: string;
+}
+
 export interface Downstream {
   /** Upper-case method. */
   readonly method: string;
@@ -23,6 +33,8 @@ export interface Downstream {
   readonly bodyBytes: number;
   /** "address:port" the request arrived on, and the client's address, for access logs. */
   readonly localAddress: string;
+  /** The connection's mutual-TLS peer; undefined for plaintext (and one-way TLS). */
+  readonly peer: ConnectionPeer | undefined;
 
   /** The first value of a (lower-case) header; undefined when absent. Lets the route core read a Downstream. */
   header(name: string): string | undefined;

@@ -274,6 +274,10 @@ class H1Downstream implements Downstream {
     return this.conn.listener.localAddress;
   }
 
+  get peer(): undefined {
+    return undefined; // instio's own listener serves plaintext; mutual TLS is node:http2's (listener-inbound.ts)
+  }
+
   header(name: string): string | undefined {
     return headerValue(this.headers, name);
   }
@@ -743,7 +747,7 @@ function hasBareLf(buf: Buffer, from: number, end: number): boolean {
 }
 
 /** The listening side: the connections, their limits and the sweep that enforces the timeouts. */
-class H1Server {
+export class H1Server {
   readonly connections = new Set<H1Connection>();
   localAddress = "";
   /**

@@ -10,7 +10,7 @@ import { pipeline, Transform, type Readable } from "node:stream";
 import { MAX_TIMER_MS } from "../config/fields.js";
 import type { HttpSettings } from "../config/model.js";
 import { defaultHttpSettings } from "../config/settings.js";
-import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
+import { headerValue, type ConnectionPeer, type Downstream, type DownstreamEvents } from "./downstream.js";
 import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
 import { relayRawUpgrade, upgradeHeaders, upgradeRequest } from "./upgrade.js";
 
@@ -40,6 +40,7 @@ export class NodeDownstream implements Downstream {
     private readonly req: IncomingMessage | Http2ServerRequest,
     private readonly res: ServerResponse | Http2ServerResponse,
     readonly scheme: string = "http",
+    readonly peer: ConnectionPeer | undefined = undefined,
   ) {
     this.h2 = req.httpVersionMajor === 2;
     this.method = req.method ?? "GET";

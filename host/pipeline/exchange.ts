@@ -36,6 +36,8 @@ import { requestTimeouts, type RequestTimeouts } from "./timeouts.js";
 import { isConnectFailure, isProtocolError, transportFailure } from "./upstream-errors.js";
 import { UpstreamLease } from "./upstream-lease.js";
 import { upstreamRequestHeaders } from "./upstream-request.js";
+import { PEER_METADATA, PEER_METADATA_ID, type PeerInfo } from "../security/peer-metadata.js";
+import type { UpstreamIdentity } from "./options.js";
 
 /** One request in flight: the undici handler for its upstream attempt and the listener's event sink. */
 export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, FilterContext, AttemptTarget {
@@ -59,6 +61,14 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   pauseMs = 0;
   cluster = -1;
   clusterName = "";
+  /** Istio's metadata exchange: who called (inbound, from the request) and who answered (outbound, from the response). */
+  downstreamPeer: PeerInfo | undefined = undefined;
+  upstreamPeer: PeerInfo | undefined = undefined;
+  /** Inbound: the caller sent its metadata, so the response carries this workload's. */
+  answerPeerMetadata = false;
+  /** The upstream connection's mutual-TLS identities (peer and ours), "" without. */
+  upstreamPrincipal = "";
+  localPrincipal = "";
   /** What the current attempt holds upstream: the endpoint's in-flight count, the breaker's admission. */
   private readonly lease = new UpstreamLease();
   /** The last endpoint tried, for stats, logs and outlier detection (none, or passthrough). */
@@ -133,6 +143,10 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   }
   get stats(): SnapshotStats {
     return this.snapshot.stats;
+  }
+  /** This workload's metadata goes with requests to the mesh's clusters (not to passthrough destinations). */
+  get peerMetadataOut(): { id: string; value: string } | undefined {
+    return this.cluster >= 0 && this.listener.direction === "outbound" ? this.options.localMetadata : undefined;
   }
 
   idleSeen = 0;
@@ -282,7 +296,7 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
     if (this.downstreamAborted) controller.abort(new Error("downstream aborted"));
   }
 
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+  onResponseStart(controller: Dispatcher.DispatchController & UpstreamIdentity, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     // 1xx interim responses are not relayed; after a local reply (route timeout) nothing is.
     if (statusCode < 200 || this.downstreamAborted || this.finished) return;
     clearTimeout(this.tryTimer);
@@ -299,8 +313,15 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
     this.status = statusCode;
     const grpc = headers["grpc-status"];
     if (typeof grpc === "string") this.grpcStatus = grpc;
+    const mx = headers[PEER_METADATA];
+    if (typeof mx === "string" && this.listener.direction === "outbound") this.upstreamPeer = this.options.peers.peer(headers[PEER_METADATA_ID] as string | undefined, mx);
+    if (controller.peerPrincipal !== undefined) {
+      this.upstreamPrincipal = controller.peerPrincipal;
+      this.localPrincipal = controller.localPrincipal ?? "";
+    }
     const out: string[] = [];
     const contentLength = relayedHeaders(headers, out);
+    this.addPeerMetadata(out);
     // Envoy measures from the router's view of the complete request (after a fault delay, including
     // retries), and leaves the header out when the upstream answered before the request was all read.
     if (this.requestCompleteAt > 0) {
@@ -459,6 +480,7 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
       const headers = reply.body.length > 0 ? ["content-type", "text/plain"] : [];
       if (extraHeaders) headers.push(...extraHeaders);
       headers.push("server", serverName(this.listener));
+      this.addPeerMetadata(headers);
       this.applyRouteResponseHeaders(headers);
       if (this.corsHeaders) applyCors(headers, this.corsHeaders);
       if (this.listener.draining) headers.push("connection", "close");
@@ -467,6 +489,12 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
       this.headerBytesSent = headerWireBytes(headers);
     }
     this.complete();
+  }
+
+  /** Inbound, to a caller that sent its metadata: this workload's, so that the caller can label its metrics. */
+  private addPeerMetadata(headers: string[]): void {
+    const mx = this.answerPeerMetadata ? this.options.localMetadata : undefined;
+    if (mx) headers.push(PEER_METADATA_ID, mx.id, PEER_METADATA, mx.value);
   }
 
   /** The matched route's (and destination's) response header operations; Envoy applies them to its local replies too. */

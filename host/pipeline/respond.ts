@@ -2,11 +2,13 @@
 
 import { connectionListed, isListenerOwnedResponseHeader } from "../http/headers.js";
 import type { ListenerRuntime } from "../listeners/listener-runtime.js";
+import { PEER_METADATA, PEER_METADATA_ID } from "../security/peer-metadata.js";
 
 /**
  * The upstream's response headers as relayed, into `out`: hop-by-hop, connection-listed and
  * listener-owned ones dropped, the upstream's `server` replaced later, content-length taken out
- * (the listener frames the body). Returns the content length, -1 when there is none.
+ * (the listener frames the body), Istio's peer metadata taken out (the metadata exchange reads it).
+ * Returns the content length, -1 when there is none.
  * HOT PATH: once per response.
  */
 export function relayedHeaders(headers: Record<string, string | string[] | undefined>, out: string[]): number {
@@ -19,7 +21,7 @@ export function relayedHeaders(headers: Record<string, string | string[] | undef
       contentLength = Number(value);
       continue;
     }
-    if (isListenerOwnedResponseHeader(name) || listed?.has(name) || name === "server") continue;
+    if (isListenerOwnedResponseHeader(name) || listed?.has(name) || name === "server" || isPeerMetadata(name)) continue;
     if (typeof value === "string") out.push(name, value);
     else for (const v of value) out.push(name, v);
   }
@@ -49,4 +51,9 @@ export function headerWireBytes(headers: string[]): number {
 export function applyCors(headers: string[], cors: string[]): void {
   for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i]!.startsWith("access-control-")) headers.splice(i, 2);
   headers.push(...cors);
+}
+
+/** x-envoy-peer-metadata and x-envoy-peer-metadata-id: exchanged between sidecars, never relayed to or from an app. */
+export function isPeerMetadata(name: string): boolean {
+  return name.length >= PEER_METADATA.length && name.charCodeAt(0) === 120 /* x */ && (name === PEER_METADATA || name === PEER_METADATA_ID);
 }

@@ -3,7 +3,9 @@
 // x-forwarded-proto and x-request-id added when missing (the same id on every
 // attempt), x-envoy-attempt-count and x-envoy-expected-rq-timeout-ms set, the
 // caller's x-envoy-* timeout headers consumed; then the route's authority
-// rewrite and the destination's and route's header operations.
+// rewrite and the destination's and route's header operations. Istio's peer
+// metadata headers are the sidecars' own: a caller's are dropped, and this
+// workload's are added when the request goes to a mesh cluster.
 
 import { applyRequestHeaders } from "../filters/header-operations.js";
 import { connectionListed, isHopByHop } from "../http/headers.js";
@@ -13,6 +15,8 @@ import type { RouteInfo } from "../config/compile.js";
 import type { HeadersModel } from "../config/model.js";
 import type { Downstream } from "../listeners/downstream.js";
 import type { RequestTimeouts } from "./timeouts.js";
+import { PEER_METADATA, PEER_METADATA_ID } from "../security/peer-metadata.js";
+import { isPeerMetadata } from "./respond.js";
 
 /** What the headers are built from (the Exchange); requestId and forwardedFor are recorded for the access log. */
 export interface UpstreamRequestSource {
@@ -26,6 +30,8 @@ export interface UpstreamRequestSource {
   readonly routeIndex: number;
   readonly route: RouteInfo;
   readonly destinationHeaders: HeadersModel | undefined;
+  /** This workload's metadata to send (Istio's metadata exchange, outbound to a mesh cluster); undefined: none. */
+  readonly peerMetadataOut: { id: string; value: string } | undefined;
 }
 
 /** Headers the caller sends to Envoy's router, not through it. */
@@ -55,6 +61,8 @@ export function upstreamRequestHeaders(ex: UpstreamRequestSource): string[] {
       continue;
     }
     if (consumedByRouter(name)) continue;
+    // The caller's own claims are dropped both ways: an app cannot speak for a sidecar.
+    if (isPeerMetadata(name)) continue;
     if (name === "x-forwarded-proto") hasProto = true;
     else if (name === "x-request-id") {
       hasRequestId = true;
@@ -72,6 +80,8 @@ export function upstreamRequestHeaders(ex: UpstreamRequestSource): string[] {
     out.push("x-request-id", ex.requestId);
   }
   out.push("x-envoy-attempt-count", String(ex.attempts));
+  const mx = ex.peerMetadataOut;
+  if (mx) out.push(PEER_METADATA_ID, mx.id, PEER_METADATA, mx.value);
   // What the upstream may expect, as Envoy's router tells it: the per-try timeout, else the route's.
   const { routeMs, perTryMs } = ex.timeouts();
   if (perTryMs > 0 || routeMs > 0) out.push("x-envoy-expected-rq-timeout-ms", String(perTryMs > 0 ? perTryMs : routeMs));

@@ -23,7 +23,10 @@ import { StreamIdleTimeout } from "../pipeline/stream-idle.js";
 import { listenNode } from "../listeners/listener-node.js";
 import { listenUws, loadUws } from "../listeners/listener-uws.js";
 import { ConfigUpdates } from "./config-updates.js";
-import { Exchange } from "../pipeline/exchange.js";
+import { handleInbound, type InboundApp } from "../pipeline/inbound.js";
+import { listenInbound } from "../listeners/listener-inbound.js";
+import { mtlsModeFor } from "../config/security-policy.js";
+import { localPeerMetadata, PeerCache } from "../security/peer-metadata.js";
 import { handleRequest } from "../pipeline/route.js";
 import type { ListenerRuntime } from "../listeners/listener-runtime.js";
 import type { PipelineOptions } from "../pipeline/options.js";
@@ -123,6 +126,16 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     passthrough: new PassthroughGuard(new Set(), settings.passthrough.allowLoopback),
     streamIdle: new StreamIdleTimeout(settings.http.streamIdleTimeoutMs),
     observer: telemetry,
+    peers: new PeerCache(),
+    // Istio's metadata exchange, for a proxy in a mesh (a workload certificate or a control plane).
+    localMetadata: options.certificates || options.xds ? localPeerMetadata({
+      id: options.xds?.node.id ?? `sidecar~${settings.inbound?.address ?? "127.0.0.1"}~${settings.workload.name}.${settings.namespace}~${settings.namespace}.svc.cluster.local`,
+      name: settings.workload.name,
+      namespace: settings.namespace,
+      workload: settings.workload.name,
+      cluster: settings.workload.cluster,
+      labels: settings.labels,
+    }) : undefined,
     onInternalError: (err) => {
       telemetry.metrics.internalErrors.inc();
       logger.error(`internal error while handling a request (answered 500): ${err.stack ?? err.message}`);
@@ -228,15 +241,26 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
 
   if (settings.inbound) {
     const app = settings.inbound;
-    const origin = `http://${urlHost(app.appAddress)}:${app.appPort}`;
-    const clusterName = `inbound|${app.appPort}||`;
-    // Istio's inbound route is a catch-all to the local application.
-    const inbound = (bound.inbound = await listen(app, settings.http, (ds: Downstream) => {
-      const ex = new Exchange(pipeline, inboundRuntime, current.current, ds);
-      ex.clusterName = clusterName;
-      ex.forward(-1, origin);
-      return ex;
-    }, logger));
+    const target: InboundApp = { origin: `http://${urlHost(app.appAddress)}:${app.appPort}`, clusterName: `inbound|${app.appPort}||`, address: app.appAddress, port: app.appPort };
+    const handler: RequestHandler = (ds: Downstream) => handleInbound(pipeline, inboundRuntime, ds, target);
+    let inbound: Listener;
+    if (app.engine === "h1" && !app.tls) {
+      // PeerAuthentication's mTLS for the app's port, per connection from the serving config.
+      inbound = await listenInbound({
+        address: app.address,
+        port: app.port,
+        http: settings.http,
+        handler,
+        mode: () => mtlsModeFor(current.current.config.inboundSecurity.mtls, app.appPort),
+        identity: () => certificates?.current,
+        refused: (reason) => telemetry.metrics.inboundRefused.inc({ reason: reason.startsWith("TLS") ? "handshake" : reason === "plaintext" ? "plaintext" : "no_certificate" }),
+        onInternalError: (err) => logger.error(`internal error in the inbound listener (connection closed): ${err.stack ?? err.message}`),
+      });
+    } else {
+      if (initial.inboundSecurity.mtls.mode !== "PERMISSIVE" || initial.inboundSecurity.mtls.ports.length > 0) logger.error(`instio: PeerAuthentication needs the inbound listener's default engine (h1, without tls); the ${app.engine} engine serves ${app.tls ? "its own TLS" : "plaintext"} whatever the policy says`);
+      inbound = await listen(app, settings.http, handler, logger);
+    }
+    bound.inbound = inbound;
     pipeline.passthrough.selfPorts.add(inbound.port);
     lifecycle.add({ runtime: inboundRuntime, listener: inbound });
   }

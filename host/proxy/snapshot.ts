@@ -15,6 +15,7 @@ import { RouteCore } from "../core/route-core.js";
 import type { EndpointSlots, ManagedCluster } from "../cluster/cluster.js";
 import { ClusterManager, type ClusterBinding } from "../cluster/cluster-manager.js";
 import type { SnapshotStats } from "../telemetry/snapshot-stats.js";
+import { Authorizer } from "../security/authorization.js";
 
 /** How a snapshot came from the one before it. */
 export type UpdateKind = "initial" | "routes" | "clusters" | "endpoints" | "unchanged";
@@ -26,6 +27,8 @@ export class Snapshot {
   /** Global endpoint index (the core's decision) → endpoint. */
   readonly endpoints: EndpointSlots;
   readonly createdAt = new Date();
+  /** This version's AuthorizationPolicies for inbound requests. */
+  readonly authorizer: Authorizer;
 
   constructor(
     readonly version: number,
@@ -41,6 +44,7 @@ export class Snapshot {
     this.headerNames = config.table.headerNames;
     this.clusters = binding.clusters;
     this.endpoints = binding.slots;
+    this.authorizer = new Authorizer(config.inboundSecurity.authorization);
   }
 }
 

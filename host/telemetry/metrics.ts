@@ -43,6 +43,9 @@ export interface GaugeSources {
 /** The circuit-breaker gauges Envoy keeps per cluster and priority (the default priority's are real). */
 export const BREAKER_GAUGES = ["rq_open", "rq_pending_open", "rq_retry_open", "remaining_rq", "remaining_pending", "remaining_retries"] as const;
 
+/** Envoy's RBAC filter statistics (shadow_*: dry-run policies; logged: AUDIT policies that matched). */
+export const RBAC_RESULTS = ["allowed", "denied", "shadow_allowed", "shadow_denied", "logged"] as const;
+
 export class ProxyMetrics {
   readonly registry = new Registry();
   readonly requestsTotal: CounterFamily;
@@ -76,6 +79,10 @@ export class ProxyMetrics {
   readonly certificateDays: Gauge;
   readonly certificateRenewals: Counter<"result">;
   readonly downstreamRqActive: Gauge<"listener">;
+  /** Envoy's RBAC filter counters (http.PREFIX.rbac.*), by the inbound HCM's stat prefix. */
+  readonly rbac: Record<(typeof RBAC_RESULTS)[number], Counter<"http_conn_manager_prefix">>;
+  /** Inbound connections refused by PeerAuthentication or their TLS handshake. */
+  readonly inboundRefused: Counter<"reason">;
 
   constructor(sources: GaugeSources) {
     const r = [this.registry];
@@ -122,6 +129,10 @@ export class ProxyMetrics {
     this.xdsUpdates = new Counter({ name: "instio_xds_updates_total", help: "xDS responses by type (lds, rds, cds, eds) and result (applied: ACKed; rejected: NACKed)", labelNames: ["type", "result"], registers: r });
     this.certificateDays = new Gauge({ name: "envoy_server_days_until_first_cert_expiring", help: "Days until the workload certificate expires (only with a CA or --cert-dir)", registers: r });
     this.certificateRenewals = new Counter({ name: "instio_workload_certificate_renewals_total", help: "Workload certificate renewals by result (renewed, failed)", labelNames: ["result"], registers: r });
+    this.rbac = Object.fromEntries(
+      RBAC_RESULTS.map((result) => [result, new Counter({ name: `envoy_http_rbac_${result}`, help: `AuthorizationPolicy on inbound requests: Envoy's http.PREFIX.rbac.${result}`, labelNames: ["http_conn_manager_prefix"], registers: r })]),
+    ) as ProxyMetrics["rbac"];
+    this.inboundRefused = new Counter({ name: "instio_inbound_connections_refused_total", help: "Inbound connections closed by PeerAuthentication (plaintext under STRICT) or a failed mTLS handshake", labelNames: ["reason"], registers: r });
     this.xdsReconnects = new Counter({ name: "instio_xds_reconnects_total", help: "ADS streams opened again after the control plane went away", registers: r });
     this.configVersion = new Gauge({
       name: "instio_config_version",

@@ -5,6 +5,7 @@
 import type { UpstreamEndpoint } from "../cluster/endpoint.js";
 import type { ListenerRuntime } from "../listeners/listener-runtime.js";
 import type { Downstream } from "../listeners/downstream.js";
+import type { PeerInfo } from "../security/peer-metadata.js";
 import type { SnapshotStats } from "./snapshot-stats.js";
 
 export interface ExchangeRecord {
@@ -35,6 +36,12 @@ export interface ExchangeRecord {
   readonly serviceTimeMs: number;
   readonly bytesSent: number;
   readonly headerBytesSent: number;
+  /** Istio's metadata exchange: the caller (inbound) or the upstream (outbound), as their headers described them. */
+  readonly downstreamPeer: PeerInfo | undefined;
+  readonly upstreamPeer: PeerInfo | undefined;
+  /** The upstream connection's mutual-TLS identities (ISTIO_MUTUAL): the peer's SPIFFE id and ours; "" otherwise. */
+  readonly upstreamPrincipal: string;
+  readonly localPrincipal: string;
   /** The metric children of the config version serving the request. */
   readonly stats: SnapshotStats;
 }

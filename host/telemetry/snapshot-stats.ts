@@ -5,10 +5,16 @@
 
 import type { UpstreamEndpoint } from "../cluster/endpoint.js";
 import type { CompiledConfig } from "../config/compile.js";
+import type { ConnectionPeer } from "../listeners/downstream.js";
+import type { AuthzCounters } from "../security/authorization.js";
+import type { PeerInfo } from "../security/peer-metadata.js";
 import { RequestStats, type PeerLabels, type ProxyMetrics } from "./metrics.js";
 import type { CounterSeries } from "./series.js";
 
 const UNKNOWN = "unknown";
+/** Series per peer a config version binds at most (peer metadata is the client's to choose); past it, peers are unknown. */
+const PEER_SERIES_LIMIT = 1000;
+const NO_PEER: PeerInfo = { id: "", name: "", namespace: "", workload: "", cluster: "", labels: {} };
 
 function shortServiceName(host: string): string {
   const k8s = /^([^.]+)\.[^.]+\.svc\.cluster\.local$/.exec(host);
@@ -53,6 +59,11 @@ export class SnapshotStats {
   readonly unrouted: RequestStats;
   readonly clusterCounters: ClusterCounters[];
   private readonly destination: (service: string, serviceName: string, namespace: string, labels: Record<string, string> | undefined) => PeerLabels;
+  /** Inbound and per-endpoint series by the peer's metadata and principal, bound at first use. */
+  private readonly byPeer = new Map<RequestStats, Map<PeerInfo, Map<string, RequestStats>>>();
+  private peerSeries = 0;
+  /** The RBAC filter's counters for the inbound listener. */
+  readonly rbac: AuthzCounters;
 
   constructor(
     private readonly metrics: ProxyMetrics,
@@ -111,6 +122,10 @@ export class SnapshotStats {
       request_protocol: "http", grpc_response_status: "", connection_security_policy: "none",
     };
     this.inbound = new RequestStats(metrics, inboundLabels);
+    const prefix = { http_conn_manager_prefix: `inbound_0.0.0.0_${s.inbound?.appPort ?? 0}` };
+    const rbac = metrics.rbac;
+    const allowed = rbac.allowed.labels(prefix), denied = rbac.denied.labels(prefix), shadowAllowed = rbac.shadow_allowed.labels(prefix), shadowDenied = rbac.shadow_denied.labels(prefix), logged = rbac.logged.labels(prefix);
+    this.rbac = { allowed: () => allowed.inc(), denied: () => denied.inc(), shadowAllowed: () => shadowAllowed.inc(), shadowDenied: () => shadowDenied.inc(), logged: () => logged.inc() };
     this.clusterCounters = config.clusters.map((c) => {
       const labels = { cluster_name: c.name };
       return {
@@ -140,6 +155,61 @@ export class SnapshotStats {
       this.tcpCounters.set(key, c);
     }
     return c;
+  }
+
+  /**
+   * Inbound: the series for a caller, by its exchanged metadata and its certificate (Istio's server-side
+   * labels: source_* from the peer, source_principal from its SAN, mutual_tls when both sides have one).
+   */
+  inboundFrom(peer: PeerInfo | undefined, conn: ConnectionPeer | undefined): RequestStats {
+    if (!peer && !conn) return this.inbound;
+    return this.withPeer(this.inbound, peer ?? NO_PEER, conn?.principal ?? "", (base) => {
+      const w = workloadLabels(peer?.labels ?? {}, peer?.workload || UNKNOWN);
+      const ns = /\/ns\/([^/]+)\//.exec(conn?.principal ?? "")?.[1] ?? (peer?.namespace || UNKNOWN);
+      return {
+        ...base,
+        source_workload: peer?.workload || UNKNOWN, source_workload_namespace: ns, source_principal: conn?.principal || UNKNOWN,
+        source_app: w.app, source_version: w.version, source_canonical_service: peer ? w.canonicalService : UNKNOWN, source_canonical_revision: peer ? w.canonicalRevision : "latest",
+        source_cluster: peer?.cluster || UNKNOWN,
+        destination_principal: conn?.localPrincipal || UNKNOWN,
+        connection_security_policy: conn?.principal && conn.localPrincipal ? "mutual_tls" : "none",
+      };
+    });
+  }
+
+  /** Outbound: an endpoint's series refined by the upstream's exchanged metadata and its certificate (destination_*). */
+  ofEndpointPeer(cluster: number, ep: UpstreamEndpoint, peer: PeerInfo | undefined, principal: string, localPrincipal: string): RequestStats {
+    const base = this.ofEndpoint(cluster, ep);
+    if (!peer && principal === "") return base;
+    return this.withPeer(base, peer ?? NO_PEER, principal, (labels) => {
+      const w = peer ? workloadLabels(peer.labels, peer.workload || UNKNOWN) : undefined;
+      return {
+        ...labels,
+        ...(localPrincipal ? { source_principal: localPrincipal } : {}),
+        ...(principal ? { destination_principal: principal } : {}),
+        ...(peer
+          ? {
+              destination_workload: peer.workload || UNKNOWN, destination_workload_namespace: peer.namespace || UNKNOWN,
+              destination_app: w!.app, destination_version: w!.version, destination_canonical_service: w!.canonicalService,
+              destination_canonical_revision: w!.canonicalRevision, destination_cluster: peer.cluster || UNKNOWN,
+            }
+          : {}),
+      };
+    });
+  }
+
+  private withPeer(base: RequestStats, peer: PeerInfo, principal: string, labels: (base: PeerLabels) => PeerLabels): RequestStats {
+    let byInfo = this.byPeer.get(base);
+    if (!byInfo) this.byPeer.set(base, (byInfo = new Map()));
+    let byPrincipal = byInfo.get(peer);
+    if (!byPrincipal) byInfo.set(peer, (byPrincipal = new Map()));
+    let stats = byPrincipal.get(principal);
+    if (!stats) {
+      if (this.peerSeries >= PEER_SERIES_LIMIT) return base;
+      this.peerSeries++;
+      byPrincipal.set(principal, (stats = new RequestStats(this.metrics, labels(base.peer))));
+    }
+    return stats;
   }
 
   /** An endpoint's series (of cluster `cluster`), bound at its first request. */

@@ -21,8 +21,8 @@ export interface ServingState {
 
 /** The series a finished request belongs to. */
 function selectStats(stats: SnapshotStats, ex: ExchangeRecord): RequestStats {
-  if (ex.listener.direction === "inbound") return stats.inbound;
-  if (ex.upstreamEndpoint) return stats.ofEndpoint(ex.cluster, ex.upstreamEndpoint);
+  if (ex.listener.direction === "inbound") return stats.inboundFrom(ex.downstreamPeer, ex.ds.peer);
+  if (ex.upstreamEndpoint) return stats.ofEndpointPeer(ex.cluster, ex.upstreamEndpoint, ex.upstreamPeer, ex.upstreamPrincipal, ex.localPrincipal);
   if (ex.cluster >= 0) return stats.byCluster[ex.cluster]!;
   if (ex.clusterName === "PassthroughCluster") return stats.passthrough;
   if (ex.clusterName === "BlackHoleCluster") return stats.blackhole;

@@ -22,7 +22,8 @@
 // once per connection).
 
 import { connect as netConnect, isIP, type Socket } from "node:net";
-import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
+import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from "node:tls";
+import { spiffeOf } from "../config/hosts.js";
 import type { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
 import { splitAuthority } from "../http/authority.js";
@@ -109,6 +110,13 @@ class UpstreamRequest implements Dispatcher.DispatchController {
   }
 
   readonly chunked: boolean;
+
+  get peerPrincipal(): string | undefined {
+    return this.connection?.peerPrincipal;
+  }
+  get localPrincipal(): string | undefined {
+    return this.connection?.localPrincipal;
+  }
 
   abort(reason: Error): void {
     if (this.aborted || this.settled) return;
@@ -256,8 +264,17 @@ class Connection {
     this.connectTimer = setTimeout(connectTimedOut, o.connectTimeoutMs, this);
   }
 
+  /** Over mutual TLS: the peer certificate's SPIFFE id and ours (the pipeline's metrics read them). */
+  peerPrincipal: string | undefined;
+  localPrincipal: string | undefined;
+
   private readonly onConnect = (): void => {
     this.connecting = false;
+    if (this.pool.upstream.options.tls?.cert !== undefined) {
+      const tls = this.socket as TLSSocket;
+      this.peerPrincipal = spiffeOf(tls.getPeerCertificate().subjectaltname);
+      this.localPrincipal = spiffeOf((tls.getCertificate() as PeerCertificate | null)?.subjectaltname);
+    }
     clearTimeout(this.connectTimer);
     this.connectTimer = undefined;
   };

@@ -114,7 +114,7 @@ spec:
   it("warns about, and skips, resources that are not Istio networking", () => {
     const r = loadConfigText("mesh.yaml", `apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n---\n${SE}`);
     expect(r.config).toBeDefined();
-    expect(r.diagnostics.map(formatDiagnostic)).toEqual(["mesh.yaml:1:13: warning: apiVersion: ignored: apps/v1 Deployment is not an Istio networking resource or instio settings"]);
+    expect(r.diagnostics.map(formatDiagnostic)).toEqual(["mesh.yaml:1:13: warning: apiVersion: ignored: apps/v1 Deployment is not an Istio networking or security resource or instio settings"]);
   });
 
   it("checks redirects and direct responses as Istio does", () => {

@@ -78,7 +78,7 @@ function toService(svc: KubeService, slices: KubeObjects["slices"], pods: Map<st
   const meta = { kind: "Service", name: svc.name, namespace: svc.namespace, exportTo: exportTo(svc), source: svc.source };
   if (svc.externalName !== undefined) {
     // An ExternalName service is a DNS alias: Istio resolves it as a DNS ServiceEntry would.
-    return { ...meta, hosts: [host], addresses: [], ports, resolution: "DNS", endpoints: [{ address: svc.externalName, ports: {}, labels: {} }], workloadSelector: undefined };
+    return { ...meta, hosts: [host], addresses: [], ports, resolution: "DNS", location: "MESH_EXTERNAL", endpoints: [{ address: svc.externalName, ports: {}, labels: {} }], workloadSelector: undefined };
   }
   const endpoints: WorkloadEndpoint[] = [];
   const seen = new Set<string>();
@@ -100,7 +100,7 @@ function toService(svc: KubeService, slices: KubeObjects["slices"], pods: Map<st
       endpoints.push({ address, ports: portsByName, labels: pod?.labels ?? {}, serviceAccount: pod?.serviceAccount });
     }
   }
-  return { ...meta, hosts: [host], addresses: svc.clusterIPs, ports, resolution: svc.headless ? "NONE" : "STATIC", endpoints, workloadSelector: undefined };
+  return { ...meta, hosts: [host], addresses: svc.clusterIPs, ports, resolution: svc.headless ? "NONE" : "STATIC", location: "MESH_INTERNAL", endpoints, workloadSelector: undefined };
 }
 
 /** networking.istio.io/exportTo on the Service, as Istio reads it ("." and namespaces, comma-separated). */

@@ -15,6 +15,7 @@
 import { hostRegexIndex, resolveDnsEndpoints, tableLoadBalancer, type ClusterEndpoint, type ClusterInfo, type CompiledConfig, type CorsInfo, type EntryInfo, type RouteInfo, type TcpListenerInfo, type VirtualHostInfo } from "../../config/compile.js";
 import type { HeadersModel, Settings } from "../../config/model.js";
 import { DEFAULT_CLUSTER_POLICY, type HashKeySource } from "../../config/traffic-policy.js";
+import { OPEN_INBOUND } from "../../config/security-policy.js";
 import { endpointsDigest, updateDigests } from "../../config/update-digests.js";
 import type { RouteTable } from "../../core/route-table.js";
 import type { XdsCluster } from "./clusters.js";
@@ -92,6 +93,8 @@ class Assembler {
       tcpListeners,
       gatewayListeners: [],
       boundHttpListeners: listeners.flatMap((l) => (l.kind === "http" && l.bind ? [l.bind] : [])),
+      // Inbound listeners (and the RBAC filters on them) are not read from xDS yet: see listeners.ts.
+      inboundSecurity: OPEN_INBOUND,
       gateway: false,
       dnsNames: [...this.dnsNames],
       settings: { ...settings, outboundTrafficPolicy: outbound && !outbound.passthrough ? ("REGISTRY_ONLY" as const) : ("ALLOW_ANY" as const) },

@@ -1,0 +1,140 @@
+// The inbound front door of a sidecar with a workload certificate: mutual TLS
+// as PeerAuthentication composes it for the application's port, decided per
+// connection from the serving config (a policy change applies to the next
+// connection, as Envoy's filter chains do):
+//   STRICT      every connection is TLS with a client certificate from the
+//               mesh's root; anything else is closed;
+//   PERMISSIVE  TLS and plaintext on one port, told apart by the first byte
+//               (a TLS record starts with 0x16, handshake), as Envoy's
+//               tls_inspector tells them apart;
+//   DISABLE     plaintext only.
+// Plaintext connections go to instio's HTTP/1.1 listener; mTLS ones to
+// node:http2's secure server (HTTP/2 and HTTP/1.1 by ALPN, the server offering
+// h2 and http/1.1 as Istio's inbound chains do), which tells the pipeline the
+// verified peer. The certificate served is the workload's current one: a
+// renewal applies from the next handshake, and connections keep theirs.
+
+import { X509Certificate } from "node:crypto";
+import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from "node:http2";
+import { createServer, type Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import type { WorkloadIdentity } from "../cluster/pools.js";
+import type { HttpSettings } from "../config/model.js";
+import type { MtlsMode } from "../config/security-policy.js";
+import { spiffeOf } from "../config/hosts.js";
+import type { ConnectionPeer } from "./downstream.js";
+import { H1Server } from "./listener-h1.js";
+import type { Listener, RequestHandler } from "./listener.js";
+import { NodeDownstream } from "./listener-node.js";
+
+/** The first byte of a TLS record carrying a handshake (the ClientHello). */
+const TLS_HANDSHAKE = 0x16;
+/** A TLS handshake longer than this ends the connection. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Istio's inbound cipher suites (meshMTLS default) for TLS 1.2; TLS 1.3 uses OpenSSL's. */
+const ISTIO_CIPHERS = ["ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "AES256-GCM-SHA384", "AES128-GCM-SHA256"].join(":");
+const PEER = Symbol("instio.peer");
+
+export interface InboundOptions {
+  address: string;
+  port: number;
+  http: HttpSettings;
+  handler: RequestHandler;
+  /** The mode for a new connection, from the serving config. */
+  mode(): MtlsMode;
+  /** The workload's certificate now (undefined until it has one: TLS connections are then closed). */
+  identity: WorkloadIdentity;
+  /** A connection refused by mode or by its handshake, with why (counted and logged by the caller). */
+  refused(reason: string): void;
+  onInternalError(err: Error): void;
+}
+
+export function listenInbound(o: InboundOptions): Promise<Listener> {
+  const plain = new H1Server(o.handler, undefined, o.http, o.onInternalError);
+  const onRequest = (req: Http2ServerRequest, res: Http2ServerResponse): void => {
+    // HTTP/1.1 requests carry their TLS socket; HTTP/2 ones a proxy of it, which reads the same property.
+    const socket = (req.httpVersionMajor === 2 ? req.stream.session?.socket : req.socket) as (TLSSocket & { [PEER]?: ConnectionPeer }) | undefined;
+    const ds = new NodeDownstream(req, res, "https", socket?.[PEER]);
+    ds.events = o.handler(ds);
+  };
+  const secure = createSecureServer({ allowHTTP1: true, minVersion: "TLSv1.2", ciphers: ISTIO_CIPHERS, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ["h2", "http/1.1"], handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, onRequest);
+  let served: ReturnType<WorkloadIdentity>;
+  let localPrincipal = "";
+  secure.on("secureConnection", (socket: TLSSocket & { [PEER]?: ConnectionPeer }) => {
+    const cert = socket.getPeerCertificate();
+    socket[PEER] = { principal: spiffeOf(cert.subjectaltname), localPrincipal, sni: (socket as TLSSocket & { servername?: string | false }).servername || "" };
+  });
+  secure.on("tlsClientError", (err: Error) => o.refused(`TLS handshake failed: ${err.message}`));
+  const sessions = new Set<ServerHttp2Session>();
+  secure.on("session", (s: ServerHttp2Session) => {
+    sessions.add(s);
+    s.once("close", () => sessions.delete(s));
+  });
+
+  const sockets = new Set<Socket>();
+  const toTls = (socket: Socket): void => {
+    const cert = o.identity();
+    if (!cert) {
+      o.refused("no workload certificate yet");
+      socket.destroy();
+      return;
+    }
+    if (cert !== served) {
+      // The renewed certificate for the handshakes from now on; the mesh's root verifies clients.
+      secure.setSecureContext({ key: cert.key, cert: cert.chain.slice(0, -1).join(""), ca: cert.chain.at(-1), minVersion: "TLSv1.2", ciphers: ISTIO_CIPHERS });
+      served = cert;
+      localPrincipal = spiffeOf(new X509Certificate(cert.chain[0]!).subjectAltName);
+    }
+    secure.emit("connection", socket);
+  };
+  const server = createServer({ noDelay: true }, (socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    const mode = o.mode();
+    if (mode === "DISABLE") return plain.accept(socket);
+    // The first bytes decide (STRICT: TLS or nothing). A client that sends none within the request-headers timeout is closed.
+    const timer = o.http.requestHeadersTimeoutMs > 0 ? setTimeout(() => socket.destroy(), o.http.requestHeadersTimeoutMs) : undefined;
+    socket.once("data", (first: Buffer) => {
+      clearTimeout(timer);
+      socket.pause();
+      socket.unshift(first);
+      if (first[0] === TLS_HANDSHAKE) toTls(socket);
+      else if (mode === "STRICT") {
+        // Envoy finds no filter chain for plaintext under STRICT: the connection is closed.
+        o.refused("plaintext");
+        socket.destroy();
+      } else {
+        plain.accept(socket);
+        socket.resume();
+      }
+    });
+    socket.once("close", () => clearTimeout(timer));
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(o.port, o.address, () => {
+      server.off("error", reject);
+      const bound = server.address();
+      const port = typeof bound === "object" && bound ? bound.port : o.port;
+      plain.localAddress = `${o.address}:${port}`;
+      const stopAccepting = (): void => {
+        if (server.listening) server.close();
+      };
+      resolve({
+        engine: "h1",
+        address: o.address,
+        port,
+        stopAccepting,
+        close: async () => {
+          stopAccepting();
+          plain.stop();
+          for (const c of plain.connections) c.close();
+          // GOAWAY: HTTP/2 streams in flight finish; the rest of the connections end now.
+          for (const s of sessions) s.close();
+          for (const s of sockets) s.destroy();
+        },
+      });
+    });
+  });
+}
