@@ -44,8 +44,8 @@ export interface InboundOptions {
   mode(): MtlsMode;
   /** The workload's certificate now (undefined until it has one: TLS connections are then closed). */
   identity: WorkloadIdentity;
-  /** A connection refused by mode or by its handshake, with why (counted and logged by the caller). */
-  refused(reason: string): void;
+  /** A connection refused: plaintext under STRICT, a failed handshake, or no certificate to serve yet (counted by the caller). */
+  refused(reason: "plaintext" | "handshake" | "no_certificate"): void;
   onInternalError(err: Error): void;
 }
 
@@ -64,7 +64,7 @@ export function listenInbound(o: InboundOptions): Promise<Listener> {
     const cert = socket.getPeerCertificate();
     socket[PEER] = { principal: spiffeOf(cert.subjectaltname), localPrincipal, sni: (socket as TLSSocket & { servername?: string | false }).servername || "" };
   });
-  secure.on("tlsClientError", (err: Error) => o.refused(`TLS handshake failed: ${err.message}`));
+  secure.on("tlsClientError", () => o.refused("handshake"));
   const sessions = new Set<ServerHttp2Session>();
   secure.on("session", (s: ServerHttp2Session) => {
     sessions.add(s);
@@ -75,7 +75,7 @@ export function listenInbound(o: InboundOptions): Promise<Listener> {
   const toTls = (socket: Socket): void => {
     const cert = o.identity();
     if (!cert) {
-      o.refused("no workload certificate yet");
+      o.refused("no_certificate");
       socket.destroy();
       return;
     }

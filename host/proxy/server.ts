@@ -253,7 +253,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
         handler,
         mode: () => mtlsModeFor(current.current.config.inboundSecurity.mtls, app.appPort),
         identity: () => certificates?.current,
-        refused: (reason) => telemetry.metrics.inboundRefused.inc({ reason: reason.startsWith("TLS") ? "handshake" : reason === "plaintext" ? "plaintext" : "no_certificate" }),
+        refused: (reason) => telemetry.metrics.inboundRefused.inc({ reason }),
         onInternalError: (err) => logger.error(`internal error in the inbound listener (connection closed): ${err.stack ?? err.message}`),
       });
     } else {
