@@ -59,7 +59,7 @@ export class ManagedCluster {
     this.info = info;
     const policy = info.policy;
     this.breaker.setLimits(policy.limits);
-    this.dispatcher = info.http2 ? this.registry.http2For(info.name, policy.limits) : this.registry.for(info.name, policy.limits, policy.tls);
+    this.dispatcher = info.http2 ? this.registry.http2For(info.name, policy.limits, policy.tls) : this.registry.for(info.name, policy.limits, policy.tls);
     // Checks are HTTP/1.1 (an HTTP/2 cluster's checks get a plain HTTP/1.1 pool with its limits).
     this.checkVia = info.http2 ? this.registry.for(info.name, policy.limits) : (this.dispatcher as H1Upstream);
     const od = policy.outlierDetection;

@@ -23,11 +23,11 @@ export class PoolRegistry {
   private readonly h1 = new Map<string, { cluster: string; pool: H1Upstream }>();
   private readonly h2 = new Map<string, { cluster: string; pool: H2Upstream }>();
 
-  /** The HTTP/2 sessions of a cluster whose port speaks HTTP2 or GRPC. */
-  http2For(cluster: string, limits: ClusterPolicy["limits"]): H2Upstream {
-    const key = `${cluster}\u0000${limits.connectTimeoutMs}`;
+  /** The HTTP/2 sessions of a cluster whose port speaks HTTP2 or GRPC (over TLS when `tls` is set). */
+  http2For(cluster: string, limits: ClusterPolicy["limits"], tls?: UpstreamTlsModel): H2Upstream {
+    const key = `${cluster}\u0000${limits.connectTimeoutMs}\u0000${tls ? settingsDigest(limits, tls) : ""}`;
     let entry = this.h2.get(key);
-    if (!entry) this.h2.set(key, (entry = { cluster, pool: new H2Upstream(limits.connectTimeoutMs) }));
+    if (!entry) this.h2.set(key, (entry = { cluster, pool: new H2Upstream(limits.connectTimeoutMs, tls ? tlsConnectOptions(tls, () => this.workloadIdentity?.(), "h2") : undefined) }));
     return entry.pool;
   }
 
@@ -45,7 +45,7 @@ export class PoolRegistry {
         maxRequestsPerConnection: limits.maxRequestsPerConnection,
         maxConnectionDurationMs: limits.maxConnectionDurationMs,
         idleTimeoutMs: limits.idleTimeoutMs,
-        ...(tls ? { tls: tlsConnectOptions(tls, () => this.workloadIdentity?.()) } : {}),
+        ...(tls ? { tls: tlsConnectOptions(tls, () => this.workloadIdentity?.(), "http/1.1") } : {}),
       });
       this.h1.set(key, (entry = { cluster: shared ? "" : cluster, pool }));
     }
@@ -84,16 +84,16 @@ export class PoolRegistry {
 }
 
 /**
- * Node TLS options for ClientTLSSettings: the CA (else the system's), the client
+ * Node TLS options for ClientTLSSettings, for an HTTP/1.1 or HTTP/2 upstream: the CA (else the system's), the client
  * certificate for MUTUAL, SNI (else the request's authority, see h1-upstream.ts),
  * and SAN verification against subjectAltNames when given (else the hostname).
  */
-function tlsConnectOptions(tls: UpstreamTlsModel, identity: WorkloadIdentity): ConnectionOptions {
+function tlsConnectOptions(tls: UpstreamTlsModel, identity: WorkloadIdentity, protocol: "http/1.1" | "h2"): ConnectionOptions {
   const expected = tls.subjectAltNames;
   if (tls.mode === "ISTIO_MUTUAL") {
-    // The certificate, key and root as they are when each connection is made (getters: the client spreads
-    // these options per connection). Istio's ALPN for a sidecar calling a sidecar over HTTP/1.1.
-    const options: ConnectionOptions = { ALPNProtocols: ["istio-http/1.1", "istio", "http/1.1"], servername: tls.sni, rejectUnauthorized: true, checkServerIdentity: sanCheck(expected) };
+    // The certificate, key and root as they are when each connection is made (getters: the clients spread
+    // these options per connection). Istio's ALPN for a sidecar calling a sidecar (its istio.alpn filter).
+    const options: ConnectionOptions = { ALPNProtocols: [protocol === "h2" ? "istio-h2" : "istio-http/1.1", "istio", protocol], servername: tls.sni, rejectUnauthorized: true, checkServerIdentity: sanCheck(expected) };
     Object.defineProperties(options, {
       cert: { enumerable: true, get: () => identity()?.chain.slice(0, -1).join("") },
       key: { enumerable: true, get: () => identity()?.key },
@@ -102,6 +102,7 @@ function tlsConnectOptions(tls: UpstreamTlsModel, identity: WorkloadIdentity): C
     return options;
   }
   return {
+    ...(protocol === "h2" ? { ALPNProtocols: ["h2"] } : {}),
     ...(tls.ca ? { ca: tls.ca } : {}),
     ...(tls.mode === "MUTUAL" ? { cert: tls.cert, key: tls.key } : {}),
     ...(tls.sni ? { servername: tls.sni } : {}),

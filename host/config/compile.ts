@@ -593,7 +593,6 @@ class Compiler {
     const index = this.clusters.length;
     const healthCheck = this.model.settings.healthChecks.find((h) => h.host === d.host && (h.port === undefined || h.port === port.number));
     const http2 = ["HTTP2", "GRPC", "GRPC-WEB"].includes(port.protocol);
-    if (http2 && policy.tls) this.error(dr?.source, `${name}: TLS origination to an ${port.protocol} port is not supported yet (HTTP/2 upstreams are h2c); the connection would not be encrypted`);
     const dnsResolved = !passthrough && (service.resolution === "DNS" || service.resolution === "DNS_ROUND_ROBIN");
     const dns = dnsResolved ? { logical: service.resolution === "DNS_ROUND_ROBIN", targets: this.clusterEndpoints(service, d.host, port, selector, this.dnsTargetsOf(service, d.host)) } : undefined;
     this.clusters.push({ name, host: d.host, serviceNamespace: service.namespace, port: port.number, subset: d.subset, passthrough, endpoints, policy, healthCheck, http2, ...(dns ? { dns } : {}) });
