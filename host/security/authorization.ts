@@ -53,7 +53,8 @@ export class Authorizer {
   private readonly deny: AuthorizationPolicyModel[];
   private readonly allow: AuthorizationPolicyModel[];
   private readonly audit: AuthorizationPolicyModel[];
-  private readonly shadow: AuthorizationPolicyModel[];
+  private readonly shadowDeny: AuthorizationPolicyModel[];
+  private readonly shadowAllow: AuthorizationPolicyModel[];
   /** IP predicates' blocks, built once. */
   private readonly blocks = new Map<Predicate, BlockList>();
 
@@ -62,17 +63,18 @@ export class Authorizer {
     this.deny = enforced.filter((p) => p.action === "DENY");
     this.allow = enforced.filter((p) => p.action === "ALLOW");
     this.audit = enforced.filter((p) => p.action === "AUDIT");
-    this.shadow = policies.filter((p) => p.dryRun && p.action !== "AUDIT");
+    this.shadowDeny = policies.filter((p) => p.dryRun && p.action === "DENY");
+    this.shadowAllow = policies.filter((p) => p.dryRun && p.action === "ALLOW");
     for (const p of policies) for (const rule of p.rules) for (const pred of predicatesOf(rule)) if (pred.field.endsWith("Ip")) this.blocks.set(pred, blockList(pred.values));
   }
 
   /** Whether any policy applies: without one, requests skip the filter entirely. */
   get empty(): boolean {
-    return this.deny.length + this.allow.length + this.audit.length + this.shadow.length === 0;
+    return this.deny.length + this.allow.length + this.audit.length + this.shadowDeny.length + this.shadowAllow.length === 0;
   }
 
   decide(req: AuthzRequest, counters: AuthzCounters): AuthzDecision {
-    if (this.shadow.length > 0) this.shadowDecide(req, counters);
+    if (this.shadowDeny.length + this.shadowAllow.length > 0) this.shadowDecide(req, counters);
     if (this.audit.some((p) => this.matchingRule(p, req))) counters.logged();
     for (const p of this.deny) {
       const id = this.matchingRule(p, req);
@@ -97,8 +99,8 @@ export class Authorizer {
   }
 
   private shadowDecide(req: AuthzRequest, counters: AuthzCounters): void {
-    const deny = this.shadow.filter((p) => p.action === "DENY");
-    const allow = this.shadow.filter((p) => p.action === "ALLOW");
+    const deny = this.shadowDeny;
+    const allow = this.shadowAllow;
     const denied = deny.some((p) => this.matchingRule(p, req)) || (allow.length > 0 && !allow.some((p) => this.matchingRule(p, req)));
     if (denied) counters.shadowDenied();
     else counters.shadowAllowed();
