@@ -10,7 +10,7 @@
 import { H1Upstream } from "../upstream/h1-upstream.js";
 import { H2Upstream } from "../upstream/h2-upstream.js";
 import { createHash } from "node:crypto";
-import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } from "node:tls";
+import { checkServerIdentity, createSecureContext, type ConnectionOptions, type PeerCertificate, type SecureContext } from "node:tls";
 import { DEFAULT_CLUSTER_POLICY, UNLIMITED, type ClusterPolicy, type UpstreamTlsModel } from "../config/traffic-policy.js";
 
 /** The workload's own certificate (the sidecar's identity), for ISTIO_MUTUAL: read at each new connection, so a renewal applies to the next one. */
@@ -91,24 +91,36 @@ export class PoolRegistry {
 function tlsConnectOptions(tls: UpstreamTlsModel, identity: WorkloadIdentity, protocol: "http/1.1" | "h2"): ConnectionOptions {
   const expected = tls.subjectAltNames;
   if (tls.mode === "ISTIO_MUTUAL") {
-    // The certificate, key and root as they are when each connection is made (getters: the clients spread
-    // these options per connection). Istio's ALPN for a sidecar calling a sidecar (its istio.alpn filter).
+    // The certificate as it is when each connection is made (getters: the clients spread these options per
+    // connection), in one SecureContext per certificate: without one, node parses the PEM key, chain and root
+    // again for every connection, which cost more than the handshake itself. Istio's ALPN for a sidecar
+    // calling a sidecar (its istio.alpn filter).
+    let made: { for: ReturnType<WorkloadIdentity>; context: SecureContext } | undefined;
+    const context = (): SecureContext | undefined => {
+      const id = identity();
+      if (id === undefined) return undefined;
+      if (made?.for !== id) made = { for: id, context: createSecureContext({ cert: id.chain.slice(0, -1).join(""), key: id.key, ca: id.chain.at(-1) }) };
+      return made.context;
+    };
     const options: ConnectionOptions = { ALPNProtocols: [protocol === "h2" ? "istio-h2" : "istio-http/1.1", "istio", protocol], servername: tls.sni, rejectUnauthorized: true, checkServerIdentity: sanCheck(expected) };
     Object.defineProperties(options, {
-      cert: { enumerable: true, get: () => identity()?.chain.slice(0, -1).join("") },
-      key: { enumerable: true, get: () => identity()?.key },
-      ca: { enumerable: true, get: () => identity()?.chain.at(-1) },
+      secureContext: { enumerable: true, get: context },
+      // Tells the clients that this connection presents a workload certificate (they read the peer's principal then).
+      cert: { enumerable: true, get: () => identity()?.chain[0] },
     });
     return options;
   }
-  return {
+  let context: SecureContext | undefined;
+  const options: ConnectionOptions = {
     ...(protocol === "h2" ? { ALPNProtocols: ["h2"] } : {}),
-    ...(tls.ca ? { ca: tls.ca } : {}),
-    ...(tls.mode === "MUTUAL" ? { cert: tls.cert, key: tls.key } : {}),
+    ...(tls.mode === "MUTUAL" ? { cert: tls.cert } : {}),
     ...(tls.sni ? { servername: tls.sni } : {}),
     rejectUnauthorized: !tls.insecureSkipVerify,
     checkServerIdentity: (host: string, cert: PeerCertificate): Error | undefined => (tls.insecureSkipVerify ? undefined : sanCheck(expected)(host, cert)),
   };
+  // Made at the first connection, once (the same reason as above; no CA given means the system's roots).
+  Object.defineProperty(options, "secureContext", { enumerable: true, get: () => (context ??= createSecureContext({ ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.mode === "MUTUAL" ? { cert: tls.cert, key: tls.key } : {}) })) });
+  return options;
 }
 
 /** SAN verification against `expected` names (DNS or SPIFFE URI); with none, the hostname. */

@@ -31,7 +31,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { STATUS_CODES } from "node:http";
 import { Readable } from "node:stream";
 import type { HttpSettings } from "../config/model.js";
-import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
+import { headerValue, type ConnectionPeer, type Downstream, type DownstreamEvents } from "./downstream.js";
 import { BODY_LENGTH, BODY_STATES_END, CHUNK_DATA, CHUNK_DATA_END, CHUNK_SIZE, CRLF, CRLFCRLF, chunkSize, HEAD, MAX_CHUNK_SIZE_LINE, TRAILERS } from "../http/h1-framing.js";
 import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
 import { statusText } from "../http/status-line.js";
@@ -234,7 +234,6 @@ class H1Downstream implements Downstream {
   readonly query: string | undefined;
   readonly headers: string[];
   readonly hasBody: boolean;
-  readonly scheme = "http";
   bodyBytes = 0;
   events: DownstreamEvents | undefined;
   /** The response is complete (or the connection is gone): later writes are ignored. */
@@ -274,8 +273,12 @@ class H1Downstream implements Downstream {
     return this.conn.listener.localAddress;
   }
 
-  get peer(): undefined {
-    return undefined; // instio's own listener serves plaintext; mutual TLS is node:http2's (listener-inbound.ts)
+  get scheme(): string {
+    return this.conn.peer === undefined ? "http" : "https";
+  }
+
+  get peer(): ConnectionPeer | undefined {
+    return this.conn.peer;
   }
 
   header(name: string): string | undefined {
@@ -440,6 +443,8 @@ class H1Connection {
   constructor(
     readonly socket: Socket,
     readonly listener: H1Server,
+    /** The verified peer of a mutual-TLS connection (the inbound listener's); undefined for plaintext. */
+    readonly peer: ConnectionPeer | undefined,
   ) {
     this.remoteAddress = socket.remoteAddress ?? "";
     this.idleSince = listener.clock;
@@ -765,8 +770,9 @@ export class H1Server {
     readonly onInternalError: (err: Error) => void,
   ) {}
 
-  accept(socket: Socket): void {
-    this.connections.add(new H1Connection(socket, this));
+  /** Serves `socket`: plaintext, or a TLS socket whose handshake is done, with its verified `peer`. */
+  accept(socket: Socket, peer?: ConnectionPeer): void {
+    this.connections.add(new H1Connection(socket, this, peer));
     if (!this.sweeper) {
       const shortest = Math.min(...[this.limits.requestHeadersTimeoutMs, this.limits.idleTimeoutMs].filter((ms) => ms > 0), 4000);
       this.sweeper = setInterval(sweepConnections, Math.max(10, Math.floor(shortest / 4)), this).unref();

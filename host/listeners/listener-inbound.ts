@@ -8,16 +8,18 @@
 //               (a TLS record starts with 0x16, handshake), as Envoy's
 //               tls_inspector tells them apart;
 //   DISABLE     plaintext only.
-// Plaintext connections go to instio's HTTP/1.1 listener; mTLS ones to
-// node:http2's secure server (HTTP/2 and HTTP/1.1 by ALPN, the server offering
-// h2 and http/1.1 as Istio's inbound chains do), which tells the pipeline the
-// verified peer. The certificate served is the workload's current one: a
-// renewal applies from the next handshake, and connections keep theirs.
+// Plaintext connections go to instio's HTTP/1.1 listener. mTLS ones are
+// handshaken by a node:tls server (offering h2 and http/1.1 by ALPN, as Istio's
+// inbound chains do) and then served with the verified peer: HTTP/1.1 by the
+// same instio listener, HTTP/2 by node:http2. The certificate served is the
+// workload's current one: a renewal applies from the next handshake, and
+// connections keep theirs. Session tickets are on (node's default, as Envoy's):
+// a peer that resumes skips the certificate signatures.
 
 import { X509Certificate } from "node:crypto";
-import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from "node:http2";
+import { createServer as createH2cServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from "node:http2";
 import { createServer, type Socket } from "node:net";
-import type { TLSSocket } from "node:tls";
+import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { WorkloadIdentity } from "../cluster/pools.js";
 import type { HttpSettings } from "../config/model.js";
 import type { MtlsMode } from "../config/security-policy.js";
@@ -52,24 +54,30 @@ export interface InboundOptions {
 export function listenInbound(o: InboundOptions): Promise<Listener> {
   const plain = new H1Server(o.handler, undefined, o.http, o.onInternalError);
   const onRequest = (req: Http2ServerRequest, res: Http2ServerResponse): void => {
-    // HTTP/1.1 requests carry their TLS socket; HTTP/2 ones a proxy of it, which reads the same property.
-    const socket = (req.httpVersionMajor === 2 ? req.stream.session?.socket : req.socket) as (TLSSocket & { [PEER]?: ConnectionPeer }) | undefined;
+    const socket = req.stream.session?.socket as (TLSSocket & { [PEER]?: ConnectionPeer }) | undefined;
     const ds = new NodeDownstream(req, res, "https", socket?.[PEER]);
     ds.events = o.handler(ds);
   };
-  const secure = createSecureServer({ allowHTTP1: true, minVersion: "TLSv1.2", ciphers: ISTIO_CIPHERS, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ["h2", "http/1.1"], handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, onRequest);
-  let served: ReturnType<WorkloadIdentity>;
-  let localPrincipal = "";
-  secure.on("secureConnection", (socket: TLSSocket & { [PEER]?: ConnectionPeer }) => {
-    const cert = socket.getPeerCertificate();
-    socket[PEER] = { principal: spiffeOf(cert.subjectaltname), localPrincipal, sni: (socket as TLSSocket & { servername?: string | false }).servername || "" };
-  });
-  secure.on("tlsClientError", () => o.refused("handshake"));
+  // HTTP/2 over the TLS sockets handed to it once their handshake is done.
+  const h2 = createH2cServer(onRequest);
   const sessions = new Set<ServerHttp2Session>();
-  secure.on("session", (s: ServerHttp2Session) => {
+  h2.on("session", (s: ServerHttp2Session) => {
     sessions.add(s);
     s.once("close", () => sessions.delete(s));
   });
+  const secure = createTlsServer({ minVersion: "TLSv1.2", ciphers: ISTIO_CIPHERS, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ["h2", "http/1.1"], handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
+  let served: ReturnType<WorkloadIdentity>;
+  let localPrincipal = "";
+  secure.on("secureConnection", (socket: TLSSocket & { [PEER]?: ConnectionPeer }) => {
+    // One parse of the peer's certificate (getPeerCertificate would also hash it three ways and copy it whole).
+    const cert = socket.getPeerX509Certificate();
+    const peer: ConnectionPeer = { principal: spiffeOf(cert?.subjectAltName), localPrincipal, sni: (socket as TLSSocket & { servername?: string | false }).servername || "" };
+    if (socket.alpnProtocol === "h2") {
+      socket[PEER] = peer;
+      h2.emit("connection", socket);
+    } else plain.accept(socket, peer);
+  });
+  secure.on("tlsClientError", () => o.refused("handshake"));
 
   const sockets = new Set<Socket>();
   const toTls = (socket: Socket): void => {

@@ -22,7 +22,7 @@
 // once per connection).
 
 import { connect as netConnect, isIP, type Socket } from "node:net";
-import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from "node:tls";
+import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from "node:tls";
 import { spiffeOf } from "../config/hosts.js";
 import type { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
@@ -159,7 +159,6 @@ class OriginPool {
   private readonly queue: UpstreamRequest[] = [];
   readonly host: string;
   readonly port: number;
-
   constructor(
     readonly upstream: H1Upstream,
     readonly origin: string,
@@ -248,8 +247,15 @@ class Connection {
     pool.connected++;
     if (o.tls) {
       // SNI names a host: never an address (an IPv6 literal keeps its brackets in an authority).
-      const sni = o.tls.servername ?? splitAuthority(servername).host;
-      this.socket = tlsConnect({ ...o.tls, host: pool.host, port: pool.port, ...(sni && isIP(sni) === 0 && !sni.startsWith("[") ? { servername: sni } : {}) });
+      const authority = o.tls.servername ?? splitAuthority(servername).host;
+      const sni = authority && isIP(authority) === 0 && !authority.startsWith("[") ? authority : undefined;
+      const context = (this.tlsContext = o.tls.secureContext); // one per certificate (pools.ts), read once per connection
+      const sessions = pool.upstream.tlsSessions;
+      const cached = sessions.get(pool.origin);
+      const session = cached && cached.context === context && cached.servername === sni ? cached.session : undefined;
+      const socket = tlsConnect({ ...o.tls, secureContext: context, host: pool.host, port: pool.port, ...(sni ? { servername: sni } : {}), ...(session ? { session } : {}) });
+      socket.on("session", (ticket: Buffer) => rememberSession(sessions, pool.origin, { context, servername: sni, session: ticket }));
+      this.socket = socket;
       this.socket.once("secureConnect", this.onConnect);
     } else {
       this.socket = netConnect({ host: pool.host, port: pool.port, onread: { buffer: READ_BUFFER, callback: this.onRead } });
@@ -264,6 +270,8 @@ class Connection {
     this.connectTimer = setTimeout(connectTimedOut, o.connectTimeoutMs, this);
   }
 
+  /** The TLS context this connection was made with (its certificate). */
+  private tlsContext: SecureContext | undefined;
   /** Over mutual TLS: the peer certificate's SPIFFE id and ours (the pipeline's metrics read them). */
   peerPrincipal: string | undefined;
   localPrincipal: string | undefined;
@@ -272,8 +280,9 @@ class Connection {
     this.connecting = false;
     if (this.pool.upstream.options.tls?.cert !== undefined) {
       const tls = this.socket as TLSSocket;
-      this.peerPrincipal = spiffeOf(tls.getPeerCertificate().subjectaltname);
-      this.localPrincipal = spiffeOf((tls.getCertificate() as PeerCertificate | null)?.subjectaltname);
+      // One parse of each certificate (getPeerCertificate would also hash it three ways and copy it whole).
+      this.peerPrincipal = spiffeOf(tls.getPeerX509Certificate()?.subjectAltName);
+      this.localPrincipal = localPrincipalOf(tls, this.tlsContext);
     }
     clearTimeout(this.connectTimer);
     this.connectTimer = undefined;
@@ -569,6 +578,33 @@ class Connection {
   }
 }
 
+/** Our own principal per certificate (a SecureContext holds one): read once, not at every connection. */
+const localPrincipals = new WeakMap<SecureContext, string>();
+
+function localPrincipalOf(socket: TLSSocket, context: SecureContext | undefined): string {
+  let principal = context && localPrincipals.get(context);
+  if (principal === undefined) {
+    principal = spiffeOf(socket.getX509Certificate()?.subjectAltName);
+    if (context) localPrincipals.set(context, principal);
+  }
+  return principal;
+}
+
+interface TlsSession {
+  context: SecureContext | undefined;
+  servername: string | undefined;
+  session: Buffer;
+}
+
+/** At most this many endpoints' sessions are kept per client; the oldest goes first. */
+const MAX_TLS_SESSIONS = 1024;
+
+function rememberSession(sessions: Map<string, TlsSession>, origin: string, session: TlsSession): void {
+  sessions.delete(origin);
+  sessions.set(origin, session);
+  if (sessions.size > MAX_TLS_SESSIONS) sessions.delete(sessions.keys().next().value!);
+}
+
 function connectTimedOut(conn: Connection): void {
   conn.connectTimeout();
 }
@@ -599,6 +635,12 @@ function parseFields(text: string, at: number, into: Record<string, string | str
  */
 export class H1Upstream {
   private readonly pools = new Map<string, OriginPool>();
+  /**
+   * The last TLS session each endpoint gave us, offered when the next connection is made with the same
+   * certificate and SNI (as Envoy's upstream session cache): a resumed handshake signs nothing on either side.
+   * Kept apart from the pools, which go when their last connection closes.
+   */
+  readonly tlsSessions = new Map<string, TlsSession>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(readonly options: H1PoolOptions) {}

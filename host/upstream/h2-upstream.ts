@@ -8,7 +8,7 @@
 
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
 import type { Readable } from "node:stream";
-import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from "node:tls";
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
 import { spiffeOf } from "../config/hosts.js";
 import { splitAuthority } from "../http/authority.js";
 import type { Dispatcher } from "undici";
@@ -87,8 +87,8 @@ export class H2Upstream {
       if (tls?.cert === undefined) return;
       const socket = session.socket as unknown as TLSSocket;
       const id = this.identityOf(session);
-      id.peerPrincipal = spiffeOf(socket.getPeerCertificate().subjectaltname);
-      id.localPrincipal = spiffeOf((socket.getCertificate() as PeerCertificate | null)?.subjectaltname);
+      id.peerPrincipal = spiffeOf(socket.getPeerX509Certificate()?.subjectAltName);
+      id.localPrincipal = spiffeOf(socket.getX509Certificate()?.subjectAltName);
     });
     session.on("error", (err: Error) => this.failures.set(session, err)); // each stream reports it to its request
     session.once("close", () => {

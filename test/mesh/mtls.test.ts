@@ -140,6 +140,18 @@ function tlsClient(options: { key?: string; cert?: string }, served?: (serial: s
 /** A TLS connection closed without an HTTP answer (under TLS 1.3 the client learns of the server's alert after its own handshake is done). */
 const REFUSED = /^(error: \w+|)$/;
 
+/** Whether a connection's first bytes are a ClientHello offering a session to resume (TLS 1.3's pre_shared_key extension). */
+function offersSession(bytes: Buffer): boolean {
+  // record (5) + handshake header (4) + version (2) + random (32), then the session id, cipher suites, compression methods.
+  let at = 5 + 4 + 2 + 32;
+  at += 1 + bytes[at]!;
+  at += 2 + bytes.readUInt16BE(at);
+  at += 1 + bytes[at]!;
+  const end = at + 2 + bytes.readUInt16BE(at);
+  for (at += 2; at + 4 <= end; at += 4 + bytes.readUInt16BE(at + 2)) if (bytes.readUInt16BE(at) === 41) return true;
+  return false;
+}
+
 /** A key and a CSR, as a workload makes them. */
 async function keyAndCsr(): Promise<{ key: string; csr: string; keys: CryptoKeyPair }> {
   const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
@@ -185,7 +197,9 @@ beforeAll(async () => {
   reviewsDir = r.dir;
   relayPort = ((await relay(() => reviews.inbound!.port)).address() as { port: number }).port;
   // productpage reaches reviews through the relay; "impostor" is the same sidecar expected under another account.
-  const callers = `${reviewsEntry("reviews", relayPort, "bookinfo-reviews")}---\n${reviewsEntry("reviews-h2", relayPort, "bookinfo-reviews", "HTTP2")}---\n${reviewsEntry("impostor", reviews.inbound!.port, "bookinfo-details")}`;
+  // "reviews-fresh": a new connection for every request, so that each one after the first may resume a TLS session.
+  const fresh = `${reviewsEntry("reviews-fresh", relayPort, "bookinfo-reviews")}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews-fresh, namespace: default}\nspec: {host: reviews-fresh.default.svc.cluster.local, trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 1}}}}\n`;
+  const callers = `${reviewsEntry("reviews", relayPort, "bookinfo-reviews")}---\n${reviewsEntry("reviews-h2", relayPort, "bookinfo-reviews", "HTTP2")}---\n${reviewsEntry("impostor", reviews.inbound!.port, "bookinfo-details")}---\n${fresh}`;
   productpage = (await sidecar("productpage", "productpage-token", workloadSettings("productpage"), callers)).proxy;
   ratings = (await sidecar("ratings", "ratings-token", workloadSettings("ratings"), callers)).proxy;
 }, 60_000);
@@ -250,6 +264,19 @@ describe("mutual TLS between sidecars", () => {
     expect(server.find("istio_requests_total", { reporter: "destination", source_principal: RATINGS, response_code: "403", response_flags: "-" })).toHaveLength(1);
     // Path normalization first: an encoded dot segment does not smuggle ratings past the policy.
     expect((await get(`http://127.0.0.1:${ratings.outbound.port}`, "reviews:9080", "/public/%2E%2E/reviews/0")).status).toBe(403);
+  });
+
+  it("resumes TLS sessions on new connections, each caller keeping its own identity", async () => {
+    for (const [caller, status] of [[productpage, 200], [ratings, 403]] as const) {
+      const connections = wire.length;
+      for (let i = 0; i < 4; i++) expect((await get(`http://127.0.0.1:${caller.outbound.port}`, "reviews-fresh:9080", `/reviews/${i}`)).status).toBe(status);
+      await eventually(() => wire.length >= connections + 4, 5000, "four connections");
+      const hellos = wire.slice(connections).map((c) => offersSession(Buffer.concat(c)));
+      // The first connection has no session to offer; the next ones resume the one the sidecar was given, except
+      // the first after a renewal of its certificate (every 3 s here: at most one during these requests).
+      expect(hellos[0]).toBe(false);
+      expect(hellos.slice(1).filter(Boolean).length).toBeGreaterThanOrEqual(2);
+    }
   });
 
   it("refuses a client certificate the mesh's root did not sign, or one that expired", async () => {
