@@ -38,6 +38,9 @@ Usage:
                [--ca-dir DIR --ca-tokens FILE [--trust-domain cluster.local] [--secure-port 15012]]
                                       serve Envoy v3 xDS (ADS) from Istio config and Kubernetes objects
                                       (a directory of YAML, or a live cluster; in a pod, its service account)
+  instio iptables [-p 15001 -z 15006 -u 1337 -b '*' -i '*' -d PORTS ...] [--dry-run | --cleanup-only]
+                                      capture a pod's traffic for its sidecar (Istio's istio-iptables);
+                                      instio iptables --help lists the flags
   instio status [--control-plane HOST:PORT]
                                       each connected proxy's xDS sync state (istioctl proxy-status)
   instio --help
@@ -291,6 +294,10 @@ async function main(argv: string[]): Promise<number> {
       });
       closeOnSignals(cp);
       return -1;
+    }
+    case "iptables": {
+      const { runIptables } = await import("./capture/command.js");
+      return runIptables(rest);
     }
     case "status": {
       const { values } = parseArgs({ args: rest, options: { "control-plane": { type: "string" } } });

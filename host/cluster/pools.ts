@@ -16,6 +16,9 @@ import { DEFAULT_CLUSTER_POLICY, UNLIMITED, type ClusterPolicy, type UpstreamTls
 /** The workload's own certificate (the sidecar's identity), for ISTIO_MUTUAL: read at each new connection, so a renewal applies to the next one. */
 export type WorkloadIdentity = () => { key: string; chain: string[] } | undefined;
 
+/** Istio's InboundPassthroughBindIpv4: the source of a sidecar's connections to its own application. */
+export const INBOUND_PASSTHROUGH_SOURCE = "127.0.0.6";
+
 export class PoolRegistry {
   /** Set when the proxy has a workload certificate (security/workload-certificates.ts). */
   workloadIdentity: WorkloadIdentity | undefined;
@@ -68,6 +71,23 @@ export class PoolRegistry {
       this.h2.delete(key);
       e.pool.close();
     }
+  }
+
+  /**
+   * The client a capturing inbound listener forwards to the application with: from 127.0.0.6, as Envoy's inbound
+   * clusters bind (upstream_bind_config), so that the capture rules let the connection through to the app
+   * (ISTIO_OUTPUT returns what leaves lo from 127.0.0.6) instead of redirecting it to 15006 again.
+   */
+  inboundPassthrough(): H1Upstream {
+    const key = "\u0000inbound-passthrough";
+    let entry = this.h1.get(key);
+    if (!entry) {
+      const l = DEFAULT_CLUSTER_POLICY.limits;
+      const pool = new H1Upstream({ connectTimeoutMs: l.connectTimeoutMs, maxConnections: Infinity, maxRequestsPerConnection: l.maxRequestsPerConnection, maxConnectionDurationMs: l.maxConnectionDurationMs, idleTimeoutMs: l.idleTimeoutMs, localAddress: INBOUND_PASSTHROUGH_SOURCE });
+      // (cluster "": kept across config changes, like the shared pool.)
+      this.h1.set(key, (entry = { cluster: "", pool }));
+    }
+    return entry.pool;
   }
 
   /** How many pools exist (tests: eviction). */

@@ -38,6 +38,11 @@ export interface ListenerSettings {
   engine: ListenerEngine;
   /** TLS termination: certificate files, re-read when they change; more by SNI. */
   tls: TlsSettings | undefined;
+  /**
+   * Transparent capture (Istio's 15001 and 15006 behind `instio iptables`): each connection's original destination
+   * decides its route (outbound) or the application port (inbound); plaintext TCP is relayed to it.
+   */
+  capture: boolean;
 }
 
 
@@ -53,7 +58,10 @@ export interface Settings {
   http: HttpSettings;
   /** Passthrough to loopback destinations (never to the proxy's own ports, whatever this says). */
   passthrough: { allowLoopback: boolean };
-  /** Present when an application port is configured: inbound traffic is forwarded there. */
+  /**
+   * Present when an application port is configured, or capture: inbound traffic is forwarded to the app (with
+   * capture, to the address and port each connection was going to; appPort is then 0).
+   */
   inbound: (ListenerSettings & { appAddress: string; appPort: number }) | undefined;
   admin: { address: string; port: number };
   /** Workload identity for Istio's metric labels (source_* outbound, destination_* inbound). */

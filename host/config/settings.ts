@@ -38,7 +38,7 @@ export function defaultSettings(): Settings {
     rootNamespace: "istio-system",
     labels: {},
     outboundTrafficPolicy: "ALLOW_ANY",
-    outbound: { address: "127.0.0.1", port: 15001, engine: "h1", tls: undefined },
+    outbound: { address: "127.0.0.1", port: 15001, engine: "h1", tls: undefined, capture: false },
     http: defaultHttpSettings(),
     passthrough: { allowLoopback: false },
     inbound: undefined,
@@ -79,9 +79,11 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
   if (listeners) {
     s.outbound = readListener(r, listeners.outbound, ["spec", "listeners", "outbound"], s.outbound, []);
     if (listeners.inbound !== undefined) {
-      const base = readListener(r, listeners.inbound, ["spec", "listeners", "inbound"], { address: "0.0.0.0", port: 15006, engine: "h1", tls: undefined }, ["appAddress", "appPort"]);
+      const base = readListener(r, listeners.inbound, ["spec", "listeners", "inbound"], { address: "0.0.0.0", port: 15006, engine: "h1", tls: undefined, capture: false }, ["appAddress", "appPort"]);
       const inbound = (listeners.inbound ?? {}) as Obj;
-      const appPort = r.integer(inbound.appPort, ["spec", "listeners", "inbound", "appPort"], 1, 65535, true);
+      // With capture, each connection names its application port.
+      const appPort = base.capture ? 0 : r.integer(inbound.appPort, ["spec", "listeners", "inbound", "appPort"], 1, 65535, true);
+      if (base.capture && inbound.appPort !== undefined) r.error(["spec", "listeners", "inbound", "appPort"], "a capturing inbound listener forwards each connection to the port it was going to: remove appPort");
       const appAddress = address(r, inbound.appAddress, ["spec", "listeners", "inbound", "appAddress"]) ?? "127.0.0.1";
       if (appPort !== undefined) s.inbound = { ...base, appAddress, appPort };
     }
@@ -174,8 +176,10 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
 }
 
 function readListener(r: FieldReader, value: unknown, path: (string | number)[], defaults: ListenerSettings, extra: string[]): ListenerSettings {
-  const l = r.object(value, path, ["address", "port", "engine", "tls", ...extra]);
+  const l = r.object(value, path, ["address", "port", "engine", "tls", "capture", ...extra]);
   if (!l) return defaults;
+  const capture = r.boolean(l.capture, [...path, "capture"]) ?? false;
+  if (capture && (l.tls !== undefined || (l.engine !== undefined && l.engine !== "h1"))) r.error([...path, "capture"], "a capturing listener is served by instio's own HTTP/1.1 listener (engine h1), without tls");
   const tls = readTls(r, l.tls, [...path, "tls"]);
   let engine = r.oneOf<ListenerEngine>(l.engine, [...path, "engine"], ["h1", "uws", "node", "h2c"]) ?? defaults.engine;
   if (tls) {
@@ -188,6 +192,7 @@ function readListener(r: FieldReader, value: unknown, path: (string | number)[],
     port: r.integer(l.port, [...path, "port"], 0, 65535) ?? defaults.port,
     engine,
     tls,
+    capture,
   };
 }
 

@@ -10,6 +10,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { instantiateSync } from "@assemblyscript/loader";
+import { packageFile } from "../package-root.js";
 import * as L from "../../assembly/layout.js";
 import type { Decision } from "./decision.js";
 import { buildMaglev, buildRing } from "./hash-tables.js";
@@ -31,7 +32,7 @@ let compiled: WebAssembly.Module | undefined;
 /** The compiled module, built by `npm run build:wasm` (part of install and pretest). */
 function coreModule(): WebAssembly.Module {
   if (!compiled) {
-    const path = fileURLToPath(new URL("build/route-core.wasm", findPackageRoot()));
+    const path = fileURLToPath(packageFile("build/route-core.wasm"));
     let bytes: Uint8Array<ArrayBuffer>;
     try {
       bytes = new Uint8Array(readFileSync(path));
@@ -41,12 +42,6 @@ function coreModule(): WebAssembly.Module {
     compiled = new WebAssembly.Module(bytes);
   }
   return compiled;
-}
-
-/** The package root, whether running from host/ (vitest) or dist/host/ (compiled). */
-function findPackageRoot(): URL {
-  const here = new URL(".", import.meta.url);
-  return here.pathname.includes("/dist/") ? new URL("../../../", here) : new URL("../../", here);
 }
 
 /** A table image encoded ahead of time (off the serving thread) for a core whose image starts at `at`. */

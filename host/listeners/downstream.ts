@@ -35,6 +35,11 @@ export interface Downstream {
   readonly localAddress: string;
   /** The connection's mutual-TLS peer; undefined for plaintext (and one-way TLS). */
   readonly peer: ConnectionPeer | undefined;
+  /**
+   * "ADDRESS:PORT" the client meant to reach when the capture rules redirected its connection to the sidecar
+   * (SO_ORIGINAL_DST, listener-capture.ts); undefined on listeners that do not capture.
+   */
+  readonly originalDestination: string | undefined;
 
   /** The first value of a (lower-case) header; undefined when absent. Lets the route core read a Downstream. */
   header(name: string): string | undefined;

@@ -281,6 +281,10 @@ class H1Downstream implements Downstream {
     return this.conn.peer;
   }
 
+  get originalDestination(): string | undefined {
+    return this.conn.originalDestination;
+  }
+
   header(name: string): string | undefined {
     return headerValue(this.headers, name);
   }
@@ -445,6 +449,8 @@ class H1Connection {
     readonly listener: H1Server,
     /** The verified peer of a mutual-TLS connection (the inbound listener's); undefined for plaintext. */
     readonly peer: ConnectionPeer | undefined,
+    /** Where a captured connection was going (listener-capture.ts); undefined otherwise. */
+    readonly originalDestination: string | undefined,
   ) {
     this.remoteAddress = socket.remoteAddress ?? "";
     this.idleSince = listener.clock;
@@ -770,9 +776,12 @@ export class H1Server {
     readonly onInternalError: (err: Error) => void,
   ) {}
 
-  /** Serves `socket`: plaintext, or a TLS socket whose handshake is done, with its verified `peer`. */
-  accept(socket: Socket, peer?: ConnectionPeer): void {
-    this.connections.add(new H1Connection(socket, this, peer));
+  /**
+   * Serves `socket`: plaintext, or a TLS socket whose handshake is done, with its verified `peer`; for a captured
+   * connection, with the destination its client meant.
+   */
+  accept(socket: Socket, peer?: ConnectionPeer, originalDestination?: string): void {
+    this.connections.add(new H1Connection(socket, this, peer, originalDestination));
     if (!this.sweeper) {
       const shortest = Math.min(...[this.limits.requestHeadersTimeoutMs, this.limits.idleTimeoutMs].filter((ms) => ms > 0), 4000);
       this.sweeper = setInterval(sweepConnections, Math.max(10, Math.floor(shortest / 4)), this).unref();

@@ -28,6 +28,8 @@ import type { ConnectionPeer } from "./downstream.js";
 import { H1Server } from "./listener-h1.js";
 import type { Listener, RequestHandler } from "./listener.js";
 import { NodeDownstream } from "./listener-node.js";
+import { looksLikeHttp, onFirstBytes } from "./listener-capture.js";
+import { originalDestination } from "./original-destination.js";
 
 /** The first byte of a TLS record carrying a handshake (the ClientHello). */
 const TLS_HANDSHAKE = 0x16;
@@ -36,14 +38,23 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Istio's inbound cipher suites (meshMTLS default) for TLS 1.2; TLS 1.3 uses OpenSSL's. */
 const ISTIO_CIPHERS = ["ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "AES256-GCM-SHA384", "AES128-GCM-SHA256"].join(":");
 const PEER = Symbol("instio.peer");
+/** A captured connection's original destination, on its plain socket and (for HTTP/2) its TLS socket. */
+const DESTINATION = Symbol("instio.originalDestination");
 
 export interface InboundOptions {
   address: string;
   port: number;
   http: HttpSettings;
   handler: RequestHandler;
-  /** The mode for a new connection, from the serving config. */
-  mode(): MtlsMode;
+  /** The mode for a new connection to the application's `port`, from the serving config. */
+  mode(port: number): MtlsMode;
+  /**
+   * Capture (Istio's 15006 behind `instio iptables`): each connection's original destination is the application's
+   * address and port, told to the handler as the Downstream's originalDestination; plaintext that is not HTTP goes to
+   * `tcp`. Undefined: every connection is for the one application port `appPort`.
+   */
+  capture: { tcp(socket: Socket, destination: string): void } | undefined;
+  appPort: number;
   /** The workload's certificate now (undefined until it has one: TLS connections are then closed). */
   identity: WorkloadIdentity;
   /** A connection refused: plaintext under STRICT, a failed handshake, or no certificate to serve yet (counted by the caller). */
@@ -54,8 +65,8 @@ export interface InboundOptions {
 export function listenInbound(o: InboundOptions): Promise<Listener> {
   const plain = new H1Server(o.handler, undefined, o.http, o.onInternalError);
   const onRequest = (req: Http2ServerRequest, res: Http2ServerResponse): void => {
-    const socket = req.stream.session?.socket as (TLSSocket & { [PEER]?: ConnectionPeer }) | undefined;
-    const ds = new NodeDownstream(req, res, "https", socket?.[PEER]);
+    const socket = req.stream.session?.socket as (TLSSocket & { [PEER]?: ConnectionPeer; [DESTINATION]?: string }) | undefined;
+    const ds = new NodeDownstream(req, res, "https", socket?.[PEER], socket?.[DESTINATION]);
     ds.events = o.handler(ds);
   };
   // HTTP/2 over the TLS sockets handed to it once their handshake is done.
@@ -68,14 +79,17 @@ export function listenInbound(o: InboundOptions): Promise<Listener> {
   const secure = createTlsServer({ minVersion: "TLSv1.2", ciphers: ISTIO_CIPHERS, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ["h2", "http/1.1"], handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
   let served: ReturnType<WorkloadIdentity>;
   let localPrincipal = "";
-  secure.on("secureConnection", (socket: TLSSocket & { [PEER]?: ConnectionPeer }) => {
+  secure.on("secureConnection", (socket: TLSSocket & { [PEER]?: ConnectionPeer; [DESTINATION]?: string; _parent?: Socket & { [DESTINATION]?: string } }) => {
     // One parse of the peer's certificate (getPeerCertificate would also hash it three ways and copy it whole).
     const cert = socket.getPeerX509Certificate();
     const peer: ConnectionPeer = { principal: spiffeOf(cert?.subjectAltName), localPrincipal, sni: (socket as TLSSocket & { servername?: string | false }).servername || "" };
+    // (node's TLSSocket keeps the plain socket it wraps as _parent: where the capture noted the destination.)
+    const destination = socket._parent?.[DESTINATION];
     if (socket.alpnProtocol === "h2") {
       socket[PEER] = peer;
+      socket[DESTINATION] = destination;
       h2.emit("connection", socket);
-    } else plain.accept(socket, peer);
+    } else plain.accept(socket, peer, destination);
   });
   secure.on("tlsClientError", () => o.refused("handshake"));
 
@@ -95,29 +109,33 @@ export function listenInbound(o: InboundOptions): Promise<Listener> {
     }
     secure.emit("connection", socket);
   };
-  const server = createServer({ noDelay: true }, (socket) => {
+  const server = createServer({ noDelay: true }, (socket: Socket & { [DESTINATION]?: string }) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => {});
-    const mode = o.mode();
-    if (mode === "DISABLE") return plain.accept(socket);
+    let destination: string | undefined;
+    if (o.capture) {
+      destination = originalDestination(socket);
+      // Nothing to forward a connection made to 15006 itself to: Envoy's virtualInbound has no chain for it either.
+      if (destination === undefined) return void socket.destroy();
+      socket[DESTINATION] = destination;
+    }
+    const mode = o.mode(destination === undefined ? o.appPort : Number(destination.slice(destination.lastIndexOf(":") + 1)));
+    if (mode === "DISABLE" && !o.capture) return plain.accept(socket);
     // The first bytes decide (STRICT: TLS or nothing). A client that sends none within the request-headers timeout is closed.
-    const timer = o.http.requestHeadersTimeoutMs > 0 ? setTimeout(() => socket.destroy(), o.http.requestHeadersTimeoutMs) : undefined;
-    socket.once("data", (first: Buffer) => {
-      clearTimeout(timer);
-      socket.pause();
-      socket.unshift(first);
-      if (first[0] === TLS_HANDSHAKE) toTls(socket);
+    onFirstBytes(socket, o.http.requestHeadersTimeoutMs, (first) => {
+      if (first[0] === TLS_HANDSHAKE && mode !== "DISABLE") toTls(socket);
       else if (mode === "STRICT") {
         // Envoy finds no filter chain for plaintext under STRICT: the connection is closed.
         o.refused("plaintext");
         socket.destroy();
+      } else if (o.capture && destination !== undefined && !looksLikeHttp(first)) {
+        o.capture.tcp(socket, destination);
       } else {
-        plain.accept(socket);
+        plain.accept(socket, undefined, destination);
         socket.resume();
       }
     });
-    socket.once("close", () => clearTimeout(timer));
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);

@@ -41,6 +41,7 @@ export class NodeDownstream implements Downstream {
     private readonly res: ServerResponse | Http2ServerResponse,
     readonly scheme: string = "http",
     readonly peer: ConnectionPeer | undefined = undefined,
+    readonly originalDestination: string | undefined = undefined,
   ) {
     this.h2 = req.httpVersionMajor === 2;
     this.method = req.method ?? "GET";

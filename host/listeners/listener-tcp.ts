@@ -56,7 +56,7 @@ export function clientHelloSni(b: Buffer): string | undefined | "incomplete" {
 type Destinations = TcpListenerInfo["destinations"];
 
 /** One connection: reads the SNI first on a TLS passthrough listener, then picks, connects, relays, counts. */
-function proxyConnection(holder: SnapshotHolder, port: number, client: Socket): void {
+export function proxyConnection(holder: SnapshotHolder, port: number, client: Socket): void {
   const snapshot = holder.current;
   const listener = snapshot.config.tcpListeners.find((l) => l.port === port);
   const sni = listener?.sni;

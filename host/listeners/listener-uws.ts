@@ -112,6 +112,7 @@ class WritableWaits {
 const WRITABLE_KEEPALIVE_MS = 3000;
 
 class UwsDownstream implements Downstream {
+  readonly originalDestination = undefined;
   readonly peer = undefined;
   readonly method: string;
   readonly authority: string | undefined;

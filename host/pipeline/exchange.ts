@@ -37,7 +37,7 @@ import { isConnectFailure, isProtocolError, transportFailure } from "./upstream-
 import { UpstreamLease } from "./upstream-lease.js";
 import { upstreamRequestHeaders } from "./upstream-request.js";
 import { PEER_METADATA, PEER_METADATA_ID, type PeerInfo } from "../security/peer-metadata.js";
-import type { UpstreamIdentity } from "./options.js";
+import type { UpstreamClient, UpstreamIdentity } from "./options.js";
 
 /** One request in flight: the undici handler for its upstream attempt and the listener's event sink. */
 export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, FilterContext, AttemptTarget {
@@ -61,6 +61,8 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   pauseMs = 0;
   cluster = -1;
   clusterName = "";
+  /** The client for a request without a cluster (forward(-1, …)); the pipeline's passthrough client when unset. */
+  directClient: UpstreamClient | undefined = undefined;
   /** Istio's metadata exchange: who called (inbound, from the request) and who answered (outbound, from the response). */
   downstreamPeer: PeerInfo | undefined = undefined;
   upstreamPeer: PeerInfo | undefined = undefined;
@@ -228,7 +230,7 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
     const perTry = this.timeouts().perTryMs;
     if (perTry > 0) this.tryTimer = setTimeout(perTryTimeout, perTry, this, this.attemptId);
     try {
-      (runtime?.dispatcher ?? this.options.dispatcher).dispatch(opts, attempt);
+      (runtime?.dispatcher ?? this.directClient ?? this.options.dispatcher).dispatch(opts, attempt);
     } catch (err) {
       // An origin undici cannot parse (a passthrough authority such as "a b") is the client's error.
       this.release();

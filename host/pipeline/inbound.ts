@@ -10,14 +10,15 @@ import type { ListenerRuntime } from "../listeners/listener-runtime.js";
 import type { AuthzRequest } from "../security/authorization.js";
 import { PEER_METADATA, PEER_METADATA_ID } from "../security/peer-metadata.js";
 import { Exchange } from "./exchange.js";
-import type { PipelineOptions } from "./options.js";
+import type { PipelineOptions, UpstreamClient } from "./options.js";
 
-/** Where inbound requests go: the application's address and port. */
+/** Where inbound requests go: the application's address and port (and the client that reaches it, when not the default). */
 export interface InboundApp {
   readonly origin: string;
   readonly clusterName: string;
   readonly address: string;
   readonly port: number;
+  readonly client?: UpstreamClient;
 }
 
 /** Envoy's RBAC filter denial: 403 with its body and details; it sets no response flag. */
@@ -81,6 +82,7 @@ export function handleInbound(p: PipelineOptions, runtime: ListenerRuntime, ds: 
       return ex;
     }
   }
+  ex.directClient = app.client;
   ex.forward(-1, app.origin);
   return ex;
 }

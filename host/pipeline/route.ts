@@ -39,6 +39,9 @@ function route(snapshot: Snapshot, ds: Downstream, listener: ListenerRuntime): n
   if (!writeRequest(snapshot.core, snapshot.headerNames, ds)) return FIELDS_TOO_LARGE;
   // A listener with routes of its own routes by its port (the slot written again; the forwarded Host stays as sent).
   if (listener.routePort !== undefined && !snapshot.core.set(SLOT_AUTHORITY, splitAuthority(ds.authority!).host + listener.routePort)) return FIELDS_TOO_LARGE;
+  // A captured connection routes by the port it was going to, as Envoy's 15001 hands it to that port's listener.
+  const original = ds.originalDestination;
+  if (original !== undefined && !snapshot.core.set(SLOT_AUTHORITY, splitAuthority(ds.authority!).host + original.slice(original.lastIndexOf(":")))) return FIELDS_TOO_LARGE;
   return snapshot.core.route(random32());
 }
 
@@ -83,7 +86,8 @@ function routeAndFilter(ex: Exchange, ds: Downstream): void {
         ex.localReply(Reply.BLOCKED_BY_REGISTRY_ONLY);
       } else {
         ex.clusterName = "PassthroughCluster";
-        forwardPassthrough(ex, ds.authority, 80);
+        // Captured: where the client was going (Envoy's ORIGINAL_DST PassthroughCluster); else the authority.
+        forwardPassthrough(ex, ds.originalDestination ?? ds.authority, 80);
       }
       break;
     case RC_NO_ROUTE:

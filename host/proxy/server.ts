@@ -16,7 +16,11 @@ import { Lifecycle } from "./lifecycle.js";
 import type { Listener, RequestHandler, UpgradeRouter } from "../listeners/listener.js";
 import { decideUpgrade } from "../listeners/upgrade.js";
 import { listenH2 } from "../listeners/listener-h2.js";
-import { listenTcp } from "../listeners/listener-tcp.js";
+import { listenTcp, proxyConnection } from "../listeners/listener-tcp.js";
+import { listenCapture, relayTcp } from "../listeners/listener-capture.js";
+import { captureUnavailable } from "../listeners/original-destination.js";
+import { INBOUND_PASSTHROUGH_SOURCE } from "../cluster/pools.js";
+import type { Socket } from "node:net";
 import { listenH1 } from "../listeners/listener-h1.js";
 import { PassthroughGuard } from "../pipeline/passthrough-guard.js";
 import { StreamIdleTimeout } from "../pipeline/stream-idle.js";
@@ -70,6 +74,22 @@ export interface RunningProxy {
   updates: ConfigUpdates;
   /** Closes every listener and pool now (no drain). */
   close(): Promise<void>;
+}
+
+/** Applications a capturing inbound listener remembers (address and port each); past it, the memo starts again. */
+const MAX_CAPTURED_APPS = 256;
+
+/**
+ * A captured outbound connection that is not HTTP: the TCP route of its destination port when the config has one,
+ * else Istio's PassthroughCluster (the original destination) under ALLOW_ANY, or BlackHoleCluster (closed) under
+ * REGISTRY_ONLY.
+ */
+function captureOutboundTcp(holder: SnapshotHolder, socket: Socket, destination: string): void {
+  const config = holder.current.config;
+  const port = Number(destination.slice(destination.lastIndexOf(":") + 1));
+  if (config.tcpListeners.some((l) => l.port === port)) proxyConnection(holder, port, socket);
+  else if (config.settings.outboundTrafficPolicy === "REGISTRY_ONLY") socket.destroy();
+  else relayTcp(socket, destination);
 }
 
 async function listen(settings: ListenerSettings, http: HttpSettings, handler: RequestHandler, logger: Logger, upgrades?: UpgradeRouter): Promise<Listener> {
@@ -178,7 +198,22 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const agentPorts = await startAgentPorts(ctx);
   for (const l of [admin, ...agentPorts]) pipeline.passthrough.selfPorts.add(l.port);
 
-  const outbound = (bound.outbound = await listen(settings.outbound, settings.http, (ds) => handleRequest(pipeline, outboundRuntime, ds), logger, (req, done) => decideUpgrade(pipeline, req, done)));
+  const capturing = settings.outbound.capture || settings.inbound?.capture === true;
+  if (capturing) {
+    const why = captureUnavailable();
+    if (why !== undefined) throw new Error(`instio: cannot capture traffic: ${why}`);
+  }
+  const outboundHandler: RequestHandler = (ds) => handleRequest(pipeline, outboundRuntime, ds);
+  const outbound = (bound.outbound = settings.outbound.capture
+    ? await listenCapture({
+        address: settings.outbound.address,
+        port: settings.outbound.port,
+        http: settings.http,
+        handler: outboundHandler,
+        tcp: (socket, destination) => captureOutboundTcp(current, socket, destination),
+        onInternalError: (err) => logger.error(`internal error in the capturing outbound listener (connection closed): ${err.stack ?? err.message}`),
+      })
+    : await listen(settings.outbound, settings.http, outboundHandler, logger, (req, done) => decideUpgrade(pipeline, req, done)));
   pipeline.passthrough.selfPorts.add(outbound.port);
   lifecycle.add({ runtime: outboundRuntime, listener: outbound });
   // Gateway server ports (ingress mode), on the outbound address: HTTPS terminates TLS; httpsRedirect answers 301.
@@ -202,8 +237,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const boundHttp: { address: string; port: number; listener: Listener }[] = [];
   const syncListeners = async (config: CompiledConfig): Promise<void> => {
     const key = (l: { address: string; port: number }): string => `${l.address}:${l.port}`;
-    const wantedTcp = new Set(config.tcpListeners.map(key));
-    const wantedHttp = new Set(config.boundHttpListeners.map(key));
+    // Under capture, connections reach these routes through 15001 by their destination port (Envoy binds none of them).
+    const wantedTcp = new Set(settings.outbound.capture ? [] : config.tcpListeners.map(key));
+    const wantedHttp = new Set(settings.outbound.capture ? [] : config.boundHttpListeners.map(key));
     for (const l of [...tcpListeners]) {
       if (wantedTcp.has(key(l))) continue;
       tcpListeners.splice(tcpListeners.indexOf(l), 1);
@@ -219,12 +255,12 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     }
     try {
       for (const l of config.tcpListeners) {
-        if (tcpListeners.some((t) => key(t) === key(l))) continue;
+        if (!wantedTcp.has(key(l)) || tcpListeners.some((t) => key(t) === key(l))) continue;
         tcpListeners.push(await listenTcp(l.address, l.port, current));
         logger.info(`instio: TCP ${key(l)}`);
       }
       for (const l of config.boundHttpListeners) {
-        if (boundHttp.some((b) => key(b) === key(l))) continue;
+        if (!wantedHttp.has(key(l)) || boundHttp.some((b) => key(b) === key(l))) continue;
         const runtime: ListenerRuntime = { direction: "outbound", inFlight: 0, draining: false, routePort: `:${l.port}` };
         const listener = await listen({ ...settings.outbound, address: l.address, port: l.port, tls: undefined }, settings.http, (ds) => handleRequest(pipeline, runtime, ds), logger, (req, done) => decideUpgrade(pipeline, req, done));
         boundHttp.push({ ...l, listener });
@@ -242,7 +278,20 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   if (settings.inbound) {
     const app = settings.inbound;
     const target: InboundApp = { origin: `http://${urlHost(app.appAddress)}:${app.appPort}`, clusterName: `inbound|${app.appPort}||`, address: app.appAddress, port: app.appPort };
-    const handler: RequestHandler = (ds: Downstream) => handleInbound(pipeline, inboundRuntime, ds, target);
+    // Under capture, the app is where each connection was going (its pod address and port), reached from 127.0.0.6.
+    const captured = new Map<string, InboundApp>();
+    const capturedApp = (destination: string): InboundApp => {
+      let a = captured.get(destination);
+      if (!a) {
+        const colon = destination.lastIndexOf(":");
+        const port = Number(destination.slice(colon + 1));
+        a = { origin: `http://${destination}`, clusterName: `inbound|${port}||`, address: destination.slice(0, colon).replace(/^\[|\]$/g, ""), port, client: current.pools.inboundPassthrough() };
+        if (captured.size >= MAX_CAPTURED_APPS) captured.clear();
+        captured.set(destination, a);
+      }
+      return a;
+    };
+    const handler: RequestHandler = app.capture ? (ds) => handleInbound(pipeline, inboundRuntime, ds, capturedApp(ds.originalDestination!)) : (ds: Downstream) => handleInbound(pipeline, inboundRuntime, ds, target);
     let inbound: Listener;
     if (app.engine === "h1" && !app.tls) {
       // PeerAuthentication's mTLS for the app's port, per connection from the serving config.
@@ -251,7 +300,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
         port: app.port,
         http: settings.http,
         handler,
-        mode: () => mtlsModeFor(current.current.config.inboundSecurity.mtls, app.appPort),
+        mode: (port) => mtlsModeFor(current.current.config.inboundSecurity.mtls, port),
+        capture: app.capture ? { tcp: (socket, destination) => relayTcp(socket, destination, INBOUND_PASSTHROUGH_SOURCE) } : undefined,
+        appPort: app.appPort,
         identity: () => certificates?.current,
         refused: (reason) => telemetry.metrics.inboundRefused.inc({ reason }),
         onInternalError: (err) => logger.error(`internal error in the inbound listener (connection closed): ${err.stack ?? err.message}`),

@@ -43,6 +43,8 @@ export interface H1PoolOptions {
   idleTimeoutMs: number;
   /** TLS origination; the SNI defaults to the request's authority when `servername` is not set. */
   tls?: ConnectionOptions;
+  /** The source address of the connections (Envoy's upstream_bind_config); the system's choice when unset. */
+  localAddress?: string;
 }
 
 /** Envoy's default max_response_headers_kb. */
@@ -258,7 +260,7 @@ class Connection {
       this.socket = socket;
       this.socket.once("secureConnect", this.onConnect);
     } else {
-      this.socket = netConnect({ host: pool.host, port: pool.port, onread: { buffer: READ_BUFFER, callback: this.onRead } });
+      this.socket = netConnect({ host: pool.host, port: pool.port, ...(o.localAddress ? { localAddress: o.localAddress } : {}), onread: { buffer: READ_BUFFER, callback: this.onRead } });
       this.socket.once("connect", this.onConnect);
     }
     this.socket.on("data", this.onData); // TLS sockets (and none other) deliver their own buffers

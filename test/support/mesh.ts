@@ -183,11 +183,12 @@ export async function startMesh(istio: string, kube: string): Promise<TestMesh> 
 }
 
 /** Polls `check` until it returns true (or throws its last error after `timeoutMs`). */
-export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = "condition"): Promise<void> {
+/** Waits for `check`; `what` names it in the timeout's message (a function: read then, for output gathered meanwhile). */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what: string | (() => string) = "condition"): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > until) throw new Error(`timed out waiting for ${typeof what === "function" ? what() : what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
 }
