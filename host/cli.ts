@@ -24,7 +24,7 @@ Usage:
   instio proxy --bootstrap envoy.yaml [--config SETTINGS]
                                       start from an Envoy bootstrap: static_resources with no control
                                       plane, or dynamic_resources pointing at an ADS server
-  instio proxy --xds HOST:PORT [--config SETTINGS] [--pod-name P] [--namespace NS] [--ip IP]
+  instio proxy --xds HOST:PORT [--config SETTINGS] [--capture] [--pod-name P] [--namespace NS] [--ip IP]
                [--service-account SA] [--labels a=b,c=d] [--cluster-id ID]
                                       take routes, clusters and endpoints from a control plane (ADS);
                                       identity from the flags, else POD_NAME, POD_NAMESPACE, INSTANCE_IP,
@@ -36,8 +36,13 @@ Usage:
   instio quickstart --mesh            the control plane configuring gRPC clients over xDS
   instio control-plane [--config PATH] [--kube-dir DIR | --kubeconfig FILE] [--xds-port 15010] [--monitoring-port 15014] [--address ADDR]
                [--ca-dir DIR --ca-tokens FILE [--trust-domain cluster.local] [--secure-port 15012]]
+               [--webhook-port 15017 --inject-image IMAGE --native-sidecars false]
                                       serve Envoy v3 xDS (ADS) from Istio config and Kubernetes objects
                                       (a directory of YAML, or a live cluster; in a pod, its service account)
+  instio inject -f FILE [-o OUT] [--image IMAGE] [--control-plane HOST] [--native-sidecars false]
+                                      add the sidecar to the Pods and pod templates in FILE (istioctl kube-inject)
+  instio wait [--url URL] [--timeout SECONDS]
+                                      wait until the sidecar is ready (holdApplicationUntilProxyStarts)
   instio iptables [-p 15001 -z 15006 -u 1337 -b '*' -i '*' -d PORTS ...] [--dry-run | --cleanup-only]
                                       capture a pod's traffic for its sidecar (Istio's istio-iptables);
                                       instio iptables --help lists the flags
@@ -56,18 +61,33 @@ Examples:
  * The settings a proxy fed by xDS starts from: those of --config (a ProxySettings document; any Istio
  * resources there are ignored, the control plane's win), or the defaults.
  */
-function xdsSettings(path: string | undefined): Settings {
-  if (!path) return defaultSettings();
+function xdsSettings(path: string | undefined, capture: boolean): Settings {
+  if (!path) return capture ? withCapture(defaultSettings()) : defaultSettings();
   const result = loadConfigPath(path);
   logDiagnostics(result.diagnostics, (l) => process.stderr.write(`${l}\n`));
   const loaded = requireConfig(result);
   const m = loaded.model!;
   const ignored = m.services.length + m.virtualServices.length + m.destinationRules.length + m.workloadEntries.length + m.sidecars.length + m.gateways.length;
   if (ignored > 0) process.stderr.write(`instio: ${path}: ${ignored} Istio resources ignored; with --xds the control plane configures routes, clusters and endpoints\n`);
-  return loaded.settings;
+  return capture ? withCapture(loaded.settings) : loaded.settings;
+}
+
+/**
+ * --capture: the listeners of a sidecar in a pod behind `instio iptables`, as Istio's: 15001 and 15006 on every
+ * address, each connection routed by its original destination; the agent's ports on every address (the kubelet
+ * probes 15021), the admin on loopback.
+ */
+function withCapture(settings: Settings): Settings {
+  return {
+    ...settings,
+    outbound: { address: "0.0.0.0", port: 15001, engine: "h1", tls: undefined, capture: true },
+    inbound: { address: "0.0.0.0", port: 15006, engine: "h1", tls: undefined, capture: true, appAddress: "127.0.0.1", appPort: 0 },
+    agent: settings.agent ? { ...settings.agent, address: "0.0.0.0" } : undefined,
+  };
 }
 
 interface ProxyFlags {
+  capture?: boolean;
   ca?: string;
   "ca-root"?: string;
   token?: string;
@@ -119,14 +139,14 @@ async function startWithoutFiles(values: ProxyFlags): Promise<RunningProxy | und
   if (values.xds) {
     if (!/^[^\s:]+:\d+$/.test(values.xds) && !/^\[[0-9a-fA-F:]+\]:\d+$/.test(values.xds)) fail(`--xds must be HOST:PORT, got "${values.xds}"`);
     const node = identity();
-    const proxy = await startProxy({ config: xdsStartingConfig(xdsSettings(values.config), node), xds: { address: values.xds, node }, certificates: certificateSource(values), onExit });
+    const proxy = await startProxy({ config: xdsStartingConfig(xdsSettings(values.config, values.capture === true), node), xds: { address: values.xds, node }, certificates: certificateSource(values), onExit });
     process.stderr.write(`instio: node ${node.id}, control plane ${values.xds}; ready once its first complete config is applied\n`);
     return proxy;
   }
   const { readBootstrap, BootstrapError } = await import("./envoy/bootstrap.js");
   try {
     const bootstrap = readBootstrap(values.bootstrap!);
-    let settings = xdsSettings(values.config);
+    let settings = xdsSettings(values.config, values.capture === true);
     if (bootstrap.admin) settings = { ...settings, admin: bootstrap.admin };
     if (bootstrap.ads) {
       const node = withBootstrapNode(identity(), bootstrap.node);
@@ -228,6 +248,7 @@ async function main(argv: string[]): Promise<number> {
           "ca-root": { type: "string" },
           token: { type: "string" },
           "cert-dir": { type: "string" },
+          capture: { type: "boolean" },
         },
       });
       if (values.ca && values["cert-dir"]) fail("the workload certificate comes from --ca or from --cert-dir, not both");
@@ -241,6 +262,7 @@ async function main(argv: string[]): Promise<number> {
       } else {
         const result = loadConfigPath(values.config!);
         logDiagnostics(result.diagnostics, (l) => process.stderr.write(`${l}\n`));
+        if (values.capture) fail("--capture goes with --xds or --bootstrap; with --config, set listeners.outbound.capture and listeners.inbound.capture in the ProxySettings");
         proxy = await startProxy({ config: requireConfig(result), configPath: values.config, certificates: certificateSource(values), onExit: (code) => process.exit(code) });
       }
       process.stderr.write(
@@ -265,7 +287,7 @@ async function main(argv: string[]): Promise<number> {
       return -1;
     }
     case "control-plane": {
-      const { values } = parseArgs({ args: rest, options: { config: { type: "string", short: "c" }, "kube-dir": { type: "string" }, kubeconfig: { type: "string" }, "xds-port": { type: "string" }, "monitoring-port": { type: "string" }, "secure-port": { type: "string" }, address: { type: "string" }, "ca-dir": { type: "string" }, "ca-tokens": { type: "string" }, "trust-domain": { type: "string" } } });
+      const { values } = parseArgs({ args: rest, options: { config: { type: "string", short: "c" }, "kube-dir": { type: "string" }, kubeconfig: { type: "string" }, "xds-port": { type: "string" }, "monitoring-port": { type: "string" }, "secure-port": { type: "string" }, address: { type: "string" }, "ca-dir": { type: "string" }, "ca-tokens": { type: "string" }, "trust-domain": { type: "string" }, "webhook-port": { type: "string" }, "inject-image": { type: "string" }, "native-sidecars": { type: "string" } } });
       if (values["ca-tokens"] && !values["ca-dir"]) fail("--ca-tokens needs --ca-dir (where the CA's root is kept, or Istio's plug-in CA files)");
       if (values["ca-dir"] && !values["ca-tokens"] && !values.kubeconfig && process.env.KUBERNETES_SERVICE_HOST === undefined) fail("--ca-dir needs --ca-tokens FILE (which token proves which identity), or a cluster whose TokenReview checks them");
       if (values["kube-dir"] && values.kubeconfig) fail("control-plane reads Kubernetes objects from --kube-dir or from a cluster (--kubeconfig), not both");
@@ -291,9 +313,32 @@ async function main(argv: string[]): Promise<number> {
         ca: values["ca-dir"]
           ? { dir: values["ca-dir"], trustDomain: values["trust-domain"], address, port: port("secure-port", values["secure-port"], 15012), authenticate: values["ca-tokens"] ? (await import("./control-plane/ca/ca-service.js")).tokenFile(values["ca-tokens"]) : undefined }
           : undefined,
+        // With a CA, istiod's injection webhook on 15017 (its serving certificate comes from the CA).
+        injector: values["ca-dir"]
+          ? { address, port: port("webhook-port", values["webhook-port"], 15017), options: { ...(await import("./control-plane/injector/inject.js")).defaultInjectOptions(), ...(values["inject-image"] ? { image: values["inject-image"] } : {}), ...(values["native-sidecars"] === "false" ? { native: false } : {}) } }
+          : undefined,
       });
       closeOnSignals(cp);
       return -1;
+    }
+    case "inject": {
+      const { values } = parseArgs({ args: rest, options: { filename: { type: "string", short: "f" }, output: { type: "string", short: "o" }, image: { type: "string" }, "control-plane": { type: "string" }, "native-sidecars": { type: "string" } } });
+      if (!values.filename) fail("inject needs -f FILE (a YAML file of Kubernetes objects; - for standard input)");
+      const { kubeInject } = await import("./control-plane/injector/kube-inject.js");
+      const { defaultInjectOptions } = await import("./control-plane/injector/inject.js");
+      const { readFileSync, writeFileSync } = await import("node:fs");
+      const d = defaultInjectOptions();
+      const native = values["native-sidecars"] === undefined ? d.native : values["native-sidecars"] !== "false";
+      const text = readFileSync(values.filename === "-" ? 0 : values.filename, "utf8");
+      const out = kubeInject(text, values.filename, { ...d, image: values.image ?? d.image, controlPlane: values["control-plane"] ?? d.controlPlane, native }, (line) => process.stderr.write(`${line}\n`));
+      if (values.output) writeFileSync(values.output, out);
+      else process.stdout.write(out);
+      return 0;
+    }
+    case "wait": {
+      const { values } = parseArgs({ args: rest, options: { url: { type: "string" }, timeout: { type: "string" } } });
+      const { waitUntilReady } = await import("./proxy/wait.js");
+      return waitUntilReady(values.url ?? "http://127.0.0.1:15021/healthz/ready", Number(values.timeout ?? 60) * 1000, (line) => process.stderr.write(`${line}\n`));
     }
     case "iptables": {
       const { runIptables } = await import("./capture/command.js");

@@ -19,6 +19,8 @@ import { CertificateAuthority } from "./ca/authority.js";
 import { ISTIOD_NAME, registerCertificateService, type Authenticator } from "./ca/ca-service.js";
 import type { FSWatcher } from "node:fs";
 import type { KubeConfig } from "@kubernetes/client-node";
+import type { InjectOptions } from "./injector/inject.js";
+import { startInjectionWebhook } from "./injector/webhook.js";
 
 export interface ControlPlaneOptions extends MeshPaths {
   /** gRPC xDS, plaintext (istiod: 15010); 0 picks a free port. */
@@ -34,6 +36,11 @@ export interface ControlPlaneOptions extends MeshPaths {
    * directory (a plug-in CA's files, or where a self-signed root is kept), and who may ask for which identity.
    */
   ca?: { dir: string; trustDomain?: string; address: string; port: number; authenticate?: Authenticator };
+  /**
+   * The injection webhook (istiod's /inject on 15017), over TLS with a certificate from the CA (so only with `ca`),
+   * giving pods the sidecar inject.ts shapes.
+   */
+  injector?: { address: string; port: number; options: InjectOptions };
   debounce?: DebounceOptions;
   log?: Logger;
 }
@@ -42,6 +49,8 @@ export interface ControlPlane {
   xdsPort: number;
   /** ADS and the certificate API over TLS (with `ca`). */
   securePort: number | undefined;
+  /** The injection webhook's port (with `injector`). */
+  webhookPort: number | undefined;
   ca: CertificateAuthority | undefined;
   monitoringPort: number;
   ads: AdsServer;
@@ -114,6 +123,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     securePort = await new Promise<number>((resolve, reject) => secure!.bindAsync(`${address}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))));
     log.info(`control plane: CA (${options.ca.dir}, trust domain ${ca.trustDomain}) and xDS over TLS on ${address}:${securePort}`);
   }
+  if (options.injector && !ca) throw new MeshLoadError("the injection webhook serves TLS with a certificate from the CA: give the CA a directory too");
 
   const reload = async (since: number): Promise<void> => {
     const result = loadMesh(paths);
@@ -153,10 +163,28 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     monitoring.listen(options.monitoringPort, options.monitoringAddress, () => resolve((monitoring.address() as AddressInfo).port));
   });
   log.info(`control plane: xDS on ${options.xdsAddress}:${xdsPort}, monitoring on ${options.monitoringAddress}:${monitoringPort}`);
+  let webhook: Awaited<ReturnType<typeof startInjectionWebhook>> | undefined;
+  if (options.injector && ca) {
+    const serving = await ca.servingCertificate([ISTIOD_NAME, "istiod.istio-system", "istiod", "localhost"]);
+    const counters = { injected: metrics.injectionSuccess, skipped: metrics.injectionSkips, error: metrics.injectionFailures };
+    webhook = await startInjectionWebhook({
+      address: options.injector.address,
+      port: options.injector.port,
+      ...serving,
+      inject: options.injector.options,
+      namespaceLabels: (ns) => mesh.snapshot.kube.namespaces.find((n) => n.name === ns)?.labels,
+      reviewed: (result) => {
+        metrics.injectionRequests.inc();
+        counters[result].inc();
+      },
+    });
+    log.info(`control plane: injection webhook on https://${options.injector.address}:${webhook.port}/inject`);
+  }
 
   return {
     xdsPort,
     securePort,
+    webhookPort: webhook?.port,
     ca,
     monitoringPort,
     ads,
@@ -171,6 +199,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       monitoring.closeAllConnections();
       server.forceShutdown();
       secure?.forceShutdown();
+      webhook?.server.closeAllConnections();
+      await new Promise<void>((resolve) => (webhook ? webhook.server.close(() => resolve()) : resolve()));
     },
   };
 }

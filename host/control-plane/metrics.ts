@@ -22,6 +22,11 @@ export class ControlPlaneMetrics {
   readonly certsIssued = new Counter({ name: "citadel_server_success_cert_issuance_count", help: "The number of certificates issuances that have succeeded.", registers: [this.registry] });
   readonly authnErrors = new Counter({ name: "citadel_server_authentication_failure_count", help: "The number of authentication failures.", registers: [this.registry] });
   readonly csrErrors = new Counter({ name: "citadel_server_csr_parsing_err_count", help: "The number of errors occurred when parsing the CSR.", registers: [this.registry] });
+  /** istiod's injection webhook metrics (pkg/kube/inject/monitoring.go). */
+  readonly injectionRequests = new Counter({ name: "sidecar_injection_requests_total", help: "Total number of sidecar injection requests.", registers: [this.registry] });
+  readonly injectionSuccess = new Counter({ name: "sidecar_injection_success_total", help: "Total number of successful sidecar injection requests.", registers: [this.registry] });
+  readonly injectionSkips = new Counter({ name: "sidecar_injection_skip_total", help: "Total number of skipped sidecar injection requests.", registers: [this.registry] });
+  readonly injectionFailures = new Counter({ name: "sidecar_injection_failure_total", help: "Total number of failed sidecar injection requests.", registers: [this.registry] });
   readonly internalErrors = new Counter({ name: "pilot_total_xds_internal_errors", help: "Total number of internal XDS errors in pilot.", registers: [this.registry] });
   readonly pushTriggers = new Counter({ name: "pilot_push_triggers", help: "Total number of times a push was triggered, labeled by reason for the push.", labelNames: ["type"], registers: [this.registry] });
   readonly inboundUpdates = new Counter({ name: "pilot_inbound_updates", help: "Total number of updates received by pilot.", labelNames: ["type"], registers: [this.registry] });

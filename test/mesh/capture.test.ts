@@ -191,8 +191,11 @@ describe.skipIf(skip !== undefined)("transparent capture between two pods (netwo
     // Without a sidecar listening on 15001 the redirected connection has nowhere to go: why the app must wait.
     expect((await getFromA("http://reviews:9080/too-early")).error).toBe("ECONNREFUSED");
     sidecarA = sidecar("a", A, sidecarSettings("productpage", REVIEWS));
-    // The native sidecar's startup probe: the app container starts once 15021 answers ready.
-    await eventually(() => ready(A), 20_000, () => `pod A's sidecar to be ready:\n${sidecarA.output()}`);
+    // The native sidecar's startup probe, or classic mode's postStart `instio wait`: the app starts once 15021 answers ready.
+    const wait = start(A, [process.execPath, CLI, "wait", "--timeout", "20"]);
+    const waited = await new Promise<number | null>((resolve) => wait.once("exit", resolve));
+    expect(waited, `instio wait: ${wait.output()}\n${sidecarA.output()}`).toBe(0);
+    expect(ready(A)).toBe(true);
     const first = await getFromA("http://reviews:9080/first");
     expect(first.status).toBe(200);
   });
