@@ -12,11 +12,14 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { looksLikeHttp } from "../../host/listeners/listener-capture.js";
 import { captureUnavailable } from "../../host/listeners/original-destination.js";
 import { CLI } from "../support/child-proxy.js";
 import { eventually } from "../support/mesh.js";
 import { parseExposition } from "../support/prometheus.js";
+import "../support/fast-check-seed.js";
 
 const SUFFIX = `${process.pid % 10000}`;
 const A = `instio-a-${SUFFIX}`;
@@ -25,6 +28,10 @@ const B = `instio-b-${SUFFIX}`;
 const NET = `10.${200 + (process.pid % 50)}.${process.pid % 250}`;
 const A_IP = `${NET}.1`;
 const B_IP = `${NET}.2`;
+/** The control plane's own namespace, linked to each pod by a veth pair of its own (two more /24s). */
+const CP = `instio-cp-${SUFFIX}`;
+const NET_A = `10.${200 + (process.pid % 50)}.${(process.pid + 1) % 250}`;
+const NET_B = `10.${200 + (process.pid % 50)}.${(process.pid + 2) % 250}`;
 /** The injector's capture flags, plus one outbound port (A) and one inbound port (B) left alone. */
 const INJECTED = ["-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*", "-x", "", "-b", "*"];
 
@@ -87,7 +94,7 @@ function app(ns: string, code: string): Promise<unknown> {
 /** A plain HTTP GET from pod A's app (node:http, no proxy settings). */
 const getFromA = (url: string): Promise<{ status?: number; body?: { remote: string; headers: Record<string, string>; url: string }; error?: string }> =>
   app(A, `import http from "node:http";
-http.get(${JSON.stringify(url)}, (res) => { let b = ""; res.on("data", (c) => (b += c)); res.on("end", () => console.log(JSON.stringify({ status: res.statusCode, body: JSON.parse(b) }))); })
+http.get(${JSON.stringify(url)}, (res) => { let b = ""; res.on("data", (c) => (b += c)); res.on("end", () => { let body; try { body = JSON.parse(b); } catch { body = { text: b, headers: res.headers }; } console.log(JSON.stringify({ status: res.statusCode, body })); }); })
   .on("error", (e) => console.log(JSON.stringify({ error: e.code ?? e.message })));`) as never;
 
 /** Pod B's app: HTTP on 9080 and 7777 answering with what it saw; a TCP echo on 5000 prefixed with the peer's address. */
@@ -95,7 +102,7 @@ const B_APP = `import http from "node:http"; import net from "node:net";
 const answer = (req, res) => { const delay = req.url.startsWith("/slow") ? 400 : 0; setTimeout(() => res.end(JSON.stringify({ remote: req.socket.remoteAddress, headers: req.headers, url: req.url })), delay); };
 http.createServer(answer).listen(9080, "0.0.0.0");
 http.createServer(answer).listen(7777, "0.0.0.0");
-net.createServer((s) => s.on("data", (d) => s.write(s.remoteAddress + " " + d))).listen(5000, "0.0.0.0");
+net.createServer((s) => s.on("data", (d) => s.write(s.remoteAddress + " " + d)).on("error", () => {})).listen(5000, "0.0.0.0");
 console.log("listening");`;
 
 function sidecarSettings(pod: string, extra = ""): string {
@@ -148,7 +155,7 @@ const metrics = (ns: string) => parseExposition(inNs(ns, ["curl", "-s", "http://
 let sidecarA: ChildProcess & { output: () => string };
 let sidecarB: ChildProcess & { output: () => string };
 
-describe.skipIf(skip !== undefined)("transparent capture between two pods (network namespaces, iptables, UID 1337)", () => {
+describe.skipIf(skip !== undefined)("two pods in network namespaces behind instio iptables, sidecars as UID 1337", () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "instio-capture-"));
     chmodSync(dir, 0o755); // the sidecars run as 1337
@@ -176,7 +183,7 @@ describe.skipIf(skip !== undefined)("transparent capture between two pods (netwo
 
   afterAll(async () => {
     for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
-    for (const ns of [A, B]) {
+    for (const ns of [A, B, CP]) {
       try {
         run("ip", ["netns", "del", ns]);
       } catch {
@@ -186,6 +193,8 @@ describe.skipIf(skip !== undefined)("transparent capture between two pods (netwo
     rmSync(`/etc/netns/${A}`, { recursive: true, force: true });
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
+
+  describe("transparent capture, sidecars configured from files", () => {
 
   it("starts the sidecar before the app: with the rules in place and no sidecar, the app's call is refused; once the sidecar is ready, the first call succeeds", { timeout: 40_000 }, async () => {
     // Without a sidecar listening on 15001 the redirected connection has nowhere to go: why the app must wait.
@@ -239,6 +248,31 @@ s.on("error", (e) => console.log(JSON.stringify("error " + e.code)));`);
     expect(metrics(A).sum("istio_requests_total", { reporter: "source" })).toBe(before);
   });
 
+  it("survives hostile bytes on captured connections (HTTP and other ports), and keeps serving", { timeout: 40_000 }, async () => {
+    const payload = fc.oneof(
+      fc.uint8Array({ minLength: 1, maxLength: 400 }).map((b) => Buffer.from(b)),
+      fc.string({ maxLength: 120 }).map((t) => Buffer.from(`GET /${t} HTTP/1.1\r\nhost: reviews\r\n\r\n`, "latin1")),
+      fc.constantFrom("GET", "POST /x HTTP/1.1\r\ncontent-length: 99\r\n\r\nab", "\x16\x03\x01\x02\x00", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "G").map((t) => Buffer.from(t, "latin1")),
+    );
+    const cases = fc.sample(fc.tuple(payload, fc.constantFrom(9080, 5000, 6000, 9999)), { numRuns: 80 }).map(([bytes, port]) => ({ port, data: bytes.toString("base64") }));
+    const sent = await app(A, `import net from "node:net";
+const cases = ${JSON.stringify(cases)};
+let closed = 0;
+await Promise.all(cases.map((c) => new Promise((resolve) => {
+  const s = net.connect(c.port, "${B_IP}", () => s.end(Buffer.from(c.data, "base64")));
+  s.on("data", () => {}); s.on("error", () => resolve()); s.on("close", () => { closed++; resolve(); });
+  s.setTimeout(3000, () => { s.destroy(); resolve(); });
+})));
+console.log(JSON.stringify(closed));`);
+    expect(typeof sent).toBe("number");
+    expect(sidecarA.exitCode).toBeNull();
+    expect(sidecarB.exitCode).toBeNull();
+    const r = await getFromA("http://reviews:9080/after-the-fuzz");
+    expect(r.status, `${JSON.stringify(r)}\nA: ${sidecarA.output()}\nB: ${sidecarB.output()}`).toBe(200);
+    expect(sidecarA.output()).not.toMatch(/internal error/);
+    expect(sidecarB.output()).not.toMatch(/internal error/);
+  });
+
   it("keeps the sidecar serving the app's calls in flight when the app stops, then exits after it (native sidecar order)", { timeout: 30_000 }, async () => {
     // A Job-style app: calls in a loop; on SIGTERM it finishes the calls in flight and exits with its tally.
     const job = start(A, [process.execPath, "--input-type=module", "-e", `import http from "node:http";
@@ -264,4 +298,90 @@ console.log("calling");`]);
     process.kill(sidecarA.pid!, "SIGTERM");
     expect(await sidecarExit).toBe(0);
   });
+  });
+
+  describe("injected pods: sidecars run as the injector writes them, configured by the control plane, mTLS between them", () => {
+  let cpDir: string;
+  let a: ChildProcess & { output: () => string };
+  let b: ChildProcess & { output: () => string };
+  let cp: ChildProcess & { output: () => string };
+
+  /** The injected instio-proxy's command line (inject.ts), the control plane reached at `cpIp`, and the pod's environment. */
+  function injectedSidecar(ns: string, cpIp: string, pod: { name: string; ip: string; account: string; app: string }): ChildProcess & { output: () => string } {
+    const token = join(cpDir, `${pod.account}.token`);
+    return start(ns, ["env", `POD_NAME=${pod.name}`, "POD_NAMESPACE=default", `INSTANCE_IP=${pod.ip}`, `SERVICE_ACCOUNT=${pod.account}`, `ISTIO_METAJSON_LABELS={"app":"${pod.app}","version":"v1","security.istio.io/tlsMode":"istio"}`,
+      process.execPath, CLI, "proxy", "--xds", `${cpIp}:15010`, "--ca", `${cpIp}:15012`, "--capture", "--ca-root", join(cpDir, "ca", "root-cert.pem"), "--token", token], true);
+  }
+
+  beforeAll(async () => {
+    // The earlier sidecars are gone (the last test above stopped A's; B's is stopped here).
+    sidecarB?.kill("SIGKILL");
+    cpDir = join(dir, "control-plane");
+    mkdirSync(join(cpDir, "kube"), { recursive: true });
+    mkdirSync(join(cpDir, "ca"), { recursive: true });
+    writeFileSync(join(cpDir, "kube", "bookinfo.yaml"), KUBE);
+    writeFileSync(join(cpDir, "tokens.yaml"), "tokens:\n- {token: productpage-token-0123456789, namespace: default, serviceAccount: bookinfo-productpage}\n- {token: reviews-token-0123456789, namespace: default, serviceAccount: bookinfo-reviews}\n");
+    writeFileSync(join(cpDir, "bookinfo-productpage.token"), "productpage-token-0123456789\n");
+    writeFileSync(join(cpDir, "bookinfo-reviews.token"), "reviews-token-0123456789\n");
+    run("ip", ["netns", "add", CP]);
+    inNs(CP, ["ip", "link", "set", "lo", "up"]);
+    for (const [ns, net, tag] of [[A, NET_A, "a"], [B, NET_B, "b"]] as const) {
+      const [pod, cp] = [`c${tag}p${SUFFIX}`, `c${tag}c${SUFFIX}`];
+      run("ip", ["link", "add", pod, "type", "veth", "peer", "name", cp]);
+      run("ip", ["link", "set", pod, "netns", ns]);
+      run("ip", ["link", "set", cp, "netns", CP]);
+      inNs(ns, ["ip", "addr", "add", `${net}.1/24`, "dev", pod]);
+      inNs(ns, ["ip", "link", "set", pod, "up"]);
+      inNs(CP, ["ip", "addr", "add", `${net}.2/24`, "dev", cp]);
+      inNs(CP, ["ip", "link", "set", cp, "up"]);
+    }
+    cp = start(CP, [process.execPath, CLI, "control-plane", "--kube-dir", join(cpDir, "kube"), "--ca-dir", join(cpDir, "ca"), "--ca-tokens", join(cpDir, "tokens.yaml")]);
+    await eventually(() => cp.output().includes("injection webhook on"), 20_000, () => `the control plane:\n${cp.output()}`);
+    b = injectedSidecar(B, `${NET_B}.2`, { name: "reviews-v1", ip: B_IP, account: "bookinfo-reviews", app: "reviews" });
+    a = injectedSidecar(A, `${NET_A}.2`, { name: "productpage-v1", ip: A_IP, account: "bookinfo-productpage", app: "productpage" });
+    await eventually(() => ready(A) && ready(B), 30_000, () => `both sidecars ready:\nA: ${a.output()}\nB: ${b.output()}`);
+  }, 60_000);
+
+  it("carries the plain client's request over mTLS between the sidecars, each knowing the other's identity", async () => {
+    const r = await getFromA("http://reviews:9080/reviews/mtls");
+    expect(r.status, `${JSON.stringify(r)}\nCP: ${cp.output()}\nA: ${a.output()}\nB: ${b.output()}\nA stats: ${inNs(A, ["curl", "-s", "http://127.0.0.1:15090/stats/prometheus"]).split("\n").filter((l) => l.startsWith("istio_requests_total")).join("\n")}\nB stats: ${inNs(B, ["curl", "-s", "http://127.0.0.1:15090/stats/prometheus"]).split("\n").filter((l) => l.startsWith("istio_requests_total") || l.startsWith("instio_inbound")).join("\n")}`).toBe(200);
+    expect(r.body!.remote).toBe("127.0.0.6");
+    await eventually(() => metrics(B).find("istio_requests_total", { reporter: "destination", connection_security_policy: "mutual_tls", source_principal: "spiffe://cluster.local/ns/default/sa/bookinfo-productpage", response_code: "200" }).length === 1, 5000, () => `pod B's mTLS series:\n${inNs(B, ["curl", "-s", "http://127.0.0.1:15090/stats/prometheus"]).split("\n").filter((l) => l.startsWith("istio_requests_total")).join("\n")}`);
+    expect(metrics(A).find("istio_requests_total", { reporter: "source", destination_principal: "spiffe://cluster.local/ns/default/sa/bookinfo-reviews", response_code: "200" })).toHaveLength(1);
+  });
+  });
 });
+
+describe("telling HTTP/1.x from other bytes on a captured connection (Envoy's http_inspector)", () => {
+  it("says HTTP for request lines of any method, and not for TLS, HTTP/2's preface or binary bytes", () => {
+    for (const line of ["GET / HTTP/1.1", "POST /x HTTP/1.1", "M-SEARCH * HTTP/1.1", "PROPFIND /", "GE"]) expect(looksLikeHttp(Buffer.from(line)), line).toBe(true);
+    for (const bytes of ["\x16\x03\x01", "get / HTTP/1.1", " GET", "\x00\x01", "SSH-2.0-OpenSSH", "VERYLONGMETHODNAMEOVER16 /"]) expect(looksLikeHttp(Buffer.from(bytes, "latin1")), bytes).toBe(false);
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 64 }), (b) => typeof looksLikeHttp(Buffer.from(b)) === "boolean"));
+  });
+});
+
+/** The Kubernetes objects the control plane watches: reviews (pod B) and productpage (pod A), both injected (tlsMode istio). */
+const KUBE = `apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec: {clusterIP: 10.96.0.20, selector: {app: reviews}, ports: [{name: http, port: 9080}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reviews-v1, namespace: default, labels: {app: reviews, version: v1, security.istio.io/tlsMode: istio}}
+spec: {serviceAccountName: bookinfo-reviews}
+status: {podIP: ${B_IP}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: productpage-v1, namespace: default, labels: {app: productpage, version: v1, security.istio.io/tlsMode: istio}}
+spec: {serviceAccountName: bookinfo-productpage}
+status: {podIP: ${A_IP}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: reviews-1, namespace: default, labels: {kubernetes.io/service-name: reviews}}
+addressType: IPv4
+ports: [{name: http, port: 9080}]
+endpoints: [{addresses: ["${B_IP}"], conditions: {ready: true}, targetRef: {kind: Pod, name: reviews-v1, namespace: default}}]
+`;

@@ -79,8 +79,12 @@ export function envoyCluster(c: ClusterInfo, generator: Generator, problems: Con
   }
   const tls = p.tls;
   if (tls?.mode === "ISTIO_MUTUAL") {
-    problems.push({ file: "<control-plane>", line: 1, column: 1, path: "", severity: "error", message: `${c.name}: ISTIO_MUTUAL is not sent over xDS yet (the workload certificate needs SDS); the cluster is left out` });
-    return undefined;
+    if (generator === "grpc") {
+      problems.push({ file: "<control-plane>", line: 1, column: 1, path: "", severity: "error", message: `${c.name}: ISTIO_MUTUAL for proxyless gRPC needs certificate providers, which are not sent yet; the cluster is left out` });
+      return undefined;
+    }
+    cluster.transport_socket = { name: "envoy.transport_sockets.tls", typed_config: packAny(UPSTREAM_TLS_TYPE, istioMutualTls(tls, c)) };
+    return cluster;
   }
   if (tls && tls.mode !== "DISABLE") {
     if (tls.key) {
@@ -156,6 +160,34 @@ function upstreamTls(tls: NonNullable<ClusterInfo["policy"]["tls"]>, host: strin
   }
   return { sni: tls.sni ?? host, common_tls_context: context };
 }
+
+/**
+ * ISTIO_MUTUAL as istiod writes it (cluster_tls.go): the workload certificate and the mesh's root by SDS (secrets
+ * "default" and "ROOTCA" from the sidecar's own sds-grpc), the destination's identities to match, Istio's SNI and
+ * ALPN. No key leaves the control plane: the sidecar binds the secrets to the certificate it keeps.
+ */
+function istioMutualTls(tls: NonNullable<ClusterInfo["policy"]["tls"]>, c: ClusterInfo): Json {
+  const sds = (name: string): Json => ({
+    name,
+    sds_config: { api_config_source: { api_type: "GRPC", set_node_on_first_message_only: true, transport_api_version: "V3", grpc_services: [{ envoy_grpc: { cluster_name: SDS_CLUSTER } }] }, initial_fetch_timeout: { seconds: 0 }, resource_api_version: "V3" },
+  });
+  return {
+    sni: tls.sni ?? c.host,
+    common_tls_context: {
+      tls_certificate_sds_secret_configs: [sds(SDS_WORKLOAD_SECRET)],
+      combined_validation_context: {
+        default_validation_context: { match_typed_subject_alt_names: tls.subjectAltNames.map((san) => ({ san_type: "URI", matcher: { exact: san } })) },
+        validation_context_sds_secret_config: sds(SDS_ROOT_SECRET),
+      },
+      alpn_protocols: c.http2 ? ["istio-h2", "istio", "h2"] : ["istio-http/1.1", "istio", "http/1.1"],
+    },
+  };
+}
+
+/** Istio's SDS names: the cluster Envoy's bootstrap points at the agent, and the two secrets it asks for. */
+export const SDS_CLUSTER = "sds-grpc";
+export const SDS_WORKLOAD_SECRET = "default";
+export const SDS_ROOT_SECRET = "ROOTCA";
 
 /** Istio's cluster metadata: the service it is for (istio.services[]{host,name,namespace}), which the stats read. */
 function clusterMetadata(c: ClusterInfo): Json {

@@ -10,6 +10,7 @@ import { HTTP_PROTOCOL_OPTIONS, INSTIO_METADATA } from "../generate/clusters.js"
 import { structToJson, TYPE_PREFIX } from "../protos.js";
 import { MAX_PEM_BYTES, readBounded } from "../../config/files.js";
 import { createSecureContext } from "node:tls";
+import { SDS_CLUSTER, SDS_ROOT_SECRET, SDS_WORKLOAD_SECRET } from "../generate/clusters.js";
 import { MessageReader, Unsupported } from "./reader.js";
 
 const HTTP_PROTOCOL_OPTIONS_TYPE = `${TYPE_PREFIX}${HTTP_PROTOCOL_OPTIONS}`;
@@ -257,6 +258,7 @@ function readOutlierDetection(r: MessageReader): Required<OutlierDetectionModel>
 function readUpstreamTls(r: MessageReader): UpstreamTlsModel {
   const sni = r.str("sni");
   const common = r.obj("common_tls_context");
+  if (common?.has("tls_certificate_sds_secret_configs")) return readIstioMutual(r, common, sni);
   let ca: Buffer | undefined;
   let cert: Buffer | undefined;
   let key: Buffer | undefined;
@@ -299,6 +301,52 @@ function readUpstreamTls(r: MessageReader): UpstreamTlsModel {
   }
   r.done();
   return { mode: cert ? "MUTUAL" : "SIMPLE", ca, cert, key, sni, subjectAltNames, insecureSkipVerify };
+}
+
+/**
+ * istiod's ISTIO_MUTUAL: the certificate and root by SDS ("default" and "ROOTCA" from sds-grpc), which Envoy's
+ * agent serves from the workload certificate; instio binds both to the workload certificate it keeps itself (the
+ * pools read it at each connection). Other secret names or SDS servers are refused: instio has no SDS client.
+ */
+function readIstioMutual(r: MessageReader, common: MessageReader, sni: string | undefined): UpstreamTlsModel {
+  const secret = (s: MessageReader, name: string): void => {
+    const got = s.str("name");
+    if (got !== name) s.fail("name", `only the workload's own SDS secrets ("${SDS_WORKLOAD_SECRET}", "${SDS_ROOT_SECRET}") are supported, got "${got ?? ""}"`);
+    const source = s.obj("sds_config");
+    const api = source?.obj("api_config_source");
+    const clusters = api?.list("grpc_services").map((g) => {
+      const envoy = g.obj("envoy_grpc");
+      const name = envoy?.str("cluster_name");
+      envoy?.done();
+      g.done();
+      return name;
+    });
+    if (!clusters || clusters.length !== 1 || clusters[0] !== SDS_CLUSTER) s.fail("sds_config", `secrets come from the sidecar's own ${SDS_CLUSTER} only`);
+    api?.accept("api_type", "set_node_on_first_message_only", "transport_api_version").done();
+    source?.accept("initial_fetch_timeout", "resource_api_version").done();
+    s.done();
+  };
+  const certificates = common.list("tls_certificate_sds_secret_configs");
+  if (certificates.length !== 1) common.fail("tls_certificate_sds_secret_configs", "one workload certificate is supported");
+  secret(certificates[0]!, SDS_WORKLOAD_SECRET);
+  const combined = common.obj("combined_validation_context") ?? common.fail("combined_validation_context", "ISTIO_MUTUAL verifies the peer against the mesh's root (ROOTCA)");
+  secret(combined.obj("validation_context_sds_secret_config") ?? combined.fail("validation_context_sds_secret_config", `the root comes from SDS secret ${SDS_ROOT_SECRET}`), SDS_ROOT_SECRET);
+  const validation = combined.obj("default_validation_context");
+  const subjectAltNames = (validation?.list("match_typed_subject_alt_names") ?? []).map((m) => {
+    m.accept("san_type");
+    const matcher = m.obj("matcher") ?? m.fail("matcher", "a SAN matcher needs a matcher");
+    const exact = matcher.str("exact") ?? matcher.fail("exact", "only exact SAN matches are supported");
+    matcher.done();
+    m.done();
+    return exact;
+  });
+  validation?.done();
+  combined.done();
+  // Istio's ALPN for a sidecar calling a sidecar, which instio's pools send for ISTIO_MUTUAL anyway.
+  common.accept("alpn_protocols");
+  common.done();
+  r.done();
+  return { mode: "ISTIO_MUTUAL", ca: undefined, cert: undefined, key: undefined, sni, subjectAltNames, insecureSkipVerify: false };
 }
 
 const SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
