@@ -4,7 +4,7 @@
 // of proxy (namespace, labels, generator) and mesh version.
 
 import { createHash } from "node:crypto";
-import { compile, withEndpointsFrom } from "../config/compile.js";
+import { compile, withEndpointsFrom, type CompiledConfig } from "../config/compile.js";
 import type { ConfigDiagnostic } from "../config/diagnostics.js";
 import { readModel } from "../config/istio.js";
 import type { ConfigModel } from "../config/model.js";
@@ -113,6 +113,9 @@ function selectorKeys(model: ConfigModel): Set<string> {
   };
   for (const s of model.sidecars) add(s.workloadSelector);
   for (const g of model.gateways) add(g.selector);
+  // A workload's security policies are part of its config (auto mTLS reads PeerAuthentication too).
+  for (const p of model.peerAuthentications) add(p.selector);
+  for (const p of model.authorizationPolicies) add(p.selector);
   for (const vs of model.virtualServices) {
     for (const route of vs.http) for (const m of route.matches) add(m.sourceLabels);
     for (const route of [...vs.tcp, ...vs.tls]) for (const m of route.matches) add(m.sourceLabels);
@@ -182,6 +185,7 @@ export class Mesh {
       const config = compile(classModel, undefined, { everyCluster: true, digests: false });
       resources = new ProxyResources(config, node.generator, this.encoded);
       resources.diagnostics.unshift(...config.diagnostics.filter((d) => d.severity === "error"));
+      if (node.generator === "sidecar") resources.diagnostics.push(...unenforcedInboundPolicies(config, model, node.namespace));
     }
     if (node.generator === "sidecar") {
       // Only the current version is ever diffed against: the chain stops here.
@@ -191,4 +195,23 @@ export class Mesh {
     this.byClass.set(key, resources);
     return resources;
   }
+}
+
+/**
+ * The security policies that select a sidecar which this control plane cannot make it enforce yet: no inbound
+ * listeners are sent over xDS (istiod's inbound chains with RBAC), so a sidecar fed by xDS serves its inbound port
+ * PERMISSIVE and authorizes every caller. Said at each policy, when the proxy connects, rather than left silent.
+ */
+function unenforcedInboundPolicies(config: CompiledConfig, model: ConfigModel, namespace: string): ConfigDiagnostic[] {
+  const out: ConfigDiagnostic[] = [];
+  const why = "the control plane sends no inbound listeners yet, so a sidecar it configures does not enforce it";
+  for (const p of config.inboundSecurity.authorization) out.push({ ...p.source, path: "spec", severity: "warning", message: `AuthorizationPolicy ${p.namespace}/${p.name} selects this workload, but ${why}` });
+  const m = config.inboundSecurity.mtls;
+  if (m.mode !== "PERMISSIVE" || m.ports.some(([, mode]) => mode !== "PERMISSIVE")) {
+    for (const pa of model.peerAuthentications) {
+      if (pa.namespace !== namespace && pa.namespace !== model.settings.rootNamespace) continue;
+      out.push({ ...pa.source, path: "spec.mtls", severity: "warning", message: `PeerAuthentication ${pa.namespace}/${pa.name} makes this workload's mTLS ${m.mode}, but ${why} (it accepts mTLS and plaintext)` });
+    }
+  }
+  return out;
 }

@@ -349,6 +349,11 @@ console.log("calling");`]);
     await eventually(() => metrics(B).find("istio_requests_total", { reporter: "destination", connection_security_policy: "mutual_tls", source_principal: "spiffe://cluster.local/ns/default/sa/bookinfo-productpage", response_code: "200" }).length === 1, 5000, () => `pod B's mTLS series:\n${inNs(B, ["curl", "-s", "http://127.0.0.1:15090/stats/prometheus"]).split("\n").filter((l) => l.startsWith("istio_requests_total")).join("\n")}`);
     expect(metrics(A).find("istio_requests_total", { reporter: "source", destination_principal: "spiffe://cluster.local/ns/default/sa/bookinfo-reviews", response_code: "200" })).toHaveLength(1);
   });
+
+    it("says, at the policy, that a sidecar it configures does not enforce inbound policies yet (no silent no-op)", () => {
+      expect(cp.output()).toMatch(/ads: reviews-v1\.default: .*bookinfo\.yaml:\d+:\d+: warning: spec: AuthorizationPolicy default\/reviews-viewers selects this workload, but the control plane sends no inbound listeners yet/);
+      expect(cp.output()).not.toMatch(/ads: productpage-v1\.default: .*reviews-viewers/);
+    });
   });
 });
 
@@ -384,4 +389,11 @@ metadata: {name: reviews-1, namespace: default, labels: {kubernetes.io/service-n
 addressType: IPv4
 ports: [{name: http, port: 9080}]
 endpoints: [{addresses: ["${B_IP}"], conditions: {ready: true}, targetRef: {kind: Pod, name: reviews-v1, namespace: default}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews-viewers, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  rules: [{from: [{source: {principals: [cluster.local/ns/default/sa/bookinfo-productpage]}}]}]
 `;
