@@ -3,10 +3,11 @@
 //
 // Loading parses a few hundred .proto files: done once per process, on first use.
 
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, isAbsolute, join } from "node:path";
 import protobuf from "protobufjs";
+import { packageFile } from "../package-root.js";
 
 export const TYPE_PREFIX = "type.googleapis.com/";
 
@@ -49,9 +50,29 @@ const PROTO_FILES = [
 
 let loaded: protobuf.Root | undefined;
 
+/**
+ * Where `npm run build` writes the parsed root (build/envoy-protos.json): loading it takes a few milliseconds where
+ * parsing the .proto files takes about a second per process and worker, and the single binary carries it instead of
+ * @grpc/grpc-js-xds's proto tree.
+ */
+export const PROTOS_JSON = "build/envoy-protos.json";
+
 /** The root holding every Envoy type instio reads or writes. */
 export function envoyProtos(): protobuf.Root {
   if (loaded) return loaded;
+  try {
+    const json = JSON.parse(readFileSync(packageFile(PROTOS_JSON), "utf8")) as protobuf.INamespace;
+    loaded = protobuf.Root.fromJSON(json);
+    loaded.resolveAll();
+    return loaded;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  return (loaded = parseEnvoyProtos());
+}
+
+/** Envoy's protos parsed from the .proto files @grpc/grpc-js-xds ships (the build writes the result as JSON). */
+export function parseEnvoyProtos(): protobuf.Root {
   const require = createRequire(import.meta.url);
   const deps = join(dirname(require.resolve("@grpc/grpc-js-xds/package.json")), "deps");
   const includeDirs = ["envoy-api", "xds", "googleapis", "protoc-gen-validate"].map((d) => join(deps, d));
@@ -75,7 +96,7 @@ export function envoyProtos(): protobuf.Root {
   };
   root.loadSync(PROTO_FILES, { keepCase: true });
   root.resolveAll();
-  return (loaded = root);
+  return root;
 }
 
 /** The protobuf type of a full name ("envoy.config.listener.v3.Listener") or a type URL. */
