@@ -4,11 +4,12 @@
 
 import { createServer, type Server } from "node:http";
 import { fileURLToPath } from "node:url";
+import { packageFile } from "./package-root.js";
 import { loadConfigPath, requireConfig } from "./config/load.js";
 import { logDiagnostics } from "./config/watch.js";
 import { startProxy } from "./proxy/server.js";
 
-export const QUICKSTART_CONFIG = fileURLToPath(new URL(import.meta.url.includes("/dist/") ? "../../examples/quickstart/" : "../examples/quickstart/", import.meta.url));
+export const QUICKSTART_CONFIG = fileURLToPath(packageFile("examples/quickstart/"));
 
 const DEMO_SERVICES = [
   { service: "reviews", version: "v1", port: 19081 },

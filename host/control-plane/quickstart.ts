@@ -13,6 +13,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { packageFile } from "../package-root.js";
 import * as grpc from "@grpc/grpc-js";
 import { startControlPlane } from "./control-plane.js";
 import { defaultSettings } from "../config/settings.js";
@@ -20,7 +21,7 @@ import { startProxy } from "../proxy/server.js";
 import { nodeIdentity } from "../xds/node-identity.js";
 import { xdsStartingConfig } from "../xds/starting-config.js";
 
-const EXAMPLE = fileURLToPath(new URL(import.meta.url.includes("/dist/") ? "../../../examples/mesh-quickstart/" : "../../examples/mesh-quickstart/", import.meta.url));
+const EXAMPLE = fileURLToPath(packageFile("examples/mesh-quickstart/"));
 
 /** The pods of examples/mesh-quickstart/kube/reviews.yaml, on the ports its EndpointSlices name. */
 const PODS = [

@@ -12,6 +12,8 @@
 
 import { Readable } from "node:stream";
 import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+import { packageFile, seaRoot } from "../package-root.js";
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from "uWebSockets.js";
 import { headerValue, type Downstream, type DownstreamEvents } from "./downstream.js";
 import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
@@ -33,7 +35,8 @@ export function loadUws(): { uws: UwsModule | undefined; reason: string } {
     warned += args.join(" ");
   };
   try {
-    const uws = require("uWebSockets.js") as UwsModule;
+    // The single binary carries the one native binary this platform needs (its package picks it by the same name).
+    const uws = (seaRoot() ? require(fileURLToPath(packageFile(`uws/uws_${process.platform}_${process.arch}_${process.versions.modules}.node`))) : require("uWebSockets.js")) as UwsModule;
     // The package silently swaps in a slow JS imitation when the binary fails; that is not uWS.
     if (typeof (uws as { SSLApp?: unknown }).SSLApp !== "function") return { uws: undefined, reason: warned.trim() || "native binary missing" };
     return { uws, reason: "" };

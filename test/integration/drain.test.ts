@@ -12,6 +12,9 @@ import { startUpstream } from "../support/upstream.js";
 
 const DRAIN_MS = 1000;
 
+/** How long before the end of the drain a request may start and still race the listener's close (see below). */
+const ACCEPT_RACE_MS = 250;
+
 interface Outcome {
   startedAt: number;
   ok: boolean;
@@ -70,8 +73,11 @@ ${serviceEntryYaml("slow", [{ port: up.port }])}`);
     expect(code).toBe(0);
     expect(at - sigtermAt).toBeGreaterThanOrEqual(DRAIN_MS);
     expect(at - sigtermAt).toBeLessThan(DRAIN_MS + 3000);
-    // Everything sent before the listeners stop accepting must succeed, including requests in flight then.
-    const beforeOrDuringDrain = outcomes.filter((o) => o.startedAt < sigtermAt + DRAIN_MS);
+    // Everything sent before the listeners stop accepting must succeed, including requests in flight then. A request
+    // started in the last moments may still be opening its connection (the one before it ended with Connection:
+    // close, as responses during the drain do) when the listener closes: that one is refused, rightly, so the
+    // window ends a little before.
+    const beforeOrDuringDrain = outcomes.filter((o) => o.startedAt < sigtermAt + DRAIN_MS - ACCEPT_RACE_MS);
     expect(beforeOrDuringDrain.filter((o) => o.startedAt < sigtermAt).length).toBeGreaterThan(10);
     expect(beforeOrDuringDrain.filter((o) => !o.ok)).toEqual([]);
     // Istio's default text access log, one line per request.

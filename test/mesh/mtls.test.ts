@@ -269,13 +269,14 @@ describe("mutual TLS between sidecars", () => {
   it("resumes TLS sessions on new connections, each caller keeping its own identity", async () => {
     for (const [caller, status] of [[productpage, 200], [ratings, 403]] as const) {
       const connections = wire.length;
-      for (let i = 0; i < 4; i++) expect((await get(`http://127.0.0.1:${caller.outbound.port}`, "reviews-fresh:9080", `/reviews/${i}`)).status).toBe(status);
-      await eventually(() => wire.length >= connections + 4, 5000, "four connections");
+      for (let i = 0; i < 8; i++) expect((await get(`http://127.0.0.1:${caller.outbound.port}`, "reviews-fresh:9080", `/reviews/${i}`)).status).toBe(status);
+      await eventually(() => wire.length >= connections + 8, 5000, "eight connections");
       const hellos = wire.slice(connections).map((c) => offersSession(Buffer.concat(c)));
       // The first connection has no session to offer; the next ones resume the one the sidecar was given, except
-      // the first after a renewal of its certificate (every 3 s here: at most one during these requests).
+      // around a renewal of either side's certificate (every 3 s here): the caller's new certificate starts without
+      // a session, and the server's new context may not know the ticket.
       expect(hellos[0]).toBe(false);
-      expect(hellos.slice(1).filter(Boolean).length).toBeGreaterThanOrEqual(2);
+      expect(hellos.slice(1).filter(Boolean).length).toBeGreaterThanOrEqual(4);
     }
   });
 

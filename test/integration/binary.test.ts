@@ -1,0 +1,114 @@
+// The single binary (npm run build:binary → dist/instio), as a user without
+// Node runs it: copied alone into an empty directory, started with a PATH that
+// has no node and no node_modules anywhere near. `instio quickstart` serves
+// the Bookinfo demo (run in a network namespace of its own, so its fixed ports
+// cannot meet another test's), and the other commands answer.
+
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventually } from "../support/mesh.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const NS = `instio-bin-${process.pid % 10000}`;
+let dir: string;
+let binary: string;
+let netns = false;
+const children: ChildProcess[] = [];
+
+/** The binary with nothing of Node around it: no node on PATH, a home and a data directory of its own. */
+function env(): NodeJS.ProcessEnv {
+  return { PATH: "/nonexistent", HOME: dir, INSTIO_DATA_DIR: join(dir, "data") };
+}
+
+/** The binary's command line, in the test's namespace when there is one (root), else here; and the environment to start it with. */
+function argv(args: string[]): [string, string[], NodeJS.ProcessEnv] {
+  if (!netns) return [binary, args, env()];
+  return ["ip", ["netns", "exec", NS, "env", "-i", ...Object.entries(env()).map(([k, v]) => `${k}=${v}`), binary, ...args], process.env];
+}
+
+function run(args: string[], input?: string): { status: number; stdout: string; stderr: string } {
+  const [cmd, a, e] = argv(args);
+  try {
+    const stdout = execFileSync(cmd, a, { cwd: dir, env: e, encoding: "utf8", input, stdio: ["pipe", "pipe", "pipe"] });
+    return { status: 0, stdout, stderr: "" };
+  } catch (err) {
+    const e = err as { status: number; stdout: string; stderr: string };
+    return { status: e.status, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+/** curl from where the binary runs (its namespace, else here). */
+function curl(args: string[]): string {
+  return execFileSync(netns ? "ip" : "curl", netns ? ["netns", "exec", NS, "curl", "-s", ...args] : ["-s", ...args], { encoding: "utf8" });
+}
+
+beforeAll(async () => {
+  execFileSync(process.execPath, [join(ROOT, "dist/host/packaging/binary.js")], { stdio: ["ignore", "ignore", "inherit"] });
+  dir = mkdtempSync(join(tmpdir(), "instio-binary-"));
+  binary = join(dir, "instio");
+  copyFileSync(join(ROOT, "dist/instio"), binary);
+  execFileSync("chmod", ["755", binary]);
+  if (process.getuid?.() === 0) {
+    try {
+      execFileSync("ip", ["netns", "add", NS]);
+      execFileSync("ip", ["netns", "exec", NS, "ip", "link", "set", "lo", "up"]);
+      netns = true;
+    } catch {
+      // no namespaces here: the quickstart runs on this machine's loopback
+    }
+  }
+}, 180_000);
+
+afterAll(() => {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  if (netns) execFileSync("ip", ["netns", "del", NS]);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("the single binary", () => {
+  it("is one file that runs with no Node and no node_modules", () => {
+    expect(statSync(binary).size).toBeGreaterThan(10 * 1024 * 1024);
+    expect(existsSync(join(dir, "node_modules"))).toBe(false);
+    const help = run(["--help"]);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain("instio proxy --config PATH");
+  });
+
+  it("serves the quickstart: requests routed by the Wasm core, jason to v2, Istio's metrics", async () => {
+    const [cmd, a, e] = argv(["quickstart"]);
+    const child = spawn(cmd, a, { cwd: dir, env: e, stdio: ["ignore", "pipe", "pipe"] });
+    children.push(child);
+    let out = "";
+    child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+    child.stderr!.on("data", (c: Buffer) => (out += c.toString()));
+    await eventually(() => out.includes("Ctrl-C to stop"), 30_000, () => `the quickstart to start:\n${out}`);
+    const jason = JSON.parse(curl(["-H", "Host: reviews:9080", "-H", "end-user: jason", "http://127.0.0.1:15001/reviews/1"])) as { version: string };
+    expect(jason.version).toBe("v2");
+    const versions = new Set<string>();
+    for (let i = 0; i < 40; i++) versions.add((JSON.parse(curl(["-H", "Host: reviews:9080", "http://127.0.0.1:15001/reviews/1"])) as { version: string }).version);
+    expect([...versions].every((v) => v === "v1" || v === "v3")).toBe(true);
+    expect(curl(["http://127.0.0.1:15090/stats/prometheus"])).toMatch(/istio_requests_total\{[^}]*destination_version="v2"[^}]*\} 1/);
+    // The native addon came along: the capture support is there.
+    expect(out).not.toMatch(/error/i);
+    child.kill("SIGINT");
+  }, 60_000);
+
+  it("validates, explains, writes capture rules and injects pods", () => {
+    writeFileSync(join(dir, "bad.yaml"), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec: {hosts: [a], http: [{route: [{destination: {host: a}, weight: -1}]}]}\n");
+    const bad = run(["validate", join(dir, "bad.yaml")]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/bad\.yaml:4:\d+: error/);
+    const quickstart = join(dir, "data");
+    const explained = run(["explain", "--config", join(quickstart, execFileSync("ls", [quickstart], { encoding: "utf8" }).trim().split("\n")[0]!, "examples/quickstart"), "GET http://reviews:9080/reviews/1", "-H", "end-user: jason"]);
+    expect(explained.status, explained.stderr).toBe(0);
+    expect(explained.stdout).toMatch(/v2/);
+    expect(run(["iptables", "-p", "15001", "-z", "15006", "-u", "1337", "-i", "*", "-b", "*", "--dry-run"]).stdout).toContain("-A ISTIO_OUTPUT -j ISTIO_REDIRECT");
+    const injected = run(["inject", "-f", "-"], "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: app, image: app:1}]}\n");
+    expect(injected.status, injected.stderr).toBe(0);
+    expect(injected.stdout).toContain("name: instio-proxy");
+  });
+});
