@@ -11,10 +11,11 @@ import { createHash } from "node:crypto";
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { packageFile } from "../package-root.js";
 import { build, type BuildOptions } from "esbuild";
 import { MANIFEST } from "./sea-assets.js";
 
-const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+const ROOT = fileURLToPath(packageFile(""));
 const OUT = join(ROOT, "dist", "sea");
 const BINARY = join(ROOT, "dist", "instio");
 /** The fuse Node's binary carries, which postject flips (Node's SEA documentation). */

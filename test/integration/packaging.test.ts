@@ -1,8 +1,13 @@
-// The single binary (npm run build:binary → dist/instio), as a user without
-// Node runs it: copied alone into an empty directory, started with a PATH that
-// has no node and no node_modules anywhere near. `instio quickstart` serves
-// the Bookinfo demo (run in a network namespace of its own, so its fixed ports
-// cannot meet another test's), and the other commands answer.
+// What a platform team installs. The single binary (npm run build:binary →
+// dist/instio), as a user without Node runs it: copied alone into an empty
+// directory, started with a PATH that has no node and no node_modules anywhere
+// near. `instio quickstart` serves the Bookinfo demo (run in a network
+// namespace of its own, so its fixed ports cannot meet another test's), and the
+// other commands answer. Then the image (npm run build:image): read by skopeo
+// as an OCI layout and as a docker-save tarball, the same digest from the same
+// inputs, and unpacked by umoci and run in fresh namespaces (unshare + chroot)
+// as UID 1337, where the quickstart serves requests. One file, because the
+// image is made of the binary this file builds.
 
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -10,6 +15,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildImage } from "../../host/packaging/image.js";
+import { VERSION } from "../../host/version.js";
 import { eventually } from "../support/mesh.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -111,4 +118,74 @@ describe("the single binary", () => {
     expect(injected.status, injected.stderr).toBe(0);
     expect(injected.stdout).toContain("name: instio-proxy");
   });
+});
+
+const hasImageTools = ((): string | undefined => {
+  if (process.getuid?.() !== 0) return "needs root (umoci unpack, namespaces, chroot)";
+  for (const tool of ["skopeo", "umoci", "unshare", "chroot", "ip"]) {
+    try {
+      execFileSync("which", [tool], { stdio: "ignore" });
+    } catch {
+      return `needs ${tool} (apt-get install -y skopeo umoci)`;
+    }
+  }
+  return undefined;
+})();
+if (hasImageTools) console.warn(`test/integration/packaging.test.ts: the image tests are skipped: ${hasImageTools}`);
+
+describe.skipIf(hasImageTools !== undefined)("the container image", () => {
+  let built: ReturnType<typeof buildImage>;
+  const IMAGE_NS = `instio-img-${process.pid % 10000}`;
+
+  beforeAll(() => {
+    built = buildImage();
+  }, 120_000);
+
+  afterAll(() => {
+    try {
+      execFileSync("ip", ["netns", "del", IMAGE_NS], { stdio: "ignore" });
+    } catch {
+      // not made
+    }
+  });
+
+  it("is an OCI image and a docker-save tarball skopeo reads: UID/GID 1337, entrypoint instio, Istio's ports, labels", () => {
+    const config = JSON.parse(execFileSync("skopeo", ["inspect", "--config", `oci:${built.ociDir}:${VERSION}`], { encoding: "utf8" })) as { config: { User: string; Entrypoint: string[]; ExposedPorts: Record<string, unknown>; Labels: Record<string, string> } };
+    expect(config.config.User).toBe("1337:1337");
+    expect(config.config.Entrypoint).toEqual(["/usr/local/bin/instio"]);
+    expect(Object.keys(config.config.ExposedPorts).sort()).toEqual(["15000/tcp", "15001/tcp", "15006/tcp", "15010/tcp", "15012/tcp", "15014/tcp", "15017/tcp", "15020/tcp", "15021/tcp", "15090/tcp"]);
+    expect(config.config.Labels).toMatchObject({ "org.opencontainers.image.version": VERSION, "org.opencontainers.image.source": expect.stringMatching(/^https:\/\//) });
+    const raw = JSON.parse(execFileSync("skopeo", ["inspect", "--raw", `oci:${built.ociDir}:${VERSION}`], { encoding: "utf8" })) as { layers: { mediaType: string }[] };
+    expect(raw.layers.map((l) => l.mediaType)).toEqual(["application/vnd.oci.image.layer.v1.tar+gzip"]);
+    const saved = JSON.parse(execFileSync("skopeo", ["inspect", "--config", `docker-archive:${built.tarball}`], { encoding: "utf8" })) as { config: { User: string } };
+    expect(saved.config.User).toBe("1337:1337");
+    // No shell, no package manager: the binary, its libraries, certificates and the accounts.
+    const files = execFileSync("tar", ["-tf", built.tarball, "--wildcards", "*/layer.tar"], { encoding: "utf8" });
+    expect(files).toContain("layer.tar");
+  });
+
+  it("gives the same digest from the same inputs", () => {
+    expect(buildImage().manifestDigest).toBe(built.manifestDigest);
+  }, 120_000);
+
+  it("unpacked by umoci and run in fresh namespaces as UID 1337, serves the quickstart", async () => {
+    const bundle = join(dir, "bundle");
+    execFileSync("umoci", ["unpack", "--image", `${built.ociDir}:${VERSION}`, bundle], { stdio: "ignore" });
+    for (const shell of ["bin/sh", "usr/bin/sh", "bin/bash"]) expect(existsSync(join(bundle, "rootfs", shell))).toBe(false);
+    execFileSync("ip", ["netns", "add", IMAGE_NS]);
+    execFileSync("ip", ["netns", "exec", IMAGE_NS, "ip", "link", "set", "lo", "up"]);
+    const child = spawn("ip", ["netns", "exec", IMAGE_NS, "unshare", "--mount", "--pid", "--fork", "--ipc", "--uts", "env", "-i", "PATH=/usr/local/bin", "INSTIO_DATA_DIR=/var/lib/instio", "/usr/sbin/chroot", "--userspec=1337:1337", join(bundle, "rootfs"), "/usr/local/bin/instio", "quickstart"], { stdio: ["ignore", "pipe", "pipe"] });
+    children.push(child);
+    let out = "";
+    child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+    child.stderr!.on("data", (c: Buffer) => (out += c.toString()));
+    await eventually(() => out.includes("Ctrl-C to stop"), 30_000, () => `the quickstart in the image to start:\n${out}`);
+    const answer = JSON.parse(execFileSync("ip", ["netns", "exec", IMAGE_NS, "curl", "-s", "-H", "Host: reviews:9080", "-H", "end-user: jason", "http://127.0.0.1:15001/reviews/1"], { encoding: "utf8" })) as { version: string };
+    expect(answer.version).toBe("v2");
+    // It runs as 1337 (the process the namespace holds, seen from here).
+    const pids = execFileSync("ip", ["netns", "pids", IMAGE_NS], { encoding: "utf8" }).trim().split("\n");
+    const users = pids.map((pid) => /Uid:\s+(\d+)/.exec(execFileSync("cat", [`/proc/${pid}/status`], { encoding: "utf8" }))![1]);
+    expect(users).toContain("1337");
+    for (const pid of pids) process.kill(Number(pid), "SIGKILL");
+  }, 60_000);
 });
