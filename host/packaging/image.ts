@@ -27,7 +27,7 @@ const BINARY = join(ROOT, "dist", "instio");
 const PROXY_UID = 1337;
 const EPOCH = Number(process.env.SOURCE_DATE_EPOCH ?? 0);
 /** Istio's ports: admin, outbound, inbound, xDS, xDS+CA over TLS, monitoring, webhook, agent status, health, Envoy metrics. */
-const PORTS = [15000, 15001, 15006, 15010, 15012, 15014, 15017, 15020, 15021, 15090];
+export const IMAGE_PORTS = [15000, 15001, 15006, 15010, 15012, 15014, 15017, 15020, 15021, 15090];
 const SOURCE = process.env.INSTIO_SOURCE_URL ?? "https://github.com/instio/instio";
 
 interface Entry {
@@ -148,7 +148,7 @@ export function buildImage(): { manifestDigest: string; ociDir: string; tarball:
       Cmd: ["--help"],
       Env: ["PATH=/usr/local/bin", "INSTIO_DATA_DIR=/var/lib/instio", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"],
       WorkingDir: "/var/lib/instio",
-      ExposedPorts: Object.fromEntries(PORTS.map((p) => [`${p}/tcp`, {}])),
+      ExposedPorts: Object.fromEntries(IMAGE_PORTS.map((p) => [`${p}/tcp`, {}])),
       Labels: { "org.opencontainers.image.title": "instio", "org.opencontainers.image.version": VERSION, "org.opencontainers.image.source": SOURCE, "org.opencontainers.image.licenses": "Apache-2.0" },
     },
     rootfs: { type: "layers", diff_ids: [`sha256:${sha256(layer)}`] },
