@@ -66,6 +66,9 @@ const common: BuildOptions = {
   ],
   logLevel: "warning",
   legalComments: "none",
+  // Smaller source to read and keep: the binary parses the whole bundle where node loads modules as they are imported.
+  minify: true,
+  keepNames: true,
 };
 
 function filesUnder(dir: string): string[] {
