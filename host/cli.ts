@@ -315,7 +315,7 @@ async function main(argv: string[]): Promise<number> {
           : undefined,
         // With a CA, istiod's injection webhook on 15017 (its serving certificate comes from the CA).
         injector: values["ca-dir"]
-          ? { address, port: port("webhook-port", values["webhook-port"], 15017), options: { ...(await import("./control-plane/injector/inject.js")).defaultInjectOptions(), ...(values["inject-image"] ? { image: values["inject-image"] } : {}), ...(values["native-sidecars"] === "false" ? { native: false } : {}) } }
+          ? { address, port: port("webhook-port", values["webhook-port"], 15017), webhookConfiguration: "instio-sidecar-injector", options: { ...(await import("./control-plane/injector/inject.js")).defaultInjectOptions(), ...(values["inject-image"] ? { image: values["inject-image"] } : {}), ...(values["native-sidecars"] === "false" ? { native: false } : {}) } }
           : undefined,
       });
       closeOnSignals(cp);

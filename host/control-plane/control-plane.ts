@@ -40,7 +40,7 @@ export interface ControlPlaneOptions extends MeshPaths {
    * The injection webhook (istiod's /inject on 15017), over TLS with a certificate from the CA (so only with `ca`),
    * giving pods the sidecar inject.ts shapes.
    */
-  injector?: { address: string; port: number; options: InjectOptions };
+  injector?: { address: string; port: number; options: InjectOptions; webhookConfiguration?: string };
   debounce?: DebounceOptions;
   log?: Logger;
 }
@@ -124,6 +124,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     log.info(`control plane: CA (${options.ca.dir}, trust domain ${ca.trustDomain}) and xDS over TLS on ${address}:${securePort}`);
   }
   if (options.injector && !ca) throw new MeshLoadError("the injection webhook serves TLS with a certificate from the CA: give the CA a directory too");
+  // In a live cluster with a CA: the root goes to every namespace and to the webhook's caBundle, as istiod writes them.
+  const publisher = options.kube && ca ? new (await import("./registry/kube-publisher.js")).KubePublisher(options.kube.config, ca.rootPem, options.injector?.webhookConfiguration, log) : undefined;
+  const publish = (snapshot: MeshSnapshot): void => void publisher?.sync(snapshot.kube.namespaces.map((n) => n.name));
+  publish(mesh.snapshot);
 
   const reload = async (since: number): Promise<void> => {
     const result = loadMesh(paths);
@@ -136,6 +140,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     }
     const before = mesh.snapshot;
     const next = result.snapshot;
+    publish(next); // namespaces come and go without changing what proxies are sent
     if (next.configDigest === before.configDigest && next.endpointsDigest === before.endpointsDigest) return;
     const endpointsOnly = next.configDigest === before.configDigest;
     metrics.pushTriggers.inc({ type: endpointsOnly ? "endpoint" : "config" });

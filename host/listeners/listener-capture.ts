@@ -15,7 +15,7 @@
 import { connect, createServer, type Socket } from "node:net";
 import type { HttpSettings } from "../config/model.js";
 import { H1Server } from "./listener-h1.js";
-import type { Listener, RequestHandler } from "./listener.js";
+import { bindH1Server, type Listener, type RequestHandler } from "./listener.js";
 import { originalDestination } from "./original-destination.js";
 
 export interface CaptureOptions {
@@ -93,28 +93,9 @@ export function listenCapture(o: CaptureOptions): Promise<Listener> {
       } else o.tcp(socket, destination);
     });
   });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(o.port, o.address, () => {
-      server.off("error", reject);
-      const bound = server.address();
-      const port = typeof bound === "object" && bound ? bound.port : o.port;
-      h1.localAddress = `${o.address}:${port}`;
-      const stopAccepting = (): void => {
-        if (server.listening) server.close();
-      };
-      resolve({
-        engine: "h1",
-        address: o.address,
-        port,
-        stopAccepting,
-        close: async () => {
-          stopAccepting();
-          h1.stop();
-          for (const c of h1.connections) c.close();
-          for (const s of sockets) s.destroy();
-        },
-      });
-    });
+  return bindH1Server(server, o.address, o.port, (port) => (h1.localAddress = `${o.address}:${port}`), () => {
+    h1.stop();
+    for (const c of h1.connections) c.close();
+    for (const s of sockets) s.destroy();
   });
 }

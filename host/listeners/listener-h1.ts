@@ -33,7 +33,7 @@ import { Readable } from "node:stream";
 import type { HttpSettings } from "../config/model.js";
 import { headerValue, type ConnectionPeer, type Downstream, type DownstreamEvents } from "./downstream.js";
 import { BODY_LENGTH, BODY_STATES_END, CHUNK_DATA, CHUNK_DATA_END, CHUNK_SIZE, CRLF, CRLFCRLF, chunkSize, HEAD, MAX_CHUNK_SIZE_LINE, TRAILERS } from "../http/h1-framing.js";
-import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
+import { bindH1Server, type Listener, type RequestHandler, type UpgradeRouter } from "./listener.js";
 import { statusText } from "../http/status-line.js";
 import { relayRawUpgrade, upgradeHeaders, upgradeRequest } from "./upgrade.js";
 
@@ -801,27 +801,8 @@ function sweepConnections(server: H1Server): void {
 export function listenH1(address: string, port: number, handler: RequestHandler, upgrades: UpgradeRouter | undefined, http: HttpSettings, onInternalError: (err: Error) => void): Promise<Listener> {
   const h1 = new H1Server(handler, upgrades, http, onInternalError);
   const server: Server = createServer({ noDelay: true }, (socket) => h1.accept(socket));
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, address, () => {
-      server.off("error", reject);
-      const bound = server.address();
-      const boundPort = typeof bound === "object" && bound ? bound.port : port;
-      h1.localAddress = `${address}:${boundPort}`;
-      const stopAccepting = (): void => {
-        if (server.listening) server.close();
-      };
-      resolve({
-        engine: "h1",
-        address,
-        port: boundPort,
-        stopAccepting,
-        close: async () => {
-          stopAccepting();
-          h1.stop();
-          for (const c of h1.connections) c.close();
-        },
-      });
-    });
+  return bindH1Server(server, address, port, (bound) => (h1.localAddress = `${address}:${bound}`), () => {
+    h1.stop();
+    for (const c of h1.connections) c.close();
   });
 }

@@ -26,7 +26,7 @@ import type { MtlsMode } from "../config/security-policy.js";
 import { spiffeOf } from "../config/hosts.js";
 import type { ConnectionPeer } from "./downstream.js";
 import { H1Server } from "./listener-h1.js";
-import type { Listener, RequestHandler } from "./listener.js";
+import { bindH1Server, type Listener, type RequestHandler } from "./listener.js";
 import { NodeDownstream } from "./listener-node.js";
 import { looksLikeHttp, onFirstBytes } from "./listener-capture.js";
 import { originalDestination } from "./original-destination.js";
@@ -137,30 +137,11 @@ export function listenInbound(o: InboundOptions): Promise<Listener> {
       }
     });
   });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(o.port, o.address, () => {
-      server.off("error", reject);
-      const bound = server.address();
-      const port = typeof bound === "object" && bound ? bound.port : o.port;
-      plain.localAddress = `${o.address}:${port}`;
-      const stopAccepting = (): void => {
-        if (server.listening) server.close();
-      };
-      resolve({
-        engine: "h1",
-        address: o.address,
-        port,
-        stopAccepting,
-        close: async () => {
-          stopAccepting();
-          plain.stop();
-          for (const c of plain.connections) c.close();
-          // GOAWAY: HTTP/2 streams in flight finish; the rest of the connections end now.
-          for (const s of sessions) s.close();
-          for (const s of sockets) s.destroy();
-        },
-      });
-    });
+  return bindH1Server(server, o.address, o.port, (port) => (plain.localAddress = `${o.address}:${port}`), () => {
+    plain.stop();
+    for (const c of plain.connections) c.close();
+    // GOAWAY: HTTP/2 streams in flight finish; the rest of the connections end now.
+    for (const s of sessions) s.close();
+    for (const s of sockets) s.destroy();
   });
 }

@@ -157,6 +157,30 @@ describe("the control plane's certificate authority", () => {
     expect(api.requests.filter((r) => r.path === "/apis/authentication.k8s.io/v1/tokenreviews")).toHaveLength(4);
   });
 
+  it("writes the mesh's root where injected pods and the API server need it: istio-ca-root-cert in every namespace, the webhook's caBundle", { timeout: 30_000 }, async () => {
+    const api = await startKubeApiServer();
+    cleanups.push(() => api.close());
+    api.apply("/api/v1/namespaces", { metadata: { name: "default" } });
+    api.apply("/api/v1/namespaces", { metadata: { name: "shop", labels: { "istio-injection": "enabled" } } });
+    // One namespace already has an old root (a CA replaced): it is brought up to date.
+    api.written.set("/api/v1/namespaces/shop/configmaps/istio-ca-root-cert", { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "istio-ca-root-cert", namespace: "shop", resourceVersion: "1" }, data: { "root-cert.pem": "old" } });
+    const hook = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/instio-sidecar-injector";
+    api.written.set(hook, { apiVersion: "admissionregistration.k8s.io/v1", kind: "MutatingWebhookConfiguration", metadata: { name: "instio-sidecar-injector", resourceVersion: "1" }, webhooks: [{ name: "namespace.sidecar-injector.istio.io", admissionReviewVersions: ["v1"], sideEffects: "None", clientConfig: { service: { name: "istiod", namespace: "istio-system", path: "/inject", port: 443 }, caBundle: "" } }] });
+    const kc = new k8s.KubeConfig();
+    kc.loadFromOptions({ clusters: [{ name: "test", server: api.url, skipTLSVerify: true }], users: [{ name: "test" }], contexts: [{ name: "test", cluster: "test", user: "test" }], currentContext: "test" });
+    const caDir = tempCaDir();
+    const { defaultInjectOptions } = await import("../../host/control-plane/injector/inject.js");
+    const cp = await startControlPlane({ config: undefined, kubeDir: undefined, kube: { config: kc, retryMs: 50 }, xdsAddress: "127.0.0.1", xdsPort: 0, monitoringAddress: "127.0.0.1", monitoringPort: 0, debounce: { quietMs: 20, maxMs: 200 }, ca: { dir: caDir, address: "127.0.0.1", port: 0 }, injector: { address: "127.0.0.1", port: 0, options: defaultInjectOptions(), webhookConfiguration: "instio-sidecar-injector" }, log: new Logger("info", () => {}) });
+    cleanups.push(() => cp.close());
+    const root = readFileSync(join(caDir, "root-cert.pem"), "utf8");
+    const rootIn = (ns: string): unknown => (api.written.get(`/api/v1/namespaces/${ns}/configmaps/istio-ca-root-cert`)?.data as Record<string, string> | undefined)?.["root-cert.pem"];
+    await eventually(() => rootIn("default") === root && rootIn("shop") === root, 10_000, "the root in both namespaces");
+    await eventually(() => (api.written.get(hook)?.webhooks as { clientConfig: { caBundle: string } }[])[0]!.clientConfig.caBundle === Buffer.from(root).toString("base64"), 10_000, "the webhook's caBundle");
+    // A namespace created later gets it too.
+    api.apply("/api/v1/namespaces", { metadata: { name: "late" } });
+    await eventually(() => rootIn("late") === root, 10_000, "the root in a namespace created later");
+  });
+
   it("serves ADS over the same TLS (the sidecar's secure xDS)", { timeout: 30_000 }, async () => {
     const caDir = tempCaDir();
     const cp = await controlPlane(caDir);

@@ -48,10 +48,18 @@ export interface KubeApiServer {
   /** Ends every open watch (the server's watch timeout, or a restart). */
   closeWatches(): void;
   resourceVersion(): number;
+  /**
+   * Objects written through the API (ConfigMaps in a namespace, MutatingWebhookConfigurations), by their path:
+   * get, create (POST to the collection, 409 when there) and replace (PUT). Put one here to have it found.
+   */
+  written: Map<string, ApiObject>;
   /** Service-account tokens TokenReview knows: token → the account's user name and the token's audiences. */
   tokens: Map<string, { username: string; audiences: string[] }>;
   close(): Promise<void>;
 }
+
+/** The paths of single objects the server lets clients write (see `written`). */
+const WRITABLE = /^\/api\/v1\/namespaces\/[^/]+\/configmaps(\/[^/]+)?$|^\/apis\/admissionregistration\.k8s\.io\/v1\/mutatingwebhookconfigurations\/[^/]+$/;
 
 const LIST_KINDS: Record<string, { kind: string; apiVersion: string }> = {
   "/api/v1/namespaces": { kind: "Namespace", apiVersion: "v1" },
@@ -133,6 +141,7 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
     },
     resourceVersion: () => rv,
     tokens: new Map(),
+    written: new Map(),
     close: () => new Promise((resolve) => {
       api.closeWatches();
       server.close(() => resolve());
@@ -163,6 +172,26 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
           spec: review.spec,
           status: ok ? { authenticated: true, user: { username: known.username, groups: ["system:serviceaccounts"] }, audiences } : { authenticated: false, error: "invalid bearer token" },
         }));
+      });
+      return;
+    }
+    if (WRITABLE.test(url.pathname)) {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString()));
+      req.on("end", () => {
+        const json = (code: number, o: unknown): void => void res.writeHead(code, { "content-type": "application/json" }).end(JSON.stringify(o));
+        if (req.method === "GET") {
+          const o = api.written.get(url.pathname);
+          return o ? json(200, o) : status(404, "NotFound", `${url.pathname} not found`);
+        }
+        const object = JSON.parse(body) as ApiObject;
+        const path = req.method === "POST" ? `${url.pathname}/${object.metadata.name}` : url.pathname;
+        if (req.method === "POST" && api.written.has(path)) return status(409, "AlreadyExists", `${path} already exists`);
+        if (req.method === "PUT" && !api.written.has(path)) return status(404, "NotFound", `${path} not found`);
+        if (req.method !== "POST" && req.method !== "PUT") return status(405, "MethodNotAllowed", "get, create or replace");
+        object.metadata.resourceVersion = String(++rv);
+        api.written.set(path, object);
+        json(req.method === "POST" ? 201 : 200, object);
       });
       return;
     }

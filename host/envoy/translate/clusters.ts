@@ -272,14 +272,7 @@ function readUpstreamTls(r: MessageReader): UpstreamTlsModel {
       // The system's CA bundle is what instio verifies against without a CA of its own.
       if (trusted && trusted.peek("filename") !== SYSTEM_CA_BUNDLE) ca = dataSource(trusted);
       else trusted?.accept("filename").done();
-      subjectAltNames = validation.list("match_typed_subject_alt_names").map((m) => {
-        m.accept("san_type");
-        const matcher = m.obj("matcher") ?? m.fail("matcher", "a SAN matcher needs a matcher");
-        const exact = matcher.str("exact") ?? matcher.fail("exact", "only exact SAN matches are supported");
-        matcher.done();
-        m.done();
-        return exact;
-      });
+      subjectAltNames = exactSans(validation);
       validation.done();
     }
     const certificates = common.list("tls_certificates");
@@ -332,14 +325,7 @@ function readIstioMutual(r: MessageReader, common: MessageReader, sni: string | 
   const combined = common.obj("combined_validation_context") ?? common.fail("combined_validation_context", "ISTIO_MUTUAL verifies the peer against the mesh's root (ROOTCA)");
   secret(combined.obj("validation_context_sds_secret_config") ?? combined.fail("validation_context_sds_secret_config", `the root comes from SDS secret ${SDS_ROOT_SECRET}`), SDS_ROOT_SECRET);
   const validation = combined.obj("default_validation_context");
-  const subjectAltNames = (validation?.list("match_typed_subject_alt_names") ?? []).map((m) => {
-    m.accept("san_type");
-    const matcher = m.obj("matcher") ?? m.fail("matcher", "a SAN matcher needs a matcher");
-    const exact = matcher.str("exact") ?? matcher.fail("exact", "only exact SAN matches are supported");
-    matcher.done();
-    m.done();
-    return exact;
-  });
+  const subjectAltNames = validation ? exactSans(validation) : [];
   validation?.done();
   combined.done();
   // Istio's ALPN for a sidecar calling a sidecar, which instio's pools send for ISTIO_MUTUAL anyway.
@@ -347,6 +333,18 @@ function readIstioMutual(r: MessageReader, common: MessageReader, sni: string | 
   common.done();
   r.done();
   return { mode: "ISTIO_MUTUAL", ca: undefined, cert: undefined, key: undefined, sni, subjectAltNames, insecureSkipVerify: false };
+}
+
+/** A validation context's match_typed_subject_alt_names: exact matches only, as instio verifies SANs. */
+function exactSans(validation: MessageReader): string[] {
+  return validation.list("match_typed_subject_alt_names").map((m) => {
+    m.accept("san_type");
+    const matcher = m.obj("matcher") ?? m.fail("matcher", "a SAN matcher needs a matcher");
+    const exact = matcher.str("exact") ?? matcher.fail("exact", "only exact SAN matches are supported");
+    matcher.done();
+    m.done();
+    return exact;
+  });
 }
 
 const SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
