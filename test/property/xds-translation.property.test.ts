@@ -29,6 +29,17 @@ spec:
   resolution: STATIC
   endpoints: [{address: 10.0.0.1, labels: {version: v1}}, {address: 10.0.0.2, labels: {version: v2}}]
 ---
+# Endpoints that run a sidecar: auto mTLS, an ISTIO_MUTUAL cluster with istiod's SDS secrets to mutate.
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ratings, namespace: default}
+spec:
+  hosts: [ratings.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.3, serviceAccount: bookinfo-ratings, labels: {app: ratings, security.istio.io/tlsMode: istio}}]
+---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: reviews, namespace: default}
