@@ -39,6 +39,9 @@ Usage:
                [--webhook-port 15017 --inject-image IMAGE --native-sidecars false]
                                       serve Envoy v3 xDS (ADS) from Istio config and Kubernetes objects
                                       (a directory of YAML, or a live cluster; in a pod, its service account)
+  instio bench --config PATH [--requests FILE]
+                                      time the route decisions of PATH's routes (Wasm core and reference):
+                                      percentiles, the route image's size, the slowest requests
   instio inject -f FILE [-o OUT] [--image IMAGE] [--control-plane HOST] [--native-sidecars false]
                                       add the sidecar to the Pods and pod templates in FILE (istioctl kube-inject)
   instio wait [--url URL] [--timeout SECONDS]
@@ -320,6 +323,24 @@ async function main(argv: string[]): Promise<number> {
       });
       closeOnSignals(cp);
       return -1;
+    }
+    case "bench": {
+      const { values } = parseArgs({ args: rest, options: { config: { type: "string", short: "c" }, requests: { type: "string" }, samples: { type: "string" } } });
+      if (!values.config) fail("bench needs --config PATH (the config whose routes to time)");
+      const { benchCorpus, benchRoutes, renderBench } = await import("./route-bench.js");
+      const result = loadConfigPath(values.config);
+      logDiagnostics(result.diagnostics.filter((d) => d.severity === "error"), (l) => process.stderr.write(`${l}\n`));
+      const config = requireConfig(result);
+      let corpus: ReturnType<typeof benchCorpus>;
+      try {
+        corpus = benchCorpus(config, values.requests);
+      } catch (err) {
+        return fail((err as Error).message);
+      }
+      if (corpus.cases.length === 0) fail("no requests to time: give --requests FILE (METHOD URL [name=value ...] per line)");
+      const samples = Number(values.samples ?? 15);
+      process.stdout.write(`${renderBench(config, benchRoutes(config, corpus.cases, { batch: 2000, samples }), corpus.what)}\n`);
+      return 0;
     }
     case "inject": {
       const { values } = parseArgs({ args: rest, options: { filename: { type: "string", short: "f" }, output: { type: "string", short: "o" }, image: { type: "string" }, "control-plane": { type: "string" }, "native-sidecars": { type: "string" } } });

@@ -28,6 +28,26 @@ describe("instio CLI", () => {
     for (const c of ["proxy --config", "validate", "explain", "quickstart", "Examples:"]) expect(r.stdout).toContain(c);
   });
 
+  it("bench times a config's own routes: a generated corpus (every route, last routes, misses) or the user's requests", () => {
+    const generated = run("bench", "--config", QUICKSTART_CONFIG, "--samples", "3");
+    expect(generated.status, generated.stderr).toBe(0);
+    expect(generated.stdout).toMatch(/route image [\d.]+ KiB in Wasm memory/);
+    expect(generated.stdout).toMatch(/\| Wasm route core \(field copy \+ call\) \| [\d.]+ (ns|µs) \|/);
+    expect(generated.stdout).toMatch(/\| TypeScript reference matcher \| [\d.]+ (ns|µs) \|/);
+    // The header route (end-user: jason) and the host's last route are in the corpus, with their file:line.
+    expect(generated.stdout).toMatch(/slowest requests through the Wasm core:\n(.*\n){0,4}.*(route|miss)/);
+    const dir = tempConfig("");
+    writeFileSync(join(dir, "requests.txt"), "# method, URL, headers\nGET http://reviews:9080/reviews/1 end-user=jason\nGET http://reviews:9080/reviews/2\n");
+    const mine = run("bench", "--config", QUICKSTART_CONFIG, "--requests", join(dir, "requests.txt"), "--samples", "3");
+    expect(mine.status, mine.stderr).toBe(0);
+    expect(mine.stdout).toContain("corpus: 2 requests");
+    expect(mine.stdout).toContain("requests.txt:2");
+    writeFileSync(join(dir, "bad.txt"), "GET http://reviews:9080/\nGET not-a-url\n");
+    const bad = run("bench", "--config", QUICKSTART_CONFIG, "--requests", join(dir, "bad.txt"));
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/bad\.txt:2: expected METHOD URL/);
+  });
+
   it("validate accepts the quickstart and rejects a bad file with every error and exit 1", () => {
     expect(run("validate", QUICKSTART_CONFIG).status).toBe(0);
     const dir = tempConfig(`apiVersion: networking.istio.io/v1
