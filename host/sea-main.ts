@@ -6,7 +6,7 @@
 // inherit), and runs the command line. Native addons cannot load from memory:
 // they are loaded from there with process.dlopen, through createRequire.
 
-import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { assetManifest, getAsset, isSea } from "./packaging/sea-assets.js";
@@ -15,12 +15,17 @@ function unpack(): string {
   const { digest, files: keys } = assetManifest();
   const base = process.env.INSTIO_DATA_DIR ?? join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), `instio-${process.getuid?.() ?? "user"}`);
   const root = join(base, digest.slice(0, 16));
-  if (existsSync(join(root, ".complete"))) return root;
   mkdirSync(base, { recursive: true, mode: 0o700 });
-  chmodSync(base, 0o700);
+  // Code is loaded from here: a directory someone else owns (a shared /tmp) is refused, not trusted.
+  const owner = statSync(base).uid;
+  if (process.getuid && owner !== process.getuid() && owner !== 0) throw new Error(`instio: ${base} belongs to user ${owner}; set INSTIO_DATA_DIR to a directory of your own`);
+  if (existsSync(join(root, ".complete"))) return root;
+  // (A directory made for us, such as a pod's emptyDir, may not be ours to chmod; what goes inside is 0700 anyway.)
+  if (owner === process.getuid?.()) chmodSync(base, 0o700);
   // Written beside, then renamed into place: two processes starting at once never see half a directory.
   const staging = `${root}.${process.pid}`;
   rmSync(staging, { recursive: true, force: true });
+  mkdirSync(staging, { mode: 0o700 });
   for (const key of keys) {
     const file = join(staging, key);
     mkdirSync(dirname(file), { recursive: true });
