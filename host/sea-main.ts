@@ -18,7 +18,7 @@ function unpack(): string {
   mkdirSync(base, { recursive: true, mode: 0o700 });
   // Code is loaded from here: a directory someone else owns (a shared /tmp) is refused, not trusted.
   const owner = statSync(base).uid;
-  if (process.getuid && owner !== process.getuid() && owner !== 0) throw new Error(`instio: ${base} belongs to user ${owner}; set INSTIO_DATA_DIR to a directory of your own`);
+  if (process.getuid && owner !== process.getuid() && owner !== 0) throw new Error(`instio: ${base} belongs to user ${owner}: the binary will not load code from it; set INSTIO_DATA_DIR to a directory of your own`);
   if (existsSync(join(root, ".complete"))) return root;
   // (A directory made for us, such as a pod's emptyDir, may not be ours to chmod; what goes inside is 0700 anyway.)
   if (owner === process.getuid?.()) chmodSync(base, 0o700);
@@ -42,5 +42,12 @@ function unpack(): string {
   return root;
 }
 
-if (isSea()) process.env.INSTIO_SEA_ROOT = unpack();
+if (isSea()) {
+  try {
+    process.env.INSTIO_SEA_ROOT = unpack();
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    process.exit(2);
+  }
+}
 void import("./cli.js");
