@@ -4,8 +4,10 @@
 // single binary unpacks its assets to (sea-main.ts sets INSTIO_SEA_ROOT; worker
 // threads inherit it). This module sits directly in host/.
 
+import { cpSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 /** The single binary's unpacked assets, when running as one. */
 export function seaRoot(): string | undefined {
@@ -17,4 +19,21 @@ export function packageFile(relative: string): URL {
   if (sea) return pathToFileURL(join(sea, relative) + (relative.endsWith("/") ? "/" : ""));
   const here = new URL(".", import.meta.url);
   return new URL(relative, here.pathname.includes("/dist/") ? new URL("../../", here) : new URL("../", here));
+}
+
+/** How the user runs instio, for the commands the quickstarts print: the binary, or the checkout's CLI. */
+export function selfCommand(): string {
+  return seaRoot() ? process.execPath : "node dist/host/cli.js";
+}
+
+/**
+ * An example's directory as the user may edit it: the checkout's own, or (the single binary's examples being part
+ * of a build, replaced with it) a fresh copy in a temporary directory.
+ */
+export function editableExample(name: string): string {
+  const source = fileURLToPath(packageFile(`examples/${name}/`));
+  if (!seaRoot()) return source;
+  const copy = join(mkdtempSync(join(tmpdir(), `instio-${name}-`)), name);
+  cpSync(source, copy, { recursive: true });
+  return copy;
 }

@@ -4,7 +4,7 @@
 
 import { createServer, type Server } from "node:http";
 import { fileURLToPath } from "node:url";
-import { packageFile } from "./package-root.js";
+import { editableExample, packageFile, selfCommand } from "./package-root.js";
 import { loadConfigPath, requireConfig } from "./config/load.js";
 import { logDiagnostics } from "./config/watch.js";
 import { startProxy } from "./proxy/server.js";
@@ -34,11 +34,12 @@ function startDemoService(service: string, version: string, port: number): Promi
 
 export async function runQuickstart(): Promise<void> {
   const servers = await Promise.all(DEMO_SERVICES.map((s) => startDemoService(s.service, s.version, s.port)));
-  const result = loadConfigPath(QUICKSTART_CONFIG);
+  const config = editableExample("quickstart");
+  const result = loadConfigPath(config);
   logDiagnostics(result.diagnostics, (l) => console.error(l));
   const proxy = await startProxy({
     config: requireConfig(result),
-    configPath: QUICKSTART_CONFIG,
+    configPath: config,
     onExit: (code) => {
       for (const s of servers) s.close();
       process.exit(code);
@@ -46,14 +47,14 @@ export async function runQuickstart(): Promise<void> {
   });
   const out = `http://${proxy.outbound.address}:${proxy.outbound.port}`;
   console.log(`instio quickstart: outbound listener ${out} (${proxy.outbound.engine}), admin http://${proxy.admin.address}:${proxy.admin.port}`);
-  console.log(`config: ${QUICKSTART_CONFIG} (edit it: the proxy reloads on save)`);
+  console.log(`config: ${config} (edit it: the proxy reloads on save)`);
   console.log(`demo upstreams: ${DEMO_SERVICES.map((s) => `${s.service}-${s.version} 127.0.0.1:${s.port}`).join(", ")}`);
   console.log("\nTry:");
   console.log(`  curl -s -H 'Host: reviews:9080' ${out}/reviews/1                          # 90% v1, 10% v3`);
   console.log(`  curl -s -H 'Host: reviews:9080' -H 'end-user: jason' ${out}/reviews/1     # always v2`);
   console.log(`  for i in $(seq 20); do curl -s -H 'Host: reviews' ${out}/; done | sort | uniq -c`);
   console.log(`  curl -si -H 'Host: example.com' ${out}/                                  # 502: REGISTRY_ONLY`);
-  console.log(`  node dist/host/cli.js explain --config examples/quickstart 'GET http://reviews:9080/reviews/1' -H 'end-user: jason'`);
+  console.log(`  ${selfCommand()} explain --config ${config} 'GET http://reviews:9080/reviews/1' -H 'end-user: jason'`);
   console.log(`  curl -s http://127.0.0.1:15090/stats/prometheus | grep istio_requests_total`);
   console.log("\nCtrl-C to stop.");
   process.on("SIGINT", () => void proxy.lifecycle.quit());

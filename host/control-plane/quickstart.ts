@@ -12,8 +12,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { packageFile } from "../package-root.js";
+import { editableExample, selfCommand } from "../package-root.js";
 import * as grpc from "@grpc/grpc-js";
 import { startControlPlane } from "./control-plane.js";
 import { defaultSettings } from "../config/settings.js";
@@ -21,7 +20,6 @@ import { startProxy } from "../proxy/server.js";
 import { nodeIdentity } from "../xds/node-identity.js";
 import { xdsStartingConfig } from "../xds/starting-config.js";
 
-const EXAMPLE = fileURLToPath(packageFile("examples/mesh-quickstart/"));
 
 /** The pods of examples/mesh-quickstart/kube/reviews.yaml, on the ports its EndpointSlices name. */
 const PODS = [
@@ -59,8 +57,9 @@ export interface MeshQuickstartOptions {
 export async function runMeshQuickstart(options: MeshQuickstartOptions = {}): Promise<{ close(): Promise<void> }> {
   const print = options.print ?? ((l: string) => console.log(l));
   const pods = await Promise.all(PODS.map((p) => startPod(p.version, p.port)));
-  const istio = join(EXAMPLE, "istio");
-  const kube = join(EXAMPLE, "kube");
+  const example = editableExample("mesh-quickstart");
+  const istio = join(example, "istio");
+  const kube = join(example, "kube");
   const cp = await startControlPlane({ config: istio, kubeDir: kube, xdsAddress: "127.0.0.1", xdsPort: options.xdsPort ?? 15010, monitoringAddress: "127.0.0.1", monitoringPort: options.monitoringPort ?? 15014 });
 
   // What a proxyless gRPC app is given in a pod (Istio's injector writes it for grpc-agent).
@@ -111,7 +110,7 @@ export async function runMeshQuickstart(options: MeshQuickstartOptions = {}): Pr
   print(`gRPC clients: xds:///reviews:9080, GRPC_XDS_BOOTSTRAP=${bootstrap}`);
   print(`instio sidecar (${node.id}): outbound h2c 127.0.0.1:${sidecar.outbound.port}, admin 127.0.0.1:${sidecar.admin.port}, configured by the control plane over delta xDS`);
   print("\nTry, in another terminal:");
-  print(`  node dist/host/cli.js status --control-plane 127.0.0.1:${cp.monitoringPort}     # istioctl proxy-status`);
+  print(`  ${selfCommand()} status --control-plane 127.0.0.1:${cp.monitoringPort}     # istioctl proxy-status`);
   print(`  curl -s '${monitoring}/debug/config_dump?proxyID=productpage-v1-6b746f74dc-9stvs.default' | head -40`);
   print(`  curl -s ${monitoring}/metrics | grep pilot_xds_pushes`);
   print(`  curl -s 127.0.0.1:${sidecar.admin.port}/config_dump | head -40                  # the sidecar's config, in Envoy's shape`);
