@@ -28,6 +28,10 @@ export interface CaptureOptions {
   onInternalError(err: Error): void;
 }
 
+function isLoopback(address: string | undefined): boolean {
+  return address !== undefined && (address.startsWith("127.") || address === "::1" || address.startsWith("::ffff:127."));
+}
+
 /** Longest method token looked at: "OPTIONS", "CONNECT", "PROPFIND" and the like fit. */
 const MAX_METHOD = 16;
 
@@ -85,7 +89,12 @@ export function listenCapture(o: CaptureOptions): Promise<Listener> {
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => {});
     const destination = originalDestination(socket);
-    if (destination === undefined) return h1.accept(socket);
+    if (destination === undefined) {
+      // Not redirected: a client of this pod using 15001 as an explicit proxy. From elsewhere it would make the pod
+      // an open proxy into the mesh: closed, as Envoy's virtualOutbound has no chain for it.
+      if (!isLoopback(socket.remoteAddress)) return void socket.destroy();
+      return h1.accept(socket);
+    }
     onFirstBytes(socket, o.http.requestHeadersTimeoutMs, (first) => {
       if (looksLikeHttp(first)) {
         h1.accept(socket, undefined, destination);

@@ -53,7 +53,7 @@ export interface InboundOptions {
    * address and port, told to the handler as the Downstream's originalDestination; plaintext that is not HTTP goes to
    * `tcp`. Undefined: every connection is for the one application port `appPort`.
    */
-  capture: { tcp(socket: Socket, destination: string): void } | undefined;
+  capture: { tcp(socket: Socket, destination: string): void; ownPort(port: number): boolean } | undefined;
   appPort: number;
   /** The workload's certificate now (undefined until it has one: TLS connections are then closed). */
   identity: WorkloadIdentity;
@@ -118,6 +118,8 @@ export function listenInbound(o: InboundOptions): Promise<Listener> {
       destination = originalDestination(socket);
       // Nothing to forward a connection made to 15006 itself to: Envoy's virtualInbound has no chain for it either.
       if (destination === undefined) return void socket.destroy();
+      // Nor one for the sidecar's own ports (15001 as an explicit proxy, the admin): they are not the app's.
+      if (o.capture.ownPort(Number(destination.slice(destination.lastIndexOf(":") + 1)))) return void socket.destroy();
       socket[DESTINATION] = destination;
     }
     const mode = o.mode(destination === undefined ? o.appPort : Number(destination.slice(destination.lastIndexOf(":") + 1)));

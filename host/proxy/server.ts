@@ -301,7 +301,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
         http: settings.http,
         handler,
         mode: (port) => mtlsModeFor(current.current.config.inboundSecurity.mtls, port),
-        capture: app.capture ? { tcp: (socket, destination) => relayTcp(socket, destination, INBOUND_PASSTHROUGH_SOURCE) } : undefined,
+        capture: app.capture ? { tcp: (socket, destination) => relayTcp(socket, destination, INBOUND_PASSTHROUGH_SOURCE), ownPort: (port) => pipeline.passthrough.selfPorts.has(port) } : undefined,
         appPort: app.appPort,
         identity: () => certificates?.current,
         refused: (reason) => telemetry.metrics.inboundRefused.inc({ reason }),

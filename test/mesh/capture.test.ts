@@ -248,6 +248,18 @@ s.on("error", (e) => console.log(JSON.stringify("error " + e.code)));`);
     expect(metrics(A).sum("istio_requests_total", { reporter: "source" })).toBe(before);
   });
 
+  it("does not let another pod use its sidecar's own ports (15001 as an open proxy into the pod)", async () => {
+    // Pod A asks for pod B's 15001 with a Host that B's sidecar would forward to B's app.
+    const r = await app(A, `import net from "node:net";
+const s = net.connect(15001, "${B_IP}", () => s.write("GET /via-b HTTP/1.1\\r\\nhost: ${B_IP}:9080\\r\\nconnection: close\\r\\n\\r\\n"));
+let text = ""; s.on("data", (d) => (text += d)); s.on("close", () => console.log(JSON.stringify(text.split("\\r\\n")[0] ?? ""))); s.on("error", () => {});`);
+    // B's sidecar closes it (A's sidecar, which made the connection, answers 503): B's app never sees /via-b.
+    expect(r).not.toMatch(/ 200 /);
+    const seen = await getFromA("http://reviews:9080/after-the-probe");
+    expect(seen.status).toBe(200);
+    expect(seen.body!.url).toBe("/after-the-probe");
+  });
+
   it("survives hostile bytes on captured connections (HTTP and other ports), and keeps serving", { timeout: 40_000 }, async () => {
     const payload = fc.oneof(
       fc.uint8Array({ minLength: 1, maxLength: 400 }).map((b) => Buffer.from(b)),
