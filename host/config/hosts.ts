@@ -12,6 +12,16 @@ export function spiffeId(trustDomain: string, id: { namespace: string; serviceAc
   return `spiffe://${trustDomain.replace(/@/g, ".")}/ns/${id.namespace}/sa/${id.serviceAccount}`;
 }
 
+/** Istio's canonical service of a workload: its label, else app.kubernetes.io/name, else app (undefined: none). */
+export function canonicalService(labels: Record<string, string>): string | undefined {
+  return labels["service.istio.io/canonical-name"] ?? labels["app.kubernetes.io/name"] ?? labels.app;
+}
+
+/** Istio's canonical revision of a workload: its label, else app.kubernetes.io/version, else version, else "latest". */
+export function canonicalRevision(labels: Record<string, string>): string {
+  return labels["service.istio.io/canonical-revision"] ?? labels["app.kubernetes.io/version"] ?? labels.version ?? "latest";
+}
+
 /** The first URI SAN of a certificate (node's subjectaltname text; Istio puts the SPIFFE id there), "" when none. */
 export function spiffeOf(subjectAltName: string | undefined): string {
   for (const san of (subjectAltName ?? "").split(", ")) if (san.startsWith("URI:")) return san.slice(4);

@@ -98,9 +98,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   let ca: CertificateAuthority | undefined;
   let secure: grpc.Server | undefined;
   let securePort: number | undefined;
+  /** istiod's serving certificate, for 15012 and the webhook's 15017 alike. */
+  let serving: { cert: string; key: string } | undefined;
   if (options.ca) {
     ca = await CertificateAuthority.open(options.ca.dir, options.ca.trustDomain);
-    const serving = await ca.servingCertificate([ISTIOD_NAME, "istiod.istio-system", "istiod", "localhost"]);
+    serving = await ca.servingCertificate([ISTIOD_NAME, "istiod.istio-system", "istiod", "localhost"]);
     secure = new grpc.Server(GRPC_SERVER_OPTIONS);
     ads.register(secure);
     // Tokens the user issued, else the cluster's TokenReview, as istiod checks a pod's projected token.
@@ -169,8 +171,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   });
   log.info(`control plane: xDS on ${options.xdsAddress}:${xdsPort}, monitoring on ${options.monitoringAddress}:${monitoringPort}`);
   let webhook: Awaited<ReturnType<typeof startInjectionWebhook>> | undefined;
-  if (options.injector && ca) {
-    const serving = await ca.servingCertificate([ISTIOD_NAME, "istiod.istio-system", "istiod", "localhost"]);
+  if (options.injector && serving) {
     const counters = { injected: metrics.injectionSuccess, skipped: metrics.injectionSkips, error: metrics.injectionFailures };
     webhook = await startInjectionWebhook({
       address: options.injector.address,

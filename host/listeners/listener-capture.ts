@@ -16,7 +16,7 @@ import { connect, createServer, type Socket } from "node:net";
 import type { HttpSettings } from "../config/model.js";
 import { H1Server } from "./listener-h1.js";
 import { bindH1Server, type Listener, type RequestHandler } from "./listener.js";
-import { originalDestination } from "./original-destination.js";
+import { destinationParts, originalDestination } from "./original-destination.js";
 
 export interface CaptureOptions {
   address: string;
@@ -63,9 +63,8 @@ export function onFirstBytes(socket: Socket, timeoutMs: number, decide: (first: 
 
 /** Relays `client` to `destination` ("ADDRESS:PORT") both ways, from `localAddress` when given; either side closing ends both. */
 export function relayTcp(client: Socket, destination: string, localAddress?: string): void {
-  const colon = destination.lastIndexOf(":");
-  const host = destination.slice(0, colon).replace(/^\[|\]$/g, "");
-  const upstream = connect({ host, port: Number(destination.slice(colon + 1)), ...(localAddress ? { localAddress } : {}) });
+  const { address, port } = destinationParts(destination);
+  const upstream = connect({ host: address, port, ...(localAddress ? { localAddress } : {}) });
   upstream.once("connect", () => {
     upstream.pipe(client);
     client.pipe(upstream);

@@ -29,7 +29,7 @@ import { H1Server } from "./listener-h1.js";
 import { bindH1Server, type Listener, type RequestHandler } from "./listener.js";
 import { NodeDownstream } from "./listener-node.js";
 import { looksLikeHttp, onFirstBytes } from "./listener-capture.js";
-import { originalDestination } from "./original-destination.js";
+import { destinationParts, originalDestination } from "./original-destination.js";
 
 /** The first byte of a TLS record carrying a handshake (the ClientHello). */
 const TLS_HANDSHAKE = 0x16;
@@ -114,15 +114,17 @@ export function listenInbound(o: InboundOptions): Promise<Listener> {
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => {});
     let destination: string | undefined;
+    let appPort = o.appPort;
     if (o.capture) {
       destination = originalDestination(socket);
       // Nothing to forward a connection made to 15006 itself to: Envoy's virtualInbound has no chain for it either.
       if (destination === undefined) return void socket.destroy();
+      appPort = destinationParts(destination).port;
       // Nor one for the sidecar's own ports (15001 as an explicit proxy, the admin): they are not the app's.
-      if (o.capture.ownPort(Number(destination.slice(destination.lastIndexOf(":") + 1)))) return void socket.destroy();
+      if (o.capture.ownPort(appPort)) return void socket.destroy();
       socket[DESTINATION] = destination;
     }
-    const mode = o.mode(destination === undefined ? o.appPort : Number(destination.slice(destination.lastIndexOf(":") + 1)));
+    const mode = o.mode(appPort);
     if (mode === "DISABLE" && !o.capture) return plain.accept(socket);
     // The first bytes decide (STRICT: TLS or nothing). A client that sends none within the request-headers timeout is closed.
     onFirstBytes(socket, o.http.requestHeadersTimeoutMs, (first) => {

@@ -8,6 +8,7 @@
 import { createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { fileURLToPath } from "node:url";
+import { splitAuthority } from "../http/authority.js";
 import { packageFile } from "../package-root.js";
 
 interface Addon {
@@ -28,6 +29,12 @@ export function captureUnavailable(): string | undefined {
     failure = `the original-destination addon cannot load (${(err as Error).message.split("\n")[0]}); build it with 'npm run build:addon' (node-gyp, a C compiler and Node's headers)`;
   }
   return failure;
+}
+
+/** An original destination's address (an IPv6 one without its brackets) and port. */
+export function destinationParts(destination: string): { address: string; port: number } {
+  const { host, port } = splitAuthority(destination);
+  return { address: host.replace(/^\[|\]$/g, ""), port: Number(port) };
 }
 
 /**

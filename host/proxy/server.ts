@@ -18,7 +18,7 @@ import { decideUpgrade } from "../listeners/upgrade.js";
 import { listenH2 } from "../listeners/listener-h2.js";
 import { listenTcp, proxyConnection } from "../listeners/listener-tcp.js";
 import { listenCapture, relayTcp } from "../listeners/listener-capture.js";
-import { captureUnavailable } from "../listeners/original-destination.js";
+import { captureUnavailable, destinationParts } from "../listeners/original-destination.js";
 import { INBOUND_PASSTHROUGH_SOURCE } from "../cluster/pools.js";
 import type { Socket } from "node:net";
 import { listenH1 } from "../listeners/listener-h1.js";
@@ -86,7 +86,7 @@ const MAX_CAPTURED_APPS = 256;
  */
 function captureOutboundTcp(holder: SnapshotHolder, socket: Socket, destination: string): void {
   const config = holder.current.config;
-  const port = Number(destination.slice(destination.lastIndexOf(":") + 1));
+  const { port } = destinationParts(destination);
   if (config.tcpListeners.some((l) => l.port === port)) proxyConnection(holder, port, socket);
   else if (config.settings.outboundTrafficPolicy === "REGISTRY_ONLY") socket.destroy();
   else relayTcp(socket, destination);
@@ -283,9 +283,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     const capturedApp = (destination: string): InboundApp => {
       let a = captured.get(destination);
       if (!a) {
-        const colon = destination.lastIndexOf(":");
-        const port = Number(destination.slice(colon + 1));
-        a = { origin: `http://${destination}`, clusterName: `inbound|${port}||`, address: destination.slice(0, colon).replace(/^\[|\]$/g, ""), port, client: current.pools.inboundPassthrough() };
+        const { address, port } = destinationParts(destination);
+        a = { origin: `http://${destination}`, clusterName: `inbound|${port}||`, address, port, client: current.pools.inboundPassthrough() };
         if (captured.size >= MAX_CAPTURED_APPS) captured.clear();
         captured.set(destination, a);
       }

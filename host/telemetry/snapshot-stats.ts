@@ -5,6 +5,7 @@
 
 import type { UpstreamEndpoint } from "../cluster/endpoint.js";
 import type { CompiledConfig } from "../config/compile.js";
+import { canonicalRevision, canonicalService } from "../config/hosts.js";
 import type { ConnectionPeer } from "../listeners/downstream.js";
 import type { AuthzCounters } from "../security/authorization.js";
 import type { PeerInfo } from "../security/peer-metadata.js";
@@ -26,8 +27,8 @@ function workloadLabels(labels: Record<string, string>, workload: string): { app
   return {
     app: labels.app ?? UNKNOWN,
     version: labels.version ?? UNKNOWN,
-    canonicalService: labels["service.istio.io/canonical-name"] ?? labels["app.kubernetes.io/name"] ?? labels.app ?? workload,
-    canonicalRevision: labels["service.istio.io/canonical-revision"] ?? labels["app.kubernetes.io/version"] ?? labels.version ?? "latest",
+    canonicalService: canonicalService(labels) ?? workload,
+    canonicalRevision: canonicalRevision(labels),
   };
 }
 

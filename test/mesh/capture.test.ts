@@ -150,7 +150,10 @@ const ready = (ns: string): boolean => {
   }
 };
 
-const metrics = (ns: string) => parseExposition(inNs(ns, ["curl", "-s", "http://127.0.0.1:15090/stats/prometheus"]));
+const prometheusText = (ns: string): string => inNs(ns, ["curl", "-s", "http://127.0.0.1:15090/stats/prometheus"]);
+const metrics = (ns: string) => parseExposition(prometheusText(ns));
+/** A sidecar's request and inbound-refusal series, for failure messages. */
+const requestSeries = (ns: string): string => prometheusText(ns).split("\n").filter((l) => l.startsWith("istio_requests_total") || l.startsWith("instio_inbound")).join("\n");
 
 let sidecarA: ChildProcess & { output: () => string };
 let sidecarB: ChildProcess & { output: () => string };
@@ -196,171 +199,171 @@ describe.skipIf(skip !== undefined)("two pods in network namespaces behind insti
 
   describe("transparent capture, sidecars configured from files", () => {
 
-  it("starts the sidecar before the app: with the rules in place and no sidecar, the app's call is refused; once the sidecar is ready, the first call succeeds", { timeout: 40_000 }, async () => {
-    // Without a sidecar listening on 15001 the redirected connection has nowhere to go: why the app must wait.
-    expect((await getFromA("http://reviews:9080/too-early")).error).toBe("ECONNREFUSED");
-    sidecarA = sidecar("a", A, sidecarSettings("productpage", REVIEWS));
-    // The native sidecar's startup probe, or classic mode's postStart `instio wait`: the app starts once 15021 answers ready.
-    const wait = start(A, [process.execPath, CLI, "wait", "--timeout", "20"]);
-    const waited = await new Promise<number | null>((resolve) => wait.once("exit", resolve));
-    expect(waited, `instio wait: ${wait.output()}\n${sidecarA.output()}`).toBe(0);
-    expect(ready(A)).toBe(true);
-    const first = await getFromA("http://reviews:9080/first");
-    expect(first.status).toBe(200);
-  });
+    it("starts the sidecar before the app: with the rules in place and no sidecar, the app's call is refused; once the sidecar is ready, the first call succeeds", { timeout: 40_000 }, async () => {
+      // Without a sidecar listening on 15001 the redirected connection has nowhere to go: why the app must wait.
+      expect((await getFromA("http://reviews:9080/too-early")).error).toBe("ECONNREFUSED");
+      sidecarA = sidecar("a", A, sidecarSettings("productpage", REVIEWS));
+      // The native sidecar's startup probe, or classic mode's postStart `instio wait`: the app starts once 15021 answers ready.
+      const wait = start(A, [process.execPath, CLI, "wait", "--timeout", "20"]);
+      const waited = await new Promise<number | null>((resolve) => wait.once("exit", resolve));
+      expect(waited, `instio wait: ${wait.output()}\n${sidecarA.output()}`).toBe(0);
+      expect(ready(A)).toBe(true);
+      const first = await getFromA("http://reviews:9080/first");
+      expect(first.status).toBe(200);
+    });
 
-  it("carries a plain client's request through both sidecars to the app, and both record it", async () => {
-    const r = await getFromA("http://reviews:9080/reviews/1");
-    expect(r.status).toBe(200);
-    // B's app sees the request from 127.0.0.6 (B's sidecar), with what the sidecars add.
-    expect(r.body!.remote).toBe("127.0.0.6");
-    expect(r.body!.url).toBe("/reviews/1");
-    expect(r.body!.headers["x-request-id"]).toBeDefined();
-    await eventually(() => metrics(A).find("istio_requests_total", { reporter: "source", destination_service: "reviews.default.svc.cluster.local", response_code: "200" }).length === 1, 5000, "pod A's metrics");
-    const source = metrics(A).sum("istio_requests_total", { reporter: "source", destination_service: "reviews.default.svc.cluster.local" });
-    // The sidecar's own connection to B (UID 1337) was not captured again: one request, not a loop.
-    expect(source).toBe(2);
-    await eventually(() => metrics(B).sum("istio_requests_total", { reporter: "destination", destination_workload: "reviews-v1", response_code: "200" }) >= 2, 5000, "pod B's metrics");
-  });
+    it("carries a plain client's request through both sidecars to the app, and both record it", async () => {
+      const r = await getFromA("http://reviews:9080/reviews/1");
+      expect(r.status).toBe(200);
+      // B's app sees the request from 127.0.0.6 (B's sidecar), with what the sidecars add.
+      expect(r.body!.remote).toBe("127.0.0.6");
+      expect(r.body!.url).toBe("/reviews/1");
+      expect(r.body!.headers["x-request-id"]).toBeDefined();
+      await eventually(() => metrics(A).find("istio_requests_total", { reporter: "source", destination_service: "reviews.default.svc.cluster.local", response_code: "200" }).length === 1, 5000, "pod A's metrics");
+      const source = metrics(A).sum("istio_requests_total", { reporter: "source", destination_service: "reviews.default.svc.cluster.local" });
+      // The sidecar's own connection to B (UID 1337) was not captured again: one request, not a loop.
+      expect(source).toBe(2);
+      await eventually(() => metrics(B).sum("istio_requests_total", { reporter: "destination", destination_workload: "reviews-v1", response_code: "200" }) >= 2, 5000, "pod B's metrics");
+    });
 
-  it("passes a call to an address it has no service for through to that address (PassthroughCluster)", async () => {
-    const r = await getFromA(`http://${B_IP}:9080/by-address`);
-    expect(r.status).toBe(200);
-    expect(r.body!.url).toBe("/by-address");
-    expect(r.body!.remote).toBe("127.0.0.6");
-  });
+    it("passes a call to an address it has no service for through to that address (PassthroughCluster)", async () => {
+      const r = await getFromA(`http://${B_IP}:9080/by-address`);
+      expect(r.status).toBe(200);
+      expect(r.body!.url).toBe("/by-address");
+      expect(r.body!.remote).toBe("127.0.0.6");
+    });
 
-  it("relays a TCP service both ways through both sidecars", async () => {
-    const echoed = await app(A, `import net from "node:net";
-const s = net.connect(5000, "reviews", () => s.write("ping"));
-s.on("data", (d) => { console.log(JSON.stringify(String(d))); s.destroy(); });
-s.on("error", (e) => console.log(JSON.stringify("error " + e.code)));`);
-    expect(echoed).toBe("127.0.0.6 ping");
-  });
+    it("relays a TCP service both ways through both sidecars", async () => {
+      const echoed = await app(A, `import net from "node:net";
+  const s = net.connect(5000, "reviews", () => s.write("ping"));
+  s.on("data", (d) => { console.log(JSON.stringify(String(d))); s.destroy(); });
+  s.on("error", (e) => console.log(JSON.stringify("error " + e.code)));`);
+      expect(echoed).toBe("127.0.0.6 ping");
+    });
 
-  it("leaves excluded ports alone: the app reaches the other app directly", async () => {
-    const before = metrics(A).sum("istio_requests_total", { reporter: "source" });
-    const r = await getFromA("http://reviews:7777/excluded");
-    expect(r.status).toBe(200);
-    // From A's own address: neither sidecar was on the way.
-    expect(r.body!.remote).toBe(A_IP);
-    expect(r.body!.headers["x-request-id"]).toBeUndefined();
-    expect(metrics(A).sum("istio_requests_total", { reporter: "source" })).toBe(before);
-  });
+    it("leaves excluded ports alone: the app reaches the other app directly", async () => {
+      const before = metrics(A).sum("istio_requests_total", { reporter: "source" });
+      const r = await getFromA("http://reviews:7777/excluded");
+      expect(r.status).toBe(200);
+      // From A's own address: neither sidecar was on the way.
+      expect(r.body!.remote).toBe(A_IP);
+      expect(r.body!.headers["x-request-id"]).toBeUndefined();
+      expect(metrics(A).sum("istio_requests_total", { reporter: "source" })).toBe(before);
+    });
 
-  it("does not let another pod use its sidecar's own ports (15001 as an open proxy into the pod)", async () => {
-    // Pod A asks for pod B's 15001 with a Host that B's sidecar would forward to B's app.
-    const r = await app(A, `import net from "node:net";
-const s = net.connect(15001, "${B_IP}", () => s.write("GET /via-b HTTP/1.1\\r\\nhost: ${B_IP}:9080\\r\\nconnection: close\\r\\n\\r\\n"));
-let text = ""; s.on("data", (d) => (text += d)); s.on("close", () => console.log(JSON.stringify(text.split("\\r\\n")[0] ?? ""))); s.on("error", () => {});`);
-    // B's sidecar closes it (A's sidecar, which made the connection, answers 503): B's app never sees /via-b.
-    expect(r).not.toMatch(/ 200 /);
-    const seen = await getFromA("http://reviews:9080/after-the-probe");
-    expect(seen.status).toBe(200);
-    expect(seen.body!.url).toBe("/after-the-probe");
-  });
+    it("does not let another pod use its sidecar's own ports (15001 as an open proxy into the pod)", async () => {
+      // Pod A asks for pod B's 15001 with a Host that B's sidecar would forward to B's app.
+      const r = await app(A, `import net from "node:net";
+  const s = net.connect(15001, "${B_IP}", () => s.write("GET /via-b HTTP/1.1\\r\\nhost: ${B_IP}:9080\\r\\nconnection: close\\r\\n\\r\\n"));
+  let text = ""; s.on("data", (d) => (text += d)); s.on("close", () => console.log(JSON.stringify(text.split("\\r\\n")[0] ?? ""))); s.on("error", () => {});`);
+      // B's sidecar closes it (A's sidecar, which made the connection, answers 503): B's app never sees /via-b.
+      expect(r).not.toMatch(/ 200 /);
+      const seen = await getFromA("http://reviews:9080/after-the-probe");
+      expect(seen.status).toBe(200);
+      expect(seen.body!.url).toBe("/after-the-probe");
+    });
 
-  it("survives hostile bytes on captured connections (HTTP and other ports), and keeps serving", { timeout: 40_000 }, async () => {
-    const payload = fc.oneof(
-      fc.uint8Array({ minLength: 1, maxLength: 400 }).map((b) => Buffer.from(b)),
-      fc.string({ maxLength: 120 }).map((t) => Buffer.from(`GET /${t} HTTP/1.1\r\nhost: reviews\r\n\r\n`, "latin1")),
-      fc.constantFrom("GET", "POST /x HTTP/1.1\r\ncontent-length: 99\r\n\r\nab", "\x16\x03\x01\x02\x00", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "G").map((t) => Buffer.from(t, "latin1")),
-    );
-    const cases = fc.sample(fc.tuple(payload, fc.constantFrom(9080, 5000, 6000, 9999)), { numRuns: 80 }).map(([bytes, port]) => ({ port, data: bytes.toString("base64") }));
-    const sent = await app(A, `import net from "node:net";
-const cases = ${JSON.stringify(cases)};
-let closed = 0;
-await Promise.all(cases.map((c) => new Promise((resolve) => {
-  const s = net.connect(c.port, "${B_IP}", () => s.end(Buffer.from(c.data, "base64")));
-  s.on("data", () => {}); s.on("error", () => resolve()); s.on("close", () => { closed++; resolve(); });
-  s.setTimeout(3000, () => { s.destroy(); resolve(); });
-})));
-console.log(JSON.stringify(closed));`);
-    expect(typeof sent).toBe("number");
-    expect(sidecarA.exitCode).toBeNull();
-    expect(sidecarB.exitCode).toBeNull();
-    const r = await getFromA("http://reviews:9080/after-the-fuzz");
-    expect(r.status, `${JSON.stringify(r)}\nA: ${sidecarA.output()}\nB: ${sidecarB.output()}`).toBe(200);
-    expect(sidecarA.output()).not.toMatch(/internal error/);
-    expect(sidecarB.output()).not.toMatch(/internal error/);
-  });
+    it("survives hostile bytes on captured connections (HTTP and other ports), and keeps serving", { timeout: 40_000 }, async () => {
+      const payload = fc.oneof(
+        fc.uint8Array({ minLength: 1, maxLength: 400 }).map((b) => Buffer.from(b)),
+        fc.string({ maxLength: 120 }).map((t) => Buffer.from(`GET /${t} HTTP/1.1\r\nhost: reviews\r\n\r\n`, "latin1")),
+        fc.constantFrom("GET", "POST /x HTTP/1.1\r\ncontent-length: 99\r\n\r\nab", "\x16\x03\x01\x02\x00", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "G").map((t) => Buffer.from(t, "latin1")),
+      );
+      const cases = fc.sample(fc.tuple(payload, fc.constantFrom(9080, 5000, 6000, 9999)), { numRuns: 80 }).map(([bytes, port]) => ({ port, data: bytes.toString("base64") }));
+      const sent = await app(A, `import net from "node:net";
+  const cases = ${JSON.stringify(cases)};
+  let closed = 0;
+  await Promise.all(cases.map((c) => new Promise((resolve) => {
+    const s = net.connect(c.port, "${B_IP}", () => s.end(Buffer.from(c.data, "base64")));
+    s.on("data", () => {}); s.on("error", () => resolve()); s.on("close", () => { closed++; resolve(); });
+    s.setTimeout(3000, () => { s.destroy(); resolve(); });
+  })));
+  console.log(JSON.stringify(closed));`);
+      expect(typeof sent).toBe("number");
+      expect(sidecarA.exitCode).toBeNull();
+      expect(sidecarB.exitCode).toBeNull();
+      const r = await getFromA("http://reviews:9080/after-the-fuzz");
+      expect(r.status, `${JSON.stringify(r)}\nA: ${sidecarA.output()}\nB: ${sidecarB.output()}`).toBe(200);
+      expect(sidecarA.output()).not.toMatch(/internal error/);
+      expect(sidecarB.output()).not.toMatch(/internal error/);
+    });
 
-  it("keeps the sidecar serving the app's calls in flight when the app stops, then exits after it (native sidecar order)", { timeout: 30_000 }, async () => {
-    // A Job-style app: calls in a loop; on SIGTERM it finishes the calls in flight and exits with its tally.
-    const job = start(A, [process.execPath, "--input-type=module", "-e", `import http from "node:http";
-let ok = 0, failed = 0, stopping = false, inFlight = 0;
-const call = () => { if (stopping) return; inFlight++;
-  http.get("http://reviews:9080/slow", (res) => { res.resume(); res.on("end", () => { res.statusCode === 200 ? ok++ : failed++; inFlight--; done(); call(); }); })
-    .on("error", () => { failed++; inFlight--; done(); }); };
-const done = () => { if (stopping && inFlight === 0) { console.log(JSON.stringify({ ok, failed })); process.exit(0); } };
-process.on("SIGTERM", () => { stopping = true; done(); });
-for (let i = 0; i < 4; i++) call();
-console.log("calling");`]);
-    await eventually(() => job.output().includes("calling"), 10_000, "the job");
-    await new Promise((r) => setTimeout(r, 1000));
-    // The kubelet stops the app first; its calls in flight (400 ms each) still go through the sidecar.
-    const jobExit = new Promise<number | null>((resolve) => job.once("exit", resolve));
-    process.kill(job.pid!, "SIGTERM"); // (ip netns exec runs the command in its own process: this pid)
-    expect(await jobExit).toBe(0);
-    const tally = JSON.parse(job.output().trim().split("\n").at(-1)!) as { ok: number; failed: number };
-    expect(tally.failed).toBe(0);
-    expect(tally.ok).toBeGreaterThanOrEqual(4);
-    // Then the sidecar: it drains (1 s here) and exits on its own.
-    const sidecarExit = new Promise<number | null>((resolve) => sidecarA.once("exit", resolve));
-    process.kill(sidecarA.pid!, "SIGTERM");
-    expect(await sidecarExit).toBe(0);
-  });
+    it("keeps the sidecar serving the app's calls in flight when the app stops, then exits after it (native sidecar order)", { timeout: 30_000 }, async () => {
+      // A Job-style app: calls in a loop; on SIGTERM it finishes the calls in flight and exits with its tally.
+      const job = start(A, [process.execPath, "--input-type=module", "-e", `import http from "node:http";
+  let ok = 0, failed = 0, stopping = false, inFlight = 0;
+  const call = () => { if (stopping) return; inFlight++;
+    http.get("http://reviews:9080/slow", (res) => { res.resume(); res.on("end", () => { res.statusCode === 200 ? ok++ : failed++; inFlight--; done(); call(); }); })
+      .on("error", () => { failed++; inFlight--; done(); }); };
+  const done = () => { if (stopping && inFlight === 0) { console.log(JSON.stringify({ ok, failed })); process.exit(0); } };
+  process.on("SIGTERM", () => { stopping = true; done(); });
+  for (let i = 0; i < 4; i++) call();
+  console.log("calling");`]);
+      await eventually(() => job.output().includes("calling"), 10_000, "the job");
+      await new Promise((r) => setTimeout(r, 1000));
+      // The kubelet stops the app first; its calls in flight (400 ms each) still go through the sidecar.
+      const jobExit = new Promise<number | null>((resolve) => job.once("exit", resolve));
+      process.kill(job.pid!, "SIGTERM"); // (ip netns exec runs the command in its own process: this pid)
+      expect(await jobExit).toBe(0);
+      const tally = JSON.parse(job.output().trim().split("\n").at(-1)!) as { ok: number; failed: number };
+      expect(tally.failed).toBe(0);
+      expect(tally.ok).toBeGreaterThanOrEqual(4);
+      // Then the sidecar: it drains (1 s here) and exits on its own.
+      const sidecarExit = new Promise<number | null>((resolve) => sidecarA.once("exit", resolve));
+      process.kill(sidecarA.pid!, "SIGTERM");
+      expect(await sidecarExit).toBe(0);
+    });
   });
 
   describe("injected pods: sidecars run as the injector writes them, configured by the control plane, mTLS between them", () => {
-  let cpDir: string;
-  let a: ChildProcess & { output: () => string };
-  let b: ChildProcess & { output: () => string };
-  let cp: ChildProcess & { output: () => string };
+    let cpDir: string;
+    let a: ChildProcess & { output: () => string };
+    let b: ChildProcess & { output: () => string };
+    let cp: ChildProcess & { output: () => string };
 
-  /** The injected instio-proxy's command line (inject.ts), the control plane reached at `cpIp`, and the pod's environment. */
-  function injectedSidecar(ns: string, cpIp: string, pod: { name: string; ip: string; account: string; app: string }): ChildProcess & { output: () => string } {
-    const token = join(cpDir, `${pod.account}.token`);
-    return start(ns, ["env", `POD_NAME=${pod.name}`, "POD_NAMESPACE=default", `INSTANCE_IP=${pod.ip}`, `SERVICE_ACCOUNT=${pod.account}`, `ISTIO_METAJSON_LABELS={"app":"${pod.app}","version":"v1","security.istio.io/tlsMode":"istio"}`,
-      process.execPath, CLI, "proxy", "--xds", `${cpIp}:15010`, "--ca", `${cpIp}:15012`, "--capture", "--ca-root", join(cpDir, "ca", "root-cert.pem"), "--token", token], true);
-  }
-
-  beforeAll(async () => {
-    // The earlier sidecars are gone (the last test above stopped A's; B's is stopped here).
-    sidecarB?.kill("SIGKILL");
-    cpDir = join(dir, "control-plane");
-    mkdirSync(join(cpDir, "kube"), { recursive: true });
-    mkdirSync(join(cpDir, "ca"), { recursive: true });
-    writeFileSync(join(cpDir, "kube", "bookinfo.yaml"), KUBE);
-    writeFileSync(join(cpDir, "tokens.yaml"), "tokens:\n- {token: productpage-token-0123456789, namespace: default, serviceAccount: bookinfo-productpage}\n- {token: reviews-token-0123456789, namespace: default, serviceAccount: bookinfo-reviews}\n");
-    writeFileSync(join(cpDir, "bookinfo-productpage.token"), "productpage-token-0123456789\n");
-    writeFileSync(join(cpDir, "bookinfo-reviews.token"), "reviews-token-0123456789\n");
-    run("ip", ["netns", "add", CP]);
-    inNs(CP, ["ip", "link", "set", "lo", "up"]);
-    for (const [ns, net, tag] of [[A, NET_A, "a"], [B, NET_B, "b"]] as const) {
-      const [pod, cp] = [`c${tag}p${SUFFIX}`, `c${tag}c${SUFFIX}`];
-      run("ip", ["link", "add", pod, "type", "veth", "peer", "name", cp]);
-      run("ip", ["link", "set", pod, "netns", ns]);
-      run("ip", ["link", "set", cp, "netns", CP]);
-      inNs(ns, ["ip", "addr", "add", `${net}.1/24`, "dev", pod]);
-      inNs(ns, ["ip", "link", "set", pod, "up"]);
-      inNs(CP, ["ip", "addr", "add", `${net}.2/24`, "dev", cp]);
-      inNs(CP, ["ip", "link", "set", cp, "up"]);
+    /** The injected instio-proxy's command line (inject.ts), the control plane reached at `cpIp`, and the pod's environment. */
+    function injectedSidecar(ns: string, cpIp: string, pod: { name: string; ip: string; account: string; app: string }): ChildProcess & { output: () => string } {
+      const token = join(cpDir, `${pod.account}.token`);
+      return start(ns, ["env", `POD_NAME=${pod.name}`, "POD_NAMESPACE=default", `INSTANCE_IP=${pod.ip}`, `SERVICE_ACCOUNT=${pod.account}`, `ISTIO_METAJSON_LABELS={"app":"${pod.app}","version":"v1","security.istio.io/tlsMode":"istio"}`,
+        process.execPath, CLI, "proxy", "--xds", `${cpIp}:15010`, "--ca", `${cpIp}:15012`, "--capture", "--ca-root", join(cpDir, "ca", "root-cert.pem"), "--token", token], true);
     }
-    cp = start(CP, [process.execPath, CLI, "control-plane", "--kube-dir", join(cpDir, "kube"), "--ca-dir", join(cpDir, "ca"), "--ca-tokens", join(cpDir, "tokens.yaml")]);
-    await eventually(() => cp.output().includes("injection webhook on"), 20_000, () => `the control plane:\n${cp.output()}`);
-    b = injectedSidecar(B, `${NET_B}.2`, { name: "reviews-v1", ip: B_IP, account: "bookinfo-reviews", app: "reviews" });
-    a = injectedSidecar(A, `${NET_A}.2`, { name: "productpage-v1", ip: A_IP, account: "bookinfo-productpage", app: "productpage" });
-    await eventually(() => ready(A) && ready(B), 30_000, () => `both sidecars ready:\nA: ${a.output()}\nB: ${b.output()}`);
-  }, 60_000);
 
-  it("carries the plain client's request over mTLS between the sidecars, each knowing the other's identity", async () => {
-    const r = await getFromA("http://reviews:9080/reviews/mtls");
-    expect(r.status, `${JSON.stringify(r)}\nCP: ${cp.output()}\nA: ${a.output()}\nB: ${b.output()}\nA stats: ${inNs(A, ["curl", "-s", "http://127.0.0.1:15090/stats/prometheus"]).split("\n").filter((l) => l.startsWith("istio_requests_total")).join("\n")}\nB stats: ${inNs(B, ["curl", "-s", "http://127.0.0.1:15090/stats/prometheus"]).split("\n").filter((l) => l.startsWith("istio_requests_total") || l.startsWith("instio_inbound")).join("\n")}`).toBe(200);
-    expect(r.body!.remote).toBe("127.0.0.6");
-    await eventually(() => metrics(B).find("istio_requests_total", { reporter: "destination", connection_security_policy: "mutual_tls", source_principal: "spiffe://cluster.local/ns/default/sa/bookinfo-productpage", response_code: "200" }).length === 1, 5000, () => `pod B's mTLS series:\n${inNs(B, ["curl", "-s", "http://127.0.0.1:15090/stats/prometheus"]).split("\n").filter((l) => l.startsWith("istio_requests_total")).join("\n")}`);
-    expect(metrics(A).find("istio_requests_total", { reporter: "source", destination_principal: "spiffe://cluster.local/ns/default/sa/bookinfo-reviews", response_code: "200" })).toHaveLength(1);
-  });
+    beforeAll(async () => {
+      // The earlier sidecars are gone (the last test above stopped A's; B's is stopped here).
+      sidecarB?.kill("SIGKILL");
+      cpDir = join(dir, "control-plane");
+      mkdirSync(join(cpDir, "kube"), { recursive: true });
+      mkdirSync(join(cpDir, "ca"), { recursive: true });
+      writeFileSync(join(cpDir, "kube", "bookinfo.yaml"), KUBE);
+      writeFileSync(join(cpDir, "tokens.yaml"), "tokens:\n- {token: productpage-token-0123456789, namespace: default, serviceAccount: bookinfo-productpage}\n- {token: reviews-token-0123456789, namespace: default, serviceAccount: bookinfo-reviews}\n");
+      writeFileSync(join(cpDir, "bookinfo-productpage.token"), "productpage-token-0123456789\n");
+      writeFileSync(join(cpDir, "bookinfo-reviews.token"), "reviews-token-0123456789\n");
+      run("ip", ["netns", "add", CP]);
+      inNs(CP, ["ip", "link", "set", "lo", "up"]);
+      for (const [ns, net, tag] of [[A, NET_A, "a"], [B, NET_B, "b"]] as const) {
+        const [pod, cp] = [`c${tag}p${SUFFIX}`, `c${tag}c${SUFFIX}`];
+        run("ip", ["link", "add", pod, "type", "veth", "peer", "name", cp]);
+        run("ip", ["link", "set", pod, "netns", ns]);
+        run("ip", ["link", "set", cp, "netns", CP]);
+        inNs(ns, ["ip", "addr", "add", `${net}.1/24`, "dev", pod]);
+        inNs(ns, ["ip", "link", "set", pod, "up"]);
+        inNs(CP, ["ip", "addr", "add", `${net}.2/24`, "dev", cp]);
+        inNs(CP, ["ip", "link", "set", cp, "up"]);
+      }
+      cp = start(CP, [process.execPath, CLI, "control-plane", "--kube-dir", join(cpDir, "kube"), "--ca-dir", join(cpDir, "ca"), "--ca-tokens", join(cpDir, "tokens.yaml")]);
+      await eventually(() => cp.output().includes("injection webhook on"), 20_000, () => `the control plane:\n${cp.output()}`);
+      b = injectedSidecar(B, `${NET_B}.2`, { name: "reviews-v1", ip: B_IP, account: "bookinfo-reviews", app: "reviews" });
+      a = injectedSidecar(A, `${NET_A}.2`, { name: "productpage-v1", ip: A_IP, account: "bookinfo-productpage", app: "productpage" });
+      await eventually(() => ready(A) && ready(B), 30_000, () => `both sidecars ready:\nA: ${a.output()}\nB: ${b.output()}`);
+    }, 60_000);
+
+    it("carries the plain client's request over mTLS between the sidecars, each knowing the other's identity", async () => {
+      const r = await getFromA("http://reviews:9080/reviews/mtls");
+      expect(r.status, `${JSON.stringify(r)}\nCP: ${cp.output()}\nA: ${a.output()}\nB: ${b.output()}\nA stats: ${requestSeries(A)}\nB stats: ${requestSeries(B)}`).toBe(200);
+      expect(r.body!.remote).toBe("127.0.0.6");
+      await eventually(() => metrics(B).find("istio_requests_total", { reporter: "destination", connection_security_policy: "mutual_tls", source_principal: "spiffe://cluster.local/ns/default/sa/bookinfo-productpage", response_code: "200" }).length === 1, 5000, () => `pod B's mTLS series:\n${requestSeries(B)}`);
+      expect(metrics(A).find("istio_requests_total", { reporter: "source", destination_principal: "spiffe://cluster.local/ns/default/sa/bookinfo-reviews", response_code: "200" })).toHaveLength(1);
+    });
 
     it("says, at the policy, that a sidecar it configures does not enforce inbound policies yet (no silent no-op)", () => {
       expect(cp.output()).toMatch(/ads: reviews-v1\.default: .*bookinfo\.yaml:\d+:\d+: warning: spec: AuthorizationPolicy default\/reviews-viewers selects this workload, but the control plane sends no inbound listeners yet/);

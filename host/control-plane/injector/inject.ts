@@ -16,6 +16,7 @@
 // Pods that opted out, host-network pods, pods in Kubernetes' own namespaces
 // and pods already injected are left alone, each with the reason.
 
+import { canonicalRevision, canonicalService } from "../../config/hosts.js";
 import { VERSION } from "../../version.js";
 
 /** A Kubernetes object as parsed from YAML or JSON. */
@@ -72,6 +73,11 @@ function strings(value: unknown): Record<string, string> {
 /** A list of objects from untrusted input (containers, ports, volumes): anything else reads as empty. */
 function objects(value: unknown): KubeObject[] {
   return Array.isArray(value) ? (value.filter((v) => v !== null && typeof v === "object" && !Array.isArray(v)) as KubeObject[]) : [];
+}
+
+/** The pod's name, or its generateName's stem ("reviews-v1-" → "reviews-v1"), "" when it has neither. */
+function podName(meta: KubeObject): string {
+  return String(meta.generateName ?? meta.name ?? "").replace(/-$/, "");
 }
 
 /** Istio's excludeInboundPort: the user's ports, then the status port unless listed or 0. */
@@ -136,7 +142,7 @@ function proxyContainer(o: InjectOptions, meta: KubeObject, spec: KubeObject, na
   const labels = strings(meta.labels);
   const apps = objects(spec.containers).map((c) => String(c.name));
   const ports = objects(spec.containers).flatMap((c) => objects(c.ports));
-  const workload = String(meta.generateName ?? meta.name ?? "").replace(/-$/, "") || labels.app || "unknown";
+  const workload = podName(meta) || labels.app || "unknown";
   const env: KubeObject[] = [
     { name: "CA_ADDR", value: `${o.controlPlane}:15012` },
     fieldRef("POD_NAME", "metadata.name"),
@@ -193,8 +199,8 @@ export function injectPodSpec(meta: KubeObject, spec: KubeObject, o: InjectOptio
     labels: {
       ...labels,
       "security.istio.io/tlsMode": labels["security.istio.io/tlsMode"] ?? "istio",
-      "service.istio.io/canonical-name": labels["service.istio.io/canonical-name"] ?? labels["app.kubernetes.io/name"] ?? labels.app ?? String(meta.generateName ?? meta.name ?? "").replace(/-$/, ""),
-      "service.istio.io/canonical-revision": labels["service.istio.io/canonical-revision"] ?? labels["app.kubernetes.io/version"] ?? labels.version ?? "latest",
+      "service.istio.io/canonical-name": canonicalService(labels) ?? podName(meta),
+      "service.istio.io/canonical-revision": canonicalRevision(labels),
     },
     annotations: {
       ...annotations,

@@ -3,6 +3,7 @@
 
 import type { ClusterInfo } from "../../config/compile.js";
 import type { ConfigDiagnostic } from "../../config/diagnostics.js";
+import { canonicalRevision, canonicalService } from "../../config/hosts.js";
 import { duration, jsonToStruct, packAny, TYPE_PREFIX } from "../protos.js";
 import type { Generator, Json } from "./routes.js";
 
@@ -210,9 +211,9 @@ export const INSTIO_METADATA = "instio";
 function endpointMetadata(labels: Record<string, string>): Json {
   if (Object.keys(labels).length === 0) return {};
   const meta: Json = { [INSTIO_METADATA]: jsonToStruct({ labels }) };
-  const service = labels["service.istio.io/canonical-name"] ?? labels["app.kubernetes.io/name"] ?? labels.app;
+  const service = canonicalService(labels);
   if (service) {
-    const revision = labels["service.istio.io/canonical-revision"] ?? labels["app.kubernetes.io/version"] ?? labels.version ?? "latest";
+    const revision = canonicalRevision(labels);
     meta.istio = jsonToStruct({ workload: `${labels["service.istio.io/workload-name"] ?? service};;${service};${revision};` });
   }
   const tlsMode = labels["security.istio.io/tlsMode"];
