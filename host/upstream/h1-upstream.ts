@@ -23,6 +23,7 @@
 
 import { connect as netConnect, isIP, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from "node:tls";
+import { localPrincipalOf, TlsSessionCache } from "./tls-sessions.js";
 import { spiffeOf } from "../config/hosts.js";
 import type { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
@@ -253,10 +254,9 @@ class Connection {
       const sni = authority && isIP(authority) === 0 && !authority.startsWith("[") ? authority : undefined;
       const context = (this.tlsContext = o.tls.secureContext); // one per certificate (pools.ts), read once per connection
       const sessions = pool.upstream.tlsSessions;
-      const cached = sessions.get(pool.origin);
-      const session = cached && cached.context === context && cached.servername === sni ? cached.session : undefined;
+      const session = sessions.offer(pool.origin, context, sni);
       const socket = tlsConnect({ ...o.tls, secureContext: context, host: pool.host, port: pool.port, ...(sni ? { servername: sni } : {}), ...(session ? { session } : {}) });
-      socket.on("session", (ticket: Buffer) => rememberSession(sessions, pool.origin, { context, servername: sni, session: ticket }));
+      socket.on("session", (ticket: Buffer) => sessions.remember(pool.origin, context, sni, ticket));
       this.socket = socket;
       this.socket.once("secureConnect", this.onConnect);
     } else {
@@ -580,33 +580,6 @@ class Connection {
   }
 }
 
-/** Our own principal per certificate (a SecureContext holds one): read once, not at every connection. */
-const localPrincipals = new WeakMap<SecureContext, string>();
-
-function localPrincipalOf(socket: TLSSocket, context: SecureContext | undefined): string {
-  let principal = context && localPrincipals.get(context);
-  if (principal === undefined) {
-    principal = spiffeOf(socket.getX509Certificate()?.subjectAltName);
-    if (context) localPrincipals.set(context, principal);
-  }
-  return principal;
-}
-
-interface TlsSession {
-  context: SecureContext | undefined;
-  servername: string | undefined;
-  session: Buffer;
-}
-
-/** At most this many endpoints' sessions are kept per client; the oldest goes first. */
-const MAX_TLS_SESSIONS = 1024;
-
-function rememberSession(sessions: Map<string, TlsSession>, origin: string, session: TlsSession): void {
-  sessions.delete(origin);
-  sessions.set(origin, session);
-  if (sessions.size > MAX_TLS_SESSIONS) sessions.delete(sessions.keys().next().value!);
-}
-
 function connectTimedOut(conn: Connection): void {
   conn.connectTimeout();
 }
@@ -637,12 +610,8 @@ function parseFields(text: string, at: number, into: Record<string, string | str
  */
 export class H1Upstream {
   private readonly pools = new Map<string, OriginPool>();
-  /**
-   * The last TLS session each endpoint gave us, offered when the next connection is made with the same
-   * certificate and SNI (as Envoy's upstream session cache): a resumed handshake signs nothing on either side.
-   * Kept apart from the pools, which go when their last connection closes.
-   */
-  readonly tlsSessions = new Map<string, TlsSession>();
+  /** TLS sessions by endpoint, kept apart from the pools, which go when their last connection closes. */
+  readonly tlsSessions = new TlsSessionCache();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(readonly options: H1PoolOptions) {}
