@@ -11,6 +11,7 @@ import { resolveDelegates } from "./delegate.js";
 import { egressAllows, sidecarFor, type SidecarModel } from "./sidecar.js";
 import { gatewayListeners, gatewaysFor, type GatewayListener } from "./gateway.js";
 import { inboundSecurity, mtlsModeFor, type InboundSecurity } from "./security-policy.js";
+import { wasmPluginsFor, type WasmPluginConfig } from "./wasm-plugin.js";
 import { clusterPolicy, ISTIO_MUTUAL_DEFAULTS, type ClusterPolicy, type LoadBalancerModel, type TrafficPolicyModel } from "./traffic-policy.js";
 import type { EncodedImage } from "../core/route-core.js";
 import { updateDigests, type UpdateDigests } from "./update-digests.js";
@@ -124,6 +125,8 @@ export interface CompiledConfig {
   boundHttpListeners: { address: string; port: number }[];
   /** PeerAuthentication and AuthorizationPolicies for this workload's inbound side. */
   inboundSecurity: InboundSecurity;
+  /** The WasmPlugins that select this workload, in istiod's order (their modules' bytes included). */
+  wasmPlugins: WasmPluginConfig[];
   /** Ingress mode: a Gateway selects this proxy (unknown hosts get 404, not a passthrough). */
   gateway: boolean;
   /** Names the DNS-resolved ServiceEntries need resolved (their endpoints, or their hosts). */
@@ -297,6 +300,7 @@ class Compiler {
       gatewayListeners: this.gatewayListeners,
       boundHttpListeners: [],
       inboundSecurity: inboundSecurity(this.model),
+      wasmPlugins: wasmPluginsFor(this.model),
       gateway: this.gatewayRefs.length > 0,
       dnsNames: [...this.dnsNames],
       settings: this.settings,

@@ -11,6 +11,7 @@ import { resolveHost } from "./hosts.js";
 import { readTrafficPolicy } from "./traffic-policy.js";
 import { readSidecar } from "./sidecar.js";
 import { readGateway } from "./gateway.js";
+import { EXTENSIONS_API_VERSION, readWasmPlugin } from "./wasm-plugin.js";
 import { readAuthorizationPolicy, readPeerAuthentication, SECURITY_GROUP, SECURITY_VERSIONS } from "./security-policy.js";
 import type {
   ConfigModel, CorsModel, DestinationModel, RetryConditions, RetryPolicyModel, DestinationRuleModel, FaultModel, HeaderOperations, HeadersModel, HttpRouteModel, MatchModel, RegexRewriteModel, TcpRouteModel, ResourceMeta, RouteActionModel, ServiceModel,
@@ -47,7 +48,7 @@ function lastApplied<T extends ResourceMeta>(list: T[], replaced: (earlier: T, l
 
 /** Reads every document into the model; all problems go to `sink`. */
 export function readModel(docs: SourceDocument[], sink: DiagnosticSink): ConfigModel {
-  const model: ConfigModel = { settings: defaultSettings(), services: [], workloadEntries: [], virtualServices: [], destinationRules: [], sidecars: [], gateways: [], peerAuthentications: [], authorizationPolicies: [] };
+  const model: ConfigModel = { settings: defaultSettings(), services: [], workloadEntries: [], virtualServices: [], destinationRules: [], sidecars: [], gateways: [], peerAuthentications: [], authorizationPolicies: [], wasmPlugins: [] };
   let settingsSeen: SourceDocument | undefined;
   for (const doc of docs) {
     const r = new FieldReader(sink, doc);
@@ -74,6 +75,11 @@ export function readModel(docs: SourceDocument[], sink: DiagnosticSink): ConfigM
         const ap = readAuthorizationPolicy(r, top);
         if (ap) model.authorizationPolicies.push(ap);
       } else r.error(["kind"], kind === "RequestAuthentication" ? "RequestAuthentication is not supported yet (JWT validation)" : `unknown kind "${kind}" in ${apiVersion}`);
+      continue;
+    }
+    if (apiVersion === EXTENSIONS_API_VERSION && kind === "WasmPlugin") {
+      const plugin = readWasmPlugin(r, top, model.wasmPlugins.length);
+      if (plugin) model.wasmPlugins.push(plugin);
       continue;
     }
     if (!apiVersion.startsWith(ISTIO_GROUP)) {
@@ -128,6 +134,7 @@ export function readModel(docs: SourceDocument[], sink: DiagnosticSink): ConfigM
   model.gateways = lastApplied(model.gateways, replaced);
   model.sidecars = lastApplied(model.sidecars, replaced);
   model.workloadEntries = lastApplied(model.workloadEntries, replaced);
+  model.wasmPlugins = lastApplied(model.wasmPlugins, replaced);
   model.peerAuthentications = lastApplied(model.peerAuthentications, replaced);
   model.authorizationPolicies = lastApplied(model.authorizationPolicies, replaced);
   for (const vs of model.virtualServices) {

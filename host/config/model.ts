@@ -6,6 +6,7 @@ import type { GatewayModel } from "./gateway.js";
 import type { OutboundTrafficPolicy, ResourceMeta, TlsSettings } from "./resource.js";
 import type { SidecarModel } from "./sidecar.js";
 import type { AuthorizationPolicyModel, PeerAuthenticationModel } from "./security-policy.js";
+import type { WasmPluginModel } from "./wasm-plugin.js";
 
 export type { OutboundTrafficPolicy, ResourceMeta, TlsSettings } from "./resource.js";
 import type { TrafficPolicyModel } from "./traffic-policy.js";
@@ -273,6 +274,7 @@ export interface ConfigModel {
   gateways: GatewayModel[];
   peerAuthentications: PeerAuthenticationModel[];
   authorizationPolicies: AuthorizationPolicyModel[];
+  wasmPlugins: WasmPluginModel[];
 }
 
 /** rewrite.uriRegexRewrite: a search pattern and RE2's rewrite template (literal text and group numbers). */

@@ -61,7 +61,8 @@ export interface AuthorizationPolicyModel extends ResourceMeta {
   rules: AuthzRule[];
 }
 
-function meta(r: FieldReader, top: Obj, kind: string): { meta: ResourceMeta; annotations: Record<string, string>; created: number | undefined } {
+/** metadata of a selector-scoped resource (security policies, WasmPlugin): name, namespace, annotations, creation time. */
+export function readPolicyMeta(r: FieldReader, top: Obj, kind: string): { meta: ResourceMeta; annotations: Record<string, string>; created: number | undefined } {
   const m = r.object(top.metadata, ["metadata"], ["name", "namespace", "labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp"]) ?? {};
   const name = r.string(m.name, ["metadata", "name"], true) ?? "";
   const namespace = r.string(m.namespace, ["metadata", "namespace"]) || "default";
@@ -77,7 +78,8 @@ function meta(r: FieldReader, top: Obj, kind: string): { meta: ResourceMeta; ann
   return { meta: { kind, name, namespace, exportTo: [], source: r.doc.locate([]) }, annotations: r.stringMap(m.annotations, ["metadata", "annotations"]), created };
 }
 
-function selector(r: FieldReader, spec: Obj): Record<string, string> | undefined {
+/** spec.selector.matchLabels; undefined without a selector. */
+export function readSelector(r: FieldReader, spec: Obj): Record<string, string> | undefined {
   const s = r.object(spec.selector, ["spec", "selector"], ["matchLabels"]);
   return s ? r.stringMap(s.matchLabels, ["spec", "selector", "matchLabels"]) : undefined;
 }
@@ -94,8 +96,8 @@ function mtlsMode(r: FieldReader, value: unknown, path: FieldPath): MtlsMode | u
 /** `order`: the document's place in the config, standing in for a missing creationTimestamp. */
 export function readPeerAuthentication(r: FieldReader, top: Obj, order: number): PeerAuthenticationModel | undefined {
   const spec = r.object(top.spec, ["spec"], ["selector", "mtls", "portLevelMtls"]) ?? {};
-  const { meta: m, created } = meta(r, top, "PeerAuthentication");
-  const sel = selector(r, spec);
+  const { meta: m, created } = readPolicyMeta(r, top, "PeerAuthentication");
+  const sel = readSelector(r, spec);
   const portLevel: [number, MtlsMode | undefined][] = [];
   const ports = r.object(spec.portLevelMtls, ["spec", "portLevelMtls"], Object.keys((spec.portLevelMtls as Obj | null) ?? {}));
   if (ports) {
@@ -120,7 +122,7 @@ export function readAuthorizationPolicy(r: FieldReader, top: Obj): Authorization
       targetRef: "targetRef binds a policy to a Gateway API resource or a waypoint; instio applies policies to sidecars (use selector)",
       targetRefs: "targetRefs binds a policy to a Gateway API resource or a waypoint; instio applies policies to sidecars (use selector)",
     }) ?? {};
-  const { meta: m, annotations } = meta(r, top, "AuthorizationPolicy");
+  const { meta: m, annotations } = readPolicyMeta(r, top, "AuthorizationPolicy");
   const action = (r.oneOf(spec.action, ["spec", "action"], ACTIONS, ["CUSTOM"]) ?? "ALLOW") as AuthzAction;
   if (spec.provider !== undefined) r.error(["spec", "provider"], "not supported yet: provider goes with action CUSTOM (external authorization)");
   const rules = r.list(spec.rules, ["spec", "rules"]);
@@ -129,7 +131,7 @@ export function readAuthorizationPolicy(r: FieldReader, top: Obj): Authorization
   if (dryRun !== undefined && dryRun !== "true" && dryRun !== "false") r.error(["metadata", "annotations", "istio.io/dry-run"], `must be "true" or "false", got "${dryRun}"`);
   return {
     ...m,
-    selector: selector(r, spec),
+    selector: readSelector(r, spec),
     action,
     dryRun: dryRun === "true",
     rules: rules.map((rule, i) => readRule(r, rule, ["spec", "rules", i], m.namespace)),
@@ -251,7 +253,7 @@ export interface InboundSecurity {
   authorization: AuthorizationPolicyModel[];
 }
 
-function selects(policySelector: Record<string, string> | undefined, labels: Record<string, string>): boolean {
+export function selects(policySelector: Record<string, string> | undefined, labels: Record<string, string>): boolean {
   return policySelector === undefined || Object.entries(policySelector).every(([k, v]) => labels[k] === v);
 }
 

@@ -35,12 +35,13 @@ import type { IdleWatched } from "./stream-idle.js";
 import { requestTimeouts, type RequestTimeouts } from "./timeouts.js";
 import { isConnectFailure, isProtocolError, transportFailure } from "./upstream-errors.js";
 import { UpstreamLease } from "./upstream-lease.js";
+import type { WasmExchange, WasmStage } from "./wasm-stage.js";
 import { upstreamRequestHeaders } from "./upstream-request.js";
 import { PEER_METADATA, PEER_METADATA_ID, type PeerInfo } from "../security/peer-metadata.js";
 import type { UpstreamClient, UpstreamIdentity } from "./options.js";
 
 /** One request in flight: the undici handler for its upstream attempt and the listener's event sink. */
-export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, FilterContext, AttemptTarget {
+export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, FilterContext, AttemptTarget, WasmExchange {
   readonly startedAt = performance.now();
   readonly startTime = Date.now();
   routeIndex = RC_NO_ROUTE;
@@ -100,6 +101,8 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   private origin = "";
   private controller: Dispatcher.DispatchController | undefined;
   private responseStarted = false;
+  /** The response head went to the client: a later failure can only reset the stream. */
+  private headSent = false;
   private finished = false;
   private downstreamAborted = false;
 
@@ -110,6 +113,8 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   private tried = 0; // bitmask of cluster endpoint offsets already tried (first 32)
   private routeTimer: NodeJS.Timeout | undefined;
   private tryTimer: NodeJS.Timeout | undefined;
+  /** The request's Proxy-Wasm plugins, when any apply (wasm-stage.ts). */
+  wasm: WasmStage | undefined = undefined;
   /** The current attempt; callbacks from superseded attempts are ignored (see Attempt). */
   attemptId = 0;
   private balanced = false; // sent to a cluster endpoint chosen by the core (not passthrough)
@@ -120,7 +125,8 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
     readonly options: PipelineOptions,
     readonly listener: ListenerRuntime,
     readonly snapshot: Snapshot,
-    readonly ds: Downstream,
+    /** The request; a Proxy-Wasm plugin that edits it puts an EditedDownstream in its place (wasm-stage.ts). */
+    public ds: Downstream,
   ) {
     listener.inFlight++;
     options.streamIdle.add(this);
@@ -335,13 +341,27 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
     if (this.setCookie) out.push("set-cookie", this.setCookie);
     if (this.corsHeaders) applyCors(out, this.corsHeaders);
     if (this.listener.draining) out.push("connection", "close");
-    this.headerBytesSent = headerWireBytes(out);
     const bodyless = this.ds.method === "HEAD" || statusCode === 204 || statusCode === 304;
+    if (this.wasm?.filtersResponse) {
+      if (this.wasm.responseHead(statusCode, out, contentLength, bodyless)) return;
+      statusCode = this.status = this.wasm.status; // a plugin may have changed :status, or content-length
+      this.sendPluginHead(statusCode, out, this.wasm.contentLength(out), bodyless);
+      return;
+    }
+    this.headerBytesSent = headerWireBytes(out);
+    this.headSent = true;
     this.ds.sendHead(statusCode, out, contentLength, bodyless);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.downstreamAborted || this.finished) return;
+    if (this.wasm?.filtersResponse) {
+      if (this.wasm.holding) return this.wasm.hold(chunk, undefined);
+      const out = this.wasm.filterBody(true, Buffer.from(chunk), false);
+      if (out === undefined) controller.abort(new Error("the response was answered by a Wasm plugin"));
+      else if (out.length > 0) this.sendPluginData(out);
+      return;
+    }
     this.bytesSent += chunk.length;
     if (!this.ds.sendChunk(chunk)) controller.pause();
   }
@@ -349,7 +369,38 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   onResponseEnd(trailers?: Record<string, string | string[] | undefined>): void {
     const grpc = trailers?.["grpc-status"];
     if (typeof grpc === "string") this.grpcStatus = grpc;
+    if (this.wasm?.filtersResponse && !this.downstreamAborted && !this.finished) {
+      if (this.wasm.holding) return this.wasm.hold(undefined, { trailers: trailers as Record<string, string> | undefined });
+      const out = this.wasm.filterBody(true, Buffer.alloc(0), true);
+      if (out === undefined) return; // answered or failed by a plugin: that ended the exchange
+      if (out.length > 0) this.sendPluginData(out);
+    }
     if (!this.downstreamAborted && !this.finished) this.ds.sendEnd(trailers);
+    this.complete();
+  }
+
+  // What the plugins let through (wasm-stage.ts): the head as they left it, data after their body callbacks.
+  sendPluginHead(status: number, headers: string[], contentLength: number, bodyless: boolean): void {
+    if (this.finished || this.downstreamAborted) return;
+    this.status = status;
+    this.headerBytesSent = headerWireBytes(headers);
+    this.headSent = true;
+    this.ds.sendHead(status, headers, contentLength, bodyless);
+  }
+  sendPluginData(chunk: Buffer): void {
+    if (this.finished || this.downstreamAborted) return;
+    this.bytesSent += chunk.length;
+    if (!this.ds.sendChunk(chunk)) this.controller?.pause();
+  }
+  sendPluginEnd(trailers: Record<string, string> | undefined): void {
+    this.onResponseEnd(trailers);
+  }
+
+  /** proxy_close_stream: the downstream connection is dropped. */
+  resetDownstream(): void {
+    if (this.finished) return;
+    this.ds.reset();
+    this.controller?.abort(new Error("stream closed by a Wasm plugin"));
     this.complete();
   }
 
@@ -484,6 +535,14 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
 
   /** Answers without the upstream. `extraHeaders` (a redirect's location) come before the route's operations. */
   localReply(reply: Reply.LocalReply, extraHeaders?: string[]): void {
+    if (this.headSent) {
+      // Too late to answer (a plugin failed or answered mid-response): the client sees a reset, as Envoy's.
+      this.details = reply.details;
+      this.ds.reset();
+      this.controller?.abort(new Error(reply.details));
+      this.complete();
+      return;
+    }
     this.addFlag(reply.flag);
     this.details = reply.details;
     // Envoy's HCM gives every request its x-request-id before routing, so local replies log one too (not a missing Host's 400, which comes first).
@@ -498,7 +557,7 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
     const g = extraHeaders?.indexOf("grpc-status") ?? -1;
     if (g >= 0) this.grpcStatus = extraHeaders![g + 1]!;
     if (!this.downstreamAborted) {
-      const headers = reply.body.length > 0 ? ["content-type", "text/plain"] : [];
+      const headers = reply.body.length > 0 && !extraHeaders?.includes("content-type") ? ["content-type", "text/plain"] : [];
       if (extraHeaders) headers.push(...extraHeaders);
       headers.push("server", serverName(this.listener));
       this.addPeerMetadata(headers);
@@ -525,6 +584,13 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   }
 
   onDownstreamAborted(): void {
+    if (this.wasm?.pending && this.controller === undefined) {
+      // The client left while a plugin held the request (an HTTP call, a body being read): nothing went upstream.
+      this.downstreamAborted = true;
+      this.addFlag("DC");
+      this.complete();
+      return;
+    }
     if (this.delayTimer !== undefined) {
       // The client left while a fault delay held the request: nothing went upstream yet.
       clearTimeout(this.delayTimer);
@@ -564,6 +630,7 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
       for (; this.retriesHeld > 0; this.retriesHeld--) breaker.finishRetry();
     }
     clearTimeout(this.routeTimer);
+    this.wasm?.finish();
     this.options.streamIdle.delete(this);
     this.release();
     this.listener.inFlight--;

@@ -11,6 +11,7 @@ import type { AuthzRequest } from "../security/authorization.js";
 import { PEER_METADATA, PEER_METADATA_ID } from "../security/peer-metadata.js";
 import { Exchange } from "./exchange.js";
 import type { PipelineOptions, UpstreamClient } from "./options.js";
+import { pluginsFor, WasmStage } from "./wasm-stage.js";
 
 /** Where inbound requests go: the application's address and port (and the client that reaches it, when not the default). */
 export interface InboundApp {
@@ -68,21 +69,60 @@ export function handleInbound(p: PipelineOptions, runtime: ListenerRuntime, ds: 
     ex.downstreamPeer = p.peers.peer(peerId, ds.header(PEER_METADATA));
     ex.answerPeerMetadata = peerId !== undefined;
   }
-  const path = normalizePath(ds.path);
-  if (path === undefined) {
+  if (normalizePath(ds.path) === undefined) {
     ex.localReply(Reply.BAD_REQUEST);
     return ex;
   }
+  if (snapshot.wasmPlugins.length === 0) {
+    authorizeAndForward(ex, app);
+    return ex;
+  }
+  // Istio's inbound HCM: AUTHN and AUTHZ plugins, then RBAC, then STATS and unspecified plugins, then the router.
+  const early = pluginsFor(snapshot.wasmPlugins, "inbound", app.port, ["AUTHN", "AUTHZ"]);
+  const late = pluginsFor(snapshot.wasmPlugins, "inbound", app.port, ["STATS", "UNSPECIFIED_PHASE"]);
+  if (early.length + late.length === 0) {
+    authorizeAndForward(ex, app);
+    return ex;
+  }
+  const stage = (ex.wasm = new WasmStage(ex));
+  const forward = (): void => {
+    // A later plugin may have changed the path again: it goes upstream normalized, as the HCM normalizes it.
+    const path = normalizePath(ex.ds.path) ?? ex.ds.path;
+    ex.upstreamPath = path === ex.ds.path ? undefined : ex.ds.query === undefined ? path : `${path}?${ex.ds.query}`;
+    forwardToApp(ex, app);
+  };
+  stage.runRequest(early, () => {
+    if (!authorize(ex, app)) return;
+    stage.runRequest(late, forward);
+  });
+  return ex;
+}
+
+function authorizeAndForward(ex: Exchange, app: InboundApp): void {
+  if (authorize(ex, app)) forwardToApp(ex, app);
+}
+
+/** AuthorizationPolicy on the normalized path; a denial answers the request (false). */
+function authorize(ex: Exchange, app: InboundApp): boolean {
+  const ds = ex.ds;
+  const path = normalizePath(ds.path);
+  if (path === undefined) {
+    ex.localReply(Reply.BAD_REQUEST);
+    return false;
+  }
   if (path !== ds.path) ex.upstreamPath = ds.query === undefined ? path : `${path}?${ds.query}`;
-  const authorizer = snapshot.authorizer;
+  const authorizer = ex.snapshot.authorizer;
   if (!authorizer.empty) {
-    const decision = authorizer.decide(new InboundRequest(ds, path, app), snapshot.stats.rbac);
+    const decision = authorizer.decide(new InboundRequest(ds, path, app), ex.snapshot.stats.rbac);
     if (!decision.allowed) {
       ex.localReply(rbacDenied(decision.policy));
-      return ex;
+      return false;
     }
   }
+  return true;
+}
+
+function forwardToApp(ex: Exchange, app: InboundApp): void {
   ex.directClient = app.client;
   ex.forward(-1, app.origin);
-  return ex;
 }

@@ -30,6 +30,7 @@ import { runFilters } from "./filter-chain.js";
 import type { PipelineOptions } from "./options.js";
 import { forwardPassthrough } from "./passthrough.js";
 import { random32 } from "./random.js";
+import { pluginsFor, WasmStage } from "./wasm-stage.js";
 
 /** route()'s answer when the request's fields do not fit the core's request area. */
 const FIELDS_TOO_LARGE = -431;
@@ -48,14 +49,42 @@ function route(snapshot: Snapshot, ds: Downstream, listener: ListenerRuntime): n
 /** Entry point from the outbound listeners: runs the phases for one request. */
 export function handleRequest(options: PipelineOptions, listener: ListenerRuntime, ds: Downstream): Exchange {
   const ex = new Exchange(options, listener, options.holder.current, ds);
+  const plugins = ex.snapshot.wasmPlugins.length === 0 ? undefined : pluginsFor(ex.snapshot.wasmPlugins, listener.direction, outboundPort(ds, listener));
+  if (plugins !== undefined && plugins.length > 0 && ds.authority) {
+    // Every plugin phase runs before fault, CORS and the router, so before routing: their edits route the request.
+    ex.wasm = new WasmStage(ex);
+    guarded(ex, () => ex.wasm!.runRequest(plugins, () => guarded(ex, () => routeAndFilter(ex, ex.ds))));
+    return ex;
+  }
   try {
     routeAndFilter(ex, ds);
   } catch (err) {
-    // A bug must not take the proxy down with it: this request fails, loudly, and the rest go on.
-    options.onInternalError(err as Error);
-    ex.localReply(Reply.INTERNAL_ERROR);
+    internalError(ex, err as Error);
   }
   return ex;
+}
+
+/** A bug must not take the proxy down with it: this request fails, loudly, and the rest go on. */
+function internalError(ex: Exchange, err: Error): void {
+  ex.options.onInternalError(err);
+  if (!ex.over) ex.localReply(Reply.INTERNAL_ERROR);
+}
+
+/** Runs a phase of a request with plugins (which continue from callbacks), with internalError's guard. */
+function guarded(ex: Exchange, phase: () => void): void {
+  try {
+    phase();
+  } catch (err) {
+    internalError(ex, err as Error);
+  }
+}
+
+/** The port a WasmPlugin's match reads: the listener's (Envoy's outbound listener is the destination port). */
+function outboundPort(ds: Downstream, listener: ListenerRuntime): number {
+  if (listener.routePort !== undefined) return Number(listener.routePort.slice(1));
+  const target = ds.originalDestination ?? ds.authority ?? "";
+  const colon = target.lastIndexOf(":");
+  return colon > target.lastIndexOf("]") && colon >= 0 ? Number(target.slice(colon + 1)) : 80;
 }
 
 function routeAndFilter(ex: Exchange, ds: Downstream): void {

@@ -1,6 +1,10 @@
 // Starts a proxy: listeners, upstream connection pools, telemetry, admin and
 // agent ports, config reload and the shutdown lifecycle.
 
+import { PluginRegistry, prepareModules } from "../proxy-wasm/plugin.js";
+import { PluginMetrics } from "../proxy-wasm/plugin-metrics.js";
+import { SharedState } from "../proxy-wasm/shared-state.js";
+import { pluginHttpCall } from "../pipeline/plugin-calls.js";
 import { splitAuthority, urlHost } from "../http/authority.js";
 import { compile, type CompiledConfig } from "../config/compile.js";
 import type { ConfigDiagnostic } from "../config/diagnostics.js";
@@ -136,7 +140,22 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     await dns.track(initial.dnsNames);
     initial = compile(initial.model!, dns.resolved);
   }
-  const current: SnapshotHolder = new SnapshotHolder(initial, (config) => telemetry.statsFor(config));
+  // Envoy's node id: the control plane's, or Istio's form for this workload.
+  const nodeId = options.xds?.node.id ?? `sidecar~${settings.inbound?.address ?? "127.0.0.1"}~${settings.workload.name}.${settings.namespace}~${settings.namespace}.svc.cluster.local`;
+  // Proxy-Wasm plugins: their modules are instrumented and compiled before the config that names them serves.
+  await prepareModules(initial.wasmPlugins);
+  const plugins = new PluginRegistry({
+    logger,
+    shared: new SharedState(),
+    metrics: new PluginMetrics(telemetry.metrics.registry),
+    node: {
+      id: nodeId,
+      metadata: { NAMESPACE: settings.namespace, WORKLOAD_NAME: settings.workload.name, CLUSTER_ID: settings.workload.cluster, LABELS: settings.labels },
+    },
+    httpCall: (cluster, headers, body, timeoutMs, done) => pluginHttpCall(current, cluster, headers, body, timeoutMs, done),
+    failed: (plugin) => telemetry.metrics.wasmFailures.inc({ plugin_name: plugin }),
+  });
+  const current: SnapshotHolder = new SnapshotHolder(initial, (config) => telemetry.statsFor(config), plugins);
   const updates = new ConfigUpdates(current, telemetry, logger);
   // Passthrough and shadow traffic without a cluster of its own uses the default pool.
   const dispatcher = current.pools.for("PassthroughCluster", DEFAULT_CLUSTER_POLICY.limits);
@@ -149,7 +168,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     peers: new PeerCache(),
     // Istio's metadata exchange, for a proxy in a mesh (a workload certificate or a control plane).
     localMetadata: options.certificates || options.xds ? localPeerMetadata({
-      id: options.xds?.node.id ?? `sidecar~${settings.inbound?.address ?? "127.0.0.1"}~${settings.workload.name}.${settings.namespace}~${settings.namespace}.svc.cluster.local`,
+      id: nodeId,
       name: settings.workload.name,
       namespace: settings.namespace,
       workload: settings.workload.name,
@@ -339,6 +358,12 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       }
       if (unresolved.some((name) => dns.resolved.has(name))) {
         void w.recompile();
+        return;
+      }
+      try {
+        await prepareModules(loaded.wasmPlugins);
+      } catch (err) {
+        updates.reject(origin, [], (err as Error).message);
         return;
       }
       const s = updates.apply(origin, () => loaded, diagnostics);

@@ -16,6 +16,7 @@ import type { EndpointSlots, ManagedCluster } from "../cluster/cluster.js";
 import { ClusterManager, type ClusterBinding } from "../cluster/cluster-manager.js";
 import type { SnapshotStats } from "../telemetry/snapshot-stats.js";
 import { Authorizer } from "../security/authorization.js";
+import type { PluginRegistry, WasmPlugin } from "../proxy-wasm/plugin.js";
 
 /** How a snapshot came from the one before it. */
 export type UpdateKind = "initial" | "routes" | "clusters" | "endpoints" | "unchanged";
@@ -29,6 +30,8 @@ export class Snapshot {
   readonly createdAt = new Date();
   /** This version's AuthorizationPolicies for inbound requests. */
   readonly authorizer: Authorizer;
+  /** This version's Proxy-Wasm plugins, in istiod's order (the running ones are kept across versions). */
+  readonly wasmPlugins: readonly WasmPlugin[];
 
   constructor(
     readonly version: number,
@@ -40,7 +43,9 @@ export class Snapshot {
     readonly update: UpdateKind,
     /** Which clusters (by index) an in-place update touched. */
     readonly touched: readonly number[] = [],
+    wasmPlugins: readonly WasmPlugin[] = [],
   ) {
+    this.wasmPlugins = wasmPlugins;
     this.headerNames = config.table.headerNames;
     this.clusters = binding.clusters;
     this.endpoints = binding.slots;
@@ -60,10 +65,21 @@ export class SnapshotHolder {
   constructor(
     config: CompiledConfig,
     private readonly statsFor: (config: CompiledConfig) => SnapshotStats,
+    /** Runs the configs' WasmPlugins (their modules prepared beforehand: plugin.ts prepareModules); none without. */
+    private readonly plugins?: PluginRegistry,
   ) {
     const core = this.newCore(config);
     this.binding = this.clusters.attach(config, core);
-    this.current = new Snapshot(this.nextVersion++, config, core, this.binding, statsFor(config), "initial");
+    this.current = new Snapshot(this.nextVersion++, config, core, this.binding, statsFor(config), "initial", [], this.bindPlugins(config));
+  }
+
+  private bindPlugins(config: CompiledConfig): WasmPlugin[] {
+    if (config.wasmPlugins.length === 0) {
+      this.plugins?.bind([]);
+      return [];
+    }
+    if (!this.plugins) throw new Error("this proxy cannot run WasmPlugins (no plugin registry)");
+    return this.plugins.bind(config.wasmPlugins);
   }
 
   get pools(): ClusterManager["pools"] {
@@ -73,6 +89,8 @@ export class SnapshotHolder {
   /** Installs `config` at the granularity of its change; the old snapshot serves until this returns. */
   swap(config: CompiledConfig): Snapshot {
     const previous = this.current;
+    // First: a plugin that cannot be bound rejects the update before any cluster changed.
+    const plugins = this.bindPlugins(config);
     // Compiled with digests (the default); computed here only for a config compiled without.
     const before = previous.config.digests ?? updateDigests(previous.config);
     const after = config.digests ?? updateDigests(config);
@@ -80,7 +98,7 @@ export class SnapshotHolder {
     if (before.routes !== after.routes) {
       const core = this.newCore(config);
       this.binding = this.clusters.attach(config, core);
-      next = new Snapshot(this.nextVersion++, config, core, this.binding, this.statsFor(config), "routes");
+      next = new Snapshot(this.nextVersion++, config, core, this.binding, this.statsFor(config), "routes", [], plugins);
     } else {
       // Same route table: the serving core stays, with its image. Only clusters change.
       config.image = undefined;
@@ -97,7 +115,7 @@ export class SnapshotHolder {
         }
       });
       const kind: UpdateKind = reconfigured.length > 0 ? "clusters" : moved.length > 0 ? "endpoints" : "unchanged";
-      next = new Snapshot(this.nextVersion++, config, previous.core, this.binding, this.statsFor(config), kind, [...new Set([...reconfigured, ...moved])]);
+      next = new Snapshot(this.nextVersion++, config, previous.core, this.binding, this.statsFor(config), kind, [...new Set([...reconfigured, ...moved])], plugins);
     }
     this.current = next;
     return next;
@@ -110,6 +128,7 @@ export class SnapshotHolder {
   }
 
   async close(): Promise<void> {
+    this.plugins?.dispose();
     await this.clusters.close();
   }
 }

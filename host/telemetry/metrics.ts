@@ -69,6 +69,7 @@ export class ProxyMetrics {
   readonly membershipTotal: Gauge<"cluster_name">;
   readonly outlierEjectionsActive: Gauge<"cluster_name">;
   readonly configReloads: Counter<"result">;
+  readonly wasmFailures: Counter<"plugin_name">;
   readonly internalErrors: Counter;
   readonly configVersion: Gauge;
   /** The xDS client: connected to the control plane (Envoy's control_plane.connected_state), and each response's fate. */
@@ -133,6 +134,7 @@ export class ProxyMetrics {
       RBAC_RESULTS.map((result) => [result, new Counter({ name: `envoy_http_rbac_${result}`, help: `AuthorizationPolicy on inbound requests: Envoy's http.PREFIX.rbac.${result}`, labelNames: ["http_conn_manager_prefix"], registers: r })]),
     ) as ProxyMetrics["rbac"];
     this.inboundRefused = new Counter({ name: "instio_inbound_connections_refused_total", help: "Inbound connections closed by PeerAuthentication (plaintext under STRICT) or a failed mTLS handshake", labelNames: ["reason"], registers: r });
+    this.wasmFailures = new Counter({ name: "instio_wasm_plugin_failures_total", help: "Proxy-Wasm VM failures by plugin (a trap, a time or memory budget, a start that failed); each is logged and the VM restarted", labelNames: ["plugin_name"], registers: r });
     this.xdsReconnects = new Counter({ name: "instio_xds_reconnects_total", help: "ADS streams opened again after the control plane went away", registers: r });
     this.configVersion = new Gauge({
       name: "instio_config_version",

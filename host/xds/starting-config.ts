@@ -16,7 +16,7 @@ import { Rejected, ResourceSet } from "./resource-set.js";
 export function xdsStartingConfig(base: Settings, node: NodeIdentity): CompiledConfig {
   const workload = typeof node.metadata.WORKLOAD_NAME === "string" ? node.metadata.WORKLOAD_NAME : node.podName;
   const settings: Settings = { ...base, namespace: node.namespace, labels: node.labels, workload: { name: workload, cluster: String(node.metadata.CLUSTER_ID) } };
-  return compile({ settings, services: [], workloadEntries: [], virtualServices: [], destinationRules: [], sidecars: [], gateways: [], peerAuthentications: [], authorizationPolicies: [] });
+  return compile({ settings, services: [], workloadEntries: [], virtualServices: [], destinationRules: [], sidecars: [], gateways: [], peerAuthentications: [], authorizationPolicies: [], wasmPlugins: [] });
 }
 
 /**

@@ -95,6 +95,7 @@ class Assembler {
       boundHttpListeners: listeners.flatMap((l) => (l.kind === "http" && l.bind ? [l.bind] : [])),
       // Inbound listeners (and the RBAC filters on them) are not read from xDS yet: see listeners.ts.
       inboundSecurity: OPEN_INBOUND,
+      wasmPlugins: [], // Wasm filters over xDS (ECDS) are not read yet: the translator reports them
       gateway: false,
       dnsNames: [...this.dnsNames],
       settings: { ...settings, outboundTrafficPolicy: outbound && !outbound.passthrough ? ("REGISTRY_ONLY" as const) : ("ALLOW_ANY" as const) },
