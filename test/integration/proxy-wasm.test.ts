@@ -124,6 +124,17 @@ ${pluginYaml("ordered-deny", filters.deny, PORT.ordered, "  phase: AUTHZ\n")}`);
     expect(big.headers["content-length"]).toBeUndefined(); // the filter removed it: chunked
   });
 
+  it("rewrites request bodies on their way upstream", async () => {
+    const body = "hello wasm ".repeat(20_000); // 220 KB: many chunks
+    const res = await request(`${p.url}/upload`, { method: "POST", headers: { host: at(PORT.body), "content-type": "text/plain" }, body });
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    const seen = up.received.at(-1)!;
+    expect(seen.bodyBytes).toBe(body.length);
+    expect(seen.bodySha256).toBe(createHash("sha256").update(body.toUpperCase()).digest("hex"));
+    expect(seen.headers["content-length"]).toBeUndefined(); // removed by the filter: sent chunked
+  });
+
   it("calls out to a cluster and continues the request when it answers 200", async () => {
     auth.status = 200;
     const calls = auth.calls;
