@@ -42,6 +42,11 @@ Usage:
   instio bench --config PATH [--requests FILE]
                                       time the route decisions of PATH's routes (Wasm core and reference):
                                       percentiles, the route image's size, the slowest requests
+  instio compile-table CONFIG [-o FILE] [--envoy [--filter-path PATH]]
+                                      the route table of CONFIG as the plugin configuration of the route
+                                      core's Proxy-Wasm filter for Envoy (build/route-filter.wasm);
+                                      --envoy: a whole Envoy bootstrap that routes with it (the filter
+                                      loaded from PATH, by default this install's build)
   instio inject -f FILE [-o OUT] [--image IMAGE] [--control-plane HOST] [--native-sidecars false]
                                       add the sidecar to the Pods and pod templates in FILE (istioctl kube-inject)
   instio wait [--url URL] [--timeout SECONDS]
@@ -340,6 +345,26 @@ async function main(argv: string[]): Promise<number> {
       if (corpus.cases.length === 0) fail("no requests to time: give --requests FILE (METHOD URL [name=value ...] per line)");
       const samples = Number(values.samples ?? 15);
       process.stdout.write(`${renderBench(config, benchRoutes(config, corpus.cases, { batch: 2000, samples }), corpus.what)}\n`);
+      return 0;
+    }
+    case "compile-table": {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { output: { type: "string", short: "o" }, envoy: { type: "boolean" }, "filter-path": { type: "string" } } });
+      const path = positionals[0] ?? fail("compile-table needs a CONFIG path (a YAML file or directory)");
+      const result = loadConfigPath(path);
+      logDiagnostics(result.diagnostics.filter((d) => d.severity === "error"), (l) => process.stderr.write(`${l}\n`));
+      const config = requireConfig(result);
+      const { compileFilterTable, filterModulePath } = await import("./route-filter/filter-table.js");
+      let table: ReturnType<typeof compileFilterTable>;
+      try {
+        table = compileFilterTable(config);
+      } catch (err) {
+        return fail((err as Error).message);
+      }
+      const { writeFileSync } = await import("node:fs");
+      const out = values.envoy ? (await import("./route-filter/envoy-config.js")).envoyBootstrap(config, table, values["filter-path"] ?? filterModulePath()) : table.bytes;
+      if (values.output) writeFileSync(values.output, out);
+      else process.stdout.write(out);
+      process.stderr.write(`instio: ${path}: ${table.routes} routes, ${table.clusters} clusters, ${table.endpoints} endpoints; table ${table.bytes.length} bytes${values.output ? ` written to ${values.output}` : ""}\n`);
       return 0;
     }
     case "inject": {

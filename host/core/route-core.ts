@@ -61,6 +61,13 @@ export function encodeImageFor(table: RouteTable): EncodedImage {
   return { ...encodeImage(table, at), at };
 }
 
+/** Host functions that answer 0 for every function the module imports (it calls none while a table is laid out). */
+function stubImports(module: WebAssembly.Module): WebAssembly.Imports {
+  const imports: Record<string, Record<string, () => number>> = {};
+  for (const imp of WebAssembly.Module.imports(module)) if (imp.kind === "function") (imports[imp.module] ??= {})[imp.name] = () => 0;
+  return imports;
+}
+
 const PAGE = 65536;
 const REQUEST_AREA_BYTES = L.SLOT_COUNT_MAX * L.SLOT_SIZE + L.REQUEST_BYTES;
 /** Input bytes for host-side regex runs (rewrites, CORS origins); longer values do not match. */
@@ -118,10 +125,14 @@ export class RouteCore {
   private readonly capturesAt: number;
   private readonly captureCount: number;
 
-  constructor(table: RouteTable, prebuilt?: EncodedImage) {
+  /**
+   * `module`: another build of the core to lay the table out for (the Proxy-Wasm filter, whose
+   * host functions are not called while a table is laid out: they get stubs).
+   */
+  constructor(table: RouteTable, prebuilt?: EncodedImage, module?: WebAssembly.Module) {
     // The loader's demangled exports wrap every function in a rest-args closure
     // (an allocation per call); the hot path calls the raw instance exports.
-    const { instance } = instantiateSync(coreModule(), {});
+    const { instance } = instantiateSync(module ?? coreModule(), module ? stubImports(module) : {});
     this.exports = instance.exports as unknown as CoreExports;
     const memory = this.exports.memory;
     const imageAt = (this.exports.heapBase() + 15) & ~15;
@@ -164,6 +175,15 @@ export class RouteCore {
   }
 
   // ── HOT PATH — change with care: called for every request, no allocation. ──
+
+  /**
+   * The core's memory from the image to the end of what it laid out (image, request and decision
+   * areas, hash tables), and where those areas are: what a build of the same module needs to decide
+   * as this instance does (`instio compile-table`).
+   */
+  memorySnapshot(): { base: number; bytes: Uint8Array; requestAt: number; outAt: number } {
+    return { base: this.imageAt, bytes: new Uint8Array(this.memory.buffer, this.imageAt, this.tail - this.imageAt).slice(), requestAt: this.requestAt, outAt: this.outAt };
+  }
 
   /** Starts a request: every slot absent, the byte area empty. */
   begin(): void {

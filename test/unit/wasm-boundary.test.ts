@@ -29,6 +29,27 @@ describe("the route core's boundary", () => {
   });
 });
 
+describe("the route core's Proxy-Wasm filter build (build/route-filter.wasm)", () => {
+  const filter = new WebAssembly.Module(readFileSync(new URL("../../build/route-filter.wasm", import.meta.url)));
+  const filterWat = readFileSync(new URL("../../build/route-filter.wat", import.meta.url), "utf8");
+
+  it("imports only Proxy-Wasm host functions and exports the ABI (with the core's, for laying tables out)", () => {
+    expect(WebAssembly.Module.imports(filter).every((i) => i.module === "env" && i.name.startsWith("proxy_"))).toBe(true);
+    expect(WebAssembly.Module.exports(filter).map((e) => `${e.kind} ${e.name}`).sort()).toEqual(
+      [
+        "function proxy_abi_version_0_2_1", "function malloc", "function proxy_on_context_create", "function proxy_on_vm_start", "function proxy_on_configure",
+        "function proxy_on_request_headers", "function proxy_on_done", "function proxy_on_log", "function proxy_on_delete",
+        "function hash64", "function heapBase", "function init", "function pickEndpoint", "function regex", "function route", "memory memory",
+      ].sort(),
+    );
+  });
+
+  it("links no AssemblyScript runtime either: its memory is the table, the request area and the host's scratch", () => {
+    expect(filterWat).not.toContain("~lib/rt");
+    expect([...filterWat.matchAll(/\(func \$([^\s)]+)/g)].map((m) => m[1]!).filter((f) => /__(new|alloc|renew|collect|pin|unpin)\b/.test(f) || f.includes("abort"))).toEqual([]);
+  });
+});
+
 describe("the route core's source (assembly/)", () => {
   // A lint of what the hot path must not do, on the AssemblyScript sources (their decorators keep
   // typescript-eslint from parsing them): allocate, throw, close over variables, use managed strings
