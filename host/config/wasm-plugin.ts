@@ -26,6 +26,8 @@ const MAX_MODULE_BYTES = 64 << 20;
 export interface WasmPluginModel extends ResourceMeta {
   selector: Record<string, string> | undefined;
   url: string;
+  /** The module's path (the url's). */
+  file: string;
   /** The module's bytes (read and checked against sha256 when given). */
   code: Uint8Array;
   /** Hex sha256 of the module, computed when the resource gives none. */
@@ -87,6 +89,7 @@ export function readWasmPlugin(r: FieldReader, top: Obj, order: number): WasmPlu
     ...meta,
     selector: readSelector(r, spec),
     url,
+    file: code.file,
     code: code.bytes,
     sha256: code.sha256,
     pluginName: r.string(spec.pluginName, ["spec", "pluginName"]) ?? "",
@@ -100,8 +103,19 @@ export function readWasmPlugin(r: FieldReader, top: Obj, order: number): WasmPlu
   };
 }
 
+/** A module's bytes, validated and digested; `path` (a file, or undefined for inline bytes) names it in the error. Throws with the reason. */
+export function checkedModule(bytes: Uint8Array, path = "the inline module"): { bytes: Uint8Array; sha256: string } {
+  if (!WebAssembly.validate(new Uint8Array(bytes))) throw new Error(`${path} is not a valid WebAssembly module`);
+  return { bytes: new Uint8Array(bytes), sha256: createHash("sha256").update(bytes).digest("hex") };
+}
+
+/** A module file: read (bounded), validated, digested. Throws with the reason. */
+export function loadModuleFile(path: string): { bytes: Uint8Array; sha256: string } {
+  return checkedModule(readBounded(path, MAX_MODULE_BYTES), path);
+}
+
 /** file:// only: no registry can be reached from here (oci:// and http[s]:// are refused with that reason). */
-function readModule(r: FieldReader, url: string, sha256: string | undefined): { bytes: Uint8Array; sha256: string } | undefined {
+function readModule(r: FieldReader, url: string, sha256: string | undefined): { file: string; bytes: Uint8Array; sha256: string } | undefined {
   if (!url.startsWith("file://")) {
     const scheme = /^[a-z0-9+.-]+:\/\//i.exec(url)?.[0] ?? "oci:// (the default)";
     r.error(["spec", "url"], `${scheme} modules are not supported: instio loads file:// URLs only (fetch the module beside the proxy, as istio-agent does, and name its path)`);
@@ -114,23 +128,18 @@ function readModule(r: FieldReader, url: string, sha256: string | undefined): { 
     r.error(["spec", "url"], `not a usable file URL: ${(err as Error).message}`);
     return undefined;
   }
-  let bytes: Buffer;
+  let module: { bytes: Uint8Array; sha256: string };
   try {
-    bytes = readBounded(path, MAX_MODULE_BYTES);
+    module = loadModuleFile(path);
   } catch (err) {
-    r.error(["spec", "url"], `cannot read the module: ${(err as Error).message}`);
+    r.error(["spec", "url"], `cannot load the module: ${(err as Error).message}`);
     return undefined;
   }
-  const digest = createHash("sha256").update(bytes).digest("hex");
-  if (sha256 !== undefined && digest !== sha256) {
-    r.error(["spec", "sha256"], `the module at ${path} has sha256 ${digest}, not ${sha256}`);
+  if (sha256 !== undefined && module.sha256 !== sha256) {
+    r.error(["spec", "sha256"], `the module at ${path} has sha256 ${module.sha256}, not ${sha256}`);
     return undefined;
   }
-  if (!WebAssembly.validate(new Uint8Array(bytes))) {
-    r.error(["spec", "url"], `${path} is not a valid WebAssembly module`);
-    return undefined;
-  }
-  return { bytes: new Uint8Array(bytes), sha256: digest };
+  return { file: path, ...module };
 }
 
 /** A plugin as this proxy runs it: the resource's fields plus where it runs. */
@@ -139,9 +148,12 @@ export interface WasmPluginConfig {
   name: string;
   source: ResourceMeta["source"];
   rootId: string;
+  /** Where the module was read from (what goes to Envoy as vm_config.code.local.filename). */
+  file: string;
   code: Uint8Array;
   sha256: string;
-  configuration: string;
+  /** The plugin configuration as the plugin reads it: pluginConfig's JSON, or an Envoy config's bytes. */
+  configuration: string | Uint8Array;
   phase: WasmPhase;
   failStrategy: FailStrategy;
   match: WasmPluginModel["match"];
@@ -161,6 +173,7 @@ export function wasmPluginsFor(model: { settings: { rootNamespace: string; names
     name: `${p.namespace}.${p.name}`,
     source: p.source,
     rootId: p.pluginName,
+    file: p.file,
     code: p.code,
     sha256: p.sha256,
     configuration: p.pluginConfig,

@@ -405,8 +405,17 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       logger,
       metrics: telemetry.metrics,
       settings,
-      apply: (update) => {
-        const s = updates.apply(origin, () => updatedConfig(update, current.current.config));
+      apply: async (update) => {
+        let config: CompiledConfig;
+        try {
+          config = updatedConfig(update, current.current.config);
+          // Wasm filters: their modules are instrumented and compiled before the config serves.
+          await prepareModules(config.wasmPlugins);
+        } catch (err) {
+          updates.reject(origin, [], (err as Error).message);
+          return `the proxy cannot serve this config: ${updates.lastRejection}`;
+        }
+        const s = updates.apply(origin, () => config);
         if (!s) return `the proxy cannot serve this config: ${updates.lastRejection}`;
         // One sync at a time, in order: two updates in a row must not bind a port twice.
         listenersSynced = listenersSynced.then(() => syncListeners(s.config));

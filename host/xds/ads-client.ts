@@ -52,7 +52,7 @@ export interface XdsClientOptions {
    * Serves the warm resources: a whole config, or new endpoints for clusters of
    * the one served. Returns why the proxy could not serve them, or undefined.
    */
-  apply(update: XdsUpdate): string | undefined;
+  apply(update: XdsUpdate): string | undefined | Promise<string | undefined>;
   /** The protocol to try first (delta unless told; an Envoy bootstrap's api_type GRPC is state of the world). */
   protocol?: "delta" | "sotw";
   /** Reconnect backoff: the first delay and the cap (Envoy's xDS retry: 500 ms to 30 s, jittered). */
@@ -287,7 +287,7 @@ export class XdsClient {
   private async serve(type: string, reply: TranslateReply): Promise<string | undefined> {
     this.pending.add(type);
     const update = reply.warm ? Translator.update(reply) : undefined;
-    const problem = update ? this.options.apply(update) : undefined;
+    const problem = update ? await this.options.apply(update) : undefined;
     await this.translator.request({ kind: problem ? "undo" : "commit" });
     if (problem) {
       this.pending.delete(type);

@@ -26,6 +26,9 @@ import { startUpstream, type Upstream } from "../support/upstream.js";
 import { eventually } from "../support/mesh.js";
 import { startFakeDns } from "../support/dns-server.js";
 import { createServer } from "node:http";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { buildFilters } from "../support/proxy-wasm-filters.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -191,6 +194,43 @@ describe("a sidecar configured by the control plane over xDS", () => {
 });
 
 describe("a DNS ServiceEntry over xDS", () => {
+  it("runs the WasmPlugins the control plane sends in its listeners (istiod's Wasm filter), on the ports they match", { timeout: 60_000 }, async () => {
+    const filters = await buildFilters(["headers"]);
+    const up = await startUpstream("v1-a");
+    cleanups.push(() => up.close());
+    const dir = mkdtempSync(join(tmpdir(), "instio-xds-wasm-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const sha = createHash("sha256").update(readFileSync(filters.headers)).digest("hex");
+    writeFileSync(join(dir, "mesh.yaml"), `${reviewsEntry([{ port: up.port, version: "v1" }])}${reviewsRoute("v1")}---
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {name: add-header, namespace: default}
+spec:
+  selector: {matchLabels: {app: productpage}}
+  url: file://${filters.headers}
+  sha256: ${sha}
+  pluginConfig: {value: from-the-control-plane}
+  match: [{mode: CLIENT, ports: [{number: 9080}]}]
+`);
+    const cp = await controlPlane(dir);
+    cleanups.push(() => cp.close());
+    const logs: string[] = [];
+    const proxy = await sidecar(cp.xdsPort, logs);
+    await eventually(async () => (await ready(proxy)) === 200, 10_000, "the sidecar to become ready").catch((err: Error) => {
+      throw new Error(`${err.message}\n${logs.join("\n")}`);
+    });
+    const r = await get(`http://127.0.0.1:${proxy.outbound.port}`, "reviews:9080", "/", { "x-remove-me": "1" });
+    expect(r.status).toBe(200);
+    expect(r.json().headers["x-wasm-added"]).toBe('{"value":"from-the-control-plane"}');
+    expect(r.json().headers["x-remove-me"]).toBeUndefined();
+    expect(r.headers["x-wasm-response"]).toBe("yes");
+    // What went over the wire: istiod's Wasm filter, first in the port's HTTP connection manager.
+    const dump = (await (await fetch(`http://127.0.0.1:${proxy.admin.port}/config_dump`)).json()) as { configs: { dynamicListeners?: { name: string; activeState: { listener: unknown } }[] }[] };
+    const listener = JSON.stringify(dump.configs.flatMap((c) => c.dynamicListeners ?? []).find((l) => l.name === "0.0.0.0_9080"));
+    expect(listener).toContain("extensions.istio.io/wasmplugin/default.add-header");
+    expect(listener).toContain("type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm");
+  });
+
   it("reaches the sidecar as a STRICT_DNS cluster whose names the sidecar resolves, and follows a DNS change", { timeout: 30_000 }, async () => {
     // Two upstreams on one port at two loopback addresses: DNS decides which one the name means.
     const [a, b] = await Promise.all(["127.0.0.2", "127.0.0.3"].map(async (address) => {

@@ -4,6 +4,7 @@
 // (grpcgen/lds.go: one api_listener per requested host:port).
 
 import type { CompiledConfig, TcpListenerInfo } from "../../config/compile.js";
+import { matchesTraffic, type WasmPluginConfig } from "../../config/wasm-plugin.js";
 import { packAny, TYPE_PREFIX } from "../protos.js";
 import { ADS_CONFIG_SOURCE } from "./clusters.js";
 import { CORS_FILTER, FAULT_FILTER, FAULT_TYPE, MISSING_CLUSTER, ROUTER_FILTER, type Json } from "./routes.js";
@@ -19,19 +20,40 @@ const TLS_INSPECTOR_TYPE = `${TYPE_PREFIX}envoy.extensions.filters.listener.tls_
 /** Istio's outbound capture port (mesh proxyListenPort). */
 export const VIRTUAL_OUTBOUND_PORT = 15001;
 
-/** HCM HTTP filters in Istio's order: fault, CORS (sidecars only), the router last. */
-function httpFilters(proxyless: boolean): Json[] {
-  const filters: Json[] = [{ name: FAULT_FILTER, typed_config: packAny(FAULT_TYPE, {}) }];
+export const WASM_TYPE = `${TYPE_PREFIX}envoy.extensions.filters.http.wasm.v3.Wasm`;
+export const STRING_VALUE_TYPE = `${TYPE_PREFIX}google.protobuf.StringValue`;
+export const BYTES_VALUE_TYPE = `${TYPE_PREFIX}google.protobuf.BytesValue`;
+
+/**
+ * A WasmPlugin as istiod's Wasm filter (model/extensions.go): name NAMESPACE.NAME, root_id the
+ * pluginName, the pluginConfig as a StringValue of JSON, the module by its local file (istiod's form
+ * for file:// URLs). Inline in the HCM rather than through ECDS, which instio does not serve.
+ */
+function wasmFilter(p: WasmPluginConfig): Json {
+  const config = {
+    name: p.name,
+    root_id: p.rootId,
+    configuration: typeof p.configuration === "string" ? packAny(STRING_VALUE_TYPE, { value: p.configuration }) : packAny(BYTES_VALUE_TYPE, { value: p.configuration }),
+    fail_open: p.failStrategy === "FAIL_OPEN",
+    vm_config: { runtime: "envoy.wasm.runtime.v8", code: { local: { filename: p.file } }, environment_variables: { key_values: Object.fromEntries(p.env) } },
+  };
+  return { name: `extensions.istio.io/wasmplugin/${p.name}`, typed_config: packAny(WASM_TYPE, { config }) };
+}
+
+/** HCM HTTP filters in Istio's order: the WasmPlugins (every phase comes before fault), fault, CORS (sidecars only), the router last. */
+function httpFilters(proxyless: boolean, plugins: readonly WasmPluginConfig[] = []): Json[] {
+  const filters: Json[] = plugins.map(wasmFilter);
+  filters.push({ name: FAULT_FILTER, typed_config: packAny(FAULT_TYPE, {}) });
   if (!proxyless) filters.push({ name: CORS_FILTER, typed_config: packAny(CORS_TYPE, {}) });
   filters.push({ name: ROUTER_FILTER, typed_config: packAny(ROUTER_TYPE, {}) });
   return filters;
 }
 
-function httpConnectionManager(statPrefix: string, routeConfigName: string, proxyless: boolean): Json {
+function httpConnectionManager(statPrefix: string, routeConfigName: string, proxyless: boolean, plugins?: readonly WasmPluginConfig[]): Json {
   const hcm: Json = {
     stat_prefix: statPrefix,
     rds: { route_config_name: routeConfigName, config_source: ADS_CONFIG_SOURCE },
-    http_filters: httpFilters(proxyless),
+    http_filters: httpFilters(proxyless, plugins),
   };
   if (!proxyless) Object.assign(hcm, { codec_type: "AUTO", upgrade_configs: [{ upgrade_type: "websocket" }], use_remote_address: { value: false } });
   return hcm;
@@ -76,7 +98,7 @@ export function sidecarListeners(config: CompiledConfig): Json[] {
       address: socketAddress("0.0.0.0", port),
       bind_to_port: { value: false },
       traffic_direction: "OUTBOUND",
-      filter_chains: [{ filters: [{ name: HCM_FILTER, typed_config: packAny(HCM_TYPE, httpConnectionManager(`outbound_${name}`, String(port), false)) }] }],
+      filter_chains: [{ filters: [{ name: HCM_FILTER, typed_config: packAny(HCM_TYPE, httpConnectionManager(`outbound_${name}`, String(port), false, config.wasmPlugins.filter((p) => matchesTraffic(p.match, "outbound", port)))) }] }],
     });
   }
   for (const tcp of config.tcpListeners) {

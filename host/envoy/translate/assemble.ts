@@ -21,6 +21,7 @@ import type { RouteTable } from "../../core/route-table.js";
 import type { XdsCluster } from "./clusters.js";
 import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, type XdsListener, type XdsWeightedCluster } from "./listeners.js";
 import type { XdsRouteConfiguration, XdsVirtualHost } from "./routes.js";
+import type { WasmPluginConfig } from "../../config/wasm-plugin.js";
 
 export interface XdsResources {
   listeners: ReadonlyMap<string, XdsListener>;
@@ -70,9 +71,8 @@ class Assembler {
   assemble(settings: Settings): CompiledConfig {
     const listeners = [...this.resources.listeners.values()];
     const outbound = listeners.find((l) => l.kind === "virtualOutbound");
-    const http = listeners
-      .filter((l): l is Extract<XdsListener, { kind: "http" }> => l.kind === "http")
-      .sort((a, b) => a.port - b.port)
+    const httpListeners = listeners.filter((l): l is Extract<XdsListener, { kind: "http" }> => l.kind === "http").sort((a, b) => a.port - b.port);
+    const http = httpListeners
       .map((l) => ({ port: l.port, bound: l.bind !== undefined, config: l.inline ?? this.resources.routes.get(l.rds!) }))
       .filter((l): l is { port: number; bound: boolean; config: XdsRouteConfiguration } => l.config !== undefined);
     for (const { config } of http) for (const vh of config.virtualHosts) for (const r of vh.routes) if (r.hash) for (const d of r.destinations) if (!this.hashKeys.has(d.cluster)) this.hashKeys.set(d.cluster, r.hash);
@@ -95,7 +95,7 @@ class Assembler {
       boundHttpListeners: listeners.flatMap((l) => (l.kind === "http" && l.bind ? [l.bind] : [])),
       // Inbound listeners (and the RBAC filters on them) are not read from xDS yet: see listeners.ts.
       inboundSecurity: OPEN_INBOUND,
-      wasmPlugins: [], // Wasm filters over xDS (ECDS) are not read yet: the translator reports them
+      wasmPlugins: wasmPluginsOf(httpListeners),
       gateway: false,
       dnsNames: [...this.dnsNames],
       settings: { ...settings, outboundTrafficPolicy: outbound && !outbound.passthrough ? ("REGISTRY_ONLY" as const) : ("ALLOW_ANY" as const) },
@@ -240,4 +240,22 @@ export function patchEndpoints(config: CompiledConfig, patches: readonly Endpoin
     if (digests) digests.endpoints[p.cluster] = p.digest;
   }
   return { ...config, clusters, image: undefined, digests };
+}
+
+/**
+ * The Wasm filters of the HTTP listeners as one list of plugins, each matching the ports whose
+ * listeners carry it (one plugin, one VM, as Envoy shares a VM between listeners with the same code
+ * and configuration), in the order the listeners' chains give them.
+ */
+function wasmPluginsOf(listeners: readonly Extract<XdsListener, { kind: "http" }>[]): WasmPluginConfig[] {
+  const byIdentity = new Map<string, WasmPluginConfig>();
+  for (const l of listeners) {
+    for (const p of l.wasm) {
+      const key = `${p.name}\0${p.sha256}\0${Buffer.from(p.configuration).toString("base64")}\0${p.failStrategy}`;
+      const known = byIdentity.get(key);
+      if (known) known.match[0]!.ports.push(l.port);
+      else byIdentity.set(key, { ...p, match: [{ mode: "CLIENT", ports: [l.port] }] });
+    }
+  }
+  return [...byIdentity.values()];
 }

@@ -3,7 +3,8 @@
 // where unknown traffic goes; one HTTP connection manager per port, with its
 // routes by RDS or inline; TCP proxies, by SNI where the chains match it.
 
-import { HCM_FILTER, HCM_TYPE, TCP_PROXY_FILTER, TCP_PROXY_TYPE } from "../generate/listeners.js";
+import { BYTES_VALUE_TYPE, HCM_FILTER, HCM_TYPE, STRING_VALUE_TYPE, TCP_PROXY_FILTER, TCP_PROXY_TYPE, WASM_TYPE } from "../generate/listeners.js";
+import { checkedModule, loadModuleFile, type WasmPluginConfig } from "../../config/wasm-plugin.js";
 import { CORS_FILTER, FAULT_FILTER, ROUTER_FILTER } from "../generate/routes.js";
 import { TYPE_PREFIX } from "../protos.js";
 import { MessageReader } from "./reader.js";
@@ -27,7 +28,7 @@ export interface XdsWeightedCluster {
 export type XdsListener =
   /** The capture listener (use_original_dst): its catch-all chain decides ALLOW_ANY or REGISTRY_ONLY. */
   | { kind: "virtualOutbound"; name: string; port: number; passthrough: boolean }
-  | { kind: "http"; name: string; port: number; rds: string | undefined; inline: XdsRouteConfiguration | undefined; bind: Bind | undefined }
+  | { kind: "http"; name: string; port: number; rds: string | undefined; inline: XdsRouteConfiguration | undefined; bind: Bind | undefined; wasm: WasmPluginConfig[] }
   | { kind: "tcp"; name: string; port: number; destinations: XdsWeightedCluster[]; sni: { hosts: string[]; destinations: XdsWeightedCluster[] }[] | undefined; bind: Bind | undefined };
 
 /**
@@ -108,7 +109,7 @@ function readChains(chains: MessageReader[], name: string, port: number, bind: B
   if (filterName === HCM_FILTER) {
     if (chains.length > 1) chains[1]!.fail("", "an HTTP listener with several filter chains is not supported");
     first.accept("name");
-    const hcm = readHcm(singleFilter(first, HCM_FILTER));
+    const hcm = readHcm(singleFilter(first, HCM_FILTER), name, port);
     first.done();
     return { kind: "http", name, port, ...hcm, bind };
   }
@@ -147,7 +148,7 @@ function readTcpProxy(filter: MessageReader): { destinations: XdsWeightedCluster
   return { destinations };
 }
 
-function readHcm(filter: MessageReader): { rds: string | undefined; inline: XdsRouteConfiguration | undefined } {
+function readHcm(filter: MessageReader, listener: string, port: number): { rds: string | undefined; inline: XdsRouteConfiguration | undefined; wasm: WasmPluginConfig[] } {
   const hcm = filter.any("typed_config", [HCM_TYPE]) ?? filter.fail("typed_config", "an HTTP connection manager needs its config");
   filter.done();
   hcm.accept("stat_prefix", "use_remote_address", "generate_request_id", "server_name");
@@ -160,7 +161,12 @@ function readHcm(filter: MessageReader): { rds: string | undefined; inline: XdsR
   const filters = hcm.list("http_filters");
   const last = filters.at(-1);
   if (!last || last.str("name") !== ROUTER_FILTER) hcm.fail("http_filters", `the last HTTP filter must be ${ROUTER_FILTER}`);
+  const wasm: WasmPluginConfig[] = [];
   for (const f of filters) {
+    if (f.anyType("typed_config") === WASM_TYPE) {
+      wasm.push(readWasmFilter(f, listener, port));
+      continue;
+    }
     const name = f.str("name");
     const types: Record<string, string> = { [ROUTER_FILTER]: ROUTER_TYPE, [CORS_FILTER]: CORS_TYPE, [FAULT_FILTER]: FAULT_TYPE };
     const type = name === undefined ? undefined : types[name];
@@ -189,5 +195,64 @@ function readHcm(filter: MessageReader): { rds: string | undefined; inline: XdsR
     inline = readRouteConfiguration(route);
   }
   hcm.done();
-  return { rds, inline };
+  return { rds, inline, wasm };
+}
+
+/**
+ * An HTTP Wasm filter (envoy.extensions.filters.http.wasm.v3.Wasm) → the plugin the proxy runs, on
+ * this listener's port. The module is read here, from its local file or inline bytes: fetching a
+ * remote one is istio-agent's job, which instio does not do (the filter is refused, with the reason).
+ */
+function readWasmFilter(f: MessageReader, listener: string, port: number): WasmPluginConfig {
+  f.accept("name", "is_optional");
+  const wasm = f.any("typed_config", [WASM_TYPE])!;
+  const config = wasm.obj("config") ?? wasm.fail("config", "a Wasm filter needs its plugin config");
+  wasm.done();
+  const name = config.str("name") ?? f.peek("name") ?? listener;
+  const rootId = config.str("root_id") ?? "";
+  let configuration: string | Uint8Array = "";
+  const any = config.any("configuration", [STRING_VALUE_TYPE, BYTES_VALUE_TYPE]);
+  if (any) {
+    configuration = any.peek("value") ?? any.bytes("value") ?? "";
+    any.accept("value");
+    any.done();
+  }
+  const failOpen = config.bool("fail_open") === true;
+  const vm = config.obj("vm_config") ?? config.fail("vm_config", "a Wasm filter needs its vm_config");
+  vm.accept("vm_id", "runtime", "allow_precompiled", "nack_on_code_cache_miss");
+  const code = vm.obj("code") ?? vm.fail("code", "a Wasm filter needs its code");
+  const local = code.obj("local") ?? code.fail("remote", "remote modules are not fetched (istio-agent's job): give local.filename or local.inline_bytes");
+  const filename = local.str("filename");
+  const inline = local.bytes("inline_bytes");
+  local.done();
+  code.done();
+  let module: { bytes: Uint8Array; sha256: string };
+  try {
+    module = inline ? checkedModule(inline) : loadModuleFile(filename ?? local.fail("filename", "a local module needs filename or inline_bytes"));
+  } catch (err) {
+    throw local.error("filename", (err as Error).message);
+  }
+  const env: [string, string][] = [];
+  const vars = vm.obj("environment_variables");
+  if (vars) {
+    for (const key of vars.strings("host_env_keys")) if (process.env[key] !== undefined) env.push([key, process.env[key]!]);
+    for (const [key, value] of vars.map("key_values")) env.push([key, String(value)]);
+    vars.done();
+  }
+  vm.done();
+  config.done();
+  f.done();
+  return {
+    name,
+    source: { file: `xds listener ${listener}`, line: 0, column: 0 },
+    rootId,
+    file: filename ?? "",
+    code: module.bytes,
+    sha256: module.sha256,
+    configuration,
+    phase: "UNSPECIFIED_PHASE",
+    failStrategy: failOpen ? "FAIL_OPEN" : "FAIL_CLOSE",
+    match: [{ mode: "CLIENT", ports: [port] }],
+    env,
+  };
 }

@@ -62,6 +62,12 @@ export class MessageReader {
     return this.message[key] !== undefined && this.message[key] !== null;
   }
 
+  /** The type URL of an Any field, without reading it (to pick the reader for a filter's config). */
+  anyType(key: string): string | undefined {
+    const v = this.message[key] as { type_url?: unknown } | undefined;
+    return typeof v?.type_url === "string" ? v.type_url : undefined;
+  }
+
   /** A string field's value without reading it (a resource's name, for errors). */
   peek(key: string): string | undefined {
     const v = this.message[key];
