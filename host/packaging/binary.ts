@@ -32,7 +32,8 @@ const common: BuildOptions = {
   define: { "import.meta.url": "__instioMetaUrl" },
   banner: { js: META_URL },
   // uWebSockets.js is loaded from its unpacked native binary (listener-uws.ts), never from node_modules.
-  external: ["uWebSockets.js"],
+  // binaryen (Proxy-Wasm instrumentation) is an ES module with top-level await: an asset, imported at run time.
+  external: ["uWebSockets.js", "binaryen"],
   plugins: [
     {
       // node-fetch probes for the optional "encoding" module in a try/catch; a single binary's main script may only
@@ -95,6 +96,9 @@ async function main(): Promise<void> {
     "workers/translate-worker.js": join(OUT, "workers/translate-worker.js"),
     "package.json": join(ROOT, "package.json"),
     "re2/re2.wasm": join(ROOT, "node_modules/re2-wasm/build/wasm/re2.wasm"),
+    "binaryen/index.js": join(ROOT, "node_modules/binaryen/index.js"),
+    "binaryen/package.json": join(ROOT, "node_modules/binaryen/package.json"),
+    "build/route-filter.wasm": join(ROOT, "build/route-filter.wasm"),
   };
   const xdsDeps = join(ROOT, "node_modules/@grpc/grpc-js-xds/deps");
   for (const file of filesUnder(xdsDeps).filter((f) => f.endsWith(".proto"))) assets[`grpc-js-xds/deps/${relative(xdsDeps, file)}`] = file;

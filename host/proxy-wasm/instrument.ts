@@ -8,12 +8,19 @@
 // traps. The memory's declared maximum is lowered to the budget, so growing
 // past it fails inside the module (its allocator aborts: a contained trap).
 
+import { packageFile, seaRoot } from "../package-root.js";
+
 type Binaryen = typeof import("binaryen").default;
 let binaryenModule: Promise<Binaryen> | undefined;
 
-/** binaryen is 13 MB of JavaScript: loaded on first use, by configs that have Wasm plugins only. */
+/**
+ * binaryen is 13 MB of JavaScript: loaded on first use, by configs that have Wasm plugins only. The
+ * single binary carries it as an asset (an ES module with top-level await, which its CommonJS bundle
+ * cannot hold) and imports it from where it unpacked it.
+ */
 function loadBinaryen(): Promise<Binaryen> {
-  return (binaryenModule ??= import("binaryen").then((m) => m.default));
+  const specifier = seaRoot() ? packageFile("binaryen/index.js").href : "binaryen";
+  return (binaryenModule ??= (import(specifier) as Promise<{ default: Binaryen }>).then((m) => m.default));
 }
 
 /** The host import the instrumented module calls when its fuel runs out. */

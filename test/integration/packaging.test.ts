@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImage } from "../../host/packaging/image.js";
 import { VERSION } from "../../host/version.js";
 import { eventually } from "../support/mesh.js";
+import { buildFilters } from "../support/proxy-wasm-filters.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const NS = `instio-bin-${process.pid % 10000}`;
@@ -102,6 +103,37 @@ describe("the single binary", () => {
     // The native addon came along: the capture support is there.
     expect(out).not.toMatch(/error/i);
     child.kill("SIGINT");
+  }, 60_000);
+
+  it("runs a Proxy-Wasm filter (its instrumentation included) and compiles a route table for Envoy", async () => {
+    const { deny } = await buildFilters(["deny"]);
+    copyFileSync(deny, join(dir, "deny.wasm"));
+    const config = join(dir, "wasm-config");
+    execFileSync("mkdir", ["-p", config]);
+    writeFileSync(join(config, "mesh.yaml"), `apiVersion: instio.dev/v1alpha1
+kind: ProxySettings
+metadata: {name: wasm}
+spec:
+  listeners: {outbound: {address: 127.0.0.1, port: 18999}}
+  admin: {address: 127.0.0.1, port: 18998}
+  agent: {enabled: false}
+---
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {name: deny, namespace: default}
+spec: {url: "file://${join(dir, "deny.wasm")}"}
+`);
+    const [cmd, a, e] = argv(["proxy", "--config", config]);
+    const child = spawn(cmd, a, { cwd: dir, env: e, stdio: ["ignore", "pipe", "pipe"] });
+    children.push(child);
+    let out = "";
+    child.stderr!.on("data", (c: Buffer) => (out += c.toString()));
+    await eventually(() => out.includes("config version 1"), 30_000, () => `the proxy to start:\n${out}`);
+    expect(curl(["-H", "Host: anything", "-H", "x-deny: 1", "http://127.0.0.1:18999/"])).toBe("denied by wasm");
+    child.kill("SIGINT");
+    const table = run(["compile-table", config, "--envoy"]);
+    expect(table.status, table.stderr).toBe(0);
+    expect(table.stdout).toContain("cluster_header: x-instio-cluster");
   }, 60_000);
 
   it("validates, explains, writes capture rules and injects pods", () => {
