@@ -198,9 +198,10 @@ export class Mesh {
 }
 
 /**
- * The security policies that select a sidecar which this control plane cannot make it enforce yet: no inbound
- * listeners are sent over xDS (istiod's inbound chains with RBAC), so a sidecar fed by xDS serves its inbound port
- * PERMISSIVE and authorizes every caller. Said at each policy, when the proxy connects, rather than left silent.
+ * The security policies (and the inbound side of WasmPlugins) that select a sidecar which this control plane cannot
+ * make it apply yet: no inbound listeners are sent over xDS (istiod's inbound chains with RBAC and Wasm filters), so a
+ * sidecar fed by xDS serves its inbound port PERMISSIVE, authorizes every caller and runs plugins on outbound traffic
+ * only. Said at each resource, when the proxy connects, rather than left silent.
  */
 function unenforcedInboundPolicies(config: CompiledConfig, model: ConfigModel, namespace: string): ConfigDiagnostic[] {
   const out: ConfigDiagnostic[] = [];
@@ -212,6 +213,10 @@ function unenforcedInboundPolicies(config: CompiledConfig, model: ConfigModel, n
       if (pa.namespace !== namespace && pa.namespace !== model.settings.rootNamespace) continue;
       out.push({ ...pa.source, path: "spec.mtls", severity: "warning", message: `PeerAuthentication ${pa.namespace}/${pa.name} makes this workload's mTLS ${m.mode}, but ${why} (it accepts mTLS and plaintext)` });
     }
+  }
+  for (const p of config.wasmPlugins) {
+    if (!p.match.some((x) => x.mode !== "CLIENT") && p.match.length > 0) continue;
+    out.push({ ...p.source, path: "spec.match", severity: "warning", message: `WasmPlugin ${p.name} applies to this workload's inbound traffic, but ${why} (it runs on outbound traffic only)` });
   }
   return out;
 }
