@@ -390,6 +390,19 @@ async function main(argv: string[]): Promise<number> {
       const { runIptables } = await import("./capture/command.js");
       return runIptables(rest);
     }
+    case "instrument-module": {
+      // Internal: a plugin's module on stdin, instrumented on stdout (proxy-wasm/plugin.ts runs it as a child).
+      const chunks: Buffer[] = [];
+      for await (const c of process.stdin) chunks.push(c as Buffer);
+      const { instrument } = await import("./proxy-wasm/instrument.js");
+      try {
+        process.stdout.write(await instrument(new Uint8Array(Buffer.concat(chunks)), Number(rest[0])));
+      } catch (err) {
+        process.stderr.write(`${(err as Error).message}\n`);
+        return 1;
+      }
+      return 0;
+    }
     case "status": {
       const { values } = parseArgs({ args: rest, options: { "control-plane": { type: "string" } } });
       const { fetchStatus, renderStatus } = await import("./control-plane/status.js");

@@ -9,7 +9,9 @@ import { createHash } from "node:crypto";
 import type { WasmPluginConfig } from "../config/wasm-plugin.js";
 import { LOG_LEVELS, type Logger, type LogLevel } from "../log.js";
 import { Status, type MetricType } from "./abi.js";
-import { instrument } from "./instrument.js";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { packageFile, seaRoot } from "../package-root.js";
 import { nodeProperty } from "./properties.js";
 import { SharedState } from "./shared-state.js";
 import { PluginVm, type HttpCallResult, type PluginEnvironment } from "./vm.js";
@@ -37,19 +39,40 @@ export interface PluginServices {
 const modules = new Map<string, WebAssembly.Module>();
 
 /**
- * Instruments and compiles the modules of `plugins` that are not compiled yet
- * (binaryen's work: kept off the request path by running before the config is
- * swapped in). Throws with the plugin's file:line when a module cannot run.
+ * Instruments (in a child process) and compiles the modules of `plugins` that
+ * are not compiled yet, before the config that names them is swapped in.
+ * Throws with the plugin's file:line when a module cannot run.
  */
 export async function prepareModules(plugins: readonly WasmPluginConfig[]): Promise<void> {
-  for (const p of plugins) {
-    if (modules.has(p.sha256)) continue;
-    try {
-      modules.set(p.sha256, new WebAssembly.Module((await instrument(p.code, MEMORY_LIMIT_BYTES)) as Uint8Array<ArrayBuffer>));
-    } catch (err) {
-      throw new Error(`${p.source.file}:${p.source.line}: WasmPlugin ${p.name}: the module cannot be loaded: ${(err as Error).message}`);
-    }
-  }
+  const missing = [...new Map(plugins.filter((p) => !modules.has(p.sha256)).map((p) => [p.sha256, p])).values()];
+  await Promise.all(
+    missing.map(async (p) => {
+      try {
+        modules.set(p.sha256, new WebAssembly.Module((await instrumentInChild(p.code, MEMORY_LIMIT_BYTES)) as Uint8Array<ArrayBuffer>));
+      } catch (err) {
+        throw new Error(`${p.source.file}:${p.source.line}: WasmPlugin ${p.name}: the module cannot be loaded: ${(err as Error).message}`);
+      }
+    }),
+  );
+}
+
+/**
+ * instrument() in a process of its own (`instio instrument-module`): binaryen is 13 MB of JavaScript
+ * with a heap of its own, and memory a process frees is not given back to the system; a child's is,
+ * when it exits. Its work is off the serving thread too.
+ */
+function instrumentInChild(bytes: Uint8Array, memoryLimitBytes: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const cli = fileURLToPath(packageFile("dist/host/cli.js"));
+    const child = spawn(process.execPath, [...(seaRoot() ? [] : [cli]), "instrument-module", String(memoryLimitBytes)], { stdio: ["pipe", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    let err = "";
+    child.stdout.on("data", (c: Buffer) => out.push(c));
+    child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve(new Uint8Array(Buffer.concat(out))) : reject(new Error(err.trim() || `instrument-module exited with ${code}`))));
+    child.stdin.end(bytes);
+  });
 }
 
 export class WasmPlugin implements PluginEnvironment {
