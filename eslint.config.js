@@ -2,7 +2,8 @@
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "dist/", "build/", "assembly/**/*.ts", "!assembly/layout.ts"] },
+  // AssemblyScript sources (the route core, the example Proxy-Wasm filters) are not TypeScript to lint.
+  { ignores: ["node_modules/", "dist/", "build/", "assembly/**/*.ts", "!assembly/layout.ts", "examples/proxy-wasm/filters/"] },
   ...tseslint.configs.recommended,
   {
     rules: {
