@@ -374,6 +374,9 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
       const out = this.wasm.filterBody(true, Buffer.alloc(0), true);
       if (out === undefined) return; // answered or failed by a plugin: that ended the exchange
       if (out.length > 0) this.sendPluginData(out);
+      const edited = this.wasm.responseTrailers(trailers);
+      if (edited === false) return;
+      trailers = edited;
     }
     if (!this.downstreamAborted && !this.finished) this.ds.sendEnd(trailers);
     this.complete();

@@ -12,7 +12,9 @@
 // data (up to BODY_LIMIT) and sees it again, grown, with the next chunk; the
 // last call has end_of_stream set. A plugin that changes a body's length
 // removes content-length in its header callback, as with Envoy.
-// Response: the same callbacks in reverse order, as Envoy runs encoder filters.
+// Response: the same callbacks in reverse order, as Envoy runs encoder filters,
+// trailers included. Request trailers never reach a plugin: instio's listeners
+// do not carry them (they are dropped, as the proxy forwards none).
 //
 // Failure: a plugin whose VM traps, overruns its budget or cannot start fails
 // the request with 503 wasm_fail_stream (FAIL_CLOSE, the default), or is
@@ -107,7 +109,7 @@ export class WasmStage implements StreamOwner, PropertyFacts {
 
   /** Whether responses go through the plugins (any that ran exports a response callback). */
   get filtersResponse(): boolean {
-    return this.streams.some((s) => s.plugin.wants.responseHeaders || s.plugin.wants.responseBody);
+    return this.streams.some((s) => s.plugin.wants.responseHeaders || s.plugin.wants.responseBody || s.plugin.wants.responseTrailers);
   }
 
   /** Runs `plugins`' request header callbacks; `then` continues the pipeline once every one continued (not called after a local reply). */
@@ -351,6 +353,35 @@ export class WasmStage implements StreamOwner, PropertyFacts {
     }
     this.responseStatus = status;
     return status;
+  }
+
+  /**
+   * The upstream's trailers through the plugins' on_response_trailers, in reverse order; what they
+   * left. undefined: a plugin failed the request meanwhile (the exchange has ended).
+   */
+  responseTrailers(trailers: Record<string, string | string[] | undefined> | undefined): Record<string, string | string[] | undefined> | undefined | false {
+    if (!trailers || !this.streams.some((s) => s.plugin.wants.responseTrailers)) return trailers;
+    const flat: string[] = [];
+    for (const [name, value] of Object.entries(trailers)) {
+      if (value === undefined) continue;
+      for (const v of Array.isArray(value) ? value : [value]) flat.push(name, v);
+    }
+    if (flat.length === 0) return trailers;
+    this.messages.responseTrailers = flat;
+    for (let i = this.streams.length - 1; i >= 0; i--) {
+      const stream = this.streams[i]!;
+      if (this.skipped.has(stream.plugin) || !stream.plugin.wants.responseTrailers || stream.vm.failure !== undefined) continue;
+      stream.vm.callback("proxy_on_response_trailers", stream.contextId, this.messages.responseTrailers.length / 2);
+      if (stream.vm.failure !== undefined && this.failed(stream.plugin)) return false;
+      if (this.replied) return false;
+    }
+    const out: Record<string, string | string[]> = {};
+    const m = this.messages.responseTrailers;
+    for (let i = 0; i < m.length; i += 2) {
+      const prior = out[m[i]!];
+      out[m[i]!] = prior === undefined ? m[i + 1]! : [...(Array.isArray(prior) ? prior : [prior]), m[i + 1]!];
+    }
+    return out;
   }
 
   /** Response data while the head is held: kept (copied: the listener's chunk is borrowed) until the plugin continues. */

@@ -16,6 +16,11 @@ import { PluginVm, type PluginEnvironment, type StreamHost } from "../../host/pr
 import { loadConfigText } from "../../host/config/load.js";
 import { formatDiagnostic } from "../../host/config/diagnostics.js";
 import { createHash } from "node:crypto";
+import { Registry } from "prom-client";
+import type { Logger } from "../../host/log.js";
+import { WasmPlugin } from "../../host/proxy-wasm/plugin.js";
+import { PluginMetrics } from "../../host/proxy-wasm/plugin-metrics.js";
+import { WasmStage, type WasmExchange } from "../../host/pipeline/wasm-stage.js";
 
 describe("the ABI's map encoding", () => {
   it("encodes the spec's example byte for byte", () => {
@@ -278,5 +283,79 @@ describe("the VM, against modules written to the ABI", () => {
     const id = vm.createStream(new RecordingStream());
     expect(vm.callback("proxy_on_request_headers", id, 0, 1)).toBe(0);
     expect(vm.failure).toMatch(/outside the module's memory/);
+  });
+});
+
+describe("the pipeline's plugin stage, against modules written to the ABI", () => {
+  const services = (logs: string[]) => ({
+    logger: { log: (_l: string, m: string) => logs.push(m), error: (m: string) => logs.push(m), info: (m: string) => logs.push(m), warn: (m: string) => logs.push(m) } as unknown as Logger,
+    shared: new SharedState(),
+    metrics: new PluginMetrics(new Registry()),
+    node: { id: "sidecar~10.0.0.1~p.default~default.svc.cluster.local", metadata: { NAMESPACE: "default" } },
+    httpCall: () => false,
+    failed: () => undefined,
+  });
+  const plugin = (text: string, logs: string[]): WasmPlugin => {
+    const bytes = binaryen.parseText(text).emitBinary();
+    const config = { name: "default.test", source: { file: "mesh.yaml", line: 1, column: 1 }, rootId: "", file: "", code: bytes, sha256: "", configuration: "", phase: "UNSPECIFIED_PHASE" as const, failStrategy: "FAIL_CLOSE" as const, match: [], env: [] };
+    return new WasmPlugin(config, new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), services(logs));
+  };
+  const exchange = () => {
+    const ds = { method: "GET", authority: "svc", path: "/p", query: undefined, scheme: "http", headers: ["host", "svc"], hasBody: false, remoteAddress: "10.0.0.9", localAddress: "10.0.0.1:15001", peer: undefined, originalDestination: undefined, bodyBytes: 0, header: () => undefined };
+    return { ds, over: false, status: 200, details: "", requestId: "", clusterName: "", routeName: "", upstreamHost: "", startTime: Date.now(), startedAt: performance.now(), bytesSent: 0, headerBytesSent: 0, grpcStatus: "", localReply: () => undefined, resetDownstream: () => undefined, sendPluginHead: () => undefined, sendPluginData: () => undefined, sendPluginEnd: () => undefined } as unknown as WasmExchange;
+  };
+  const common = `
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap)) (global.set $heap (i32.add (global.get $heap) (local.get $n))) (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))`;
+
+  it("runs on_response_trailers, in reverse order, and sends the trailers as the plugin left them", () => {
+    const logs: string[] = [];
+    const p = plugin(`(module
+  (import "env" "proxy_replace_header_map_value" (func $replace (param i32 i32 i32 i32 i32) (result i32)))
+  (data (i32.const 0) "grpc-message")
+  (data (i32.const 16) "rewritten")
+  ${common}
+  (func (export "proxy_on_response_trailers") (param i32 i32) (result i32)
+    (drop (call $replace (i32.const 3) (i32.const 0) (i32.const 12) (i32.const 16) (i32.const 9)))
+    (i32.const 0)))`, logs);
+    const stage = new WasmStage(exchange());
+    let continued = false;
+    stage.runRequest([p], () => (continued = true));
+    expect(continued).toBe(true);
+    expect(stage.filtersResponse).toBe(true);
+    expect(stage.responseTrailers({ "grpc-status": "0", "grpc-message": "ok" })).toEqual({ "grpc-status": "0", "grpc-message": "rewritten" });
+    expect(stage.responseTrailers(undefined)).toBeUndefined();
+    stage.finish();
+  });
+
+  it("delivers shared-queue items to the root context that registered the queue, after the enqueuing call returned", async () => {
+    const logs: string[] = [];
+    const p = plugin(`(module
+  (import "env" "proxy_register_shared_queue" (func $register (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_enqueue_shared_queue" (func $enqueue (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_dequeue_shared_queue" (func $dequeue (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (data (i32.const 0) "jobs")
+  (data (i32.const 16) "a job")
+  ${common}
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $register (i32.const 0) (i32.const 4) (i32.const 100)))
+    (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $enqueue (i32.load (i32.const 100)) (i32.const 16) (i32.const 5)))
+    (i32.const 0))
+  (func (export "proxy_on_queue_ready") (param i32 i32)
+    (if (i32.eqz (call $dequeue (local.get 1) (i32.const 200) (i32.const 204)))
+      (then (drop (call $log (i32.const 2) (i32.load (i32.const 200)) (i32.load (i32.const 204))))))))`, logs);
+    const stage = new WasmStage(exchange());
+    stage.runRequest([p], () => undefined);
+    expect(logs.filter((l) => l.includes("a job"))).toEqual([]); // not re-entrantly, from inside on_request_headers
+    await new Promise((r) => setImmediate(r));
+    expect(logs.filter((l) => l.includes("a job"))).toEqual(["wasm log default.test : a job"]);
+    stage.finish();
   });
 });
