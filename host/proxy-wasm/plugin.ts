@@ -144,8 +144,9 @@ export class WasmPlugin implements PluginEnvironment {
     this.vm = undefined;
   }
 
+  /** The plugin left the config: its VM serves the requests in flight, then goes. */
   dispose(): void {
-    this.vm?.dispose();
+    this.vm?.retireWhenIdle();
     this.vm = undefined;
   }
 

@@ -149,6 +149,21 @@ export class PluginVm implements QueueOwner {
     if (!this.failure && this.callback("proxy_on_done", id) !== 0 && !this.failure) this.callback("proxy_on_log", id);
     if (!this.failure) this.callback("proxy_on_delete", id);
     this.streams.delete(id);
+    if (this.retiring && this.streams.size === 0) this.dispose();
+  }
+
+  private retiring = false;
+
+  /**
+   * The plugin left the config: no new streams come, its timer stops, and the
+   * streams in flight finish on this VM (as Envoy keeps a filter config for the
+   * streams that started with it); then it is disposed.
+   */
+  retireWhenIdle(): void {
+    this.retiring = true;
+    clearInterval(this.tickTimer);
+    this.tickTimer = undefined;
+    if (this.streams.size === 0) this.dispose();
   }
 
   /**

@@ -358,4 +358,18 @@ describe("the pipeline's plugin stage, against modules written to the ABI", () =
     expect(logs.filter((l) => l.includes("a job"))).toEqual(["wasm log default.test : a job"]);
     stage.finish();
   });
+
+  it("keeps a plugin's VM for the requests in flight when a reload drops the plugin, and disposes of it after them", () => {
+    const logs: string[] = [];
+    const p = plugin(`(module ${common}
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0)))`, logs);
+    const stage = new WasmStage(exchange());
+    stage.runRequest([p], () => undefined);
+    const vm = p.acquire()!;
+    p.dispose(); // what PluginRegistry.bind does to a plugin no config names any more
+    expect(vm.failure).toBeUndefined(); // the request in flight still has its VM
+    stage.finish();
+    expect(vm.failure).toBe("disposed");
+  });
+
 });
