@@ -259,6 +259,16 @@ export class WasmStage implements StreamOwner, PropertyFacts {
     });
   }
 
+  pausedStreamFailed(from: PluginStream): void {
+    from.paused = false;
+    // Not from inside the failing VM's call: the fail strategy applies once it has returned.
+    queueMicrotask(() => {
+      if (this.ex.over || this.replied || this.failed(from.plugin)) return;
+      if (this.phase === "request") this.advance();
+      else if (this.phase === "response") this.resumeResponse();
+    });
+  }
+
   resetStream(_from: PluginStream): void {
     this.replied = true;
     this.phase = "done";

@@ -30,6 +30,8 @@ export interface StreamOwner {
   continueStream(from: PluginStream, type: StreamType): void;
   /** proxy_close_stream: Envoy resets the stream. */
   resetStream(from: PluginStream): void;
+  /** The stream was stopped, waiting for a continue, and its VM failed: it will never get one. */
+  pausedStreamFailed(from: PluginStream): void;
 }
 
 export class PluginStream implements StreamHost {
@@ -104,6 +106,10 @@ export class PluginStream implements StreamHost {
     if (type > StreamType.UPSTREAM) return Status.BAD_ARGUMENT;
     this.owner.resetStream(this);
     return Status.OK;
+  }
+
+  vmFailed(): void {
+    if (this.paused) this.owner.pausedStreamFailed(this);
   }
 
   finish(): void {

@@ -30,6 +30,8 @@ export interface StreamHost {
   sendLocalResponse(status: number, details: string, body: Buffer, headers: string[], grpcStatus: number): void;
   continueStream(type: StreamType): Status;
   closeStream(type: StreamType): Status;
+  /** The VM failed (this stream's callback, or another's): a stream waiting for a continue will not get one. */
+  vmFailed(): void;
 }
 
 export interface HttpCallResult {
@@ -199,9 +201,11 @@ export class PluginVm implements QueueOwner {
   }
 
   fail(reason: string): void {
-    this.failure ??= reason;
+    if (this.failure !== undefined) return;
+    this.failure = reason;
     clearInterval(this.tickTimer);
     this.tickTimer = undefined;
+    for (const stream of this.streams.values()) stream.vmFailed();
   }
 
   /** Stops timers; the VM is not called again. */

@@ -173,6 +173,7 @@ class RecordingStream implements StreamHost {
   closeStream(): number {
     return 0;
   }
+  vmFailed(): void {}
 }
 
 function environment(overrides: Partial<PluginEnvironment> = {}): PluginEnvironment & { logs: string[] } {
@@ -370,6 +371,31 @@ describe("the pipeline's plugin stage, against modules written to the ABI", () =
     expect(vm.failure).toBeUndefined(); // the request in flight still has its VM
     stage.finish();
     expect(vm.failure).toBe("disposed");
+  });
+
+
+  it("fails a request that waits for a continue when its VM dies of another request's trap (FAIL_CLOSE), instead of leaving it hanging", async () => {
+    const logs: string[] = [];
+    const p = plugin(`(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (data (i32.const 0) "x-trap")
+  ${common}
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 0) (i32.const 6) (i32.const 100) (i32.const 104))) (then unreachable))
+    (i32.const 1)))`, logs);
+    const replies: string[] = [];
+    const waiting = exchange();
+    (waiting as unknown as { localReply: (r: { details: string }) => void }).localReply = (r) => replies.push(r.details);
+    const first = new WasmStage(waiting);
+    let continued = false;
+    first.runRequest([p], () => (continued = true));
+    expect(first.pending).toBe(true); // stopped, waiting for a continue that will not come
+    const trapping = exchange();
+    (trapping.ds as unknown as { headers: string[] }).headers = ["host", "svc", "x-trap", "1"];
+    new WasmStage(trapping).runRequest([p], () => undefined);
+    await new Promise((r) => queueMicrotask(() => r(undefined)));
+    expect(replies).toEqual(["wasm_fail_stream"]);
+    expect(continued).toBe(false);
   });
 
 });

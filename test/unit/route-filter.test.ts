@@ -127,6 +127,7 @@ class FilterStream implements StreamHost {
   closeStream(): number {
     return 0;
   }
+  vmFailed(): void {}
   get(name: string): string | undefined {
     const i = this.request.findIndex((h, j) => j % 2 === 0 && h === name);
     return i < 0 ? undefined : this.request[i + 1];
