@@ -173,22 +173,27 @@ export class PluginVm implements QueueOwner {
    * effective context set to `context`. A failure inside leaves `failure` set
    * and returns 0.
    */
-  callback(name: string, context: number, ...args: number[]): number {
+  callback(name: string, context: number, a = 0, b = 0, c = 0, d = 0): number {
     const fn = this.exports[name];
-    if (fn === undefined || this.failure) return 0;
+    if (fn === undefined || this.failure !== undefined) return 0;
     const saved = this.effective;
     this.effective = context;
+    if (this.depth++ === 0) this.arm();
     let result = 0;
-    this.run(() => (result = fn(context, ...args) >>> 0));
-    this.effective = saved;
+    try {
+      // Arguments past a callback's own are ignored by Wasm: one call shape, no spread per call.
+      result = fn(context, a, b, c, d) >>> 0;
+    } catch (err) {
+      this.fail(err instanceof Error ? err.message : String(err));
+    } finally {
+      this.depth--;
+      this.effective = saved;
+    }
     return result;
   }
 
   private run(body: () => void): boolean {
-    if (this.depth++ === 0) {
-      this.deadline = performance.now() + this.env.timeBudgetMs;
-      if (this.fuel) this.fuel.value = FUEL_QUANTUM;
-    }
+    if (this.depth++ === 0) this.arm();
     try {
       body();
       return true;
@@ -198,6 +203,16 @@ export class PluginVm implements QueueOwner {
     } finally {
       this.depth--;
     }
+  }
+
+  /**
+   * A top-level call starts with a full tank. The clock is read only when the
+   * fuel first runs out (refuel), so a callback that returns within a quantum
+   * never reads it; its budget then counts from that first refuel.
+   */
+  private arm(): void {
+    this.deadline = 0;
+    if (this.fuel) this.fuel.value = FUEL_QUANTUM;
   }
 
   fail(reason: string): void {
@@ -223,7 +238,9 @@ export class PluginVm implements QueueOwner {
   }
 
   private refuel(): void {
-    if (performance.now() > this.deadline) throw new VmFailure(`a callback ran past its time budget (${this.env.timeBudgetMs} ms)`);
+    const now = performance.now();
+    if (this.deadline === 0) this.deadline = now + this.env.timeBudgetMs;
+    else if (now > this.deadline) throw new VmFailure(`a callback ran past its time budget (${this.env.timeBudgetMs} ms)`);
     this.fuel!.value = FUEL_QUANTUM;
   }
 
