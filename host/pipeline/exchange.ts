@@ -399,6 +399,10 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
     this.onResponseEnd(trailers);
   }
 
+  abandonUpstream(reason: string): void {
+    this.controller?.abort(new Error(reason));
+  }
+
   /** proxy_close_stream: the downstream connection is dropped. */
   resetDownstream(): void {
     if (this.finished) return;

@@ -45,6 +45,8 @@ export interface WasmExchange extends ExchangeRecord {
   localReply(reply: LocalReply, extraHeaders?: string[]): void;
   /** Drops the downstream connection (proxy_close_stream) and ends the exchange. */
   resetDownstream(): void;
+  /** Abandons the upstream request (a plugin answered in its place while its response was arriving). */
+  abandonUpstream(reason: string): void;
   /** Send what a plugin held until its continue: the head, then data, then the end. */
   sendPluginHead(status: number, headers: string[], contentLength: number, bodyless: boolean): void;
   sendPluginData(chunk: Buffer): void;
@@ -246,6 +248,7 @@ export class WasmStage implements StreamOwner, PropertyFacts {
 
   localResponse(_from: PluginStream, status: number, details: string, body: Buffer, headers: string[], grpcStatus: number): void {
     if (this.replied || this.ex.over) return;
+    const duringResponse = this.phase === "response";
     this.replied = true;
     this.phase = "done";
     this.held = undefined;
@@ -255,7 +258,10 @@ export class WasmStage implements StreamOwner, PropertyFacts {
     const reply: LocalReply = { status, flag: "-", body, details: details.replace(/\s/g, "_") };
     // After the plugin's call returns: the VM must not be re-entered by the reply's own callbacks.
     queueMicrotask(() => {
-      if (!this.ex.over) this.ex.localReply(reply, extra);
+      if (this.ex.over) return;
+      this.ex.localReply(reply, extra);
+      // The upstream's response is not wanted any more: its connection is not kept reading it.
+      if (duringResponse) this.ex.abandonUpstream("the response was answered by a Wasm plugin");
     });
   }
 

@@ -303,7 +303,7 @@ describe("the pipeline's plugin stage, against modules written to the ABI", () =
   };
   const exchange = () => {
     const ds = { method: "GET", authority: "svc", path: "/p", query: undefined, scheme: "http", headers: ["host", "svc"], hasBody: false, remoteAddress: "10.0.0.9", localAddress: "10.0.0.1:15001", peer: undefined, originalDestination: undefined, bodyBytes: 0, header: () => undefined };
-    return { ds, over: false, status: 200, details: "", requestId: "", clusterName: "", routeName: "", upstreamHost: "", startTime: Date.now(), startedAt: performance.now(), bytesSent: 0, headerBytesSent: 0, grpcStatus: "", localReply: () => undefined, resetDownstream: () => undefined, sendPluginHead: () => undefined, sendPluginData: () => undefined, sendPluginEnd: () => undefined } as unknown as WasmExchange;
+    return { ds, over: false, status: 200, details: "", requestId: "", clusterName: "", routeName: "", upstreamHost: "", startTime: Date.now(), startedAt: performance.now(), bytesSent: 0, headerBytesSent: 0, grpcStatus: "", localReply: () => undefined, resetDownstream: () => undefined, abandonUpstream: () => undefined, sendPluginHead: () => undefined, sendPluginData: () => undefined, sendPluginEnd: () => undefined } as unknown as WasmExchange;
   };
   const common = `
   (memory (export "memory") 1)
