@@ -36,7 +36,7 @@ export const BODY_LIMIT = 1 << 20;
 
 const FAIL_STREAM: LocalReply = { status: 503, flag: "-", body: "", details: "wasm_fail_stream" };
 const REQUEST_TOO_LARGE: LocalReply = { status: 413, flag: "-", body: "Payload Too Large", details: "request_payload_too_large" };
-export const RESPONSE_TOO_LARGE: LocalReply = { status: 500, flag: "-", body: "Internal Server Error", details: "response_payload_too_large" };
+const RESPONSE_TOO_LARGE: LocalReply = { status: 500, flag: "-", body: "Internal Server Error", details: "response_payload_too_large" };
 
 /** What the stage needs of the Exchange running it. */
 export interface WasmExchange extends ExchangeRecord {
@@ -172,9 +172,11 @@ export class WasmStage implements StreamOwner, PropertyFacts {
       this.skipped.add(plugin);
       return false;
     }
+    const duringResponse = this.phase === "response";
     this.replied = true;
     this.phase = "done";
     if (!this.ex.over) this.ex.localReply(FAIL_STREAM);
+    if (duringResponse) this.ex.abandonUpstream("a Wasm plugin failed the response");
     return true;
   }
 

@@ -1,10 +1,6 @@
 // Starts a proxy: listeners, upstream connection pools, telemetry, admin and
 // agent ports, config reload and the shutdown lifecycle.
 
-import { PluginRegistry, prepareModules } from "../proxy-wasm/plugin.js";
-import { PluginMetrics } from "../proxy-wasm/plugin-metrics.js";
-import { SharedState } from "../proxy-wasm/shared-state.js";
-import { pluginHttpCall } from "../pipeline/plugin-calls.js";
 import { splitAuthority, urlHost } from "../http/authority.js";
 import { compile, type CompiledConfig } from "../config/compile.js";
 import type { ConfigDiagnostic } from "../config/diagnostics.js";
@@ -43,6 +39,10 @@ import type { XdsClient } from "../xds/ads-client.js";
 import type { NodeIdentity } from "../xds/node-identity.js";
 import type { DumpedResource } from "../envoy/json.js";
 import type { CertificateSource, WorkloadCertificates } from "../security/workload-certificates.js";
+import { PluginRegistry, prepareModules } from "../proxy-wasm/plugin.js";
+import { PluginMetrics } from "../proxy-wasm/plugin-metrics.js";
+import { SharedState } from "../proxy-wasm/shared-state.js";
+import { pluginHttpCall } from "../pipeline/plugin-calls.js";
 
 export interface ProxyOptions {
   /** The config to serve; with `xds`, only its settings are used until the control plane's first config is applied. */
