@@ -19,8 +19,9 @@
 // the core, this code allocates no managed objects: byte strings are static
 // data and pointers.
 
-import { SLOT_AUTHORITY, SLOT_COUNT_MAX, SLOT_FIRST_HEADER, SLOT_METHOD, SLOT_PATH, SLOT_QUERY, SLOT_SCHEME, SLOT_SIZE, SLOT_SOURCE_IP, REQUEST_BYTES, OUT_CLUSTER, OUT_ENDPOINT } from "./layout";
+import { SLOT_AUTHORITY, SLOT_COUNT_MAX, SLOT_FIRST_HEADER, SLOT_METHOD, SLOT_PATH, SLOT_QUERY, SLOT_SCHEME, SLOT_SIZE, SLOT_SOURCE_IP, REQUEST_BYTES, OUT_CLUSTER, OUT_ENDPOINT, OUT_SIZE } from "./layout";
 import { init, route } from "./index";
+import { fnvStart, fnvStep } from "./bytes";
 
 export { heapBase, init, route, pickEndpoint, regex, hash64 } from "./index";
 
@@ -59,7 +60,8 @@ const T_HEADER_COUNT: u32 = 24;
 const T_CLUSTER_COUNT: u32 = 28;
 const T_ENDPOINT_COUNT: u32 = 32;
 const T_SPAN: u32 = 36; //  the snapshot's whole length: past T_SNAPSHOT_LEN it is zeros, left out of the table
-const T_NAMES: u32 = 40; // then every name as (u32 length, bytes): headers, clusters, endpoints; then the snapshot
+const T_CHECKSUM: u32 = 40; // FNV-1a of everything after the header
+const T_NAMES: u32 = 44; // then every name as (u32 length, bytes): headers, clusters, endpoints; then the snapshot
 const F_METHOD: u32 = 1;
 const F_QUERY: u32 = 2;
 const F_SCHEME: u32 = 4;
@@ -135,50 +137,64 @@ export function proxy_on_configure(root: u32, size: u32): u32 {
 }
 
 function configure(size: u32): bool {
+  configured = false; // a table that fails half-way must not leave the previous one half-overwritten in use
   if (size < T_NAMES || proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, size, RET, RET + 4) != OK) return false;
   const t = <usize>load<u32>(RET);
   const len = load<u32>(RET + 4);
-  if (len < T_NAMES || load<u32>(t) != TABLE_MAGIC) return false;
-  const base = <usize>load<u32>(t + T_BASE);
-  const snapshotLen = <usize>load<u32>(t + T_SNAPSHOT_LEN);
-  const span = <usize>load<u32>(t + T_SPAN);
+  if (len < T_NAMES || load<u32>(t) != TABLE_MAGIC || load<u32>(t + T_CHECKSUM) != checksum(t + T_NAMES, len - T_NAMES)) return false;
+  // Bounds in 64 bits: no sum of the table's numbers can wrap around.
+  const end = <u64>t + <u64>len;
+  const base = <u64>load<u32>(t + T_BASE);
+  const snapshotLen = <u64>load<u32>(t + T_SNAPSHOT_LEN);
+  const span = <u64>load<u32>(t + T_SPAN);
   // Laid out by this module: the snapshot starts at its heap base and ends below the scratch area.
-  if (base != ((<usize>__heap_base + 15) & ~15) || snapshotLen > span || base + span > SCRATCH_BASE) return false;
+  if (base != <u64>((<usize>__heap_base + 15) & ~15) || snapshotLen > span || base + span > <u64>SCRATCH_BASE) return false;
+  const reqAt = <u64>load<u32>(t + T_REQUEST_AT);
+  const decisionAt = <u64>load<u32>(t + T_OUT_AT);
+  if (reqAt < base || reqAt + <u64>SLOT_COUNT_MAX * SLOT_SIZE + REQUEST_BYTES > base + span || decisionAt < base || decisionAt + OUT_SIZE > base + span) return false;
   headerCount = load<u32>(t + T_HEADER_COUNT);
   clusterCount = load<u32>(t + T_CLUSTER_COUNT);
   endpointCount = load<u32>(t + T_ENDPOINT_COUNT);
-  if (<u32>SLOT_FIRST_HEADER + headerCount > <u32>SLOT_COUNT_MAX) return false;
+  const total = <u64>headerCount + <u64>clusterCount + <u64>endpointCount;
+  // Every name takes at least its 4-byte length: more names than that cannot fit.
+  if (<u64>SLOT_FIRST_HEADER + <u64>headerCount > <u64>SLOT_COUNT_MAX || total > (<u64>len - T_NAMES) / 4) return false;
   // The names go after the snapshot, with a (pointer, length) table for each list.
-  const names = t + T_NAMES;
+  const names = <u64>t + T_NAMES;
   let p = names;
-  const total = headerCount + clusterCount + endpointCount;
-  for (let i: u32 = 0; i < total; i++) {
-    if (p + 4 > t + len) return false;
-    p += 4 + <usize>load<u32>(p);
+  for (let i: u64 = 0; i < total; i++) {
+    if (p + 4 > end) return false;
+    p += 4 + <u64>load<u32>(<usize>p);
   }
-  if (p + snapshotLen != t + len) return false;
+  if (p + snapshotLen != end) return false;
   const namesLen = p - names;
   const tables = (base + span + 15) & ~15;
-  const namesAt = tables + <usize>total * 8;
-  if (namesAt + namesLen > SCRATCH_BASE || !ensureMemory(namesAt + namesLen)) return false;
-  memory.copy(base, p, snapshotLen);
-  memory.fill(base + snapshotLen, 0, span - snapshotLen); // a table loaded before may have left bytes there
-  memory.copy(namesAt, names, namesLen);
-  headerNames = tables;
-  clusterNames = tables + <usize>headerCount * 8;
+  const namesAt = tables + total * 8;
+  if (namesAt + namesLen > <u64>SCRATCH_BASE || !ensureMemory(<usize>(namesAt + namesLen))) return false;
+  memory.copy(<usize>base, <usize>p, <usize>snapshotLen);
+  memory.fill(<usize>(base + snapshotLen), 0, <usize>(span - snapshotLen)); // a table loaded before may have left bytes there
+  memory.copy(<usize>namesAt, <usize>names, <usize>namesLen);
+  headerNames = <usize>tables;
+  clusterNames = headerNames + <usize>headerCount * 8;
   endpointNames = clusterNames + <usize>clusterCount * 8;
-  p = namesAt;
-  for (let i: u32 = 0; i < total; i++) {
-    const n = load<u32>(p);
-    store<u32>(tables + <usize>i * 8, <u32>(p + 4));
-    store<u32>(tables + <usize>i * 8 + 4, n);
-    p += 4 + <usize>n;
+  let q = <usize>namesAt;
+  for (let i: u32 = 0; <u64>i < total; i++) {
+    const n = load<u32>(q);
+    store<u32>(headerNames + <usize>i * 8, <u32>(q + 4));
+    store<u32>(headerNames + <usize>i * 8 + 4, n);
+    q += 4 + <usize>n;
   }
-  requestAt = <usize>load<u32>(t + T_REQUEST_AT);
-  outAt = <usize>load<u32>(t + T_OUT_AT);
+  requestAt = <usize>reqAt;
+  outAt = <usize>decisionAt;
   flags = load<u32>(t + T_FLAGS);
   configured = init(<u32>base, <u32>requestAt, <u32>outAt) == 0;
   return configured;
+}
+
+/** FNV-1a over the table after its header: a table damaged in transit or by hand is refused, not run. */
+function checksum(at: usize, n: u32): u32 {
+  let h = fnvStart();
+  for (let i: u32 = 0; i < n; i++) h = fnvStep(h, load<u8>(at + i));
+  return h;
 }
 
 // ── per request ──

@@ -28,6 +28,8 @@ export const REFUEL_MODULE = "instio";
 export const REFUEL_NAME = "refuel";
 /** The exported global holding the fuel left. */
 export const FUEL_GLOBAL = "instio_fuel";
+/** The fuel a start function may burn (about a tenth of a second of tight loop); refuel then fails the module. */
+const START_FUEL = 100_000_000;
 const WASM_PAGE = 65536;
 /** The fuel function's size in binaryen's count: what "always inline" must reach for it. */
 const LOG_EXECUTION_SIZE = 12;
@@ -41,7 +43,8 @@ export async function instrument(bytes: Uint8Array, memoryLimitBytes: number): P
     module.runPasses(["log-execution"]);
     // The pass imported env.log_execution(i32); it becomes a function of the module that burns fuel.
     module.removeFunction("log_execution");
-    module.addGlobal(FUEL_GLOBAL, binaryen.i32, true, module.i32.const(0));
+    // A module's start function runs inside instantiation, before the host can refill: it gets one large tank.
+    module.addGlobal(FUEL_GLOBAL, binaryen.i32, true, module.i32.const(START_FUEL));
     module.addGlobalExport(FUEL_GLOBAL, FUEL_GLOBAL);
     module.addFunctionImport("instio_refuel", REFUEL_MODULE, REFUEL_NAME, binaryen.none, binaryen.none);
     const fuel = (): number => module.global.get(FUEL_GLOBAL, binaryen.i32);

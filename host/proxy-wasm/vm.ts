@@ -238,10 +238,12 @@ export class PluginVm implements QueueOwner {
   }
 
   private refuel(): void {
+    // Still instantiating: the start function used up the fuel the module starts with.
+    if (this.fuel === undefined) throw new VmFailure("the module's start function ran past its budget");
     const now = performance.now();
     if (this.deadline === 0) this.deadline = now + this.env.timeBudgetMs;
     else if (now > this.deadline) throw new VmFailure(`a callback ran past its time budget (${this.env.timeBudgetMs} ms)`);
-    this.fuel!.value = FUEL_QUANTUM;
+    this.fuel.value = FUEL_QUANTUM;
   }
 
   // ── memory ───────────────────────────────────────────────────────────────

@@ -7,6 +7,7 @@
 //
 //   "ISF1" | base | snapshot length | request area | decision area | flags |
 //   header count | cluster count | endpoint count | snapshot span |
+//   FNV-1a of everything after the header (a damaged table is refused) |
 //   names, each (u32 length, UTF-8): the referenced headers (slot order), the
 //   clusters (Envoy's names, by the core's cluster index), the endpoints
 //   ("address:port", by global endpoint index) | the snapshot, its trailing
@@ -46,7 +47,7 @@ export function compileFilterTable(config: CompiledConfig, module = new WebAssem
   const names = [...table.headerNames, ...config.clusters.map((c) => c.name), ...endpoints].map((n) => Buffer.from(n));
   let stored = snapshot.bytes.length;
   while (stored > 0 && snapshot.bytes[stored - 1] === 0) stored--;
-  const head = Buffer.alloc(40);
+  const head = Buffer.alloc(44);
   [MAGIC, snapshot.base, stored, snapshot.requestAt, snapshot.outAt, flags, table.headerNames.length, config.clusters.length, endpoints.length, snapshot.bytes.length].forEach((v, i) => head.writeUInt32LE(v, i * 4));
   const parts: Buffer[] = [head];
   for (const n of names) {
@@ -55,7 +56,16 @@ export function compileFilterTable(config: CompiledConfig, module = new WebAssem
     parts.push(len, n);
   }
   parts.push(Buffer.from(snapshot.bytes.subarray(0, stored)));
-  return { bytes: Buffer.concat(parts), routes: config.routes.length, clusters: config.clusters.length, endpoints: endpoints.length, snapshotBytes: snapshot.bytes.length };
+  const bytes = Buffer.concat(parts);
+  bytes.writeUInt32LE(fnv1a(bytes.subarray(head.length)), 40);
+  return { bytes, routes: config.routes.length, clusters: config.clusters.length, endpoints: endpoints.length, snapshotBytes: snapshot.bytes.length };
+}
+
+/** FNV-1a, 32-bit: what assembly/bytes.ts's fnvStart/fnvStep compute. */
+function fnv1a(bytes: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h;
 }
 
 function readModule(): Uint8Array<ArrayBuffer> {
