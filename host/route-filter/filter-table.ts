@@ -16,6 +16,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { CompiledConfig } from "../config/compile.js";
+import { fnv1a } from "../core/image.js";
 import { RouteCore } from "../core/route-core.js";
 import { packageFile } from "../package-root.js";
 
@@ -57,15 +58,9 @@ export function compileFilterTable(config: CompiledConfig, module = new WebAssem
   }
   parts.push(Buffer.from(snapshot.bytes.subarray(0, stored)));
   const bytes = Buffer.concat(parts);
+  // The image's FNV-1a, which the filter computes again with assembly/bytes.ts's fnvStart/fnvStep.
   bytes.writeUInt32LE(fnv1a(bytes.subarray(head.length)), 40);
   return { bytes, routes: config.routes.length, clusters: config.clusters.length, endpoints: endpoints.length, snapshotBytes: snapshot.bytes.length };
-}
-
-/** FNV-1a, 32-bit: what assembly/bytes.ts's fnvStart/fnvStep compute. */
-function fnv1a(bytes: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193) >>> 0;
-  return h;
 }
 
 function readModule(): Uint8Array<ArrayBuffer> {
