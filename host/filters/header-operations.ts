@@ -4,15 +4,12 @@
 // existing value with a comma (or adds).
 
 import type { HeaderOperations, HeadersModel } from "../config/model.js";
-
-function removeAll(headers: string[], name: string): void {
-  for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i] === name) headers.splice(i, 2);
-}
+import { removeHeader } from "../http/headers.js";
 
 export function applyHeaderOperations(headers: string[], ops: HeaderOperations): void {
-  for (const name of ops.remove) removeAll(headers, name);
+  for (const name of ops.remove) removeHeader(headers, name);
   for (const [name, value] of ops.set) {
-    removeAll(headers, name);
+    removeHeader(headers, name);
     headers.push(name, value);
   }
   for (const [name, value] of ops.add) {
@@ -34,7 +31,7 @@ export function applyRequestHeaders(headers: string[], destination: HeadersModel
   if (route?.request) applyHeaderOperations(headers, route.request);
   const host = destination?.hostRewrite ?? route?.hostRewrite;
   if (host !== undefined) {
-    removeAll(headers, "host");
+    removeHeader(headers, "host");
     headers.push("host", host);
   }
 }

@@ -23,3 +23,14 @@ const LISTENER_OWNED = new Set(["content-length", "date"]);
 export function isListenerOwnedResponseHeader(name: string): boolean {
   return LISTENER_OWNED.has(name) || HOP_BY_HOP.has(name);
 }
+
+/** Drops every `name` entry from a flat [name, value, ...] list, in place. */
+export function removeHeader(headers: string[], name: string): void {
+  let w = 0;
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] === name) continue;
+    headers[w++] = headers[i]!;
+    headers[w++] = headers[i + 1]!;
+  }
+  headers.length = w;
+}

@@ -14,6 +14,7 @@ import { randomFillSync } from "node:crypto";
 import { ABI_VERSIONS, BufferType, decodePairs, encodePairs, Errno, MapType, MetricType, Status, StreamType, type AbiVersion } from "./abi.js";
 import { FUEL_GLOBAL, REFUEL_MODULE, REFUEL_NAME } from "./instrument.js";
 import type { SharedState, QueueOwner } from "./shared-state.js";
+import { removeHeader } from "../http/headers.js";
 
 /** What an HTTP context reads and writes of its request and response (http-stream.ts). */
 export interface StreamHost {
@@ -414,13 +415,13 @@ export class PluginVm implements QueueOwner {
         const key = this.string(kPtr, kLen).toLowerCase();
         const value = this.string(vPtr, vLen);
         return edit(type, (map) => {
-          removeAll(map, key);
+          removeHeader(map, key);
           map.push(key, value);
         });
       },
       proxy_remove_header_map_value: (type: number, kPtr: number, kLen: number) => {
         const key = this.string(kPtr, kLen).toLowerCase();
-        return edit(type, (map) => removeAll(map, key));
+        return edit(type, (map) => removeHeader(map, key));
       },
       proxy_get_property: (pPtr: number, pLen: number, ptrOut: number, sizeOut: number) => {
         const path = this.string(pPtr, pLen).split("\0");
@@ -603,13 +604,3 @@ const WASI_NOTSUP = [
   "path_unlink_file", "sock_accept", "sock_recv", "sock_send", "sock_shutdown", "path_open", "fd_prestat_get", "fd_prestat_dir_name",
   "path_filestat_get", "fd_filestat_get",
 ];
-
-function removeAll(map: string[], key: string): void {
-  let w = 0;
-  for (let i = 0; i < map.length; i += 2) {
-    if (map[i] === key) continue;
-    map[w++] = map[i]!;
-    map[w++] = map[i + 1]!;
-  }
-  map.length = w;
-}
