@@ -82,9 +82,8 @@ function guarded(ex: Exchange, phase: () => void): void {
 /** The port a WasmPlugin's match reads: the listener's (Envoy's outbound listener is the destination port). */
 function outboundPort(ds: Downstream, listener: ListenerRuntime): number {
   if (listener.routePort !== undefined) return Number(listener.routePort.slice(1));
-  const target = ds.originalDestination ?? ds.authority ?? "";
-  const colon = target.lastIndexOf(":");
-  return colon > target.lastIndexOf("]") && colon >= 0 ? Number(target.slice(colon + 1)) : 80;
+  const { port } = splitAuthority(ds.originalDestination ?? ds.authority ?? "");
+  return port === undefined ? 80 : Number(port);
 }
 
 function routeAndFilter(ex: Exchange, ds: Downstream): void {

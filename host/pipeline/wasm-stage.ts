@@ -93,9 +93,6 @@ export class WasmStage implements StreamOwner, PropertyFacts {
   get responseHeaders(): readonly string[] | undefined {
     return this.messages.responseHeaders;
   }
-  get sourceAddress(): string {
-    return this.ex.ds.remoteAddress;
-  }
   facts(): PropertyFacts {
     return this;
   }

@@ -7,6 +7,7 @@
 // the pipeline's internals.
 
 import { encodePairs } from "./abi.js";
+import { splitAuthority } from "../http/authority.js";
 import type { ExchangeRecord } from "../telemetry/record.js";
 
 export function int64(value: number): Uint8Array {
@@ -38,9 +39,9 @@ function headerMap(flat: readonly string[], name: string | undefined): Uint8Arra
   return encodePairs([...joined].flat());
 }
 
-function splitHostPort(address: string): [host: string, port: number] {
-  const at = address.lastIndexOf(":");
-  return at < 0 ? [address, 0] : [address.slice(0, at), Number(address.slice(at + 1))];
+/** The port of "host:port" ("[v6]:port" too), as an int64 value; 0 without one. */
+function portOf(address: string): Uint8Array {
+  return int64(Number(splitAuthority(address).port ?? 0));
 }
 
 /** What a stream's properties come from: the request's record, the headers as the plugins see them, the response once it is known. */
@@ -48,8 +49,6 @@ export interface PropertyFacts {
   readonly record: ExchangeRecord;
   readonly requestHeaders: readonly string[];
   readonly responseHeaders: readonly string[] | undefined;
-  /** The client's "address:port". */
-  readonly sourceAddress: string;
   /** When the request was over (request.duration), 0 while it runs. */
   readonly endedAt: number;
 }
@@ -115,18 +114,16 @@ export function streamProperty(facts: PropertyFacts, path: readonly string[]): U
           return r.grpcStatus === "" ? undefined : int64(Number(r.grpcStatus));
       }
       return undefined;
-    case "source": {
-      const [host, port] = splitHostPort(facts.sourceAddress);
-      return key === "address" ? Buffer.from(facts.sourceAddress) : key === "port" ? int64(port) : key === "ip" ? Buffer.from(host) : undefined;
-    }
+    case "source":
+      // The listeners keep the client's address, not its port: source.port is not found.
+      return key === "address" ? Buffer.from(ds.remoteAddress) : undefined;
     case "destination": {
       const local = ds.originalDestination ?? ds.localAddress;
-      return key === "address" ? Buffer.from(local) : key === "port" ? int64(splitHostPort(local)[1]) : undefined;
+      return key === "address" ? Buffer.from(local) : key === "port" ? portOf(local) : undefined;
     }
-    case "upstream": {
+    case "upstream":
       if (r.upstreamHost === "") return undefined;
-      return key === "address" ? Buffer.from(r.upstreamHost) : key === "port" ? int64(splitHostPort(r.upstreamHost)[1]) : undefined;
-    }
+      return key === "address" ? Buffer.from(r.upstreamHost) : key === "port" ? portOf(r.upstreamHost) : undefined;
     case "connection":
       switch (key) {
         case "mtls":
