@@ -83,9 +83,7 @@ const PAIRS_MAX_COUNT = 1024;
  */
 export function encodePairs(flat: readonly string[]): Buffer {
   const count = flat.length >> 1;
-  let size = 4 + count * 8;
-  for (let i = 0; i < flat.length; i++) size += Buffer.byteLength(flat[i]!) + 1;
-  const out = Buffer.allocUnsafe(size);
+  const out = Buffer.allocUnsafe(pairsSize(flat));
   out.writeUInt32LE(count, 0);
   let at = 4 + count * 8;
   for (let i = 0; i < count; i++) {
@@ -99,6 +97,13 @@ export function encodePairs(flat: readonly string[]): Buffer {
     out.writeUInt32LE(v, 8 + i * 8);
   }
   return out;
+}
+
+/** The encoded size of a flat [name, value, ...] list (proxy_get_header_map_size), without encoding it. */
+export function pairsSize(flat: readonly string[]): number {
+  let size = 4 + (flat.length >> 1) * 8;
+  for (let i = 0; i < flat.length; i++) size += Buffer.byteLength(flat[i]!) + 1;
+  return size;
 }
 
 /**

@@ -11,7 +11,7 @@
 // (plugin.ts) applies its fail strategy and starts a fresh VM.
 
 import { randomFillSync } from "node:crypto";
-import { ABI_VERSIONS, BufferType, decodePairs, encodePairs, Errno, MapType, MetricType, Status, StreamType, type AbiVersion } from "./abi.js";
+import { ABI_VERSIONS, BufferType, decodePairs, encodePairs, pairsSize, Errno, MapType, MetricType, Status, StreamType, type AbiVersion } from "./abi.js";
 import { FUEL_GLOBAL, REFUEL_MODULE, REFUEL_NAME } from "./instrument.js";
 import type { SharedState, QueueOwner } from "./shared-state.js";
 import { removeHeader } from "../http/headers.js";
@@ -381,7 +381,7 @@ export class PluginVm implements QueueOwner {
       proxy_get_header_map_size: (type: number, out: number) => {
         const map = this.headers(type);
         if (!map) return Status.NOT_FOUND;
-        this.writeU32(out, encodePairs(map).length);
+        this.writeU32(out, pairsSize(map));
         return Status.OK;
       },
       proxy_get_header_map_pairs: (type: number, ptrOut: number, sizeOut: number) => {
