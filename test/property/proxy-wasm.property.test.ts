@@ -17,9 +17,8 @@ import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { instrument } from "../../host/proxy-wasm/instrument.js";
 import { loadConfigText, requireConfig } from "../../host/config/load.js";
-import { MapType } from "../../host/proxy-wasm/abi.js";
-import { SharedState } from "../../host/proxy-wasm/shared-state.js";
-import { PluginVm, type PluginEnvironment, type StreamHost } from "../../host/proxy-wasm/vm.js";
+import { PluginVm, type PluginEnvironment } from "../../host/proxy-wasm/vm.js";
+import { TestStream, testEnvironment } from "../support/proxy-wasm-host.js";
 import { compileFilterTable, filterModulePath } from "../../host/route-filter/filter-table.js";
 
 /** Every env.proxy_* function and its parameter count (i32 unless i64: increment/record_metric's second). */
@@ -34,48 +33,21 @@ const HOST_FUNCTIONS: [string, number][] = [
   ["proxy_set_effective_context", 1], ["proxy_done", 0], ["proxy_call_foreign_function", 6],
 ];
 
-class Stream implements StreamHost {
-  request = [":authority", "svc", ":path", "/", "x-a", "1"];
-  response = [":status", "200"];
-  body: Buffer = Buffer.from("body");
-  headerMap(type: MapType): string[] | undefined {
-    return type === MapType.HTTP_REQUEST_HEADERS ? this.request : type === MapType.HTTP_RESPONSE_HEADERS ? this.response : undefined;
-  }
-  headersEdited(): void {}
-  setHeaderMap(type: MapType, flat: string[]): void {
-    if (type === MapType.HTTP_REQUEST_HEADERS) this.request = flat;
-  }
-  buffer(type: number): Buffer | undefined {
-    return type === 0 ? this.body : undefined;
-  }
-  setBuffer(_t: number, data: Buffer): void {
-    this.body = data;
-  }
-  bufferEnded(): boolean {
-    return true;
-  }
-  property(): Uint8Array | undefined {
-    return undefined;
-  }
-  setProperty(): void {}
-  sendLocalResponse(): void {}
-  continueStream(): number {
-    return 0;
-  }
-  closeStream(): number {
-    return 0;
-  }
-  vmFailed(): void {}
+/** A stream with a request, a response head and a request body for the module to reach. */
+function stream(): TestStream {
+  return new TestStream([":authority", "svc", ":path", "/", "x-a", "1"], { response: [":status", "200"], body: Buffer.from("body") });
 }
 
 function environment(): PluginEnvironment {
-  return {
-    name: "fuzz", rootId: "", vmId: "", vmConfiguration: Buffer.alloc(0), pluginConfiguration: Buffer.from("cfg"), env: [["A", "b"]], shared: new SharedState(),
-    timeBudgetMs: 1000, memoryLimitBytes: 1 << 24,
-    log: () => undefined, property: () => undefined,
+  return testEnvironment({
+    name: "fuzz",
+    rootId: "",
+    env: [["A", "b"]],
+    timeBudgetMs: 1000,
+    log: () => undefined,
     httpCall: (_c, _h, _b, _t, done) => (queueMicrotask(() => done(undefined)), true),
-    defineMetric: () => 0, metricAdd: () => 0, metricRecord: () => 0, metricValue: () => 0,
-  };
+    metricValue: () => 0,
+  });
 }
 
 /** A module whose on_request_headers calls `fn` with `args`, then returns 0. */
@@ -108,7 +80,7 @@ describe("the Proxy-Wasm host against hostile modules", () => {
       fc.property(fc.constantFrom(...HOST_FUNCTIONS), fc.array(value, { minLength: 10, maxLength: 10 }), ([fn, arity], values) => {
         const vm = new PluginVm(caller(fn, values.slice(0, arity)), environment());
         expect(vm.start()).toBe(true);
-        const id = vm.createStream(new Stream());
+        const id = vm.createStream(stream());
         expect(() => vm.callback("proxy_on_request_headers", id, 3, 1)).not.toThrow();
         expect(() => vm.finishStream(id)).not.toThrow();
         // A VM fails for what the module did (a pointer outside its memory, its allocator), never for a host bug.
@@ -169,7 +141,7 @@ spec: {hosts: [a.example], http: [{match: [{headers: {x-v: {exact: "2"}}}], rout
         let started = false;
         expect(() => (started = vm.start())).not.toThrow();
         if (started) {
-          const id = vm.createStream(new Stream());
+          const id = vm.createStream(stream());
           expect(() => vm.callback("proxy_on_request_headers", id, 3, 1)).not.toThrow();
         }
         vm.dispose();

@@ -9,10 +9,11 @@ import { join } from "node:path";
 import binaryen from "binaryen";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { decodePairs, encodePairs, MapType, type BufferType, type StreamType } from "../../host/proxy-wasm/abi.js";
+import { decodePairs, encodePairs } from "../../host/proxy-wasm/abi.js";
 import { instrument, limitMemory } from "../../host/proxy-wasm/instrument.js";
 import { SharedState } from "../../host/proxy-wasm/shared-state.js";
-import { PluginVm, type PluginEnvironment, type StreamHost } from "../../host/proxy-wasm/vm.js";
+import { PluginVm } from "../../host/proxy-wasm/vm.js";
+import { TestStream, testEnvironment } from "../support/proxy-wasm-host.js";
 import { loadConfigText } from "../../host/config/load.js";
 import { formatDiagnostic } from "../../host/config/diagnostics.js";
 import { createHash } from "node:crypto";
@@ -137,67 +138,9 @@ describe("module budgets", () => {
   });
 });
 
-/** A stream whose maps are plain arrays: what the VM reads and writes, recorded. */
-class RecordingStream implements StreamHost {
-  request = [":authority", "svc", ":path", "/p", "x-in", "1"];
-  edits = 0;
-  replies: { status: number; details: string; body: string; headers: string[] }[] = [];
-  continued: StreamType[] = [];
-  headerMap(type: MapType): string[] | undefined {
-    return type === MapType.HTTP_REQUEST_HEADERS ? this.request : undefined;
-  }
-  headersEdited(): void {
-    this.edits++;
-  }
-  setHeaderMap(_type: MapType, flat: string[]): void {
-    this.request = flat;
-  }
-  buffer(_type: BufferType): Buffer | undefined {
-    return undefined;
-  }
-  setBuffer(): void {}
-  bufferEnded(): boolean {
-    return false;
-  }
-  property(path: readonly string[]): Uint8Array | undefined {
-    return path.join(".") === "request.path" ? Buffer.from("/p") : undefined;
-  }
-  setProperty(): void {}
-  sendLocalResponse(status: number, details: string, body: Buffer, headers: string[]): void {
-    this.replies.push({ status, details, body: body.toString(), headers });
-  }
-  continueStream(type: StreamType): number {
-    this.continued.push(type);
-    return 0;
-  }
-  closeStream(): number {
-    return 0;
-  }
-  vmFailed(): void {}
-}
-
-function environment(overrides: Partial<PluginEnvironment> = {}): PluginEnvironment & { logs: string[] } {
-  const logs: string[] = [];
-  return {
-    name: "default.test",
-    rootId: "root",
-    vmId: "",
-    vmConfiguration: Buffer.alloc(0),
-    pluginConfiguration: Buffer.from("cfg"),
-    env: [],
-    shared: new SharedState(),
-    timeBudgetMs: 100,
-    memoryLimitBytes: 1 << 24,
-    logs,
-    log: (level, message) => logs.push(`${level}:${message}`),
-    property: () => undefined,
-    httpCall: () => false,
-    defineMetric: () => 0,
-    metricAdd: () => 0,
-    metricRecord: () => 0,
-    metricValue: () => undefined,
-    ...overrides,
-  };
+/** The request the hand-written modules read: x-in is what they copy. */
+function recordingStream(): TestStream {
+  return new TestStream([":authority", "svc", ":path", "/p", "x-in", "1"], { properties: { "request.path": "/p" } });
 }
 
 /**
@@ -242,11 +185,11 @@ function handWritten(version: "0_2_0" | "0_1_0"): WebAssembly.Module {
 describe("the VM, against modules written to the ABI", () => {
   for (const version of ["0_2_0", "0_1_0"] as const) {
     it(`runs the documented call sequence of ABI ${version}`, () => {
-      const env = environment();
+      const env = testEnvironment();
       const vm = new PluginVm(handWritten(version), env);
       expect(vm.abi).toBe(version);
       expect(vm.start()).toBe(true);
-      const stream = new RecordingStream();
+      const stream = recordingStream();
       const id = vm.createStream(stream);
       const args = version === "0_1_0" ? [3] : [3, 1];
       expect(vm.callback("proxy_on_request_headers", id, ...args)).toBe(0);
@@ -263,11 +206,11 @@ describe("the VM, against modules written to the ABI", () => {
 
   it("refuses modules Envoy refuses, with Envoy's words: no ABI marker, a missing import, no allocator", () => {
     const build = (text: string): WebAssembly.Module => new WebAssembly.Module(binaryen.parseText(text).emitBinary() as Uint8Array<ArrayBuffer>);
-    expect(() => new PluginVm(build(`(module (memory (export "memory") 1))`), environment())).toThrow("Missing or unknown Proxy-Wasm ABI version");
-    expect(() => new PluginVm(build(`(module (import "env" "abort" (func (param i32 i32 i32 i32))) (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1")))`), environment())).toThrow(
+    expect(() => new PluginVm(build(`(module (memory (export "memory") 1))`), testEnvironment())).toThrow("Missing or unknown Proxy-Wasm ABI version");
+    expect(() => new PluginVm(build(`(module (import "env" "abort" (func (param i32 i32 i32 i32))) (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1")))`), testEnvironment())).toThrow(
       "Failed to load Wasm module due to a missing import: env.abort",
     );
-    expect(() => new PluginVm(build(`(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1")))`), environment())).toThrow("missing malloc");
+    expect(() => new PluginVm(build(`(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1")))`), testEnvironment())).toThrow("missing malloc");
   });
 
   it("fails the VM, never the host, when a module hands the host pointers outside its memory", () => {
@@ -279,9 +222,9 @@ describe("the VM, against modules written to the ABI", () => {
       (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
         (drop (call $log (i32.const 2) (i32.const 65530) (i32.const 100)))
         (i32.const 0)))`;
-    const vm = new PluginVm(new WebAssembly.Module(binaryen.parseText(text).emitBinary() as Uint8Array<ArrayBuffer>), environment());
+    const vm = new PluginVm(new WebAssembly.Module(binaryen.parseText(text).emitBinary() as Uint8Array<ArrayBuffer>), testEnvironment());
     expect(vm.start()).toBe(true);
-    const id = vm.createStream(new RecordingStream());
+    const id = vm.createStream(recordingStream());
     expect(vm.callback("proxy_on_request_headers", id, 0, 1)).toBe(0);
     expect(vm.failure).toMatch(/outside the module's memory/);
   });

@@ -14,9 +14,8 @@ import type { CompiledConfig } from "../../host/config/compile.js";
 import { writeRequest } from "../../host/core/request-fields.js";
 import { RouteCore } from "../../host/core/route-core.js";
 import type { RouteRequest } from "../../host/core/decision.js";
-import { MapType, type BufferType, type StreamType } from "../../host/proxy-wasm/abi.js";
-import { SharedState } from "../../host/proxy-wasm/shared-state.js";
-import { PluginVm, type PluginEnvironment, type StreamHost } from "../../host/proxy-wasm/vm.js";
+import { PluginVm } from "../../host/proxy-wasm/vm.js";
+import { TestStream, testEnvironment } from "../support/proxy-wasm-host.js";
 import { generatedRequests } from "../../host/route-bench.js";
 import { compileFilterTable, filterModulePath } from "../../host/route-filter/filter-table.js";
 import { envoyBootstrap } from "../../host/route-filter/envoy-config.js";
@@ -95,52 +94,13 @@ function headerMap(config: CompiledConfig, req: RouteRequest): string[] {
   return map;
 }
 
-class FilterStream implements StreamHost {
-  readonly properties = new Map<string, string>();
-  constructor(public request: string[]) {}
-  headerMap(type: MapType): string[] | undefined {
-    return type === MapType.HTTP_REQUEST_HEADERS ? this.request : undefined;
-  }
-  headersEdited(): void {}
-  setHeaderMap(_t: MapType, flat: string[]): void {
-    this.request = flat;
-  }
-  buffer(_t: BufferType): Buffer | undefined {
-    return undefined;
-  }
-  setBuffer(): void {}
-  bufferEnded(): boolean {
-    return false;
-  }
-  property(path: readonly string[]): Uint8Array | undefined {
-    return path.join(".") === "source.address" ? Buffer.from("10.9.8.7:51234") : undefined;
-  }
-  setProperty(path: string, value: Buffer): void {
-    this.properties.set(path, value.toString());
-  }
-  sendLocalResponse(): void {
-    throw new Error("the route filter never answers itself");
-  }
-  continueStream(_t: StreamType): number {
-    return 0;
-  }
-  closeStream(): number {
-    return 0;
-  }
-  vmFailed(): void {}
-  get(name: string): string | undefined {
-    const i = this.request.findIndex((h, j) => j % 2 === 0 && h === name);
-    return i < 0 ? undefined : this.request[i + 1];
-  }
+/** A request to the filter; the client's address is what a hash on source IP reads. */
+function filterStream(request: string[]): TestStream {
+  return new TestStream(request, { properties: { "source.address": "10.9.8.7:51234" } });
 }
 
 function startFilter(configuration: Buffer, logs: string[] = []): PluginVm {
-  const env: PluginEnvironment = {
-    name: "route-filter", rootId: "", vmId: "", vmConfiguration: Buffer.alloc(0), pluginConfiguration: configuration, env: [], shared: new SharedState(),
-    timeBudgetMs: 1000, memoryLimitBytes: 1 << 30,
-    log: (level, message) => logs.push(`${level}:${message}`),
-    property: () => undefined, httpCall: () => false, defineMetric: () => 0, metricAdd: () => 0, metricRecord: () => 0, metricValue: () => undefined,
-  };
+  const env = testEnvironment({ name: "route-filter", rootId: "", pluginConfiguration: configuration, timeBudgetMs: 1000, memoryLimitBytes: 1 << 30, log: (level, message) => logs.push(`${level}:${message}`) });
   return new PluginVm(filterModule, env);
 }
 
@@ -157,12 +117,13 @@ describe("the route core as an Envoy filter", () => {
   });
 
   /** Runs one request through the filter; the headers it set and the filter state it wrote. */
-  function decide(req: RouteRequest): FilterStream {
-    const stream = new FilterStream(headerMap(config, req));
+  function decide(req: RouteRequest): TestStream {
+    const stream = filterStream(headerMap(config, req));
     const id = vm.createStream(stream);
     expect(vm.callback("proxy_on_request_headers", id, stream.request.length / 2, 1)).toBe(0); // Continue: Envoy routes
     vm.finishStream(id);
     expect(vm.failure).toBeUndefined();
+    expect(stream.replies).toEqual([]); // the route filter never answers itself
     return stream;
   }
 
@@ -201,12 +162,13 @@ describe("the route core as an Envoy filter", () => {
     expect(picks.size).toBe(1);
     expect(decide(req("/", {}, "unknown.example")).get("x-instio-cluster")).toBeUndefined();
     // A client cannot pick the cluster by sending the header itself.
-    const stream = new FilterStream([":authority", "unknown.example", ":path", "/", ":method", "GET", ":scheme", "http", "x-instio-cluster", "outbound|80|v2|shop.example", "x-instio-endpoint", "10.0.0.2:80"]);
+    const stream = filterStream([":authority", "unknown.example", ":path", "/", ":method", "GET", ":scheme", "http", "x-instio-cluster", "outbound|80|v2|shop.example", "x-instio-endpoint", "10.0.0.2:80"]);
     const id = vm.createStream(stream);
     vm.callback("proxy_on_request_headers", id, 6, 1);
     vm.finishStream(id);
     expect(stream.get("x-instio-cluster")).toBeUndefined();
     expect(stream.get("x-instio-endpoint")).toBeUndefined();
+    expect(stream.replies).toEqual([]);
   });
 
   it("refuses a configuration that is not a table for this build, with a log line, as Envoy rejects a plugin", () => {
