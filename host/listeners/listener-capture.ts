@@ -17,6 +17,7 @@ import type { HttpSettings } from "../config/model.js";
 import { H1Server } from "./listener-h1.js";
 import { bindH1Server, type Listener, type RequestHandler } from "./listener.js";
 import { destinationParts, originalDestination } from "./original-destination.js";
+import { spliceSockets } from "./tcp-splice.js";
 
 export interface CaptureOptions {
   address: string;
@@ -64,20 +65,7 @@ export function onFirstBytes(socket: Socket, timeoutMs: number, decide: (first: 
 /** Relays `client` to `destination` ("ADDRESS:PORT") both ways, from `localAddress` when given; either side closing ends both. */
 export function relayTcp(client: Socket, destination: string, localAddress?: string): void {
   const { address, port } = destinationParts(destination);
-  const upstream = connect({ host: address, port, ...(localAddress ? { localAddress } : {}) });
-  upstream.once("connect", () => {
-    upstream.pipe(client);
-    client.pipe(upstream);
-    client.resume();
-  });
-  const end = (): void => {
-    client.destroy();
-    upstream.destroy();
-  };
-  upstream.once("error", end);
-  upstream.once("close", end);
-  client.once("error", end);
-  client.once("close", end);
+  spliceSockets(client, connect({ host: address, port, ...(localAddress ? { localAddress } : {}) }));
 }
 
 export function listenCapture(o: CaptureOptions): Promise<Listener> {

@@ -11,6 +11,7 @@ import type { Snapshot, SnapshotHolder } from "../proxy/snapshot.js";
 import type { TcpListenerInfo } from "../config/compile.js";
 import { hostMatches } from "../config/hosts.js";
 import { random32 } from "../pipeline/random.js";
+import { spliceSockets } from "./tcp-splice.js";
 
 /** The largest ClientHello waited for before giving up on finding an SNI. */
 const MAX_CLIENT_HELLO = 16 * 1024;
@@ -94,34 +95,22 @@ function relay(snapshot: Snapshot, dests: Destinations, client: Socket, initial:
   }
   const upstream = connect(endpoint.port, endpoint.address);
   endpoint.acquire();
-  let connected = false;
   // The client's bytes wait in its socket (nothing reads it) until the upstream is connected.
-  upstream.once("connect", () => {
-    connected = true;
-    snapshot.stats.tcp(chosen.cluster, "-").opened.inc();
-    if (initial) upstream.write(initial);
-    upstream.pipe(client);
-    client.pipe(upstream);
-    client.resume();
+  spliceSockets(client, upstream, {
+    connected: () => {
+      snapshot.stats.tcp(chosen.cluster, "-").opened.inc();
+      if (initial) upstream.write(initial);
+    },
+    ended: (connected) => {
+      endpoint.release();
+      const counters = snapshot.stats.tcp(chosen.cluster, connected ? "-" : "UF");
+      if (counters) {
+        counters.closed.inc();
+        counters.sent.inc(client.bytesWritten);
+        counters.received.inc(client.bytesRead);
+      }
+    },
   });
-  let done = false;
-  const finish = (): void => {
-    if (done) return;
-    done = true;
-    endpoint.release();
-    const counters = snapshot.stats.tcp(chosen.cluster, connected ? "-" : "UF");
-    if (counters) {
-      counters.closed.inc();
-      counters.sent.inc(client.bytesWritten);
-      counters.received.inc(client.bytesRead);
-    }
-    client.destroy();
-    upstream.destroy();
-  };
-  upstream.once("error", finish);
-  upstream.once("close", finish);
-  client.once("error", finish);
-  client.once("close", finish);
 }
 
 export function listenTcp(address: string, port: number, holder: SnapshotHolder): Promise<Listener> {
