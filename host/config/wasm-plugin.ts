@@ -184,6 +184,16 @@ export function wasmPluginsFor(model: { settings: { rootNamespace: string; names
   }));
 }
 
+/**
+ * What makes two plugin configs the same running plugin: its name, module,
+ * root id, configuration, fail strategy and environment (not where it matches,
+ * which only says which requests it sees).
+ */
+export function pluginIdentity(c: WasmPluginConfig): string {
+  const configuration = typeof c.configuration === "string" ? Buffer.from(c.configuration) : c.configuration;
+  return createHash("sha256").update(JSON.stringify([c.name, c.sha256, c.rootId, c.failStrategy, c.env])).update(configuration).digest("hex");
+}
+
 /** Whether the plugin's match selects traffic of this direction and port (outbound is Istio's CLIENT, inbound SERVER). */
 export function matchesTraffic(match: WasmPluginConfig["match"], direction: "outbound" | "inbound", port: number): boolean {
   if (match.length === 0) return true;

@@ -5,8 +5,7 @@
 // keeps clusters: a plugin whose module and configuration did not change keeps
 // its VM (its timers, its in-memory state) through a reload.
 
-import { createHash } from "node:crypto";
-import type { WasmPluginConfig } from "../config/wasm-plugin.js";
+import { pluginIdentity, type WasmPluginConfig } from "../config/wasm-plugin.js";
 import { LOG_LEVELS, type Logger, type LogLevel } from "../log.js";
 import { Status, type MetricType } from "./abi.js";
 import { spawn } from "node:child_process";
@@ -196,7 +195,7 @@ export class PluginRegistry {
   bind(configs: readonly WasmPluginConfig[]): WasmPlugin[] {
     const next = new Map<string, WasmPlugin>();
     const bound = configs.map((c) => {
-      const key = identity(c);
+      const key = pluginIdentity(c);
       let plugin = this.plugins.get(key) ?? next.get(key);
       if (!plugin) {
         const module = modules.get(c.sha256);
@@ -216,8 +215,4 @@ export class PluginRegistry {
     for (const p of this.plugins.values()) p.dispose();
     this.plugins.clear();
   }
-}
-
-function identity(c: WasmPluginConfig): string {
-  return createHash("sha256").update(JSON.stringify([c.name, c.sha256, c.rootId, c.configuration, c.env])).digest("hex");
 }

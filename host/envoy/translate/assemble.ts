@@ -21,7 +21,7 @@ import type { RouteTable } from "../../core/route-table.js";
 import type { XdsCluster } from "./clusters.js";
 import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, type XdsListener, type XdsWeightedCluster } from "./listeners.js";
 import type { XdsRouteConfiguration, XdsVirtualHost } from "./routes.js";
-import type { WasmPluginConfig } from "../../config/wasm-plugin.js";
+import { pluginIdentity, type WasmPluginConfig } from "../../config/wasm-plugin.js";
 
 export interface XdsResources {
   listeners: ReadonlyMap<string, XdsListener>;
@@ -251,7 +251,7 @@ function wasmPluginsOf(listeners: readonly Extract<XdsListener, { kind: "http" }
   const byIdentity = new Map<string, WasmPluginConfig>();
   for (const l of listeners) {
     for (const p of l.wasm) {
-      const key = `${p.name}\0${p.sha256}\0${Buffer.from(p.configuration).toString("base64")}\0${p.failStrategy}`;
+      const key = pluginIdentity(p);
       const known = byIdentity.get(key);
       if (known) known.match[0]!.ports.push(l.port);
       else byIdentity.set(key, { ...p, match: [{ mode: "CLIENT", ports: [l.port] }] });
