@@ -1,5 +1,6 @@
 // SIGTERM under continuous load: readiness fails at once, no request in flight
-// fails, outbound keeps serving for the drain duration, then the process exits.
+// fails, outbound keeps serving for the drain duration, then the process exits
+// once nothing is in flight.
 
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -72,7 +73,10 @@ ${serviceEntryYaml("slow", [{ port: up.port }])}`);
 
     expect(code).toBe(0);
     expect(at - sigtermAt).toBeGreaterThanOrEqual(DRAIN_MS);
-    expect(at - sigtermAt).toBeLessThan(DRAIN_MS + 3000);
+    // It exited because nothing was left in flight, not because the second drain duration cut requests off; a
+    // proxy that hung instead fails on the test's timeout. No wall-clock upper bound: order, not speed.
+    expect(proxy.stderr()).toMatch(/shutdown: no requests in flight, exiting/);
+    expect(proxy.stderr()).not.toMatch(/still in flight after the drain/);
     // Everything sent before the listeners stop accepting must succeed, including requests in flight then. A request
     // started in the last moments may still be opening its connection (the one before it ended with Connection:
     // close, as responses during the drain do) when the listener closes: that one is refused, rightly, so the
