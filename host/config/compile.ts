@@ -14,7 +14,7 @@ import { inboundSecurity, mtlsModeFor, type InboundSecurity } from "./security-p
 import { wasmPluginsFor, type WasmPluginConfig } from "./wasm-plugin.js";
 import { clusterPolicy, ISTIO_MUTUAL_DEFAULTS, type ClusterPolicy, type LoadBalancerModel, type TrafficPolicyModel } from "./traffic-policy.js";
 import type { EncodedImage } from "../core/route-core.js";
-import { updateDigests, type UpdateDigests } from "./update-digests.js";
+import { endpointsDigest, updateDigests, type UpdateDigests } from "./update-digests.js";
 import { HostIndex, hostMatches, spiffeId, TRUST_DOMAIN, virtualHostDomains } from "./hosts.js";
 import type { ConfigModel, CorsModel, DestinationModel, HealthCheckSettings, HeadersModel, RetryPolicyModel, RouteActionModel, DestinationRuleModel, HttpRouteModel, MatchModel, ResourceMeta, ServiceModel, ServicePort, Settings, VirtualServiceModel, WorkloadEndpoint } from "./model.js";
 
@@ -669,10 +669,14 @@ export function compile(model: ConfigModel, resolved?: ReadonlyMap<string, reado
 }
 
 /**
- * `config` with its clusters' endpoints read again from `model`, compiled with
- * the same settings and differing from config's model only in endpoints.
+ * `config` with its clusters' endpoints read again from `model` (and DNS answers
+ * `resolved`), for a model differing from config's only in endpoints: nothing
+ * else is compiled again. A config that carries update digests gets its
+ * endpoint digests anew, so that serving it patches only the endpoints (EDS).
  */
 export function withEndpointsFrom(config: CompiledConfig, model: ConfigModel, resolved?: ReadonlyMap<string, readonly string[]>): CompiledConfig {
   const fresh = new Compiler(model, resolved).clusterEndpointsOf(config.clusters);
-  return { ...config, model, clusters: config.clusters.map((c, i) => ({ ...c, ...fresh[i]! })) };
+  const clusters = config.clusters.map((c, i) => ({ ...c, ...fresh[i]! }));
+  const digests = config.digests && { ...config.digests, endpoints: clusters.map((c) => endpointsDigest(c.endpoints)) };
+  return { ...config, model, clusters, digests };
 }

@@ -2,7 +2,7 @@
 // agent ports, config reload and the shutdown lifecycle.
 
 import { splitAuthority, urlHost } from "../http/authority.js";
-import { compile, type CompiledConfig } from "../config/compile.js";
+import { compile, withEndpointsFrom, type CompiledConfig } from "../config/compile.js";
 import type { ConfigDiagnostic } from "../config/diagnostics.js";
 import { DEFAULT_CLUSTER_POLICY } from "../config/traffic-policy.js";
 import { DnsDiscovery } from "../discovery/dns.js";
@@ -129,11 +129,12 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const telemetry = new Telemetry(settings, () => current.current, runtimes);
   // DNS ServiceEntries: resolve their names before serving, then follow changes with config updates
   // (endpoint updates, since only addresses change). A watched config compiles again on the config
-  // worker; one given as an object (no files to watch) compiles its model here.
+  // worker; one given as an object (no files to watch) has only its clusters' endpoints read again
+  // here, which is what an endpoint update costs (no route is compiled on the serving thread).
   const dns = new DnsDiscovery(settings.dns.servers, settings.dns.refreshRateMs, (resolved) => {
     if (xds) xds.dnsChanged(resolved);
     else if (watcher) void watcher.recompile();
-    else updates.apply("DNS addresses changed", () => compile(options.config.model!, resolved));
+    else updates.apply("DNS addresses changed", () => withEndpointsFrom(current.current.config, options.config.model!, resolved));
   }, (line) => logger.info(line));
   let initial = options.config;
   if (initial.dnsNames.length > 0) {

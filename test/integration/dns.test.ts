@@ -63,6 +63,7 @@ spec:
   it("resolves the host before serving, then follows a DNS change while traffic flows, failing nothing", async () => {
     const host = `backend.example:${a.port}`;
     expect((await get(p.url, host)).text).toBe("a");
+    const { core, config } = p.proxy.holder.current;
     dns.records.set("backend.example", ["127.0.0.3"]);
     const seen: string[] = [];
     const until = Date.now() + 5000;
@@ -74,6 +75,10 @@ spec:
     }
     expect(seen.slice(-5)).toEqual(["b", "b", "b", "b", "b"]);
     expect(p.logs.join("\n")).toMatch(/dns: backend\.example resolved to 127\.0\.0\.3/);
+    // A config given as an object has no worker to compile on: only the endpoints are read again and patched.
+    expect(p.proxy.holder.current.core).toBe(core);
+    expect(p.proxy.holder.current.update).toBe("endpoints");
+    expect(p.proxy.holder.current.config.table).toBe(config.table); // the route table was not compiled again
   });
 
   it("turns every address of an endpoint name into an endpoint (STRICT_DNS)", async () => {
