@@ -20,7 +20,7 @@ import {
   SM_NONE, SM_EXACT, SM_PREFIX, SM_PRESENT, SM_REGEX,
   C_SOURCE, C_KEY, C_KEY_STR, C_KEY_LEN, C_KIND, C_INVERT, C_VALUE_STR, C_VALUE_LEN, C_SIZE, CS_HEADER,
   R_DEST_START, R_DEST_COUNT, R_TOTAL_WEIGHT, R_SIZE, D_CLUSTER, D_CUMULATIVE, D_SIZE, CLUSTER_MISSING,
-  CL_EP_START, CL_EP_COUNT, CL_FLAGS, CL_SIZE, CLF_PASSTHROUGH,
+  CL_EP_START, CL_EP_COUNT, CL_FLAGS, CL_SIZE, CLF_PASSTHROUGH, CLF_WEIGHTED,
   CL_LB, CL_ELIGIBLE_COUNT, CL_CURSOR, CL_TABLE, CL_TABLE_COUNT, CL_HASH_SOURCE, CL_HASH_SLOT, CL_HASH_NAME_STR, CL_HASH_NAME_LEN,
   LB_ROUND_ROBIN, LB_RANDOM, LB_RING_HASH, LB_MAGLEV, HS_HEADER, HS_COOKIE, HS_QUERY, HS_SOURCE_IP,
   SLOT_METHOD, SLOT_AUTHORITY, SLOT_PATH, SLOT_QUERY, SLOT_SCHEME, SLOT_SOURCE_IP, SLOT_FIRST_HEADER, SLOT_SIZE,
@@ -28,7 +28,7 @@ import {
   RC_NO_VHOST, RC_NO_ROUTE, RC_NO_CLUSTER, RC_NO_ENDPOINT,
 } from "./layout";
 import { fnvStart, fnvStep, lowerAscii, hashWords, hashWordsLower, bytesEqual, bytesEqualLower, stringMatches, pathKeySalt } from "./bytes";
-import { pickWeighted, pickLeastRequest, pickRoundRobin, nthEligible, ringLookup, scale } from "./select";
+import { pickWeighted, pickLeastRequest, pickRoundRobin, pickScheduled, pickWeightedLeastRequest, nthEligible, ringLookup, scale } from "./select";
 import { xxhash64 } from "./xxhash";
 import { runRegex } from "./regex";
 
@@ -123,11 +123,18 @@ function pickInCluster(c: u32, random: u32): i32 {
     // No key in the request: Envoy's hash policy yields no hash and the pick is random.
     return <i32>(start + nthEligible(eligible, start, count, scale(random, eligibleCount)));
   }
-  if (lb == LB_ROUND_ROBIN) return <i32>(start + pickRoundRobin(c + CL_CURSOR, eligible, start, count));
   if (lb == LB_RANDOM) {
+    // Envoy's RANDOM ignores weights.
     const n = scale(random, eligibleCount);
     return <i32>(start + (eligibleCount == count ? n : nthEligible(eligible, start, count, n)));
   }
+  if (load<u32>(c + CL_FLAGS) & CLF_WEIGHTED) {
+    const schedule = load<u32>(c + CL_TABLE);
+    const entries = load<u32>(c + CL_TABLE_COUNT);
+    if (lb == LB_ROUND_ROBIN) return pickScheduled(c + CL_CURSOR, schedule, entries);
+    return pickWeightedLeastRequest(header(H_ACTIVE), schedule, entries, random);
+  }
+  if (lb == LB_ROUND_ROBIN) return <i32>(start + pickRoundRobin(c + CL_CURSOR, eligible, start, count));
   return <i32>(start + pickLeastRequest(header(H_ACTIVE), eligible, start, count, eligibleCount, random));
 }
 

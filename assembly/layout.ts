@@ -130,14 +130,15 @@ export const CL_FLAGS = 8; //          CLF_* bits
 export const CL_LB = 12; //            LB_*
 export const CL_ELIGIBLE_COUNT = 16; // endpoints with ELIGIBLE set (host-maintained)
 export const CL_CURSOR = 20; //        ROUND_ROBIN position (core-maintained)
-export const CL_TABLE = 24; //         ring (RING_* entries) or maglev table (i32 per slot); host-built
-export const CL_TABLE_COUNT = 28; //   entries in use (host-maintained; 0 = every endpoint ineligible)
+export const CL_TABLE = 24; //         ring (RING_* entries), maglev table or weighted schedule (i32 per slot); host-built
+export const CL_TABLE_COUNT = 28; //   entries in use (host-maintained; ring/maglev: 0 = every endpoint ineligible)
 export const CL_HASH_SOURCE = 32; //   HS_*: where the consistent-hash key comes from
 export const CL_HASH_SLOT = 36; //     HS_HEADER / HS_COOKIE: request slot of the header
 export const CL_HASH_NAME_STR = 40; // HS_COOKIE / HS_QUERY: the cookie or parameter name
 export const CL_HASH_NAME_LEN = 44;
 export const CL_SIZE = 48;
 export const CLF_PASSTHROUGH = 1; // resolution NONE: connect to the requested authority
+export const CLF_WEIGHTED = 2; //    ROUND_ROBIN / LEAST_REQUEST over unequal weights: CL_TABLE is the schedule of eligible endpoints (host-maintained)
 export const LB_LEAST_REQUEST = 0;
 export const LB_ROUND_ROBIN = 1;
 export const LB_RANDOM = 2;

@@ -85,3 +85,27 @@ export function ringLookup(ring: u32, entries: u32, hash: u64): i32 {
   if (lo == entries) lo = 0;
   return load<i32>(ring + lo * RING_SIZE + RING_ENDPOINT);
 }
+
+/**
+ * Weighted ROUND_ROBIN: the next entry of the cluster's schedule (one cycle of
+ * Envoy's EDF order over its eligible endpoints, host-built), which the cursor
+ * walks. Returns a global endpoint index.
+ */
+export function pickScheduled(cursorAt: u32, schedule: u32, entries: u32): i32 {
+  const at = load<u32>(cursorAt) % entries;
+  store<u32>(cursorAt, at + 1);
+  return load<i32>(schedule + at * 4);
+}
+
+/**
+ * Weighted LEAST_REQUEST: two choices drawn in proportion to weight (uniform
+ * over the schedule, where each endpoint appears as often as its weight says),
+ * the one with fewer requests in flight winning, the first on a tie. Without
+ * load that is exactly the weights' proportion. Returns a global endpoint index.
+ */
+export function pickWeightedLeastRequest(active: u32, schedule: u32, entries: u32, random: u32): i32 {
+  const r1 = remix(random);
+  const a = load<i32>(schedule + scale(r1, entries) * 4);
+  const b = load<i32>(schedule + scale(remix(r1), entries) * 4);
+  return load<i32>(active + <u32>b * 4) < load<i32>(active + <u32>a * 4) ? b : a;
+}

@@ -6,6 +6,7 @@
 
 import type { ClusterEndpoint, ClusterInfo } from "../config/compile.js";
 import type { RouteCore } from "../core/route-core.js";
+import { endpointWeights } from "../core/hash-tables.js";
 import type { H1Upstream } from "../upstream/h1-upstream.js";
 import type { H2Upstream } from "../upstream/h2-upstream.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
@@ -91,7 +92,7 @@ export class ManagedCluster {
   setEndpoints(endpoints: readonly ClusterEndpoint[]): void {
     const inFlight = this.replaceMembers(endpoints);
     if (this.core) {
-      this.core.resizeCluster(this.index, this.members.map((m) => m.hashName));
+      this.core.resizeCluster(this.index, this.members.map((m) => m.hashName), endpointWeights(this.members));
       this.bindCells(inFlight);
     }
     this.updateEligibility();
@@ -111,8 +112,9 @@ export class ManagedCluster {
     this.index = index;
     this.slots = slots;
     const names = this.members.map((m) => m.hashName);
+    const weights = endpointWeights(this.members);
     // The core was built from this config's table: its ranges already have these endpoints, unless duplicates collapsed.
-    if (core.clusterSize(index) !== names.length) core.resizeCluster(index, names);
+    if (core.clusterSize(index) !== names.length || !core.hasWeights(index, weights)) core.resizeCluster(index, names, weights);
     this.bindCells(inFlight);
     this.updateEligibility();
   }
@@ -125,8 +127,10 @@ export class ManagedCluster {
     for (const ep of endpoints) {
       if (find(byAddress, ep, tls)) continue; // the same address twice is one host, as in Envoy
       let m = find(this.byAddress, ep, tls);
-      if (m) m.labels = ep.labels;
-      else m = UpstreamEndpoint.from(ep, tls);
+      if (m) {
+        m.labels = ep.labels;
+        m.weight = ep.weight ?? 1;
+      } else m = UpstreamEndpoint.from(ep, tls);
       add(byAddress, m);
       members.push(m);
     }

@@ -8,6 +8,7 @@
 
 import { urlHost } from "../http/authority.js";
 import type { ClusterEndpoint } from "../config/compile.js";
+import { hashName } from "../core/hash-tables.js";
 
 /** Bound to nothing: writes go to a scratch cell nobody reads. */
 const UNBOUND = new Int32Array(1);
@@ -17,9 +18,11 @@ export class UpstreamEndpoint {
   readonly hostPort: string;
   /** The pool's origin, "http://10.0.0.1:9080" (https when the cluster originates TLS). */
   readonly origin: string;
-  /** "address:port" unbracketed: what ring hash and maglev hash for this endpoint (as the compiled table names it). */
+  /** "address:port" as Envoy hashes it (hashName()): what ring hash and maglev hash for this endpoint. */
   readonly hashName: string;
   labels: Record<string, string>;
+  /** Envoy's load_balancing_weight (1 unless the config gives one); an endpoint update may change it. */
+  weight: number;
   /** Upstream attempts sent here (admin /clusters rq_total), kept across updates. */
   requests = 0;
 
@@ -48,18 +51,20 @@ export class UpstreamEndpoint {
     readonly address: string,
     readonly port: number,
     labels: Record<string, string>,
+    weight: number,
     /** The cluster originates TLS to it (an https origin): with the address and port, what identifies it across updates. */
     readonly tls: boolean,
   ) {
     const host = urlHost(address);
     this.hostPort = `${host}:${port}`;
     this.origin = `${tls ? "https" : "http"}://${host}:${port}`;
-    this.hashName = `${address}:${port}`;
+    this.hashName = hashName(address, port);
     this.labels = labels;
+    this.weight = weight;
   }
 
   static from(ep: ClusterEndpoint, tls: boolean): UpstreamEndpoint {
-    return new UpstreamEndpoint(ep.address, ep.port, ep.labels, tls);
+    return new UpstreamEndpoint(ep.address, ep.port, ep.labels, ep.weight ?? 1, tls);
   }
 
   // HOT PATH — change with care: once per upstream attempt.

@@ -5,7 +5,7 @@
 import { isIP } from "node:net";
 import { SLOT_COUNT_MAX, SLOT_FIRST_HEADER } from "../../assembly/layout.js";
 import type { RegexMode } from "../core/regex/program.js";
-import type { MatchEntry, RouteTable, StringMatch, TableHashKey, TableLoadBalancer, WeightedDestination } from "../core/route-table.js";
+import { tableCluster, type MatchEntry, type RouteTable, type StringMatch, type TableHashKey, type TableLoadBalancer, type WeightedDestination } from "../core/route-table.js";
 import type { ConfigDiagnostic, Location } from "./diagnostics.js";
 import { resolveDelegates } from "./delegate.js";
 import { egressAllows, sidecarFor, type SidecarModel } from "./sidecar.js";
@@ -22,6 +22,8 @@ export interface ClusterEndpoint {
   address: string;
   port: number;
   labels: Record<string, string>;
+  /** Envoy's load_balancing_weight, when the config gives one other than 1 (WorkloadEntry weight, EDS). */
+  weight?: number;
 }
 
 export interface ClusterInfo {
@@ -514,7 +516,7 @@ class Compiler {
   private clusterEndpoints(service: ServiceModel, host: string, port: ServiceModel["ports"][number], selector: Record<string, string>, endpoints = this.resolveEndpoints(service, host)): ClusterEndpoint[] {
     return endpoints
       .filter((ep) => labelsMatch(selector, ep.labels))
-      .map((ep) => ({ address: ep.address, port: ep.ports[port.name] ?? port.targetPort ?? port.number, labels: ep.labels }));
+      .map((ep) => ({ address: ep.address, port: ep.ports[port.name] ?? port.targetPort ?? port.number, labels: ep.labels, ...(ep.weight !== undefined && ep.weight !== 1 ? { weight: ep.weight } : {}) }));
   }
 
   /**
@@ -601,8 +603,7 @@ class Compiler {
     const dns = dnsResolved ? { logical: service.resolution === "DNS_ROUND_ROBIN", targets: this.clusterEndpoints(service, d.host, port, selector, this.dnsTargetsOf(service, d.host)) } : undefined;
     this.clusters.push({ name, host: d.host, serviceNamespace: service.namespace, port: port.number, subset: d.subset, passthrough, endpoints, policy, healthCheck, http2, ...(dns ? { dns } : {}) });
     const loadBalancer = this.tableLoadBalancer(policy.loadBalancer);
-    const endpointNames = loadBalancer.kind === "ringHash" || loadBalancer.kind === "maglev" ? endpoints.map((ep) => `${ep.address}:${ep.port}`) : undefined;
-    this.table.clusters.push({ endpointCount: endpoints.length, passthrough, loadBalancer, endpointNames });
+    this.table.clusters.push(tableCluster(endpoints, passthrough, loadBalancer));
     this.clusterIndex.set(name, index);
     return index;
   }

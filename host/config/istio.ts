@@ -708,9 +708,7 @@ function readServiceEntry(r: FieldReader, top: Obj): ServiceModel | undefined {
 }
 
 function readWorkloadEndpoint(r: FieldReader, value: unknown, path: FieldPath, resolution: string): WorkloadEndpoint | undefined {
-  const e = r.object(value, path, ["address", "ports", "labels", "network", "locality", "serviceAccount"], {
-    weight: "endpoint weights arrive with load balancing in the route core",
-  });
+  const e = r.object(value, path, ["address", "ports", "labels", "network", "locality", "serviceAccount", "weight"]);
   if (!e) return undefined;
   const address = r.string(e.address, [...path, "address"], true);
   const portsObj = r.object(e.ports, [...path, "ports"], Object.keys((e.ports as Obj | null) ?? {})) ?? {};
@@ -722,6 +720,8 @@ function readWorkloadEndpoint(r: FieldReader, value: unknown, path: FieldPath, r
   const labels = r.stringMap(e.labels, [...path, "labels"]);
   // The workload's identity: what ISTIO_MUTUAL verifies the peer against (it was read and then dropped before).
   const serviceAccount = r.string(e.serviceAccount, [...path, "serviceAccount"]);
+  // A uint32 in Istio's API; 0 (or none) is 1, as istiod's GetLoadBalancingWeight() reads it.
+  const weight = r.integer(e.weight, [...path, "weight"], 0, 2 ** 32 - 1) || undefined;
   if (!address) return undefined;
   if (address.startsWith("unix://")) {
     r.error([...path, "address"], "unix domain socket endpoints are not supported yet");
@@ -731,7 +731,7 @@ function readWorkloadEndpoint(r: FieldReader, value: unknown, path: FieldPath, r
     r.error([...path, "address"], `resolution STATIC needs an IP address, got "${address}" (use resolution DNS for names)`);
     return undefined;
   }
-  return { address, ports, labels, ...(serviceAccount ? { serviceAccount } : {}) };
+  return { address, ports, labels, ...(serviceAccount ? { serviceAccount } : {}), ...(weight !== undefined && weight !== 1 ? { weight } : {}) };
 }
 
 function readWorkloadEntry(r: FieldReader, top: Obj): WorkloadEntryModel | undefined {

@@ -109,6 +109,8 @@ export interface WorkloadEndpoint {
   labels: Record<string, string>;
   /** The workload's service account (Kubernetes pods; WorkloadEntry serviceAccount): its SPIFFE identity. */
   serviceAccount?: string;
+  /** WorkloadEntry weight, the endpoint's load-balancing weight (unset and 0 mean 1, as in Istio). */
+  weight?: number;
 }
 
 export interface ServiceModel extends ResourceMeta {

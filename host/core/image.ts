@@ -4,6 +4,7 @@
 import * as L from "../../assembly/layout.js";
 import { compilePattern, type RegexMode, type RegexProgram } from "./regex/program.js";
 import { clusterEndpointStarts, lowerAscii, type ConditionKind, type RouteTable, type StringMatch, type TableCluster, type TableHashKey, type TableLoadBalancer } from "./route-table.js";
+import { ringSize } from "./hash-tables.js";
 
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
@@ -103,10 +104,14 @@ const LB_KINDS: Record<TableLoadBalancer["kind"], number> = {
 };
 const HASH_SOURCES: Record<TableHashKey["source"], number> = { header: L.HS_HEADER, cookie: L.HS_COOKIE, query: L.HS_QUERY, sourceIp: L.HS_SOURCE_IP };
 
-/** Entries a cluster's ring or maglev table can hold: Envoy's ring has at most minimumRingSize + hosts points. */
+/**
+ * Entries a cluster's ring or maglev table can hold as compiled (Envoy's equal-weight ring has at
+ * most minimumRingSize + hosts points). A weighted schedule, and a table that outgrows this after
+ * an endpoint update, get fresh memory from the core.
+ */
 export function hashTableCapacity(c: TableCluster): number {
   const lb = c.loadBalancer;
-  if (lb?.kind === "ringHash") return lb.minimumRingSize + c.endpointCount;
+  if (lb?.kind === "ringHash") return c.endpointWeights ? ringSize(c.endpointWeights, lb.minimumRingSize) : lb.minimumRingSize + c.endpointCount;
   if (lb?.kind === "maglev") return lb.tableSize;
   return 0;
 }

@@ -13,7 +13,7 @@ import { instantiateSync } from "@assemblyscript/loader";
 import { packageFile } from "../package-root.js";
 import * as L from "../../assembly/layout.js";
 import type { Decision } from "./decision.js";
-import { buildMaglev, buildRing } from "./hash-tables.js";
+import { buildMaglev, buildRing, buildSchedule, endpointWeights, type HashHost } from "./hash-tables.js";
 import { encodeImage, hashTableCapacity } from "./image.js";
 import { clusterEndpointStarts, type RouteTable } from "./route-table.js";
 
@@ -97,7 +97,10 @@ export class RouteCore {
   private readonly epCapacity: number[];
   /** "address:port" per endpoint of consistent-hash clusters: what their tables hash. */
   private readonly epNames: (readonly string[] | undefined)[];
-  private readonly hashTableCapacity: number[];
+  /** Per endpoint when a cluster's weights differ (undefined: equal, the load balancers ignore them). */
+  private readonly epWeights: (readonly number[] | undefined)[];
+  /** Entries the cluster's table memory (CL_TABLE) holds: ring, maglev or weighted schedule. */
+  private readonly tableCapacity: number[];
   private activeAt: number;
   private eligibleAt: number;
   /** Cells in the global endpoint arrays (every one in some cluster's range). */
@@ -162,13 +165,14 @@ export class RouteCore {
     this.epCount = table.clusters.map((c) => c.endpointCount);
     this.epCapacity = [...this.epCount];
     this.epNames = table.clusters.map((c) => c.endpointNames);
-    this.hashTableCapacity = table.clusters.map((c) => hashTableCapacity(c));
+    this.epWeights = table.clusters.map((c) => c.endpointWeights);
+    this.tableCapacity = table.clusters.map((c) => hashTableCapacity(c));
     this.globalCapacity = this.epCount.reduce((n, c) => n + c, 0);
     this.activeAt = imageAt + activeOffset;
     this.eligibleAt = imageAt + eligibleOffset;
     this.bindViews();
     this.readsSourceIp = table.clusters.some((c) => c.loadBalancer && "key" in c.loadBalancer && c.loadBalancer.key.source === "sourceIp");
-    table.clusters.forEach((_, i) => this.rebuildHashTable(i));
+    table.clusters.forEach((_, i) => this.rebuildTable(i));
     this.readsMethod = table.entries.some((e) => e.method !== undefined);
     this.readsScheme = table.entries.some((e) => e.scheme !== undefined);
     this.readsQuery = table.entries.some((e) => e.conditions.some((c) => c.source === "query")) || table.clusters.some((c) => c.loadBalancer && "key" in c.loadBalancer && c.loadBalancer.key.source === "query");
@@ -317,8 +321,8 @@ export class RouteCore {
 
   /**
    * Sets which endpoints of `cluster` the load balancers may pick (offsets in
-   * the cluster) and rebuilds its ring or maglev table from them, as Envoy
-   * rebuilds its load balancer when the healthy host set changes.
+   * the cluster) and rebuilds its ring, maglev or weighted schedule from them,
+   * as Envoy rebuilds its load balancer when the healthy host set changes.
    */
   setEligible(cluster: number, eligible: readonly boolean[]): void {
     const start = this.epStart[cluster]!;
@@ -329,19 +333,20 @@ export class RouteCore {
       if (eligible[i]) count++;
     }
     this.memoryView().setUint32(this.clustersAt + cluster * L.CL_SIZE + L.CL_ELIGIBLE_COUNT, count, true);
-    this.rebuildHashTable(cluster);
+    this.rebuildTable(cluster);
   }
 
   /**
    * An endpoint update (Envoy's EDS): cluster `cluster` now has `names.length`
-   * endpoints, all eligible, none with requests counted; `names` ("address:port")
-   * are what consistent-hash tables hash. The route image is not rebuilt. A
+   * endpoints, all eligible, none with requests counted; `names` (hashName())
+   * are what consistent-hash tables hash, `weights` the endpoints' weights when
+   * they differ (endpointWeights()). The route image is not rebuilt. A
    * cluster that outgrows its range has the endpoint arrays laid out again in
    * fresh memory, every range with room to grow (every cluster's cells move,
    * their counts and eligibility with them); layoutGeneration then changes and
    * holders of cells look them up again.
    */
-  resizeCluster(cluster: number, names: readonly string[]): void {
+  resizeCluster(cluster: number, names: readonly string[], weights: readonly number[] | undefined): void {
     const n = names.length;
     if (n > this.epCapacity[cluster]!) {
       this.relayoutEndpoints(cluster, n);
@@ -350,6 +355,7 @@ export class RouteCore {
     const start = this.epStart[cluster]!;
     this.epCount[cluster] = n;
     if (this.epNames[cluster] !== undefined) this.epNames[cluster] = [...names];
+    this.epWeights[cluster] = weights && [...weights];
     this.active.fill(0, start, start + n);
     this.eligible.fill(1, start, start + n);
     const record = this.clustersAt + cluster * L.CL_SIZE;
@@ -357,15 +363,14 @@ export class RouteCore {
     view.setUint32(record + L.CL_EP_START, start, true);
     view.setUint32(record + L.CL_EP_COUNT, n, true);
     view.setUint32(record + L.CL_ELIGIBLE_COUNT, n, true);
-    const lb = this.table.clusters[cluster]!.loadBalancer;
-    if (lb?.kind === "ringHash" && lb.minimumRingSize + n > this.hashTableCapacity[cluster]!) {
-      // Envoy's ring holds at most minimumRingSize + hosts points; room for growth beyond that.
-      const capacity = lb.minimumRingSize + n + (n >> 1);
-      const at = this.allocate(capacity * L.RING_SIZE);
-      this.hashTableCapacity[cluster] = capacity;
-      this.memoryView().setUint32(record + L.CL_TABLE, at, true);
-    }
-    this.rebuildHashTable(cluster);
+    this.rebuildTable(cluster);
+  }
+
+  /** Whether `cluster` has the weights `weights` (undefined: equal): an update that changes only weights passes them to resizeCluster. */
+  hasWeights(cluster: number, weights: readonly number[] | undefined): boolean {
+    const now = this.epWeights[cluster];
+    if (!now || !weights) return now === weights;
+    return now.length === weights.length && now.every((w, i) => w === weights[i]);
   }
 
   /** Every cluster's range packed into new arrays with room to grow; `grown` gets `size` cells. */
@@ -401,8 +406,8 @@ export class RouteCore {
     view.setUint32(this.imageAt + L.H_ELIGIBLE, eligibleAt, true);
     view.setUint32(this.imageAt + L.H_ENDPOINT_COUNT, total, true);
     this.bindViews();
-    // Ring and maglev entries name global endpoint indices, which just moved.
-    for (let i = 0; i < clusters; i++) if (i !== grown) this.rebuildHashTable(i);
+    // Ring, maglev and schedule entries name global endpoint indices, which just moved.
+    for (let i = 0; i < clusters; i++) if (i !== grown) this.rebuildTable(i);
   }
 
   /** `bytes` of fresh memory after everything placed so far (16-byte aligned); grows the memory when needed. */
@@ -439,30 +444,66 @@ export class RouteCore {
     return BigInt.asUintN(64, this.exports.hash64(this.regexInputAt, len, seed));
   }
 
-  private rebuildHashTable(cluster: number): void {
-    const c = this.table.clusters[cluster]!;
-    const lb = c.loadBalancer;
-    if (lb?.kind !== "ringHash" && lb?.kind !== "maglev") return;
+  /**
+   * Rebuilds the cluster's table from its eligible endpoints: the ring or maglev table of a
+   * consistent-hash cluster, or the weighted schedule of a ROUND_ROBIN / LEAST_REQUEST cluster whose
+   * weights differ (CLF_WEIGHTED tells the core to use it). A table larger than its memory gets
+   * fresh memory after everything placed so far.
+   */
+  private rebuildTable(cluster: number): void {
+    const lb = this.table.clusters[cluster]!.loadBalancer ?? { kind: "leastRequest" };
+    if (lb.kind === "random") return; // Envoy's RANDOM ignores weights and needs no table
     const start = this.epStart[cluster]!;
     const count = this.epCount[cluster]!;
     const names = this.epNames[cluster] ?? [];
-    const hosts: { endpoint: number; name: string }[] = [];
-    for (let i = 0; i < count; i++) if (this.eligible[start + i] === 1) hosts.push({ endpoint: start + i, name: names[i] ?? String(i) });
-    const view = this.memoryView();
+    const weights = this.epWeights[cluster];
+    const hosts: HashHost[] = [];
+    for (let i = 0; i < count; i++) hosts.push({ endpoint: start + i, name: names[i] ?? String(i), weight: weights?.[i] ?? 1 });
+    const eligible = hosts.filter((h) => this.eligible[h.endpoint] === 1);
     const record = this.clustersAt + cluster * L.CL_SIZE;
-    const tableAt = view.getUint32(record + L.CL_TABLE, true);
     if (lb.kind === "ringHash") {
-      const ring = buildRing(hosts, count, lb.minimumRingSize, (s) => this.hash64(s));
+      const ring = buildRing(hosts, (endpoint) => this.eligible[endpoint] === 1, lb.minimumRingSize, (s) => this.hash64(s));
+      const view = this.tableFor(record, cluster, ring.length, L.RING_SIZE);
+      const tableAt = view.getUint32(record + L.CL_TABLE, true);
       ring.forEach((p, i) => {
         view.setBigUint64(tableAt + i * L.RING_SIZE + L.RING_POINT, p.point, true);
         view.setInt32(tableAt + i * L.RING_SIZE + L.RING_ENDPOINT, p.endpoint, true);
       });
       view.setUint32(record + L.CL_TABLE_COUNT, ring.length, true);
-    } else {
-      const slots = buildMaglev(hosts, lb.tableSize, (s, seed) => this.hash64(s, seed));
-      slots.forEach((endpoint, i) => view.setInt32(tableAt + i * 4, endpoint, true));
-      view.setUint32(record + L.CL_TABLE_COUNT, hosts.length === 0 ? 0 : lb.tableSize, true);
+      return;
     }
+    if (lb.kind === "maglev") {
+      const slots = buildMaglev(eligible, lb.tableSize, (s, seed) => this.hash64(s, seed));
+      const view = this.memoryView();
+      const tableAt = view.getUint32(record + L.CL_TABLE, true);
+      slots.forEach((endpoint, i) => view.setInt32(tableAt + i * 4, endpoint, true));
+      view.setUint32(record + L.CL_TABLE_COUNT, eligible.length === 0 ? 0 : lb.tableSize, true);
+      return;
+    }
+    // ROUND_ROBIN and LEAST_REQUEST: weighted only while the eligible endpoints' weights differ, as in Envoy.
+    const weighted = weights !== undefined && endpointWeights(eligible) !== undefined;
+    const flags = this.memoryView().getUint32(record + L.CL_FLAGS, true);
+    if (!weighted) {
+      this.memoryView().setUint32(record + L.CL_FLAGS, flags & ~L.CLF_WEIGHTED, true);
+      return;
+    }
+    const schedule = buildSchedule(eligible);
+    const view = this.tableFor(record, cluster, schedule.length, 4);
+    const tableAt = view.getUint32(record + L.CL_TABLE, true);
+    schedule.forEach((endpoint, i) => view.setInt32(tableAt + i * 4, endpoint, true));
+    view.setUint32(record + L.CL_TABLE_COUNT, schedule.length, true);
+    view.setUint32(record + L.CL_FLAGS, flags | L.CLF_WEIGHTED, true);
+  }
+
+  /** A view of the memory after making the cluster's table hold `entries` of `entryBytes` (growing it may move the table). */
+  private tableFor(record: number, cluster: number, entries: number, entryBytes: number): DataView {
+    if (entries > this.tableCapacity[cluster]!) {
+      const capacity = entries + (entries >> 1); // room for growth
+      const at = this.allocate(capacity * entryBytes);
+      this.tableCapacity[cluster] = capacity;
+      this.memoryView().setUint32(record + L.CL_TABLE, at, true);
+    }
+    return this.memoryView();
   }
 
   get vhost(): number {

@@ -5,6 +5,7 @@
 // directly. Indices everywhere, so decisions are integers on both sides.
 
 import type { RegexMode } from "./regex/program.js";
+import { endpointWeights, hashName } from "./hash-tables.js";
 
 /** "regex": RE2 syntax, whole-value match (Envoy's safe_regex). */
 export type StringMatchKind = "exact" | "prefix" | "regex";
@@ -70,6 +71,8 @@ export interface TableCluster {
   loadBalancer?: TableLoadBalancer;
   /** "address:port" per endpoint: what ring and maglev tables hash (consistent-hash clusters). */
   endpointNames?: string[];
+  /** Per endpoint, when the weights differ (hash-tables.ts endpointWeights); absent: all weigh the same. */
+  endpointWeights?: number[];
 }
 
 export interface RouteTable {
@@ -98,4 +101,16 @@ export function clusterEndpointStarts(table: RouteTable): number[] {
   }
   starts.push(next);
   return starts;
+}
+
+/** A cluster of the route table: what its load balancer reads of its endpoints (names to hash, weights when they differ). */
+export function tableCluster(endpoints: readonly { address: string; port: number; weight?: number }[], passthrough: boolean, loadBalancer: TableLoadBalancer): TableCluster {
+  const hashes = loadBalancer.kind === "ringHash" || loadBalancer.kind === "maglev";
+  return {
+    endpointCount: endpoints.length,
+    passthrough,
+    loadBalancer,
+    endpointNames: hashes ? endpoints.map((ep) => hashName(ep.address, ep.port)) : undefined,
+    endpointWeights: endpointWeights(endpoints),
+  };
 }

@@ -19,7 +19,7 @@ const LOAD_BALANCERS: TableLoadBalancer[] = [
   { kind: "maglev", key: { source: "header", name: "x-user" }, tableSize: 251 },
 ];
 
-function table(lbs: readonly TableLoadBalancer[], names: readonly (readonly string[])[]): RouteTable {
+function table(lbs: readonly TableLoadBalancer[], names: readonly (readonly string[])[], weights: readonly (readonly number[] | undefined)[] = []): RouteTable {
   return {
     virtualHosts: lbs.map((_, i) => ({ name: `c${i}`, domains: [`c${i}`], entryStart: i, entryCount: 1 })),
     entries: lbs.map((_, i) => ({ route: i, conditions: [] })),
@@ -29,6 +29,7 @@ function table(lbs: readonly TableLoadBalancer[], names: readonly (readonly stri
       passthrough: false,
       loadBalancer: lb,
       ...(lb.kind === "ringHash" || lb.kind === "maglev" ? { endpointNames: [...names[i]!] } : {}),
+      ...(weights[i] ? { endpointWeights: [...weights[i]!] } : {}),
     })),
     headerNames: ["x-user"],
   };
@@ -43,8 +44,13 @@ function pick(core: RouteCore, cluster: number, user: string | undefined, random
 
 const names = (cluster: number, size: number, salt: number): string[] => Array.from({ length: size }, (_, j) => `10.${cluster}.${(j * 7 + salt) % 256}.${j >> 8}:80`);
 
+/** Unequal weights (every load balancer but RANDOM uses them), now and then far apart. */
+const weightsOf = (size: number, salt: number): number[] | undefined =>
+  size < 2 ? undefined : Array.from({ length: size }, (_, j) => 1 + ((j * 31 + salt) % 7) * (salt % 3 === 0 ? 100 : 1));
+
 const update = fc.record({
   cluster: fc.nat(),
+  weighted: fc.boolean(),
   // Mostly small clusters; now and then a big one, which lays out the arrays again and grows the memory.
   size: fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 0, max: 12 }) }, { weight: 1, arbitrary: fc.integer({ min: 200, max: 6000 }) }),
   salt: fc.nat({ max: 255 }),
@@ -56,6 +62,7 @@ describe("endpoint updates patched into the serving core", () => {
       fc.property(fc.array(fc.constantFrom(...LOAD_BALANCERS.keys()), { minLength: 1, maxLength: 5 }), fc.array(update, { minLength: 1, maxLength: 8 }), (lbIndex, updates) => {
         const lbs = lbIndex.map((i) => LOAD_BALANCERS[i]!);
         const current = lbs.map((_, i) => names(i, 3, 0));
+        const weights: (number[] | undefined)[] = lbs.map(() => undefined);
         const core = new RouteCore(table(lbs, current));
         for (const u of updates) {
           const c = u.cluster % lbs.length;
@@ -65,7 +72,8 @@ describe("endpoint updates patched into the serving core", () => {
           const generation = core.layoutGeneration;
 
           current[c] = names(c, u.size, u.salt);
-          core.resizeCluster(c, current[c]!);
+          weights[c] = u.weighted ? weightsOf(u.size, u.salt) : undefined;
+          core.resizeCluster(c, current[c]!, weights[c]);
 
           // Untouched clusters keep their counts, wherever their cells went.
           counts.forEach((cs, i) => cs.forEach((n, j) => expect(core.active[core.clusterStart(i) + j]).toBe(n)));
@@ -81,7 +89,7 @@ describe("endpoint updates patched into the serving core", () => {
           lbs.forEach((_, i) => expect(core.clusterSize(i)).toBe(current[i]!.length));
 
           // Every decision as a fresh core for these endpoints would make it (round robin: in range).
-          const fresh = new RouteCore(table(lbs, current));
+          const fresh = new RouteCore(table(lbs, current, weights));
           for (let i = 0; i < lbs.length; i++) {
             for (const [k, random] of [[0, 0], [1, 0x9e3779b9], [2, 12345], [3, 0xffffffff]] as const) {
               const user = k === 3 ? undefined : `user-${k}-${u.salt}`;
@@ -102,7 +110,7 @@ describe("endpoint updates patched into the serving core", () => {
     const current = [names(0, 4, 1), names(1, 4, 2)];
     const core = new RouteCore(table(lbs, current));
     current[0] = names(0, 9, 3);
-    core.resizeCluster(0, current[0]);
+    core.resizeCluster(0, current[0], undefined);
     const eligible = current[0].map((_, j) => j % 3 !== 0);
     core.setEligible(0, eligible);
     const fresh = new RouteCore(table(lbs, current));

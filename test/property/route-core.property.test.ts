@@ -9,7 +9,7 @@ import { ReferenceMatcher } from "../../host/core/reference-matcher.js";
 import { RouteCore } from "../../host/core/route-core.js";
 import { writeRequest } from "../../host/core/request-fields.js";
 import { clusterEndpointStarts, type RouteTable } from "../../host/core/route-table.js";
-import { consistentHashTable, routeRequest, routeTable, type GeneratedRequest } from "../support/tables.js";
+import { consistentHashTable, routeRequest, routeTable, weightedTable, type GeneratedRequest } from "../support/tables.js";
 
 /** Builds the core and the reference for `table` with some endpoints ejected and some load, and compares their decisions. */
 function agree(table: RouteTable, requests: readonly GeneratedRequest[], load: readonly number[], ejected: readonly boolean[], random: number): void {
@@ -43,6 +43,11 @@ describe("route core vs reference matcher", () => {
 
   it("agrees on consistent-hash clusters: ring hash and maglev on headers, cookies, query parameters and the source IP", () => {
     fc.assert(fc.property(consistentHashTable, requests, loads, ejections, fc.nat(), agree), { numRuns: 300 });
+  });
+
+  it("agrees on weighted clusters: round robin's schedule, least request's weighted choices, random ignoring weights", () => {
+    const hitting = fc.array(routeRequest.map((r) => ({ ...r, authority: "a" })), { minLength: 8, maxLength: 40 });
+    fc.assert(fc.property(weightedTable, hitting, loads, ejections, fc.nat(), agree), { numRuns: 300 });
   });
 
   it("rotates round robin over the eligible endpoints and picks only eligible ones", () => {

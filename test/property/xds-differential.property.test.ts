@@ -25,6 +25,7 @@ import type { Decision, RouteRequest } from "../../host/core/decision.js";
 import { emptyDecision } from "../../host/core/decision.js";
 import { ReferenceMatcher } from "../../host/core/reference-matcher.js";
 import { clusterEndpointStarts, type RouteTable } from "../../host/core/route-table.js";
+import { endpointWeights, hashName } from "../../host/core/hash-tables.js";
 import "../support/fast-check-seed.js";
 
 const SE = (name: string, ports: string, endpoints: string, extra = ""): string => `---
@@ -46,11 +47,11 @@ spec:
   namespace: default
   labels: {app: productpage, version: v1}
   healthChecks: [{host: ratings.default.svc.cluster.local, path: /healthz, interval: 5s, timeout: 1s, unhealthyThreshold: 3, healthyThreshold: 2}]
-${SE("reviews", "{number: 9080, name: http, protocol: HTTP}", "{address: 10.0.0.1, labels: {app: reviews, version: v1}}, {address: 10.0.0.2, labels: {app: reviews, version: v2}}, {address: 10.0.0.3, labels: {app: reviews, version: v3}}")}
-${SE("ratings", "{number: 9080, name: http, protocol: HTTP}", "{address: 10.0.1.1, labels: {app: ratings, version: v1}}, {address: 10.0.1.2, labels: {app: ratings, version: v1}}")}
+${SE("reviews", "{number: 9080, name: http, protocol: HTTP}", "{address: 10.0.0.1, labels: {app: reviews, version: v1}, weight: 4}, {address: 10.0.0.2, labels: {app: reviews, version: v2}}, {address: 10.0.0.3, labels: {app: reviews, version: v3}}")}
+${SE("ratings", "{number: 9080, name: http, protocol: HTTP}", "{address: 10.0.1.1, labels: {app: ratings, version: v1}, weight: 3}, {address: 10.0.1.2, labels: {app: ratings, version: v1}}")}
 ${SE("httpbin", "{number: 80, name: http, protocol: HTTP}, {number: 8000, name: http-alt, protocol: HTTP}", "{address: 10.0.2.1, labels: {app: httpbin}}, {address: 10.0.2.2, ports: {http-alt: 18000}, labels: {app: httpbin}}")}
 ${SE("grpc", "{number: 7070, name: grpc, protocol: GRPC}", "{address: 10.0.3.1, labels: {app: grpc}}")}
-${SE("hashed", "{number: 80, name: http, protocol: HTTP}", "{address: 10.0.4.1}, {address: 10.0.4.2}, {address: 10.0.4.3}, {address: 10.0.4.4}")}
+${SE("hashed", "{number: 80, name: http, protocol: HTTP}", "{address: 10.0.4.1, weight: 2}, {address: 10.0.4.2}, {address: 10.0.4.3, weight: 5}, {address: 10.0.4.4}")}
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -275,7 +276,7 @@ function currentTable(config: CompiledConfig): RouteTable {
     ...config.table,
     clusters: config.table.clusters.map((c, i) => {
       const endpoints = config.clusters[i]!.endpoints;
-      return { ...c, endpointCount: endpoints.length, endpointNames: c.endpointNames && endpoints.map((ep) => `${ep.address}:${ep.port}`) };
+      return { ...c, endpointCount: endpoints.length, endpointNames: c.endpointNames && endpoints.map((ep) => hashName(ep.address, ep.port)), endpointWeights: endpointWeights(endpoints) };
     }),
   };
 }

@@ -74,6 +74,15 @@ const consistentHash: fc.Arbitrary<TableLoadBalancer> = fc.oneof(
 );
 const anyLoadBalancer: fc.Arbitrary<TableLoadBalancer> = fc.oneof(fc.constantFrom<TableLoadBalancer>({ kind: "leastRequest" }, { kind: "roundRobin" }, { kind: "random" }), consistentHash);
 
+/** Endpoint weights, or none (all equal) about half the time; small, or now and then a thousand to one. */
+const endpointWeightsArb = fc.option(fc.array(fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: 5 }) }, { weight: 1, arbitrary: fc.constant(1000) }), { minLength: 9, maxLength: 9 }), { nil: undefined });
+
+/** A cluster's endpointWeights as the compiler writes them: only when they differ. */
+function weighted(weights: number[] | undefined, endpointCount: number): { endpointWeights?: number[] } {
+  const mine = weights?.slice(0, endpointCount);
+  return mine && mine.some((w) => w !== mine[0]) ? { endpointWeights: mine } : {};
+}
+
 /** Random route tables whose clusters balance with `loadBalancer`. */
 const tablesWith = (loadBalancer: fc.Arbitrary<TableLoadBalancer>): fc.Arbitrary<RouteTable> => fc
   .record({
@@ -82,6 +91,7 @@ const tablesWith = (loadBalancer: fc.Arbitrary<TableLoadBalancer>): fc.Arbitrary
         endpointCount: fc.integer({ min: 0, max: 4 }),
         passthrough: fc.boolean(),
         loadBalancer: loadBalancer,
+        weights: endpointWeightsArb,
       }),
       { minLength: 1, maxLength: 4 },
     ),
@@ -99,7 +109,11 @@ const tablesWith = (loadBalancer: fc.Arbitrary<TableLoadBalancer>): fc.Arbitrary
       entries: [],
       routes: [],
       // Consistent-hash clusters name their endpoints ("address:port"), as the compiler does.
-      clusters: clusters.map((c, i) => (c.loadBalancer.kind === "ringHash" || c.loadBalancer.kind === "maglev" ? { ...c, endpointNames: Array.from({ length: c.endpointCount }, (_, j) => `10.${i}.0.${j}:80`) } : c)),
+      clusters: clusters.map(({ weights, ...c }, i) => ({
+        ...c,
+        ...(c.loadBalancer.kind === "ringHash" || c.loadBalancer.kind === "maglev" ? { endpointNames: Array.from({ length: c.endpointCount }, (_, j) => `10.${i}.0.${j}:80`) } : {}),
+        ...weighted(weights, c.endpointCount),
+      })),
       headerNames: [],
     };
     for (const [h, host] of hosts.entries()) {
@@ -118,18 +132,36 @@ const tablesWith = (loadBalancer: fc.Arbitrary<TableLoadBalancer>): fc.Arbitrary
 
 export const routeTable = tablesWith(anyLoadBalancer);
 
+
 /**
  * One host "svc" whose catch-all route spreads over 1-3 clusters, each ring hash or maglev on
  * some key source: nearly every request reaches a consistent-hash pick.
  */
 export const consistentHashTable: fc.Arbitrary<RouteTable> = fc
-  .array(fc.record({ endpointCount: fc.integer({ min: 1, max: 9 }), loadBalancer: consistentHash, weight: fc.integer({ min: 1, max: 5 }) }), { minLength: 1, maxLength: 3 })
+  .array(fc.record({ endpointCount: fc.integer({ min: 1, max: 9 }), loadBalancer: consistentHash, weight: fc.integer({ min: 1, max: 5 }), weights: endpointWeightsArb }), { minLength: 1, maxLength: 3 })
   .map((clusters) => ({
     virtualHosts: [{ name: "svc", domains: ["a", "b.example.com", "*.com"], entryStart: 0, entryCount: 1 }],
     entries: [{ route: 0, conditions: [] }],
     routes: [{ destinations: clusters.map((c, i) => ({ cluster: i, weight: c.weight })) }],
-    clusters: clusters.map((c, i) => ({ endpointCount: c.endpointCount, passthrough: false, loadBalancer: c.loadBalancer, endpointNames: Array.from({ length: c.endpointCount }, (_, j) => `10.${i}.0.${j}:80`) })),
+    clusters: clusters.map((c, i) => ({ endpointCount: c.endpointCount, passthrough: false, loadBalancer: c.loadBalancer, endpointNames: Array.from({ length: c.endpointCount }, (_, j) => `10.${i}.0.${j}:80`), ...weighted(c.weights, c.endpointCount) })),
     headerNames: [...new Set(clusters.flatMap((c) => ("key" in c.loadBalancer && c.loadBalancer.key.source !== "query" && c.loadBalancer.key.source !== "sourceIp" ? [c.loadBalancer.key.source === "cookie" ? "cookie" : c.loadBalancer.key.name] : [])))],
+  }));
+
+/**
+ * One host "svc" whose catch-all route goes to one cluster of 2-9 endpoints with unequal weights,
+ * under round robin, least request or random: every request reaches a weighted pick.
+ */
+export const weightedTable: fc.Arbitrary<RouteTable> = fc
+  .record({
+    kind: fc.constantFrom<"roundRobin" | "leastRequest" | "random">("roundRobin", "leastRequest", "random"),
+    weights: fc.array(fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: 5 }) }, { weight: 1, arbitrary: fc.constantFrom(1000, 2 ** 32 - 1) }), { minLength: 2, maxLength: 9 }),
+  })
+  .map(({ kind, weights }) => ({
+    virtualHosts: [{ name: "svc", domains: ["a", "b.example.com", "*.com"], entryStart: 0, entryCount: 1 }],
+    entries: [{ route: 0, conditions: [] }],
+    routes: [{ destinations: [{ cluster: 0, weight: 1 }] }],
+    clusters: [{ endpointCount: weights.length, passthrough: false, loadBalancer: { kind }, ...weighted(weights, weights.length) }],
+    headerNames: [],
   }));
 
 export interface GeneratedRequest extends RouteRequest {

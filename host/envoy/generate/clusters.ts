@@ -221,18 +221,23 @@ function endpointMetadata(labels: Record<string, string>): Json {
   return { metadata: { filter_metadata: meta } };
 }
 
-/** The endpoints of one cluster, in one locality (istiod groups by locality label; instio has none yet). */
+/**
+ * The endpoints of one cluster, in one locality (istiod groups by locality label; instio has none
+ * yet). Each carries its weight (1 unless its WorkloadEntry gives one), the locality their sum,
+ * capped at 2^32 - 1 as istiod caps it.
+ */
 export function loadAssignment(c: ClusterInfo): Json {
   if (c.endpoints.length === 0) return { cluster_name: c.name, endpoints: [] };
+  const total = c.endpoints.reduce((sum, ep) => sum + (ep.weight ?? 1), 0);
   return {
     cluster_name: c.name,
     endpoints: [{
       locality: {},
-      load_balancing_weight: { value: c.endpoints.length },
+      load_balancing_weight: { value: Math.min(total, 2 ** 32 - 1) },
       lb_endpoints: c.endpoints.map((ep) => ({
         endpoint: { address: { socket_address: { address: ep.address, port_value: ep.port } } },
         health_status: "HEALTHY",
-        load_balancing_weight: { value: 1 },
+        load_balancing_weight: { value: ep.weight ?? 1 },
         ...endpointMetadata(ep.labels),
       })),
     }],

@@ -42,6 +42,7 @@ export function grpcUnsupported(config: CompiledConfig): ConfigDiagnostic[] {
     if (c.healthCheck) ignored.push("active health checks");
     if (ignored.length > 0) warn(undefined, `${c.name}: ${ignored.join(", ")} not applied by gRPC clients (of connectionPool, only http.http2MaxRequests is)`);
     const o = c.policy.outlierDetection;
+    if (c.endpoints.some((ep) => (ep.weight ?? 1) !== 1) && c.policy.loadBalancer.kind !== "RING_HASH") warn(undefined, `${c.name}: endpoint weights are applied by gRPC clients only under ring hash (their round robin weighs localities, not endpoints)`);
     if (o) warn(undefined, `${c.name}: outlierDetection is sent as failure-percentage ejection (gRPC has no consecutive-error ejection): an endpoint all of whose calls in an interval failed is ejected${o.minHealthPercent > 0 ? "; minHealthPercent is not applied" : ""}`);
   }
   return out;

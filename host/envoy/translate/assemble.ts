@@ -17,7 +17,7 @@ import type { HeadersModel, Settings } from "../../config/model.js";
 import { DEFAULT_CLUSTER_POLICY, type HashKeySource } from "../../config/traffic-policy.js";
 import { OPEN_INBOUND } from "../../config/security-policy.js";
 import { endpointsDigest, updateDigests } from "../../config/update-digests.js";
-import type { RouteTable } from "../../core/route-table.js";
+import { tableCluster, type RouteTable } from "../../core/route-table.js";
 import type { XdsCluster } from "./clusters.js";
 import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, type XdsListener, type XdsWeightedCluster } from "./listeners.js";
 import type { XdsRouteConfiguration, XdsVirtualHost } from "./routes.js";
@@ -164,8 +164,7 @@ class Assembler {
     const index = this.clusters.length;
     this.clusters.push({ ...xds.info, policy, endpoints, ...(xds.dns ? { dns: xds.dns } : {}) });
     const tableLb = tableLoadBalancer(this.table, policy.loadBalancer);
-    const endpointNames = tableLb.kind === "ringHash" || tableLb.kind === "maglev" ? endpoints.map((ep) => `${ep.address}:${ep.port}`) : undefined;
-    this.table.clusters.push({ endpointCount: endpoints.length, passthrough: xds.info.passthrough, loadBalancer: tableLb, endpointNames });
+    this.table.clusters.push(tableCluster(endpoints, xds.info.passthrough, tableLb));
     this.clusterIndex.set(name, index);
     return index;
   }

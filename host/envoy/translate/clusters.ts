@@ -382,7 +382,7 @@ export function readLoadAssignment(r: MessageReader): XdsLoadAssignment {
     locality.accept("locality", "load_balancing_weight");
     for (const lb of locality.list("lb_endpoints")) {
       const weight = lb.wrapped("load_balancing_weight");
-      if (weight !== undefined && weight !== 1) lb.fail("load_balancing_weight", "endpoint weights other than 1 are not supported yet");
+      if (weight !== undefined && !(Number.isInteger(weight) && weight >= 1 && weight < 2 ** 32)) lb.fail("load_balancing_weight", "must be an integer from 1 to 4294967295");
       const health = lb.str("health_status") ?? "UNKNOWN";
       const endpoint = lb.obj("endpoint") ?? lb.fail("endpoint", "an lb_endpoint needs an endpoint");
       const address = endpoint.obj("address") ?? endpoint.fail("address", "an endpoint needs an address");
@@ -396,7 +396,7 @@ export function readLoadAssignment(r: MessageReader): XdsLoadAssignment {
       endpoint.done();
       const labels = endpointLabels(lb);
       lb.done();
-      if (!UNHEALTHY.includes(health)) endpoints.push({ address: host, port, labels });
+      if (!UNHEALTHY.includes(health)) endpoints.push({ address: host, port, labels, ...(weight !== undefined && weight !== 1 ? { weight } : {}) });
     }
     locality.done();
   }
