@@ -107,7 +107,7 @@ function clusterStatus(ctx: AdminContext): { name: string; hosts: HostStatus[] }
         cx_active: typeof pool?.connected === "number" ? pool.connected : pool?.connected ? 1 : 0,
         // Envoy's flags for an endpoint failing active health checks or ejected by outlier detection.
         health_flags: healthFlags(cluster, ep),
-        weight: 1,
+        weight: ep.weight,
       };
     }),
   }));

@@ -71,6 +71,9 @@ ${destinationRuleYaml("ejecting", "{loadBalancer: {simple: ROUND_ROBIN}, outlier
     const order: string[] = [];
     for (let i = 0; i < 8; i++) order.push(String((await get(p.url, "rr")).headers["x-upstream"]));
     expect(order).toEqual(["heavy", "heavy", "light", "heavy", "heavy", "heavy", "light", "heavy"]);
+    const clusters = await fetch(`http://127.0.0.1:${p.proxy.admin.port}/clusters`).then((r) => r.text());
+    expect(clusters).toContain(`outbound|80||rr.default.svc.cluster.local::127.0.0.1:${heavy.port}::weight::3`);
+    expect(clusters).toContain(`outbound|80||rr.default.svc.cluster.local::127.0.0.1:${light.port}::weight::1`);
   });
 
   it("draws LEAST_REQUEST's choices by weight: sequential requests split 3 : 1", async () => {
