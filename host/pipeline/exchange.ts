@@ -34,7 +34,7 @@ import { backoffMs, HOST_SELECTION_ATTEMPTS, retriableFailure, retriableResponse
 import type { IdleWatched } from "./stream-idle.js";
 import { requestTimeouts, type RequestTimeouts } from "./timeouts.js";
 import { isConnectFailure, isProtocolError, transportFailure } from "./upstream-errors.js";
-import { UpstreamLease } from "./upstream-lease.js";
+import { UpstreamAttempts } from "./upstream-attempts.js";
 import type { WasmExchange, WasmStage } from "./wasm-stage.js";
 import { upstreamRequestHeaders } from "./upstream-request.js";
 import { PEER_METADATA, PEER_METADATA_ID, type PeerInfo } from "../security/peer-metadata.js";
@@ -72,8 +72,8 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   /** The upstream connection's mutual-TLS identities (peer and ours), "" without. */
   upstreamPrincipal = "";
   localPrincipal = "";
-  /** What the current attempt holds upstream: the endpoint's in-flight count, the breaker's admission. */
-  private readonly lease = new UpstreamLease();
+  /** The attempts upstream: the current one's controller, timer and what it holds; the endpoints tried; retries held. */
+  readonly upstream = new UpstreamAttempts();
   /** The last endpoint tried, for stats, logs and outlier detection (none, or passthrough). */
   upstreamEndpoint: UpstreamEndpoint | undefined = undefined;
   upstreamHost = "";
@@ -97,9 +97,6 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   /** Response body bytes and header bytes sent downstream. */
   bytesSent = 0;
   headerBytesSent = 0;
-  attempts = 0;
-  private origin = "";
-  private controller: Dispatcher.DispatchController | undefined;
   private responseStarted = false;
   /** The response head went to the client: a later failure can only reset the stream. */
   private headSent = false;
@@ -110,16 +107,10 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   get over(): boolean {
     return this.finished || this.downstreamAborted;
   }
-  private tried = 0; // bitmask of cluster endpoint offsets already tried (first 32)
   private routeTimer: NodeJS.Timeout | undefined;
-  private tryTimer: NodeJS.Timeout | undefined;
   /** The request's Proxy-Wasm plugins, when any apply (wasm-stage.ts). */
   wasm: WasmStage | undefined = undefined;
-  /** The current attempt; callbacks from superseded attempts are ignored (see Attempt). */
-  attemptId = 0;
-  private balanced = false; // sent to a cluster endpoint chosen by the core (not passthrough)
   private replayBody: ReplayableBody | undefined; // the request body kept for retries and shadows
-  private retriesHeld = 0; // retries counted against the cluster's max_retries until the request ends
 
   constructor(
     readonly options: PipelineOptions,
@@ -152,6 +143,14 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   get stats(): SnapshotStats {
     return this.snapshot.stats;
   }
+  /** Attempts sent upstream so far (x-envoy-attempt-count). */
+  get attempts(): number {
+    return this.upstream.count;
+  }
+  /** The current attempt's number (attempt.ts drops callbacks of the others). */
+  get attemptId(): number {
+    return this.upstream.id;
+  }
   /** This workload's metadata goes with requests to the mesh's clusters (not to passthrough destinations). */
   get peerMetadataOut(): { id: string; value: string } | undefined {
     return this.cluster >= 0 && this.listener.direction === "outbound" ? this.options.localMetadata : undefined;
@@ -181,37 +180,33 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
     } else {
       this.localReply({ status: this.requestCompleteAt > 0 ? 504 : 408, flag: "SI", body: "stream timeout", details: "stream_idle_timeout" });
     }
-    this.controller?.abort(new Error("stream idle timeout"));
+    this.upstream.abort("stream idle timeout");
   }
 
   // ── phase 4: upstream ────────────────────────────────────────────────────
 
   /** Sends the request to global endpoint `endpoint`, or to `origin` when passthrough (endpoint -1). */
   forward(endpoint: number, origin: string): void {
-    this.attempts++;
+    const up = this.upstream;
     const ep = endpoint >= 0 ? this.snapshot.endpoints[endpoint] : undefined;
-    this.lease.hold(ep);
     this.upstreamEndpoint = ep;
-    this.balanced = ep !== undefined;
     if (ep) {
-      this.origin = ep.origin;
+      up.start(ep, endpoint - this.snapshot.core.clusterStart(this.cluster), ep.origin);
       this.upstreamHost = ep.hostPort;
-      const offset = endpoint - this.snapshot.core.clusterStart(this.cluster);
-      if (offset < 32) this.tried |= 1 << offset;
     } else {
-      this.origin = origin;
+      up.start(undefined, 0, origin);
       this.upstreamHost = origin.slice("http://".length);
     }
     let opts: Dispatcher.DispatchOptions;
     try {
       const body = this.ds.hasBody ? this.attemptBody() : null;
       // Envoy's route timeout runs from the end of the request to the end of the response, across attempts.
-      if (this.attempts === 1) {
+      if (up.count === 1) {
         if (body) body.once("end", () => this.requestComplete());
         else this.requestComplete();
       }
       opts = {
-        origin: this.origin,
+        origin: up.origin,
         method: this.ds.method as Dispatcher.HttpMethod,
         path: this.upstreamPath ?? (this.ds.query === undefined ? this.ds.path : `${this.ds.path}?${this.ds.query}`),
         headers: upstreamRequestHeaders(this),
@@ -220,26 +215,26 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
         bodyTimeout: 0,
       };
     } catch {
-      this.release();
+      up.release();
       this.localReply(Reply.BAD_REQUEST);
       return;
     }
     const runtime = this.cluster >= 0 ? this.snapshot.clusters[this.cluster] : undefined;
-    if (runtime && !this.lease.admit(runtime)) {
-      this.release();
+    if (runtime && !up.admit(runtime)) {
+      up.release();
       this.options.observer.overflow(this);
       this.localReply(Reply.UPSTREAM_OVERFLOW, ["x-envoy-overloaded", "true"]);
       return;
     }
     this.options.observer.attempt(this);
-    const attempt = new Attempt(this, ++this.attemptId);
+    const attempt = new Attempt(this, ++up.id);
     const perTry = this.timeouts().perTryMs;
-    if (perTry > 0) this.tryTimer = setTimeout(perTryTimeout, perTry, this, this.attemptId);
+    if (perTry > 0) up.armTryTimeout(perTry, perTryTimeout, this);
     try {
       (runtime?.dispatcher ?? this.directClient ?? this.options.dispatcher).dispatch(opts, attempt);
     } catch (err) {
       // An origin undici cannot parse (a passthrough authority such as "a b") is the client's error.
-      this.release();
+      up.release();
       this.details = (err as Error).message;
       this.localReply(Reply.BAD_REQUEST);
     }
@@ -250,9 +245,9 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
    * body is kept (up to REPLAY_BUFFER_LIMIT) so that it can be sent again.
    */
   private attemptBody(): Readable | null {
-    if (this.attempts === 1) {
+    if (this.upstream.count === 1) {
       const info = this.routeIndex >= 0 ? this.snapshot.config.routes[this.routeIndex]! : undefined;
-      const replay = this.balanced && info !== undefined && (this.retryPolicy().attempts > 1 || info.mirrors.length > 0);
+      const replay = this.upstream.balanced && info !== undefined && (this.retryPolicy().attempts > 1 || info.mirrors.length > 0);
       if (!replay) return this.ds.body();
       this.replayBody = new ReplayableBody(this.ds.body(), () => this.options.observer.retryAbandoned(this));
     }
@@ -296,22 +291,22 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
       this.localReply(Reply.UPSTREAM_TIMEOUT);
     }
     // After the reply: aborting calls onResponseError at once, which must find the exchange finished.
-    this.controller?.abort(new Error("upstream request timeout"));
+    this.upstream.abort("upstream request timeout");
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
+    this.upstream.controller = controller;
     if (this.downstreamAborted) controller.abort(new Error("downstream aborted"));
   }
 
   onResponseStart(controller: Dispatcher.DispatchController & UpstreamIdentity, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     // 1xx interim responses are not relayed; after a local reply (route timeout) nothing is.
     if (statusCode < 200 || this.downstreamAborted || this.finished) return;
-    clearTimeout(this.tryTimer);
+    this.upstream.stopTryTimeout();
     this.reportOutlier(statusCode);
     if (retriableResponse(this.retryPolicy(), statusCode, headers)) {
       if (this.mayRetry()) {
-        this.supersedeAttempt("retrying a retriable response");
+        this.upstream.supersede("retrying a retriable response");
         this.scheduleRetry();
         return;
       }
@@ -393,26 +388,26 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   sendPluginData(chunk: Buffer): void {
     if (this.finished || this.downstreamAborted) return;
     this.bytesSent += chunk.length;
-    if (!this.ds.sendChunk(chunk)) this.controller?.pause();
+    if (!this.ds.sendChunk(chunk)) this.upstream.controller?.pause();
   }
   sendPluginEnd(trailers: Record<string, string> | undefined): void {
     this.onResponseEnd(trailers);
   }
 
   abandonUpstream(reason: string): void {
-    this.controller?.abort(new Error(reason));
+    this.upstream.abort(reason);
   }
 
   /** proxy_close_stream: the downstream connection is dropped. */
   resetDownstream(): void {
     if (this.finished) return;
     this.ds.reset();
-    this.controller?.abort(new Error("stream closed by a Wasm plugin"));
+    this.upstream.abort("stream closed by a Wasm plugin");
     this.complete();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
-    this.release();
+    this.upstream.release();
     if (this.finished) return; // answered already (route timeout)
     if (this.downstreamAborted) {
       this.addFlag("DC");
@@ -426,7 +421,7 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
       this.complete();
       return;
     }
-    clearTimeout(this.tryTimer);
+    this.upstream.stopTryTimeout();
     this.reportOutlier("localFailure");
     const connectFailure = isConnectFailure(err);
     this.transportFailure = transportFailure(err) ?? "";
@@ -447,17 +442,16 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
 
   /** Attempts left, and a request that can be sent again: a body past the replay buffer cannot. */
   private mayRetry(): boolean {
-    if (this.attempts >= this.retryPolicy().attempts || !this.balanced) return false;
+    if (this.upstream.count >= this.retryPolicy().attempts || !this.upstream.balanced) return false;
     if (this.ds.hasBody && (!this.replayBody || this.replayBody.overflowed)) {
       this.options.observer.retryAbandoned(this);
       return false;
     }
     // Envoy's max_retries: retries outstanding to the cluster; over it, the response passes through, flagged UO.
-    if (!this.snapshot.clusters[this.cluster]!.breaker.admitRetry()) {
+    if (!this.upstream.holdRetry(this.snapshot.clusters[this.cluster]!)) {
       this.addFlag("UO");
       return false;
     }
-    this.retriesHeld++;
     return true;
   }
 
@@ -466,22 +460,12 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
     setTimeout(retryExchange, backoffMs(this.retryPolicy(), this.attempts), this);
   }
 
-  /** Leaves the current attempt behind: its slot is released and its late callbacks are ignored. */
-  private supersedeAttempt(reason: string): void {
-    const controller = this.controller;
-    this.attemptId++;
-    this.controller = undefined;
-    clearTimeout(this.tryTimer);
-    this.release();
-    controller?.abort(new Error(reason));
-  }
-
   /** Envoy's per_try_timeout: the attempt is abandoned; retried if retryOn allows, else 504 UT. */
   onPerTryTimeout(attemptId: number): void {
     if (attemptId !== this.attemptId || this.finished || this.responseStarted) return;
     this.options.observer.timeout(this);
     this.reportOutlier("localFailure");
-    this.supersedeAttempt("per-try timeout");
+    this.upstream.supersede("per-try timeout");
     const retriable = retriableTimeout(this.retryPolicy());
     if (retriable && this.mayRetry()) {
       this.scheduleRetry();
@@ -510,8 +494,7 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
     let fresh = false;
     for (let i = 0; i < attempts; i++) {
       next = core.pickEndpoint(this.cluster, random32());
-      const offset = next - start;
-      if (next < 0 || offset >= 32 || (this.tried & (1 << offset)) === 0) {
+      if (next < 0 || !this.upstream.wasTried(next - start)) {
         fresh = true;
         break;
       }
@@ -533,7 +516,7 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
     const from = (random32() >>> 0) % Math.max(1, size);
     for (let k = 0; k < size; k++) {
       const offset = (from + k) % size;
-      if ((this.tried & (1 << offset)) === 0 && core.isEligible(start + offset)) return start + offset;
+      if (!this.upstream.wasTried(offset) && core.isEligible(start + offset)) return start + offset;
     }
     return undefined;
   }
@@ -546,7 +529,7 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
       // Too late to answer (a plugin failed or answered mid-response): the client sees a reset, as Envoy's.
       this.details = reply.details;
       this.ds.reset();
-      this.controller?.abort(new Error(reply.details));
+      this.upstream.abort(reply.details);
       this.complete();
       return;
     }
@@ -591,7 +574,7 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   }
 
   onDownstreamAborted(): void {
-    if (this.wasm?.pending && this.controller === undefined) {
+    if (this.wasm?.pending && this.upstream.controller === undefined) {
       // The client left while a plugin held the request (an HTTP call, a body being read): nothing went upstream.
       this.downstreamAborted = true;
       this.addFlag("DC");
@@ -608,16 +591,11 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
       return;
     }
     this.downstreamAborted = true;
-    this.controller?.abort(new Error("downstream aborted"));
+    this.upstream.abort("downstream aborted");
   }
 
   onDownstreamWritable(): void {
-    this.controller?.resume();
-  }
-
-  /** Gives back what the attempt holds (once per attempt). */
-  private release(): void {
-    this.lease.release();
+    this.upstream.controller?.resume();
   }
 
   /** Tells the cluster's outlier detector how the attempt on the current endpoint went. */
@@ -632,14 +610,10 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   private complete(): void {
     if (this.finished) return;
     this.finished = true;
-    if (this.retriesHeld > 0) {
-      const breaker = this.snapshot.clusters[this.cluster]!.breaker;
-      for (; this.retriesHeld > 0; this.retriesHeld--) breaker.finishRetry();
-    }
     clearTimeout(this.routeTimer);
     this.wasm?.finish();
     this.options.streamIdle.delete(this);
-    this.release();
+    this.upstream.finish();
     this.listener.inFlight--;
     this.options.observer.complete(this);
   }
