@@ -42,42 +42,38 @@ import type { UpstreamClient, UpstreamIdentity } from "./options.js";
 
 /** One request in flight: the undici handler for its upstream attempt and the listener's event sink. */
 export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, FilterContext, AttemptTarget, WasmExchange {
+  // ── The record telemetry and the access log read (ExchangeRecord) ─────────
   readonly startedAt = performance.now();
   readonly startTime = Date.now();
-  routeIndex = RC_NO_ROUTE;
+  /** The route core's decision: virtual host, match entry, route, global destination (header operations), cluster; -1 when none. */
   vhost = -1;
   entry = -1;
-  /** Global destination index the core chose (header operations), -1 when none. */
+  routeIndex = RC_NO_ROUTE;
   dest = -1;
-  /** gRPC status from the response headers or trailers (or a local reply); "" when not gRPC. */
-  grpcStatus = "";
-  /** A Set-Cookie for a generated consistent-hash cookie, added to the response. */
-  setCookie: string | undefined;
-  /** Path and query sent upstream when a rewrite changed them. */
-  upstreamPath: string | undefined;
-  /** access-control-* headers for an allowed CORS origin, added to whatever answers the request. */
-  corsHeaders: string[] | undefined;
-  /** The fault delay holding this request (flag DI), while it does; pauseMs is how long a pausing filter asked for. */
-  delayTimer: NodeJS.Timeout | undefined;
-  pauseMs = 0;
   cluster = -1;
   clusterName = "";
-  /** The client for a request without a cluster (forward(-1, …)); the pipeline's passthrough client when unset. */
-  directClient: UpstreamClient | undefined = undefined;
-  /** Istio's metadata exchange: who called (inbound, from the request) and who answered (outbound, from the response). */
-  downstreamPeer: PeerInfo | undefined = undefined;
-  upstreamPeer: PeerInfo | undefined = undefined;
-  /** Inbound: the caller sent its metadata, so the response carries this workload's. */
-  answerPeerMetadata = false;
-  /** The upstream connection's mutual-TLS identities (peer and ours), "" without. */
-  upstreamPrincipal = "";
-  localPrincipal = "";
-  /** The attempts upstream: the current one's controller, timer and what it holds; the endpoints tried; retries held. */
-  readonly upstream = new UpstreamAttempts();
-  /** The last endpoint tried, for stats, logs and outlier detection (none, or passthrough). */
+  /** The last endpoint tried, for stats, logs and outlier detection (none, or passthrough), and where it went. */
   upstreamEndpoint: UpstreamEndpoint | undefined = undefined;
   upstreamHost = "";
   status = 0;
+  /** gRPC status from the response headers or trailers (or a local reply); "" when not gRPC. */
+  grpcStatus = "";
+  details = "";
+  transportFailure = "";
+  /** x-request-id and x-forwarded-for as sent upstream. */
+  requestId = "";
+  forwardedFor = "";
+  /** Milliseconds from the complete request to upstream response headers; -1 when there were none. */
+  serviceTimeMs = -1;
+  /** Response body bytes and header bytes sent downstream. */
+  bytesSent = 0;
+  headerBytesSent = 0;
+  /** Istio's metadata exchange: who called (inbound, from the request) and who answered (outbound, from the response). */
+  downstreamPeer: PeerInfo | undefined = undefined;
+  upstreamPeer: PeerInfo | undefined = undefined;
+  /** The upstream connection's mutual-TLS identities (peer and ours), "" without. */
+  upstreamPrincipal = "";
+  localPrincipal = "";
   /** Envoy's response flags in the order they were set (as Envoy >= 1.30 prints them). */
   private readonly flags: string[] = [];
   get flag(): string {
@@ -86,17 +82,33 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   addFlag(f: string): void {
     if (f !== "-" && !this.flags.includes(f)) this.flags.push(f);
   }
-  details = "";
-  transportFailure = "";
-  /** x-request-id and x-forwarded-for as sent upstream (for the access log). */
-  requestId = "";
-  forwardedFor = "";
-  /** Milliseconds from the complete request to upstream response headers; -1 when there were none. */
-  serviceTimeMs = -1;
+
+  // ── What the filters leave for the router and the response (FilterContext) ─
+  /** Path and query sent upstream when a rewrite changed them. */
+  upstreamPath: string | undefined;
+  /** access-control-* headers for an allowed CORS origin, added to whatever answers the request. */
+  corsHeaders: string[] | undefined;
+  /** A Set-Cookie for a generated consistent-hash cookie, added to the response. */
+  setCookie: string | undefined;
+  /** The fault delay holding this request (flag DI), while it does; pauseMs is how long a pausing filter asked for. */
+  delayTimer: NodeJS.Timeout | undefined;
+  pauseMs = 0;
+  /** Inbound: the caller sent its metadata, so the response carries this workload's. */
+  answerPeerMetadata = false;
+  /** The request's Proxy-Wasm plugins, when any apply (wasm-stage.ts). */
+  wasm: WasmStage | undefined = undefined;
+
+  // ── Upstream (phase 4) ────────────────────────────────────────────────────
+  /** The client for a request without a cluster (forward(-1, …)); the pipeline's passthrough client when unset. */
+  directClient: UpstreamClient | undefined = undefined;
+  /** The attempts upstream: the current one's controller, timer and what it holds; the endpoints tried; retries held. */
+  readonly upstream = new UpstreamAttempts();
+  private replayBody: ReplayableBody | undefined; // the request body kept for retries and shadows
+  /** When the whole request had been read (the route timeout and the service time run from there); 0 before. */
   private requestCompleteAt = 0;
-  /** Response body bytes and header bytes sent downstream. */
-  bytesSent = 0;
-  headerBytesSent = 0;
+  private routeTimer: NodeJS.Timeout | undefined;
+
+  // ── Where the response stands (phase 5) ───────────────────────────────────
   private responseStarted = false;
   /** The response head went to the client: a later failure can only reset the stream. */
   private headSent = false;
@@ -107,10 +119,6 @@ export class Exchange implements DownstreamEvents, IdleWatched, ExchangeRecord, 
   get over(): boolean {
     return this.finished || this.downstreamAborted;
   }
-  private routeTimer: NodeJS.Timeout | undefined;
-  /** The request's Proxy-Wasm plugins, when any apply (wasm-stage.ts). */
-  wasm: WasmStage | undefined = undefined;
-  private replayBody: ReplayableBody | undefined; // the request body kept for retries and shadows
 
   constructor(
     readonly options: PipelineOptions,
