@@ -191,11 +191,20 @@ class UwsDownstream implements Downstream {
     res.onData((chunk, isLast) => {
       // uWS reuses the chunk's memory after this callback: copy it.
       this.bodyBytes += chunk.byteLength;
-      if (chunk.byteLength > 0 && !stream.push(Buffer.from(chunk.slice(0)))) {
+      const wantsMore = chunk.byteLength === 0 || stream.push(Buffer.from(chunk.slice(0)));
+      if (isLast) {
+        stream.push(null);
+        // The body is all read: nothing is left to throttle. A socket left paused would not read the
+        // next request on this keep-alive connection until uWS's timeout reset it (the client saw
+        // ECONNRESET about ten seconds later): the stream, having ended, never asks to resume.
+        if (this.bodyPaused) {
+          this.bodyPaused = false;
+          res.resume();
+        }
+      } else if (!wantsMore) {
         this.bodyPaused = true;
         res.pause();
       }
-      if (isLast) stream.push(null);
     });
     return stream;
   }
@@ -235,10 +244,18 @@ class UwsDownstream implements Downstream {
     return this.contentLength >= 0 && !this.bodyless && !this.local;
   }
 
+  /**
+   * A response without a body (HEAD, 204, 304), whose length may still be reported: as a header of
+   * our own, then endWithoutBody() with no arguments, which adds no length and ends the response
+   * now. Given a length, uWS waits for that many bytes, leaving the response pending, and closes
+   * the connection when the next request arrives; given undefined, it reports 2^63 bytes. Nor can
+   * it close the connection after such a response: the header tells the client to.
+   */
   writeBodylessHead(): void {
     this.writeHead();
-    if (this.contentLength >= 0) this.res.endWithoutBody(this.contentLength, this.closeAfter);
-    else this.res.endWithoutBody(undefined, this.closeAfter);
+    if (this.contentLength >= 0) this.res.writeHeader("content-length", String(this.contentLength));
+    if (this.closeAfter) this.res.writeHeader("connection", "close");
+    this.res.endWithoutBody();
   }
 
   private chunk: Buffer | undefined;
