@@ -62,7 +62,7 @@ export function buildRing(hosts: readonly HashHost[], eligible: (endpoint: numbe
   return ring;
 }
 
-/** Points a ring of `hosts` can hold: the capacity its table needs. */
+/** Points at most in a ring of hosts with `weights` (buildRing): the capacity its table needs. */
 export function ringSize(weights: readonly number[], minimumRingSize: number): number {
   let total = 0;
   for (const w of weights) total += w;

@@ -105,13 +105,12 @@ const LB_KINDS: Record<TableLoadBalancer["kind"], number> = {
 const HASH_SOURCES: Record<TableHashKey["source"], number> = { header: L.HS_HEADER, cookie: L.HS_COOKIE, query: L.HS_QUERY, sourceIp: L.HS_SOURCE_IP };
 
 /**
- * Entries a cluster's ring or maglev table can hold as compiled (Envoy's equal-weight ring has at
- * most minimumRingSize + hosts points). A weighted schedule, and a table that outgrows this after
- * an endpoint update, get fresh memory from the core.
+ * Entries a cluster's ring or maglev table can hold as compiled. A weighted schedule, and a table
+ * that outgrows this after an endpoint update, get fresh memory from the core.
  */
 export function hashTableCapacity(c: TableCluster): number {
   const lb = c.loadBalancer;
-  if (lb?.kind === "ringHash") return c.endpointWeights ? ringSize(c.endpointWeights, lb.minimumRingSize) : lb.minimumRingSize + c.endpointCount;
+  if (lb?.kind === "ringHash") return ringSize(c.endpointWeights ?? new Array<number>(c.endpointCount).fill(1), lb.minimumRingSize);
   if (lb?.kind === "maglev") return lb.tableSize;
   return 0;
 }

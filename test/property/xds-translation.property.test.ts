@@ -171,7 +171,7 @@ describe("resources a control plane sends", () => {
       { numRuns: 1000 },
     );
     // Both outcomes occur: the mutations reach fields that matter.
-    expect(seen.served).toBeGreaterThan(100);
-    expect(seen.rejected).toBeGreaterThan(100);
+    expect(seen.served).toBeGreaterThan(50);
+    expect(seen.rejected).toBeGreaterThan(50);
   });
 });

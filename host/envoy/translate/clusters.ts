@@ -165,6 +165,8 @@ function loadBalancer(r: MessageReader, policy: string): LoadBalancerModel {
       let minimumRingSize = 1024;
       if (c) {
         minimumRingSize = c.wrapped("minimum_ring_size") ?? 1024;
+        // Envoy's bounds (ring_hash.proto: at most 8M points).
+        if (!(minimumRingSize >= 1 && minimumRingSize <= 8_388_608)) c.fail("minimum_ring_size", "must be from 1 to 8388608");
         c.only("hash_function", ["XX_HASH"], "hash function is not supported");
         c.accept("maximum_ring_size");
         c.done();
