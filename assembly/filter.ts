@@ -121,9 +121,9 @@ function dropScratch(): void {
   scratch = SCRATCH_BASE;
 }
 
-export function proxy_on_context_create(context: u32, parent: u32): void {}
+export function proxy_on_context_create(_context: u32, _parent: u32): void {}
 
-export function proxy_on_vm_start(root: u32, size: u32): u32 {
+export function proxy_on_vm_start(_root: u32, _size: u32): u32 {
   if (proxy_get_current_time_nanoseconds(RET) == OK) seed = <u32>load<u64>(RET) | 1;
   return 1;
 }
@@ -239,7 +239,7 @@ function random(): u32 {
   return x;
 }
 
-export function proxy_on_request_headers(context: u32, headers: u32, endOfStream: u32): u32 {
+export function proxy_on_request_headers(_context: u32, _headers: u32, _endOfStream: u32): u32 {
   // What the client sent under these names must not choose a cluster.
   proxy_remove_header_map_value(REQUEST_HEADERS, K_CLUSTER, 16);
   proxy_remove_header_map_value(REQUEST_HEADERS, K_ENDPOINT, 17);
@@ -299,10 +299,10 @@ function annotate(code: i32): void {
   }
 }
 
-export function proxy_on_done(context: u32): u32 {
+export function proxy_on_done(_context: u32): u32 {
   return 1;
 }
 
-export function proxy_on_log(context: u32): void {}
+export function proxy_on_log(_context: u32): void {}
 
-export function proxy_on_delete(context: u32): void {}
+export function proxy_on_delete(_context: u32): void {}
