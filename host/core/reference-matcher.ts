@@ -4,7 +4,7 @@
 // baseline the core must beat.
 
 import { RC_NO_CLUSTER, RC_NO_ENDPOINT, RC_NO_ROUTE, RC_NO_VHOST, type Decision, type RouteRequest } from "./decision.js";
-import { buildMaglev, buildRing, buildSchedule, endpointWeights } from "./hash-tables.js";
+import { buildMaglev, buildRing, buildSchedule, endpointWeights, type HashHost } from "./hash-tables.js";
 import { fullMatchRegExp } from "./regex/js.js";
 import { clusterEndpointStarts, lowerAscii, type Condition, type MatchEntry, type RouteTable, type StringMatch, type TableHashKey } from "./route-table.js";
 import { xxhash64 } from "./xxhash64.js";
@@ -104,24 +104,27 @@ export class ReferenceMatcher {
     if (eligible.length === 0) return -1;
     const lb = c.loadBalancer ?? { kind: "leastRequest" };
     const kind = lb.kind;
-    const all = Array.from({ length: c.endpointCount }, (_, i) => ({ endpoint: start + i, name: c.endpointNames?.[i] ?? String(i), weight: c.endpointWeights?.[i] ?? 1 }));
-    const hosts = eligible.map((i) => all[i]!);
+    // The endpoints as the tables see them: built only for the load balancers that read names or weights.
+    const all = (): HashHost[] => Array.from({ length: c.endpointCount }, (_, i) => ({ endpoint: start + i, name: c.endpointNames?.[i] ?? String(i), weight: c.endpointWeights?.[i] ?? 1 }));
     if (lb.kind === "ringHash" || lb.kind === "maglev") {
       const key = hashKey(lb.key, req);
       // No key in the request: Envoy's hash policy yields no hash, and the pick is random.
       if (key === undefined) return start + eligible[scale(random, eligible.length)]!;
       const hash = xxhash64(Buffer.from(key, "utf8"));
       if (lb.kind === "maglev") {
-        const slots = buildMaglev(hosts, lb.tableSize, (name, seed) => xxhash64(Buffer.from(name, "utf8"), seed));
+        const hosts = all();
+        const slots = buildMaglev(eligible.map((i) => hosts[i]!), lb.tableSize, (name, seed) => xxhash64(Buffer.from(name, "utf8"), seed));
         return slots[Number(hash % BigInt(lb.tableSize))]!;
       }
-      const ring = buildRing(all, (endpoint) => this.eligible[endpoint] === 1, lb.minimumRingSize, (name) => xxhash64(Buffer.from(name, "utf8")));
+      const ring = buildRing(all(), (endpoint) => this.eligible[endpoint] === 1, lb.minimumRingSize, (name) => xxhash64(Buffer.from(name, "utf8")));
       return (ring.find((p) => p.point >= hash) ?? ring[0]!).endpoint;
     }
     if (kind === "random") return start + eligible[scale(random, eligible.length)]!;
     // Unequal weights among the eligible: Envoy's weighted round robin; least request draws its two choices by weight.
-    if (endpointWeights(hosts) !== undefined) {
-      const schedule = buildSchedule(hosts);
+    const weights = c.endpointWeights;
+    if (weights && endpointWeights(eligible.map((i) => ({ weight: weights[i] }))) !== undefined) {
+      const hosts = all();
+      const schedule = buildSchedule(eligible.map((i) => hosts[i]!));
       if (kind === "roundRobin") {
         const at = (this.cursors.get(cluster) ?? 0) % schedule.length;
         this.cursors.set(cluster, at + 1);
