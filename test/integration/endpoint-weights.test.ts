@@ -5,21 +5,8 @@
 // of the rest in force.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { destinationRuleYaml, get, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
+import { destinationRuleYaml, get, serviceEntryYaml, settingsYaml, startTestProxy, type TestProxy } from "../support/proxy.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
-
-function serviceEntry(name: string, endpoints: { port: number; weight?: number }[]): string {
-  return `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: ${name}}
-spec:
-  hosts: [${name}.default.svc.cluster.local]
-  ports: [{number: 80, name: http}]
-  resolution: STATIC
-  endpoints:
-${endpoints.map((e) => `  - {address: 127.0.0.1, ports: {http: ${e.port}}${e.weight === undefined ? "" : `, weight: ${e.weight}`}}`).join("\n")}
-`;
-}
 
 /** Which upstream answered each of `n` sequential requests to `host`. */
 async function tally(p: TestProxy, host: string, n: number, headers: (i: number) => Record<string, string> = () => ({})): Promise<Record<string, number>> {
@@ -45,14 +32,14 @@ describe("endpoint weights", () => {
   const yaml = (weights: { heavy?: number; light?: number }): string => {
     const eps = [{ port: heavy.port, weight: weights.heavy }, { port: light.port, weight: weights.light }];
     return `${settingsYaml("uws")}---
-${serviceEntry("rr", eps)}---
+${serviceEntryYaml("rr", eps)}---
 ${destinationRuleYaml("rr", "{loadBalancer: {simple: ROUND_ROBIN}}")}---
-${serviceEntry("lr", eps)}---
-${serviceEntry("random", eps)}---
+${serviceEntryYaml("lr", eps)}---
+${serviceEntryYaml("random", eps)}---
 ${destinationRuleYaml("random", "{loadBalancer: {simple: RANDOM}}")}---
-${serviceEntry("ring", eps)}---
+${serviceEntryYaml("ring", eps)}---
 ${destinationRuleYaml("ring", "{loadBalancer: {consistentHash: {httpHeaderName: x-user}}}")}---
-${serviceEntry("ejecting", [{ port: heavy.port, weight: 3 }, { port: light.port, weight: 1 }, { port: 1, weight: 5 }])}---
+${serviceEntryYaml("ejecting", [{ port: heavy.port, weight: 3 }, { port: light.port, weight: 1 }, { port: 1, weight: 5 }])}---
 ${destinationRuleYaml("ejecting", "{loadBalancer: {simple: ROUND_ROBIN}, outlierDetection: {consecutive5xxErrors: 1, consecutiveGatewayErrors: 1, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}}")}`;
   };
 

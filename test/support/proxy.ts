@@ -40,8 +40,8 @@ ${extra ? `${extra}\n` : ""}`;
  * A STATIC ServiceEntry `<name>.default.svc.cluster.local` on port 80 whose
  * endpoints are loopback ports, each with optional labels.
  */
-export function serviceEntryYaml(name: string, endpoints: { port: number; labels?: Record<string, string> }[]): string {
-  const eps = endpoints.map((e) => `  - {address: 127.0.0.1, ports: {http: ${e.port}}${e.labels ? `, labels: {${Object.entries(e.labels).map(([k, v]) => `${k}: ${v}`).join(", ")}}` : ""}}`).join("\n");
+export function serviceEntryYaml(name: string, endpoints: { port: number; labels?: Record<string, string>; weight?: number }[]): string {
+  const eps = endpoints.map((e) => `  - {address: 127.0.0.1, ports: {http: ${e.port}}${e.labels ? `, labels: {${Object.entries(e.labels).map(([k, v]) => `${k}: ${v}`).join(", ")}}` : ""}${e.weight === undefined ? "" : `, weight: ${e.weight}`}}`).join("\n");
   return `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: ${name}}
