@@ -101,6 +101,8 @@ export class RouteCore {
   private readonly epWeights: (readonly number[] | undefined)[];
   /** Entries the cluster's table memory (CL_TABLE) holds: ring, maglev or weighted schedule. */
   private readonly tableCapacity: number[];
+  /** ROUND_ROBIN / LEAST_REQUEST clusters picking from a weighted schedule now (CLF_WEIGHTED set). */
+  private readonly scheduled = new Set<number>();
   private activeAt: number;
   private eligibleAt: number;
   /** Cells in the global endpoint arrays (every one in some cluster's range). */
@@ -453,14 +455,20 @@ export class RouteCore {
   private rebuildTable(cluster: number): void {
     const lb = this.table.clusters[cluster]!.loadBalancer ?? { kind: "leastRequest" };
     if (lb.kind === "random") return; // Envoy's RANDOM ignores weights and needs no table
+    const record = this.clustersAt + cluster * L.CL_SIZE;
+    const weights = this.epWeights[cluster];
+    const hashes = lb.kind === "ringHash" || lb.kind === "maglev";
+    if (!hashes && weights === undefined) {
+      // Equal weights (nearly every cluster): the unweighted balancers, nothing to build.
+      if (this.scheduled.delete(cluster)) this.setWeightedFlag(record, false);
+      return;
+    }
     const start = this.epStart[cluster]!;
     const count = this.epCount[cluster]!;
     const names = this.epNames[cluster] ?? [];
-    const weights = this.epWeights[cluster];
     const hosts: HashHost[] = [];
     for (let i = 0; i < count; i++) hosts.push({ endpoint: start + i, name: names[i] ?? String(i), weight: weights?.[i] ?? 1 });
     const eligible = hosts.filter((h) => this.eligible[h.endpoint] === 1);
-    const record = this.clustersAt + cluster * L.CL_SIZE;
     if (lb.kind === "ringHash") {
       const ring = buildRing(hosts, (endpoint) => this.eligible[endpoint] === 1, lb.minimumRingSize, (s) => this.hash64(s));
       const view = this.tableFor(record, cluster, ring.length, L.RING_SIZE);
@@ -481,10 +489,8 @@ export class RouteCore {
       return;
     }
     // ROUND_ROBIN and LEAST_REQUEST: weighted only while the eligible endpoints' weights differ, as in Envoy.
-    const weighted = weights !== undefined && endpointWeights(eligible) !== undefined;
-    const flags = this.memoryView().getUint32(record + L.CL_FLAGS, true);
-    if (!weighted) {
-      this.memoryView().setUint32(record + L.CL_FLAGS, flags & ~L.CLF_WEIGHTED, true);
+    if (endpointWeights(eligible) === undefined) {
+      if (this.scheduled.delete(cluster)) this.setWeightedFlag(record, false);
       return;
     }
     const schedule = buildSchedule(eligible);
@@ -492,7 +498,15 @@ export class RouteCore {
     const tableAt = view.getUint32(record + L.CL_TABLE, true);
     schedule.forEach((endpoint, i) => view.setInt32(tableAt + i * 4, endpoint, true));
     view.setUint32(record + L.CL_TABLE_COUNT, schedule.length, true);
-    view.setUint32(record + L.CL_FLAGS, flags | L.CLF_WEIGHTED, true);
+    this.scheduled.add(cluster);
+    this.setWeightedFlag(record, true);
+  }
+
+  /** Tells the core whether the cluster at `record` picks from its weighted schedule (CLF_WEIGHTED). */
+  private setWeightedFlag(record: number, on: boolean): void {
+    const view = this.memoryView();
+    const flags = view.getUint32(record + L.CL_FLAGS, true);
+    view.setUint32(record + L.CL_FLAGS, on ? flags | L.CLF_WEIGHTED : flags & ~L.CLF_WEIGHTED, true);
   }
 
   /** A view of the memory after making the cluster's table hold `entries` of `entryBytes` (growing it may move the table). */
