@@ -92,7 +92,7 @@ export class ManagedCluster {
   setEndpoints(endpoints: readonly ClusterEndpoint[]): void {
     const inFlight = this.replaceMembers(endpoints);
     if (this.core) {
-      this.core.resizeCluster(this.index, this.members.map((m) => m.hashName), endpointWeights(this.members));
+      this.core.resizeCluster(this.index, this.members.map((m) => m.hostPort), endpointWeights(this.members));
       this.bindCells(inFlight);
     }
     this.updateEligibility();
@@ -111,7 +111,7 @@ export class ManagedCluster {
     this.core = core;
     this.index = index;
     this.slots = slots;
-    const names = this.members.map((m) => m.hashName);
+    const names = this.members.map((m) => m.hostPort);
     const weights = endpointWeights(this.members);
     // The core was built from this config's table: its ranges already have these endpoints, unless duplicates collapsed.
     if (core.clusterSize(index) !== names.length || !core.hasWeights(index, weights)) core.resizeCluster(index, names, weights);

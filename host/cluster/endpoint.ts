@@ -6,7 +6,6 @@
 // Requests hold the object, not an index: an update that moves or removes the
 // endpoint cannot make a request in flight release the wrong counter.
 
-import { urlHost } from "../http/authority.js";
 import type { ClusterEndpoint } from "../config/compile.js";
 import { hashName } from "../core/hash-tables.js";
 
@@ -14,12 +13,10 @@ import { hashName } from "../core/hash-tables.js";
 const UNBOUND = new Int32Array(1);
 
 export class UpstreamEndpoint {
-  /** "address:port", as Envoy prints an upstream host; the key across updates. */
+  /** "address:port", as Envoy prints an upstream host (hashName()): what ring hash and maglev hash for it. */
   readonly hostPort: string;
   /** The pool's origin, "http://10.0.0.1:9080" (https when the cluster originates TLS). */
   readonly origin: string;
-  /** "address:port" as Envoy hashes it (hashName()): what ring hash and maglev hash for this endpoint. */
-  readonly hashName: string;
   labels: Record<string, string>;
   /** Envoy's load_balancing_weight (1 unless the config gives one); an endpoint update may change it. */
   weight: number;
@@ -55,10 +52,8 @@ export class UpstreamEndpoint {
     /** The cluster originates TLS to it (an https origin): with the address and port, what identifies it across updates. */
     readonly tls: boolean,
   ) {
-    const host = urlHost(address);
-    this.hostPort = `${host}:${port}`;
-    this.origin = `${tls ? "https" : "http"}://${host}:${port}`;
-    this.hashName = hashName(address, port);
+    this.hostPort = hashName(address, port);
+    this.origin = `${tls ? "https" : "http"}://${this.hostPort}`;
     this.labels = labels;
     this.weight = weight;
   }

@@ -3,6 +3,8 @@
 // Envoy's weighting), and the schedule of weighted round robin. The core only
 // looks them up.
 
+import { urlHost } from "../http/authority.js";
+
 export interface HashHost {
   /** Global endpoint index. */
   endpoint: number;
@@ -14,7 +16,7 @@ export interface HashHost {
 
 /** "address:port" as Envoy hashes a host (Address::asString(): an IPv6 address in brackets). */
 export function hashName(address: string, port: number): string {
-  return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
+  return `${urlHost(address)}:${port}`;
 }
 
 /**
@@ -45,9 +47,7 @@ export const MAX_RING_SIZE = 1 << 17;
 export function buildRing(hosts: readonly HashHost[], eligible: (endpoint: number) => boolean, minimumRingSize: number, hash: (s: string) => bigint): { point: bigint; endpoint: number }[] {
   let total = 0;
   for (const h of hosts) total += h.weight;
-  let minNormalized = 1;
-  for (const h of hosts) minNormalized = Math.min(minNormalized, h.weight / total);
-  const scale = Math.min(Math.ceil(minNormalized * minimumRingSize) / minNormalized, MAX_RING_SIZE);
+  const scale = ringScale(hosts.map((h) => h.weight), minimumRingSize);
   const ring: { point: bigint; endpoint: number }[] = [];
   let target = 0;
   let current = 0;
@@ -64,11 +64,16 @@ export function buildRing(hosts: readonly HashHost[], eligible: (endpoint: numbe
 
 /** Points at most in a ring of hosts with `weights` (buildRing): the capacity its table needs. */
 export function ringSize(weights: readonly number[], minimumRingSize: number): number {
+  return Math.ceil(ringScale(weights, minimumRingSize)) + weights.length;
+}
+
+/** Envoy's ring scale: the lightest normalized weight times it is ceil(minimumRingSize × that weight), at most MAX_RING_SIZE. */
+function ringScale(weights: readonly number[], minimumRingSize: number): number {
   let total = 0;
   for (const w of weights) total += w;
   let minNormalized = 1;
   for (const w of weights) minNormalized = Math.min(minNormalized, w / total);
-  return Math.ceil(Math.min(Math.ceil(minNormalized * minimumRingSize) / minNormalized, MAX_RING_SIZE)) + weights.length;
+  return Math.min(Math.ceil(minNormalized * minimumRingSize) / minNormalized, MAX_RING_SIZE);
 }
 
 /**
