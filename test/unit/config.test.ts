@@ -73,6 +73,27 @@ spec: {}
     ]);
   });
 
+  it("reads endpoint weights as Istio's uint32 (0 or none is 1) and refuses others at their line", () => {
+    const yaml = (weights: string[]): string => `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: w}
+spec:
+  hosts: [w.example]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints:
+${weights.map((w, i) => `  - {address: 10.0.0.${i + 1}, weight: ${w}}`).join("\n")}
+`;
+    expect(errors(yaml(["-1", "4294967296", "two", "1.5"]))).toEqual([
+      "mesh.yaml:9:33: error: spec.endpoints[0].weight: must be between 0 and 4294967295, got -1",
+      "mesh.yaml:10:33: error: spec.endpoints[1].weight: must be between 0 and 4294967295, got 4294967296",
+      'mesh.yaml:11:33: error: spec.endpoints[2].weight: must be an integer, got string "two"',
+      "mesh.yaml:12:33: error: spec.endpoints[3].weight: must be an integer, got number 1.5",
+    ]);
+    const config = loadConfigText("mesh.yaml", yaml(["0", "1", "4294967295"])).config!;
+    expect(config.model!.services[0]!.endpoints.map((ep) => ep.weight)).toEqual([undefined, undefined, 4294967295]);
+  });
+
   it("rejects unknown fields, DYNAMIC_DNS, wildcard hosts to resolve, and non-IP STATIC endpoints", () => {
     const errs = errors(`apiVersion: networking.istio.io/v1beta1
 kind: ServiceEntry
