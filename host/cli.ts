@@ -9,15 +9,17 @@ import { explain } from "./explain.js";
 import { startProxy, type RunningProxy } from "./proxy/server.js";
 import { runQuickstart } from "./quickstart.js";
 import type { Settings } from "./config/model.js";
-import { defaultSettings } from "./config/settings.js";
+import { defaultSettings, MAX_CONCURRENCY } from "./config/settings.js";
 import type { NodeIdentity } from "./xds/node-identity.js";
 import type { CertificateSource } from "./security/workload-certificates.js";
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 
 const HELP = `instio: a service-mesh sidecar proxy configured with Istio YAML
 
 Usage:
   instio proxy --config PATH          serve PATH (a YAML file or directory); reloads on change
+  instio proxy ... [--concurrency N]  serving threads sharing the listeners (Envoy's --concurrency; 0: one per CPU)
   instio proxy ... [--ca HOST:15012 --ca-root FILE --token FILE | --cert-dir DIR]
                                       the workload certificate: from the control plane's CA (renewed at
                                       half-life), or from cert-chain.pem, key.pem, root-cert.pem
@@ -95,6 +97,7 @@ function withCapture(settings: Settings): Settings {
 }
 
 interface ProxyFlags {
+  concurrency?: string;
   capture?: boolean;
   ca?: string;
   "ca-root"?: string;
@@ -147,7 +150,7 @@ async function startWithoutFiles(values: ProxyFlags): Promise<RunningProxy | und
   if (values.xds) {
     if (!/^[^\s:]+:\d+$/.test(values.xds) && !/^\[[0-9a-fA-F:]+\]:\d+$/.test(values.xds)) fail(`--xds must be HOST:PORT, got "${values.xds}"`);
     const node = identity();
-    const proxy = await startProxy({ config: xdsStartingConfig(xdsSettings(values.config, values.capture === true), node), xds: { address: values.xds, node }, certificates: certificateSource(values), onExit });
+    const proxy = await startProxy({ config: xdsStartingConfig(xdsSettings(values.config, values.capture === true), node), xds: { address: values.xds, node }, certificates: certificateSource(values), concurrency: concurrencyFlag(values), onExit });
     process.stderr.write(`instio: node ${node.id}, control plane ${values.xds}; ready once its first complete config is applied\n`);
     return proxy;
   }
@@ -158,12 +161,12 @@ async function startWithoutFiles(values: ProxyFlags): Promise<RunningProxy | und
     if (bootstrap.admin) settings = { ...settings, admin: bootstrap.admin };
     if (bootstrap.ads) {
       const node = withBootstrapNode(identity(), bootstrap.node);
-      const proxy = await startProxy({ config: xdsStartingConfig(settings, node), xds: { address: bootstrap.ads.address, node, protocol: bootstrap.ads.delta ? "delta" : "sotw" }, onExit });
+      const proxy = await startProxy({ config: xdsStartingConfig(settings, node), xds: { address: bootstrap.ads.address, node, protocol: bootstrap.ads.delta ? "delta" : "sotw" }, concurrency: concurrencyFlag(values), onExit });
       process.stderr.write(`instio: ${values.bootstrap}: node ${node.id}, ADS ${bootstrap.ads.address} (${bootstrap.ads.delta ? "delta" : "state of the world"}); ready once its first complete config is applied\n`);
       return proxy;
     }
     const { config, resources } = staticBootstrapConfig(bootstrap, settings);
-    const proxy = await startProxy({ config, staticResources: resources, onExit });
+    const proxy = await startProxy({ config, staticResources: resources, concurrency: concurrencyFlag(values), onExit });
     process.stderr.write(`instio: ${values.bootstrap}: ${bootstrap.listeners.length} static listeners, ${bootstrap.clusters.length} static clusters\n`);
     return proxy;
   } catch (err) {
@@ -172,6 +175,14 @@ async function startWithoutFiles(values: ProxyFlags): Promise<RunningProxy | und
     process.stderr.write(`${values.bootstrap}: ${err.diagnostics.length} error(s)\n`);
     return undefined;
   }
+}
+
+/** --concurrency N: serving threads, as Envoy's flag (0: one per CPU); over the ProxySettings' concurrency. */
+function concurrencyFlag(values: { concurrency?: string }): number | undefined {
+  if (values.concurrency === undefined) return undefined;
+  const n = Number(values.concurrency);
+  if (!Number.isInteger(n) || n < 0 || n > MAX_CONCURRENCY) fail(`--concurrency must be an integer from 0 to ${MAX_CONCURRENCY}, got "${values.concurrency}"`);
+  return n === 0 ? Math.min(availableParallelism(), MAX_CONCURRENCY) : n;
 }
 
 function fail(message: string): never {
@@ -257,6 +268,7 @@ async function main(argv: string[]): Promise<number> {
           token: { type: "string" },
           "cert-dir": { type: "string" },
           capture: { type: "boolean" },
+          concurrency: { type: "string" },
         },
       });
       if (values.ca && values["cert-dir"]) fail("the workload certificate comes from --ca or from --cert-dir, not both");
@@ -271,7 +283,7 @@ async function main(argv: string[]): Promise<number> {
         const result = loadConfigPath(values.config!);
         logDiagnostics(result.diagnostics, (l) => process.stderr.write(`${l}\n`));
         if (values.capture) fail("--capture goes with --xds or --bootstrap; with --config, set listeners.outbound.capture and listeners.inbound.capture in the ProxySettings");
-        proxy = await startProxy({ config: requireConfig(result), configPath: values.config, certificates: certificateSource(values), onExit: (code) => process.exit(code) });
+        proxy = await startProxy({ config: requireConfig(result), configPath: values.config, certificates: certificateSource(values), concurrency: concurrencyFlag(values), onExit: (code) => process.exit(code) });
       }
       process.stderr.write(
         `instio: outbound ${proxy.outbound.address}:${proxy.outbound.port} (${proxy.outbound.engine})` +

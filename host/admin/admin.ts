@@ -11,6 +11,7 @@ import type { Lifecycle } from "../proxy/lifecycle.js";
 import type { Listener } from "../listeners/listener.js";
 import type { SnapshotHolder } from "../proxy/snapshot.js";
 import type { Telemetry } from "../telemetry/telemetry.js";
+import type { Registry } from "prom-client";
 import { envoyStats, statsFilter, type Stat } from "./envoy-stats.js";
 import { isLocal, send, serveEndpoints, type Route } from "./http-endpoint.js";
 import type { DumpSource } from "./config-dump.js";
@@ -30,6 +31,10 @@ export interface AdminContext {
   staticResources?: DumpSource["staticResources"];
   /** The workload certificate in use, when the proxy has one (for /certs). */
   certificate?: () => { chain: string[]; notBefore: Date; notAfter: Date } | undefined;
+  /** Every serving thread's metrics, summed (the telemetry's own registry with one thread). */
+  metrics?: () => Promise<Registry>;
+  /** The log level changed through /logging: the other serving threads follow. */
+  logLevel?: (level: LogLevel) => void;
 }
 
 /** instio's own view of the active snapshot (?format=instio): settings, virtual hosts with their routes in match order, clusters. */
@@ -126,12 +131,16 @@ function clustersText(ctx: AdminContext): string {
 
 /** Envoy's /stats: its text form, the Prometheus series under Envoy's names, filtered by an RE2 pattern. */
 async function statsText(ctx: AdminContext, filter: ((name: string) => boolean) | undefined, usedOnly: boolean): Promise<Stat[]> {
-  const all = envoyStats((await ctx.telemetry.metrics.registry.getMetricsAsJSON()) as unknown as Parameters<typeof envoyStats>[0]);
+  const all = envoyStats((await (await registry(ctx)).getMetricsAsJSON()) as unknown as Parameters<typeof envoyStats>[0]);
   return all.filter((s) => (!usedOnly || s.value !== 0) && (!filter || filter(s.name)));
 }
 
+function registry(ctx: AdminContext): Promise<Registry> {
+  return ctx.metrics ? ctx.metrics() : Promise.resolve(ctx.telemetry.metrics.registry);
+}
+
 async function prometheus(ctx: AdminContext): Promise<string> {
-  return ctx.telemetry.metrics.registry.metrics();
+  return (await registry(ctx)).metrics();
 }
 
 export function adminRoutes(ctx: AdminContext): Record<string, Route> {
@@ -220,6 +229,7 @@ export function adminRoutes(ctx: AdminContext): Record<string, Route> {
         if (level !== null) {
           if (!(LOG_LEVELS as readonly string[]).includes(level)) return send(res, 400, `error: unknown logger level "${level}"; levels: ${LOG_LEVELS.join(", ")}\n`);
           ctx.logger.setLevel(level as LogLevel);
+          ctx.logLevel?.(level as LogLevel);
         }
         send(res, 200, `active loggers:\n  instio: ${ctx.logger.level}\n`);
       },

@@ -73,6 +73,11 @@ export interface Settings {
   accessLog: { path: string; format: "TEXT" | "JSON" } | undefined;
   /** SIGTERM handling, as Istio's terminationDrainDuration and EXIT_ON_ZERO_ACTIVE_CONNECTIONS. */
   drain: { durationMs: number; exitOnZeroActiveConnections: boolean };
+  /**
+   * Serving threads (Envoy's --concurrency, Istio's ProxyConfig.concurrency): each binds every listener with
+   * SO_REUSEPORT and serves with its own route core and pools; 1 serves from the main thread alone.
+   */
+  concurrency: number;
   /** Resolver for DNS ServiceEntries: DNS servers ("ip" or "ip:port"; unset = the system's getaddrinfo) and how often names are re-resolved. */
   dns: { servers: string[] | undefined; refreshRateMs: number };
   /** Active HTTP health checks per service host (Istio leaves this to Kubernetes probes; instio can do it itself). */

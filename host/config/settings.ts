@@ -20,17 +20,22 @@
 //             appMetrics: {port: 9090, path: /metrics}}                                     # merged into 15020
 //     accessLog: {path: /dev/stdout, format: TEXT}
 //     drain: {duration: 5s, exitOnZeroActiveConnections: false}
+//     concurrency: 2            # serving threads, as ProxyConfig.concurrency (0: one per CPU)
 //     dns: {servers: ["10.0.0.10:53"], refreshRate: 60s}   # servers unset: the system resolver
 //     healthChecks:                                        # active HTTP checks, per service host
 //     - {host: reviews, port: 9080, path: /healthz, interval: 5s, timeout: 1s, unhealthyThreshold: 2, healthyThreshold: 1}
 
 import { isIP } from "node:net";
+import { availableParallelism } from "node:os";
 import { resolveHost } from "./hosts.js";
 import type { FieldReader, Obj } from "./fields.js";
 import type { HttpSettings, ListenerEngine, ListenerSettings, OutboundTrafficPolicy, Settings, TlsSettings } from "./model.js";
 
 export const SETTINGS_API_VERSION = "instio.dev/v1alpha1";
 export const SETTINGS_KIND = "ProxySettings";
+
+/** Serving threads at most: Envoy has no limit, but each thread here is a V8 isolate of its own. */
+export const MAX_CONCURRENCY = 64;
 
 export function defaultSettings(): Settings {
   return {
@@ -47,6 +52,7 @@ export function defaultSettings(): Settings {
     agent: { address: "0.0.0.0", statusPort: 15020, prometheusPort: 15090, healthPort: 15021, appMetrics: undefined },
     accessLog: undefined,
     drain: { durationMs: 5000, exitOnZeroActiveConnections: false },
+    concurrency: 1,
     // Istio's mesh dnsRefreshRate default.
     dns: { servers: undefined, refreshRateMs: 60_000 },
     healthChecks: [],
@@ -68,7 +74,7 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
   const s = defaultSettings();
   s.source = r.doc.locate([]);
   r.object(top.metadata, ["metadata"], ["name", "namespace", "labels", "annotations"]);
-  const spec = r.object(top.spec, ["spec"], ["namespace", "rootNamespace", "labels", "outboundTrafficPolicy", "listeners", "http", "passthrough", "admin", "workload", "agent", "accessLog", "drain", "dns", "healthChecks"]);
+  const spec = r.object(top.spec, ["spec"], ["namespace", "rootNamespace", "labels", "outboundTrafficPolicy", "listeners", "http", "passthrough", "admin", "workload", "agent", "accessLog", "drain", "concurrency", "dns", "healthChecks"]);
   if (!spec) return s;
   s.namespace = r.string(spec.namespace, ["spec", "namespace"]) || s.namespace;
   s.rootNamespace = r.string(spec.rootNamespace, ["spec", "rootNamespace"]) || s.rootNamespace;
@@ -141,6 +147,11 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
     const path = r.string(log.path, ["spec", "accessLog", "path"], true);
     const format = r.oneOf<"TEXT" | "JSON">(log.format, ["spec", "accessLog", "format"], ["TEXT", "JSON"]) ?? "TEXT";
     if (path) s.accessLog = { path, format };
+  }
+  const concurrency = r.integer(spec.concurrency, ["spec", "concurrency"], 0, MAX_CONCURRENCY);
+  if (concurrency !== undefined) s.concurrency = concurrency === 0 ? Math.min(availableParallelism(), MAX_CONCURRENCY) : concurrency;
+  if (s.concurrency > 1 && (s.outbound.engine === "uws" || s.inbound?.engine === "uws")) {
+    r.error(["spec", "concurrency"], `concurrency ${s.concurrency} needs listeners on the h1, node or h2c engine: the uws engine serves from one thread`);
   }
   const drain = r.object(spec.drain, ["spec", "drain"], ["duration", "exitOnZeroActiveConnections"]);
   if (drain) {

@@ -27,6 +27,8 @@ export interface CaptureOptions {
   /** A captured connection that is not HTTP, going to `destination` ("ADDRESS:PORT"); its first bytes are unread. */
   tcp(socket: Socket, destination: string): void;
   onInternalError(err: Error): void;
+  /** A socket of its own beside other serving threads' (listenOn). */
+  reusePort?: boolean;
 }
 
 function isLoopback(address: string | undefined): boolean {
@@ -93,5 +95,5 @@ export function listenCapture(o: CaptureOptions): Promise<Listener> {
     h1.stop();
     for (const c of h1.connections) c.close();
     for (const s of sockets) s.destroy();
-  });
+  }, o.reusePort);
 }

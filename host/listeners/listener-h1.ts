@@ -798,11 +798,11 @@ function sweepConnections(server: H1Server): void {
   for (const c of server.connections) c.sweep(now);
 }
 
-export function listenH1(address: string, port: number, handler: RequestHandler, upgrades: UpgradeRouter | undefined, http: HttpSettings, onInternalError: (err: Error) => void): Promise<Listener> {
+export function listenH1(address: string, port: number, handler: RequestHandler, upgrades: UpgradeRouter | undefined, http: HttpSettings, onInternalError: (err: Error) => void, reusePort = false): Promise<Listener> {
   const h1 = new H1Server(handler, upgrades, http, onInternalError);
   const server: Server = createServer({ noDelay: true }, (socket) => h1.accept(socket));
   return bindH1Server(server, address, port, (bound) => (h1.localAddress = `${address}:${bound}`), () => {
     h1.stop();
     for (const c of h1.connections) c.close();
-  });
+  }, reusePort);
 }

@@ -12,7 +12,7 @@ import { createSecureContext, type SecureContext, type TLSSocket } from "node:tl
 import type { ListenerSettings, TlsSettings } from "../config/model.js";
 import { mostSpecific } from "../config/hosts.js";
 import { NodeDownstream } from "./listener-node.js";
-import type { Listener, RequestHandler } from "./listener.js";
+import { listenOn, type Listener, type RequestHandler } from "./listener.js";
 
 /** How often certificate files are checked for changes. */
 const CERT_POLL_MS = 1000;
@@ -47,7 +47,7 @@ class Certificates {
   }
 }
 
-export function listenH2(settings: ListenerSettings, handler: RequestHandler, log: (line: string) => void): Promise<Listener> {
+export function listenH2(settings: ListenerSettings, handler: RequestHandler, log: (line: string) => void, reusePort = false): Promise<Listener> {
   const tls = settings.tls;
   const certs = tls ? new Certificates(tls) : undefined;
   const onRequest = (req: ConstructorParameters<typeof NodeDownstream>[0], res: ConstructorParameters<typeof NodeDownstream>[1]): void => {
@@ -97,7 +97,7 @@ export function listenH2(settings: ListenerSettings, handler: RequestHandler, lo
 
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(settings.port, settings.address, () => {
+    listenOn(server, settings.address, settings.port, reusePort, () => {
       server.off("error", reject);
       const bound = server.address();
       resolve({

@@ -60,6 +60,8 @@ export interface InboundOptions {
   /** A connection refused: plaintext under STRICT, a failed handshake, or no certificate to serve yet (counted by the caller). */
   refused(reason: "plaintext" | "handshake" | "no_certificate"): void;
   onInternalError(err: Error): void;
+  /** A socket of its own beside other serving threads' (listenOn). */
+  reusePort?: boolean;
 }
 
 export function listenInbound(o: InboundOptions): Promise<Listener> {
@@ -147,5 +149,5 @@ export function listenInbound(o: InboundOptions): Promise<Listener> {
     // GOAWAY: HTTP/2 streams in flight finish; the rest of the connections end now.
     for (const s of sessions) s.close();
     for (const s of sockets) s.destroy();
-  });
+  }, o.reusePort);
 }

@@ -11,7 +11,7 @@ import { MAX_TIMER_MS } from "../config/fields.js";
 import type { HttpSettings } from "../config/model.js";
 import { defaultHttpSettings } from "../config/settings.js";
 import { headerValue, type ConnectionPeer, type Downstream, type DownstreamEvents } from "./downstream.js";
-import type { Listener, RequestHandler, UpgradeRouter } from "./listener.js";
+import { listenOn, type Listener, type RequestHandler, type UpgradeRouter } from "./listener.js";
 import { relayRawUpgrade, upgradeHeaders, upgradeRequest } from "./upgrade.js";
 
 /** Headers HTTP/2 forbids (RFC 9113 §8.2.2): node:http2 throws on them. */
@@ -189,7 +189,7 @@ export class NodeDownstream implements Downstream {
   }
 }
 
-export function listenNode(address: string, port: number, handler: RequestHandler, upgrades?: UpgradeRouter, http: HttpSettings = defaultHttpSettings()): Promise<Listener> {
+export function listenNode(address: string, port: number, handler: RequestHandler, upgrades?: UpgradeRouter, http: HttpSettings = defaultHttpSettings(), reusePort = false): Promise<Listener> {
   const server = createServer({
     maxHeaderSize: http.maxRequestHeadersBytes,
     requestTimeout: 0,
@@ -228,17 +228,17 @@ export function listenNode(address: string, port: number, handler: RequestHandle
     const body = tooLarge ? "Request Header Fields Too Large" : timedOut ? "request header timeout" : "Bad Request";
     socket.end(`HTTP/1.1 ${status}\r\ncontent-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`);
   });
-  return listenServer(server, address, port, "idle");
+  return listenServer(server, address, port, "idle", reusePort);
 }
 
 /**
  * Binds a node:http server and wraps it as a Listener. `close` ends idle
- * connections (a proxy lets requests in flight finish) or all of them (admin).
+ * connections (a proxy lets requests in flight finish) or all of them (admin); `reusePort` as listenOn's.
  */
-export function listenServer(server: Server, address: string, port: number, closing: "idle" | "all"): Promise<Listener> {
+export function listenServer(server: Server, address: string, port: number, closing: "idle" | "all", reusePort = false): Promise<Listener> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, address, () => {
+    listenOn(server, address, port, reusePort, () => {
       server.off("error", reject);
       const bound = server.address();
       resolve({

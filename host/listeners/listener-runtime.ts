@@ -12,3 +12,39 @@ export interface ListenerRuntime {
    */
   readonly routePort?: string;
 }
+
+/** Int32 cells per direction in a serving thread's shared block: requests in flight, draining (0/1). */
+export const RUNTIME_CELLS = 2;
+
+/**
+ * A ListenerRuntime whose counts live in shared memory, so that the main thread's drain lifecycle reads the
+ * requests a worker thread has in flight and tells it to drain, without a message either way. The worker's
+ * listeners of one direction share one pair of cells (`routePort` may differ); the main thread holds a view of
+ * the same cells.
+ */
+export class SharedListenerRuntime implements ListenerRuntime {
+  private readonly cells: Int32Array;
+
+  constructor(
+    block: SharedArrayBuffer,
+    /** Which pair of cells: 0 outbound, 1 inbound. */
+    slot: number,
+    readonly direction: "outbound" | "inbound",
+    readonly routePort?: string,
+  ) {
+    this.cells = new Int32Array(block, slot * RUNTIME_CELLS * 4, RUNTIME_CELLS);
+  }
+
+  get inFlight(): number {
+    return Atomics.load(this.cells, 0);
+  }
+  set inFlight(n: number) {
+    Atomics.store(this.cells, 0, n);
+  }
+  get draining(): boolean {
+    return Atomics.load(this.cells, 1) !== 0;
+  }
+  set draining(on: boolean) {
+    Atomics.store(this.cells, 1, on ? 1 : 0);
+  }
+}

@@ -6,7 +6,7 @@
 // closes. Istio's TCP metrics count connections and bytes.
 
 import { connect, createServer, type Socket } from "node:net";
-import type { Listener } from "./listener.js";
+import { listenOn, type Listener } from "./listener.js";
 import type { Snapshot, SnapshotHolder } from "../proxy/snapshot.js";
 import type { TcpListenerInfo } from "../config/compile.js";
 import { hostMatches } from "../config/hosts.js";
@@ -113,11 +113,11 @@ function relay(snapshot: Snapshot, dests: Destinations, client: Socket, initial:
   });
 }
 
-export function listenTcp(address: string, port: number, holder: SnapshotHolder): Promise<Listener> {
+export function listenTcp(address: string, port: number, holder: SnapshotHolder, reusePort = false): Promise<Listener> {
   const server = createServer((client) => proxyConnection(holder, port, client));
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, address, () => {
+    listenOn(server, address, port, reusePort, () => {
       server.off("error", reject);
       resolve({
         engine: "node",

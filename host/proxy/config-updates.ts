@@ -20,10 +20,18 @@ function describeUpdate(s: Snapshot): string {
   return `${s.update === "clusters" ? "cluster settings" : "endpoints"} of ${shown}, in place`;
 }
 
+/** The other serving threads (`concurrency` above 1): each config this thread applies goes to them too. */
+export interface ConfigFollowers {
+  /** Taken before the swap, which consumes the config's route image. */
+  encode(config: CompiledConfig): ArrayBuffer;
+  apply(encoded: ArrayBuffer, origin: string): void;
+}
+
 export class ConfigUpdates {
   readonly stats = { applied: 0, rejected: 0 };
   /** Why the last rejected update was rejected, in one line (an xDS NACK carries it back). */
   lastRejection = "";
+  followers: ConfigFollowers | undefined;
 
   constructor(
     private readonly holder: SnapshotHolder,
@@ -47,11 +55,14 @@ export class ConfigUpdates {
     if (all.some((d) => d.severity === "error")) return this.reject(origin, all);
     for (const d of all) this.logger.info(`config (${origin}): ${formatDiagnostic(d)}`);
     let s: Snapshot;
+    let encoded: ArrayBuffer | undefined;
     try {
+      encoded = this.followers?.encode(config);
       s = this.holder.swap(config);
     } catch (err) {
       return this.reject(origin, [], `internal error while building its snapshot: ${(err as Error).stack ?? String(err)}`);
     }
+    if (encoded) this.followers!.apply(encoded, origin);
     this.stats.applied++;
     this.telemetry.metrics.configReloads.inc({ result: "applied" });
     this.logger.info(`config: version ${s.version} applied (${origin}: ${config.virtualHosts.length} virtual hosts, ${config.routes.length} routes, ${config.clusters.length} clusters; ${describeUpdate(s)})`);

@@ -85,7 +85,14 @@ export class ProxyMetrics {
   /** Inbound connections refused by PeerAuthentication or their TLS handshake. */
   readonly inboundRefused: Counter<"reason">;
 
-  constructor(sources: GaugeSources) {
+  /** Requests this serving thread handled: how connections spread across threads (`concurrency`). */
+  readonly threadRequests: CounterSeries;
+
+  /**
+   * `thread`: which serving thread records into this registry (0: the main thread, whose registry alone has the
+   * process's CPU, memory and event-loop series: one set per process).
+   */
+  constructor(sources: GaugeSources, thread = 0) {
     const r = [this.registry];
     const reg = this.registry;
     this.requestsTotal = new CounterFamily(reg, "istio_requests_total", "Requests, as Istio's standard metric");
@@ -105,20 +112,23 @@ export class ProxyMetrics {
     this.upstreamRqPendingOverflow = cluster("envoy_cluster_upstream_rq_pending_overflow", "Requests rejected by a circuit breaker (503 UO), per cluster");
     // Gauges are read at scrape time from the serving snapshot: nothing to maintain per request.
     type ClusterRow = ReturnType<GaugeSources["clusters"]>[number];
-    const gauge = (name: string, help: string, value: (c: ClusterRow) => number) =>
+    // With several serving threads a scrape sums their series (AggregatorRegistry); what each thread holds a
+    // copy of (the endpoints and their health) is taken from one of them instead.
+    const gauge = (name: string, help: string, value: (c: ClusterRow) => number, aggregator: "sum" | "max" = "sum") =>
       new Gauge({
         name,
         help,
         labelNames: ["cluster_name"],
         registers: r,
+        aggregator,
         collect() {
           this.reset();
           for (const c of sources.clusters()) this.labels(c.name).set(value(c));
         },
       });
     this.upstreamRqActive = gauge("envoy_cluster_upstream_rq_active", "Upstream requests in flight, per cluster", (c) => c.active);
-    this.membershipHealthy = gauge("envoy_cluster_membership_healthy", "Healthy endpoints, per cluster", (c) => c.healthy);
-    this.membershipTotal = gauge("envoy_cluster_membership_total", "Endpoints, per cluster", (c) => c.endpoints);
+    this.membershipHealthy = gauge("envoy_cluster_membership_healthy", "Healthy endpoints, per cluster", (c) => c.healthy, "max");
+    this.membershipTotal = gauge("envoy_cluster_membership_total", "Endpoints, per cluster", (c) => c.endpoints, "max");
     this.outlierEjectionsActive = gauge("envoy_cluster_outlier_detection_ejections_active", "Endpoints ejected by outlier detection, per cluster", (c) => c.ejected);
     gauge("envoy_cluster_upstream_rq_pending_active", "Requests waiting for a connection, per cluster", (c) => c.pending);
     // A counter in Envoy; read from the circuit breaker at scrape time here, so exposed with counter semantics by name only.
@@ -140,6 +150,7 @@ export class ProxyMetrics {
       name: "instio_config_version",
       help: "Version of the config being served",
       registers: r,
+      aggregator: "max",
       collect() {
         this.set(sources.configVersion());
       },
@@ -153,7 +164,8 @@ export class ProxyMetrics {
         for (const l of sources.listeners()) this.labels(l.name).set(l.inFlight);
       },
     });
-    collectDefaultMetrics({ register: this.registry });
+    this.threadRequests = new CounterFamily(reg, "instio_serving_thread_requests_total", "Requests by the serving thread that handled them (thread 0 is the main thread; more with concurrency)").bind({ thread: String(thread) });
+    if (thread === 0) collectDefaultMetrics({ register: this.registry });
   }
 }
 

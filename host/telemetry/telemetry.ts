@@ -43,7 +43,8 @@ export class Telemetry implements ExchangeObserver {
   readonly metrics: ProxyMetrics;
   private readonly accessLog: AccessLog | undefined;
 
-  constructor(settings: Settings, serving: () => ServingState, listeners: readonly ListenerRuntime[]) {
+  /** `thread`: the serving thread this telemetry records for (0: the main thread). */
+  constructor(settings: Settings, serving: () => ServingState, listeners: readonly ListenerRuntime[], thread = 0) {
     this.accessLog = settings.accessLog ? new AccessLog(settings.accessLog.path, settings.accessLog.format) : undefined;
     this.metrics = new ProxyMetrics({
       configVersion: () => serving().version,
@@ -55,7 +56,7 @@ export class Telemetry implements ExchangeObserver {
         });
       },
       listeners: () => listeners.map((l) => ({ name: l.direction, inFlight: l.inFlight })),
-    });
+    }, thread);
   }
 
   /** The metric children of a config version; bound when its snapshot is built, off the hot path. */
@@ -89,6 +90,7 @@ export class Telemetry implements ExchangeObserver {
     if (ex.cluster >= 0) ex.stats.clusterCounters[ex.cluster]!.overflow.inc();
   }
   complete(ex: ExchangeRecord): void {
+    this.metrics.threadRequests.inc();
     const duration = performance.now() - ex.startedAt;
     selectStats(ex.stats, ex).record(ex.status, ex.flag, ex.grpcStatus, duration, requestWireBytes(ex), ex.headerBytesSent + ex.bytesSent);
     this.accessLog?.write(ex);
