@@ -31,11 +31,12 @@ export function ensureTools(): void {
   }
 }
 
-export function pinned(cpu: number, cmd: string, args: string[]): [string, string[]] {
-  return TWO_CPUS && has("taskset") ? ["taskset", ["-c", String(cpu), cmd, ...args]] : [cmd, args];
+/** `cmd` pinned to `cpu` (undefined: free to run on any CPU, as processes in a pod share its cores). */
+export function pinned(cpu: number | undefined, cmd: string, args: string[]): [string, string[]] {
+  return cpu !== undefined && TWO_CPUS && has("taskset") ? ["taskset", ["-c", String(cpu), cmd, ...args]] : [cmd, args];
 }
 
-export function start(cpu: number, cmd: string, args: string[]): ChildProcess {
+export function start(cpu: number | undefined, cmd: string, args: string[]): ChildProcess {
   const [c, a] = pinned(cpu, cmd, args);
   const child = spawn(c, a, { stdio: ["ignore", "ignore", "pipe"] });
   child.stderr!.on("data", (d: Buffer) => {
@@ -146,8 +147,8 @@ export function toMs(v: string): number {
   return Number(m[1]) * (m[2] === "us" ? 0.001 : m[2] === "ms" ? 1 : 1000);
 }
 
-export function wrk(port: number, path: string, connections: number, seconds: number, script?: string, host = "bench"): WrkResult {
-  const [c, a] = pinned(1, "wrk", ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", ...(script ? ["-s", script] : []), "-H", `Host: ${host}`, `http://127.0.0.1:${port}${path}`]);
+export function wrk(port: number, path: string, connections: number, seconds: number, script?: string, host = "bench", cpu: number | undefined = 1): WrkResult {
+  const [c, a] = pinned(cpu, "wrk", ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", ...(script ? ["-s", script] : []), "-H", `Host: ${host}`, `http://127.0.0.1:${port}${path}`]);
   const out = execFileSync(c, a, { encoding: "utf8" });
   const num = (re: RegExp): number => Number(re.exec(out)?.[1] ?? NaN);
   const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);

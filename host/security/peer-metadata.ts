@@ -8,7 +8,7 @@
 // The peer's headers are untrusted bytes: they are size-bounded, decoded once
 // per peer id into a bounded cache, and anything malformed reads as "no peer".
 
-import protobuf from "protobufjs";
+import { decodeStruct, encodeStruct, type StructValue } from "./proto-struct.js";
 
 export const PEER_METADATA = "x-envoy-peer-metadata";
 export const PEER_METADATA_ID = "x-envoy-peer-metadata-id";
@@ -29,14 +29,6 @@ const EXCHANGED_LABELS = ["app", "version", "service.istio.io/canonical-name", "
 const MAX_METADATA_BYTES = 8192;
 const CACHE_LIMIT = 1024;
 
-const root = protobuf.Root.fromJSON(protobuf.common.get("google/protobuf/struct.proto") as protobuf.INamespace);
-const StructType = root.lookupType("google.protobuf.Struct");
-
-interface StructValue {
-  stringValue?: string;
-  structValue?: { fields?: Record<string, StructValue> };
-}
-
 /** The local workload's two headers, computed once per settings. */
 export function localPeerMetadata(self: { id: string; name: string; namespace: string; workload: string; cluster: string; labels: Record<string, string> }): { id: string; value: string } {
   const labels: Record<string, StructValue> = {};
@@ -46,7 +38,7 @@ export function localPeerMetadata(self: { id: string; name: string; namespace: s
   const entries: [string, string][] = [["CLUSTER_ID", self.cluster], ["NAME", self.name], ["NAMESPACE", self.namespace], ["WORKLOAD_NAME", self.workload]];
   for (const [k, v] of entries) if (v) fields[k] = { stringValue: v };
   fields.LABELS = { structValue: { fields: sortedKeys(labels) } };
-  const bytes = StructType.encode(StructType.fromObject({ fields: sortedKeys(fields) })).finish();
+  const bytes = encodeStruct(sortedKeys(fields));
   return { id: self.id, value: Buffer.from(bytes).toString("base64") };
 }
 
@@ -74,8 +66,7 @@ export class PeerCache {
 function decode(id: string, value: string): PeerInfo | null {
   try {
     // Readers accept missing padding; Buffer's decoder also skips characters outside the alphabet.
-    const message = StructType.toObject(StructType.decode(Buffer.from(value, "base64")), { defaults: false }) as { fields?: Record<string, StructValue> };
-    const f = message.fields ?? {};
+    const f = decodeStruct(Buffer.from(value, "base64"));
     const str = (k: string): string => (typeof f[k]?.stringValue === "string" ? f[k]!.stringValue! : "");
     const labels: Record<string, string> = {};
     for (const [k, v] of Object.entries(f.LABELS?.structValue?.fields ?? {})) if (typeof v.stringValue === "string") labels[k] = v.stringValue;
