@@ -108,11 +108,11 @@ spec:
 `;
 }
 
-function instioPeer(name: string, port: number, extra: string, engine?: "h1" | "uws", root = ROOT, concurrency = 1): Peer {
+function instioPeer(name: string, port: number, extra: string, engine?: "h1" | "uws", root = ROOT, concurrency = 1, layouts: Layout[] = concurrency > 1 ? ["shared"] : BOTH): Peer {
   return {
     name,
     port,
-    layouts: concurrency > 1 ? ["shared"] : BOTH,
+    layouts,
     start(dir, cpu) {
       const d = join(dir, name.replace(/\W+/g, "-"));
       mkdirSync(d, { recursive: true });
@@ -169,9 +169,9 @@ backend b
 
 const ALL_PEERS: Peer[] = [
   instioPeer("instio", 18001, ""),
-  instioPeer("instio (300 VirtualServices)", 18005, realisticMesh(300)),
+  instioPeer("instio (300 VirtualServices)", 18005, realisticMesh(300), undefined, ROOT, 1, ["pinned"]),
   // The uWebSockets.js listener, the default before instio's own: the new default must be at least as fast.
-  instioPeer("instio, uWS listener", 18006, "", "uws"),
+  instioPeer("instio, uWS listener", 18006, "", "uws", ROOT, 1, ["pinned"]),
   // BENCH_BASELINE=<another checkout, built>: the same config through that build, for a same-run A/B of a change.
   ...(process.env.BENCH_BASELINE ? [instioPeer("instio, baseline build", 18007, "", undefined, process.env.BENCH_BASELINE)] : []),
   nginxPeer("nginx", 18002, 1),

@@ -2,12 +2,12 @@
 // The instio command line.
 
 import { parseArgs } from "node:util";
-import { loadConfigPath, requireConfig } from "./config/load.js";
+import { requireConfig } from "./config/diagnostics.js";
+import type { LoadResult } from "./config/load.js";
 import { formatDiagnostic } from "./config/diagnostics.js";
-import { logDiagnostics } from "./config/watch.js";
+import { loadOnWorker, logDiagnostics } from "./config/watch.js";
 import { explain } from "./explain.js";
 import { startProxy, type RunningProxy } from "./proxy/server.js";
-import { runQuickstart } from "./quickstart.js";
 import type { Settings } from "./config/model.js";
 import { defaultSettings, MAX_CONCURRENCY } from "./config/settings.js";
 import type { NodeIdentity } from "./xds/node-identity.js";
@@ -67,13 +67,18 @@ Examples:
   curl -x http://127.0.0.1:15001 http://reviews:9080/reviews/1   (the proxy as an explicit HTTP proxy)
 `;
 
+/** Loads a config on this thread (the yaml parser is imported only by commands that read YAML here). */
+async function loadConfigPath(path: string): Promise<LoadResult> {
+  return (await import("./config/load.js")).loadConfigPath(path);
+}
+
 /**
  * The settings a proxy fed by xDS starts from: those of --config (a ProxySettings document; any Istio
  * resources there are ignored, the control plane's win), or the defaults.
  */
-function xdsSettings(path: string | undefined, capture: boolean): Settings {
+async function xdsSettings(path: string | undefined, capture: boolean): Promise<Settings> {
   if (!path) return capture ? withCapture(defaultSettings()) : defaultSettings();
-  const result = loadConfigPath(path);
+  const result = await loadConfigPath(path);
   logDiagnostics(result.diagnostics, (l) => process.stderr.write(`${l}\n`));
   const loaded = requireConfig(result);
   const m = loaded.model!;
@@ -150,14 +155,14 @@ async function startWithoutFiles(values: ProxyFlags): Promise<RunningProxy | und
   if (values.xds) {
     if (!/^[^\s:]+:\d+$/.test(values.xds) && !/^\[[0-9a-fA-F:]+\]:\d+$/.test(values.xds)) fail(`--xds must be HOST:PORT, got "${values.xds}"`);
     const node = identity();
-    const proxy = await startProxy({ config: xdsStartingConfig(xdsSettings(values.config, values.capture === true), node), xds: { address: values.xds, node }, certificates: certificateSource(values), concurrency: concurrencyFlag(values), onExit });
+    const proxy = await startProxy({ config: xdsStartingConfig(await xdsSettings(values.config, values.capture === true), node), xds: { address: values.xds, node }, certificates: certificateSource(values), concurrency: concurrencyFlag(values), onExit });
     process.stderr.write(`instio: node ${node.id}, control plane ${values.xds}; ready once its first complete config is applied\n`);
     return proxy;
   }
   const { readBootstrap, BootstrapError } = await import("./envoy/bootstrap.js");
   try {
     const bootstrap = readBootstrap(values.bootstrap!);
-    let settings = xdsSettings(values.config, values.capture === true);
+    let settings = await xdsSettings(values.config, values.capture === true);
     if (bootstrap.admin) settings = { ...settings, admin: bootstrap.admin };
     if (bootstrap.ads) {
       const node = withBootstrapNode(identity(), bootstrap.node);
@@ -208,7 +213,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case "validate": {
       const path = rest[0] ?? fail("validate needs a PATH");
-      const result = loadConfigPath(path);
+      const result = await loadConfigPath(path);
       for (const d of result.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
       const errors = result.diagnostics.filter((d) => d.severity === "error").length;
       if (errors > 0 || !result.config) {
@@ -237,7 +242,7 @@ async function main(argv: string[]): Promise<number> {
         if (i <= 0) fail(`header "${h}" must be 'name: value'`);
         headers.set(h.slice(0, i).trim().toLowerCase(), h.slice(i + 1).trim());
       }
-      const result = loadConfigPath(values.config);
+      const result = await loadConfigPath(values.config);
       const config = requireConfig(result);
       const req = {
         method: m[1]!.toUpperCase(),
@@ -280,7 +285,8 @@ async function main(argv: string[]): Promise<number> {
         if (!started) return 1;
         proxy = started;
       } else {
-        const result = loadConfigPath(values.config!);
+        // Loaded on a worker that ends with the load: the serving thread never holds the YAML parser.
+        const result = await loadOnWorker(values.config!);
         logDiagnostics(result.diagnostics, (l) => process.stderr.write(`${l}\n`));
         if (values.capture) fail("--capture goes with --xds or --bootstrap; with --config, set listeners.outbound.capture and listeners.inbound.capture in the ProxySettings");
         proxy = await startProxy({ config: requireConfig(result), configPath: values.config, certificates: certificateSource(values), concurrency: concurrencyFlag(values), onExit: (code) => process.exit(code) });
@@ -298,7 +304,7 @@ async function main(argv: string[]): Promise<number> {
     case "quickstart": {
       const { values } = parseArgs({ args: rest, options: { mesh: { type: "boolean" } } });
       if (!values.mesh) {
-        await runQuickstart();
+        await (await import("./quickstart.js")).runQuickstart();
         return -1;
       }
       const { runMeshQuickstart } = await import("./control-plane/quickstart.js");
@@ -345,7 +351,7 @@ async function main(argv: string[]): Promise<number> {
       const { values } = parseArgs({ args: rest, options: { config: { type: "string", short: "c" }, requests: { type: "string" }, samples: { type: "string" } } });
       if (!values.config) fail("bench needs --config PATH (the config whose routes to time)");
       const { benchCorpus, benchRoutes, renderBench } = await import("./route-bench.js");
-      const result = loadConfigPath(values.config);
+      const result = await loadConfigPath(values.config);
       logDiagnostics(result.diagnostics.filter((d) => d.severity === "error"), (l) => process.stderr.write(`${l}\n`));
       const config = requireConfig(result);
       let corpus: ReturnType<typeof benchCorpus>;
@@ -362,7 +368,7 @@ async function main(argv: string[]): Promise<number> {
     case "compile-table": {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { output: { type: "string", short: "o" }, envoy: { type: "boolean" }, "filter-path": { type: "string" } } });
       const path = positionals[0] ?? fail("compile-table needs a CONFIG path (a YAML file or directory)");
-      const result = loadConfigPath(path);
+      const result = await loadConfigPath(path);
       logDiagnostics(result.diagnostics.filter((d) => d.severity === "error"), (l) => process.stderr.write(`${l}\n`));
       const config = requireConfig(result);
       const { compileFilterTable, filterModulePath } = await import("./route-filter/filter-table.js");

@@ -31,3 +31,9 @@ export class ConfigError extends Error {
     super(diagnostics.filter((d) => d.severity === "error").map(formatDiagnostic).join("\n"));
   }
 }
+
+/** A load's compiled config, or a ConfigError listing every error. */
+export function requireConfig<C>(result: { config: C | undefined; diagnostics: ConfigDiagnostic[] }): C {
+  if (!result.config) throw new ConfigError(result.diagnostics);
+  return result.config;
+}

@@ -1,8 +1,7 @@
 // A digest of every config file's bytes, so that touching a file without changing it does not reload.
 
 import { createHash } from "node:crypto";
-import { MAX_CONFIG_FILE_BYTES, readBounded } from "./files.js";
-import { listConfigFiles } from "./source.js";
+import { listConfigFiles, MAX_CONFIG_FILE_BYTES, readBounded } from "./files.js";
 
 export function configDigest(path: string): string {
   const h = createHash("sha256");

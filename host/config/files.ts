@@ -2,7 +2,8 @@
 // small, and a path such as /dev/zero or a huge file must be an error, not a
 // read that fills memory.
 
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync } from "node:fs";
+import { join } from "node:path";
 
 /** One config file (Envoy's and Istio's own inputs are far smaller). */
 export const MAX_CONFIG_FILE_BYTES = 32 * 1024 * 1024;
@@ -31,4 +32,20 @@ export function readBounded(path: string, limit: number): Buffer {
   } finally {
     closeSync(fd);
   }
+}
+
+const YAML_FILE = /\.(ya?ml)$/i;
+
+/** Lists the YAML files at `path` (a file, or a directory read recursively in name order). */
+export function listConfigFiles(path: string): string[] {
+  const st = statSync(path);
+  if (!st.isDirectory()) return [path];
+  const out: string[] = [];
+  for (const name of readdirSync(path).sort()) {
+    if (name.startsWith(".")) continue;
+    const full = join(path, name);
+    if (statSync(full).isDirectory()) out.push(...listConfigFiles(full));
+    else if (YAML_FILE.test(name)) out.push(full);
+  }
+  return out;
 }

@@ -1,7 +1,7 @@
 // parse → validate → compile, for a path on disk or for embedded text.
 
 import { compile, type CompiledConfig } from "./compile.js";
-import { ConfigError, type ConfigDiagnostic } from "./diagnostics.js";
+import type { ConfigDiagnostic } from "./diagnostics.js";
 import { readModel } from "./istio.js";
 import { DiagnosticSink, parseSource, readSources, type SourceDocument } from "./source.js";
 
@@ -41,8 +41,4 @@ export function loadConfigText(name: string, text: string): LoadResult {
   return build(parseSource(name, text, sink), sink);
 }
 
-/** The compiled config, or a ConfigError listing every error. */
-export function requireConfig(result: LoadResult): CompiledConfig {
-  if (!result.config) throw new ConfigError(result.diagnostics);
-  return result.config;
-}
+export { requireConfig } from "./diagnostics.js";

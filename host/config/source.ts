@@ -1,10 +1,8 @@
 // Reads a config file or directory of multi-document YAML, keeping positions so
 // that every later error can name file:line:column.
 
-import { readdirSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { LineCounter, parseAllDocuments, isNode, visit, type Document } from "yaml";
-import { MAX_CONFIG_FILE_BYTES, MAX_CONFIG_TOTAL_BYTES, readBounded } from "./files.js";
+import { listConfigFiles, MAX_CONFIG_FILE_BYTES, MAX_CONFIG_TOTAL_BYTES, readBounded } from "./files.js";
 import { formatPath, type ConfigDiagnostic, type Location } from "./diagnostics.js";
 
 export type FieldPath = (string | number)[];
@@ -44,22 +42,6 @@ export class DiagnosticSink {
   get hasErrors(): boolean {
     return this.diagnostics.some((d) => d.severity === "error");
   }
-}
-
-const YAML_FILE = /\.(ya?ml)$/i;
-
-/** Lists the YAML files at `path` (a file, or a directory read recursively in name order). */
-export function listConfigFiles(path: string): string[] {
-  const st = statSync(path);
-  if (!st.isDirectory()) return [path];
-  const out: string[] = [];
-  for (const name of readdirSync(path).sort()) {
-    if (name.startsWith(".")) continue;
-    const full = join(path, name);
-    if (statSync(full).isDirectory()) out.push(...listConfigFiles(full));
-    else if (YAML_FILE.test(name)) out.push(full);
-  }
-  return out;
 }
 
 /** Parses one file's text into documents; syntax errors become diagnostics. */

@@ -20,20 +20,28 @@ export interface ReloadEvents {
 }
 
 const DEBOUNCE_MS = 100;
+/**
+ * The config worker ends after this long without a load: its isolate, the yaml module and what parsing left
+ * behind are about 15 MB a proxy does not need between reloads. The next reload starts a new one.
+ */
+const WORKER_IDLE_MS = 30_000;
 
 /** Runs loads on the config worker thread, one at a time, in order. */
 class WorkerLoader {
   private worker: Worker | undefined;
   private nextId = 0;
   private readonly waiting = new Map<number, (reply: LoadReply) => void>();
+  private idle: NodeJS.Timeout | undefined;
 
   load(path: string, unless: string, resolved: ResolvedNames): Promise<LoadReply> {
+    clearTimeout(this.idle);
     if (!this.worker) {
       this.worker = new Worker(workerScript(import.meta.url, "load-worker.js"));
       this.worker.unref();
       this.worker.on("message", (reply: LoadReply) => {
         this.waiting.get(reply.id)?.(reply);
         this.waiting.delete(reply.id);
+        if (this.waiting.size === 0) this.idle = setTimeout(() => this.stop(), WORKER_IDLE_MS).unref();
       });
       this.worker.on("error", (err) => this.failAll(err));
       this.worker.on("exit", () => this.failAll(new Error("the config worker exited")));
@@ -52,8 +60,25 @@ class WorkerLoader {
   }
 
   stop(): void {
+    clearTimeout(this.idle);
     void this.worker?.terminate();
     this.worker = undefined;
+  }
+}
+
+/**
+ * Loads `path` once on a worker thread that ends with the load, so that what parsing YAML brings (the yaml
+ * module, the parse's garbage) never stays on the serving thread: the proxy's first load. DNS-resolved names
+ * get the addresses in `resolved`. The config comes without its model (the worker keeps that).
+ */
+export async function loadOnWorker(path: string, resolved: ResolvedNames = new Map()): Promise<LoadResult> {
+  const loader = new WorkerLoader();
+  try {
+    const reply = await loader.load(path, "", resolved);
+    if (reply.failure !== undefined) throw new Error(`internal error while loading ${path}: ${reply.failure}`);
+    return deserialize(new Uint8Array(reply.result!)) as LoadResult;
+  } finally {
+    loader.stop();
   }
 }
 

@@ -5,7 +5,8 @@ import { compile, withEndpointsFrom, type CompiledConfig } from "../config/compi
 import type { ConfigDiagnostic } from "../config/diagnostics.js";
 import { DnsDiscovery } from "../discovery/dns.js";
 import { startAdmin, startAgentPorts, type AdminContext } from "../admin/admin.js";
-import { ConfigWatcher } from "../config/watch.js";
+import { ConfigWatcher, loadOnWorker } from "../config/watch.js";
+import { requireConfig } from "../config/diagnostics.js";
 import { Logger } from "../log.js";
 import type { Telemetry } from "../telemetry/telemetry.js";
 import { Lifecycle } from "./lifecycle.js";
@@ -78,7 +79,10 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   let initial = options.config;
   if (initial.dnsNames.length > 0) {
     await dns.track(initial.dnsNames);
-    initial = compile(initial.model!, dns.resolved);
+    // A config loaded on the worker (the CLI's) has no model here: the worker compiles it again with the answers.
+    if (initial.model) initial = compile(initial.model, dns.resolved);
+    else if (options.configPath) initial = requireConfig(await loadOnWorker(options.configPath, dns.resolved));
+    else throw new Error("instio: a config with DNS names needs its model or its path to compile again with their addresses");
   }
   // Envoy's node id: the control plane's, or Istio's form for this workload.
   const nodeId = options.xds?.node.id ?? `sidecar~${settings.inbound?.address ?? "127.0.0.1"}~${settings.workload.name}.${settings.namespace}~${settings.namespace}.svc.cluster.local`;
