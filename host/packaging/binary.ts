@@ -83,7 +83,7 @@ async function main(): Promise<void> {
   rmSync(OUT, { recursive: true, force: true });
   mkdirSync(join(OUT, "workers"), { recursive: true });
   await build({ ...common, entryPoints: [join(ROOT, "dist/host/sea-main.js")], outfile: join(OUT, "instio.cjs") });
-  for (const [entry, name] of [["dist/host/config/load-worker.js", "load-worker.js"], ["dist/host/xds/translate-worker.js", "translate-worker.js"]]) {
+  for (const [entry, name] of [["dist/host/config/load-worker.js", "load-worker.js"], ["dist/host/xds/translate-worker.js", "translate-worker.js"], ["dist/host/proxy/serving-worker.js", "serving-worker.js"]]) {
     await build({ ...common, entryPoints: [join(ROOT, entry!)], outfile: join(OUT, "workers", name!) });
   }
   const uws = `uws_${process.platform}_${process.arch}_${process.versions.modules}.node`;
@@ -94,6 +94,7 @@ async function main(): Promise<void> {
     [`uws/${uws}`]: join(ROOT, "node_modules/uWebSockets.js/binaries", uws),
     "workers/load-worker.js": join(OUT, "workers/load-worker.js"),
     "workers/translate-worker.js": join(OUT, "workers/translate-worker.js"),
+    "workers/serving-worker.js": join(OUT, "workers/serving-worker.js"),
     "package.json": join(ROOT, "package.json"),
     "re2/re2.wasm": join(ROOT, "node_modules/re2-wasm/build/wasm/re2.wasm"),
     "binaryen/index.js": join(ROOT, "node_modules/binaryen/index.js"),

@@ -105,7 +105,7 @@ describe("the single binary", () => {
     child.kill("SIGINT");
   }, 60_000);
 
-  it("runs a Proxy-Wasm filter (its instrumentation included) and compiles a route table for Envoy", async () => {
+  it("runs a Proxy-Wasm filter (its instrumentation included) on two serving threads and compiles a route table for Envoy", async () => {
     const { deny } = await buildFilters(["deny"]);
     copyFileSync(deny, join(dir, "deny.wasm"));
     const config = join(dir, "wasm-config");
@@ -123,13 +123,18 @@ kind: WasmPlugin
 metadata: {name: deny, namespace: default}
 spec: {url: "file://${join(dir, "deny.wasm")}"}
 `);
-    const [cmd, a, e] = argv(["proxy", "--config", config]);
+    // Two serving threads: the worker's bundle, the socket addon from the binary and the plugin on the worker.
+    const [cmd, a, e] = argv(["proxy", "--config", config, "--concurrency", "2"]);
     const child = spawn(cmd, a, { cwd: dir, env: e, stdio: ["ignore", "pipe", "pipe"] });
     children.push(child);
     let out = "";
     child.stderr!.on("data", (c: Buffer) => (out += c.toString()));
     await eventually(() => out.includes("config version 1"), 30_000, () => `the proxy to start:\n${out}`);
-    expect(curl(["-H", "Host: anything", "-H", "x-deny: 1", "http://127.0.0.1:18999/"])).toBe("denied by wasm");
+    expect(out).toContain("2 serving threads");
+    // Each curl is a connection of its own: the kernel spreads them over both threads, and one scrape counts them all.
+    for (let i = 0; i < 8; i++) expect(curl(["-H", "Host: anything", "-H", "x-deny: 1", "http://127.0.0.1:18999/"])).toBe("denied by wasm");
+    const threads = curl(["http://127.0.0.1:18998/stats/prometheus"]).split("\n").filter((l) => l.startsWith("instio_serving_thread_requests_total"));
+    expect(threads.reduce((n, l) => n + Number(l.split(" ")[1]), 0)).toBe(8);
     child.kill("SIGINT");
     const table = run(["compile-table", config, "--envoy"]);
     expect(table.status, table.stderr).toBe(0);
