@@ -21,6 +21,8 @@ export interface MeshSnapshot {
   diagnostics: ConfigDiagnostic[];
   /** Everything but the endpoints: when only endpoints change, only EDS is pushed. */
   configDigest: string;
+  /** Everything but the endpoints and the VirtualServices: what shapes clusters. When only VirtualServices change, CDS and EDS are kept. */
+  clustersDigest: string;
   endpointsDigest: string;
 }
 
@@ -92,12 +94,14 @@ export function meshFromDocuments(docs: SourceDocument[], sink: DiagnosticSink):
   return { snapshot: { model, kube, diagnostics, ...meshDigests(model) }, diagnostics };
 }
 
-function meshDigests(model: ConfigModel): { configDigest: string; endpointsDigest: string } {
+function meshDigests(model: ConfigModel): { configDigest: string; clustersDigest: string; endpointsDigest: string } {
   // Source positions are left out: a resource moving down a file is not a change.
-  const config = JSON.stringify(model, (key, value: unknown) => (key === "source" || key === "endpoints" ? undefined : value));
-  const endpoints = JSON.stringify(model.services.map((s) => s.endpoints));
   const h = (s: string): string => createHash("sha256").update(s).digest("hex");
-  return { configDigest: h(config), endpointsDigest: h(endpoints) };
+  const virtualServices = JSON.stringify(model.virtualServices, (key, value: unknown) => (key === "source" ? undefined : value));
+  const clusters = JSON.stringify({ ...model, virtualServices: undefined }, (key, value: unknown) => (key === "source" || key === "endpoints" ? undefined : value));
+  const endpoints = JSON.stringify(model.services.map((s) => s.endpoints));
+  const clustersDigest = h(clusters);
+  return { configDigest: h(`${clustersDigest}|${h(virtualServices)}`), clustersDigest, endpointsDigest: h(endpoints) };
 }
 
 /**
@@ -136,6 +140,8 @@ export class Mesh {
   private keys: Set<string>;
   /** Whether the last update changed endpoints only (each class then keeps all but its EDS). */
   private endpointsOnly = false;
+  /** Whether it changed VirtualServices only (each class then keeps its CDS and EDS). */
+  private virtualServicesOnly = false;
   /** Each connected node's class at this version (its labels, its class key). */
   private nodeClasses = new WeakMap<ProxyNode, { key: string; labels: Record<string, string> }>();
 
@@ -149,6 +155,7 @@ export class Mesh {
 
   update(snapshot: MeshSnapshot): void {
     this.endpointsOnly = snapshot.configDigest === this.current.configDigest;
+    this.virtualServicesOnly = !this.endpointsOnly && snapshot.clustersDigest === this.current.clustersDigest && snapshot.endpointsDigest === this.current.endpointsDigest;
     this.current = snapshot;
     this.keys = selectorKeys(snapshot.model);
     this.previousByClass = this.byClass;
@@ -180,10 +187,10 @@ export class Mesh {
     const previous = this.previousByClass.get(key);
     let resources: ProxyResources;
     if (previous && this.endpointsOnly) {
-      resources = new ProxyResources(withEndpointsFrom(previous.config, classModel), node.generator, this.encoded, previous);
+      resources = new ProxyResources(withEndpointsFrom(previous.config, classModel), node.generator, this.encoded, { from: previous, keep: "routes" });
     } else {
       const config = compile(classModel, undefined, { everyCluster: true, digests: false });
-      resources = new ProxyResources(config, node.generator, this.encoded);
+      resources = new ProxyResources(config, node.generator, this.encoded, previous && this.virtualServicesOnly ? { from: previous, keep: "clusters" } : undefined);
       resources.diagnostics.unshift(...config.diagnostics.filter((d) => d.severity === "error"));
       if (node.generator === "sidecar") resources.diagnostics.push(...unenforcedInboundPolicies(config, model, node.namespace));
     }

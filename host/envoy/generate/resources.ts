@@ -82,26 +82,30 @@ export class ProxyResources {
    */
   predecessor: ProxyResources | undefined;
   private readonly diffs = new Map<string, ResourceDiff>();
+  /** What generating the clusters found (kept with them when a VirtualService change reuses them). */
+  private clusterDiagnostics: ConfigDiagnostic[] = [];
   private readonly responses = new Map<string, { nonce: string; bytes: Buffer }>();
 
   /**
-   * `endpointsOnlyFrom`: the class's resources at the previous version, when
-   * only endpoints changed since: its listeners, routes and clusters are kept
-   * as they are, and only the endpoint assignments are generated (Envoy's EDS
-   * granularity; nothing is compiled or encoded again but those).
+   * `reuse`: the class's resources at the previous version, and what of them still holds.
+   *   - "routes": only endpoints changed since. Its listeners, routes and clusters are kept as they are, and only
+   *     the endpoint assignments are generated (Envoy's EDS granularity).
+   *   - "clusters": only VirtualServices changed since, which name clusters but never shape one. Its clusters and
+   *     endpoint assignments are kept, and only the listeners and route configurations are generated.
+   * Either way nothing is generated or encoded again but what can have changed.
    */
   constructor(
     readonly config: CompiledConfig,
     readonly generator: Generator,
     private readonly cache: EncodeCache = new EncodeCache(),
-    endpointsOnlyFrom?: ProxyResources,
+    reuse?: { from: ProxyResources; keep: "routes" | "clusters" },
   ) {
     this.routes = new RouteGenerator(config, generator);
     const endpoints = new Map<string, EncodedResource>();
-    if (endpointsOnlyFrom) {
-      for (const t of [LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE]) this.byType.set(t, new Map(endpointsOnlyFrom.byType.get(t)));
+    if (reuse?.keep === "routes") {
+      for (const t of [LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE]) this.byType.set(t, new Map(reuse.from.byType.get(t)));
       this.byType.set(ENDPOINT_TYPE, endpoints);
-      this.diagnostics.push(...endpointsOnlyFrom.diagnostics);
+      this.diagnostics.push(...reuse.from.diagnostics);
       const clusters = this.byType.get(CLUSTER_TYPE)!;
       for (const c of config.clusters) {
         if (!clusters.has(c.name) || c.passthrough) continue;
@@ -112,19 +116,29 @@ export class ProxyResources {
         } else endpoints.set(c.name, this.cache.encode(ENDPOINT_TYPE, c.name, loadAssignment(c)));
       }
     } else {
-      for (const t of [LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE]) this.byType.set(t, new Map());
-      this.byType.set(ENDPOINT_TYPE, endpoints);
-      const clusters = this.byType.get(CLUSTER_TYPE)!;
-      for (const c of config.clusters) {
-        const cluster = envoyCluster(c, generator, this.diagnostics);
-        if (!cluster) continue;
-        clusters.set(c.name, this.cache.encode(CLUSTER_TYPE, c.name, cluster));
-        if (!c.passthrough && !(c.dns && generator === "sidecar")) endpoints.set(c.name, this.cache.encode(ENDPOINT_TYPE, c.name, loadAssignment(c)));
+      for (const t of [LISTENER_TYPE, ROUTE_TYPE]) this.byType.set(t, new Map());
+      if (reuse?.keep === "clusters") {
+        this.byType.set(CLUSTER_TYPE, new Map(reuse.from.byType.get(CLUSTER_TYPE)));
+        this.byType.set(ENDPOINT_TYPE, new Map(reuse.from.byType.get(ENDPOINT_TYPE)));
+        this.clusterDiagnostics = reuse.from.clusterDiagnostics;
+      } else {
+        const clusters = new Map<string, EncodedResource>();
+        this.byType.set(CLUSTER_TYPE, clusters);
+        this.byType.set(ENDPOINT_TYPE, endpoints);
+        for (const c of config.clusters) {
+          const cluster = envoyCluster(c, generator, this.clusterDiagnostics);
+          if (!cluster) continue;
+          clusters.set(c.name, this.cache.encode(CLUSTER_TYPE, c.name, cluster));
+          if (!c.passthrough && !(c.dns && generator === "sidecar")) endpoints.set(c.name, this.cache.encode(ENDPOINT_TYPE, c.name, loadAssignment(c)));
+        }
+        if (generator === "sidecar") {
+          const connectTimeout = config.clusters[0]?.policy.limits.connectTimeoutMs ?? 10_000;
+          for (const c of builtinClusters(connectTimeout)) clusters.set(c.name as string, this.cache.encode(CLUSTER_TYPE, c.name as string, c));
+        }
       }
+      this.diagnostics.push(...this.clusterDiagnostics);
       if (generator === "grpc") this.diagnostics.push(...grpcUnsupported(config));
       if (generator === "sidecar") {
-        const connectTimeout = config.clusters[0]?.policy.limits.connectTimeoutMs ?? 10_000;
-        for (const c of builtinClusters(connectTimeout)) clusters.set(c.name as string, this.cache.encode(CLUSTER_TYPE, c.name as string, c));
         for (const l of sidecarListeners(config)) this.byType.get(LISTENER_TYPE)!.set(l.name as string, this.cache.encode(LISTENER_TYPE, l.name as string, l));
         for (const port of httpPorts(config)) this.byType.get(ROUTE_TYPE)!.set(String(port), this.cache.encode(ROUTE_TYPE, String(port), this.sidecarRouteConfig(port)));
       }
