@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { DiagnosticSink, parseSource } from "../../host/config/source.js";
 import { Mesh, meshFromDocuments, type MeshSnapshot } from "../../host/control-plane/mesh.js";
 import { parseNode } from "../../host/control-plane/xds/node.js";
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from "../../host/envoy/protos.js";
+import { CLUSTER_TYPE, DECODE_OPTIONS, ENDPOINT_TYPE, LISTENER_TYPE, messageType, packAny, ROUTE_TYPE } from "../../host/envoy/protos.js";
 import type { ProxyResources } from "../../host/envoy/generate/resources.js";
 import { kubeService, type Backend } from "../support/mesh.js";
 import { adsNode } from "../support/ads-client.js";
@@ -87,6 +87,18 @@ spec:
         if (!/endpoints moved|DestinationRule/.test(what)) expect(kept, `${what}: ${n.id} keeps its clusters`).toBe(true);
       });
       before = after;
+    }
+  });
+
+  it("assembles each route configuration from its virtual hosts' encodings into what protobufjs encodes of the whole", () => {
+    const mesh = new Mesh(snapshot(`${kube}---\n${rules}---\n${virtualService(90)}`));
+    const RouteConfiguration = messageType(ROUTE_TYPE);
+    const decode = (bytes: Uint8Array): unknown => RouteConfiguration.toObject(RouteConfiguration.decode(bytes), DECODE_OPTIONS);
+    const configs = NODES.slice(0, 2).flatMap((n) => [...mesh.resourcesFor(n).all(ROUTE_TYPE)]);
+    expect(configs.length).toBeGreaterThan(1);
+    for (const r of configs) {
+      expect((r.json.virtual_hosts as unknown[]).length).toBeGreaterThan(1);
+      expect(decode(r.any.value)).toEqual(decode(packAny(ROUTE_TYPE, r.json).value));
     }
   });
 });

@@ -5,6 +5,8 @@ import { createHash } from "node:crypto";
 import type { CompiledConfig } from "../../config/compile.js";
 import type { ConfigDiagnostic } from "../../config/diagnostics.js";
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, packAny, ROUTE_TYPE, type AnyMessage } from "../protos.js";
+
+const VIRTUAL_HOST_TYPE = "envoy.config.route.v3.VirtualHost";
 import { builtinClusters, envoyCluster, loadAssignment } from "./clusters.js";
 import { grpcUnsupported } from "./grpc-unsupported.js";
 import { grpcListener, httpPorts, sidecarListeners } from "./listeners.js";
@@ -35,32 +37,78 @@ function encode(typeUrl: string, name: string, json: Json): EncodedResource {
   return { name, any, version: createHash("sha256").update(any.value).digest("base64url").slice(0, 16), json };
 }
 
+/** Entries used at this mesh version, and those of the version before, which survive one more unless used again. */
+class Generations<T> {
+  private current = new Map<string, T>();
+  private previous = new Map<string, T>();
+
+  get(key: string, make: () => T): T {
+    let v = this.current.get(key);
+    if (v === undefined) {
+      v = this.previous.get(key) ?? make();
+      this.current.set(key, v);
+    }
+    return v;
+  }
+
+  next(): void {
+    this.previous = this.current;
+    this.current = new Map();
+  }
+}
+
+const digest = (text: string): string => createHash("sha256").update(text).digest("base64url");
+
+/** RouteConfiguration.virtual_hosts is field 2, length-delimited: its tag byte. */
+const VIRTUAL_HOSTS_TAG = (2 << 3) | 2;
+
 /**
  * Encoded resources by content, shared by every proxy class (proxies in ten
  * namespaces see the same thousand clusters) and kept from one mesh version to
  * the next while still in use: a resource is encoded once, not once per class
  * and per change. Checking that a resource has only known fields, and
  * protobuf encoding, cost far more than the JSON digest that finds it here.
+ * A route configuration is assembled from its virtual hosts' encodings, each
+ * cached the same way: a VirtualService change encodes again only the virtual
+ * hosts it changed, not the thousand beside them.
  */
 export class EncodeCache {
-  private current = new Map<string, EncodedResource>();
-  private previous = new Map<string, EncodedResource>();
+  private readonly resources = new Generations<EncodedResource>();
+  private readonly virtualHosts = new Generations<Buffer>();
 
   encode(typeUrl: string, name: string, json: Json): EncodedResource {
-    const key = `${typeUrl}|${name}|${createHash("sha256").update(JSON.stringify(json)).digest("base64url")}`;
-    let r = this.current.get(key);
-    if (!r) {
-      r = this.previous.get(key) ?? encode(typeUrl, name, json);
-      this.current.set(key, r);
-    }
-    return r;
+    return this.resources.get(`${typeUrl}|${name}|${digest(JSON.stringify(json))}`, () =>
+      typeUrl === ROUTE_TYPE && Array.isArray(json.virtual_hosts) ? this.routeConfiguration(name, json) : encode(typeUrl, name, json),
+    );
+  }
+
+  /** The route configuration's other fields, then each virtual host as a field 2 (protobuf parsers take fields in any order). */
+  private routeConfiguration(name: string, json: Json): EncodedResource {
+    const { virtual_hosts: hosts, ...rest } = json as Json & { virtual_hosts: Json[] };
+    const parts: Uint8Array[] = [packAny(ROUTE_TYPE, rest).value];
+    for (const host of hosts) parts.push(this.virtualHosts.get(digest(JSON.stringify(host)), () => field(VIRTUAL_HOSTS_TAG, packAny(VIRTUAL_HOST_TYPE, host).value)));
+    const value = Buffer.concat(parts);
+    return { name, any: { type_url: ROUTE_TYPE, value }, version: createHash("sha256").update(value).digest("base64url").slice(0, 16), json };
   }
 
   /** A new mesh version: entries the last version used survive one more, then go unless used again. */
   nextGeneration(): void {
-    this.previous = this.current;
-    this.current = new Map();
+    this.resources.next();
+    this.virtualHosts.next();
   }
+}
+
+/** One length-delimited field: its tag byte, the length as a varint, the bytes. */
+function field(tag: number, bytes: Uint8Array): Buffer {
+  const head = [tag];
+  for (let n = bytes.length; ; n >>>= 7) {
+    if (n < 0x80) {
+      head.push(n);
+      break;
+    }
+    head.push((n & 0x7f) | 0x80);
+  }
+  return Buffer.concat([Buffer.from(head), bytes]);
 }
 
 /**
