@@ -5,18 +5,37 @@
 // x-envoy-overloaded (or, for a retry, the response passes through with UO).
 // Counting only: nothing is queued here, so memory stays bounded under overload.
 // The counts belong to the cluster, not to a config version: they survive updates.
+// They are Int32Array cells: the thread's own, or shared by every serving thread
+// (shared-breakers.ts), as Envoy's limits hold across its workers. As in Envoy,
+// a check and its count are two steps, so threads admitting at the same moment
+// can overshoot a limit by the requests they admitted together.
 
 import type { ClusterPolicy } from "../config/traffic-policy.js";
+import { BREAKER_COUNTERS } from "./shared-breakers.js";
+
+const ACTIVE = 0;
+const RETRIES = 1;
+const PENDING_TOTAL = 2;
 
 export class CircuitBreaker {
-  /** Requests admitted and not yet finished (on a connection or pending for one). */
-  active = 0;
-  /** Retries admitted and not yet finished. */
-  retries = 0;
-  /** Requests admitted while every allowed connection was busy: they waited as pending (Envoy's upstream_rq_pending_total). */
-  pendingTotal = 0;
+  constructor(
+    private limits: ClusterPolicy["limits"],
+    /** active, retries, pendingTotal: this thread's, or a shared table's slot. */
+    private readonly counts: Int32Array = new Int32Array(BREAKER_COUNTERS),
+  ) {}
 
-  constructor(private limits: ClusterPolicy["limits"]) {}
+  /** Requests admitted and not yet finished (on a connection or pending for one). */
+  get active(): number {
+    return Atomics.load(this.counts, ACTIVE);
+  }
+  /** Retries admitted and not yet finished. */
+  get retries(): number {
+    return Atomics.load(this.counts, RETRIES);
+  }
+  /** Requests admitted while every allowed connection was busy: they waited as pending (Envoy's upstream_rq_pending_total). */
+  get pendingTotal(): number {
+    return Atomics.load(this.counts, PENDING_TOTAL);
+  }
 
   /** A cluster update changed the thresholds: the counts stay (requests in flight are still in flight). */
   setLimits(limits: ClusterPolicy["limits"]): void {
@@ -26,10 +45,11 @@ export class CircuitBreaker {
   /** Admits a request (counts it) or refuses it: the cluster is at its request or pending limit. */
   admit(): boolean {
     const l = this.limits;
+    const active = Atomics.load(this.counts, ACTIVE);
     // HTTP/1.1: one request per connection, so requests beyond maxConnections are pending ones.
-    if (this.active >= l.maxRequests || this.active >= l.maxConnections + l.maxPendingRequests) return false;
-    if (this.active >= l.maxConnections) this.pendingTotal++;
-    this.active++;
+    if (active >= l.maxRequests || active >= l.maxConnections + l.maxPendingRequests) return false;
+    if (active >= l.maxConnections) Atomics.add(this.counts, PENDING_TOTAL, 1);
+    Atomics.add(this.counts, ACTIVE, 1);
     return true;
   }
 
@@ -44,28 +64,30 @@ export class CircuitBreaker {
    */
   gauges(): Record<string, number> {
     const l = this.limits;
-    const pending = this.pending;
+    const active = this.active;
+    const retries = this.retries;
+    const pending = Math.max(0, active - l.maxConnections);
     return {
-      rq_open: this.active >= l.maxRequests ? 1 : 0,
+      rq_open: active >= l.maxRequests ? 1 : 0,
       rq_pending_open: pending >= l.maxPendingRequests ? 1 : 0,
-      rq_retry_open: this.retries >= l.maxRetries ? 1 : 0,
-      remaining_rq: Math.max(0, l.maxRequests - this.active),
+      rq_retry_open: retries >= l.maxRetries ? 1 : 0,
+      remaining_rq: Math.max(0, l.maxRequests - active),
       remaining_pending: Math.max(0, l.maxPendingRequests - pending),
-      remaining_retries: Math.max(0, l.maxRetries - this.retries),
+      remaining_retries: Math.max(0, l.maxRetries - retries),
     };
   }
 
   finish(): void {
-    this.active--;
+    Atomics.sub(this.counts, ACTIVE, 1);
   }
 
   admitRetry(): boolean {
-    if (this.retries >= this.limits.maxRetries) return false;
-    this.retries++;
+    if (Atomics.load(this.counts, RETRIES) >= this.limits.maxRetries) return false;
+    Atomics.add(this.counts, RETRIES, 1);
     return true;
   }
 
   finishRetry(): void {
-    this.retries--;
+    Atomics.sub(this.counts, RETRIES, 1);
   }
 }

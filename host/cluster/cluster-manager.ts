@@ -10,6 +10,7 @@
 import type { ClusterEndpoint, ClusterInfo, CompiledConfig } from "../config/compile.js";
 import type { RouteCore } from "../core/route-core.js";
 import { ManagedCluster, type EndpointSlots } from "./cluster.js";
+import type { SharedBreakerTable } from "./shared-breakers.js";
 import { PoolRegistry } from "./pools.js";
 
 /** A config's clusters bound to one core, in the config's order. */
@@ -24,6 +25,9 @@ export class ClusterManager {
   /** Upstream connection pools, shared by every cluster and kept while some cluster uses them. */
   readonly pools = new PoolRegistry();
 
+  /** `breakers`: circuit-breaker counts shared with the other serving threads (concurrency above 1). */
+  constructor(private readonly breakers?: SharedBreakerTable) {}
+
   /** A new core for `config` (its first snapshot, or a route change): every cluster, old or new, serves through it. */
   attach(config: CompiledConfig, core: RouteCore): ClusterBinding {
     const slots: EndpointSlots = [];
@@ -31,7 +35,7 @@ export class ClusterManager {
       let c = this.byName.get(info.name);
       // Eligibility is applied when it attaches to the new core, not to the core it leaves.
       if (c) c.configure(info, false);
-      else this.byName.set(info.name, (c = new ManagedCluster(info, this.pools)));
+      else this.byName.set(info.name, (c = new ManagedCluster(info, this.pools, this.breakers)));
       return c;
     });
     clusters.forEach((c, i) => c.attach(core, i, slots, config.clusters[i]!.endpoints));

@@ -10,6 +10,7 @@ import { endpointWeights } from "../core/hash-tables.js";
 import type { H1Upstream } from "../upstream/h1-upstream.js";
 import type { H2Upstream } from "../upstream/h2-upstream.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
+import type { SharedBreakerTable } from "./shared-breakers.js";
 import { UpstreamEndpoint } from "./endpoint.js";
 import { HealthChecker } from "./health-check.js";
 import { clearOutlierState, OutlierDetector } from "./outlier-detection.js";
@@ -45,9 +46,11 @@ export class ManagedCluster {
   constructor(
     info: ClusterInfo,
     private readonly registry: PoolRegistry,
+    /** Circuit-breaker counts shared with the other serving threads; a full table leaves this cluster counting on its own. */
+    breakers?: SharedBreakerTable,
   ) {
     this.info = info;
-    this.breaker = new CircuitBreaker(info.policy.limits);
+    this.breaker = new CircuitBreaker(info.policy.limits, breakers?.countersFor(info.name));
     this.configure(info);
   }
 

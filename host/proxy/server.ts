@@ -20,6 +20,7 @@ import type { DumpedResource } from "../envoy/json.js";
 import type { CertificateSource, WorkloadCertificates } from "../security/workload-certificates.js";
 import { prepareModules } from "../proxy-wasm/plugin.js";
 import { createServing } from "./serving.js";
+import { SharedBreakerTable } from "../cluster/shared-breakers.js";
 import { encodeForWorker, ServingWorkers } from "./serving-workers.js";
 
 export interface ProxyOptions {
@@ -110,7 +111,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     await closeAll();
     options.onExit?.(code);
   });
-  // With concurrency above 1 the main thread serves as one of the workers, its sockets bound with SO_REUSEPORT beside theirs.
+  // With concurrency above 1 the main thread serves as one of the workers, its sockets bound with SO_REUSEPORT beside
+  // theirs, and every thread counts circuit-breaker limits in the same shared table, as Envoy's workers share them.
+  const breakers = concurrency > 1 ? new SharedBreakerTable().block : undefined;
   const serving = createServing({
     config: initial,
     nodeId,
@@ -121,6 +124,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     identity: () => certificates?.current,
     reusePort: concurrency > 1,
     thread: 0,
+    breakers,
   });
   const { holder: current, updates, telemetry, pipeline } = serving;
   const ctx: AdminContext = {
@@ -150,6 +154,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       nodeId,
       inMesh,
       identity: undefined,
+      breakers: breakers!,
       logger,
     });
     const started = workers;

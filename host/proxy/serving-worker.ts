@@ -29,6 +29,8 @@ export interface ServingWorkerData {
   identity: { key: string; chain: string[] } | undefined;
   /** This worker's runtime cells (listener-runtime.ts SharedListenerRuntime): outbound, inbound. */
   block: SharedArrayBuffer;
+  /** Every serving thread's circuit-breaker counts (cluster/shared-breakers.ts). */
+  breakers: SharedArrayBuffer;
   logLevel: LogLevel;
 }
 
@@ -85,6 +87,7 @@ async function main(data: ServingWorkerData): Promise<void> {
     identity: () => identity,
     reusePort: true,
     thread: data.index,
+    breakers: data.breakers,
   });
   // Configs apply in the order the main thread sent them, each after the one before (plugins prepare asynchronously).
   let applying = Promise.resolve();

@@ -108,6 +108,8 @@ export interface ServingWorkersOptions {
   nodeId: string;
   inMesh: boolean;
   identity: ServingWorkerData["identity"];
+  /** The circuit-breaker counts the main thread serves with, shared by every worker. */
+  breakers: SharedArrayBuffer;
   logger: Logger;
 }
 
@@ -128,6 +130,7 @@ export class ServingWorkers {
         inMesh: o.inMesh,
         identity: o.identity,
         block: new SharedArrayBuffer(2 * RUNTIME_CELLS * 4),
+        breakers: o.breakers,
         logLevel: o.logger.level,
       };
       started.push(new Promise((resolve, reject) => {

@@ -36,6 +36,7 @@ import { handleRequest } from "../pipeline/route.js";
 import type { ListenerRuntime } from "../listeners/listener-runtime.js";
 import type { PipelineOptions } from "../pipeline/options.js";
 import { SnapshotHolder } from "./snapshot.js";
+import { SharedBreakerTable } from "../cluster/shared-breakers.js";
 import { PluginRegistry } from "../proxy-wasm/plugin.js";
 import { PluginMetrics } from "../proxy-wasm/plugin-metrics.js";
 import { SharedState } from "../proxy-wasm/shared-state.js";
@@ -69,6 +70,8 @@ export interface ServingOptions {
   reusePort: boolean;
   /** Which serving thread this is: 0 the main thread, 1.. the workers (for metrics and logs). */
   thread: number;
+  /** Circuit-breaker counts shared by every serving thread (concurrency above 1): shared-breakers.ts's block. */
+  breakers?: SharedArrayBuffer;
 }
 
 export interface Serving {
@@ -143,7 +146,7 @@ export function createServing(o: ServingOptions): Serving {
     httpCall: (cluster, headers, body, timeoutMs, done) => pluginHttpCall(holder, cluster, headers, body, timeoutMs, done),
     failed: (plugin) => telemetry.metrics.wasmFailures.inc({ plugin_name: plugin }),
   });
-  const holder: SnapshotHolder = new SnapshotHolder(initial, (config) => telemetry.statsFor(config), plugins);
+  const holder: SnapshotHolder = new SnapshotHolder(initial, (config) => telemetry.statsFor(config), plugins, o.breakers && new SharedBreakerTable(o.breakers));
   holder.pools.workloadIdentity = o.identity;
   const updates = new ConfigUpdates(holder, telemetry, logger);
   const pipeline: PipelineOptions = {

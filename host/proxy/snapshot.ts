@@ -14,6 +14,7 @@ import { updateDigests } from "../config/update-digests.js";
 import { RouteCore } from "../core/route-core.js";
 import type { EndpointSlots, ManagedCluster } from "../cluster/cluster.js";
 import { ClusterManager, type ClusterBinding } from "../cluster/cluster-manager.js";
+import type { SharedBreakerTable } from "../cluster/shared-breakers.js";
 import type { SnapshotStats } from "../telemetry/snapshot-stats.js";
 import { Authorizer } from "../security/authorization.js";
 import type { PluginRegistry, WasmPlugin } from "../proxy-wasm/plugin.js";
@@ -57,7 +58,7 @@ export class Snapshot {
 export class SnapshotHolder {
   private nextVersion = 1;
   /** The clusters (and their pools), kept across snapshots. */
-  readonly clusters = new ClusterManager();
+  readonly clusters: ClusterManager;
   private binding: ClusterBinding;
   current: Snapshot;
 
@@ -67,7 +68,10 @@ export class SnapshotHolder {
     private readonly statsFor: (config: CompiledConfig) => SnapshotStats,
     /** Runs the configs' WasmPlugins (their modules prepared beforehand: plugin.ts prepareModules); none without. */
     private readonly plugins?: PluginRegistry,
+    /** Circuit-breaker counts shared with the other serving threads (concurrency above 1). */
+    breakers?: SharedBreakerTable,
   ) {
+    this.clusters = new ClusterManager(breakers);
     const core = this.newCore(config);
     this.binding = this.clusters.attach(config, core);
     this.current = new Snapshot(this.nextVersion++, config, core, this.binding, statsFor(config), "initial", [], this.bindPlugins(config));

@@ -130,10 +130,11 @@ export class ProxyMetrics {
     this.membershipHealthy = gauge("envoy_cluster_membership_healthy", "Healthy endpoints, per cluster", (c) => c.healthy, "max");
     this.membershipTotal = gauge("envoy_cluster_membership_total", "Endpoints, per cluster", (c) => c.endpoints, "max");
     this.outlierEjectionsActive = gauge("envoy_cluster_outlier_detection_ejections_active", "Endpoints ejected by outlier detection, per cluster", (c) => c.ejected);
-    gauge("envoy_cluster_upstream_rq_pending_active", "Requests waiting for a connection, per cluster", (c) => c.pending);
+    // The circuit breaker's counts are shared by every serving thread: each thread reads the same, taken once.
+    gauge("envoy_cluster_upstream_rq_pending_active", "Requests waiting for a connection, per cluster", (c) => c.pending, "max");
     // A counter in Envoy; read from the circuit breaker at scrape time here, so exposed with counter semantics by name only.
-    gauge("envoy_cluster_upstream_rq_pending_total", "Requests that waited for a connection, per cluster", (c) => c.pendingTotal);
-    for (const stat of BREAKER_GAUGES) gauge(`envoy_cluster_circuit_breakers_default_${stat}`, `Envoy's circuit_breakers.default.${stat}, per cluster`, (c) => c.breaker[stat] ?? 0);
+    gauge("envoy_cluster_upstream_rq_pending_total", "Requests that waited for a connection, per cluster", (c) => c.pendingTotal, "max");
+    for (const stat of BREAKER_GAUGES) gauge(`envoy_cluster_circuit_breakers_default_${stat}`, `Envoy's circuit_breakers.default.${stat}, per cluster`, (c) => c.breaker[stat] ?? 0, "max");
     this.configReloads = new Counter({ name: "instio_config_reloads_total", help: "Config reloads by result (applied, rejected)", labelNames: ["result"], registers: r });
     this.internalErrors = new Counter({ name: "instio_internal_errors_total", help: "Requests answered 500 because of a bug in the proxy (each one is logged)", registers: r });
     this.xdsConnected = new Gauge({ name: "envoy_control_plane_connected_state", help: "1 while the ADS stream to the control plane is up (only with --xds)", registers: r });

@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { loadConfigPath, requireConfig } from "../../host/config/load.js";
 import { startProxy, type RunningProxy } from "../../host/proxy/server.js";
 import { socketAddon } from "../../host/listeners/socket-addon.js";
+import { SHARED_BREAKER_SLOTS, SharedBreakerTable } from "../../host/cluster/shared-breakers.js";
 import { parseExposition } from "../support/prometheus.js";
 import { serviceEntryYaml, settingsYaml } from "../support/proxy.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
@@ -37,6 +38,11 @@ function configDir(yaml: string): { dir: string; write(text: string): void } {
   const write = (text: string): void => writeFileSync(join(dir, "mesh.yaml"), text);
   write(yaml);
   return { dir, write };
+}
+
+/** Requests every serving thread handled, from one scrape. */
+function byThreadTotal(m: ReturnType<typeof parseExposition>): number {
+  return m.sum("instio_serving_thread_requests_total");
 }
 
 async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
@@ -128,6 +134,49 @@ describe("concurrency: serving threads", () => {
     expect(Math.max(...finished)).toBeLessThanOrEqual(exitedAt);
     // Requests end at 1.5 s, the drain cuts them at 2 s: the proxy exited because nothing was left, on either thread.
     expect(logs).toContain("shutdown: no requests in flight, exiting");
+  });
+
+  it("counts circuit-breaker limits across threads, as Envoy's workers share them", async () => {
+    const up = await startUpstream("held");
+    cleanup.push(() => up.close());
+    // At most 1 connection and 1 pending request: 2 requests in flight for the whole proxy, whichever thread takes them.
+    const files = configDir(`${settingsYaml("h1", "  concurrency: 2")}---\n${serviceEntryYaml("svc", [{ port: up.port }])}---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc}
+spec: {host: svc, trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}}}
+`);
+    const proxy = await startProxy({ config: requireConfig(loadConfigPath(files.dir)), log: () => {} });
+    cleanup.push(() => proxy.close());
+    const answers = Array.from({ length: 12 }, () => fresh(proxy.outbound.port, "/hold/k", HOST));
+    // The ones over the limit are answered at once (503 UO); the admitted ones wait at the upstream.
+    const refused = await Promise.race([Promise.all(answers), new Promise<undefined>((r) => setTimeout(() => r(undefined), 1500))]);
+    expect(refused).toBeUndefined();
+    // One connection per thread's pool (Envoy's pools are per worker too): the second admitted request waits as
+    // pending on its thread, or is on the other thread's connection.
+    await until(() => up.held("k") >= 1, "a request held at the upstream");
+    const metrics = await scrape(proxy);
+    expect(up.held("k")).toBeLessThanOrEqual(2);
+    const cluster = `outbound|80||${HOST}`;
+    expect(metrics.sum("envoy_cluster_upstream_rq_pending_overflow", { cluster_name: cluster })).toBe(10);
+    expect(metrics.sum("envoy_cluster_circuit_breakers_default_remaining_rq", { cluster_name: cluster })).toBe(2 ** 32 - 1 - 2);
+    up.release("k");
+    const statuses = (await Promise.all(answers)).map((r) => r.status).sort();
+    expect(statuses).toEqual([200, 200, ...Array<number>(10).fill(503)]);
+    expect(byThreadTotal(await scrape(proxy))).toBe(12);
+  });
+
+  it("gives one name the same breaker counters in every table over the same memory, distinct names distinct ones, until the table is full", () => {
+    const a = new SharedBreakerTable();
+    const b = new SharedBreakerTable(a.block);
+    const names = Array.from({ length: SHARED_BREAKER_SLOTS }, (_, i) => `outbound|80||svc-${i}.default.svc.cluster.local`);
+    const fromA = names.map((n) => a.countersFor(n)!);
+    names.forEach((n, i) => {
+      const c = b.countersFor(n)!;
+      expect(c.byteOffset).toBe(fromA[i]!.byteOffset);
+    });
+    expect(new Set(fromA.map((c) => c.byteOffset)).size).toBe(SHARED_BREAKER_SLOTS);
+    expect(a.countersFor("one cluster too many")).toBeUndefined();
   });
 
   it("refuses a port another socket holds without SO_REUSEPORT, with the kernel's reason", async () => {
