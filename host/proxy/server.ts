@@ -1,5 +1,8 @@
-// Starts a proxy: listeners, upstream connection pools, telemetry, admin and
-// agent ports, config reload and the shutdown lifecycle.
+// Starts a proxy: what belongs to the process (the config source and its
+// reloads, DNS, the workload certificate, admin and agent ports, the shutdown
+// lifecycle) around its serving threads (serving.ts: listeners, pipeline,
+// clusters, telemetry), the main thread's own and, with `concurrency` above 1,
+// the workers' (serving-workers.ts).
 
 import { compile, withEndpointsFrom, type CompiledConfig } from "../config/compile.js";
 import type { ConfigDiagnostic } from "../config/diagnostics.js";

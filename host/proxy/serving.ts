@@ -228,7 +228,10 @@ export function createServing(o: ServingOptions): Serving {
     pipeline,
     outbound: undefined,
     inbound: undefined,
-    listeners: () => [["outbound", serving.outbound], ["inbound", serving.inbound]].flatMap(([name, l]) => (l ? [{ name: name as string, address: (l as Listener).address, port: (l as Listener).port, engine: (l as Listener).engine }] : [])),
+    listeners: () => {
+      const named: [string, Listener | undefined][] = [["outbound", serving.outbound], ["inbound", serving.inbound]];
+      return named.flatMap(([name, l]) => (l ? [{ name, address: l.address, port: l.port, engine: l.engine }] : []));
+    },
     syncListeners: (config) => (synced = synced.then(() => sync(config))),
     bind: async () => {
       const capturing = settings.outbound.capture || settings.inbound?.capture === true;
