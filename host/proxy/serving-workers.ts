@@ -61,8 +61,13 @@ class ServingWorker {
       logger.error(`worker ${data.index}: ${err.stack ?? err.message}`);
       ready(err.message);
     });
-    this.worker.once("exit", () => {
+    this.worker.once("exit", (code) => {
       for (const id of [...this.waiting.keys()]) this.answer(id, undefined);
+      if (this.closed) return;
+      // Not asked to close: its listeners and the requests on them went with it. The other threads keep serving,
+      // and the drain no longer waits for requests that cannot finish.
+      logger.error(`worker ${data.index} exited (code ${code}): its listeners are closed; the other serving threads go on`);
+      for (const m of this.managed) m.runtime.inFlight = 0;
     });
   }
 
