@@ -154,6 +154,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       count: concurrency - 1,
       config: initial,
       ports: { outbound: outbound.port, inbound: serving.inbound?.port },
+      selfPorts: [...selfPorts],
       nodeId,
       inMesh,
       identity: undefined,

@@ -26,6 +26,8 @@ export interface ServingWorkerData {
   ports: { outbound: number; inbound: number | undefined };
   nodeId: string;
   inMesh: boolean;
+  /** The main thread's own ports (admin, agent, listeners): passthrough from this worker never reaches them either. */
+  selfPorts: number[];
   identity: { key: string; chain: string[] } | undefined;
   /** This worker's runtime cells (listener-runtime.ts SharedListenerRuntime): outbound, inbound. */
   block: SharedArrayBuffer;
@@ -87,6 +89,7 @@ async function main(data: ServingWorkerData): Promise<void> {
     identity: () => identity,
     reusePort: true,
     thread: data.index,
+    selfPorts: data.selfPorts,
     breakers: data.breakers,
   });
   // Configs apply in the order the main thread sent them, each after the one before (plugins prepare asynchronously).

@@ -110,6 +110,7 @@ export interface ServingWorkersOptions {
   /** The config the main thread serves, with the ports its listeners bound. */
   config: CompiledConfig;
   ports: ServingWorkerData["ports"];
+  selfPorts: ServingWorkerData["selfPorts"];
   nodeId: string;
   inMesh: boolean;
   identity: ServingWorkerData["identity"];
@@ -131,6 +132,7 @@ export class ServingWorkers {
         index,
         config,
         ports: o.ports,
+        selfPorts: o.selfPorts,
         nodeId: o.nodeId,
         inMesh: o.inMesh,
         identity: o.identity,

@@ -70,6 +70,8 @@ export interface ServingOptions {
   reusePort: boolean;
   /** Which serving thread this is: 0 the main thread, 1.. the workers (for metrics and logs). */
   thread: number;
+  /** The proxy's own ports this thread does not bind (admin, agent): passthrough never reaches them. */
+  selfPorts?: readonly number[];
   /** Circuit-breaker counts shared by every serving thread (concurrency above 1): shared-breakers.ts's block. */
   breakers?: SharedArrayBuffer;
 }
@@ -153,7 +155,7 @@ export function createServing(o: ServingOptions): Serving {
     holder,
     // Passthrough and shadow traffic without a cluster of its own uses the default pool.
     dispatcher: holder.pools.for("PassthroughCluster", DEFAULT_CLUSTER_POLICY.limits),
-    passthrough: new PassthroughGuard(new Set(), settings.passthrough.allowLoopback),
+    passthrough: new PassthroughGuard(new Set(o.selfPorts), settings.passthrough.allowLoopback),
     streamIdle: new StreamIdleTimeout(settings.http.streamIdleTimeoutMs),
     observer: telemetry,
     peers: new PeerCache(),

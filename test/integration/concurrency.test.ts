@@ -100,6 +100,18 @@ describe("concurrency: serving threads", () => {
     expect(byThread(metrics, "0") + byThread(metrics, "1")).toBe(128);
   });
 
+  it("refuses passthrough to the proxy's own admin and agent ports on every thread", async () => {
+    const files = configDir(settingsYaml("h1", "  concurrency: 2"));
+    const proxy = await startProxy({ config: requireConfig(loadConfigPath(files.dir)), log: () => {} });
+    cleanup.push(() => proxy.close());
+    // allowLoopback is on (settingsYaml), so only the guard's own-port check stands between a client and the admin port.
+    for (const port of [proxy.admin.port, ...proxy.agentPorts.map((l) => l.port)]) {
+      const answers = await Promise.all(Array.from({ length: 32 }, () => fresh(proxy.outbound.port, "/ready", `127.0.0.1:${port}`)));
+      expect(answers.map((r) => r.status), `port ${port}`).toEqual(Array<number>(32).fill(502));
+    }
+    expect((await scrape(proxy)).sum("instio_serving_thread_requests_total", { thread: "1" })).toBeGreaterThan(0);
+  });
+
   it("holds the drain while any thread has requests in flight, and exits when all are done", async () => {
     const slow = await startUpstream("slow");
     cleanup.push(() => slow.close());
