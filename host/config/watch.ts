@@ -36,15 +36,17 @@ class WorkerLoader {
   load(path: string, unless: string, resolved: ResolvedNames): Promise<LoadReply> {
     clearTimeout(this.idle);
     if (!this.worker) {
-      this.worker = new Worker(workerScript(import.meta.url, "load-worker.js"));
-      this.worker.unref();
-      this.worker.on("message", (reply: LoadReply) => {
+      const worker = (this.worker = new Worker(workerScript(import.meta.url, "load-worker.js")));
+      worker.unref();
+      worker.on("message", (reply: LoadReply) => {
         this.waiting.get(reply.id)?.(reply);
         this.waiting.delete(reply.id);
         if (this.waiting.size === 0) this.idle = setTimeout(() => this.stop(), WORKER_IDLE_MS).unref();
       });
-      this.worker.on("error", (err) => this.failAll(err));
-      this.worker.on("exit", () => this.failAll(new Error("the config worker exited")));
+      // Only the current worker's end fails the loads: one stopped while idle exits a moment later, when a
+      // reload may already be waiting on its successor.
+      worker.on("error", (err) => this.worker === worker && this.failAll(err));
+      worker.on("exit", () => this.worker === worker && this.failAll(new Error("the config worker exited")));
     }
     const id = ++this.nextId;
     return new Promise((resolve) => {
