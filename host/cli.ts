@@ -9,11 +9,10 @@ import { loadOnWorker, logDiagnostics } from "./config/watch.js";
 import { explain } from "./explain.js";
 import { startProxy, type RunningProxy } from "./proxy/server.js";
 import type { Settings } from "./config/model.js";
-import { defaultSettings, MAX_CONCURRENCY } from "./config/settings.js";
+import { defaultSettings, MAX_CONCURRENCY, servingThreads } from "./config/settings.js";
 import type { NodeIdentity } from "./xds/node-identity.js";
 import type { CertificateSource } from "./security/workload-certificates.js";
 import { readFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
 
 const HELP = `instio: a service-mesh sidecar proxy configured with Istio YAML
 
@@ -187,7 +186,7 @@ function concurrencyFlag(values: { concurrency?: string }): number | undefined {
   if (values.concurrency === undefined) return undefined;
   const n = Number(values.concurrency);
   if (!Number.isInteger(n) || n < 0 || n > MAX_CONCURRENCY) fail(`--concurrency must be an integer from 0 to ${MAX_CONCURRENCY}, got "${values.concurrency}"`);
-  return n === 0 ? Math.min(availableParallelism(), MAX_CONCURRENCY) : n;
+  return servingThreads(n);
 }
 
 function fail(message: string): never {

@@ -37,6 +37,17 @@ export const SETTINGS_KIND = "ProxySettings";
 /** Serving threads at most: Envoy has no limit, but each thread here is a V8 isolate of its own. */
 export const MAX_CONCURRENCY = 64;
 
+/** The serving threads a `concurrency` of 0..MAX_CONCURRENCY asks for: 0 is one per CPU, as Istio's ProxyConfig. */
+export function servingThreads(concurrency: number): number {
+  return concurrency === 0 ? Math.min(availableParallelism(), MAX_CONCURRENCY) : concurrency;
+}
+
+/** Why these listeners cannot serve from `threads` threads (uWebSockets.js binds its own sockets), or undefined. */
+export function concurrencyProblem(threads: number, s: Pick<Settings, "outbound" | "inbound">): string | undefined {
+  if (threads > 1 && (s.outbound.engine === "uws" || s.inbound?.engine === "uws")) return `concurrency ${threads} needs listeners on the h1, node or h2c engine: the uws engine serves from one thread`;
+  return undefined;
+}
+
 export function defaultSettings(): Settings {
   return {
     namespace: "default",
@@ -149,10 +160,9 @@ export function readSettings(r: FieldReader, top: Obj): Settings {
     if (path) s.accessLog = { path, format };
   }
   const concurrency = r.integer(spec.concurrency, ["spec", "concurrency"], 0, MAX_CONCURRENCY);
-  if (concurrency !== undefined) s.concurrency = concurrency === 0 ? Math.min(availableParallelism(), MAX_CONCURRENCY) : concurrency;
-  if (s.concurrency > 1 && (s.outbound.engine === "uws" || s.inbound?.engine === "uws")) {
-    r.error(["spec", "concurrency"], `concurrency ${s.concurrency} needs listeners on the h1, node or h2c engine: the uws engine serves from one thread`);
-  }
+  if (concurrency !== undefined) s.concurrency = servingThreads(concurrency);
+  const problem = concurrencyProblem(s.concurrency, s);
+  if (problem) r.error(["spec", "concurrency"], problem);
   const drain = r.object(spec.drain, ["spec", "drain"], ["duration", "exitOnZeroActiveConnections"]);
   if (drain) {
     s.drain = {

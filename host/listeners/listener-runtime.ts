@@ -14,7 +14,9 @@ export interface ListenerRuntime {
 }
 
 /** Int32 cells per direction in a serving thread's shared block: requests in flight, draining (0/1). */
-export const RUNTIME_CELLS = 2;
+const RUNTIME_CELLS = 2;
+/** A serving thread's shared block: the outbound pair of cells, then the inbound pair. */
+export const RUNTIME_BLOCK_BYTES = 2 * RUNTIME_CELLS * 4;
 
 /**
  * A ListenerRuntime whose counts live in shared memory, so that the main thread's drain lifecycle reads the
@@ -27,12 +29,10 @@ export class SharedListenerRuntime implements ListenerRuntime {
 
   constructor(
     block: SharedArrayBuffer,
-    /** Which pair of cells: 0 outbound, 1 inbound. */
-    slot: number,
     readonly direction: "outbound" | "inbound",
     readonly routePort?: string,
   ) {
-    this.cells = new Int32Array(block, slot * RUNTIME_CELLS * 4, RUNTIME_CELLS);
+    this.cells = new Int32Array(block, direction === "inbound" ? RUNTIME_CELLS * 4 : 0, RUNTIME_CELLS);
   }
 
   get inFlight(): number {

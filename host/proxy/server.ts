@@ -10,6 +10,7 @@ import { DnsDiscovery } from "../discovery/dns.js";
 import { startAdmin, startAgentPorts, type AdminContext } from "../admin/admin.js";
 import { ConfigWatcher, loadOnWorker } from "../config/watch.js";
 import { requireConfig } from "../config/diagnostics.js";
+import { concurrencyProblem } from "../config/settings.js";
 import { Logger } from "../log.js";
 import type { Telemetry } from "../telemetry/telemetry.js";
 import { Lifecycle } from "./lifecycle.js";
@@ -24,7 +25,7 @@ import type { CertificateSource, WorkloadCertificates } from "../security/worklo
 import { prepareModules } from "../proxy-wasm/plugin.js";
 import { createServing } from "./serving.js";
 import { SharedBreakerTable } from "../cluster/shared-breakers.js";
-import { encodeForWorker, ServingWorkers } from "./serving-workers.js";
+import { ServingWorkers } from "./serving-workers.js";
 
 export interface ProxyOptions {
   /** The config to serve; with `xds`, only its settings are used until the control plane's first config is applied. */
@@ -68,9 +69,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const logger = new Logger("info", options.log);
   const settings = options.config.settings;
   const concurrency = options.concurrency ?? settings.concurrency;
-  if (concurrency > 1 && (settings.outbound.engine === "uws" || settings.inbound?.engine === "uws")) {
-    throw new Error(`instio: concurrency ${concurrency} needs listeners on the h1, node or h2c engine: the uws engine serves from one thread`);
-  }
+  const problem = concurrencyProblem(concurrency, settings);
+  if (problem) throw new Error(`instio: ${problem}`);
   // DNS ServiceEntries: resolve their names before serving, then follow changes with config updates
   // (endpoint updates, since only addresses change). A watched config compiles again on the config
   // worker; one given as an object (no files to watch) has only its clusters' endpoints read again
@@ -161,9 +161,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       breakers: breakers!,
       logger,
     });
-    const started = workers;
-    for (const m of started.managed) lifecycle.add(m);
-    updates.followers = { encode: encodeForWorker, apply: (encoded, origin) => started.apply(encoded, origin) };
+    for (const m of workers.managed) lifecycle.add(m);
+    updates.followers = workers;
     logger.info(`instio: ${concurrency} serving threads (concurrency ${concurrency}), listeners shared with SO_REUSEPORT`);
   }
 

@@ -73,15 +73,15 @@ async function main(data: ServingWorkerData): Promise<void> {
   const logger = new ForwardingLogger(data.logLevel, `worker ${data.index}: `);
   let identity = data.identity;
   const managed: ManagedListener[] = [];
-  const outbound = new SharedListenerRuntime(data.block, 0, "outbound");
-  const inbound = new SharedListenerRuntime(data.block, 1, "inbound");
+  const outbound = new SharedListenerRuntime(data.block, "outbound");
+  const inbound = new SharedListenerRuntime(data.block, "inbound");
   await prepareModules(config.wasmPlugins);
   const serving = createServing({
     config,
     nodeId: data.nodeId,
     inMesh: data.inMesh,
     logger,
-    runtimes: { outbound, inbound, bound: (routePort) => new SharedListenerRuntime(data.block, 0, "outbound", routePort) },
+    runtimes: { outbound, inbound, bound: (routePort) => new SharedListenerRuntime(data.block, "outbound", routePort) },
     drain: {
       add: (l) => void managed.push(l),
       remove: (l: Listener) => void managed.splice(managed.findIndex((m) => m.listener === l) >>> 0, 1),

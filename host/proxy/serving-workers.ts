@@ -11,9 +11,10 @@ import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type
 import type { CompiledConfig } from "../config/compile.js";
 import type { Logger } from "../log.js";
 import type { Listener } from "../listeners/listener.js";
-import { RUNTIME_CELLS, SharedListenerRuntime } from "../listeners/listener-runtime.js";
+import { RUNTIME_BLOCK_BYTES, SharedListenerRuntime } from "../listeners/listener-runtime.js";
 import { workerScript } from "../worker-script.js";
 import type { ManagedListener } from "./lifecycle.js";
+import type { ConfigFollowers } from "./config-updates.js";
 import type { ServingWorkerData, ServingWorkerMessage, WorkerReport } from "./serving-worker.js";
 
 type Metrics = MetricObjectWithValues<MetricValue<string>>[];
@@ -24,7 +25,7 @@ const METRICS_TIMEOUT_MS = 2000;
 const CLOSE_TIMEOUT_MS = 5000;
 
 /** A config as it crosses to a worker: v8-serialized (Maps, Sets and Buffers survive), without the model a worker never reads. */
-export function encodeForWorker(config: CompiledConfig): ArrayBuffer {
+function encodeForWorker(config: CompiledConfig): ArrayBuffer {
   const bytes = serialize({ ...config, model: undefined });
   return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length) as ArrayBuffer;
 }
@@ -48,8 +49,8 @@ class ServingWorker {
       close: () => this.close(),
     });
     this.managed = [
-      { runtime: new SharedListenerRuntime(data.block, 0, "outbound"), listener: remote("outbound") },
-      { runtime: new SharedListenerRuntime(data.block, 1, "inbound"), listener: remote("inbound") },
+      { runtime: new SharedListenerRuntime(data.block, "outbound"), listener: remote("outbound") },
+      { runtime: new SharedListenerRuntime(data.block, "inbound"), listener: remote("inbound") },
     ];
     this.worker.on("message", (r: WorkerReport) => {
       if (r.type === "ready") ready(undefined);
@@ -119,7 +120,8 @@ export interface ServingWorkersOptions {
   logger: Logger;
 }
 
-export class ServingWorkers {
+/** The configs the main thread applies follow to every worker (ConfigUpdates' followers). */
+export class ServingWorkers implements ConfigFollowers {
   private constructor(private readonly workers: ServingWorker[]) {}
 
   /** Starts the workers and waits until each has bound every listener; a worker that cannot is an error. */
@@ -136,7 +138,7 @@ export class ServingWorkers {
         nodeId: o.nodeId,
         inMesh: o.inMesh,
         identity: o.identity,
-        block: new SharedArrayBuffer(2 * RUNTIME_CELLS * 4),
+        block: new SharedArrayBuffer(RUNTIME_BLOCK_BYTES),
         breakers: o.breakers,
         logLevel: o.logger.level,
       };
@@ -157,6 +159,10 @@ export class ServingWorkers {
   /** Every worker's two drain entries (outbound, inbound), for the lifecycle. */
   get managed(): ManagedListener[] {
     return this.workers.flatMap((w) => w.managed);
+  }
+
+  encode(config: CompiledConfig): ArrayBuffer {
+    return encodeForWorker(config);
   }
 
   /** A config the main thread is about to serve: each worker applies it in turn. */
