@@ -6,57 +6,32 @@
 // them); decoding reads any valid Struct, skips the value kinds it does not
 // keep (null, number, bool, list) and throws on malformed bytes.
 
+import { lengthDelimitedFields } from "../envoy/wire-format.js";
+
 /** A Struct value as the metadata exchange reads it: a string, a nested Struct, or a kind it does not keep (empty). */
 export interface StructValue {
   stringValue?: string;
   structValue?: { fields?: Record<string, StructValue> };
 }
 
-/** Field numbers and wire types: Struct.fields = 1 (map entries: key = 1, value = 2); Value.string_value = 3, struct_value = 5. */
-const LEN = 2;
+/** Wire types this reader meets. */
 const VARINT = 0;
 const I64 = 1;
+const LEN = 2;
 const I32 = 5;
 /** Nested Structs deeper than this are malformed input here (Istio's are two deep). */
 const MAX_DEPTH = 32;
 
-const utf8 = new TextEncoder();
-
-function varint(out: number[], n: number): void {
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  out.push(n);
-}
-
-function lengthDelimited(out: number[], field: number, bytes: ArrayLike<number>): void {
-  out.push((field << 3) | LEN);
-  varint(out, bytes.length);
-  for (let i = 0; i < bytes.length; i++) out.push(bytes[i]!);
-}
-
-function encodeValue(v: StructValue): number[] {
-  const out: number[] = [];
-  if (v.stringValue !== undefined) lengthDelimited(out, 3, utf8.encode(v.stringValue));
-  else if (v.structValue !== undefined) lengthDelimited(out, 5, encodeFields(v.structValue.fields ?? {}));
-  return out;
-}
-
-function encodeFields(fields: Record<string, StructValue>): number[] {
-  const out: number[] = [];
-  for (const [key, value] of Object.entries(fields)) {
-    const entry: number[] = [];
-    lengthDelimited(entry, 1, utf8.encode(key));
-    lengthDelimited(entry, 2, encodeValue(value));
-    lengthDelimited(out, 1, entry);
-  }
-  return out;
+// Struct.fields = 1, a map: entries with key = 1 and value = 2. Value.string_value = 3, struct_value = 5.
+function encodeValue(v: StructValue): Buffer {
+  if (v.stringValue !== undefined) return lengthDelimitedFields([[3, Buffer.from(v.stringValue, "utf8")]]);
+  if (v.structValue !== undefined) return lengthDelimitedFields([[5, encodeStruct(v.structValue.fields ?? {})]]);
+  return Buffer.alloc(0);
 }
 
 /** A Struct's bytes, its fields in the order of `fields`. */
-export function encodeStruct(fields: Record<string, StructValue>): Uint8Array {
-  return Uint8Array.from(encodeFields(fields));
+export function encodeStruct(fields: Record<string, StructValue>): Buffer {
+  return lengthDelimitedFields(Object.entries(fields).map(([key, value]) => [1, lengthDelimitedFields([[1, Buffer.from(key, "utf8")], [2, encodeValue(value)]])] as const));
 }
 
 /** A cursor over one message's bytes [pos, end). */

@@ -5,8 +5,7 @@ import { createHash } from "node:crypto";
 import type { CompiledConfig } from "../../config/compile.js";
 import type { ConfigDiagnostic } from "../../config/diagnostics.js";
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, packAny, ROUTE_TYPE, type AnyMessage } from "../protos.js";
-
-const VIRTUAL_HOST_TYPE = "envoy.config.route.v3.VirtualHost";
+import { lengthDelimitedFields } from "../wire-format.js";
 import { builtinClusters, envoyCluster, loadAssignment } from "./clusters.js";
 import { grpcUnsupported } from "./grpc-unsupported.js";
 import { grpcListener, httpPorts, sidecarListeners } from "./listeners.js";
@@ -32,9 +31,11 @@ export interface ResourceDiff {
   removed: string[];
 }
 
-function encode(typeUrl: string, name: string, json: Json): EncodedResource {
-  const any = packAny(typeUrl, json);
-  return { name, any, version: createHash("sha256").update(any.value).digest("base64url").slice(0, 16), json };
+const VIRTUAL_HOST_TYPE = "envoy.config.route.v3.VirtualHost";
+
+/** A resource from its encoded value: its version is a digest of those bytes. */
+function encoded(typeUrl: string, name: string, value: Uint8Array, json: Json): EncodedResource {
+  return { name, any: { type_url: typeUrl, value }, version: createHash("sha256").update(value).digest("base64url").slice(0, 16), json };
 }
 
 /** Entries used at this mesh version, and those of the version before, which survive one more unless used again. */
@@ -59,8 +60,8 @@ class Generations<T> {
 
 const digest = (text: string): string => createHash("sha256").update(text).digest("base64url");
 
-/** RouteConfiguration.virtual_hosts is field 2, length-delimited: its tag byte. */
-const VIRTUAL_HOSTS_TAG = (2 << 3) | 2;
+/** RouteConfiguration.virtual_hosts. */
+const VIRTUAL_HOSTS_FIELD = 2;
 
 /**
  * Encoded resources by content, shared by every proxy class (proxies in ten
@@ -74,21 +75,19 @@ const VIRTUAL_HOSTS_TAG = (2 << 3) | 2;
  */
 export class EncodeCache {
   private readonly resources = new Generations<EncodedResource>();
-  private readonly virtualHosts = new Generations<Buffer>();
+  private readonly virtualHosts = new Generations<Uint8Array>();
 
   encode(typeUrl: string, name: string, json: Json): EncodedResource {
     return this.resources.get(`${typeUrl}|${name}|${digest(JSON.stringify(json))}`, () =>
-      typeUrl === ROUTE_TYPE && Array.isArray(json.virtual_hosts) ? this.routeConfiguration(name, json) : encode(typeUrl, name, json),
+      typeUrl === ROUTE_TYPE && Array.isArray(json.virtual_hosts) ? this.routeConfiguration(name, json) : encoded(typeUrl, name, packAny(typeUrl, json).value, json),
     );
   }
 
   /** The route configuration's other fields, then each virtual host as a field 2 (protobuf parsers take fields in any order). */
   private routeConfiguration(name: string, json: Json): EncodedResource {
     const { virtual_hosts: hosts, ...rest } = json as Json & { virtual_hosts: Json[] };
-    const parts: Uint8Array[] = [packAny(ROUTE_TYPE, rest).value];
-    for (const host of hosts) parts.push(this.virtualHosts.get(digest(JSON.stringify(host)), () => field(VIRTUAL_HOSTS_TAG, packAny(VIRTUAL_HOST_TYPE, host).value)));
-    const value = Buffer.concat(parts);
-    return { name, any: { type_url: ROUTE_TYPE, value }, version: createHash("sha256").update(value).digest("base64url").slice(0, 16), json };
+    const virtualHosts = hosts.map((host) => [VIRTUAL_HOSTS_FIELD, this.virtualHosts.get(digest(JSON.stringify(host)), () => packAny(VIRTUAL_HOST_TYPE, host).value)] as const);
+    return encoded(ROUTE_TYPE, name, Buffer.concat([packAny(ROUTE_TYPE, rest).value, lengthDelimitedFields(virtualHosts)]), json);
   }
 
   /** A new mesh version: entries the last version used survive one more, then go unless used again. */
@@ -96,19 +95,6 @@ export class EncodeCache {
     this.resources.next();
     this.virtualHosts.next();
   }
-}
-
-/** One length-delimited field: its tag byte, the length as a varint, the bytes. */
-function field(tag: number, bytes: Uint8Array): Buffer {
-  const head = [tag];
-  for (let n = bytes.length; ; n >>>= 7) {
-    if (n < 0x80) {
-      head.push(n);
-      break;
-    }
-    head.push((n & 0x7f) | 0x80);
-  }
-  return Buffer.concat([Buffer.from(head), bytes]);
 }
 
 /**
