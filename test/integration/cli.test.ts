@@ -28,6 +28,24 @@ describe("instio CLI", () => {
     for (const c of ["proxy --config", "validate", "explain", "quickstart", "Examples:"]) expect(r.stdout).toContain(c);
   });
 
+  it("proxy refuses a --concurrency that is not a thread count, and one the uws engine cannot serve", () => {
+    for (const bad of ["-1", "2.5", "65", "two"]) {
+      const r = run("proxy", "--config", "examples/quickstart", `--concurrency=${bad}`);
+      expect(r.status, bad).toBe(2);
+      expect(r.stderr).toContain(`--concurrency must be an integer from 0 to 64, got "${bad}"`);
+    }
+    const dir = tempConfig(`apiVersion: instio.dev/v1alpha1
+kind: ProxySettings
+spec:
+  listeners: {outbound: {address: 127.0.0.1, port: 0, engine: uws}}
+  admin: {address: 127.0.0.1, port: 0}
+  agent: {enabled: false}
+`);
+    const r = run("proxy", "--config", dir, "--concurrency", "2");
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("concurrency 2 needs listeners on the h1, node or h2c engine: the uws engine serves from one thread");
+  });
+
   it("bench times a config's own routes: a generated corpus (every route, last routes, misses) or the user's requests", () => {
     const generated = run("bench", "--config", QUICKSTART_CONFIG, "--samples", "3");
     expect(generated.status, generated.stderr).toBe(0);
