@@ -34,8 +34,24 @@ export interface PluginServices {
   failed(plugin: string): void;
 }
 
-/** Instrumented, compiled modules by sha256: compiled once per process, shared by every plugin that loads the same module. */
+/**
+ * Instrumented, compiled modules by sha256: compiled once per process, shared by every plugin that loads the same
+ * module (serving workers adopt the main thread's: a WebAssembly.Module crosses threads without compiling again).
+ */
 const modules = new Map<string, WebAssembly.Module>();
+
+/** The compiled modules `plugins` use, for the other serving threads (adoptModules there). */
+export function compiledModules(plugins: readonly WasmPluginConfig[]): [string, WebAssembly.Module][] {
+  return [...new Set(plugins.map((p) => p.sha256))].flatMap((sha) => {
+    const m = modules.get(sha);
+    return m ? [[sha, m] as [string, WebAssembly.Module]] : [];
+  });
+}
+
+/** Modules another thread instrumented and compiled: prepareModules finds them ready here. */
+export function adoptModules(compiled: readonly [string, WebAssembly.Module][]): void {
+  for (const [sha, m] of compiled) if (!modules.has(sha)) modules.set(sha, m);
+}
 
 /**
  * Instruments (in a child process) and compiles the modules of `plugins` that

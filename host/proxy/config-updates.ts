@@ -21,10 +21,10 @@ function describeUpdate(s: Snapshot): string {
 }
 
 /** The other serving threads (`concurrency` above 1): each config this thread applies goes to them too. */
-export interface ConfigFollowers {
+export interface ConfigFollowers<Encoded = unknown> {
   /** Taken before the swap, which consumes the config's route image. */
-  encode(config: CompiledConfig): ArrayBuffer;
-  apply(encoded: ArrayBuffer, origin: string): void;
+  encode(config: CompiledConfig): Encoded;
+  apply(encoded: Encoded, origin: string): void;
 }
 
 export class ConfigUpdates {
@@ -55,14 +55,14 @@ export class ConfigUpdates {
     if (all.some((d) => d.severity === "error")) return this.reject(origin, all);
     for (const d of all) this.logger.info(`config (${origin}): ${formatDiagnostic(d)}`);
     let s: Snapshot;
-    let encoded: ArrayBuffer | undefined;
+    let encoded: unknown;
     try {
       encoded = this.followers?.encode(config);
       s = this.holder.swap(config);
     } catch (err) {
       return this.reject(origin, [], `internal error while building its snapshot: ${(err as Error).stack ?? String(err)}`);
     }
-    if (encoded) this.followers!.apply(encoded, origin);
+    if (this.followers) this.followers.apply(encoded, origin);
     this.stats.applied++;
     this.telemetry.metrics.configReloads.inc({ result: "applied" });
     this.logger.info(`config: version ${s.version} applied (${origin}: ${config.virtualHosts.length} virtual hosts, ${config.routes.length} routes, ${config.clusters.length} clusters; ${describeUpdate(s)})`);

@@ -14,7 +14,7 @@ import type { Listener } from "../listeners/listener.js";
 import { SharedListenerRuntime } from "../listeners/listener-runtime.js";
 import type { ManagedListener } from "./lifecycle.js";
 import { createServing } from "./serving.js";
-import { prepareModules } from "../proxy-wasm/plugin.js";
+import { adoptModules, prepareModules } from "../proxy-wasm/plugin.js";
 
 /** What a serving worker starts from. */
 export interface ServingWorkerData {
@@ -22,6 +22,8 @@ export interface ServingWorkerData {
   index: number;
   /** The config the main thread serves, v8-serialized without its model. */
   config: ArrayBuffer;
+  /** Its Proxy-Wasm modules, instrumented and compiled by the main thread. */
+  modules: [string, WebAssembly.Module][];
   /** The ports the main thread bound (a 0 in the settings is the port the kernel picked there). */
   ports: { outbound: number; inbound: number | undefined };
   nodeId: string;
@@ -37,7 +39,7 @@ export interface ServingWorkerData {
 }
 
 export type ServingWorkerMessage =
-  | { type: "config"; config: ArrayBuffer; origin: string }
+  | { type: "config"; config: ArrayBuffer; modules: [string, WebAssembly.Module][]; origin: string }
   | { type: "sync-listeners" }
   | { type: "identity"; identity: { key: string; chain: string[] } | undefined }
   | { type: "metrics"; id: number }
@@ -75,6 +77,7 @@ async function main(data: ServingWorkerData): Promise<void> {
   const managed: ManagedListener[] = [];
   const outbound = new SharedListenerRuntime(data.block, "outbound");
   const inbound = new SharedListenerRuntime(data.block, "inbound");
+  adoptModules(data.modules);
   await prepareModules(config.wasmPlugins);
   const serving = createServing({
     config,
@@ -99,6 +102,7 @@ async function main(data: ServingWorkerData): Promise<void> {
       case "config":
         applying = applying.then(async () => {
           const next = deserialize(Buffer.from(m.config)) as CompiledConfig;
+          adoptModules(m.modules);
           try {
             await prepareModules(next.wasmPlugins);
           } catch (err) {

@@ -15,6 +15,7 @@ import { RUNTIME_BLOCK_BYTES, SharedListenerRuntime } from "../listeners/listene
 import { workerScript } from "../worker-script.js";
 import type { ManagedListener } from "./lifecycle.js";
 import type { ConfigFollowers } from "./config-updates.js";
+import { compiledModules } from "../proxy-wasm/plugin.js";
 import type { ServingWorkerData, ServingWorkerMessage, WorkerReport } from "./serving-worker.js";
 
 type Metrics = MetricObjectWithValues<MetricValue<string>>[];
@@ -24,10 +25,18 @@ const METRICS_TIMEOUT_MS = 2000;
 /** How long close() waits for a worker to close its listeners and pools before terminating it. */
 const CLOSE_TIMEOUT_MS = 5000;
 
-/** A config as it crosses to a worker: v8-serialized (Maps, Sets and Buffers survive), without the model a worker never reads. */
-function encodeForWorker(config: CompiledConfig): ArrayBuffer {
+/**
+ * A config as it crosses to a worker: v8-serialized (Maps, Sets and Buffers survive), without the model a worker
+ * never reads, and with the Proxy-Wasm modules the main thread already instrumented and compiled.
+ */
+export interface ConfigForWorker {
+  config: ArrayBuffer;
+  modules: [string, WebAssembly.Module][];
+}
+
+function encodeForWorker(config: CompiledConfig): ConfigForWorker {
   const bytes = serialize({ ...config, model: undefined });
-  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length) as ArrayBuffer;
+  return { config: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length) as ArrayBuffer, modules: compiledModules(config.wasmPlugins) };
 }
 
 class ServingWorker {
@@ -121,18 +130,19 @@ export interface ServingWorkersOptions {
 }
 
 /** The configs the main thread applies follow to every worker (ConfigUpdates' followers). */
-export class ServingWorkers implements ConfigFollowers {
+export class ServingWorkers implements ConfigFollowers<ConfigForWorker> {
   private constructor(private readonly workers: ServingWorker[]) {}
 
   /** Starts the workers and waits until each has bound every listener; a worker that cannot is an error. */
   static async start(o: ServingWorkersOptions): Promise<ServingWorkers> {
-    const config = encodeForWorker(o.config);
+    const { config, modules } = encodeForWorker(o.config);
     const workers: ServingWorker[] = [];
     const started: Promise<void>[] = [];
     for (let index = 1; index <= o.count; index++) {
       const data: ServingWorkerData = {
         index,
         config,
+        modules,
         ports: o.ports,
         selfPorts: o.selfPorts,
         nodeId: o.nodeId,
@@ -161,13 +171,13 @@ export class ServingWorkers implements ConfigFollowers {
     return this.workers.flatMap((w) => w.managed);
   }
 
-  encode(config: CompiledConfig): ArrayBuffer {
+  encode(config: CompiledConfig): ConfigForWorker {
     return encodeForWorker(config);
   }
 
   /** A config the main thread is about to serve: each worker applies it in turn. */
-  apply(encoded: ArrayBuffer, origin: string): void {
-    for (const w of this.workers) w.send({ type: "config", config: encoded, origin });
+  apply(encoded: ConfigForWorker, origin: string): void {
+    for (const w of this.workers) w.send({ type: "config", ...encoded, origin });
   }
 
   /** Listeners follow the last config (xDS: LDS adds and removes TCP and port-routed HTTP listeners). */
