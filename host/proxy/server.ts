@@ -25,7 +25,7 @@ import type { CertificateSource, WorkloadCertificates } from "../security/worklo
 import { prepareModules } from "../proxy-wasm/plugin.js";
 import { createServing } from "./serving.js";
 import { SharedBreakerTable } from "../cluster/shared-breakers.js";
-import { ServingWorkers } from "./serving-workers.js";
+import { encodeForWorker, ServingWorkers } from "./serving-workers.js";
 
 export interface ProxyOptions {
   /** The config to serve; with `xds`, only its settings are used until the control plane's first config is applied. */
@@ -116,7 +116,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   });
   // With concurrency above 1 the main thread serves as one of the workers, its sockets bound with SO_REUSEPORT beside
   // theirs, and every thread counts circuit-breaker limits in the same shared table, as Envoy's workers share them.
-  const breakers = concurrency > 1 ? new SharedBreakerTable().block : undefined;
+  // The config for the workers is encoded before the main thread's snapshot consumes its route image, so that the
+  // workers do not encode the image again.
+  const threads = concurrency > 1 ? { breakers: new SharedBreakerTable().block, config: encodeForWorker(initial) } : undefined;
   const serving = createServing({
     config: initial,
     nodeId,
@@ -127,7 +129,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     identity: () => certificates?.current,
     reusePort: concurrency > 1,
     thread: 0,
-    breakers,
+    breakers: threads?.breakers,
   });
   const { holder: current, updates, telemetry, pipeline } = serving;
   const ctx: AdminContext = {
@@ -149,16 +151,16 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   for (const l of [admin, ...agentPorts]) selfPorts.add(l.port);
   await serving.bind();
   const outbound = serving.outbound!;
-  if (concurrency > 1) {
+  if (threads) {
     workers = await ServingWorkers.start({
       count: concurrency - 1,
-      config: initial,
+      config: threads.config,
       ports: { outbound: outbound.port, inbound: serving.inbound?.port },
       selfPorts: [...selfPorts],
       nodeId,
       inMesh,
       identity: undefined,
-      breakers: breakers!,
+      breakers: threads.breakers,
       logger,
     });
     for (const m of workers.managed) lifecycle.add(m);

@@ -34,7 +34,7 @@ export interface ConfigForWorker {
   modules: [string, WebAssembly.Module][];
 }
 
-function encodeForWorker(config: CompiledConfig): ConfigForWorker {
+export function encodeForWorker(config: CompiledConfig): ConfigForWorker {
   const bytes = serialize({ ...config, model: undefined });
   return { config: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length) as ArrayBuffer, modules: compiledModules(config.wasmPlugins) };
 }
@@ -117,8 +117,8 @@ class ServingWorker {
 export interface ServingWorkersOptions {
   /** Workers to start (concurrency − 1). */
   count: number;
-  /** The config the main thread serves, with the ports its listeners bound. */
-  config: CompiledConfig;
+  /** The config the main thread serves (encoded before its snapshot took the route image), and the ports its listeners bound. */
+  config: ConfigForWorker;
   ports: ServingWorkerData["ports"];
   selfPorts: ServingWorkerData["selfPorts"];
   nodeId: string;
@@ -135,7 +135,7 @@ export class ServingWorkers implements ConfigFollowers<ConfigForWorker> {
 
   /** Starts the workers and waits until each has bound every listener; a worker that cannot is an error. */
   static async start(o: ServingWorkersOptions): Promise<ServingWorkers> {
-    const { config, modules } = encodeForWorker(o.config);
+    const { config, modules } = o.config;
     const workers: ServingWorker[] = [];
     const started: Promise<void>[] = [];
     for (let index = 1; index <= o.count; index++) {
