@@ -55,6 +55,8 @@ interface Peer {
 }
 
 const BOTH: Layout[] = ["pinned", "shared"];
+/** One-worker peers run in both layouts; more workers only where nothing is pinned, so that they have cores to use. */
+const layoutsFor = (workers: number): Layout[] => (workers > 1 ? ["shared"] : BOTH);
 
 const instioSettings = (port: number, engine?: "h1" | "uws"): string => benchMesh({ port, upstreamPort: UPSTREAM_PORT, registryOnly: true, engine });
 
@@ -108,7 +110,7 @@ spec:
 `;
 }
 
-function instioPeer(name: string, port: number, extra: string, engine?: "h1" | "uws", root = ROOT, concurrency = 1, layouts: Layout[] = concurrency > 1 ? ["shared"] : BOTH): Peer {
+function instioPeer(name: string, port: number, extra: string, engine?: "h1" | "uws", root = ROOT, concurrency = 1, layouts = layoutsFor(concurrency)): Peer {
   return {
     name,
     port,
@@ -126,7 +128,7 @@ function nginxPeer(name: string, port: number, workers: number): Peer {
   return {
     name,
     port,
-    layouts: workers > 1 ? ["shared"] : BOTH,
+    layouts: layoutsFor(workers),
     start(dir, cpu) {
       const conf = join(dir, `nginx-proxy-${port}.conf`);
       writeFileSync(conf, `worker_processes ${workers}; daemon off; pid ${dir}/nginx-proxy-${port}.pid; error_log stderr error;
@@ -144,7 +146,7 @@ function haproxyPeer(name: string, port: number, threads: number): Peer {
   return {
     name,
     port,
-    layouts: threads > 1 ? ["shared"] : BOTH,
+    layouts: layoutsFor(threads),
     start(dir, cpu) {
       const conf = join(dir, `haproxy-${port}.cfg`);
       writeFileSync(conf, `global
